@@ -1,0 +1,6 @@
+//! connective
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod model;
+pub mod store;

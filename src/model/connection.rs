@@ -1,0 +1,1061 @@
+//! Connections: scope, target, auth scheme and ordered parameters with layered
+//! values.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::ident::{
+    ConnectionId, ConnectionName, CustomerId, Environment, IntegrationId, ParamName, ParseError,
+    ProjectId, shorten,
+};
+use super::oauth::AppOwner;
+use super::secret::SecretValue;
+
+/// Who may use a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every integration of the project (Prismatic: a *reusable* connection).
+    Project,
+    /// That one integration only (Prismatic: *integration-specific*).
+    Integration(IntegrationId),
+}
+
+impl Scope {
+    /// The integration, for an integration-scope connection.
+    pub fn integration(&self) -> Option<&IntegrationId> {
+        match self {
+            Scope::Project => None,
+            Scope::Integration(i) => Some(i),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Project => f.write_str("project scope"),
+            Scope::Integration(i) => write!(f, "integration scope ({i})"),
+        }
+    }
+}
+
+/// Who may call a platform integration's endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EndpointVisibility {
+    /// Integrations of the same project.
+    Project,
+    /// Integrations of the same organization.
+    Organization,
+    /// Anyone.
+    Public,
+}
+
+/// A platform integration a connection reaches (possibly in another project).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PlatformTarget {
+    /// The target's project.
+    pub project: ProjectId,
+    /// The target integration.
+    pub integration: IntegrationId,
+    /// The endpoint's name or path, if the integration has several.
+    pub endpoint: Option<String>,
+    /// Who may call the endpoint.
+    pub visibility: EndpointVisibility,
+}
+
+/// What a connection reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Target {
+    /// Another integration on the platform.
+    Platform(PlatformTarget),
+    /// A managed database; the connection carries `HostName`, `Port`,
+    /// `Username`, `Password` (secret) and `DatabaseName`.
+    Database {
+        /// The engine, e.g. `postgresql`, `mysql`.
+        engine: String,
+    },
+    /// A third-party service; its URLs per environment are parameters.
+    External {
+        /// The service, e.g. `twilio`.
+        service: String,
+    },
+}
+
+impl Target {
+    /// A platform integration target with project visibility and no named
+    /// endpoint.
+    pub fn platform(project: ProjectId, integration: IntegrationId) -> Self {
+        Target::Platform(PlatformTarget {
+            project,
+            integration,
+            endpoint: None,
+            visibility: EndpointVisibility::Project,
+        })
+    }
+
+    /// A third-party service.
+    pub fn external(service: impl Into<String>) -> Self {
+        Target::External {
+            service: service.into(),
+        }
+    }
+
+    /// A managed database.
+    pub fn database(engine: impl Into<String>) -> Self {
+        Target::Database {
+            engine: engine.into(),
+        }
+    }
+
+    /// The parameters a database connection must declare.
+    pub const DATABASE_PARAMS: [&'static str; 5] =
+        ["HostName", "Port", "Username", "Password", "DatabaseName"];
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Platform(t) => write!(f, "platform integration {}/{}", t.project, t.integration),
+            Target::Database { engine } => write!(f, "{engine} database"),
+            Target::External { service } => write!(f, "external service {service}"),
+        }
+    }
+}
+
+/// Where an OAuth 2.0 client-credentials connection gets its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OAuthClient {
+    /// The shared application: the project's for a project-scope connection,
+    /// the integration's for an integration-scope one.
+    Shared,
+    /// An application of this connection alone.
+    Dedicated,
+    /// The connection's own parameters carry the client (client ID, secret,
+    /// token URL), as for a third-party OAuth provider.
+    Supplied,
+}
+
+/// How a connection authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuthScheme {
+    /// No authentication.
+    None,
+    /// An API key (a secret parameter).
+    ApiKey,
+    /// User name and password (a secret parameter).
+    Basic,
+    /// OAuth 2.0 client credentials.
+    OAuth2(OAuthClient),
+    /// Whatever fields the registrant defines.
+    Custom,
+}
+
+impl AuthScheme {
+    /// Whether the platform manages this connection's OAuth application.
+    pub fn managed_oauth(&self) -> Option<OAuthClient> {
+        match self {
+            AuthScheme::OAuth2(c @ (OAuthClient::Shared | OAuthClient::Dedicated)) => Some(*c),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AuthScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthScheme::None => "no-auth",
+            AuthScheme::ApiKey => "api-key",
+            AuthScheme::Basic => "basic-auth",
+            AuthScheme::OAuth2(OAuthClient::Shared) => "oauth2 (shared application)",
+            AuthScheme::OAuth2(OAuthClient::Dedicated) => "oauth2 (dedicated application)",
+            AuthScheme::OAuth2(OAuthClient::Supplied) => "oauth2 (supplied client)",
+            AuthScheme::Custom => "custom",
+        })
+    }
+}
+
+/// One value layer of a parameter. Also the provenance of a resolved value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    /// The value for every environment and customer.
+    Default,
+    /// The value for one environment.
+    Environment(Environment),
+    /// The value for one customer, in every environment.
+    Customer(CustomerId),
+    /// The value for one customer in one environment.
+    CustomerEnvironment(CustomerId, Environment),
+}
+
+impl Layer {
+    /// Whether the layer is for one customer.
+    pub fn customer(&self) -> Option<&CustomerId> {
+        match self {
+            Layer::Customer(c) | Layer::CustomerEnvironment(c, _) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Rank in rule 3's order (0 wins), if the layer applies to (env, customer).
+    fn rank(&self, env: &Environment, customer: Option<&CustomerId>) -> Option<u8> {
+        match self {
+            Layer::CustomerEnvironment(c, e) => (Some(c) == customer && e == env).then_some(0),
+            Layer::Customer(c) => (Some(c) == customer).then_some(1),
+            Layer::Environment(e) => (e == env).then_some(2),
+            Layer::Default => Some(3),
+        }
+    }
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Layer::Default => f.write_str("default value"),
+            Layer::Environment(e) => write!(f, "environment {e} override"),
+            Layer::Customer(c) => write!(f, "customer {c} override"),
+            Layer::CustomerEnvironment(c, e) => write!(f, "customer {c} in environment {e} override"),
+        }
+    }
+}
+
+/// A parameter's values: a default and overrides, at most one per [`Layer`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Layers<T> {
+    values: Vec<(Layer, T)>,
+}
+
+impl<T> Default for Layers<T> {
+    fn default() -> Self {
+        Layers { values: Vec::new() }
+    }
+}
+
+impl<T> Layers<T> {
+    /// **Rule 3, the value precedence.** For environment `env` and customer
+    /// `customer`, the first value present in this order wins:
+    /// (customer, environment) override, customer override, environment
+    /// override, default. Without a customer, customer layers never apply.
+    ///
+    /// This is the only place the order is written down.
+    pub fn pick(&self, env: &Environment, customer: Option<&CustomerId>) -> Option<(&Layer, &T)> {
+        let mut best: Option<(u8, &Layer, &T)> = None;
+        for (layer, value) in &self.values {
+            if let Some(rank) = layer.rank(env, customer) {
+                if best.is_none_or(|(r, _, _)| rank < r) {
+                    best = Some((rank, layer, value));
+                }
+            }
+        }
+        best.map(|(_, l, v)| (l, v))
+    }
+
+    /// Every layer and its value, in the order they were given.
+    pub fn iter(&self) -> impl Iterator<Item = (&Layer, &T)> {
+        self.values.iter().map(|(l, v)| (l, v))
+    }
+
+    /// How many values there are.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there is no value at all.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The value of exactly `layer`.
+    pub fn get(&self, layer: &Layer) -> Option<&T> {
+        self.values.iter().find(|(l, _)| l == layer).map(|(_, v)| v)
+    }
+
+    fn from_vec(values: Vec<(Layer, T)>) -> Self {
+        Layers { values }
+    }
+}
+
+impl<T> fmt::Debug for Layers<T> {
+    /// Lists the layers only: values, plain or secret, are not printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.values.iter().map(|(l, _)| l)).finish()
+    }
+}
+
+/// Whether a parameter is plain or secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    /// Readable text (a URL, a host name).
+    Plain,
+    /// A secret: write-only through the API, out only through resolution.
+    Secret,
+}
+
+/// Whether a parameter must have a value when it is mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Requirement {
+    /// Must resolve to a value.
+    Required,
+    /// May be absent; default-name mappings then skip it.
+    Optional,
+}
+
+/// Who sets a per-customer value (Prismatic's two per-customer kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnteredBy {
+    /// The organization sets each customer's value on its behalf.
+    Organization,
+    /// The customer enters its own value.
+    Customer,
+}
+
+/// Whether a parameter has one value for everybody or one per customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tenancy {
+    /// One value (per environment) for every customer; customer overrides are
+    /// still allowed.
+    Global,
+    /// Only customer layers: there is no global value.
+    PerCustomer(EnteredBy),
+}
+
+/// A parameter's values, plain or secret.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamValues {
+    /// Plain text values.
+    Plain(Layers<String>),
+    /// Secret values.
+    Secret(Layers<SecretValue>),
+}
+
+impl fmt::Debug for ParamValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamValues::Plain(l) => f.debug_tuple("Plain").field(l).finish(),
+            ParamValues::Secret(l) => f.debug_tuple("Secret").field(l).finish(),
+        }
+    }
+}
+
+/// One named field of a connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Param {
+    name: ParamName,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    description: String,
+    requirement: Requirement,
+    tenancy: Tenancy,
+    values: ParamValues,
+}
+
+impl Param {
+    /// Starts a plain parameter.
+    ///
+    /// ```
+    /// use connective::model::Param;
+    /// let url = Param::plain("ServiceURL")
+    ///     .default("https://dev.example.com")
+    ///     .env("production", "https://example.com");
+    /// # let _ = url;
+    /// ```
+    pub fn plain<N: IntoIdent<ParamName>>(name: N) -> ParamBuilder {
+        ParamBuilder::new(name.into_ident(), ParamKind::Plain)
+    }
+
+    /// Starts a secret parameter.
+    pub fn secret<N: IntoIdent<ParamName>>(name: N) -> ParamBuilder {
+        ParamBuilder::new(name.into_ident(), ParamKind::Secret)
+    }
+
+    /// The name.
+    pub fn name(&self) -> &ParamName {
+        &self.name
+    }
+    /// The description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+    /// Plain or secret.
+    pub fn kind(&self) -> ParamKind {
+        match self.values {
+            ParamValues::Plain(_) => ParamKind::Plain,
+            ParamValues::Secret(_) => ParamKind::Secret,
+        }
+    }
+    /// Required or optional.
+    pub fn requirement(&self) -> Requirement {
+        self.requirement
+    }
+    /// Global or per customer.
+    pub fn tenancy(&self) -> Tenancy {
+        self.tenancy
+    }
+    /// The values.
+    pub fn values(&self) -> &ParamValues {
+        &self.values
+    }
+    /// The layers that have a value, without the values.
+    pub fn layers(&self) -> Vec<&Layer> {
+        match &self.values {
+            ParamValues::Plain(l) => l.iter().map(|(l, _)| l).collect(),
+            ParamValues::Secret(l) => l.iter().map(|(l, _)| l).collect(),
+        }
+    }
+}
+
+/// Converts an argument into a validated identifier, deferring the error.
+///
+/// Implemented for `&str`, `String` and the identifier itself, so builders take
+/// either text or an already parsed identifier; a text that fails to parse is
+/// reported by the builder's `build()` with the field it was given for.
+pub trait IntoIdent<T> {
+    /// The identifier, or why the text is not one.
+    fn into_ident(self) -> Result<T, ParseError>;
+}
+
+impl<T, S> IntoIdent<T> for S
+where
+    S: TryInto<T>,
+    S::Error: Into<ParseError>,
+{
+    fn into_ident(self) -> Result<T, ParseError> {
+        self.try_into().map_err(Into::into)
+    }
+}
+
+/// The most bytes a parameter value may have.
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+/// The most bytes a description may have.
+pub const MAX_DESCRIPTION_LEN: usize = 4 * 1024;
+/// The most parameters a connection may have.
+pub const MAX_PARAMS: usize = 256;
+
+/// Builds a [`Param`]; errors surface in [`ConnectionBuilder::build`].
+#[derive(Clone)]
+pub struct ParamBuilder {
+    name: Result<ParamName, ParseError>,
+    kind: ParamKind,
+    description: String,
+    requirement: Requirement,
+    tenancy: Tenancy,
+    values: Vec<(Result<Layer, (&'static str, ParseError)>, SecretValue)>,
+}
+
+impl fmt::Debug for ParamBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParamBuilder")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("values", &self.values.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParamBuilder {
+    fn new(name: Result<ParamName, ParseError>, kind: ParamKind) -> Self {
+        ParamBuilder {
+            name,
+            kind,
+            description: String::new(),
+            requirement: Requirement::Required,
+            tenancy: Tenancy::Global,
+            values: Vec::new(),
+        }
+    }
+
+    /// Sets the description.
+    pub fn describe(mut self, text: impl Into<String>) -> Self {
+        self.description = text.into();
+        self
+    }
+
+    /// Marks the parameter optional (parameters are required by default).
+    pub fn optional(mut self) -> Self {
+        self.requirement = Requirement::Optional;
+        self
+    }
+
+    /// Marks the parameter per-customer: it has no global value, and each
+    /// customer's value is set by `entered_by`.
+    pub fn per_customer(mut self, entered_by: EnteredBy) -> Self {
+        self.tenancy = Tenancy::PerCustomer(entered_by);
+        self
+    }
+
+    /// Sets the default value.
+    pub fn default(self, value: impl Into<String>) -> Self {
+        self.layer(Ok(Layer::Default), value)
+    }
+
+    /// Sets the value for one environment.
+    pub fn env<E: IntoIdent<Environment>>(self, env: E, value: impl Into<String>) -> Self {
+        let layer = env.into_ident().map(Layer::Environment).map_err(|e| ("environment", e));
+        self.layer(layer, value)
+    }
+
+    /// Sets the value for one customer, in every environment.
+    pub fn customer<C: IntoIdent<CustomerId>>(self, customer: C, value: impl Into<String>) -> Self {
+        let layer = customer.into_ident().map(Layer::Customer).map_err(|e| ("customer", e));
+        self.layer(layer, value)
+    }
+
+    /// Sets the value for one customer in one environment.
+    pub fn customer_env<C: IntoIdent<CustomerId>, E: IntoIdent<Environment>>(
+        self,
+        customer: C,
+        env: E,
+        value: impl Into<String>,
+    ) -> Self {
+        let layer = match (customer.into_ident(), env.into_ident()) {
+            (Ok(c), Ok(e)) => Ok(Layer::CustomerEnvironment(c, e)),
+            (Err(err), _) => Err(("customer", err)),
+            (_, Err(err)) => Err(("environment", err)),
+        };
+        self.layer(layer, value)
+    }
+
+    /// Sets the value of an already parsed layer.
+    pub fn value(self, layer: Layer, value: impl Into<String>) -> Self {
+        self.layer(Ok(layer), value)
+    }
+
+    fn layer(mut self, layer: Result<Layer, (&'static str, ParseError)>, value: impl Into<String>) -> Self {
+        self.values.push((layer, SecretValue::new(value)));
+        self
+    }
+
+    /// The name as given (for error paths).
+    fn label(&self, index: usize) -> String {
+        match &self.name {
+            Ok(n) => format!("params.{n}"),
+            Err(_) => format!("params[{index}]"),
+        }
+    }
+
+    fn build(self, index: usize, problems: &mut Vec<SpecProblem>) -> Option<Param> {
+        let label = self.label(index);
+        let name = match self.name {
+            Ok(n) => Some(n),
+            Err(error) => {
+                problems.push(SpecProblem::Ident { field: format!("{label}.name"), error });
+                None
+            }
+        };
+        if self.description.len() > MAX_DESCRIPTION_LEN {
+            problems.push(SpecProblem::TooLong {
+                field: format!("{label}.description"),
+                len: self.description.len(),
+                max: MAX_DESCRIPTION_LEN,
+            });
+        }
+        let mut layers: Vec<(Layer, SecretValue)> = Vec::with_capacity(self.values.len());
+        for (layer, value) in self.values {
+            let layer = match layer {
+                Ok(l) => l,
+                Err((field, error)) => {
+                    problems.push(SpecProblem::Ident { field: format!("{label}.{field}"), error });
+                    continue;
+                }
+            };
+            if value.expose().len() > MAX_VALUE_LEN {
+                problems.push(SpecProblem::TooLong {
+                    field: format!("{label} ({layer})"),
+                    len: value.expose().len(),
+                    max: MAX_VALUE_LEN,
+                });
+                continue;
+            }
+            if let Some(name) = &name {
+                if matches!(self.tenancy, Tenancy::PerCustomer(_)) && layer.customer().is_none() {
+                    problems.push(SpecProblem::GlobalValueOnPerCustomer {
+                        param: name.clone(),
+                        layer: layer.clone(),
+                    });
+                }
+                if layers.iter().any(|(l, _)| *l == layer) {
+                    problems.push(SpecProblem::DuplicateValue { param: name.clone(), layer });
+                    continue;
+                }
+            }
+            layers.push((layer, value));
+        }
+        let name = name?;
+        let values = match self.kind {
+            ParamKind::Plain => ParamValues::Plain(Layers::from_vec(
+                layers.into_iter().map(|(l, v)| (l, v.expose().to_owned())).collect(),
+            )),
+            ParamKind::Secret => ParamValues::Secret(Layers::from_vec(layers)),
+        };
+        Some(Param {
+            name,
+            description: self.description,
+            requirement: self.requirement,
+            tenancy: self.tenancy,
+            values,
+        })
+    }
+}
+
+/// One problem of a connection spec. [`SpecError`] lists them all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecProblem {
+    /// A field is not a valid identifier.
+    #[error("{field}: {error}")]
+    Ident {
+        /// The field, e.g. `params.ServiceURL.environment`.
+        field: String,
+        /// Why.
+        error: ParseError,
+    },
+    /// A text field is too long.
+    #[error("{field} is {len} bytes, at most {max} allowed")]
+    TooLong {
+        /// The field.
+        field: String,
+        /// Its length.
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// Two parameters share a name.
+    #[error("parameter {param} is declared more than once")]
+    DuplicateParam {
+        /// The parameter.
+        param: ParamName,
+    },
+    /// A parameter has two values for one layer.
+    #[error("parameter {param} has two values for the {layer}")]
+    DuplicateValue {
+        /// The parameter.
+        param: ParamName,
+        /// The layer.
+        layer: Layer,
+    },
+    /// A per-customer parameter was given a global value.
+    #[error("parameter {param} is per-customer and cannot have a {layer}")]
+    GlobalValueOnPerCustomer {
+        /// The parameter.
+        param: ParamName,
+        /// The global layer.
+        layer: Layer,
+    },
+    /// A parameter name is taken by the managed OAuth application.
+    #[error("parameter {param} is supplied by the connection's oauth application and cannot be declared")]
+    AppSuppliedParam {
+        /// The parameter.
+        param: ParamName,
+    },
+    /// A managed OAuth application only serves platform targets.
+    #[error("a managed oauth application only serves platform integration targets, not {target}; use OAuthClient::Supplied")]
+    ManagedOAuthNeedsPlatform {
+        /// The target, described.
+        target: String,
+    },
+    /// A required parameter of the target or auth kind is missing.
+    #[error("a {what} connection needs parameter {param}")]
+    MissingParam {
+        /// The target or auth kind.
+        what: String,
+        /// The parameter.
+        param: &'static str,
+    },
+    /// A parameter that must be secret is plain.
+    #[error("parameter {param} must be secret")]
+    MustBeSecret {
+        /// The parameter.
+        param: ParamName,
+    },
+    /// The auth scheme needs a secret parameter.
+    #[error("a {scheme} connection needs at least one secret parameter")]
+    NeedsSecret {
+        /// The scheme.
+        scheme: AuthScheme,
+    },
+    /// Too many parameters.
+    #[error("{count} parameters, at most {max} allowed")]
+    TooManyParams {
+        /// How many were given.
+        count: usize,
+        /// The most allowed.
+        max: usize,
+    },
+}
+
+/// A connection spec that failed validation, with every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid connection {connection:?}: {}", join(problems))]
+pub struct SpecError {
+    /// The connection's name as given (shortened).
+    pub connection: String,
+    /// Every problem, in field order.
+    pub problems: Vec<SpecProblem>,
+}
+
+pub(crate) fn join<T: fmt::Display>(items: &[T]) -> String {
+    let mut out = String::new();
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(&item.to_string());
+    }
+    out
+}
+
+/// The parameters a managed OAuth application supplies to each of its
+/// connections, as Choreo names them.
+pub const APP_PARAMS: [&str; 3] = ["ConsumerKey", "ConsumerSecret", "TokenURL"];
+
+/// What a host asks for: a connection before it has an ID. Built and validated
+/// by [`ConnectionSpec::project`] / [`ConnectionSpec::integration`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectionSpec {
+    project: ProjectId,
+    scope: Scope,
+    name: ConnectionName,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    description: String,
+    target: Target,
+    auth: AuthScheme,
+    params: Vec<Param>,
+}
+
+impl ConnectionSpec {
+    /// Starts a project-scope connection (used by every integration of the
+    /// project).
+    ///
+    /// ```
+    /// use connective::model::{AuthScheme, ConnectionSpec, Param, Target};
+    /// let spec = ConnectionSpec::project("acme", "twilio")
+    ///     .target(Target::external("twilio"))
+    ///     .auth(AuthScheme::ApiKey)
+    ///     .param(Param::plain("ServiceURL").default("https://api.twilio.com"))
+    ///     .param(Param::secret("ApiKey").env("production", "sk_live").env("development", "sk_test"))
+    ///     .build()?;
+    /// assert_eq!(spec.params().len(), 2);
+    /// # Ok::<(), connective::model::SpecError>(())
+    /// ```
+    pub fn project<P: IntoIdent<ProjectId>, N: IntoIdent<ConnectionName>>(project: P, name: N) -> ConnectionBuilder {
+        ConnectionBuilder::new(project.into_ident(), Ok(Scope::Project), name.into_ident())
+    }
+
+    /// Starts an integration-scope connection (used by that integration only).
+    pub fn integration<P: IntoIdent<ProjectId>, I: IntoIdent<IntegrationId>, N: IntoIdent<ConnectionName>>(
+        project: P,
+        integration: I,
+        name: N,
+    ) -> ConnectionBuilder {
+        ConnectionBuilder::new(
+            project.into_ident(),
+            integration.into_ident().map(Scope::Integration),
+            name.into_ident(),
+        )
+    }
+
+    /// The project.
+    pub fn project_id(&self) -> &ProjectId {
+        &self.project
+    }
+    /// The scope.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+    /// The name, unique per scope.
+    pub fn name(&self) -> &ConnectionName {
+        &self.name
+    }
+    /// The description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+    /// What the connection reaches.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+    /// How it authenticates.
+    pub fn auth(&self) -> AuthScheme {
+        self.auth
+    }
+    /// The declared parameters, in order (a managed OAuth application's
+    /// parameters are not among them; see [`APP_PARAMS`]).
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+    /// A declared parameter by name.
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name.as_str() == name)
+    }
+}
+
+/// Builds a [`ConnectionSpec`]. Every problem is reported at once by
+/// [`ConnectionBuilder::build`].
+#[derive(Debug, Clone)]
+pub struct ConnectionBuilder {
+    project: Result<ProjectId, ParseError>,
+    scope: Result<Scope, ParseError>,
+    name: Result<ConnectionName, ParseError>,
+    description: String,
+    target: Result<Target, (&'static str, ParseError)>,
+    auth: AuthScheme,
+    params: Vec<ParamBuilder>,
+}
+
+impl ConnectionBuilder {
+    fn new(
+        project: Result<ProjectId, ParseError>,
+        scope: Result<Scope, ParseError>,
+        name: Result<ConnectionName, ParseError>,
+    ) -> Self {
+        ConnectionBuilder {
+            project,
+            scope,
+            name,
+            description: String::new(),
+            target: Ok(Target::External { service: String::new() }),
+            auth: AuthScheme::None,
+            params: Vec::new(),
+        }
+    }
+
+    /// Sets the description.
+    pub fn describe(mut self, text: impl Into<String>) -> Self {
+        self.description = text.into();
+        self
+    }
+
+    /// Sets the target (default: an unnamed external service).
+    pub fn target(mut self, target: Target) -> Self {
+        self.target = Ok(target);
+        self
+    }
+
+    /// Targets a platform integration, parsing its identifiers.
+    pub fn platform_target<P: IntoIdent<ProjectId>, I: IntoIdent<IntegrationId>>(mut self, project: P, integration: I) -> Self {
+        self.target = match (project.into_ident(), integration.into_ident()) {
+            (Ok(p), Ok(i)) => Ok(Target::platform(p, i)),
+            (Err(e), _) => Err(("target.project", e)),
+            (_, Err(e)) => Err(("target.integration", e)),
+        };
+        self
+    }
+
+    /// Sets the auth scheme (default: none).
+    pub fn auth(mut self, auth: AuthScheme) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Appends a parameter.
+    pub fn param(mut self, param: ParamBuilder) -> Self {
+        self.params.push(param);
+        self
+    }
+
+    /// Validates everything and returns the spec, or every problem found.
+    pub fn build(self) -> Result<ConnectionSpec, SpecError> {
+        let mut problems = Vec::new();
+        let label = match &self.name {
+            Ok(n) => n.to_string(),
+            Err(ParseError::TooLong { input, .. } | ParseError::BadChar { input, .. } | ParseError::Reserved { input, .. }) => {
+                shorten(input)
+            }
+            Err(_) => String::new(),
+        };
+        let project = self
+            .project
+            .map_err(|error| problems.push(SpecProblem::Ident { field: "project".into(), error }))
+            .ok();
+        let scope = self
+            .scope
+            .map_err(|error| problems.push(SpecProblem::Ident { field: "scope.integration".into(), error }))
+            .ok();
+        let name = self
+            .name
+            .map_err(|error| problems.push(SpecProblem::Ident { field: "name".into(), error }))
+            .ok();
+        if self.description.len() > MAX_DESCRIPTION_LEN {
+            problems.push(SpecProblem::TooLong {
+                field: "description".into(),
+                len: self.description.len(),
+                max: MAX_DESCRIPTION_LEN,
+            });
+        }
+        let target = self
+            .target
+            .map_err(|(field, error)| problems.push(SpecProblem::Ident { field: field.into(), error }))
+            .ok();
+        if self.params.len() > MAX_PARAMS {
+            problems.push(SpecProblem::TooManyParams { count: self.params.len(), max: MAX_PARAMS });
+        }
+        let mut params: Vec<Param> = Vec::with_capacity(self.params.len());
+        for (index, builder) in self.params.into_iter().enumerate() {
+            if let Some(param) = builder.build(index, &mut problems) {
+                if params.iter().any(|p| p.name == param.name) {
+                    problems.push(SpecProblem::DuplicateParam { param: param.name.clone() });
+                } else {
+                    params.push(param);
+                }
+            }
+        }
+        if let Some(target) = &target {
+            check_auth_and_target(self.auth, target, &params, &mut problems);
+        }
+        match (project, scope, name, target) {
+            (Some(project), Some(scope), Some(name), Some(target)) if problems.is_empty() => Ok(ConnectionSpec {
+                project,
+                scope,
+                name,
+                description: self.description,
+                target,
+                auth: self.auth,
+                params,
+            }),
+            _ => Err(SpecError { connection: label, problems }),
+        }
+    }
+}
+
+fn check_auth_and_target(auth: AuthScheme, target: &Target, params: &[Param], problems: &mut Vec<SpecProblem>) {
+    if auth.managed_oauth().is_some() {
+        if !matches!(target, Target::Platform(_)) {
+            problems.push(SpecProblem::ManagedOAuthNeedsPlatform { target: target.to_string() });
+        }
+        for p in params {
+            if APP_PARAMS.contains(&p.name.as_str()) {
+                problems.push(SpecProblem::AppSuppliedParam { param: p.name.clone() });
+            }
+        }
+    }
+    if matches!(auth, AuthScheme::ApiKey | AuthScheme::Basic) && !params.iter().any(|p| p.kind() == ParamKind::Secret) {
+        problems.push(SpecProblem::NeedsSecret { scheme: auth });
+    }
+    if let Target::Database { engine } = target {
+        for required in Target::DATABASE_PARAMS {
+            match params.iter().find(|p| p.name.as_str() == required) {
+                None => problems.push(SpecProblem::MissingParam { what: format!("{engine} database"), param: required }),
+                Some(p) if required == "Password" && p.kind() != ParamKind::Secret => {
+                    problems.push(SpecProblem::MustBeSecret { param: p.name.clone() })
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// A stored connection: a spec with its ID and, for a managed OAuth
+/// connection, the application it refers to (never a copy of its secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Connection {
+    id: ConnectionId,
+    #[serde(flatten)]
+    spec: ConnectionSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oauth_app: Option<AppOwner>,
+}
+
+impl Connection {
+    /// Assembles a record. The registry is the one place that decides
+    /// `oauth_app`; stores only round-trip it.
+    pub fn new(id: ConnectionId, spec: ConnectionSpec, oauth_app: Option<AppOwner>) -> Self {
+        Connection { id, spec, oauth_app }
+    }
+    /// The Connection ID.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+    /// The spec.
+    pub fn spec(&self) -> &ConnectionSpec {
+        &self.spec
+    }
+    /// The project.
+    pub fn project(&self) -> &ProjectId {
+        &self.spec.project
+    }
+    /// The scope.
+    pub fn scope(&self) -> &Scope {
+        &self.spec.scope
+    }
+    /// The name.
+    pub fn name(&self) -> &ConnectionName {
+        &self.spec.name
+    }
+    /// The managed OAuth application this connection uses, if any.
+    pub fn oauth_app(&self) -> Option<&AppOwner> {
+        self.oauth_app.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_customer_env_then_customer_then_env_then_default() {
+        let p = Param::plain("X")
+            .default("d")
+            .env("production", "e")
+            .customer("c1", "c")
+            .customer_env("c1", "production", "ce");
+        let spec = ConnectionSpec::project("p", "n").param(p).build().unwrap();
+        let ParamValues::Plain(layers) = spec.params()[0].values() else { panic!() };
+        let prod = Environment::production();
+        let dev = Environment::development();
+        let c1: CustomerId = "c1".parse().unwrap();
+        let c2: CustomerId = "c2".parse().unwrap();
+        assert_eq!(layers.pick(&prod, Some(&c1)).unwrap().1, "ce");
+        assert_eq!(layers.pick(&dev, Some(&c1)).unwrap().1, "c");
+        assert_eq!(layers.pick(&prod, Some(&c2)).unwrap().1, "e");
+        assert_eq!(layers.pick(&prod, None).unwrap().1, "e");
+        assert_eq!(layers.pick(&dev, None).unwrap().1, "d");
+    }
+
+    #[test]
+    fn build_reports_every_problem() {
+        let err = ConnectionSpec::integration("acme", "bad id", "9lives")
+            .target(Target::database("postgresql"))
+            .auth(AuthScheme::OAuth2(OAuthClient::Shared))
+            .param(Param::plain("HostName").env("Prod", "h"))
+            .param(Param::plain("HostName"))
+            .param(Param::secret("Token").per_customer(EnteredBy::Customer).default("x"))
+            .build()
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("scope.integration"), "{text}");
+        assert!(text.contains("name: invalid connection name"), "{text}");
+        assert!(text.contains("params.HostName.environment"), "{text}");
+        assert!(text.contains("declared more than once"), "{text}");
+        assert!(text.contains("per-customer"), "{text}");
+        assert!(text.contains("managed oauth application"), "{text}");
+        assert!(text.contains("needs parameter Port"), "{text}");
+        assert!(!text.contains('x') || !text.contains("\"x\""));
+    }
+
+    #[test]
+    fn debug_never_prints_values() {
+        let spec = ConnectionSpec::project("p", "n")
+            .param(Param::plain("U").default("plain-value-123"))
+            .param(Param::secret("S").default("secret-value-456"))
+            .build()
+            .unwrap();
+        let debug = format!("{spec:?}");
+        assert!(!debug.contains("secret-value-456"));
+        assert!(!debug.contains("plain-value-123"));
+    }
+}

@@ -1,0 +1,28 @@
+//! The data model: validated identifiers and records, pure data with serde.
+//!
+//! Nothing here does I/O or knows about other modules of the crate.
+
+mod connection;
+mod ident;
+mod mapping;
+mod oauth;
+pub(crate) mod random;
+mod record;
+mod secret;
+
+pub use connection::{
+    APP_PARAMS, AuthScheme, Connection, ConnectionBuilder, ConnectionSpec, EndpointVisibility, EnteredBy, IntoIdent,
+    Layer, Layers, MAX_DESCRIPTION_LEN, MAX_PARAMS, MAX_VALUE_LEN, OAuthClient, Param, ParamBuilder, ParamKind,
+    ParamValues, PlatformTarget, Requirement, Scope, SpecError, SpecProblem, Target, Tenancy,
+};
+pub(crate) use connection::join;
+pub use ident::{
+    ConnectionId, ConnectionName, CustomerId, EnvVarName, Environment, IdentKind, IntegrationId, ParamName,
+    ParseError, ProjectId,
+};
+pub use mapping::{
+    ConnectionRef, ConnectionUse, EnvMap, EnvMapping, MAX_USES, Mappings, MappingsBuilder, MappingsError,
+};
+pub use oauth::{AppOwner, OAuthApp};
+pub use record::{Record, RecordKey, Revision, Version, Versioned};
+pub use secret::{PlaintextCodec, SecretCodec, SecretValue, with_secret_codec};

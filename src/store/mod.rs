@@ -1,0 +1,267 @@
+//! Durability and sharing: records, versions, atomic batches with expected
+//! versions, and a change feed ordered by revision.
+//!
+//! A store knows nothing of precedence or OAuth: it keeps [`Record`]s under
+//! [`RecordKey`]s. [`MemoryStore`] is the default; the `sqlite` and `postgres`
+//! features add durable ones, and a host may bring its own. Every
+//! implementation must pass the conformance suite (feature `test-kit`).
+//!
+//! # The contract
+//! - [`Store::commit`] applies a [`Batch`] whole or not at all. Each [`Write`]
+//!   names what it expects to find ([`Expect::Absent`] or
+//!   [`Expect::Version`]); if any expectation fails, nothing is written and the
+//!   store answers [`StoreError::Conflict`] for the first failing write.
+//! - A put makes the key's version the previous one plus one, where "previous"
+//!   counts deleted incarnations too (versions of a key never repeat); a new key
+//!   starts at 1.
+//! - Every committed batch gets the next [`Revision`] (1, 2, 3, ...). The change
+//!   feed lists every write of every batch, in revision order and, within a
+//!   batch, in write order.
+
+mod memory;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use memory::MemoryStore;
+
+use crate::model::{Record, RecordKey, Revision, Version};
+
+/// What a write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Expect {
+    /// No live record under the key.
+    Absent,
+    /// The live record at exactly this version.
+    Version(Version),
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expect::Absent => f.write_str("no record"),
+            Expect::Version(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+/// What a write does.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Stores the record (its key must be the write's key).
+    Put(Record),
+    /// Removes the record.
+    Delete,
+}
+
+/// One conditional write.
+#[derive(Debug, Clone)]
+pub struct Write {
+    /// Which record.
+    pub key: RecordKey,
+    /// What the writer read.
+    pub expect: Expect,
+    /// What to do.
+    pub op: Op,
+}
+
+impl Write {
+    /// A put of `record` expecting `expect`.
+    pub fn put(record: Record, expect: Expect) -> Self {
+        Write { key: record.key(), expect, op: Op::Put(record) }
+    }
+
+    /// A delete of `key` expecting `expect`.
+    pub fn delete(key: RecordKey, expect: Expect) -> Self {
+        Write { key, expect, op: Op::Delete }
+    }
+}
+
+/// Writes that commit whole or not at all. A key may appear at most once.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// The writes, in order.
+    pub writes: Vec<Write>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Appends a write.
+    pub fn push(&mut self, write: Write) -> &mut Self {
+        self.writes.push(write);
+        self
+    }
+
+    /// Checks the batch's own shape: not empty, each key at most once, each
+    /// put's record under its own key. Stores call this before anything else.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.writes.is_empty() {
+            return Err(StoreError::InvalidBatch { reason: "the batch is empty".into() });
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.writes.len());
+        for w in &self.writes {
+            if !seen.insert(&w.key) {
+                return Err(StoreError::InvalidBatch { reason: format!("{} is written twice", w.key) });
+            }
+            if let Op::Put(record) = &w.op {
+                if record.key() != w.key {
+                    return Err(StoreError::InvalidBatch {
+                        reason: format!("a put under {} carries the record of {}", w.key, record.key()),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a successful commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The batch's revision.
+    pub revision: Revision,
+    /// Per write, in batch order: the new version (a delete gets the version its
+    /// tombstone carries).
+    pub versions: Vec<Version>,
+}
+
+/// One entry of the change feed.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The batch's revision.
+    pub revision: Revision,
+    /// Which record.
+    pub key: RecordKey,
+    /// Its new version.
+    pub version: Version,
+    /// The record after the write; `None` for a delete.
+    pub record: Option<Record>,
+}
+
+/// Everything a store holds, at one revision.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The revision of the last batch included.
+    pub revision: Revision,
+    /// Every live record with its version.
+    pub records: Vec<(Version, Record)>,
+}
+
+/// A store failure. Messages name keys and versions, never values.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A write's expectation failed: somebody else wrote first.
+    #[error("conflict on {key}: expected {expected}, found {}", found.map_or("no record".to_string(), |v| format!("version {v}")))]
+    Conflict {
+        /// The record.
+        key: RecordKey,
+        /// What the writer expected.
+        expected: Expect,
+        /// What the store holds (`None`: no live record).
+        found: Option<Version>,
+    },
+    /// The batch itself is malformed.
+    #[error("invalid batch: {reason}")]
+    InvalidBatch {
+        /// Why.
+        reason: String,
+    },
+    /// The change feed no longer holds the revisions asked for; reload with
+    /// [`Store::load`].
+    #[error("change feed truncated: revisions after {requested} are needed but the oldest kept is {oldest}")]
+    FeedTruncated {
+        /// The revision asked after.
+        requested: Revision,
+        /// The oldest revision still in the feed.
+        oldest: Revision,
+    },
+    /// The backend cannot be reached or failed; nothing was written.
+    #[error("{backend} store unavailable: {message}")]
+    Unavailable {
+        /// Which backend.
+        backend: &'static str,
+        /// What went wrong (never a value).
+        message: String,
+    },
+    /// A stored record cannot be read back (corruption, a missing or wrong key
+    /// for sealed secrets, a schema newer than this code). Nothing is changed.
+    #[error("{backend} store cannot read {what}: {message}")]
+    Unreadable {
+        /// Which backend.
+        backend: &'static str,
+        /// What could not be read.
+        what: String,
+        /// Why (never a value).
+        message: String,
+    },
+}
+
+/// Durable (or not) storage of records, shared between host replicas.
+///
+/// Implementations must be `Send + Sync` and follow the contract in the
+/// [module documentation](self). Calls may block on I/O.
+pub trait Store: Send + Sync + 'static {
+    /// A short name for messages (`memory`, `sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Everything live, at the latest revision.
+    fn load(&self) -> Result<Snapshot, StoreError>;
+
+    /// Applies `batch` whole or not at all.
+    fn commit(&self, batch: &Batch) -> Result<Committed, StoreError>;
+
+    /// The changes of every batch with a revision greater than `after`, in
+    /// order, at most `limit` batches (a batch is never split).
+    fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError>;
+
+    /// One live record and its version.
+    fn get(&self, key: &RecordKey) -> Result<Option<(Version, Record)>, StoreError>;
+
+    /// The latest committed revision.
+    fn revision(&self) -> Result<Revision, StoreError>;
+
+    /// Blocks until the store may hold a revision greater than `after`, or
+    /// `timeout` passes; returns the latest revision seen. Followers call this in
+    /// a loop. The default polls [`Store::revision`] every 10 ms; backends with
+    /// a notification channel (PostgreSQL's `LISTEN/NOTIFY`) wake earlier.
+    fn wait_for_change(&self, after: Revision, timeout: Duration) -> Result<Revision, StoreError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.revision()?;
+            if now > after || Instant::now() >= deadline {
+                return Ok(now);
+            }
+            std::thread::sleep(Duration::from_millis(10).min(deadline.saturating_duration_since(Instant::now())));
+        }
+    }
+}
+
+impl<S: Store + ?Sized> Store for Arc<S> {
+    fn backend(&self) -> &'static str {
+        (**self).backend()
+    }
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        (**self).load()
+    }
+    fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
+        (**self).commit(batch)
+    }
+    fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {
+        (**self).changes_since(after, limit)
+    }
+    fn get(&self, key: &RecordKey) -> Result<Option<(Version, Record)>, StoreError> {
+        (**self).get(key)
+    }
+    fn revision(&self) -> Result<Revision, StoreError> {
+        (**self).revision()
+    }
+    fn wait_for_change(&self, after: Revision, timeout: Duration) -> Result<Revision, StoreError> {
+        (**self).wait_for_change(after, timeout)
+    }
+}
