@@ -249,7 +249,7 @@ impl<T> Layers<T> {
     /// override, default. Without a customer, customer layers never apply.
     ///
     /// This is the only place the order is written down.
-    pub fn pick(&self, env: &Environment, customer: Option<&CustomerId>) -> Option<(&Layer, &T)> {
+    pub(crate) fn pick(&self, env: &Environment, customer: Option<&CustomerId>) -> Option<(&Layer, &T)> {
         let mut best: Option<(u8, &Layer, &T)> = None;
         for (layer, value) in &self.values {
             if let Some(rank) = layer.rank(env, customer) {
@@ -261,9 +261,15 @@ impl<T> Layers<T> {
         best.map(|(_, l, v)| (l, v))
     }
 
-    /// Every layer and its value, in the order they were given.
-    pub fn iter(&self) -> impl Iterator<Item = (&Layer, &T)> {
-        self.values.iter().map(|(l, v)| (l, v))
+    /// Which layer would win for (`env`, `customer`), by rule 3 (see
+    /// [`Layers::value_for`]).
+    pub fn winning_layer(&self, env: &Environment, customer: Option<&CustomerId>) -> Option<&Layer> {
+        self.pick(env, customer).map(|(l, _)| l)
+    }
+
+    /// The layers that have a value, in the order they were given.
+    pub fn layers(&self) -> impl Iterator<Item = &Layer> {
+        self.values.iter().map(|(l, _)| l)
     }
 
     /// How many values there are.
@@ -276,13 +282,47 @@ impl<T> Layers<T> {
         self.values.is_empty()
     }
 
-    /// The value of exactly `layer`.
-    pub fn get(&self, layer: &Layer) -> Option<&T> {
+    /// The value of exactly `layer` (crate-internal for secrets).
+    pub(crate) fn get_any(&self, layer: &Layer) -> Option<&T> {
         self.values.iter().find(|(l, _)| l == layer).map(|(_, v)| v)
     }
 
     fn from_vec(values: Vec<(Layer, T)>) -> Self {
         Layers { values }
+    }
+}
+
+impl Layers<String> {
+    /// The plain value for (`env`, `customer`) and the layer it came from.
+    ///
+    /// **Rule 3:** the first value present in this order wins: (customer,
+    /// environment) override, customer override, environment override, default.
+    /// Secret values have no such accessor: they leave the library only through
+    /// resolution.
+    ///
+    /// ```
+    /// use connective::model::{ConnectionSpec, Environment, Layer, Param, ParamValues};
+    /// let spec = ConnectionSpec::project("acme", "crm")
+    ///     .param(Param::plain("ServiceURL").default("https://dev").env("production", "https://prod"))
+    ///     .build()?;
+    /// let ParamValues::Plain(url) = spec.params()[0].values() else { unreachable!() };
+    /// let (value, layer) = url.value_for(&Environment::production(), None).unwrap();
+    /// assert_eq!(value, "https://prod");
+    /// assert_eq!(layer, &Layer::Environment(Environment::production()));
+    /// # Ok::<(), connective::model::SpecError>(())
+    /// ```
+    pub fn value_for(&self, env: &Environment, customer: Option<&CustomerId>) -> Option<(&str, &Layer)> {
+        self.pick(env, customer).map(|(l, v)| (v.as_str(), l))
+    }
+
+    /// Every layer and its plain value, in the order they were given.
+    pub fn iter(&self) -> impl Iterator<Item = (&Layer, &str)> {
+        self.values.iter().map(|(l, v)| (l, v.as_str()))
+    }
+
+    /// The plain value of exactly `layer`.
+    pub fn get(&self, layer: &Layer) -> Option<&str> {
+        self.get_any(layer).map(String::as_str)
     }
 }
 
@@ -413,8 +453,8 @@ impl Param {
     /// The layers that have a value, without the values.
     pub fn layers(&self) -> Vec<&Layer> {
         match &self.values {
-            ParamValues::Plain(l) => l.iter().map(|(l, _)| l).collect(),
-            ParamValues::Secret(l) => l.iter().map(|(l, _)| l).collect(),
+            ParamValues::Plain(l) => l.layers().collect(),
+            ParamValues::Secret(l) => l.layers().collect(),
         }
     }
 }
@@ -1019,11 +1059,11 @@ mod tests {
         let dev = Environment::development();
         let c1: CustomerId = "c1".parse().unwrap();
         let c2: CustomerId = "c2".parse().unwrap();
-        assert_eq!(layers.pick(&prod, Some(&c1)).unwrap().1, "ce");
-        assert_eq!(layers.pick(&dev, Some(&c1)).unwrap().1, "c");
-        assert_eq!(layers.pick(&prod, Some(&c2)).unwrap().1, "e");
-        assert_eq!(layers.pick(&prod, None).unwrap().1, "e");
-        assert_eq!(layers.pick(&dev, None).unwrap().1, "d");
+        assert_eq!(layers.value_for(&prod, Some(&c1)).unwrap().0, "ce");
+        assert_eq!(layers.value_for(&dev, Some(&c1)).unwrap().0, "c");
+        assert_eq!(layers.value_for(&prod, Some(&c2)).unwrap().0, "e");
+        assert_eq!(layers.value_for(&prod, None).unwrap().0, "e");
+        assert_eq!(layers.value_for(&dev, None).unwrap().0, "d");
     }
 
     #[test]

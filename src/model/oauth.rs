@@ -33,19 +33,61 @@ impl fmt::Display for AppOwner {
 }
 
 /// An OAuth 2.0 client (client ID, secret, token URL) used by several
-/// connections. Connections refer to it; they never copy its secret.
+/// connections. Connections refer to it; they never copy its secret, and the
+/// secret has no public accessor: it leaves the library only through
+/// resolution (as `ConsumerSecret`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OAuthApp {
+    project: ProjectId,
+    owner: AppOwner,
+    client_id: String,
+    client_secret: SecretValue,
+    token_url: String,
+    grants: Vec<PlatformTarget>,
+}
+
+impl OAuthApp {
+    /// Assembles an application record.
+    pub fn new(
+        project: ProjectId,
+        owner: AppOwner,
+        client_id: String,
+        client_secret: SecretValue,
+        token_url: String,
+        grants: Vec<PlatformTarget>,
+    ) -> Self {
+        OAuthApp { project, owner, client_id, client_secret, token_url, grants }
+    }
     /// The project.
-    pub project: ProjectId,
+    pub fn project(&self) -> &ProjectId {
+        &self.project
+    }
     /// Whose application it is.
-    pub owner: AppOwner,
+    pub fn owner(&self) -> &AppOwner {
+        &self.owner
+    }
     /// The client ID (`ConsumerKey`).
-    pub client_id: String,
-    /// The client secret (`ConsumerSecret`).
-    pub client_secret: SecretValue,
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
     /// The token endpoint (`TokenURL`).
-    pub token_url: String,
+    pub fn token_url(&self) -> &str {
+        &self.token_url
+    }
     /// The targets this application has been granted access to.
-    pub grants: Vec<PlatformTarget>,
+    pub fn grants(&self) -> &[PlatformTarget] {
+        &self.grants
+    }
+    /// The client secret (`ConsumerSecret`): crate-internal.
+    pub(crate) fn client_secret(&self) -> &SecretValue {
+        &self.client_secret
+    }
+    /// A copy with another secret (rotation).
+    pub(crate) fn with_secret(&self, secret: SecretValue) -> Self {
+        OAuthApp { client_secret: secret, ..self.clone() }
+    }
+    /// A copy with other grants.
+    pub(crate) fn with_grants(&self, grants: Vec<PlatformTarget>) -> Self {
+        OAuthApp { grants, ..self.clone() }
+    }
 }

@@ -84,7 +84,7 @@ impl Record {
         match self {
             Record::Connection(c) => RecordKey::Connection(c.project().clone(), c.id()),
             Record::Mappings(m) => RecordKey::Mappings(m.project().clone(), m.integration().clone()),
-            Record::OAuthApp(a) => RecordKey::OAuthApp(a.project.clone(), a.owner.clone()),
+            Record::OAuthApp(a) => RecordKey::OAuthApp(a.project().clone(), a.owner().clone()),
         }
     }
 }
