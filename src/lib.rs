@@ -4,3 +4,5 @@
 
 pub mod model;
 pub mod store;
+pub mod catalog;
+pub mod resolve;

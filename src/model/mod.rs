@@ -6,6 +6,7 @@ mod connection;
 mod ident;
 mod mapping;
 mod oauth;
+mod policy;
 pub(crate) mod random;
 mod record;
 mod secret;
@@ -24,5 +25,6 @@ pub use mapping::{
     ConnectionRef, ConnectionUse, EnvMap, EnvMapping, MAX_USES, Mappings, MappingsBuilder, MappingsError,
 };
 pub use oauth::{AppOwner, OAuthApp};
+pub use policy::{ReservedNames, ResolvePolicy};
 pub use record::{Record, RecordKey, Revision, Version, Versioned};
 pub use secret::{PlaintextCodec, SecretCodec, SecretValue, with_secret_codec};

@@ -1,0 +1,263 @@
+//! The in-memory index resolution reads: immutable snapshots per project,
+//! swapped atomically on change.
+//!
+//! Readers load a project's current [`ProjectSnapshot`] (one atomic pointer
+//! load) and never wait on writers. A write builds the touched project's next
+//! snapshot and swaps it in, so it costs in proportion to that project, not to
+//! the whole catalog. Only the first write to a new project also rebuilds the
+//! small project directory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::model::{
+    AppOwner, Connection, ConnectionId, ConnectionName, IntegrationId, Mappings, OAuthApp, ProjectId, Record,
+    RecordKey, ResolvePolicy, Revision, Version, Versioned,
+};
+
+/// One project's connections, mappings and OAuth applications at one revision.
+/// Immutable once published; cheap to share (`Arc`).
+#[derive(Debug, Clone)]
+pub struct ProjectSnapshot {
+    project: ProjectId,
+    revision: Revision,
+    connections: HashMap<ConnectionId, Versioned<Arc<Connection>>>,
+    by_name: HashMap<(Option<IntegrationId>, ConnectionName), ConnectionId>,
+    mappings: HashMap<IntegrationId, Versioned<Arc<Mappings>>>,
+    apps: HashMap<AppOwner, Versioned<Arc<OAuthApp>>>,
+}
+
+impl ProjectSnapshot {
+    /// An empty project.
+    pub fn empty(project: ProjectId) -> Self {
+        ProjectSnapshot {
+            project,
+            revision: Revision(0),
+            connections: HashMap::new(),
+            by_name: HashMap::new(),
+            mappings: HashMap::new(),
+            apps: HashMap::new(),
+        }
+    }
+
+    /// The project.
+    pub fn project(&self) -> &ProjectId {
+        &self.project
+    }
+
+    /// The store revision this snapshot reflects.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// A connection by ID.
+    pub fn connection(&self, id: ConnectionId) -> Option<&Versioned<Arc<Connection>>> {
+        self.connections.get(&id)
+    }
+
+    /// A connection by scope and name: `integration` `None` means project
+    /// scope. (Which one an integration *sees* is the resolver's rule 2, see
+    /// [`crate::resolve::find_connection`].)
+    pub fn by_name(&self, integration: Option<&IntegrationId>, name: &ConnectionName) -> Option<&Versioned<Arc<Connection>>> {
+        // Look up without cloning the key's Arcs when possible.
+        let key = (integration.cloned(), name.clone());
+        self.by_name.get(&key).and_then(|id| self.connections.get(id))
+    }
+
+    /// Every connection, in no particular order.
+    pub fn connections(&self) -> impl Iterator<Item = &Versioned<Arc<Connection>>> {
+        self.connections.values()
+    }
+
+    /// How many connections the project has.
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// An integration's mappings.
+    pub fn mappings(&self, integration: &IntegrationId) -> Option<&Versioned<Arc<Mappings>>> {
+        self.mappings.get(integration)
+    }
+
+    /// Every integration's mappings.
+    pub fn all_mappings(&self) -> impl Iterator<Item = &Versioned<Arc<Mappings>>> {
+        self.mappings.values()
+    }
+
+    /// An OAuth application.
+    pub fn app(&self, owner: &AppOwner) -> Option<&Versioned<Arc<OAuthApp>>> {
+        self.apps.get(owner)
+    }
+
+    /// Every OAuth application.
+    pub fn apps(&self) -> impl Iterator<Item = &Versioned<Arc<OAuthApp>>> {
+        self.apps.values()
+    }
+
+    /// The connections using an OAuth application.
+    pub fn app_users(&self, owner: &AppOwner) -> Vec<&Versioned<Arc<Connection>>> {
+        let mut users: Vec<_> =
+            self.connections.values().filter(|c| c.value.oauth_app() == Some(owner)).collect();
+        users.sort_by(|a, b| (a.value.scope(), a.value.name()).cmp(&(b.value.scope(), b.value.name())));
+        users
+    }
+
+    /// Stores a record of this project at `version`. Records of another
+    /// project are ignored.
+    pub(crate) fn put(&mut self, version: Version, record: &Record) {
+        match record {
+            Record::Connection(c) if c.project() == &self.project => {
+                if let Some(old) = self.connections.get(&c.id()) {
+                    let old_key = (old.value.scope().integration().cloned(), old.value.name().clone());
+                    if self.by_name.get(&old_key) == Some(&c.id()) {
+                        self.by_name.remove(&old_key);
+                    }
+                }
+                self.by_name.insert((c.scope().integration().cloned(), c.name().clone()), c.id());
+                self.connections.insert(c.id(), Versioned { version, value: c.clone() });
+            }
+            Record::Mappings(m) if m.project() == &self.project => {
+                self.mappings.insert(m.integration().clone(), Versioned { version, value: m.clone() });
+            }
+            Record::OAuthApp(a) if a.project() == &self.project => {
+                self.apps.insert(a.owner().clone(), Versioned { version, value: a.clone() });
+            }
+            _ => {}
+        }
+    }
+
+    /// Removes a record of this project.
+    pub(crate) fn remove(&mut self, key: &RecordKey) {
+        match key {
+            RecordKey::Connection(p, id) if p == &self.project => {
+                if let Some(old) = self.connections.remove(id) {
+                    let old_key = (old.value.scope().integration().cloned(), old.value.name().clone());
+                    if self.by_name.get(&old_key) == Some(id) {
+                        self.by_name.remove(&old_key);
+                    }
+                }
+            }
+            RecordKey::Mappings(p, i) if p == &self.project => {
+                self.mappings.remove(i);
+            }
+            RecordKey::OAuthApp(p, o) if p == &self.project => {
+                self.apps.remove(o);
+            }
+            _ => {}
+        }
+    }
+
+    /// The live version of a record, if any.
+    pub(crate) fn version_of(&self, key: &RecordKey) -> Option<Version> {
+        match key {
+            RecordKey::Connection(_, id) => self.connections.get(id).map(|c| c.version),
+            RecordKey::Mappings(_, i) => self.mappings.get(i).map(|m| m.version),
+            RecordKey::OAuthApp(_, o) => self.apps.get(o).map(|a| a.version),
+        }
+    }
+
+    pub(crate) fn set_revision(&mut self, revision: Revision) {
+        self.revision = revision;
+    }
+}
+
+type Directory = HashMap<ProjectId, Arc<ArcSwap<ProjectSnapshot>>>;
+
+/// The live catalog: every project's current snapshot, plus the host's
+/// [`ResolvePolicy`]. `Send + Sync`; reads are lock-free.
+///
+/// Most hosts use it through [`Registry`](crate::registry::Registry). Built
+/// directly from records it is a plain in-memory resolver, handy in tests:
+///
+/// ```
+/// use connective::catalog::Catalog;
+/// use connective::model::ResolvePolicy;
+/// let catalog = Catalog::new(ResolvePolicy::default());
+/// assert!(catalog.project(&"acme".parse()?).is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Catalog {
+    directory: ArcSwap<Directory>,
+    revision: AtomicU64,
+    policy: ResolvePolicy,
+}
+
+impl Catalog {
+    /// An empty catalog.
+    pub fn new(policy: ResolvePolicy) -> Self {
+        Catalog { directory: ArcSwap::from_pointee(HashMap::new()), revision: AtomicU64::new(0), policy }
+    }
+
+    /// A catalog holding `records` at `revision`.
+    pub fn from_records(
+        policy: ResolvePolicy,
+        revision: Revision,
+        records: impl IntoIterator<Item = (Version, Record)>,
+    ) -> Self {
+        let catalog = Catalog::new(policy);
+        catalog.replace_all(revision, records);
+        catalog
+    }
+
+    /// The host's resolution policy.
+    pub fn policy(&self) -> &ResolvePolicy {
+        &self.policy
+    }
+
+    /// The store revision the catalog reflects.
+    pub fn revision(&self) -> Revision {
+        Revision(self.revision.load(Ordering::Acquire))
+    }
+
+    /// A project's current snapshot.
+    pub fn project(&self, project: &ProjectId) -> Option<Arc<ProjectSnapshot>> {
+        self.directory.load().get(project).map(|slot| slot.load_full())
+    }
+
+    /// Every project's ID.
+    pub fn projects(&self) -> Vec<ProjectId> {
+        let mut out: Vec<_> = self.directory.load().keys().cloned().collect();
+        out.sort();
+        out
+    }
+
+    /// Publishes a project's next snapshot. Callers serialize writes.
+    pub(crate) fn install(&self, snapshot: ProjectSnapshot) {
+        let directory = self.directory.load();
+        if let Some(slot) = directory.get(&snapshot.project) {
+            slot.store(Arc::new(snapshot));
+            return;
+        }
+        let mut next: Directory = (**directory).clone();
+        next.insert(snapshot.project.clone(), Arc::new(ArcSwap::from_pointee(snapshot)));
+        self.directory.store(Arc::new(next));
+    }
+
+    /// Sets the revision the catalog reflects, after the snapshots are in.
+    pub(crate) fn set_revision(&self, revision: Revision) {
+        self.revision.store(revision.0, Ordering::Release);
+    }
+
+    /// Replaces everything with `records` at `revision`.
+    pub(crate) fn replace_all(&self, revision: Revision, records: impl IntoIterator<Item = (Version, Record)>) {
+        let mut projects: HashMap<ProjectId, ProjectSnapshot> = HashMap::new();
+        for (version, record) in records {
+            let project = record.key().project().clone();
+            projects
+                .entry(project.clone())
+                .or_insert_with(|| ProjectSnapshot::empty(project))
+                .put(version, &record);
+        }
+        let mut directory: Directory = HashMap::with_capacity(projects.len());
+        for (id, mut snapshot) in projects {
+            snapshot.set_revision(revision);
+            directory.insert(id, Arc::new(ArcSwap::from_pointee(snapshot)));
+        }
+        self.directory.store(Arc::new(directory));
+        self.set_revision(revision);
+    }
+}

@@ -1,0 +1,271 @@
+//! The result of resolution: variables, values and provenance.
+
+use std::fmt;
+use std::process::Command;
+
+use indexmap::IndexMap;
+
+use super::ResolveRequest;
+use crate::model::{AppOwner, ConnectionId, ConnectionName, EnvVarName, Layer, ParamName, Revision, Scope, SecretValue};
+
+/// A resolved value: plain text or a secret.
+#[derive(Clone)]
+pub enum ResolvedValue {
+    /// Plain text.
+    Plain(String),
+    /// A secret; read it with [`SecretValue::expose`].
+    Secret(SecretValue),
+}
+
+impl ResolvedValue {
+    /// The plain text, or `None` for a secret.
+    pub fn as_plain(&self) -> Option<&str> {
+        match self {
+            ResolvedValue::Plain(s) => Some(s),
+            ResolvedValue::Secret(_) => None,
+        }
+    }
+
+    /// Whether the value is secret.
+    pub fn is_secret(&self) -> bool {
+        matches!(self, ResolvedValue::Secret(_))
+    }
+
+    /// The value, secret or not: an explicit exposure.
+    pub fn expose(&self) -> &str {
+        match self {
+            ResolvedValue::Plain(s) => s,
+            ResolvedValue::Secret(s) => s.expose(),
+        }
+    }
+}
+
+impl fmt::Debug for ResolvedValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResolvedValue::Plain(s) => f.debug_tuple("Plain").field(s).finish(),
+            ResolvedValue::Secret(_) => f.write_str("Secret([REDACTED])"),
+        }
+    }
+}
+
+impl fmt::Display for ResolvedValue {
+    /// Plain text as is; a secret as `[REDACTED]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResolvedValue::Plain(s) => f.write_str(s),
+            ResolvedValue::Secret(_) => f.write_str("[REDACTED]"),
+        }
+    }
+}
+
+/// Which field of an OAuth application a parameter is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AppField {
+    /// `ConsumerKey`: the client ID.
+    ClientId,
+    /// `ConsumerSecret`: the client secret.
+    ClientSecret,
+    /// `TokenURL`: the token endpoint.
+    TokenUrl,
+}
+
+impl AppField {
+    /// The parameter name (`ConsumerKey`, `ConsumerSecret`, `TokenURL`).
+    pub fn param(self) -> &'static str {
+        match self {
+            AppField::ClientId => "ConsumerKey",
+            AppField::ClientSecret => "ConsumerSecret",
+            AppField::TokenUrl => "TokenURL",
+        }
+    }
+
+    /// The field a parameter name stands for.
+    pub fn for_param(name: &str) -> Option<AppField> {
+        match name {
+            "ConsumerKey" => Some(AppField::ClientId),
+            "ConsumerSecret" => Some(AppField::ClientSecret),
+            "TokenURL" => Some(AppField::TokenUrl),
+            _ => None,
+        }
+    }
+}
+
+/// Where a resolved value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ValueSource {
+    /// A value layer of the parameter won (rule 3).
+    Layer(Layer),
+    /// The connection's OAuth application supplied it (rule 5).
+    OAuthApp {
+        /// Whose application.
+        owner: AppOwner,
+        /// Which field.
+        field: AppField,
+    },
+}
+
+impl fmt::Display for ValueSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueSource::Layer(l) => write!(f, "{l}"),
+            ValueSource::OAuthApp { owner, field } => write!(f, "{} of the {owner}", field.param()),
+        }
+    }
+}
+
+/// Whether a variable's name came from an explicit mapping or the default
+/// `PREFIX_CONNECTION_PARAM` rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MappingKind {
+    /// An explicit `from`/`to` entry.
+    Explicit,
+    /// The default name.
+    Default,
+}
+
+/// Why a variable has its value (rule 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    /// The connection's ID.
+    pub connection_id: ConnectionId,
+    /// The connection's name.
+    pub connection: ConnectionName,
+    /// The connection's scope.
+    pub scope: Scope,
+    /// The parameter.
+    pub param: ParamName,
+    /// The value layer or OAuth application that supplied the value.
+    pub source: ValueSource,
+    /// How the variable name was chosen.
+    pub mapping: MappingKind,
+}
+
+impl fmt::Display for Provenance {
+    /// `connection twilio (0f6b…, project scope), parameter ApiKey: environment production override`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "connection {} ({}, {}), parameter {}: {}",
+            self.connection, self.connection_id, self.scope, self.param, self.source
+        )?;
+        if self.mapping == MappingKind::Default {
+            f.write_str(" (default variable name)")?;
+        }
+        Ok(())
+    }
+}
+
+/// One resolved variable.
+#[derive(Debug, Clone)]
+pub struct ResolvedVar {
+    /// The variable's name.
+    pub name: EnvVarName,
+    /// Its value.
+    pub value: ResolvedValue,
+    /// Why it has this value.
+    pub provenance: Provenance,
+}
+
+/// The variables an integration gets, in mapping order, each with its
+/// provenance. `Debug` and `Display` redact secrets.
+///
+/// ```
+/// # use connective::resolve::{ResolvedEnv, ResolveRequest};
+/// # let env = ResolvedEnv::empty(ResolveRequest::parse("p", "i", "development")?);
+/// let mut cmd = std::process::Command::new("true");
+/// env.apply_to(&mut cmd); // secrets go straight into the child's environment
+/// # Ok::<(), connective::model::ParseError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ResolvedEnv {
+    request: ResolveRequest,
+    revision: Revision,
+    vars: IndexMap<EnvVarName, ResolvedVar>,
+}
+
+impl ResolvedEnv {
+    pub(crate) fn new(request: ResolveRequest, revision: Revision, vars: IndexMap<EnvVarName, ResolvedVar>) -> Self {
+        ResolvedEnv { request, revision, vars }
+    }
+
+    /// No variables (an integration without mappings).
+    pub fn empty(request: ResolveRequest) -> Self {
+        ResolvedEnv { request, revision: Revision(0), vars: IndexMap::new() }
+    }
+
+    pub(crate) fn at(mut self, revision: Revision) -> Self {
+        self.revision = revision;
+        self
+    }
+
+    /// What was resolved.
+    pub fn request(&self) -> &ResolveRequest {
+        &self.request
+    }
+
+    /// The store revision the answer reflects.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// How many variables.
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+
+    /// One variable.
+    pub fn get(&self, name: &str) -> Option<&ResolvedVar> {
+        self.vars.get(name)
+    }
+
+    /// Why `name` has its value (rule 7).
+    pub fn explain(&self, name: &str) -> Option<&Provenance> {
+        self.vars.get(name).map(|v| &v.provenance)
+    }
+
+    /// Every variable, in mapping order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &ResolvedVar> {
+        self.vars.values()
+    }
+
+    /// Sets every variable on `command`: the one place secrets reach a child
+    /// process without the host handling them.
+    pub fn apply_to(&self, command: &mut Command) {
+        for var in self.vars.values() {
+            command.env(var.name.as_str(), var.value.expose());
+        }
+    }
+
+    /// The plain variables only, as name → value.
+    pub fn plain_vars(&self) -> impl Iterator<Item = (&EnvVarName, &str)> {
+        self.vars.values().filter_map(|v| v.value.as_plain().map(|s| (&v.name, s)))
+    }
+}
+
+impl<'a> IntoIterator for &'a ResolvedEnv {
+    type Item = &'a ResolvedVar;
+    type IntoIter = indexmap::map::Values<'a, EnvVarName, ResolvedVar>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.vars.values()
+    }
+}
+
+impl fmt::Display for ResolvedEnv {
+    /// A table: `NAME=value  # provenance`, secrets redacted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "# {} ({})", self.request, self.revision)?;
+        for var in self.vars.values() {
+            writeln!(f, "{}={}  # {}", var.name, var.value, var.provenance)?;
+        }
+        Ok(())
+    }
+}

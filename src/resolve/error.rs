@@ -1,0 +1,109 @@
+//! What can go wrong in a resolution; all problems are reported together.
+
+use std::fmt;
+
+use super::ResolveRequest;
+use crate::model::{AppOwner, ConnectionId, ConnectionName, ConnectionRef, CustomerId, EnvVarName, Environment, IntegrationId, ParamName};
+
+/// One problem of a resolution.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    /// The reference names nothing this integration can see (it may not exist,
+    /// or belong to another integration or project: the two are not told apart).
+    #[error("no {reference} is visible to integration {integration}")]
+    NotVisible {
+        /// The reference as mapped.
+        reference: ConnectionRef,
+        /// The integration.
+        integration: IntegrationId,
+    },
+    /// The mapping names a parameter the connection does not have.
+    #[error("connection {connection} ({connection_id}) has no parameter {param}")]
+    UnknownParam {
+        /// The connection.
+        connection: ConnectionName,
+        /// Its ID.
+        connection_id: ConnectionId,
+        /// The parameter.
+        param: ParamName,
+    },
+    /// A mapped parameter has no value for this environment and customer.
+    #[error("parameter {param} of connection {connection} ({connection_id}) has no value for environment {environment}{}", customer.as_ref().map_or(String::from(" without a customer"), |c| format!(" and customer {c}")))]
+    MissingValue {
+        /// The connection.
+        connection: ConnectionName,
+        /// Its ID.
+        connection_id: ConnectionId,
+        /// The parameter.
+        param: ParamName,
+        /// The environment.
+        environment: Environment,
+        /// The customer, if any.
+        customer: Option<CustomerId>,
+    },
+    /// A per-customer parameter was resolved without a customer.
+    #[error("parameter {param} of connection {connection} ({connection_id}) is per-customer: resolve for a customer")]
+    CustomerRequired {
+        /// The connection.
+        connection: ConnectionName,
+        /// Its ID.
+        connection_id: ConnectionId,
+        /// The parameter.
+        param: ParamName,
+    },
+    /// Two mappings produce the same variable.
+    #[error("variable {variable} is produced by both {}.{} and {}.{}", first.0, first.1, second.0, second.1)]
+    Collision {
+        /// The variable.
+        variable: EnvVarName,
+        /// The first (connection, parameter).
+        first: (ConnectionName, ParamName),
+        /// The second.
+        second: (ConnectionName, ParamName),
+    },
+    /// The variable name is reserved by the host.
+    #[error("variable {variable} (from {connection}.{param}) is reserved: {reason}")]
+    Reserved {
+        /// The variable.
+        variable: EnvVarName,
+        /// The connection.
+        connection: ConnectionName,
+        /// The parameter.
+        param: ParamName,
+        /// Why.
+        reason: String,
+    },
+    /// The connection's OAuth application is missing from the catalog.
+    #[error("connection {connection} ({connection_id}) refers to the {owner}, which does not exist")]
+    OAuthAppMissing {
+        /// The connection.
+        connection: ConnectionName,
+        /// Its ID.
+        connection_id: ConnectionId,
+        /// The application's owner.
+        owner: AppOwner,
+    },
+}
+
+/// A resolution that failed, with every problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveError {
+    /// What was being resolved.
+    pub request: ResolveRequest,
+    /// Every problem, in mapping order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(f, "cannot resolve {}: {n} problem{}", self.request, if n == 1 { "" } else { "s" })?;
+        for (i, p) in self.problems.iter().enumerate() {
+            write!(f, "{} {p}", if i == 0 { ":" } else { ";" })?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ResolveError {}

@@ -1,0 +1,326 @@
+//! Resolution: visibility → precedence → values → mapping → [`ResolvedEnv`]
+//! with provenance.
+//!
+//! Pure functions over a [`ProjectSnapshot`]: no I/O, no locks. The rules of
+//! the architecture live here, one function each:
+//! - rules 1 and 2 (visibility, precedence): [`find_connection`];
+//! - rule 3 (values): [`Layers::value_for`](crate::model::Layers::value_for);
+//! - rule 4 (mapping): [`resolve_snapshot`] with the host's
+//!   [`ResolvePolicy`];
+//! - rule 7 (provenance): every [`ResolvedVar`] carries a [`Provenance`].
+
+mod env;
+mod error;
+
+use std::sync::Arc;
+
+pub use env::{AppField, MappingKind, Provenance, ResolvedEnv, ResolvedValue, ResolvedVar, ValueSource};
+pub use error::{Problem, ResolveError};
+use indexmap::IndexMap;
+use indexmap::map::Entry;
+
+use crate::catalog::{Catalog, ProjectSnapshot};
+use crate::model::{
+    APP_PARAMS, Connection, ConnectionRef, CustomerId, EnvMapping, EnvVarName, Environment, IntegrationId,
+    IntoIdent, ParamName, ParamValues, ParseError, ProjectId, Requirement, ResolvePolicy, Scope, Tenancy,
+    Versioned,
+};
+
+/// What to resolve: one integration of one project, for an environment and
+/// optionally a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResolveRequest {
+    /// The project.
+    pub project: ProjectId,
+    /// The integration.
+    pub integration: IntegrationId,
+    /// The environment.
+    pub environment: Environment,
+    /// The customer, for a multi-tenant host.
+    pub customer: Option<CustomerId>,
+}
+
+impl ResolveRequest {
+    /// A request without a customer.
+    pub fn new(project: ProjectId, integration: IntegrationId, environment: Environment) -> Self {
+        ResolveRequest { project, integration, environment, customer: None }
+    }
+
+    /// Parses the three identifiers.
+    ///
+    /// ```
+    /// use connective::resolve::ResolveRequest;
+    /// let req = ResolveRequest::parse("acme", "orders", "production")?.for_customer("globex")?;
+    /// assert_eq!(req.customer.unwrap().as_str(), "globex");
+    /// # Ok::<(), connective::model::ParseError>(())
+    /// ```
+    pub fn parse(project: &str, integration: &str, environment: &str) -> Result<Self, ParseError> {
+        Ok(ResolveRequest::new(project.parse()?, integration.parse()?, environment.parse()?))
+    }
+
+    /// The same request for `customer`.
+    pub fn for_customer<C: IntoIdent<CustomerId>>(mut self, customer: C) -> Result<Self, ParseError> {
+        self.customer = Some(customer.into_ident()?);
+        Ok(self)
+    }
+
+    /// The same request for another environment.
+    pub fn in_environment(mut self, environment: Environment) -> Self {
+        self.environment = environment;
+        self
+    }
+}
+
+impl std::fmt::Display for ResolveRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "integration {} of project {} in environment {}", self.integration, self.project, self.environment)?;
+        if let Some(c) = &self.customer {
+            write!(f, " for customer {c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The read side: turns a request into a [`ResolvedEnv`].
+///
+/// Implemented by [`Registry`](crate::registry::Registry), by
+/// [`Catalog`] and by [`ProjectView`] (a project snapshot with a policy), so
+/// host code written against `&dyn Resolver` can be unit-tested on a fixture.
+pub trait Resolver {
+    /// Resolves `request`, or reports every problem found.
+    fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError>;
+}
+
+/// A project snapshot together with the host's policy: an immutable resolver.
+#[derive(Debug, Clone)]
+pub struct ProjectView {
+    /// The snapshot.
+    pub snapshot: Arc<ProjectSnapshot>,
+    /// The policy.
+    pub policy: ResolvePolicy,
+}
+
+impl Resolver for ProjectView {
+    fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
+        if request.project != *self.snapshot.project() {
+            return Ok(ResolvedEnv::empty(request.clone()));
+        }
+        resolve_snapshot(&self.snapshot, &self.policy, request)
+    }
+}
+
+impl Resolver for Catalog {
+    fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
+        match self.project(&request.project) {
+            Some(snapshot) => resolve_snapshot(&snapshot, self.policy(), request),
+            None => Ok(ResolvedEnv::empty(request.clone())),
+        }
+    }
+}
+
+impl<R: Resolver + ?Sized> Resolver for &R {
+    fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
+        (**self).resolve(request)
+    }
+}
+
+impl<R: Resolver + ?Sized> Resolver for Arc<R> {
+    fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
+        (**self).resolve(request)
+    }
+}
+
+/// **Rules 1 and 2, visibility and precedence.** The connection `reference`
+/// means to `integration` of the snapshot's project:
+/// - by name: the integration's own integration-scope connection of that name
+///   if there is one (it shadows), else the project-scope one;
+/// - by ID: exactly that connection, if it is project-scope or belongs to this
+///   integration.
+///
+/// Nothing of another integration or project is ever returned.
+pub fn find_connection<'s>(
+    snapshot: &'s ProjectSnapshot,
+    integration: &IntegrationId,
+    reference: &ConnectionRef,
+) -> Option<&'s Versioned<Arc<Connection>>> {
+    match reference {
+        ConnectionRef::Name(name) => {
+            snapshot.by_name(Some(integration), name).or_else(|| snapshot.by_name(None, name))
+        }
+        ConnectionRef::Id(id) => snapshot.connection(*id).filter(|c| match c.value.scope() {
+            Scope::Project => true,
+            Scope::Integration(owner) => owner == integration,
+        }),
+    }
+}
+
+/// Whether `connection` is visible to `integration` (rule 1).
+pub fn is_visible(connection: &Connection, integration: &IntegrationId) -> bool {
+    match connection.scope() {
+        Scope::Project => true,
+        Scope::Integration(owner) => owner == integration,
+    }
+}
+
+/// A parameter's value for a request, or why there is none.
+enum Lookup {
+    Found(ResolvedValue, ValueSource),
+    /// No value, and the parameter is optional.
+    Absent,
+}
+
+fn lookup(
+    snapshot: &ProjectSnapshot,
+    connection: &Connection,
+    param: &ParamName,
+    request: &ResolveRequest,
+    explicit: bool,
+) -> Result<Lookup, Problem> {
+    let env = &request.environment;
+    let customer = request.customer.as_ref();
+    if let Some(owner) = connection.oauth_app() {
+        if let Some(field) = AppField::for_param(param.as_str()) {
+            let Some(app) = snapshot.app(owner) else {
+                return Err(Problem::OAuthAppMissing {
+                    connection: connection.name().clone(),
+                    connection_id: connection.id(),
+                    owner: owner.clone(),
+                });
+            };
+            let value = match field {
+                AppField::ClientId => ResolvedValue::Plain(app.value.client_id().to_owned()),
+                AppField::ClientSecret => ResolvedValue::Secret(app.value.client_secret().clone()),
+                AppField::TokenUrl => ResolvedValue::Plain(app.value.token_url().to_owned()),
+            };
+            return Ok(Lookup::Found(value, ValueSource::OAuthApp { owner: owner.clone(), field }));
+        }
+    }
+    let Some(p) = connection.spec().param(param.as_str()) else {
+        return Err(Problem::UnknownParam {
+            connection: connection.name().clone(),
+            connection_id: connection.id(),
+            param: param.clone(),
+        });
+    };
+    if matches!(p.tenancy(), Tenancy::PerCustomer(_)) && customer.is_none() {
+        return Err(Problem::CustomerRequired {
+            connection: connection.name().clone(),
+            connection_id: connection.id(),
+            param: param.clone(),
+        });
+    }
+    let found = match p.values() {
+        ParamValues::Plain(layers) => {
+            layers.pick(env, customer).map(|(l, v)| (ResolvedValue::Plain(v.clone()), l))
+        }
+        ParamValues::Secret(layers) => {
+            layers.pick(env, customer).map(|(l, v)| (ResolvedValue::Secret(v.clone()), l))
+        }
+    };
+    match found {
+        Some((value, layer)) => Ok(Lookup::Found(value, ValueSource::Layer(layer.clone()))),
+        None if !explicit && p.requirement() == Requirement::Optional => Ok(Lookup::Absent),
+        None => Err(Problem::MissingValue {
+            connection: connection.name().clone(),
+            connection_id: connection.id(),
+            param: param.clone(),
+            environment: env.clone(),
+            customer: customer.cloned(),
+        }),
+    }
+}
+
+/// The parameters a default-name mapping injects: the declared ones, then
+/// the OAuth application's.
+fn default_params(connection: &Connection) -> impl Iterator<Item = ParamName> + '_ {
+    let app = connection
+        .oauth_app()
+        .is_some()
+        .then(|| APP_PARAMS.iter().filter_map(|p| p.parse::<ParamName>().ok()))
+        .into_iter()
+        .flatten();
+    connection.spec().params().iter().map(|p| p.name().clone()).chain(app)
+}
+
+/// Resolves `request` against one project snapshot (rules 1–4 and 7), reporting
+/// every problem at once.
+pub fn resolve_snapshot(
+    snapshot: &ProjectSnapshot,
+    policy: &ResolvePolicy,
+    request: &ResolveRequest,
+) -> Result<ResolvedEnv, ResolveError> {
+    let Some(mappings) = snapshot.mappings(&request.integration) else {
+        return Ok(ResolvedEnv::empty(request.clone()).at(snapshot.revision()));
+    };
+    let mut vars: IndexMap<EnvVarName, ResolvedVar> = IndexMap::new();
+    let mut problems = Vec::new();
+    for use_ in mappings.value.uses() {
+        let Some(found) = find_connection(snapshot, &request.integration, &use_.reference) else {
+            problems.push(Problem::NotVisible {
+                reference: use_.reference.clone(),
+                integration: request.integration.clone(),
+            });
+            continue;
+        };
+        let connection = &found.value;
+        let mut add = |name: EnvVarName, param: &ParamName, kind: MappingKind, explicit: bool| {
+            let (value, source) = match lookup(snapshot, connection, param, request, explicit) {
+                Ok(Lookup::Found(value, source)) => (value, source),
+                Ok(Lookup::Absent) => return,
+                Err(problem) => {
+                    problems.push(problem);
+                    return;
+                }
+            };
+            if let Err(error) = policy.reserved().check(&name) {
+                problems.push(Problem::Reserved {
+                    variable: name,
+                    connection: connection.name().clone(),
+                    param: param.clone(),
+                    reason: match error {
+                        ParseError::Reserved { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                });
+                return;
+            }
+            let provenance = Provenance {
+                connection_id: connection.id(),
+                connection: connection.name().clone(),
+                scope: connection.scope().clone(),
+                param: param.clone(),
+                source,
+                mapping: kind,
+            };
+            match vars.entry(name) {
+                Entry::Occupied(first) => problems.push(Problem::Collision {
+                    variable: first.key().clone(),
+                    first: (first.get().provenance.connection.clone(), first.get().provenance.param.clone()),
+                    second: (connection.name().clone(), param.clone()),
+                }),
+                Entry::Vacant(slot) => {
+                    let name = slot.key().clone();
+                    slot.insert(ResolvedVar { name, value, provenance });
+                }
+            }
+        };
+        match &use_.env {
+            EnvMapping::Explicit(entries) => {
+                for entry in entries {
+                    add(entry.to.clone(), &entry.from, MappingKind::Explicit, true);
+                }
+            }
+            EnvMapping::Defaults => {
+                for param in default_params(connection) {
+                    let name = EnvVarName::default_for(policy.prefix(), connection.name(), &param);
+                    add(name, &param, MappingKind::Default, false);
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(ResolvedEnv::new(request.clone(), snapshot.revision(), vars))
+    } else {
+        Err(ResolveError { request: request.clone(), problems })
+    }
+}
