@@ -61,7 +61,11 @@ impl ProjectSnapshot {
     /// A connection by scope and name: `integration` `None` means project
     /// scope. (Which one an integration *sees* is the resolver's rule 2, see
     /// [`crate::resolve::find_connection`].)
-    pub fn by_name(&self, integration: Option<&IntegrationId>, name: &ConnectionName) -> Option<&Versioned<Arc<Connection>>> {
+    pub fn by_name(
+        &self,
+        integration: Option<&IntegrationId>,
+        name: &ConnectionName,
+    ) -> Option<&Versioned<Arc<Connection>>> {
         // Look up without cloning the key's Arcs when possible.
         let key = (integration.cloned(), name.clone());
         self.by_name.get(&key).and_then(|id| self.connections.get(id))
@@ -99,8 +103,11 @@ impl ProjectSnapshot {
 
     /// The connections using an OAuth application.
     pub fn app_users(&self, owner: &AppOwner) -> Vec<&Versioned<Arc<Connection>>> {
-        let mut users: Vec<_> =
-            self.connections.values().filter(|c| c.value.oauth_app() == Some(owner)).collect();
+        let mut users: Vec<_> = self
+            .connections
+            .values()
+            .filter(|c| c.value.oauth_app() == Some(owner))
+            .collect();
         users.sort_by(|a, b| (a.value.scope(), a.value.name()).cmp(&(b.value.scope(), b.value.name())));
         users
     }
@@ -116,14 +123,33 @@ impl ProjectSnapshot {
                         self.by_name.remove(&old_key);
                     }
                 }
-                self.by_name.insert((c.scope().integration().cloned(), c.name().clone()), c.id());
-                self.connections.insert(c.id(), Versioned { version, value: c.clone() });
+                self.by_name
+                    .insert((c.scope().integration().cloned(), c.name().clone()), c.id());
+                self.connections.insert(
+                    c.id(),
+                    Versioned {
+                        version,
+                        value: c.clone(),
+                    },
+                );
             }
             Record::Mappings(m) if m.project() == &self.project => {
-                self.mappings.insert(m.integration().clone(), Versioned { version, value: m.clone() });
+                self.mappings.insert(
+                    m.integration().clone(),
+                    Versioned {
+                        version,
+                        value: m.clone(),
+                    },
+                );
             }
             Record::OAuthApp(a) if a.project() == &self.project => {
-                self.apps.insert(a.owner().clone(), Versioned { version, value: a.clone() });
+                self.apps.insert(
+                    a.owner().clone(),
+                    Versioned {
+                        version,
+                        value: a.clone(),
+                    },
+                );
             }
             _ => {}
         }
@@ -189,7 +215,11 @@ pub struct Catalog {
 impl Catalog {
     /// An empty catalog.
     pub fn new(policy: ResolvePolicy) -> Self {
-        Catalog { directory: ArcSwap::from_pointee(HashMap::new()), revision: AtomicU64::new(0), policy }
+        Catalog {
+            directory: ArcSwap::from_pointee(HashMap::new()),
+            revision: AtomicU64::new(0),
+            policy,
+        }
     }
 
     /// A catalog holding `records` at `revision`.
@@ -233,7 +263,10 @@ impl Catalog {
             return;
         }
         let mut next: Directory = (**directory).clone();
-        next.insert(snapshot.project.clone(), Arc::new(ArcSwap::from_pointee(snapshot)));
+        next.insert(
+            snapshot.project.clone(),
+            Arc::new(ArcSwap::from_pointee(snapshot)),
+        );
         self.directory.store(Arc::new(next));
     }
 
@@ -243,7 +276,11 @@ impl Catalog {
     }
 
     /// Replaces everything with `records` at `revision`.
-    pub(crate) fn replace_all(&self, revision: Revision, records: impl IntoIterator<Item = (Version, Record)>) {
+    pub(crate) fn replace_all(
+        &self,
+        revision: Revision,
+        records: impl IntoIterator<Item = (Version, Record)>,
+    ) {
         let mut projects: HashMap<ProjectId, ProjectSnapshot> = HashMap::new();
         for (version, record) in records {
             let project = record.key().project().clone();

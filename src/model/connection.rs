@@ -6,8 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::ident::{
-    ConnectionId, ConnectionName, CustomerId, Environment, IntegrationId, ParamName, ParseError,
-    ProjectId, shorten,
+    ConnectionId, ConnectionName, CustomerId, Environment, IntegrationId, ParamName, ParseError, ProjectId,
+    shorten,
 };
 use super::oauth::AppOwner;
 use super::secret::SecretValue;
@@ -329,7 +329,9 @@ impl Layers<String> {
 impl<T> fmt::Debug for Layers<T> {
     /// Lists the layers only: values, plain or secret, are not printed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.values.iter().map(|(l, _)| l)).finish()
+        f.debug_list()
+            .entries(self.values.iter().map(|(l, _)| l))
+            .finish()
     }
 }
 
@@ -545,13 +547,19 @@ impl ParamBuilder {
 
     /// Sets the value for one environment.
     pub fn env<E: IntoIdent<Environment>>(self, env: E, value: impl Into<String>) -> Self {
-        let layer = env.into_ident().map(Layer::Environment).map_err(|e| ("environment", e));
+        let layer = env
+            .into_ident()
+            .map(Layer::Environment)
+            .map_err(|e| ("environment", e));
         self.layer(layer, value)
     }
 
     /// Sets the value for one customer, in every environment.
     pub fn customer<C: IntoIdent<CustomerId>>(self, customer: C, value: impl Into<String>) -> Self {
-        let layer = customer.into_ident().map(Layer::Customer).map_err(|e| ("customer", e));
+        let layer = customer
+            .into_ident()
+            .map(Layer::Customer)
+            .map_err(|e| ("customer", e));
         self.layer(layer, value)
     }
 
@@ -593,7 +601,10 @@ impl ParamBuilder {
         let name = match self.name {
             Ok(n) => Some(n),
             Err(error) => {
-                problems.push(SpecProblem::Ident { field: format!("{label}.name"), error });
+                problems.push(SpecProblem::Ident {
+                    field: format!("{label}.name"),
+                    error,
+                });
                 None
             }
         };
@@ -609,7 +620,10 @@ impl ParamBuilder {
             let layer = match layer {
                 Ok(l) => l,
                 Err((field, error)) => {
-                    problems.push(SpecProblem::Ident { field: format!("{label}.{field}"), error });
+                    problems.push(SpecProblem::Ident {
+                        field: format!("{label}.{field}"),
+                        error,
+                    });
                     continue;
                 }
             };
@@ -629,7 +643,10 @@ impl ParamBuilder {
                     });
                 }
                 if layers.iter().any(|(l, _)| *l == layer) {
-                    problems.push(SpecProblem::DuplicateValue { param: name.clone(), layer });
+                    problems.push(SpecProblem::DuplicateValue {
+                        param: name.clone(),
+                        layer,
+                    });
                     continue;
                 }
             }
@@ -638,7 +655,10 @@ impl ParamBuilder {
         let name = name?;
         let values = match self.kind {
             ParamKind::Plain => ParamValues::Plain(Layers::from_vec(
-                layers.into_iter().map(|(l, v)| (l, v.expose().to_owned())).collect(),
+                layers
+                    .into_iter()
+                    .map(|(l, v)| (l, v.expose().to_owned()))
+                    .collect(),
             )),
             ParamKind::Secret => ParamValues::Secret(Layers::from_vec(layers)),
         };
@@ -703,7 +723,9 @@ pub enum SpecProblem {
         param: ParamName,
     },
     /// A managed OAuth application only serves platform targets.
-    #[error("a managed oauth application only serves platform integration targets, not {target}; use OAuthClient::Supplied")]
+    #[error(
+        "a managed oauth application only serves platform integration targets, not {target}; use OAuthClient::Supplied"
+    )]
     ManagedOAuthNeedsPlatform {
         /// The target, described.
         target: String,
@@ -792,7 +814,10 @@ impl ConnectionSpec {
     /// assert_eq!(spec.params().len(), 2);
     /// # Ok::<(), connective::model::SpecError>(())
     /// ```
-    pub fn project<P: IntoIdent<ProjectId>, N: IntoIdent<ConnectionName>>(project: P, name: N) -> ConnectionBuilder {
+    pub fn project<P: IntoIdent<ProjectId>, N: IntoIdent<ConnectionName>>(
+        project: P,
+        name: N,
+    ) -> ConnectionBuilder {
         ConnectionBuilder::new(project.into_ident(), Ok(Scope::Project), name.into_ident())
     }
 
@@ -868,7 +893,9 @@ impl ConnectionBuilder {
             scope,
             name,
             description: String::new(),
-            target: Ok(Target::External { service: String::new() }),
+            target: Ok(Target::External {
+                service: String::new(),
+            }),
             auth: AuthScheme::None,
             params: Vec::new(),
         }
@@ -887,7 +914,11 @@ impl ConnectionBuilder {
     }
 
     /// Targets a platform integration, parsing its identifiers.
-    pub fn platform_target<P: IntoIdent<ProjectId>, I: IntoIdent<IntegrationId>>(mut self, project: P, integration: I) -> Self {
+    pub fn platform_target<P: IntoIdent<ProjectId>, I: IntoIdent<IntegrationId>>(
+        mut self,
+        project: P,
+        integration: I,
+    ) -> Self {
         self.target = match (project.into_ident(), integration.into_ident()) {
             (Ok(p), Ok(i)) => Ok(Target::platform(p, i)),
             (Err(e), _) => Err(("target.project", e)),
@@ -913,22 +944,39 @@ impl ConnectionBuilder {
         let mut problems = Vec::new();
         let label = match &self.name {
             Ok(n) => n.to_string(),
-            Err(ParseError::TooLong { input, .. } | ParseError::BadChar { input, .. } | ParseError::Reserved { input, .. }) => {
-                shorten(input)
-            }
+            Err(
+                ParseError::TooLong { input, .. }
+                | ParseError::BadChar { input, .. }
+                | ParseError::Reserved { input, .. },
+            ) => shorten(input),
             Err(_) => String::new(),
         };
         let project = self
             .project
-            .map_err(|error| problems.push(SpecProblem::Ident { field: "project".into(), error }))
+            .map_err(|error| {
+                problems.push(SpecProblem::Ident {
+                    field: "project".into(),
+                    error,
+                })
+            })
             .ok();
         let scope = self
             .scope
-            .map_err(|error| problems.push(SpecProblem::Ident { field: "scope.integration".into(), error }))
+            .map_err(|error| {
+                problems.push(SpecProblem::Ident {
+                    field: "scope.integration".into(),
+                    error,
+                })
+            })
             .ok();
         let name = self
             .name
-            .map_err(|error| problems.push(SpecProblem::Ident { field: "name".into(), error }))
+            .map_err(|error| {
+                problems.push(SpecProblem::Ident {
+                    field: "name".into(),
+                    error,
+                })
+            })
             .ok();
         if self.description.len() > MAX_DESCRIPTION_LEN {
             problems.push(SpecProblem::TooLong {
@@ -939,16 +987,26 @@ impl ConnectionBuilder {
         }
         let target = self
             .target
-            .map_err(|(field, error)| problems.push(SpecProblem::Ident { field: field.into(), error }))
+            .map_err(|(field, error)| {
+                problems.push(SpecProblem::Ident {
+                    field: field.into(),
+                    error,
+                })
+            })
             .ok();
         if self.params.len() > MAX_PARAMS {
-            problems.push(SpecProblem::TooManyParams { count: self.params.len(), max: MAX_PARAMS });
+            problems.push(SpecProblem::TooManyParams {
+                count: self.params.len(),
+                max: MAX_PARAMS,
+            });
         }
         let mut params: Vec<Param> = Vec::with_capacity(self.params.len());
         for (index, builder) in self.params.into_iter().enumerate() {
             if let Some(param) = builder.build(index, &mut problems) {
                 if params.iter().any(|p| p.name == param.name) {
-                    problems.push(SpecProblem::DuplicateParam { param: param.name.clone() });
+                    problems.push(SpecProblem::DuplicateParam {
+                        param: param.name.clone(),
+                    });
                 } else {
                     params.push(param);
                 }
@@ -958,40 +1016,61 @@ impl ConnectionBuilder {
             check_auth_and_target(self.auth, target, &params, &mut problems);
         }
         match (project, scope, name, target) {
-            (Some(project), Some(scope), Some(name), Some(target)) if problems.is_empty() => Ok(ConnectionSpec {
-                project,
-                scope,
-                name,
-                description: self.description,
-                target,
-                auth: self.auth,
-                params,
+            (Some(project), Some(scope), Some(name), Some(target)) if problems.is_empty() => {
+                Ok(ConnectionSpec {
+                    project,
+                    scope,
+                    name,
+                    description: self.description,
+                    target,
+                    auth: self.auth,
+                    params,
+                })
+            }
+            _ => Err(SpecError {
+                connection: label,
+                problems,
             }),
-            _ => Err(SpecError { connection: label, problems }),
         }
     }
 }
 
-fn check_auth_and_target(auth: AuthScheme, target: &Target, params: &[Param], problems: &mut Vec<SpecProblem>) {
+fn check_auth_and_target(
+    auth: AuthScheme,
+    target: &Target,
+    params: &[Param],
+    problems: &mut Vec<SpecProblem>,
+) {
     if auth.managed_oauth().is_some() {
         if !matches!(target, Target::Platform(_)) {
-            problems.push(SpecProblem::ManagedOAuthNeedsPlatform { target: target.to_string() });
+            problems.push(SpecProblem::ManagedOAuthNeedsPlatform {
+                target: target.to_string(),
+            });
         }
         for p in params {
             if APP_PARAMS.contains(&p.name.as_str()) {
-                problems.push(SpecProblem::AppSuppliedParam { param: p.name.clone() });
+                problems.push(SpecProblem::AppSuppliedParam {
+                    param: p.name.clone(),
+                });
             }
         }
     }
-    if matches!(auth, AuthScheme::ApiKey | AuthScheme::Basic) && !params.iter().any(|p| p.kind() == ParamKind::Secret) {
+    if matches!(auth, AuthScheme::ApiKey | AuthScheme::Basic)
+        && !params.iter().any(|p| p.kind() == ParamKind::Secret)
+    {
         problems.push(SpecProblem::NeedsSecret { scheme: auth });
     }
     if let Target::Database { engine } = target {
         for required in Target::DATABASE_PARAMS {
             match params.iter().find(|p| p.name.as_str() == required) {
-                None => problems.push(SpecProblem::MissingParam { what: format!("{engine} database"), param: required }),
+                None => problems.push(SpecProblem::MissingParam {
+                    what: format!("{engine} database"),
+                    param: required,
+                }),
                 Some(p) if required == "Password" && p.kind() != ParamKind::Secret => {
-                    problems.push(SpecProblem::MustBeSecret { param: p.name.clone() })
+                    problems.push(SpecProblem::MustBeSecret {
+                        param: p.name.clone(),
+                    })
                 }
                 Some(_) => {}
             }
@@ -1054,7 +1133,9 @@ mod tests {
             .customer("c1", "c")
             .customer_env("c1", "production", "ce");
         let spec = ConnectionSpec::project("p", "n").param(p).build().unwrap();
-        let ParamValues::Plain(layers) = spec.params()[0].values() else { panic!() };
+        let ParamValues::Plain(layers) = spec.params()[0].values() else {
+            panic!()
+        };
         let prod = Environment::production();
         let dev = Environment::development();
         let c1: CustomerId = "c1".parse().unwrap();
@@ -1073,7 +1154,11 @@ mod tests {
             .auth(AuthScheme::OAuth2(OAuthClient::Shared))
             .param(Param::plain("HostName").env("Prod", "h"))
             .param(Param::plain("HostName"))
-            .param(Param::secret("Token").per_customer(EnteredBy::Customer).default("x"))
+            .param(
+                Param::secret("Token")
+                    .per_customer(EnteredBy::Customer)
+                    .default("x"),
+            )
             .build()
             .unwrap_err();
         let text = err.to_string();

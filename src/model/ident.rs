@@ -85,9 +85,7 @@ pub enum ParseError {
         max: usize,
     },
     /// A character is not allowed where it stands.
-    #[error(
-        "invalid {kind} {input:?}: character {found:?} at position {position} is not allowed ({rule})"
-    )]
+    #[error("invalid {kind} {input:?}: character {found:?} at position {position} is not allowed ({rule})")]
     BadChar {
         /// Which identifier.
         kind: IdentKind,
@@ -641,7 +639,14 @@ mod tests {
             Err(ParseError::TooLong { len: 65, max: 64, .. })
         ));
         let err = ProjectId::parse("caf\u{e9}").unwrap_err();
-        assert!(matches!(err, ParseError::BadChar { found: '\u{e9}', position: 3, .. }));
+        assert!(matches!(
+            err,
+            ParseError::BadChar {
+                found: '\u{e9}',
+                position: 3,
+                ..
+            }
+        ));
         let err = ProjectId::parse(&"\u{e9}".repeat(200)).unwrap_err();
         assert!(err.to_string().len() < 400);
     }

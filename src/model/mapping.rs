@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::connection::{IntoIdent, SpecProblem, join};
-use super::ident::{ConnectionId, ConnectionName, EnvVarName, IntegrationId, ParamName, ParseError, ProjectId};
+use super::ident::{
+    ConnectionId, ConnectionName, EnvVarName, IntegrationId, ParamName, ParseError, ProjectId,
+};
 
 /// How an integration refers to a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,7 +81,10 @@ impl Mappings {
     /// assert_eq!(m.uses().len(), 2);
     /// # Ok::<(), connective::model::MappingsError>(())
     /// ```
-    pub fn of<P: IntoIdent<ProjectId>, I: IntoIdent<IntegrationId>>(project: P, integration: I) -> MappingsBuilder {
+    pub fn of<P: IntoIdent<ProjectId>, I: IntoIdent<IntegrationId>>(
+        project: P,
+        integration: I,
+    ) -> MappingsBuilder {
         MappingsBuilder {
             project: project.into_ident(),
             integration: integration.into_ident(),
@@ -89,7 +94,11 @@ impl Mappings {
 
     /// Assembles already validated parts.
     pub fn new(project: ProjectId, integration: IntegrationId, uses: Vec<ConnectionUse>) -> Self {
-        Mappings { project, integration, uses }
+        Mappings {
+            project,
+            integration,
+            uses,
+        }
     }
 
     /// The project.
@@ -123,7 +132,11 @@ impl MappingsBuilder {
         F: IntoIdent<ParamName>,
         T: IntoIdent<EnvVarName>,
     {
-        let entries = entries.map(|e| e.into_iter().map(|(f, t)| (f.into_ident(), t.into_ident())).collect());
+        let entries = entries.map(|e| {
+            e.into_iter()
+                .map(|(f, t)| (f.into_ident(), t.into_ident()))
+                .collect()
+        });
         self.uses.push((reference, entries));
         self
     }
@@ -140,7 +153,10 @@ impl MappingsBuilder {
 
     /// Uses the connection named `name` with default variable names.
     pub fn by_name_defaults<N: IntoIdent<ConnectionName>>(self, name: N) -> Self {
-        self.push::<&str, &str>(name.into_ident().map(ConnectionRef::Name), None::<Vec<(&str, &str)>>)
+        self.push::<&str, &str>(
+            name.into_ident().map(ConnectionRef::Name),
+            None::<Vec<(&str, &str)>>,
+        )
     }
 
     /// Uses the connection with ID `id` with explicit `(from, to)` entries.
@@ -176,19 +192,38 @@ impl MappingsBuilder {
         let mut problems = Vec::new();
         let project = self
             .project
-            .map_err(|error| problems.push(SpecProblem::Ident { field: "project".into(), error }))
+            .map_err(|error| {
+                problems.push(SpecProblem::Ident {
+                    field: "project".into(),
+                    error,
+                })
+            })
             .ok();
         let integration = self
             .integration
-            .map_err(|error| problems.push(SpecProblem::Ident { field: "integration".into(), error }))
+            .map_err(|error| {
+                problems.push(SpecProblem::Ident {
+                    field: "integration".into(),
+                    error,
+                })
+            })
             .ok();
         if self.uses.len() > MAX_USES {
-            problems.push(SpecProblem::TooLong { field: "connections".into(), len: self.uses.len(), max: MAX_USES });
+            problems.push(SpecProblem::TooLong {
+                field: "connections".into(),
+                len: self.uses.len(),
+                max: MAX_USES,
+            });
         }
         let mut uses = Vec::with_capacity(self.uses.len());
         for (i, (reference, entries)) in self.uses.into_iter().enumerate() {
             let reference = reference
-                .map_err(|error| problems.push(SpecProblem::Ident { field: format!("connections[{i}].reference"), error }))
+                .map_err(|error| {
+                    problems.push(SpecProblem::Ident {
+                        field: format!("connections[{i}].reference"),
+                        error,
+                    })
+                })
                 .ok();
             let env = match entries {
                 None => Some(EnvMapping::Defaults),
@@ -199,10 +234,16 @@ impl MappingsBuilder {
                             (Ok(from), Ok(to)) => out.push(EnvMap { from, to }),
                             (from, to) => {
                                 if let Err(error) = from {
-                                    problems.push(SpecProblem::Ident { field: format!("connections[{i}].env[{j}].from"), error });
+                                    problems.push(SpecProblem::Ident {
+                                        field: format!("connections[{i}].env[{j}].from"),
+                                        error,
+                                    });
                                 }
                                 if let Err(error) = to {
-                                    problems.push(SpecProblem::Ident { field: format!("connections[{i}].env[{j}].to"), error });
+                                    problems.push(SpecProblem::Ident {
+                                        field: format!("connections[{i}].env[{j}].to"),
+                                        error,
+                                    });
                                 }
                             }
                         }
@@ -215,7 +256,11 @@ impl MappingsBuilder {
             }
         }
         match (project, integration) {
-            (Some(project), Some(integration)) if problems.is_empty() => Ok(Mappings { project, integration, uses }),
+            (Some(project), Some(integration)) if problems.is_empty() => Ok(Mappings {
+                project,
+                integration,
+                uses,
+            }),
             _ => Err(MappingsError { problems }),
         }
     }

@@ -11,12 +11,13 @@ pub(crate) mod random;
 mod record;
 mod secret;
 
-pub use connection::{
-    APP_PARAMS, AuthScheme, Connection, ConnectionBuilder, ConnectionSpec, EndpointVisibility, EnteredBy, IntoIdent,
-    Layer, Layers, MAX_DESCRIPTION_LEN, MAX_PARAMS, MAX_VALUE_LEN, OAuthClient, Param, ParamBuilder, ParamKind,
-    ParamValues, PlatformTarget, Requirement, Scope, SpecError, SpecProblem, Target, Tenancy,
-};
 pub(crate) use connection::join;
+pub use connection::{
+    APP_PARAMS, AuthScheme, Connection, ConnectionBuilder, ConnectionSpec, EndpointVisibility, EnteredBy,
+    IntoIdent, Layer, Layers, MAX_DESCRIPTION_LEN, MAX_PARAMS, MAX_VALUE_LEN, OAuthClient, Param,
+    ParamBuilder, ParamKind, ParamValues, PlatformTarget, Requirement, Scope, SpecError, SpecProblem, Target,
+    Tenancy,
+};
 pub use ident::{
     ConnectionId, ConnectionName, CustomerId, EnvVarName, Environment, IdentKind, IntegrationId, ParamName,
     ParseError, ProjectId,

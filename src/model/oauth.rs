@@ -56,7 +56,14 @@ impl OAuthApp {
         token_url: String,
         grants: Vec<PlatformTarget>,
     ) -> Self {
-        OAuthApp { project, owner, client_id, client_secret, token_url, grants }
+        OAuthApp {
+            project,
+            owner,
+            client_id,
+            client_secret,
+            token_url,
+            grants,
+        }
     }
     /// The project.
     pub fn project(&self) -> &ProjectId {
@@ -84,10 +91,16 @@ impl OAuthApp {
     }
     /// A copy with another secret (rotation).
     pub(crate) fn with_secret(&self, secret: SecretValue) -> Self {
-        OAuthApp { client_secret: secret, ..self.clone() }
+        OAuthApp {
+            client_secret: secret,
+            ..self.clone()
+        }
     }
     /// A copy with other grants.
     pub(crate) fn with_grants(&self, grants: Vec<PlatformTarget>) -> Self {
-        OAuthApp { grants, ..self.clone() }
+        OAuthApp {
+            grants,
+            ..self.clone()
+        }
     }
 }

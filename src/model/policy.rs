@@ -27,7 +27,9 @@ pub struct ReservedNames {
 
 impl Default for ReservedNames {
     fn default() -> Self {
-        let names = ["PATH", "HOME", "USER", "SHELL", "PWD", "HOSTNAME", "LANG", "TERM", "TMPDIR", "IFS"];
+        let names = [
+            "PATH", "HOME", "USER", "SHELL", "PWD", "HOSTNAME", "LANG", "TERM", "TMPDIR", "IFS",
+        ];
         ReservedNames {
             names: names.iter().filter_map(|n| n.parse().ok()).collect(),
             prefixes: vec!["LD_".into(), "DYLD_".into(), "LC_".into()],
@@ -38,7 +40,10 @@ impl Default for ReservedNames {
 impl ReservedNames {
     /// Nothing reserved.
     pub fn none() -> Self {
-        ReservedNames { names: Vec::new(), prefixes: Vec::new() }
+        ReservedNames {
+            names: Vec::new(),
+            prefixes: Vec::new(),
+        }
     }
 
     /// Also reserves `name`.
@@ -62,19 +67,30 @@ impl ReservedNames {
     pub fn check(&self, name: &EnvVarName) -> Result<(), ParseError> {
         let reason = if self.names.iter().any(|n| n == name) {
             "the host reserves this name".to_string()
-        } else if let Some(p) = self.prefixes.iter().find(|p| name.as_str().starts_with(p.as_str())) {
+        } else if let Some(p) = self
+            .prefixes
+            .iter()
+            .find(|p| name.as_str().starts_with(p.as_str()))
+        {
             format!("the host reserves names starting with {p}")
         } else {
             return Ok(());
         };
-        Err(ParseError::Reserved { kind: IdentKind::EnvVarName, input: name.to_string(), reason })
+        Err(ParseError::Reserved {
+            kind: IdentKind::EnvVarName,
+            input: name.to_string(),
+            reason,
+        })
     }
 }
 
 impl fmt::Debug for ReservedNames {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReservedNames")
-            .field("names", &self.names.iter().map(EnvVarName::as_str).collect::<Vec<_>>())
+            .field(
+                "names",
+                &self.names.iter().map(EnvVarName::as_str).collect::<Vec<_>>(),
+            )
             .field("prefixes", &self.prefixes)
             .finish()
     }

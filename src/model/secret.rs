@@ -150,8 +150,7 @@ mod tests {
     #[test]
     fn codec_scope_ends_even_on_panic_free_early_return() {
         let s = SecretValue::new("x");
-        let r: Result<String, _> =
-            with_secret_codec(Arc::new(PlaintextCodec), || serde_json::to_string(&s));
+        let r: Result<String, _> = with_secret_codec(Arc::new(PlaintextCodec), || serde_json::to_string(&s));
         assert!(r.is_ok());
         assert!(serde_json::to_string(&s).is_err());
     }

@@ -6,7 +6,9 @@ use std::process::Command;
 use indexmap::IndexMap;
 
 use super::ResolveRequest;
-use crate::model::{AppOwner, ConnectionId, ConnectionName, EnvVarName, Layer, ParamName, Revision, Scope, SecretValue};
+use crate::model::{
+    AppOwner, ConnectionId, ConnectionName, EnvVarName, Layer, ParamName, Revision, Scope, SecretValue,
+};
 
 /// A resolved value: plain text or a secret.
 #[derive(Clone)]
@@ -188,13 +190,25 @@ pub struct ResolvedEnv {
 }
 
 impl ResolvedEnv {
-    pub(crate) fn new(request: ResolveRequest, revision: Revision, vars: IndexMap<EnvVarName, ResolvedVar>) -> Self {
-        ResolvedEnv { request, revision, vars }
+    pub(crate) fn new(
+        request: ResolveRequest,
+        revision: Revision,
+        vars: IndexMap<EnvVarName, ResolvedVar>,
+    ) -> Self {
+        ResolvedEnv {
+            request,
+            revision,
+            vars,
+        }
     }
 
     /// No variables (an integration without mappings).
     pub fn empty(request: ResolveRequest) -> Self {
-        ResolvedEnv { request, revision: Revision(0), vars: IndexMap::new() }
+        ResolvedEnv {
+            request,
+            revision: Revision(0),
+            vars: IndexMap::new(),
+        }
     }
 
     pub(crate) fn at(mut self, revision: Revision) -> Self {
@@ -247,7 +261,9 @@ impl ResolvedEnv {
 
     /// The plain variables only, as name → value.
     pub fn plain_vars(&self) -> impl Iterator<Item = (&EnvVarName, &str)> {
-        self.vars.values().filter_map(|v| v.value.as_plain().map(|s| (&v.name, s)))
+        self.vars
+            .values()
+            .filter_map(|v| v.value.as_plain().map(|s| (&v.name, s)))
     }
 }
 

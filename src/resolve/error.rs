@@ -3,7 +3,10 @@
 use std::fmt;
 
 use super::ResolveRequest;
-use crate::model::{AppOwner, ConnectionId, ConnectionName, ConnectionRef, CustomerId, EnvVarName, Environment, IntegrationId, ParamName};
+use crate::model::{
+    AppOwner, ConnectionId, ConnectionName, ConnectionRef, CustomerId, EnvVarName, Environment,
+    IntegrationId, ParamName,
+};
 
 /// One problem of a resolution.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,7 +46,9 @@ pub enum Problem {
         customer: Option<CustomerId>,
     },
     /// A per-customer parameter was resolved without a customer.
-    #[error("parameter {param} of connection {connection} ({connection_id}) is per-customer: resolve for a customer")]
+    #[error(
+        "parameter {param} of connection {connection} ({connection_id}) is per-customer: resolve for a customer"
+    )]
     CustomerRequired {
         /// The connection.
         connection: ConnectionName,
@@ -98,7 +103,12 @@ pub struct ResolveError {
 impl fmt::Display for ResolveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(f, "cannot resolve {}: {n} problem{}", self.request, if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "cannot resolve {}: {n} problem{}",
+            self.request,
+            if n == 1 { "" } else { "s" }
+        )?;
         for (i, p) in self.problems.iter().enumerate() {
             write!(f, "{} {p}", if i == 0 { ":" } else { ";" })?;
         }

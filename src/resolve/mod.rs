@@ -21,9 +21,9 @@ use indexmap::map::Entry;
 
 use crate::catalog::{Catalog, ProjectSnapshot};
 use crate::model::{
-    APP_PARAMS, Connection, ConnectionRef, CustomerId, EnvMapping, EnvVarName, Environment, IntegrationId,
-    IntoIdent, ParamName, ParamValues, ParseError, ProjectId, Requirement, ResolvePolicy, Scope, Tenancy,
-    Versioned,
+    APP_PARAMS, Connection, ConnectionId, ConnectionRef, ConnectionUse, CustomerId, EnvMapping, EnvVarName,
+    Environment, IntegrationId, IntoIdent, Mappings, ParamName, ParamValues, ParseError, ProjectId,
+    Requirement, ResolvePolicy, Scope, Tenancy, Versioned,
 };
 
 /// What to resolve: one integration of one project, for an environment and
@@ -43,7 +43,12 @@ pub struct ResolveRequest {
 impl ResolveRequest {
     /// A request without a customer.
     pub fn new(project: ProjectId, integration: IntegrationId, environment: Environment) -> Self {
-        ResolveRequest { project, integration, environment, customer: None }
+        ResolveRequest {
+            project,
+            integration,
+            environment,
+            customer: None,
+        }
     }
 
     /// Parses the three identifiers.
@@ -55,7 +60,11 @@ impl ResolveRequest {
     /// # Ok::<(), connective::model::ParseError>(())
     /// ```
     pub fn parse(project: &str, integration: &str, environment: &str) -> Result<Self, ParseError> {
-        Ok(ResolveRequest::new(project.parse()?, integration.parse()?, environment.parse()?))
+        Ok(ResolveRequest::new(
+            project.parse()?,
+            integration.parse()?,
+            environment.parse()?,
+        ))
     }
 
     /// The same request for `customer`.
@@ -73,7 +82,11 @@ impl ResolveRequest {
 
 impl std::fmt::Display for ResolveRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "integration {} of project {} in environment {}", self.integration, self.project, self.environment)?;
+        write!(
+            f,
+            "integration {} of project {} in environment {}",
+            self.integration, self.project, self.environment
+        )?;
         if let Some(c) = &self.customer {
             write!(f, " for customer {c}")?;
         }
@@ -144,9 +157,9 @@ pub fn find_connection<'s>(
     reference: &ConnectionRef,
 ) -> Option<&'s Versioned<Arc<Connection>>> {
     match reference {
-        ConnectionRef::Name(name) => {
-            snapshot.by_name(Some(integration), name).or_else(|| snapshot.by_name(None, name))
-        }
+        ConnectionRef::Name(name) => snapshot
+            .by_name(Some(integration), name)
+            .or_else(|| snapshot.by_name(None, name)),
         ConnectionRef::Id(id) => snapshot.connection(*id).filter(|c| match c.value.scope() {
             Scope::Project => true,
             Scope::Integration(owner) => owner == integration,
@@ -192,7 +205,13 @@ fn lookup(
                 AppField::ClientSecret => ResolvedValue::Secret(app.value.client_secret().clone()),
                 AppField::TokenUrl => ResolvedValue::Plain(app.value.token_url().to_owned()),
             };
-            return Ok(Lookup::Found(value, ValueSource::OAuthApp { owner: owner.clone(), field }));
+            return Ok(Lookup::Found(
+                value,
+                ValueSource::OAuthApp {
+                    owner: owner.clone(),
+                    field,
+                },
+            ));
         }
     }
     let Some(p) = connection.spec().param(param.as_str()) else {
@@ -210,12 +229,12 @@ fn lookup(
         });
     }
     let found = match p.values() {
-        ParamValues::Plain(layers) => {
-            layers.pick(env, customer).map(|(l, v)| (ResolvedValue::Plain(v.clone()), l))
-        }
-        ParamValues::Secret(layers) => {
-            layers.pick(env, customer).map(|(l, v)| (ResolvedValue::Secret(v.clone()), l))
-        }
+        ParamValues::Plain(layers) => layers
+            .pick(env, customer)
+            .map(|(l, v)| (ResolvedValue::Plain(v.clone()), l)),
+        ParamValues::Secret(layers) => layers
+            .pick(env, customer)
+            .map(|(l, v)| (ResolvedValue::Secret(v.clone()), l)),
     };
     match found {
         Some((value, layer)) => Ok(Lookup::Found(value, ValueSource::Layer(layer.clone()))),
@@ -239,34 +258,49 @@ fn default_params(connection: &Connection) -> impl Iterator<Item = ParamName> + 
         .then(|| APP_PARAMS.iter().filter_map(|p| p.parse::<ParamName>().ok()))
         .into_iter()
         .flatten();
-    connection.spec().params().iter().map(|p| p.name().clone()).chain(app)
+    connection
+        .spec()
+        .params()
+        .iter()
+        .map(|p| p.name().clone())
+        .chain(app)
 }
 
-/// Resolves `request` against one project snapshot (rules 1–4 and 7), reporting
-/// every problem at once.
-pub fn resolve_snapshot(
-    snapshot: &ProjectSnapshot,
+/// One planned variable: which connection and parameter it comes from.
+struct Slot<'s, V> {
+    connection: &'s Connection,
+    param: ParamName,
+    kind: MappingKind,
+    value: V,
+}
+
+/// Walks an integration's mappings in order (rules 1, 2 and 4): finds each
+/// connection, names each variable (explicit or default), asks `value` for the
+/// parameter's value (`Ok(None)`: leave the variable out), and checks reserved
+/// names and collisions. Every problem is collected.
+fn walk<'s, V>(
+    snapshot: &'s ProjectSnapshot,
     policy: &ResolvePolicy,
-    request: &ResolveRequest,
-) -> Result<ResolvedEnv, ResolveError> {
-    let Some(mappings) = snapshot.mappings(&request.integration) else {
-        return Ok(ResolvedEnv::empty(request.clone()).at(snapshot.revision()));
-    };
-    let mut vars: IndexMap<EnvVarName, ResolvedVar> = IndexMap::new();
+    integration: &IntegrationId,
+    uses: &[ConnectionUse],
+    mut value: impl FnMut(&'s Connection, &ParamName, bool) -> Result<Option<V>, Problem>,
+) -> (IndexMap<EnvVarName, Slot<'s, V>>, Vec<Problem>) {
+    let mut vars: IndexMap<EnvVarName, Slot<'s, V>> = IndexMap::with_capacity(uses.len() * 4);
     let mut problems = Vec::new();
-    for use_ in mappings.value.uses() {
-        let Some(found) = find_connection(snapshot, &request.integration, &use_.reference) else {
+    for use_ in uses {
+        let Some(found) = find_connection(snapshot, integration, &use_.reference) else {
             problems.push(Problem::NotVisible {
                 reference: use_.reference.clone(),
-                integration: request.integration.clone(),
+                integration: integration.clone(),
             });
             continue;
         };
-        let connection = &found.value;
-        let mut add = |name: EnvVarName, param: &ParamName, kind: MappingKind, explicit: bool| {
-            let (value, source) = match lookup(snapshot, connection, param, request, explicit) {
-                Ok(Lookup::Found(value, source)) => (value, source),
-                Ok(Lookup::Absent) => return,
+        let connection: &'s Connection = &found.value;
+        let mut add = |name: EnvVarName, param: &ParamName, kind: MappingKind| {
+            let explicit = kind == MappingKind::Explicit;
+            let value = match value(connection, param, explicit) {
+                Ok(Some(v)) => v,
+                Ok(None) => return,
                 Err(problem) => {
                     problems.push(problem);
                     return;
@@ -284,43 +318,132 @@ pub fn resolve_snapshot(
                 });
                 return;
             }
-            let provenance = Provenance {
-                connection_id: connection.id(),
-                connection: connection.name().clone(),
-                scope: connection.scope().clone(),
-                param: param.clone(),
-                source,
-                mapping: kind,
-            };
             match vars.entry(name) {
                 Entry::Occupied(first) => problems.push(Problem::Collision {
                     variable: first.key().clone(),
-                    first: (first.get().provenance.connection.clone(), first.get().provenance.param.clone()),
+                    first: (first.get().connection.name().clone(), first.get().param.clone()),
                     second: (connection.name().clone(), param.clone()),
                 }),
                 Entry::Vacant(slot) => {
-                    let name = slot.key().clone();
-                    slot.insert(ResolvedVar { name, value, provenance });
+                    slot.insert(Slot {
+                        connection,
+                        param: param.clone(),
+                        kind,
+                        value,
+                    });
                 }
             }
         };
         match &use_.env {
             EnvMapping::Explicit(entries) => {
                 for entry in entries {
-                    add(entry.to.clone(), &entry.from, MappingKind::Explicit, true);
+                    add(entry.to.clone(), &entry.from, MappingKind::Explicit);
                 }
             }
             EnvMapping::Defaults => {
                 for param in default_params(connection) {
                     let name = EnvVarName::default_for(policy.prefix(), connection.name(), &param);
-                    add(name, &param, MappingKind::Default, false);
+                    add(name, &param, MappingKind::Default);
                 }
             }
         }
     }
-    if problems.is_empty() {
-        Ok(ResolvedEnv::new(request.clone(), snapshot.revision(), vars))
-    } else {
-        Err(ResolveError { request: request.clone(), problems })
+    (vars, problems)
+}
+
+/// Resolves `request` against one project snapshot (rules 1–4 and 7), reporting
+/// every problem at once.
+pub fn resolve_snapshot(
+    snapshot: &ProjectSnapshot,
+    policy: &ResolvePolicy,
+    request: &ResolveRequest,
+) -> Result<ResolvedEnv, ResolveError> {
+    let Some(mappings) = snapshot.mappings(&request.integration) else {
+        return Ok(ResolvedEnv::empty(request.clone()).at(snapshot.revision()));
+    };
+    let (slots, problems) = walk(
+        snapshot,
+        policy,
+        &request.integration,
+        mappings.value.uses(),
+        |connection, param, explicit| match lookup(snapshot, connection, param, request, explicit)? {
+            Lookup::Found(value, source) => Ok(Some((value, source))),
+            Lookup::Absent => Ok(None),
+        },
+    );
+    if !problems.is_empty() {
+        return Err(ResolveError {
+            request: request.clone(),
+            problems,
+        });
     }
+    let vars = slots
+        .into_iter()
+        .map(|(name, slot)| {
+            let (value, source) = slot.value;
+            let provenance = Provenance {
+                connection_id: slot.connection.id(),
+                connection: slot.connection.name().clone(),
+                scope: slot.connection.scope().clone(),
+                param: slot.param,
+                source,
+                mapping: slot.kind,
+            };
+            (
+                name.clone(),
+                ResolvedVar {
+                    name,
+                    value,
+                    provenance,
+                },
+            )
+        })
+        .collect();
+    Ok(ResolvedEnv::new(request.clone(), snapshot.revision(), vars))
+}
+
+/// Checks mappings against a snapshot without looking at values: every
+/// reference visible (rules 1, 2), every explicit parameter known, no reserved
+/// name, no two entries producing one variable (rule 4). The registry refuses
+/// mappings with problems; values are checked per environment at resolution.
+pub fn check_mappings(
+    snapshot: &ProjectSnapshot,
+    policy: &ResolvePolicy,
+    mappings: &Mappings,
+) -> Vec<Problem> {
+    let (_, problems) = walk(
+        snapshot,
+        policy,
+        mappings.integration(),
+        mappings.uses(),
+        |connection, param, _| {
+            let app_param = connection.oauth_app().is_some() && AppField::for_param(param.as_str()).is_some();
+            if app_param || connection.spec().param(param.as_str()).is_some() {
+                Ok(Some(()))
+            } else {
+                Err(Problem::UnknownParam {
+                    connection: connection.name().clone(),
+                    connection_id: connection.id(),
+                    param: param.clone(),
+                })
+            }
+        },
+    );
+    problems
+}
+
+/// The integrations whose mappings resolve to connection `id` (rule 9).
+pub fn dependents(snapshot: &ProjectSnapshot, id: ConnectionId) -> Vec<IntegrationId> {
+    let mut out: Vec<IntegrationId> = snapshot
+        .all_mappings()
+        .filter(|m| {
+            m.value.uses().iter().any(|u| {
+                find_connection(snapshot, m.value.integration(), &u.reference)
+                    .is_some_and(|c| c.value.id() == id)
+            })
+        })
+        .map(|m| m.value.integration().clone())
+        .collect();
+    out.sort();
+    out
 }

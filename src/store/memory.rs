@@ -47,7 +47,10 @@ impl MemoryStore {
     /// An empty store whose change feed keeps at most `capacity` changes
     /// (at least one batch is always kept whole).
     pub fn with_feed_capacity(capacity: usize) -> Self {
-        MemoryStore { inner: Mutex::new(Inner::default()), feed_capacity: capacity.max(1) }
+        MemoryStore {
+            inner: Mutex::new(Inner::default()),
+            feed_capacity: capacity.max(1),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -82,9 +85,15 @@ impl Store for MemoryStore {
                 Expect::Version(v) => found == Some(v),
             };
             if !ok {
-                return Err(StoreError::Conflict { key: w.key.clone(), expected: w.expect, found });
+                return Err(StoreError::Conflict {
+                    key: w.key.clone(),
+                    expected: w.expect,
+                    found,
+                });
             }
-            let previous = found.or_else(|| inner.tombstones.get(&w.key).copied()).map_or(0, |v| v.0);
+            let previous = found
+                .or_else(|| inner.tombstones.get(&w.key).copied())
+                .map_or(0, |v| v.0);
             versions.push(Version(previous + 1));
         }
         let revision = Revision(inner.revision.0 + 1);
@@ -102,11 +111,18 @@ impl Store for MemoryStore {
                     None
                 }
             };
-            inner.feed.push_back(Change { revision, key: w.key.clone(), version: *version, record });
+            inner.feed.push_back(Change {
+                revision,
+                key: w.key.clone(),
+                version: *version,
+                record,
+            });
         }
         // Trim whole batches from the front while over capacity.
         while inner.feed.len() > self.feed_capacity {
-            let Some(first) = inner.feed.front().map(|c| c.revision) else { break };
+            let Some(first) = inner.feed.front().map(|c| c.revision) else {
+                break;
+            };
             if first == revision {
                 break;
             }
@@ -124,7 +140,10 @@ impl Store for MemoryStore {
         }
         let oldest = inner.feed.front().map_or(inner.revision, |c| c.revision);
         if after.0 + 1 < oldest.0 {
-            return Err(StoreError::FeedTruncated { requested: after, oldest });
+            return Err(StoreError::FeedTruncated {
+                requested: after,
+                oldest,
+            });
         }
         let start = inner.feed.partition_point(|c| c.revision <= after);
         let mut out = Vec::new();

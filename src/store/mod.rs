@@ -69,12 +69,20 @@ pub struct Write {
 impl Write {
     /// A put of `record` expecting `expect`.
     pub fn put(record: Record, expect: Expect) -> Self {
-        Write { key: record.key(), expect, op: Op::Put(record) }
+        Write {
+            key: record.key(),
+            expect,
+            op: Op::Put(record),
+        }
     }
 
     /// A delete of `key` expecting `expect`.
     pub fn delete(key: RecordKey, expect: Expect) -> Self {
-        Write { key, expect, op: Op::Delete }
+        Write {
+            key,
+            expect,
+            op: Op::Delete,
+        }
     }
 }
 
@@ -101,12 +109,16 @@ impl Batch {
     /// put's record under its own key. Stores call this before anything else.
     pub fn validate(&self) -> Result<(), StoreError> {
         if self.writes.is_empty() {
-            return Err(StoreError::InvalidBatch { reason: "the batch is empty".into() });
+            return Err(StoreError::InvalidBatch {
+                reason: "the batch is empty".into(),
+            });
         }
         let mut seen = std::collections::HashSet::with_capacity(self.writes.len());
         for w in &self.writes {
             if !seen.insert(&w.key) {
-                return Err(StoreError::InvalidBatch { reason: format!("{} is written twice", w.key) });
+                return Err(StoreError::InvalidBatch {
+                    reason: format!("{} is written twice", w.key),
+                });
             }
             if let Op::Put(record) = &w.op {
                 if record.key() != w.key {
@@ -237,7 +249,9 @@ pub trait Store: Send + Sync + 'static {
             if now > after || Instant::now() >= deadline {
                 return Ok(now);
             }
-            std::thread::sleep(Duration::from_millis(10).min(deadline.saturating_duration_since(Instant::now())));
+            std::thread::sleep(
+                Duration::from_millis(10).min(deadline.saturating_duration_since(Instant::now())),
+            );
         }
     }
 }

@@ -1,0 +1,126 @@
+//! What a registry write can fail with.
+
+use crate::model::{
+    AppOwner, ConnectionId, ConnectionName, IntegrationId, MappingsError, ProjectId, RecordKey, Scope,
+    SpecError, Version, join,
+};
+use crate::oauth::ProvisionError;
+use crate::resolve::Problem;
+use crate::store::{Expect, StoreError};
+
+/// A refused or failed registry write. Nothing was written. Messages name
+/// identifiers and versions, never values.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The connection spec is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The mappings are malformed.
+    #[error(transparent)]
+    MappingsSyntax(#[from] MappingsError),
+    /// Another connection already has this name in this scope (rule 2).
+    #[error("project {project} already has a connection named {name} at {scope}: {existing}")]
+    NameTaken {
+        /// The project.
+        project: ProjectId,
+        /// The scope.
+        scope: Scope,
+        /// The name.
+        name: ConnectionName,
+        /// The connection holding it.
+        existing: ConnectionId,
+    },
+    /// No such connection in this project.
+    #[error("project {project} has no connection {id}")]
+    ConnectionNotFound {
+        /// The project.
+        project: ProjectId,
+        /// The ID.
+        id: ConnectionId,
+    },
+    /// No such OAuth application.
+    #[error("project {project} has no {owner}")]
+    AppNotFound {
+        /// The project.
+        project: ProjectId,
+        /// Whose application.
+        owner: AppOwner,
+    },
+    /// An update tried to move a connection to another project.
+    #[error("connection {id} belongs to project {project}; a spec for project {requested} cannot update it")]
+    ProjectMismatch {
+        /// The connection.
+        id: ConnectionId,
+        /// Its project.
+        project: ProjectId,
+        /// The project of the new spec.
+        requested: ProjectId,
+    },
+    /// The version read is stale: somebody else wrote first (rule 8).
+    #[error("conflict on {key}: expected {expected}, found {}", found.map_or("no record".to_string(), |v| format!("version {v}")))]
+    Conflict {
+        /// The record.
+        key: RecordKey,
+        /// What the writer expected.
+        expected: Expect,
+        /// What is there (`None`: nothing).
+        found: Option<Version>,
+    },
+    /// The connection is still used; delete with
+    /// [`DeleteMode::Force`](super::DeleteMode::Force) to proceed (rule 9).
+    #[error(
+        "connection {name} ({id}) of project {project} is still used by integration(s) {}",
+        join(dependents)
+    )]
+    StillUsed {
+        /// The project.
+        project: ProjectId,
+        /// The connection.
+        id: ConnectionId,
+        /// Its name.
+        name: ConnectionName,
+        /// The integrations whose mappings resolve to it.
+        dependents: Vec<IntegrationId>,
+    },
+    /// The mappings do not fit the catalog (invisible connections, unknown
+    /// parameters, reserved or colliding variables); every problem is listed.
+    #[error(
+        "invalid mappings for integration {integration} of project {project}: {}",
+        join(problems)
+    )]
+    InvalidMappings {
+        /// The project.
+        project: ProjectId,
+        /// The integration.
+        integration: IntegrationId,
+        /// Every problem.
+        problems: Vec<Problem>,
+    },
+    /// The OAuth provisioner failed.
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { key, expected, found } => RegistryError::Conflict { key, expected, found },
+            other => RegistryError::Store(other),
+        }
+    }
+}
+
+impl RegistryError {
+    /// Whether re-reading and retrying may succeed (a conflict, or a store that
+    /// is unavailable for now).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Conflict { .. } | RegistryError::Store(StoreError::Unavailable { .. })
+        )
+    }
+}

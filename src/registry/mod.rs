@@ -1,0 +1,609 @@
+//! The front door for writes: validates, computes the whole batch in memory
+//! (OAuth provisioning included), commits it atomically, updates the catalog.
+//! Other replicas catch up from the change feed ([`Registry::sync`],
+//! [`Registry::follow`]).
+
+mod error;
+mod tx;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use error::RegistryError;
+pub use tx::Tx;
+
+use crate::catalog::{Catalog, ProjectSnapshot};
+use crate::model::{
+    AppOwner, Connection, ConnectionId, ConnectionName, ConnectionSpec, EnvVarName, IntegrationId, Mappings,
+    OAuthApp, ProjectId, Record, ReservedNames, ResolvePolicy, Revision, Version, Versioned,
+};
+use crate::oauth::{LocalProvisioner, OAuthProvisioner, ProvisionError};
+use crate::resolve::{ProjectView, ResolveError, ResolveRequest, ResolvedEnv, Resolver, find_connection};
+use crate::store::{MemoryStore, Store, StoreError};
+
+/// Whether deleting a connection that integrations still use is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum DeleteMode {
+    /// Refuse, listing the dependents (the default).
+    #[default]
+    Refuse,
+    /// Delete anyway; the dependents' references then fail to resolve.
+    Force,
+}
+
+/// A name reference whose connection changed with a write: a new
+/// integration-scope connection shadowing a project one, or the reverse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebinding {
+    /// The project.
+    pub project: ProjectId,
+    /// The integration whose reference changed.
+    pub integration: IntegrationId,
+    /// The name it refers to.
+    pub name: ConnectionName,
+    /// The connection it resolved to before.
+    pub before: ConnectionId,
+    /// The connection it resolves to now (`None`: nothing, after a forced
+    /// delete).
+    pub after: Option<ConnectionId>,
+}
+
+impl fmt::Display for Rebinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "integration {} now resolves {} to ",
+            self.integration, self.name
+        )?;
+        match self.after {
+            Some(id) => write!(f, "{id}")?,
+            None => f.write_str("nothing")?,
+        }
+        write!(f, " (was {})", self.before)
+    }
+}
+
+/// What a committed write did.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct WriteReport {
+    /// The store revision of the write (unchanged if nothing was written).
+    pub revision: Revision,
+    /// Connections created, in order.
+    pub created: Vec<ConnectionId>,
+    /// Name references that now resolve elsewhere (rule 9).
+    pub rebindings: Vec<Rebinding>,
+    /// OAuth applications provisioned.
+    pub provisioned: Vec<(ProjectId, AppOwner)>,
+    /// OAuth applications released.
+    pub released: Vec<(ProjectId, AppOwner)>,
+    /// OAuth applications whose secret was rotated.
+    pub rotated: Vec<(ProjectId, AppOwner)>,
+    /// Provisioner or catalog problems after the commit (the write itself
+    /// stands).
+    pub warnings: Vec<ProvisionError>,
+}
+
+/// A connection as an integration sees it.
+#[derive(Debug, Clone)]
+pub struct VisibleConnection {
+    /// The connection and its version.
+    pub connection: Versioned<Arc<Connection>>,
+    /// The integration-scope connection that shadows it, for a project-scope
+    /// connection of the same name (rule 2): references by name get that one.
+    pub shadowed_by: Option<ConnectionId>,
+}
+
+/// An OAuth application and the connections using it (its secret is never
+/// readable here).
+#[derive(Debug, Clone)]
+pub struct AppInfo {
+    /// The application and its version.
+    pub app: Versioned<Arc<OAuthApp>>,
+    /// The connections using it.
+    pub users: Vec<ConnectionId>,
+}
+
+/// Configures a [`Registry`].
+pub struct RegistryBuilder {
+    store: Arc<dyn Store>,
+    provisioner: Arc<dyn OAuthProvisioner>,
+    policy: ResolvePolicy,
+}
+
+impl fmt::Debug for RegistryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryBuilder")
+            .field("store", &self.store.backend())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryBuilder {
+    /// Uses `store` (default: a new [`MemoryStore`]).
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Arc::new(store);
+        self
+    }
+
+    /// Uses a shared store.
+    pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Uses `provisioner` for OAuth applications (default: [`LocalProvisioner`]).
+    pub fn provisioner(mut self, provisioner: impl OAuthProvisioner + 'static) -> Self {
+        self.provisioner = Arc::new(provisioner);
+        self
+    }
+
+    /// Sets the prefix of default variable names (e.g. `CHOREO`).
+    pub fn prefix(mut self, prefix: EnvVarName) -> Self {
+        self.policy = self.policy.with_prefix(prefix);
+        self
+    }
+
+    /// Replaces the reserved variable names.
+    pub fn reserved(mut self, reserved: ReservedNames) -> Self {
+        self.policy = self.policy.with_reserved(reserved);
+        self
+    }
+
+    /// Sets the whole resolution policy.
+    pub fn policy(mut self, policy: ResolvePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Loads the store into a catalog and returns the registry.
+    pub fn build(self) -> Result<Registry, RegistryError> {
+        let snapshot = self.store.load()?;
+        let catalog = Catalog::from_records(self.policy, snapshot.revision, snapshot.records);
+        Ok(Registry {
+            store: self.store,
+            catalog,
+            provisioner: self.provisioner,
+            writer: Mutex::new(()),
+        })
+    }
+}
+
+/// Keeps connections, mappings and OAuth applications; resolves integrations.
+///
+/// `Send + Sync`: share it in an `Arc`. Reads ([`Resolver::resolve`] and the
+/// listing methods) are lock-free against an in-memory catalog; writes are
+/// serialized within the registry and committed atomically to the store.
+///
+/// ```
+/// use connective::prelude::*;
+///
+/// let registry = Registry::in_memory();
+/// let twilio = registry.create_connection(
+///     ConnectionSpec::project("acme", "twilio")
+///         .target(Target::external("twilio"))
+///         .auth(AuthScheme::ApiKey)
+///         .param(Param::plain("ServiceURL").default("https://api.twilio.com"))
+///         .param(Param::secret("ApiKey").env("production", "live-key").env("development", "test-key"))
+///         .build()?,
+/// )?;
+/// registry.set_mappings(
+///     Mappings::of("acme", "orders").by_name("twilio", [("ServiceURL", "TWILIO_URL"), ("ApiKey", "TWILIO_KEY")]).build()?,
+///     None,
+/// )?;
+/// let env = registry.resolve(&ResolveRequest::parse("acme", "orders", "production")?)?;
+/// assert_eq!(env.get("TWILIO_URL").unwrap().value.expose(), "https://api.twilio.com");
+/// assert!(env.get("TWILIO_KEY").unwrap().value.is_secret());
+/// assert_eq!(env.explain("TWILIO_KEY").unwrap().connection_id, twilio.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Registry {
+    store: Arc<dyn Store>,
+    catalog: Catalog,
+    provisioner: Arc<dyn OAuthProvisioner>,
+    writer: Mutex<()>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("store", &self.store.backend())
+            .field("revision", &self.catalog.revision())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many batches one catch-up step reads.
+const SYNC_PAGE: usize = 1024;
+
+impl Registry {
+    /// A registry on a new [`MemoryStore`] with the [`LocalProvisioner`] and
+    /// the default policy.
+    pub fn in_memory() -> Registry {
+        Registry {
+            store: Arc::new(MemoryStore::new()),
+            catalog: Catalog::new(ResolvePolicy::default()),
+            provisioner: Arc::new(LocalProvisioner::default()),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// Starts configuring a registry.
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder {
+            store: Arc::new(MemoryStore::new()),
+            provisioner: Arc::new(LocalProvisioner::default()),
+            policy: ResolvePolicy::default(),
+        }
+    }
+
+    /// The catalog (lock-free reads).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        // The guarded state is the catalog, which is only ever replaced whole:
+        // a panic in another writer leaves nothing half-done.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` as one atomic write: everything it does commits together, or
+    /// nothing does (and OAuth applications it provisioned are released again).
+    ///
+    /// ```
+    /// # use connective::prelude::*;
+    /// let registry = Registry::in_memory();
+    /// let (ids, report) = registry.write(|tx| {
+    ///     let a = tx.create_connection(ConnectionSpec::project("acme", "a").build()?)?;
+    ///     let b = tx.create_connection(ConnectionSpec::project("acme", "b").build()?)?;
+    ///     Ok((a, b))
+    /// })?;
+    /// assert_eq!(report.created, vec![ids.0, ids.1]);
+    /// # Ok::<(), RegistryError>(())
+    /// ```
+    pub fn write<R>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError>,
+    ) -> Result<(R, WriteReport), RegistryError> {
+        let _guard = self.lock();
+        // Validate against the freshest state we can get cheaply; if the store
+        // is unreachable the commit below will say so.
+        if let Err(e) = self.catch_up_locked() {
+            if !matches!(e, RegistryError::Store(StoreError::Unavailable { .. })) {
+                return Err(e);
+            }
+        }
+        let mut tx = Tx::new(self);
+        let value = match f(&mut tx) {
+            Ok(v) => v,
+            Err(e) => {
+                tx.compensate();
+                return Err(e);
+            }
+        };
+        if tx.is_empty() {
+            let mut report = std::mem::take(&mut tx.report);
+            report.revision = self.catalog.revision();
+            return Ok((value, report));
+        }
+        let batch = tx.batch();
+        let rebindings = tx.rebindings();
+        let committed = match self.store.commit(&batch) {
+            Ok(c) => c,
+            Err(e) => {
+                tx.compensate();
+                return Err(e.into());
+            }
+        };
+        tx.after_commit();
+        let contiguous = committed.revision.0 == self.catalog.revision().0 + 1;
+        let (snapshots, mut report) = tx.into_snapshots(&committed.versions, committed.revision);
+        if contiguous {
+            for snapshot in snapshots {
+                self.catalog.install(snapshot);
+            }
+            self.catalog.set_revision(committed.revision);
+        } else if let Err(e) = self.catch_up_locked() {
+            // Committed, but we could not read the feed back; the next sync will.
+            report.warnings.push(ProvisionError {
+                action: "refresh the catalog after",
+                project: batch.writes[0].key.project().clone(),
+                owner: AppOwner::Project,
+                message: e.to_string(),
+            });
+        }
+        report.revision = committed.revision;
+        report.rebindings = rebindings;
+        Ok((value, report))
+    }
+
+    /// Creates a connection; returns its Connection ID and the write report.
+    pub fn create_connection(
+        &self,
+        spec: ConnectionSpec,
+    ) -> Result<(ConnectionId, WriteReport), RegistryError> {
+        self.write(|tx| tx.create_connection(spec))
+    }
+
+    /// Replaces a connection's spec, expecting `version` (rule 8).
+    pub fn update_connection(
+        &self,
+        id: ConnectionId,
+        version: Version,
+        spec: ConnectionSpec,
+    ) -> Result<WriteReport, RegistryError> {
+        self.write(|tx| tx.update_connection(id, version, spec))
+            .map(|(_, r)| r)
+    }
+
+    /// Deletes a connection, expecting `version` (rules 8, 9).
+    pub fn delete_connection(
+        &self,
+        project: &ProjectId,
+        id: ConnectionId,
+        version: Version,
+        mode: DeleteMode,
+    ) -> Result<WriteReport, RegistryError> {
+        self.write(|tx| tx.delete_connection(project, id, version, mode))
+            .map(|(_, r)| r)
+    }
+
+    /// Sets an integration's mappings, expecting `expected` (`None`: none yet).
+    pub fn set_mappings(
+        &self,
+        mappings: Mappings,
+        expected: Option<Version>,
+    ) -> Result<WriteReport, RegistryError> {
+        self.write(|tx| tx.set_mappings(mappings, expected))
+            .map(|(_, r)| r)
+    }
+
+    /// Rotates an OAuth application's secret.
+    pub fn rotate_app_secret(
+        &self,
+        project: &ProjectId,
+        owner: &AppOwner,
+    ) -> Result<WriteReport, RegistryError> {
+        self.write(|tx| tx.rotate_app_secret(project, owner))
+            .map(|(_, r)| r)
+    }
+
+    /// A project's current snapshot.
+    pub fn snapshot(&self, project: &ProjectId) -> Option<Arc<ProjectSnapshot>> {
+        self.catalog.project(project)
+    }
+
+    /// A project's snapshot with this registry's policy: an immutable
+    /// [`Resolver`] that later writes do not change.
+    pub fn view(&self, project: &ProjectId) -> ProjectView {
+        ProjectView {
+            snapshot: self
+                .snapshot(project)
+                .unwrap_or_else(|| Arc::new(ProjectSnapshot::empty(project.clone()))),
+            policy: self.catalog.policy().clone(),
+        }
+    }
+
+    /// A connection and its version.
+    pub fn connection(&self, project: &ProjectId, id: ConnectionId) -> Option<Versioned<Arc<Connection>>> {
+        self.snapshot(project)?.connection(id).cloned()
+    }
+
+    /// An integration's mappings and their version.
+    pub fn mappings(
+        &self,
+        project: &ProjectId,
+        integration: &IntegrationId,
+    ) -> Option<Versioned<Arc<Mappings>>> {
+        self.snapshot(project)?.mappings(integration).cloned()
+    }
+
+    /// The connections `integration` can see (rule 1), sorted by name with its
+    /// own before the project's, each marked with what shadows it (rule 2).
+    pub fn visible_connections(
+        &self,
+        project: &ProjectId,
+        integration: &IntegrationId,
+    ) -> Vec<VisibleConnection> {
+        let Some(snapshot) = self.snapshot(project) else {
+            return Vec::new();
+        };
+        let mut out: Vec<VisibleConnection> = snapshot
+            .connections()
+            .filter(|c| crate::resolve::is_visible(&c.value, integration))
+            .map(|c| {
+                let winner = find_connection(
+                    &snapshot,
+                    integration,
+                    &crate::model::ConnectionRef::Name(c.value.name().clone()),
+                )
+                .map(|w| w.value.id());
+                VisibleConnection {
+                    connection: c.clone(),
+                    shadowed_by: winner.filter(|w| *w != c.value.id()),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            let key = |v: &VisibleConnection| {
+                (
+                    v.connection.value.name().clone(),
+                    v.connection.value.scope() == &crate::model::Scope::Project,
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        out
+    }
+
+    /// The integrations whose mappings resolve to a connection (rule 9).
+    pub fn dependents(&self, project: &ProjectId, id: ConnectionId) -> Vec<IntegrationId> {
+        self.snapshot(project)
+            .map(|s| crate::resolve::dependents(&s, id))
+            .unwrap_or_default()
+    }
+
+    /// An OAuth application and its users.
+    pub fn oauth_app(&self, project: &ProjectId, owner: &AppOwner) -> Option<AppInfo> {
+        let snapshot = self.snapshot(project)?;
+        let app = snapshot.app(owner)?.clone();
+        let users = snapshot
+            .app_users(owner)
+            .into_iter()
+            .map(|c| c.value.id())
+            .collect();
+        Some(AppInfo { app, users })
+    }
+
+    /// Catches up with writes other replicas committed to the shared store;
+    /// returns the revision now reflected.
+    pub fn sync(&self) -> Result<Revision, RegistryError> {
+        let _guard = self.lock();
+        self.catch_up_locked()?;
+        Ok(self.catalog.revision())
+    }
+
+    fn catch_up_locked(&self) -> Result<(), RegistryError> {
+        loop {
+            let from = self.catalog.revision();
+            let changes = match self.store.changes_since(from, SYNC_PAGE) {
+                Ok(c) => c,
+                Err(StoreError::FeedTruncated { .. }) => {
+                    let snapshot = self.store.load()?;
+                    self.catalog.replace_all(snapshot.revision, snapshot.records);
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let Some(last) = changes.last().map(|c| c.revision) else {
+                return Ok(());
+            };
+            let mut touched: HashMap<ProjectId, ProjectSnapshot> = HashMap::new();
+            for change in &changes {
+                let project = change.key.project();
+                let snapshot = touched.entry(project.clone()).or_insert_with(|| {
+                    self.catalog
+                        .project(project)
+                        .map(|s| (*s).clone())
+                        .unwrap_or_else(|| ProjectSnapshot::empty(project.clone()))
+                });
+                match &change.record {
+                    Some(record) => snapshot.put(change.version, record),
+                    None => snapshot.remove(&change.key),
+                }
+                snapshot.set_revision(change.revision);
+            }
+            for snapshot in touched.into_values() {
+                self.catalog.install(snapshot);
+            }
+            self.catalog.set_revision(last);
+            if changes.len() < SYNC_PAGE {
+                // Probably caught up; one more round trip would confirm, but
+                // the next sync does that.
+                return Ok(());
+            }
+        }
+    }
+
+    /// Follows the store's change feed on a background thread, so writes from
+    /// other replicas become resolvable here. Waits with
+    /// [`Store::wait_for_change`] for at most `poll` between checks. Stops when
+    /// the returned [`Follower`] is dropped.
+    pub fn follow(self: &Arc<Self>, poll: Duration) -> Follower {
+        let stop = Arc::new(AtomicBool::new(false));
+        let last_error = Arc::new(Mutex::new(None));
+        let registry = Arc::clone(self);
+        let (stop2, errors) = (Arc::clone(&stop), Arc::clone(&last_error));
+        let handle = std::thread::Builder::new()
+            .name("connective-follower".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Acquire) {
+                    let seen = registry.catalog.revision();
+                    let result = registry
+                        .store
+                        .wait_for_change(seen, poll)
+                        .map_err(RegistryError::from)
+                        .and_then(|latest| {
+                            if latest > seen {
+                                registry.sync().map(|_| ())
+                            } else {
+                                Ok(())
+                            }
+                        });
+                    let mut slot = errors.lock().unwrap_or_else(|e| e.into_inner());
+                    match result {
+                        Ok(()) => *slot = None,
+                        Err(e) => {
+                            *slot = Some(e.to_string());
+                            drop(slot);
+                            std::thread::sleep(poll);
+                        }
+                    }
+                }
+            })
+            .ok();
+        Follower {
+            stop,
+            handle,
+            last_error,
+        }
+    }
+}
+
+impl Resolver for Registry {
+    fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
+        self.catalog.resolve(request)
+    }
+}
+
+/// A background thread following the change feed; stops on drop.
+#[derive(Debug)]
+pub struct Follower {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl Follower {
+    /// The last error the follower met, if the latest attempt failed (e.g. the
+    /// database is down; resolution keeps working from the catalog).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether the thread is running.
+    pub fn is_running(&self) -> bool {
+        self.handle.as_ref().is_some_and(|h| !h.is_finished())
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+// Compile-time proof that the front door is shareable across threads.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Registry>();
+    assert_send_sync::<Catalog>();
+    assert_send_sync::<ProjectSnapshot>();
+    assert_send_sync::<ResolvedEnv>();
+    assert_send_sync::<Record>();
+};

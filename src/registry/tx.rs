@@ -1,0 +1,499 @@
+//! A write transaction: computed in memory, committed as one atomic batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use super::{DeleteMode, Rebinding, Registry, RegistryError, WriteReport};
+use crate::catalog::ProjectSnapshot;
+use crate::model::{
+    AppOwner, Connection, ConnectionId, ConnectionRef, ConnectionSpec, Mappings, OAuthApp, PlatformTarget,
+    ProjectId, Record, RecordKey, Target, Version,
+};
+use crate::oauth::{ProvisionRequest, app_owner_for};
+use crate::resolve::{check_mappings, dependents, find_connection};
+use crate::store::{Batch, Expect, Op, Write};
+
+struct Pending {
+    expect: Expect,
+    record: Option<Record>,
+}
+
+/// The writes of one [`Registry::write`] call. Every method validates against
+/// the registry's catalog plus this transaction's earlier writes; nothing is
+/// stored until the closure returns `Ok`, and then all of it is, atomically.
+pub struct Tx<'r> {
+    registry: &'r Registry,
+    base: HashMap<ProjectId, Option<Arc<ProjectSnapshot>>>,
+    working: HashMap<ProjectId, ProjectSnapshot>,
+    pending: IndexMap<RecordKey, Pending>,
+    /// Applications provisioned here: released again if the write fails.
+    provisioned: Vec<OAuthApp>,
+    /// Grants issued here on existing applications: revoked if the write fails.
+    granted: Vec<(OAuthApp, PlatformTarget)>,
+    /// Applications to release after the commit.
+    to_release: Vec<OAuthApp>,
+    /// Grants to revoke after the commit.
+    to_revoke: Vec<(OAuthApp, PlatformTarget)>,
+    pub(super) report: WriteReport,
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx")
+            .field("pending", &self.pending.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn platform_target(spec: &ConnectionSpec) -> Option<&PlatformTarget> {
+    match spec.target() {
+        Target::Platform(t) => Some(t),
+        _ => None,
+    }
+}
+
+impl<'r> Tx<'r> {
+    pub(super) fn new(registry: &'r Registry) -> Self {
+        Tx {
+            registry,
+            base: HashMap::new(),
+            working: HashMap::new(),
+            pending: IndexMap::new(),
+            provisioned: Vec::new(),
+            granted: Vec::new(),
+            to_release: Vec::new(),
+            to_revoke: Vec::new(),
+            report: WriteReport::default(),
+        }
+    }
+
+    /// This transaction's view of a project: the catalog's snapshot plus the
+    /// writes made so far (copied on first touch: O(project)).
+    pub fn project(&mut self, project: &ProjectId) -> &ProjectSnapshot {
+        self.working_mut(project)
+    }
+
+    fn working_mut(&mut self, project: &ProjectId) -> &mut ProjectSnapshot {
+        if !self.working.contains_key(project) {
+            let base = self.registry.catalog.project(project);
+            let copy = base
+                .as_deref()
+                .cloned()
+                .unwrap_or_else(|| ProjectSnapshot::empty(project.clone()));
+            self.base.insert(project.clone(), base);
+            self.working.insert(project.clone(), copy);
+        }
+        self.working.get_mut(project).expect("inserted above")
+    }
+
+    fn put(&mut self, record: Record) {
+        let key = record.key();
+        let snapshot = self.working_mut(key.project());
+        let current = snapshot.version_of(&key);
+        snapshot.put(Version(current.map_or(1, |v| v.0 + 1)), &record);
+        let expect = current.map_or(Expect::Absent, Expect::Version);
+        match self.pending.get_mut(&key) {
+            Some(p) => p.record = Some(record),
+            None => {
+                self.pending.insert(
+                    key,
+                    Pending {
+                        expect,
+                        record: Some(record),
+                    },
+                );
+            }
+        }
+    }
+
+    fn delete(&mut self, key: RecordKey) {
+        let snapshot = self.working_mut(key.project());
+        let current = snapshot.version_of(&key);
+        snapshot.remove(&key);
+        match self.pending.get_mut(&key) {
+            // Created and deleted in this transaction: nothing to store.
+            Some(p) if p.expect == Expect::Absent => {
+                self.pending.shift_remove(&key);
+            }
+            Some(p) => p.record = None,
+            None => {
+                if let Some(v) = current {
+                    self.pending.insert(
+                        key,
+                        Pending {
+                            expect: Expect::Version(v),
+                            record: None,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_version(&mut self, key: &RecordKey, expected: Expect) -> Result<(), RegistryError> {
+        let found = self.working_mut(key.project()).version_of(key);
+        let ok = match expected {
+            Expect::Absent => found.is_none(),
+            Expect::Version(v) => found == Some(v),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(RegistryError::Conflict {
+                key: key.clone(),
+                expected,
+                found,
+            })
+        }
+    }
+
+    /// Creates a connection and returns its new Connection ID. A managed OAuth
+    /// connection gets its application provisioned (or granted the target) here.
+    pub fn create_connection(&mut self, spec: ConnectionSpec) -> Result<ConnectionId, RegistryError> {
+        let project = spec.project_id().clone();
+        let snapshot = self.working_mut(&project);
+        if let Some(existing) = snapshot.by_name(spec.scope().integration(), spec.name()) {
+            return Err(RegistryError::NameTaken {
+                project,
+                scope: spec.scope().clone(),
+                name: spec.name().clone(),
+                existing: existing.value.id(),
+            });
+        }
+        let mut id = ConnectionId::random();
+        while snapshot.connection(id).is_some() {
+            id = ConnectionId::random();
+        }
+        let owner = app_owner_for(&spec, id);
+        if let Some(owner) = &owner {
+            self.ensure_app(&project, owner, platform_target(&spec))?;
+        }
+        self.put(Record::Connection(Arc::new(Connection::new(id, spec, owner))));
+        self.report.created.push(id);
+        Ok(id)
+    }
+
+    /// Replaces connection `id`'s spec, expecting `version`. The Connection ID
+    /// stays; the project cannot change.
+    pub fn update_connection(
+        &mut self,
+        id: ConnectionId,
+        version: Version,
+        spec: ConnectionSpec,
+    ) -> Result<(), RegistryError> {
+        let project = spec.project_id().clone();
+        let key = RecordKey::Connection(project.clone(), id);
+        let snapshot = self.working_mut(&project);
+        let Some(old) = snapshot.connection(id).map(|c| c.value.clone()) else {
+            return Err(RegistryError::ConnectionNotFound { project, id });
+        };
+        self.check_version(&key, Expect::Version(version))?;
+        let snapshot = self.working_mut(&project);
+        if let Some(other) = snapshot.by_name(spec.scope().integration(), spec.name()) {
+            if other.value.id() != id {
+                return Err(RegistryError::NameTaken {
+                    project,
+                    scope: spec.scope().clone(),
+                    name: spec.name().clone(),
+                    existing: other.value.id(),
+                });
+            }
+        }
+        let users_before = dependents(snapshot, id);
+        let owner = app_owner_for(&spec, id);
+        if let Some(owner) = &owner {
+            self.ensure_app(&project, owner, platform_target(&spec))?;
+        }
+        self.put(Record::Connection(Arc::new(Connection::new(id, spec, owner))));
+        // A rename or scope change must not strand an integration (rule 9).
+        let snapshot = self.working_mut(&project);
+        let stranded: Vec<_> = users_before
+            .into_iter()
+            .filter(|i| {
+                snapshot.mappings(i).is_some_and(|m| {
+                    m.value
+                        .uses()
+                        .iter()
+                        .any(|u| find_connection(snapshot, i, &u.reference).is_none())
+                })
+            })
+            .collect();
+        if !stranded.is_empty() {
+            return Err(RegistryError::StillUsed {
+                project,
+                id,
+                name: old.name().clone(),
+                dependents: stranded,
+            });
+        }
+        if let Some(old_owner) = old.oauth_app() {
+            self.collect_app(&project, old_owner)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes connection `id` of `project`, expecting `version`. Refused while
+    /// integrations' mappings resolve to it, unless `mode` is
+    /// [`DeleteMode::Force`]. Releases its OAuth application if it was the last
+    /// user.
+    pub fn delete_connection(
+        &mut self,
+        project: &ProjectId,
+        id: ConnectionId,
+        version: Version,
+        mode: DeleteMode,
+    ) -> Result<(), RegistryError> {
+        let key = RecordKey::Connection(project.clone(), id);
+        let snapshot = self.working_mut(project);
+        let Some(old) = snapshot.connection(id).map(|c| c.value.clone()) else {
+            return Err(RegistryError::ConnectionNotFound {
+                project: project.clone(),
+                id,
+            });
+        };
+        self.check_version(&key, Expect::Version(version))?;
+        let users = dependents(self.working_mut(project), id);
+        if !users.is_empty() && mode == DeleteMode::Refuse {
+            return Err(RegistryError::StillUsed {
+                project: project.clone(),
+                id,
+                name: old.name().clone(),
+                dependents: users,
+            });
+        }
+        self.delete(key);
+        if let Some(owner) = old.oauth_app() {
+            self.collect_app(project, owner)?;
+        }
+        Ok(())
+    }
+
+    /// Sets an integration's mappings, expecting `expected` (`None`: the
+    /// integration has none yet). Refused with every problem if a reference is
+    /// not visible, a parameter unknown, or a variable reserved or produced twice.
+    pub fn set_mappings(
+        &mut self,
+        mappings: Mappings,
+        expected: Option<Version>,
+    ) -> Result<(), RegistryError> {
+        let key = RecordKey::Mappings(mappings.project().clone(), mappings.integration().clone());
+        self.check_version(&key, expected.map_or(Expect::Absent, Expect::Version))?;
+        let policy = self.registry.catalog.policy().clone();
+        let problems = check_mappings(self.working_mut(mappings.project()), &policy, &mappings);
+        if !problems.is_empty() {
+            return Err(RegistryError::InvalidMappings {
+                project: mappings.project().clone(),
+                integration: mappings.integration().clone(),
+                problems,
+            });
+        }
+        self.put(Record::Mappings(Arc::new(mappings)));
+        Ok(())
+    }
+
+    /// Removes an integration's mappings, expecting `version`.
+    pub fn delete_mappings(
+        &mut self,
+        project: &ProjectId,
+        integration: &crate::model::IntegrationId,
+        version: Version,
+    ) -> Result<(), RegistryError> {
+        let key = RecordKey::Mappings(project.clone(), integration.clone());
+        self.check_version(&key, Expect::Version(version))?;
+        self.delete(key);
+        Ok(())
+    }
+
+    /// Rotates an OAuth application's secret: every connection using it
+    /// resolves to the new secret as soon as the write commits.
+    pub fn rotate_app_secret(&mut self, project: &ProjectId, owner: &AppOwner) -> Result<(), RegistryError> {
+        let Some(app) = self.working_mut(project).app(owner).map(|a| a.value.clone()) else {
+            return Err(RegistryError::AppNotFound {
+                project: project.clone(),
+                owner: owner.clone(),
+            });
+        };
+        let secret = self.registry.provisioner.rotate(&app)?;
+        self.put(Record::OAuthApp(Arc::new(app.with_secret(secret))));
+        self.report.rotated.push((project.clone(), owner.clone()));
+        Ok(())
+    }
+
+    /// Makes sure `owner`'s application exists and is granted `target`.
+    fn ensure_app(
+        &mut self,
+        project: &ProjectId,
+        owner: &AppOwner,
+        target: Option<&PlatformTarget>,
+    ) -> Result<(), RegistryError> {
+        let provisioner = self.registry.provisioner.clone();
+        let existing = self.working_mut(project).app(owner).map(|a| a.value.clone());
+        let (app, fresh) = match existing {
+            Some(app) => (app, false),
+            None => {
+                let creds = provisioner.provision(&ProvisionRequest {
+                    project: project.clone(),
+                    owner: owner.clone(),
+                })?;
+                let app = OAuthApp::new(
+                    project.clone(),
+                    owner.clone(),
+                    creds.client_id,
+                    creds.client_secret,
+                    creds.token_url,
+                    Vec::new(),
+                );
+                self.provisioned.push(app.clone());
+                self.report.provisioned.push((project.clone(), owner.clone()));
+                (Arc::new(app), true)
+            }
+        };
+        let mut grants = app.grants().to_vec();
+        if let Some(target) = target {
+            if !grants.contains(target) {
+                provisioner.grant(&app, target)?;
+                if !fresh {
+                    self.granted.push(((*app).clone(), target.clone()));
+                }
+                grants.push(target.clone());
+            }
+        }
+        if fresh || grants.len() != app.grants().len() {
+            self.put(Record::OAuthApp(Arc::new(app.with_grants(grants))));
+        }
+        Ok(())
+    }
+
+    /// After a connection left `owner`'s application: release it if nobody
+    /// uses it any more, else drop grants nobody needs.
+    fn collect_app(&mut self, project: &ProjectId, owner: &AppOwner) -> Result<(), RegistryError> {
+        let snapshot = self.working_mut(project);
+        let Some(app) = snapshot.app(owner).map(|a| a.value.clone()) else {
+            return Ok(());
+        };
+        let users = snapshot.app_users(owner);
+        if users.is_empty() {
+            self.delete(RecordKey::OAuthApp(project.clone(), owner.clone()));
+            self.to_release.push((*app).clone());
+            self.report.released.push((project.clone(), owner.clone()));
+            return Ok(());
+        }
+        let needed: Vec<PlatformTarget> = users
+            .iter()
+            .filter_map(|c| platform_target(c.value.spec()).cloned())
+            .collect();
+        let (keep, drop): (Vec<_>, Vec<_>) = app.grants().iter().cloned().partition(|g| needed.contains(g));
+        if !drop.is_empty() {
+            for g in drop {
+                self.to_revoke.push(((*app).clone(), g));
+            }
+            self.put(Record::OAuthApp(Arc::new(app.with_grants(keep))));
+        }
+        Ok(())
+    }
+
+    /// The batch to commit.
+    pub(super) fn batch(&self) -> Batch {
+        let mut batch = Batch::new();
+        for (key, p) in &self.pending {
+            let op = match &p.record {
+                Some(r) => Op::Put(r.clone()),
+                None => Op::Delete,
+            };
+            batch.push(Write {
+                key: key.clone(),
+                expect: p.expect,
+                op,
+            });
+        }
+        batch
+    }
+
+    /// Name references whose connection changes with this transaction.
+    pub(super) fn rebindings(&self) -> Vec<Rebinding> {
+        let mut out = Vec::new();
+        for (project, after) in &self.working {
+            let Some(Some(before)) = self.base.get(project) else {
+                continue;
+            };
+            for m in after.all_mappings() {
+                let integration = m.value.integration();
+                for u in m.value.uses() {
+                    let ConnectionRef::Name(name) = &u.reference else {
+                        continue;
+                    };
+                    let was = find_connection(before, integration, &u.reference).map(|c| c.value.id());
+                    let now = find_connection(after, integration, &u.reference).map(|c| c.value.id());
+                    if let Some(was) = was {
+                        if Some(was) != now {
+                            out.push(Rebinding {
+                                project: project.clone(),
+                                integration: integration.clone(),
+                                name: name.clone(),
+                                before: was,
+                                after: now,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.project, &a.integration, &a.name).cmp(&(&b.project, &b.integration, &b.name)));
+        out
+    }
+
+    /// Undoes provisioner effects after a failed write (best effort).
+    pub(super) fn compensate(&self) {
+        let provisioner = &self.registry.provisioner;
+        for app in &self.provisioned {
+            let _ = provisioner.release(app);
+        }
+        for (app, target) in &self.granted {
+            let _ = provisioner.revoke(app, target);
+        }
+    }
+
+    /// Finishes provisioner work after a successful commit; failures become
+    /// warnings.
+    pub(super) fn after_commit(&mut self) {
+        let provisioner = self.registry.provisioner.clone();
+        for app in std::mem::take(&mut self.to_release) {
+            if let Err(e) = provisioner.release(&app) {
+                self.report.warnings.push(e);
+            }
+        }
+        for (app, target) in std::mem::take(&mut self.to_revoke) {
+            if let Err(e) = provisioner.revoke(&app, &target) {
+                self.report.warnings.push(e);
+            }
+        }
+    }
+
+    /// The working snapshots with the versions the store assigned.
+    pub(super) fn into_snapshots(
+        mut self,
+        versions: &[Version],
+        revision: crate::model::Revision,
+    ) -> (Vec<ProjectSnapshot>, WriteReport) {
+        for ((key, p), version) in self.pending.iter().zip(versions) {
+            if let (Some(record), Some(snapshot)) = (&p.record, self.working.get_mut(key.project())) {
+                snapshot.put(*version, record);
+            }
+        }
+        let snapshots = self
+            .working
+            .into_values()
+            .map(|mut s| {
+                s.set_revision(revision);
+                s
+            })
+            .collect();
+        (snapshots, self.report)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
