@@ -252,10 +252,10 @@ impl<T> Layers<T> {
     pub(crate) fn pick(&self, env: &Environment, customer: Option<&CustomerId>) -> Option<(&Layer, &T)> {
         let mut best: Option<(u8, &Layer, &T)> = None;
         for (layer, value) in &self.values {
-            if let Some(rank) = layer.rank(env, customer) {
-                if best.is_none_or(|(r, _, _)| rank < r) {
-                    best = Some((rank, layer, value));
-                }
+            if let Some(rank) = layer.rank(env, customer)
+                && best.is_none_or(|(r, _, _)| rank < r)
+            {
+                best = Some((rank, layer, value));
             }
         }
         best.map(|(_, l, v)| (l, v))
@@ -496,8 +496,11 @@ pub struct ParamBuilder {
     description: String,
     requirement: Requirement,
     tenancy: Tenancy,
-    values: Vec<(Result<Layer, (&'static str, ParseError)>, SecretValue)>,
+    values: Vec<(PendingLayer, SecretValue)>,
 }
+
+/// A layer as given to a builder: parsed, or the field that failed and why.
+type PendingLayer = Result<Layer, (&'static str, ParseError)>;
 
 impl fmt::Debug for ParamBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -583,7 +586,7 @@ impl ParamBuilder {
         self.layer(Ok(layer), value)
     }
 
-    fn layer(mut self, layer: Result<Layer, (&'static str, ParseError)>, value: impl Into<String>) -> Self {
+    fn layer(mut self, layer: PendingLayer, value: impl Into<String>) -> Self {
         self.values.push((layer, SecretValue::new(value)));
         self
     }

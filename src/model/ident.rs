@@ -274,10 +274,9 @@ macro_rules! ident {
             }
         }
 
-        impl TryFrom<&$name> for $name {
-            type Error = Infallible;
-            fn try_from(s: &$name) -> Result<Self, Infallible> {
-                Ok(s.clone())
+        impl From<&$name> for $name {
+            fn from(s: &$name) -> Self {
+                s.clone()
             }
         }
 

@@ -175,7 +175,7 @@ impl MappingsBuilder {
     }
 
     /// Appends an already built use.
-    pub fn add(mut self, item: ConnectionUse) -> Self {
+    pub fn with_use(mut self, item: ConnectionUse) -> Self {
         let entries = match item.env {
             EnvMapping::Defaults => None,
             EnvMapping::Explicit(e) => Some(e.into_iter().map(|m| (Ok(m.from), Ok(m.to))).collect()),

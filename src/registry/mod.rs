@@ -280,10 +280,10 @@ impl Registry {
         let _guard = self.lock();
         // Validate against the freshest state we can get cheaply; if the store
         // is unreachable the commit below will say so.
-        if let Err(e) = self.catch_up_locked() {
-            if !matches!(e, RegistryError::Store(StoreError::Unavailable { .. })) {
-                return Err(e);
-            }
+        if let Err(e) = self.catch_up_locked()
+            && !matches!(e, RegistryError::Store(StoreError::Unavailable { .. }))
+        {
+            return Err(e);
         }
         let mut tx = Tx::new(self);
         let value = match f(&mut tx) {

@@ -191,15 +191,15 @@ impl<'r> Tx<'r> {
         };
         self.check_version(&key, Expect::Version(version))?;
         let snapshot = self.working_mut(&project);
-        if let Some(other) = snapshot.by_name(spec.scope().integration(), spec.name()) {
-            if other.value.id() != id {
-                return Err(RegistryError::NameTaken {
-                    project,
-                    scope: spec.scope().clone(),
-                    name: spec.name().clone(),
-                    existing: other.value.id(),
-                });
-            }
+        if let Some(other) = snapshot.by_name(spec.scope().integration(), spec.name())
+            && other.value.id() != id
+        {
+            return Err(RegistryError::NameTaken {
+                project,
+                scope: spec.scope().clone(),
+                name: spec.name().clone(),
+                existing: other.value.id(),
+            });
         }
         let users_before = dependents(snapshot, id);
         let owner = app_owner_for(&spec, id);
@@ -351,14 +351,14 @@ impl<'r> Tx<'r> {
             }
         };
         let mut grants = app.grants().to_vec();
-        if let Some(target) = target {
-            if !grants.contains(target) {
-                provisioner.grant(&app, target)?;
-                if !fresh {
-                    self.granted.push(((*app).clone(), target.clone()));
-                }
-                grants.push(target.clone());
+        if let Some(target) = target
+            && !grants.contains(target)
+        {
+            provisioner.grant(&app, target)?;
+            if !fresh {
+                self.granted.push(((*app).clone(), target.clone()));
             }
+            grants.push(target.clone());
         }
         if fresh || grants.len() != app.grants().len() {
             self.put(Record::OAuthApp(Arc::new(app.with_grants(grants))));
@@ -426,16 +426,16 @@ impl<'r> Tx<'r> {
                     };
                     let was = find_connection(before, integration, &u.reference).map(|c| c.value.id());
                     let now = find_connection(after, integration, &u.reference).map(|c| c.value.id());
-                    if let Some(was) = was {
-                        if Some(was) != now {
-                            out.push(Rebinding {
-                                project: project.clone(),
-                                integration: integration.clone(),
-                                name: name.clone(),
-                                before: was,
-                                after: now,
-                            });
-                        }
+                    if let Some(was) = was
+                        && Some(was) != now
+                    {
+                        out.push(Rebinding {
+                            project: project.clone(),
+                            integration: integration.clone(),
+                            name: name.clone(),
+                            before: was,
+                            after: now,
+                        });
                     }
                 }
             }

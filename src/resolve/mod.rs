@@ -191,28 +191,28 @@ fn lookup(
 ) -> Result<Lookup, Problem> {
     let env = &request.environment;
     let customer = request.customer.as_ref();
-    if let Some(owner) = connection.oauth_app() {
-        if let Some(field) = AppField::for_param(param.as_str()) {
-            let Some(app) = snapshot.app(owner) else {
-                return Err(Problem::OAuthAppMissing {
-                    connection: connection.name().clone(),
-                    connection_id: connection.id(),
-                    owner: owner.clone(),
-                });
-            };
-            let value = match field {
-                AppField::ClientId => ResolvedValue::Plain(app.value.client_id().to_owned()),
-                AppField::ClientSecret => ResolvedValue::Secret(app.value.client_secret().clone()),
-                AppField::TokenUrl => ResolvedValue::Plain(app.value.token_url().to_owned()),
-            };
-            return Ok(Lookup::Found(
-                value,
-                ValueSource::OAuthApp {
-                    owner: owner.clone(),
-                    field,
-                },
-            ));
-        }
+    if let Some(owner) = connection.oauth_app()
+        && let Some(field) = AppField::for_param(param.as_str())
+    {
+        let Some(app) = snapshot.app(owner) else {
+            return Err(Problem::OAuthAppMissing {
+                connection: connection.name().clone(),
+                connection_id: connection.id(),
+                owner: owner.clone(),
+            });
+        };
+        let value = match field {
+            AppField::ClientId => ResolvedValue::Plain(app.value.client_id().to_owned()),
+            AppField::ClientSecret => ResolvedValue::Secret(app.value.client_secret().clone()),
+            AppField::TokenUrl => ResolvedValue::Plain(app.value.token_url().to_owned()),
+        };
+        return Ok(Lookup::Found(
+            value,
+            ValueSource::OAuthApp {
+                owner: owner.clone(),
+                field,
+            },
+        ));
     }
     let Some(p) = connection.spec().param(param.as_str()) else {
         return Err(Problem::UnknownParam {

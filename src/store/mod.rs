@@ -120,12 +120,12 @@ impl Batch {
                     reason: format!("{} is written twice", w.key),
                 });
             }
-            if let Op::Put(record) = &w.op {
-                if record.key() != w.key {
-                    return Err(StoreError::InvalidBatch {
-                        reason: format!("a put under {} carries the record of {}", w.key, record.key()),
-                    });
-                }
+            if let Op::Put(record) = &w.op
+                && record.key() != w.key
+            {
+                return Err(StoreError::InvalidBatch {
+                    reason: format!("a put under {} carries the record of {}", w.key, record.key()),
+                });
             }
         }
         Ok(())
