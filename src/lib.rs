@@ -1,8 +1,102 @@
-//! connective
+//! Connections for integration platforms.
+//!
+//! `connective` keeps the *connections* that integrations use, decides which
+//! connection an integration gets (integration scope shadows project scope),
+//! shares OAuth applications the way Choreo/Devant do, and turns it all into the
+//! environment variables a host injects, each with its provenance.
+//!
+//! # A guided tour
+//!
+//! **1. Identifiers are parsed once** ([`model`]). Every identifier is a
+//! validated newtype; a bad one is a [`model::ParseError`] saying which rule
+//! failed.
+//!
+//! ```
+//! use connective::model::{ConnectionName, ParseError};
+//! let err = "bad name".parse::<ConnectionName>().unwrap_err();
+//! assert!(matches!(err, ParseError::BadChar { position: 3, .. }));
+//! ```
+//!
+//! **2. Connections have a scope, a target, an auth scheme and ordered
+//! parameters** whose values are layered: default, per environment, per
+//! customer, per (customer, environment). Builders collect every problem and
+//! report them together from `build()`.
+//!
+//! ```
+//! use connective::prelude::*;
+//! let spec = ConnectionSpec::integration("acme", "orders", "legacy-crm")
+//!     .target(Target::external("legacy-crm"))
+//!     .auth(AuthScheme::Basic)
+//!     .param(Param::plain("ServiceURL").default("https://crm.example.com"))
+//!     .param(Param::secret("Password").env("production", "p").env("test", "t"))
+//!     .build()?;
+//! assert_eq!(spec.scope(), &Scope::Integration("orders".parse()?));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **3. The [`registry::Registry`] is the front door for writes.** Each write is
+//! validated, computed in memory (OAuth applications provisioned through an
+//! [`oauth::OAuthProvisioner`]), committed atomically to a [`store::Store`] with
+//! expected versions, and published to the lock-free [`catalog::Catalog`].
+//!
+//! ```
+//! use connective::prelude::*;
+//! let registry = Registry::in_memory();
+//! let (id, _) = registry.create_connection(
+//!     ConnectionSpec::project("acme", "inventory")
+//!         .platform_target("acme", "inventory-api")
+//!         .auth(AuthScheme::OAuth2(OAuthClient::Shared))
+//!         .param(Param::plain("ServiceURL").default("https://internal/inventory"))
+//!         .build()?,
+//! )?;
+//! // The project's shared OAuth application was provisioned with it.
+//! let app = registry.oauth_app(&"acme".parse()?, &AppOwner::Project).unwrap();
+//! assert_eq!(app.users, vec![id]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **4. Integrations map parameters to variables**, by connection name or
+//! Connection ID, explicitly (`from`/`to`) or with default names
+//! (`PREFIX_CONNECTION_PARAM`).
+//!
+//! **5. Resolution** ([`resolve`]) is a pure function of a catalog snapshot:
+//! visibility → precedence → values → mapping. The result is a
+//! [`resolve::ResolvedEnv`] whose every variable explains itself; `Display`
+//! redacts secrets, and [`resolve::ResolvedEnv::apply_to`] hands them to a child
+//! process without the host touching them. Every problem of a resolution is
+//! reported at once.
+//!
+//! ```
+//! use connective::fixture::Fixture;
+//! use connective::model::Param;
+//! let fx = Fixture::project("acme")
+//!     .prefix("CHOREO")
+//!     .connection("twilio", |c| c.param(Param::secret("ApiKey").default("k")))
+//!     .mappings("orders", |m| m.by_name_defaults("twilio"))
+//!     .build()?;
+//! let env = fx.resolve("orders", "production")?;
+//! let why = env.explain("CHOREO_TWILIO_APIKEY").unwrap();
+//! assert_eq!(why.to_string().split(": ").last(), Some("default value (default variable name)"));
+//! # Ok::<(), connective::fixture::FixtureError>(())
+//! ```
+//!
+//! **6. Tests stay short** with [`fixture::Fixture`], which also implements
+//! [`resolve::Resolver`] so host code written against the trait can be unit
+//! tested.
+//!
+//! # Features
+//!
+//! | feature | adds |
+//! | --- | --- |
+//! | *(default)* | everything above, with the in-memory store |
+//! | `sqlite` | `SqliteStore`: one durable file |
+//! | `postgres` | `PostgresStore`: many replicas on one database |
+//! | `test-kit` | the `Store` conformance suite, for your own backend too |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod catalog;
+pub mod fixture;
 pub mod model;
 pub mod oauth;
 pub mod registry;
@@ -18,3 +112,7 @@ pub mod prelude {
     pub use crate::registry::{DeleteMode, Registry, RegistryError};
     pub use crate::resolve::{ResolveRequest, ResolvedEnv, Resolver};
 }
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

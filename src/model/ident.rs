@@ -99,7 +99,7 @@ pub enum ParseError {
         rule: &'static str,
     },
     /// The identifier is well formed but reserved (e.g. a variable name the host
-    /// reserves, see [`crate::resolve::ReservedNames`]).
+    /// reserves, see [`crate::model::ReservedNames`]).
     #[error("invalid {kind} {input:?}: reserved ({reason})")]
     Reserved {
         /// Which identifier.
@@ -387,7 +387,7 @@ ident!(
     /// characters.
     ///
     /// Names the host reserves are checked by
-    /// [`ReservedNames`](crate::resolve::ReservedNames), not here.
+    /// [`ReservedNames`](crate::model::ReservedNames), not here.
     ///
     /// ```
     /// use connective::model::EnvVarName;

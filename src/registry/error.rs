@@ -47,16 +47,6 @@ pub enum RegistryError {
         /// Whose application.
         owner: AppOwner,
     },
-    /// An update tried to move a connection to another project.
-    #[error("connection {id} belongs to project {project}; a spec for project {requested} cannot update it")]
-    ProjectMismatch {
-        /// The connection.
-        id: ConnectionId,
-        /// Its project.
-        project: ProjectId,
-        /// The project of the new spec.
-        requested: ProjectId,
-    },
     /// The version read is stale: somebody else wrote first (rule 8).
     #[error("conflict on {key}: expected {expected}, found {}", found.map_or("no record".to_string(), |v| format!("version {v}")))]
     Conflict {

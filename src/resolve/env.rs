@@ -241,6 +241,12 @@ impl ResolvedEnv {
         self.vars.get(name)
     }
 
+    /// The value of `name`, secret or not: an explicit exposure, handy in
+    /// tests. Prefer [`ResolvedEnv::apply_to`] in production code.
+    pub fn expose(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(|v| v.value.expose())
+    }
+
     /// Why `name` has its value (rule 7).
     pub fn explain(&self, name: &str) -> Option<&Provenance> {
         self.vars.get(name).map(|v| &v.provenance)
