@@ -262,6 +262,9 @@ impl Registry {
     /// Runs `f` as one atomic write: everything it does commits together, or
     /// nothing does (and OAuth applications it provisioned are released again).
     ///
+    /// Writes of one registry are serialized; `f` may read the registry but
+    /// must not call its write methods (that would wait for itself).
+    ///
     /// ```
     /// # use connective::prelude::*;
     /// let registry = Registry::in_memory();
@@ -452,6 +455,14 @@ impl Registry {
     pub fn dependents(&self, project: &ProjectId, id: ConnectionId) -> Vec<IntegrationId> {
         self.snapshot(project)
             .map(|s| crate::resolve::dependents(&s, id))
+            .unwrap_or_default()
+    }
+
+    /// A connection's mappings: every integration mapping entry that resolves
+    /// to it, with the variables it produces.
+    pub fn usages(&self, project: &ProjectId, id: ConnectionId) -> Vec<crate::resolve::Usage> {
+        self.snapshot(project)
+            .map(|s| crate::resolve::usages(&s, id))
             .unwrap_or_default()
     }
 

@@ -76,16 +76,16 @@ impl<'r> Tx<'r> {
     }
 
     fn working_mut(&mut self, project: &ProjectId) -> &mut ProjectSnapshot {
-        if !self.working.contains_key(project) {
-            let base = self.registry.catalog.project(project);
-            let copy = base
+        let (registry, base) = (self.registry, &mut self.base);
+        self.working.entry(project.clone()).or_insert_with(|| {
+            let snapshot = registry.catalog.project(project);
+            let copy = snapshot
                 .as_deref()
                 .cloned()
                 .unwrap_or_else(|| ProjectSnapshot::empty(project.clone()));
-            self.base.insert(project.clone(), base);
-            self.working.insert(project.clone(), copy);
-        }
-        self.working.get_mut(project).expect("inserted above")
+            base.insert(project.clone(), snapshot);
+            copy
+        })
     }
 
     fn put(&mut self, record: Record) {

@@ -432,18 +432,43 @@ pub fn check_mappings(
     problems
 }
 
-/// The integrations whose mappings resolve to connection `id` (rule 9).
-pub fn dependents(snapshot: &ProjectSnapshot, id: ConnectionId) -> Vec<IntegrationId> {
-    let mut out: Vec<IntegrationId> = snapshot
+/// How one integration uses a connection: the mapping entries that resolve to
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// The integration.
+    pub integration: IntegrationId,
+    /// How the integration refers to the connection.
+    pub reference: ConnectionRef,
+    /// Which variables its parameters land in.
+    pub env: EnvMapping,
+}
+
+/// Every mapping entry, of every integration of the snapshot's project, that
+/// resolves to connection `id` (rules 2 and 9), sorted by integration.
+pub fn usages(snapshot: &ProjectSnapshot, id: ConnectionId) -> Vec<Usage> {
+    let mut out: Vec<Usage> = snapshot
         .all_mappings()
-        .filter(|m| {
-            m.value.uses().iter().any(|u| {
-                find_connection(snapshot, m.value.integration(), &u.reference)
-                    .is_some_and(|c| c.value.id() == id)
+        .flat_map(|m| {
+            let integration = m.value.integration();
+            m.value.uses().iter().filter_map(move |u| {
+                find_connection(snapshot, integration, &u.reference)
+                    .filter(|c| c.value.id() == id)
+                    .map(|_| Usage {
+                        integration: integration.clone(),
+                        reference: u.reference.clone(),
+                        env: u.env.clone(),
+                    })
             })
         })
-        .map(|m| m.value.integration().clone())
         .collect();
-    out.sort();
+    out.sort_by(|a, b| a.integration.cmp(&b.integration));
+    out
+}
+
+/// The integrations whose mappings resolve to connection `id` (rule 9).
+pub fn dependents(snapshot: &ProjectSnapshot, id: ConnectionId) -> Vec<IntegrationId> {
+    let mut out: Vec<IntegrationId> = usages(snapshot, id).into_iter().map(|u| u.integration).collect();
+    out.dedup();
     out
 }
