@@ -19,11 +19,17 @@
 //!   batch, in write order.
 
 mod memory;
+#[cfg(feature = "seal")]
+pub mod seal;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteStore};
 
 use crate::model::{Record, RecordKey, Revision, Version};
 

@@ -1,0 +1,621 @@
+//! Sealing secret values at rest: an AEAD key ring with key IDs and rotation.
+//!
+//! The durable stores never write a [`SecretValue`] in plaintext: they serialize
+//! records under a [`KeyRing`] (through [`with_secret_codec`](crate::model::with_secret_codec)),
+//! which seals each secret with XChaCha20-Poly1305 under its newest key.
+//!
+//! # Sealed text
+//! `cs1:<key id>:<base64url(nonce ‖ ciphertext ‖ tag)>`: a format tag, the ID of
+//! the key that sealed it, a random 192-bit nonce, and the ciphertext with its
+//! 128-bit tag. The format tag and key ID are authenticated as associated data,
+//! so a sealed value cannot be relabelled to another key.
+//!
+//! # Rotation
+//! 1. Give every replica a ring whose newest key is the new one and which still
+//!    holds the old ones ([`KeyRing::with_old_key`]). New writes seal under the
+//!    new key; old values still open.
+//! 2. Re-seal once (`SqliteStore::reseal` / `PostgresStore::reseal`): every
+//!    stored value, including the change feed, is rewritten under the new key.
+//! 3. Drop the old key from the rings.
+//!
+//! A value sealed under a key the ring lacks, or that its key does not open,
+//! is reported as [`SealError::MissingKey`] / [`SealError::WrongKey`] naming the
+//! key ID; the stores turn it into [`StoreError::Unreadable`](super::StoreError::Unreadable)
+//! and change nothing.
+//!
+//! ```
+//! use connective::model::SecretValue;
+//! use connective::store::seal::{KeyRing, SealKey};
+//!
+//! let old = SealKey::generate("2024-01")?;
+//! let new = SealKey::generate("2025-01")?;
+//! let sealed_before = KeyRing::new(old.clone()).seal(&SecretValue::new("hunter2"))?;
+//!
+//! let ring = KeyRing::new(new).with_old_key(old)?;
+//! assert_eq!(ring.open(&sealed_before)?.expose(), "hunter2");
+//! let sealed_now = ring.seal(&SecretValue::new("hunter2"))?;
+//! assert_eq!(KeyRing::sealed_key_id(&sealed_now), Some("2025-01"));
+//! assert!(!sealed_now.contains("hunter2"));
+//! # Ok::<(), connective::store::seal::SealError>(())
+//! ```
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+
+use crate::model::{SecretCodec, SecretValue};
+
+/// The format tag every sealed text starts with.
+pub const FORMAT_TAG: &str = "cs1";
+/// Bytes in a key.
+pub const KEY_LEN: usize = 32;
+/// The longest key ID.
+pub const MAX_KEY_ID_LEN: usize = 64;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+
+/// Why sealing or opening failed, or a key was refused. Messages name key IDs,
+/// never key material or secret values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// A key ID must be 1 to 64 of `A-Z a-z 0-9 . _ -`.
+    #[error("invalid key id {id:?}: use 1 to 64 letters, digits, '.', '_' or '-'")]
+    BadKeyId {
+        /// The refused ID.
+        id: String,
+    },
+    /// A key must be exactly 32 bytes.
+    #[error("key {id:?} must be 32 bytes, got {len}")]
+    BadKeyLength {
+        /// The key's ID.
+        id: String,
+        /// The length given.
+        len: usize,
+    },
+    /// A key's text is not base64.
+    #[error("key {id:?} is not valid base64")]
+    BadKeyEncoding {
+        /// The key's ID.
+        id: String,
+    },
+    /// Two keys of one ring share an ID.
+    #[error("key id {id:?} is in the key ring twice")]
+    DuplicateKeyId {
+        /// The ID.
+        id: String,
+    },
+    /// The value was sealed under a key this ring does not hold.
+    #[error("secret sealed with key {key_id:?}, which the key ring does not hold")]
+    MissingKey {
+        /// The ID of the key that sealed it.
+        key_id: String,
+    },
+    /// The ring's key of that ID does not open the value: a different key under
+    /// the same ID, or the sealed text was altered.
+    #[error("key {key_id:?} does not open this secret (a different key under that id, or altered data)")]
+    WrongKey {
+        /// The key's ID.
+        key_id: String,
+    },
+    /// The text is not a sealed value of a known format.
+    #[error("not a sealed secret: {reason}")]
+    Malformed {
+        /// What is wrong with it (never its content).
+        reason: &'static str,
+    },
+    /// The operating system's random generator failed; nothing was sealed.
+    #[error("the operating system's random generator failed")]
+    Random,
+}
+
+impl SealError {
+    /// The key ID the error is about, if any.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            SealError::BadKeyId { id }
+            | SealError::BadKeyLength { id, .. }
+            | SealError::BadKeyEncoding { id }
+            | SealError::DuplicateKeyId { id } => Some(id),
+            SealError::MissingKey { key_id } | SealError::WrongKey { key_id } => Some(key_id),
+            SealError::Malformed { .. } | SealError::Random => None,
+        }
+    }
+}
+
+fn check_key_id(id: &str) -> Result<(), SealError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_KEY_ID_LEN
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SealError::BadKeyId {
+            id: id.chars().take(MAX_KEY_ID_LEN).collect(),
+        })
+    }
+}
+
+/// One 256-bit sealing key with its ID. The key bytes live in a
+/// [`secrecy::SecretBox`] (zeroized on drop); `Debug` shows the ID only.
+pub struct SealKey {
+    id: String,
+    key: SecretBox<[u8; KEY_LEN]>,
+}
+
+impl SealKey {
+    /// A key from its 32 bytes.
+    pub fn from_bytes(id: impl Into<String>, bytes: &[u8]) -> Result<Self, SealError> {
+        let id = id.into();
+        check_key_id(&id)?;
+        if bytes.len() != KEY_LEN {
+            return Err(SealError::BadKeyLength { id, len: bytes.len() });
+        }
+        let key = SecretBox::init_with_mut(|k: &mut [u8; KEY_LEN]| k.copy_from_slice(bytes));
+        Ok(SealKey { id, key })
+    }
+
+    /// A key from base64 text (standard or URL-safe alphabet, padded or not),
+    /// as [`SealKey::to_base64`] writes it.
+    pub fn from_base64(id: impl Into<String>, text: &str) -> Result<Self, SealError> {
+        let id = id.into();
+        check_key_id(&id)?;
+        // The text is the key: keep every copy of it in zeroizing wrappers.
+        let normalized = SecretString::from(
+            text.trim()
+                .trim_end_matches('=')
+                .chars()
+                .map(|c| match c {
+                    '+' => '-',
+                    '/' => '_',
+                    c => c,
+                })
+                .collect::<String>(),
+        );
+        let bytes = secrecy::SecretSlice::from(
+            URL_SAFE_NO_PAD
+                .decode(normalized.expose_secret().as_bytes())
+                .map_err(|_| SealError::BadKeyEncoding { id: id.clone() })?,
+        );
+        Self::from_bytes(id, bytes.expose_secret())
+    }
+
+    /// A new random key from the operating system's generator.
+    pub fn generate(id: impl Into<String>) -> Result<Self, SealError> {
+        let id = id.into();
+        check_key_id(&id)?;
+        let mut failed = false;
+        let key = SecretBox::init_with_mut(|k: &mut [u8; KEY_LEN]| {
+            failed = crate::model::random::try_fill(k).is_err();
+        });
+        if failed {
+            return Err(SealError::Random);
+        }
+        Ok(SealKey { id, key })
+    }
+
+    /// The key's ID.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The key as URL-safe base64 without padding, to keep it somewhere safe.
+    /// An explicit exposure: the result is itself a secret.
+    pub fn to_base64(&self) -> SecretString {
+        SecretString::from(URL_SAFE_NO_PAD.encode(self.key.expose_secret()))
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&Key::from(*self.key.expose_secret()))
+    }
+}
+
+impl Clone for SealKey {
+    fn clone(&self) -> Self {
+        let bytes = self.key.expose_secret();
+        SealKey {
+            id: self.id.clone(),
+            key: SecretBox::init_with_mut(|k: &mut [u8; KEY_LEN]| k.copy_from_slice(bytes)),
+        }
+    }
+}
+
+impl fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealKey")
+            .field("id", &self.id)
+            .field("key", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// Several [`SealKey`]s: the newest seals, any of them opens.
+///
+/// Implements [`SecretCodec`], so a store can serialize records under it.
+#[derive(Clone)]
+pub struct KeyRing {
+    /// `keys[0]` is the newest, sealing key.
+    keys: Vec<SealKey>,
+}
+
+impl KeyRing {
+    /// A ring whose newest (sealing) key is `newest`.
+    pub fn new(newest: SealKey) -> Self {
+        KeyRing { keys: vec![newest] }
+    }
+
+    /// Adds an older key that only opens values (for rotation).
+    pub fn with_old_key(mut self, key: SealKey) -> Result<Self, SealError> {
+        if self.keys.iter().any(|k| k.id == key.id) {
+            return Err(SealError::DuplicateKeyId { id: key.id });
+        }
+        self.keys.push(key);
+        Ok(self)
+    }
+
+    /// The ID of the key that seals.
+    pub fn newest_key_id(&self) -> &str {
+        &self.keys[0].id
+    }
+
+    /// The IDs of every key, newest first.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| k.id.as_str())
+    }
+
+    /// The ID of the key that sealed `sealed`, read from its label (without
+    /// opening it), or `None` if it is not sealed text of a known format.
+    pub fn sealed_key_id(sealed: &str) -> Option<&str> {
+        let mut parts = sealed.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(FORMAT_TAG), Some(id), Some(_)) if check_key_id(id).is_ok() => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Seals `secret` under the newest key.
+    pub fn seal(&self, secret: &SecretValue) -> Result<String, SealError> {
+        let key = &self.keys[0];
+        let mut nonce = [0u8; NONCE_LEN];
+        crate::model::random::try_fill(&mut nonce).map_err(|_| SealError::Random)?;
+        let aad = format!("{FORMAT_TAG}:{}", key.id);
+        let ciphertext = key
+            .cipher()
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: secret.expose().as_bytes(),
+                    aad: aad.as_bytes(),
+                },
+            )
+            // Only fails for inputs far beyond any parameter's size limit.
+            .map_err(|_| SealError::Malformed {
+                reason: "the value is too long to seal",
+            })?;
+        let mut body = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        body.extend_from_slice(&nonce);
+        body.extend_from_slice(&ciphertext);
+        Ok(format!("{aad}:{}", URL_SAFE_NO_PAD.encode(&body)))
+    }
+
+    /// Opens text made by [`KeyRing::seal`] under any key of the ring.
+    pub fn open(&self, sealed: &str) -> Result<SecretValue, SealError> {
+        let mut parts = sealed.splitn(3, ':');
+        let (Some(tag), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(SealError::Malformed {
+                reason: "expected format:key-id:data",
+            });
+        };
+        if tag != FORMAT_TAG {
+            return Err(SealError::Malformed {
+                reason: "unknown format tag",
+            });
+        }
+        if check_key_id(key_id).is_err() {
+            return Err(SealError::Malformed {
+                reason: "invalid key id",
+            });
+        }
+        let Some(key) = self.keys.iter().find(|k| k.id == key_id) else {
+            return Err(SealError::MissingKey {
+                key_id: key_id.to_owned(),
+            });
+        };
+        let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| SealError::Malformed {
+            reason: "data is not base64",
+        })?;
+        if body.len() < NONCE_LEN + TAG_LEN {
+            return Err(SealError::Malformed {
+                reason: "data is too short",
+            });
+        }
+        let (nonce, ciphertext) = body.split_at(NONCE_LEN);
+        let nonce = XNonce::try_from(nonce).map_err(|_| SealError::Malformed { reason: "bad nonce" })?;
+        let aad = format!("{FORMAT_TAG}:{key_id}");
+        let plain = key
+            .cipher()
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: ciphertext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| SealError::WrongKey {
+                key_id: key_id.to_owned(),
+            })?;
+        match String::from_utf8(plain) {
+            Ok(text) => Ok(SecretValue::new(text)),
+            Err(e) => {
+                drop(secrecy::SecretSlice::from(e.into_bytes()));
+                Err(SealError::Malformed {
+                    reason: "the opened value is not UTF-8",
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("keys", &self.key_ids().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SecretCodec for KeyRing {
+    fn seal(&self, secret: &SecretValue) -> Result<String, String> {
+        KeyRing::seal(self, secret).map_err(|e| e.to_string())
+    }
+    fn open(&self, sealed: &str) -> Result<SecretValue, String> {
+        KeyRing::open(self, sealed).map_err(|e| e.to_string())
+    }
+}
+
+/// What a re-seal rewrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resealed {
+    /// Live records rewritten.
+    pub records: usize,
+    /// Change-feed entries rewritten.
+    pub changes: usize,
+}
+
+/// Row encoding shared by the durable backends: keys and records as JSON,
+/// secrets sealed under a [`KeyRing`].
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod rows {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use super::{KeyRing, SealError};
+    use crate::model::{Record, RecordKey, SecretCodec, SecretValue, with_secret_codec};
+    use crate::store::StoreError;
+
+    /// A codec that remembers the first typed error, so a failed decode can
+    /// say which key was missing instead of a serde message.
+    struct Capturing {
+        ring: Arc<KeyRing>,
+        error: Mutex<Option<SealError>>,
+    }
+
+    impl Capturing {
+        fn keep(&self, e: SealError) -> String {
+            let text = e.to_string();
+            let mut slot = self.error.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+            text
+        }
+        fn take(&self) -> Option<SealError> {
+            self.error.lock().unwrap_or_else(PoisonError::into_inner).take()
+        }
+    }
+
+    impl SecretCodec for Capturing {
+        fn seal(&self, secret: &SecretValue) -> Result<String, String> {
+            self.ring.seal(secret).map_err(|e| self.keep(e))
+        }
+        fn open(&self, sealed: &str) -> Result<SecretValue, String> {
+            self.ring.open(sealed).map_err(|e| self.keep(e))
+        }
+    }
+
+    /// The stored text of a key.
+    pub(crate) fn encode_key(backend: &'static str, key: &RecordKey) -> Result<String, StoreError> {
+        serde_json::to_string(key).map_err(|e| StoreError::Unavailable {
+            backend,
+            message: format!("cannot encode the key of {key}: {e}"),
+        })
+    }
+
+    /// A key from its stored text.
+    pub(crate) fn decode_key(backend: &'static str, text: &str) -> Result<RecordKey, StoreError> {
+        serde_json::from_str(text).map_err(|e| StoreError::Unreadable {
+            backend,
+            what: "a record key".into(),
+            message: format!("not a record key ({e})"),
+        })
+    }
+
+    /// The stored text of a record, its secrets sealed under the ring's newest key.
+    pub(crate) fn encode_record(
+        backend: &'static str,
+        ring: &Arc<KeyRing>,
+        record: &Record,
+    ) -> Result<String, StoreError> {
+        let codec = Arc::new(Capturing {
+            ring: ring.clone(),
+            error: Mutex::new(None),
+        });
+        let result = with_secret_codec(codec.clone(), || serde_json::to_string(record));
+        result.map_err(|e| StoreError::Unavailable {
+            backend,
+            message: match codec.take() {
+                Some(seal) => format!("cannot seal the secrets of {}: {seal}", record.key()),
+                None => format!("cannot encode {}: {e}", record.key()),
+            },
+        })
+    }
+
+    /// A record from its stored text, checked to be the record of `key`.
+    pub(crate) fn decode_record(
+        backend: &'static str,
+        ring: &Arc<KeyRing>,
+        key: &RecordKey,
+        text: &str,
+    ) -> Result<Record, StoreError> {
+        let codec = Arc::new(Capturing {
+            ring: ring.clone(),
+            error: Mutex::new(None),
+        });
+        let result: Result<Record, _> = with_secret_codec(codec.clone(), || serde_json::from_str(text));
+        let record = result.map_err(|e| StoreError::Unreadable {
+            backend,
+            what: key.to_string(),
+            message: match codec.take() {
+                Some(seal) => seal.to_string(),
+                None => format!("not a valid record ({})", e.classify_text()),
+            },
+        })?;
+        if &record.key() != key {
+            return Err(StoreError::Unreadable {
+                backend,
+                what: key.to_string(),
+                message: format!("the row holds the record of {}", record.key()),
+            });
+        }
+        Ok(record)
+    }
+
+    trait ClassifyText {
+        fn classify_text(&self) -> String;
+    }
+
+    impl ClassifyText for serde_json::Error {
+        /// A serde error without its message, which may quote stored values.
+        fn classify_text(&self) -> String {
+            let kind = match self.classify() {
+                serde_json::error::Category::Io => "i/o error",
+                serde_json::error::Category::Syntax => "syntax error",
+                serde_json::error::Category::Data => "unexpected content",
+                serde_json::error::Category::Eof => "truncated",
+            };
+            format!("{kind} at line {} column {}", self.line(), self.column())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, byte: u8) -> SealKey {
+        SealKey::from_bytes(id, &[byte; KEY_LEN]).expect("valid key")
+    }
+
+    #[test]
+    fn round_trip_and_fresh_nonces() {
+        let ring = KeyRing::new(key("k1", 7));
+        let a = ring.seal(&SecretValue::new("s3cr3t")).expect("seal");
+        let b = ring.seal(&SecretValue::new("s3cr3t")).expect("seal");
+        assert_ne!(a, b, "every seal uses a fresh nonce");
+        assert!(a.starts_with("cs1:k1:"));
+        assert!(!a.contains("s3cr3t"));
+        assert_eq!(ring.open(&a).expect("open").expose(), "s3cr3t");
+        assert_eq!(
+            ring.open(&ring.seal(&SecretValue::new("")).expect("seal"))
+                .expect("open")
+                .expose(),
+            ""
+        );
+    }
+
+    #[test]
+    fn newest_seals_any_opens() {
+        let old = KeyRing::new(key("old", 1));
+        let sealed_old = old.seal(&SecretValue::new("v")).expect("seal");
+        let ring = KeyRing::new(key("new", 2))
+            .with_old_key(key("old", 1))
+            .expect("ring");
+        assert_eq!(ring.open(&sealed_old).expect("open").expose(), "v");
+        let sealed_new = ring.seal(&SecretValue::new("v")).expect("seal");
+        assert_eq!(KeyRing::sealed_key_id(&sealed_new), Some("new"));
+        assert_eq!(
+            old.open(&sealed_new).unwrap_err(),
+            SealError::MissingKey { key_id: "new".into() }
+        );
+    }
+
+    #[test]
+    fn wrong_key_and_tampering_are_typed() {
+        let sealed = KeyRing::new(key("k", 1))
+            .seal(&SecretValue::new("v"))
+            .expect("seal");
+        let other = KeyRing::new(key("k", 2));
+        assert_eq!(
+            other.open(&sealed).unwrap_err(),
+            SealError::WrongKey { key_id: "k".into() }
+        );
+        // Relabelling to another key of the ring fails: the label is authenticated.
+        let ring = KeyRing::new(key("k", 1)).with_old_key(key("j", 1)).expect("ring");
+        let relabelled = sealed.replacen("cs1:k:", "cs1:j:", 1);
+        assert_eq!(
+            ring.open(&relabelled).unwrap_err(),
+            SealError::WrongKey { key_id: "j".into() }
+        );
+        let mut flipped = sealed.into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).expect("ascii");
+        assert!(matches!(
+            ring.open(&flipped),
+            Err(SealError::WrongKey { .. } | SealError::Malformed { .. })
+        ));
+        assert!(matches!(ring.open("plaintext"), Err(SealError::Malformed { .. })));
+        assert!(matches!(
+            ring.open("cs1:k:AAAA"),
+            Err(SealError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn keys_are_validated_and_redacted() {
+        assert!(matches!(
+            SealKey::from_bytes("bad id", &[0; 32]),
+            Err(SealError::BadKeyId { .. })
+        ));
+        assert!(matches!(
+            SealKey::from_bytes("", &[0; 32]),
+            Err(SealError::BadKeyId { .. })
+        ));
+        assert!(matches!(
+            SealKey::from_bytes("k", &[0; 31]),
+            Err(SealError::BadKeyLength { len: 31, .. })
+        ));
+        assert!(matches!(
+            SealKey::from_base64("k", "not base64!"),
+            Err(SealError::BadKeyEncoding { .. })
+        ));
+        let k = SealKey::generate("gen").expect("key");
+        let text = k.to_base64();
+        let back = SealKey::from_base64("gen", text.expose_secret()).expect("parse");
+        let sealed = KeyRing::new(k).seal(&SecretValue::new("x")).expect("seal");
+        assert_eq!(
+            KeyRing::new(back.clone()).open(&sealed).expect("open").expose(),
+            "x"
+        );
+        let debug = format!("{back:?} {:?}", KeyRing::new(back.clone()));
+        assert!(!debug.contains(text.expose_secret()), "{debug}");
+        assert!(debug.contains("gen"));
+        let dup = KeyRing::new(back.clone()).with_old_key(back);
+        assert!(matches!(dup, Err(SealError::DuplicateKeyId { .. })));
+    }
+}

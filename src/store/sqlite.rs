@@ -1,0 +1,522 @@
+//! A durable store in one SQLite file.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use super::seal::rows::{decode_key, decode_record, encode_key, encode_record};
+use super::seal::{KeyRing, Resealed};
+use super::{Batch, Change, Committed, Expect, Op, Snapshot, Store, StoreError};
+use crate::model::{Record, RecordKey, Revision, Version};
+
+const BACKEND: &str = "sqlite";
+
+/// `PRAGMA application_id` of a connective database ("cnx1").
+const APPLICATION_ID: i32 = 0x636e_7831;
+
+/// The schema, one migration per version: `MIGRATIONS[n]` takes version `n`
+/// to `n + 1`. Never edit a released entry; append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: records with tombstones, the change feed, the head revision.
+    "CREATE TABLE head (
+         id INTEGER PRIMARY KEY CHECK (id = 1),
+         revision INTEGER NOT NULL,
+         feed_floor INTEGER NOT NULL
+     );
+     INSERT INTO head (id, revision, feed_floor) VALUES (1, 0, 0);
+     CREATE TABLE records (
+         key TEXT PRIMARY KEY,
+         project TEXT NOT NULL,
+         version INTEGER NOT NULL,
+         revision INTEGER NOT NULL,
+         body TEXT
+     ) WITHOUT ROWID;
+     CREATE INDEX records_project ON records (project);
+     CREATE TABLE changes (
+         revision INTEGER NOT NULL,
+         seq INTEGER NOT NULL,
+         key TEXT NOT NULL,
+         version INTEGER NOT NULL,
+         body TEXT,
+         PRIMARY KEY (revision, seq)
+     ) WITHOUT ROWID;",
+];
+
+/// The schema version this code writes.
+pub const SQLITE_SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// A durable store in one SQLite file (feature `sqlite`).
+///
+/// - **Durable:** WAL journal with `synchronous=FULL`: a commit that returned
+///   `Ok` survives a crash of the process or the machine.
+/// - **Sealed:** records are stored as JSON with every secret value sealed
+///   under the [`KeyRing`]'s newest key; no secret is written in plaintext
+///   (deleted content is overwritten, `secure_delete=ON`).
+/// - **Versioned schema:** created and migrated on open; a file written by a
+///   newer version of this crate is refused with [`StoreError::Unreadable`].
+/// - **Tombstones:** a deleted key keeps its last version, so versions never
+///   repeat across delete and re-create; the change feed is a table kept until
+///   [`SqliteStore::prune_feed`].
+///
+/// One process may open the file several times and several processes may share
+/// it (SQLite's locking; a writer waits up to the busy timeout, 5 s by default).
+/// For replicas on several machines use `PostgresStore`.
+///
+/// ```no_run
+/// use connective::store::seal::{KeyRing, SealKey};
+/// use connective::store::{SqliteStore, Store};
+/// let key = SealKey::from_base64("2025-01", &std::env::var("CONNECTIVE_KEY")?)?;
+/// let store = SqliteStore::open("connections.db", KeyRing::new(key))?;
+/// println!("at revision {}", store.revision()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    ring: Arc<KeyRing>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("keys", &self.ring)
+            .finish()
+    }
+}
+
+fn unavailable(context: &str, e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable {
+        backend: BACKEND,
+        message: format!("{context}: {e}"),
+    }
+}
+
+fn to_i64(n: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::InvalidBatch {
+        reason: format!("{what} {n} is out of range"),
+    })
+}
+
+fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Unreadable {
+        backend: BACKEND,
+        what: what.to_string(),
+        message: format!("negative value {n}"),
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, migrating its schema
+    /// to this code's version.
+    pub fn open(path: impl AsRef<Path>, keys: KeyRing) -> Result<Self, StoreError> {
+        Self::open_with_busy_timeout(path, keys, Duration::from_secs(5))
+    }
+
+    /// Like [`SqliteStore::open`], waiting up to `busy_timeout` for another
+    /// connection's write lock before answering [`StoreError::Unavailable`].
+    pub fn open_with_busy_timeout(
+        path: impl AsRef<Path>,
+        keys: KeyRing,
+        busy_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let shown = path.display().to_string();
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| unavailable(&format!("cannot open {shown}"), e))?;
+        conn.busy_timeout(busy_timeout)
+            .map_err(|e| unavailable("cannot set the busy timeout", e))?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(|e| unavailable(&format!("cannot switch {shown} to WAL"), e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable {
+                backend: BACKEND,
+                message: format!("{shown} cannot use WAL journaling (journal mode is {mode})"),
+            });
+        }
+        for (name, value) in [("synchronous", "FULL"), ("secure_delete", "ON")] {
+            conn.pragma_update(None, name, value)
+                .map_err(|e| unavailable(&format!("cannot set {name}"), e))?;
+        }
+        let mut conn = conn;
+        migrate(&mut conn, &shown)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            ring: Arc::new(keys),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The key ring secrets are sealed with.
+    pub fn key_ring(&self) -> &KeyRing {
+        &self.ring
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // Transactions roll back when dropped, so a panic while holding the
+        // lock leaves the connection usable.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Rewrites every sealed value under the key ring's newest key: the live
+    /// records and the bodies kept in the change feed, in one transaction
+    /// (concurrent commits wait). Versions and revisions do not change: this is
+    /// not a write of the records. Afterwards the WAL is checkpointed and
+    /// truncated so old sealed text does not linger in it (overwritten pages
+    /// are zeroed, `secure_delete=ON`). Once it returns, keys other than the
+    /// newest can be removed from the rings of every process using the file.
+    ///
+    /// A value that no key of the ring opens fails the whole re-seal with
+    /// [`StoreError::Unreadable`] naming the record and key; nothing changes.
+    pub fn reseal(&self) -> Result<Resealed, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| unavailable("cannot begin a transaction", e))?;
+        let mut done = Resealed::default();
+        let rows: Vec<(String, String)> = {
+            let mut stmt = tx
+                .prepare("SELECT key, body FROM records WHERE body IS NOT NULL")
+                .map_err(|e| unavailable("cannot read records", e))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| unavailable("cannot read records", e))?
+        };
+        for (key_text, body) in rows {
+            let key = decode_key(BACKEND, &key_text)?;
+            let record = decode_record(BACKEND, &self.ring, &key, &body)?;
+            let body = encode_record(BACKEND, &self.ring, &record)?;
+            tx.execute(
+                "UPDATE records SET body = ?1 WHERE key = ?2",
+                params![body, key_text],
+            )
+            .map_err(|e| unavailable(&format!("cannot rewrite {key}"), e))?;
+            done.records += 1;
+        }
+        let changes: Vec<(i64, i64, String, String)> = {
+            let mut stmt = tx
+                .prepare("SELECT revision, seq, key, body FROM changes WHERE body IS NOT NULL")
+                .map_err(|e| unavailable("cannot read the change feed", e))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| unavailable("cannot read the change feed", e))?
+        };
+        for (revision, seq, key_text, body) in changes {
+            let key = decode_key(BACKEND, &key_text)?;
+            let record = decode_record(BACKEND, &self.ring, &key, &body).map_err(|e| in_feed(e, revision))?;
+            let body = encode_record(BACKEND, &self.ring, &record)?;
+            tx.execute(
+                "UPDATE changes SET body = ?1 WHERE revision = ?2 AND seq = ?3",
+                params![body, revision, seq],
+            )
+            .map_err(|e| unavailable(&format!("cannot rewrite the change of {key} at r{revision}"), e))?;
+            done.changes += 1;
+        }
+        tx.commit()
+            .map_err(|e| unavailable("cannot commit the re-seal", e))?;
+        // Best effort: a reader holding an old snapshot can keep the WAL alive;
+        // the next checkpoint then overwrites it.
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        Ok(done)
+    }
+
+    /// Drops change-feed entries of revisions up to `through` (at most the
+    /// latest). A follower asking for changes after an older revision is told
+    /// [`StoreError::FeedTruncated`] and reloads. Returns how many entries were
+    /// removed.
+    pub fn prune_feed(&self, through: Revision) -> Result<usize, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| unavailable("cannot begin a transaction", e))?;
+        let (revision, floor) = head(&tx)?;
+        let through = through.0.min(revision.0);
+        if through <= floor.0 {
+            return Ok(0);
+        }
+        let t = to_i64(through, "revision")?;
+        let removed = tx
+            .execute("DELETE FROM changes WHERE revision <= ?1", [t])
+            .map_err(|e| unavailable("cannot prune the change feed", e))?;
+        tx.execute("UPDATE head SET feed_floor = ?1 WHERE id = 1", [t])
+            .map_err(|e| unavailable("cannot prune the change feed", e))?;
+        tx.commit()
+            .map_err(|e| unavailable("cannot commit the pruning", e))?;
+        Ok(removed)
+    }
+}
+
+fn in_feed(e: StoreError, revision: i64) -> StoreError {
+    match e {
+        StoreError::Unreadable {
+            backend,
+            what,
+            message,
+        } => StoreError::Unreadable {
+            backend,
+            what: format!("{what} in the change feed at r{revision}"),
+            message,
+        },
+        other => other,
+    }
+}
+
+fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| unavailable(&format!("cannot lock {shown} to migrate it"), e))?;
+    let app: i32 = tx
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(|e| unavailable(&format!("cannot read {shown}"), e))?;
+    let version: u32 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| unavailable(&format!("cannot read {shown}"), e))?;
+    if app != APPLICATION_ID {
+        let has_tables: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| unavailable(&format!("cannot read {shown}"), e))?;
+        if app != 0 || has_tables {
+            return Err(StoreError::Unreadable {
+                backend: BACKEND,
+                what: shown.to_string(),
+                message: "not a connective database (it has other tables or another application id)".into(),
+            });
+        }
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(|e| unavailable(&format!("cannot initialize {shown}"), e))?;
+    }
+    if version > SQLITE_SCHEMA_VERSION {
+        return Err(StoreError::Unreadable {
+            backend: BACKEND,
+            what: shown.to_string(),
+            message: format!(
+                "its schema version {version} is newer than this code's {SQLITE_SCHEMA_VERSION}; \
+                 upgrade connective to open it"
+            ),
+        });
+    }
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)
+            .map_err(|e| unavailable(&format!("cannot migrate {shown} to version {}", n + 1), e))?;
+    }
+    if version < SQLITE_SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SQLITE_SCHEMA_VERSION)
+            .map_err(|e| unavailable(&format!("cannot migrate {shown}"), e))?;
+    }
+    tx.commit()
+        .map_err(|e| unavailable(&format!("cannot commit the migration of {shown}"), e))
+}
+
+/// The head revision and the feed floor (every change after it is kept).
+fn head(conn: &Connection) -> Result<(Revision, Revision), StoreError> {
+    let (revision, floor): (i64, i64) = conn
+        .query_row("SELECT revision, feed_floor FROM head WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(|e| unavailable("cannot read the head revision", e))?;
+    Ok((
+        Revision(to_u64(revision, "the head revision")?),
+        Revision(to_u64(floor, "the feed floor")?),
+    ))
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction()
+            .map_err(|e| unavailable("cannot begin a transaction", e))?;
+        let (revision, _) = head(&tx)?;
+        let rows: Vec<(String, i64, String)> = {
+            let mut stmt = tx
+                .prepare("SELECT key, version, body FROM records WHERE body IS NOT NULL")
+                .map_err(|e| unavailable("cannot read records", e))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| unavailable("cannot read records", e))?
+        };
+        drop(tx);
+        drop(conn);
+        let mut records = Vec::with_capacity(rows.len());
+        for (key_text, version, body) in rows {
+            let key = decode_key(BACKEND, &key_text)?;
+            let record = decode_record(BACKEND, &self.ring, &key, &body)?;
+            records.push((Version(to_u64(version, "a version")?), record));
+        }
+        Ok(Snapshot { revision, records })
+    }
+
+    fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
+        batch.validate()?;
+        // Seal and encode before taking the lock.
+        let mut encoded = Vec::with_capacity(batch.writes.len());
+        for w in &batch.writes {
+            let body = match &w.op {
+                Op::Put(record) => Some(encode_record(BACKEND, &self.ring, record)?),
+                Op::Delete => None,
+            };
+            encoded.push((encode_key(BACKEND, &w.key)?, body));
+        }
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| unavailable("cannot begin a transaction", e))?;
+        let mut versions = Vec::with_capacity(batch.writes.len());
+        {
+            let mut stmt = tx
+                .prepare_cached("SELECT version, body IS NULL FROM records WHERE key = ?1")
+                .map_err(|e| unavailable("cannot read records", e))?;
+            for (w, (key_text, _)) in batch.writes.iter().zip(&encoded) {
+                let row: Option<(i64, bool)> = stmt
+                    .query_row([key_text], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(|e| unavailable(&format!("cannot read {}", w.key), e))?;
+                let (found, previous) = match row {
+                    Some((v, false)) => (Some(Version(to_u64(v, "a version")?)), to_u64(v, "a version")?),
+                    Some((v, true)) => (None, to_u64(v, "a version")?),
+                    None => (None, 0),
+                };
+                let ok = match w.expect {
+                    Expect::Absent => found.is_none(),
+                    Expect::Version(v) => found == Some(v),
+                };
+                if !ok {
+                    return Err(StoreError::Conflict {
+                        key: w.key.clone(),
+                        expected: w.expect,
+                        found,
+                    });
+                }
+                versions.push(Version(previous + 1));
+            }
+        }
+        let (previous, _) = head(&tx)?;
+        let revision = Revision(previous.0 + 1);
+        let rev = to_i64(revision.0, "revision")?;
+        tx.execute("UPDATE head SET revision = ?1 WHERE id = 1", [rev])
+            .map_err(|e| unavailable("cannot advance the revision", e))?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO records (key, project, version, revision, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (key) DO UPDATE SET version = excluded.version,
+                         revision = excluded.revision, body = excluded.body",
+                )
+                .map_err(|e| unavailable("cannot write records", e))?;
+            let mut feed = tx
+                .prepare_cached(
+                    "INSERT INTO changes (revision, seq, key, version, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| unavailable("cannot write the change feed", e))?;
+            for (seq, ((w, (key_text, body)), version)) in
+                batch.writes.iter().zip(&encoded).zip(&versions).enumerate()
+            {
+                let v = to_i64(version.0, "version")?;
+                upsert
+                    .execute(params![key_text, w.key.project().as_str(), v, rev, body])
+                    .map_err(|e| unavailable(&format!("cannot write {}", w.key), e))?;
+                feed.execute(params![rev, seq as i64, key_text, v, body])
+                    .map_err(|e| unavailable(&format!("cannot write the change of {}", w.key), e))?;
+            }
+        }
+        tx.commit()
+            .map_err(|e| unavailable(&format!("cannot commit {revision}"), e))?;
+        Ok(Committed { revision, versions })
+    }
+
+    fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction()
+            .map_err(|e| unavailable("cannot begin a transaction", e))?;
+        let (revision, floor) = head(&tx)?;
+        if after >= revision || limit == 0 {
+            return Ok(Vec::new());
+        }
+        if after < floor {
+            return Err(StoreError::FeedTruncated {
+                requested: after,
+                oldest: Revision(floor.0 + 1),
+            });
+        }
+        // Revisions are consecutive, so `limit` batches end at after + limit.
+        let last = after.0.saturating_add(limit as u64).min(revision.0);
+        let rows: Vec<(i64, String, i64, Option<String>)> = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT revision, key, version, body FROM changes
+                     WHERE revision > ?1 AND revision <= ?2 ORDER BY revision, seq",
+                )
+                .map_err(|e| unavailable("cannot read the change feed", e))?;
+            stmt.query_map([to_i64(after.0, "revision")?, to_i64(last, "revision")?], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| unavailable("cannot read the change feed", e))?
+        };
+        drop(tx);
+        drop(conn);
+        let mut out = Vec::with_capacity(rows.len());
+        for (rev, key_text, version, body) in rows {
+            let key = decode_key(BACKEND, &key_text)?;
+            let record: Option<Record> = match body {
+                Some(body) => {
+                    Some(decode_record(BACKEND, &self.ring, &key, &body).map_err(|e| in_feed(e, rev))?)
+                }
+                None => None,
+            };
+            out.push(Change {
+                revision: Revision(to_u64(rev, "a revision")?),
+                key,
+                version: Version(to_u64(version, "a version")?),
+                record,
+            });
+        }
+        Ok(out)
+    }
+
+    fn get(&self, key: &RecordKey) -> Result<Option<(Version, Record)>, StoreError> {
+        let key_text = encode_key(BACKEND, key)?;
+        let row: Option<(i64, String)> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare_cached("SELECT version, body FROM records WHERE key = ?1 AND body IS NOT NULL")
+                .map_err(|e| unavailable("cannot read records", e))?;
+            stmt.query_row([&key_text], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(|e| unavailable(&format!("cannot read {key}"), e))?
+        };
+        match row {
+            None => Ok(None),
+            Some((version, body)) => {
+                let record = decode_record(BACKEND, &self.ring, key, &body)?;
+                Ok(Some((Version(to_u64(version, "a version")?), record)))
+            }
+        }
+    }
+
+    fn revision(&self) -> Result<Revision, StoreError> {
+        Ok(head(&self.lock())?.0)
+    }
+}
