@@ -102,6 +102,8 @@ pub mod oauth;
 pub mod registry;
 pub mod resolve;
 pub mod store;
+#[cfg(feature = "test-kit")]
+pub mod test_kit;
 
 /// The names most hosts need, in one `use`.
 pub mod prelude {

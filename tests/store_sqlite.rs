@@ -1,0 +1,439 @@
+//! `SqliteStore`: the conformance suite, secrets at rest, key rotation,
+//! schema versions, and a SIGKILL crash test.
+#![cfg(all(feature = "sqlite", feature = "test-kit"))]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use connective::model::{Record, Revision, Version};
+use connective::store::seal::{KeyRing, SealKey};
+use connective::store::{Batch, Expect, SqliteStore, Store, StoreError, Write};
+use connective::test_kit;
+
+fn key(id: &str, byte: u8) -> SealKey {
+    SealKey::from_bytes(id, &[byte; 32]).expect("a valid key")
+}
+
+fn ring() -> KeyRing {
+    KeyRing::new(key("k1", 1))
+}
+
+fn db(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("connections.db")
+}
+
+fn commit(store: &dyn Store, writes: Vec<Write>) -> connective::store::Committed {
+    store.commit(&Batch { writes }).expect("commit")
+}
+
+/// Every file SQLite keeps for `path`: the database, its WAL and shared memory.
+fn raw_bytes(path: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        if let Ok(bytes) = std::fs::read(PathBuf::from(p)) {
+            all.extend(bytes);
+        }
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn sqlite_store_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(db(&dir), ring()).expect("open");
+    test_kit::run_all(&store);
+}
+
+#[test]
+fn sqlite_store_reopen_keeps_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    test_kit::reopen_keeps_everything(|| SqliteStore::open(&path, ring()).expect("open"), true);
+}
+
+#[test]
+fn two_handles_on_one_file_race_and_follow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = SqliteStore::open(db(&dir), ring()).expect("open a");
+    let b = SqliteStore::open(db(&dir), ring()).expect("open b");
+    test_kit::concurrent_writers(&[&a, &b], 2, 15);
+    test_kit::racing_creators(&[&a, &b], 3);
+    test_kit::follower_sees_every_revision(&[&a], &b, 2, 10);
+}
+
+#[test]
+fn no_secret_is_written_in_plaintext() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let store = SqliteStore::open(&path, ring()).expect("open");
+    let p = test_kit::unique_project("atrest");
+    let secrets: Vec<String> = (0..6)
+        .map(|i| test_kit::unique_secret(&format!("plain{i}")))
+        .collect();
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let app_secret = test_kit::unique_secret("clientsecret");
+    let api_key = test_kit::unique_secret("apikey");
+    let rich = test_kit::secret_rich_connection(&p, "db", &refs);
+    let svc = test_kit::sample_connection(&p, "svc", &api_key);
+    let app = test_kit::sample_oauth_app(&p, &app_secret);
+    commit(
+        &store,
+        vec![
+            Write::put(rich.clone(), Expect::Absent),
+            Write::put(svc.clone(), Expect::Absent),
+        ],
+    );
+    commit(&store, vec![Write::put(app.clone(), Expect::Absent)]);
+    // Update and delete too, so old values pass through the feed and free pages.
+    commit(
+        &store,
+        vec![Write::put(rich.clone(), Expect::Version(Version(1)))],
+    );
+    commit(
+        &store,
+        vec![Write::delete(svc.key(), Expect::Version(Version(1)))],
+    );
+    let bytes = raw_bytes(&path);
+    assert!(
+        contains(&bytes, "https://api.example.com"),
+        "the search must find plain values (sanity check)"
+    );
+    assert!(
+        contains(&bytes, "cs1:k1:"),
+        "sealed values are labelled with their key"
+    );
+    for s in secrets.iter().chain([&app_secret, &api_key]) {
+        assert!(
+            !contains(&bytes, s),
+            "a secret value is stored in plaintext in the SQLite files"
+        );
+    }
+    drop(store);
+    let bytes = raw_bytes(&path);
+    for s in secrets.iter().chain([&app_secret, &api_key]) {
+        assert!(
+            !contains(&bytes, s),
+            "a secret value is stored in plaintext after close"
+        );
+    }
+    // And they still open.
+    let store = SqliteStore::open(&path, ring()).expect("reopen");
+    let (_, got) = store.get(&app.key()).expect("get").expect("present");
+    assert!(test_kit::same_record(&got, &app));
+}
+
+fn unreadable_message(e: StoreError) -> (String, String) {
+    match e {
+        StoreError::Unreadable { what, message, .. } => (what, message),
+        other => panic!("expected Unreadable, got {other}"),
+    }
+}
+
+#[test]
+fn a_missing_or_wrong_key_is_a_typed_error_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let p = test_kit::unique_project("keys");
+    let secret = test_kit::unique_secret("s");
+    let record = test_kit::sample_connection(&p, "svc", &secret);
+    {
+        let store = SqliteStore::open(&path, ring()).expect("open");
+        commit(&store, vec![Write::put(record.clone(), Expect::Absent)]);
+    }
+    // A ring without the key the records were sealed with.
+    let store = SqliteStore::open(&path, KeyRing::new(key("k2", 2))).expect("open without k1");
+    let (what, message) = unreadable_message(store.load().expect_err("load without the key"));
+    assert!(
+        message.contains("\"k1\"") && message.contains("does not hold"),
+        "{message}"
+    );
+    assert!(what.contains(&record.key().to_string()), "{what}");
+    assert!(!message.contains(&secret) && !what.contains(&secret));
+    let (_, message) = unreadable_message(store.get(&record.key()).expect_err("get without the key"));
+    assert!(message.contains("\"k1\""), "{message}");
+    let (what, _) = unreadable_message(
+        store
+            .changes_since(Revision(0), 10)
+            .expect_err("feed without the key"),
+    );
+    assert!(what.contains("change feed"), "{what}");
+    // Writing does not need to read: a conflict check still works and reports versions.
+    assert!(matches!(
+        store.commit(&Batch {
+            writes: vec![Write::put(record.clone(), Expect::Absent)]
+        }),
+        Err(StoreError::Conflict {
+            found: Some(Version(1)),
+            ..
+        })
+    ));
+    drop(store);
+    // A different key under the same ID.
+    let store = SqliteStore::open(&path, KeyRing::new(key("k1", 9))).expect("open with a wrong k1");
+    let (_, message) = unreadable_message(store.load().expect_err("load with a wrong key"));
+    assert!(
+        message.contains("\"k1\"") && message.contains("does not open"),
+        "{message}"
+    );
+    assert!(
+        matches!(store.reseal(), Err(StoreError::Unreadable { .. })),
+        "re-seal with a wrong key must fail"
+    );
+    drop(store);
+    // Nothing was lost.
+    let store = SqliteStore::open(&path, ring()).expect("open with the right key");
+    let snapshot = store.load().expect("load");
+    assert_eq!(snapshot.records.len(), 1);
+    assert!(test_kit::same_record(&snapshot.records[0].1, &record));
+}
+
+#[test]
+fn reseal_moves_everything_to_the_newest_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let p = test_kit::unique_project("reseal");
+    let records: Vec<Record> = (0..5)
+        .map(|i| test_kit::sample_connection(&p, &format!("c{i}"), &test_kit::unique_secret("s")))
+        .collect();
+    {
+        let store = SqliteStore::open(&path, ring()).expect("open");
+        for r in &records {
+            commit(&store, vec![Write::put(r.clone(), Expect::Absent)]);
+        }
+        commit(
+            &store,
+            vec![Write::put(records[0].clone(), Expect::Version(Version(1)))],
+        );
+        commit(
+            &store,
+            vec![Write::delete(records[1].key(), Expect::Version(Version(1)))],
+        );
+    }
+    let before = {
+        let store = SqliteStore::open(&path, ring()).expect("open");
+        (
+            store.revision().expect("revision"),
+            store.changes_since(Revision(0), usize::MAX).expect("feed").len(),
+        )
+    };
+    let rotated = KeyRing::new(key("k2", 2))
+        .with_old_key(key("k1", 1))
+        .expect("ring");
+    let store = SqliteStore::open(&path, rotated).expect("open with both keys");
+    let done = store.reseal().expect("reseal");
+    assert_eq!(done.records, 4, "live records re-sealed");
+    assert_eq!(done.changes, 6, "change-feed bodies re-sealed (puts only)");
+    assert_eq!(
+        store.revision().expect("revision"),
+        before.0,
+        "a re-seal is not a write"
+    );
+    drop(store);
+    let bytes = raw_bytes(&path);
+    assert!(
+        contains(&bytes, "cs1:k2:"),
+        "sanity: values sealed under k2 are in the file"
+    );
+    assert!(
+        !contains(&bytes, "cs1:k1:"),
+        "a value sealed under the retired key is still in the files"
+    );
+    let store = SqliteStore::open(&path, KeyRing::new(key("k2", 2))).expect("open with only the new key");
+    let snapshot = store.load().expect("load with only the new key");
+    assert_eq!(snapshot.records.len(), 4);
+    for (_, r) in &snapshot.records {
+        let want = records.iter().find(|x| x.key() == r.key()).expect("known record");
+        assert!(test_kit::same_record(r, want));
+    }
+    assert_eq!(
+        store.changes_since(Revision(0), usize::MAX).expect("feed").len(),
+        before.1
+    );
+}
+
+#[test]
+fn a_schema_newer_than_the_code_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    drop(SqliteStore::open(&path, ring()).expect("create"));
+    {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.pragma_update(None, "user_version", connective::store::SQLITE_SCHEMA_VERSION + 1)
+            .expect("bump");
+    }
+    let err = SqliteStore::open(&path, ring()).expect_err("a newer schema must be refused");
+    let (_, message) = unreadable_message(err);
+    assert!(message.contains("newer than this code"), "{message}");
+
+    let other = dir.path().join("other.db");
+    {
+        let conn = rusqlite::Connection::open(&other).expect("raw open");
+        conn.execute_batch("CREATE TABLE unrelated (x INTEGER)")
+            .expect("create");
+    }
+    let (_, message) = unreadable_message(SqliteStore::open(&other, ring()).expect_err("a foreign database"));
+    assert!(message.contains("not a connective database"), "{message}");
+}
+
+#[test]
+fn pruned_feed_reports_truncation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(db(&dir), ring()).expect("open");
+    let p = test_kit::unique_project("prune");
+    for i in 0..5 {
+        commit(
+            &store,
+            vec![Write::put(
+                test_kit::sample_connection(&p, &format!("c{i}"), "s"),
+                Expect::Absent,
+            )],
+        );
+    }
+    assert_eq!(store.prune_feed(Revision(3)).expect("prune"), 3);
+    assert_eq!(store.prune_feed(Revision(2)).expect("prune again"), 0);
+    match store.changes_since(Revision(1), 10) {
+        Err(StoreError::FeedTruncated { requested, oldest }) => {
+            assert_eq!((requested, oldest), (Revision(1), Revision(4)));
+        }
+        other => panic!("expected FeedTruncated, got {other:?}"),
+    }
+    let rest = store.changes_since(Revision(3), 10).expect("the kept part");
+    assert_eq!(rest.iter().map(|c| c.revision.0).collect::<Vec<_>>(), vec![4, 5]);
+}
+
+// --- SIGKILL crash test ---------------------------------------------------
+
+const CHILD_ENV: &str = "CONNECTIVE_SQLITE_CRASH_CHILD";
+const BATCH: usize = 3;
+const COUNTER_ID: &str = "00000000-0000-4000-8000-00000000c0de";
+
+/// The child role of `acknowledged_writes_survive_sigkill`: commits batches
+/// until killed, printing each acknowledged revision.
+#[test]
+#[ignore = "runs only as the child process of acknowledged_writes_survive_sigkill"]
+fn sqlite_crash_child() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let store = SqliteStore::open(&path, ring()).expect("child open");
+    let p: connective::model::ProjectId = "crash".parse().expect("project");
+    let counter_id: connective::model::ConnectionId = COUNTER_ID.parse().expect("id");
+    let counter_key = connective::model::RecordKey::Connection(p.clone(), counter_id);
+    let mut version = store.get(&counter_key).expect("get").map(|(v, _)| v);
+    let start = store.revision().expect("revision").0;
+    for i in start.. {
+        let mut writes = Vec::new();
+        for k in 0..BATCH - 1 {
+            let name = format!("b{i}k{k}");
+            writes.push(Write::put(
+                test_kit::sample_connection(&p, &name, &format!("secret-{i}")),
+                Expect::Absent,
+            ));
+        }
+        let counter = test_kit::connection_with(&p, counter_id, "counter", "s", &format!("{i}"));
+        let expect = version.map_or(Expect::Absent, Expect::Version);
+        writes.push(Write::put(counter, expect));
+        let done = store.commit(&Batch { writes }).expect("child commit");
+        version = Some(done.versions[BATCH - 1]);
+        println!("ACK {}", done.revision.0);
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let exe = std::env::current_exe().expect("current exe");
+    let mut acked_total = 0u64;
+    for round in 0..3u64 {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "sqlite_crash_child",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the child");
+        let stdout = child.stdout.take().expect("child stdout");
+        let mut acked = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Kill after a varying number of acknowledgements, mid-stream.
+        let target = 15 + round * 7;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("read child output");
+            if let Some(rev) = line.strip_prefix("ACK ") {
+                acked.push(rev.trim().parse::<u64>().expect("revision"));
+                if acked.len() as u64 >= target {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "the child did not commit in time");
+        }
+        child.kill().expect("SIGKILL the child"); // Child::kill sends SIGKILL on Unix.
+        let status = child.wait().expect("reap the child");
+        assert!(!status.success(), "the child was supposed to die, not finish");
+        assert!(
+            acked.len() as u64 >= target,
+            "round {round}: the child stopped after {} acks",
+            acked.len()
+        );
+        acked_total += acked.len() as u64;
+
+        let store = SqliteStore::open(&path, ring()).expect("reopen after SIGKILL");
+        let head = store.revision().expect("revision");
+        let max_acked = *acked.iter().max().expect("acks");
+        assert!(
+            head.0 >= max_acked,
+            "round {round}: acknowledged r{max_acked} lost (head is {head})"
+        );
+        let feed = store.changes_since(Revision(0), usize::MAX).expect("feed");
+        for r in 1..=head.0 {
+            let n = feed.iter().filter(|c| c.revision.0 == r).count();
+            assert_eq!(
+                n, BATCH,
+                "round {round}: batch r{r} is half applied ({n} of {BATCH} writes)"
+            );
+        }
+        let snapshot = store.load().expect("load");
+        assert_eq!(
+            snapshot.records.len() as u64,
+            head.0 * (BATCH as u64 - 1) + 1,
+            "live records vs batches"
+        );
+        let counter_key = connective::model::RecordKey::Connection(
+            "crash".parse().expect("project"),
+            COUNTER_ID.parse().expect("id"),
+        );
+        let counter = snapshot
+            .records
+            .iter()
+            .find(|(_, r)| r.key() == counter_key)
+            .expect("the counter record");
+        assert_eq!(
+            counter.0,
+            Version(head.0),
+            "the counter's version equals the number of batches"
+        );
+        assert_eq!(test_kit::marker_of(&counter.1), Some(format!("{}", head.0 - 1)));
+        for rev in &acked {
+            assert!(
+                feed.iter().any(|c| c.revision.0 == *rev),
+                "acknowledged r{rev} missing from the feed"
+            );
+        }
+    }
+    assert!(acked_total >= 15 + 22 + 29);
+}
