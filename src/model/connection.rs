@@ -290,6 +290,28 @@ impl<T> Layers<T> {
     fn from_vec(values: Vec<(Layer, T)>) -> Self {
         Layers { values }
     }
+
+    /// Sets the value of `layer`, replacing any; returns whether one was
+    /// replaced.
+    fn set(&mut self, layer: Layer, value: T) -> bool {
+        match self.values.iter_mut().find(|(l, _)| *l == layer) {
+            Some(slot) => {
+                slot.1 = value;
+                true
+            }
+            None => {
+                self.values.push((layer, value));
+                false
+            }
+        }
+    }
+
+    /// Removes the value of `layer`; returns whether there was one.
+    fn unset(&mut self, layer: &Layer) -> bool {
+        let before = self.values.len();
+        self.values.retain(|(l, _)| l != layer);
+        self.values.len() != before
+    }
 }
 
 impl Layers<String> {
@@ -741,6 +763,12 @@ pub enum SpecProblem {
         /// The parameter.
         param: &'static str,
     },
+    /// The parameter is not declared.
+    #[error("parameter {param} is not declared")]
+    UnknownParam {
+        /// The parameter.
+        param: ParamName,
+    },
     /// A parameter that must be secret is plain.
     #[error("parameter {param} must be secret")]
     MustBeSecret {
@@ -869,6 +897,64 @@ impl ConnectionSpec {
     /// A declared parameter by name.
     pub fn param(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name.as_str() == name)
+    }
+
+    /// Sets one value of a declared parameter, validated as the builder would:
+    /// a customer entering its own value, an organization setting a customer's
+    /// value on its behalf, an operator changing a production override.
+    ///
+    /// ```
+    /// use connective::model::{ConnectionSpec, EnteredBy, Layer, Param};
+    /// let mut spec = ConnectionSpec::project("acme", "slack")
+    ///     .param(Param::secret("BotToken").per_customer(EnteredBy::Customer))
+    ///     .build()?;
+    /// spec.set_value(&"BotToken".parse()?, Layer::Customer("globex".parse()?), "xoxb-1")?;
+    /// assert!(spec.set_value(&"BotToken".parse()?, Layer::Default, "x").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_value(
+        &mut self,
+        param: &ParamName,
+        layer: Layer,
+        value: impl Into<String>,
+    ) -> Result<(), SpecProblem> {
+        let value = value.into();
+        let Some(p) = self.params.iter_mut().find(|p| &p.name == param) else {
+            return Err(SpecProblem::UnknownParam { param: param.clone() });
+        };
+        if value.len() > MAX_VALUE_LEN {
+            return Err(SpecProblem::TooLong {
+                field: format!("params.{param} ({layer})"),
+                len: value.len(),
+                max: MAX_VALUE_LEN,
+            });
+        }
+        if matches!(p.tenancy, Tenancy::PerCustomer(_)) && layer.customer().is_none() {
+            return Err(SpecProblem::GlobalValueOnPerCustomer {
+                param: param.clone(),
+                layer,
+            });
+        }
+        match &mut p.values {
+            ParamValues::Plain(l) => {
+                l.set(layer, value);
+            }
+            ParamValues::Secret(l) => {
+                l.set(layer, SecretValue::new(value));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes one value of a declared parameter; returns whether it had one.
+    pub fn remove_value(&mut self, param: &ParamName, layer: &Layer) -> Result<bool, SpecProblem> {
+        let Some(p) = self.params.iter_mut().find(|p| &p.name == param) else {
+            return Err(SpecProblem::UnknownParam { param: param.clone() });
+        };
+        Ok(match &mut p.values {
+            ParamValues::Plain(l) => l.unset(layer),
+            ParamValues::Secret(l) => l.unset(layer),
+        })
     }
 }
 

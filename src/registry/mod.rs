@@ -363,6 +363,21 @@ impl Registry {
             .map(|(_, r)| r)
     }
 
+    /// Sets one parameter value of a connection, expecting `version` (see
+    /// [`Tx::set_value`]).
+    pub fn set_value(
+        &self,
+        project: &ProjectId,
+        id: ConnectionId,
+        version: Version,
+        param: &crate::model::ParamName,
+        layer: crate::model::Layer,
+        value: impl Into<String>,
+    ) -> Result<WriteReport, RegistryError> {
+        self.write(|tx| tx.set_value(project, id, version, param, layer, value))
+            .map(|(_, r)| r)
+    }
+
     /// Sets an integration's mappings, expecting `expected` (`None`: none yet).
     pub fn set_mappings(
         &self,

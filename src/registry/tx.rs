@@ -270,6 +270,70 @@ impl<'r> Tx<'r> {
         Ok(())
     }
 
+    /// Sets one value of one parameter of connection `id`, expecting
+    /// `version`: e.g. a customer entering its own value
+    /// (`Layer::Customer`), or a test credential (`Layer::Environment(test)`).
+    pub fn set_value(
+        &mut self,
+        project: &ProjectId,
+        id: ConnectionId,
+        version: Version,
+        param: &crate::model::ParamName,
+        layer: crate::model::Layer,
+        value: impl Into<String>,
+    ) -> Result<(), RegistryError> {
+        self.edit_spec(project, id, version, |spec| {
+            spec.set_value(param, layer, value).map(|_| ())
+        })
+    }
+
+    /// Removes one value of one parameter of connection `id`, expecting
+    /// `version`.
+    pub fn remove_value(
+        &mut self,
+        project: &ProjectId,
+        id: ConnectionId,
+        version: Version,
+        param: &crate::model::ParamName,
+        layer: &crate::model::Layer,
+    ) -> Result<(), RegistryError> {
+        self.edit_spec(project, id, version, |spec| {
+            spec.remove_value(param, layer).map(|_| ())
+        })
+    }
+
+    fn edit_spec(
+        &mut self,
+        project: &ProjectId,
+        id: ConnectionId,
+        version: Version,
+        edit: impl FnOnce(&mut ConnectionSpec) -> Result<(), crate::model::SpecProblem>,
+    ) -> Result<(), RegistryError> {
+        let Some(old) = self.working_mut(project).connection(id).map(|c| c.value.clone()) else {
+            return Err(RegistryError::ConnectionNotFound {
+                project: project.clone(),
+                id,
+            });
+        };
+        self.check_version(
+            &RecordKey::Connection(project.clone(), id),
+            Expect::Version(version),
+        )?;
+        let mut spec = old.spec().clone();
+        edit(&mut spec).map_err(|problem| {
+            RegistryError::Spec(crate::model::SpecError {
+                connection: old.name().to_string(),
+                problems: vec![problem],
+            })
+        })?;
+        self.put(Record::Connection(Arc::new(Connection::new(
+            id,
+            spec,
+            old.oauth_app().cloned(),
+        ))));
+        Ok(())
+    }
+
     /// Sets an integration's mappings, expecting `expected` (`None`: the
     /// integration has none yet). Refused with every problem if a reference is
     /// not visible, a parameter unknown, or a variable reserved or produced twice.

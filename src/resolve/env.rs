@@ -131,6 +131,7 @@ pub enum MappingKind {
 
 /// Why a variable has its value (rule 7).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Provenance {
     /// The connection's ID.
     pub connection_id: ConnectionId,
@@ -144,6 +145,9 @@ pub struct Provenance {
     pub source: ValueSource,
     /// How the variable name was chosen.
     pub mapping: MappingKind,
+    /// For a customer's value: who set it (the organization on the customer's
+    /// behalf, or the customer itself).
+    pub entered_by: Option<EnteredBy>,
 }
 
 impl fmt::Display for Provenance {
@@ -154,6 +158,11 @@ impl fmt::Display for Provenance {
             "connection {} ({}, {}), parameter {}: {}",
             self.connection, self.connection_id, self.scope, self.param, self.source
         )?;
+        match self.entered_by {
+            Some(EnteredBy::Customer) => f.write_str(" (entered by the customer)")?,
+            Some(EnteredBy::Organization) => f.write_str(" (set by the organization)")?,
+            None => {}
+        }
         if self.mapping == MappingKind::Default {
             f.write_str(" (default variable name)")?;
         }

@@ -21,9 +21,9 @@ use indexmap::map::Entry;
 
 use crate::catalog::{Catalog, ProjectSnapshot};
 use crate::model::{
-    APP_PARAMS, Connection, ConnectionId, ConnectionRef, ConnectionUse, CustomerId, EnvMapping, EnvVarName,
-    Environment, IntegrationId, IntoIdent, Mappings, ParamName, ParamValues, ParseError, ProjectId,
-    Requirement, ResolvePolicy, Scope, Tenancy, Versioned,
+    APP_PARAMS, Connection, ConnectionId, ConnectionRef, ConnectionUse, CustomerId, EnteredBy, EnvMapping,
+    EnvVarName, Environment, IntegrationId, IntoIdent, Mappings, ParamName, ParamValues, ParseError,
+    ProjectId, Requirement, ResolvePolicy, Scope, Tenancy, Versioned,
 };
 
 /// What to resolve: one integration of one project, for an environment and
@@ -381,7 +381,22 @@ pub fn resolve_snapshot(
         .into_iter()
         .map(|(name, slot)| {
             let (value, source) = slot.value;
+            let entered_by = match &source {
+                ValueSource::Layer(layer) if layer.customer().is_some() => {
+                    match slot
+                        .connection
+                        .spec()
+                        .param(slot.param.as_str())
+                        .map(|p| p.tenancy())
+                    {
+                        Some(Tenancy::PerCustomer(by)) => Some(by),
+                        _ => Some(EnteredBy::Organization),
+                    }
+                }
+                _ => None,
+            };
             let provenance = Provenance {
+                entered_by,
                 connection_id: slot.connection.id(),
                 connection: slot.connection.name().clone(),
                 scope: slot.connection.scope().clone(),
