@@ -7,7 +7,8 @@ use indexmap::IndexMap;
 
 use super::ResolveRequest;
 use crate::model::{
-    AppOwner, ConnectionId, ConnectionName, EnvVarName, Layer, ParamName, Revision, Scope, SecretValue,
+    AppOwner, ConnectionId, ConnectionName, EnteredBy, EnvVarName, Layer, ParamName, Revision, Scope,
+    SecretValue,
 };
 
 /// A resolved value: plain text or a secret.
