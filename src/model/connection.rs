@@ -207,6 +207,11 @@ impl Layer {
         }
     }
 
+    /// Whether the layer applies when resolving for `env` and `customer`.
+    pub fn applies(&self, env: &Environment, customer: Option<&CustomerId>) -> bool {
+        self.rank(env, customer).is_some()
+    }
+
     /// Rank in rule 3's order (0 wins), if the layer applies to (env, customer).
     fn rank(&self, env: &Environment, customer: Option<&CustomerId>) -> Option<u8> {
         match self {

@@ -466,6 +466,34 @@ impl Registry {
         out
     }
 
+    /// Why `request`'s integration gets `variable`: the winning connection,
+    /// parameter and layer, the layers it beat, the connections it shadows.
+    /// `Ok(None)` if the integration does not get that variable.
+    ///
+    /// ```
+    /// # use connective::fixture::Fixture;
+    /// # use connective::model::Param;
+    /// # use connective::resolve::{ResolveRequest, LayerOutcome};
+    /// let fx = Fixture::project("acme")
+    ///     .connection("crm", |c| c.param(Param::plain("Url").default("https://dev").env("production", "https://prod")))
+    ///     .mappings("orders", |m| m.by_name("crm", [("Url", "CRM_URL")]))
+    ///     .build()?;
+    /// let why = fx.registry().explain(&ResolveRequest::parse("acme", "orders", "production")?, "CRM_URL")?.unwrap();
+    /// assert_eq!(why.layers.iter().map(|c| c.outcome.clone()).collect::<Vec<_>>(),
+    ///            vec![LayerOutcome::Outranked, LayerOutcome::Won]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn explain(
+        &self,
+        request: &ResolveRequest,
+        variable: &str,
+    ) -> Result<Option<crate::resolve::Explanation>, ResolveError> {
+        match self.snapshot(&request.project) {
+            Some(s) => crate::resolve::explain(&s, self.catalog.policy(), request, variable),
+            None => Ok(None),
+        }
+    }
+
     /// The integrations whose mappings resolve to a connection (rule 9).
     pub fn dependents(&self, project: &ProjectId, id: ConnectionId) -> Vec<IntegrationId> {
         self.snapshot(project)

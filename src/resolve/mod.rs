@@ -11,11 +11,13 @@
 
 mod env;
 mod error;
+mod explain;
 
 use std::sync::Arc;
 
 pub use env::{AppField, MappingKind, Provenance, ResolvedEnv, ResolvedValue, ResolvedVar, ValueSource};
 pub use error::{Problem, ResolveError};
+pub use explain::{Considered, Explanation, LayerOutcome, explain};
 use indexmap::IndexMap;
 use indexmap::map::Entry;
 
