@@ -51,7 +51,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .auth(AuthScheme::Basic)
             .param(Param::plain("ServiceURL").default("https://crm.example.com"))
             .param(Param::plain("Username").default("orders-bot"))
-            .param(Param::secret("Password").default("s3cr3t-crm").env("production", "pr0d-crm"))
+            .param(
+                Param::secret("Password")
+                    .default("s3cr3t-crm")
+                    .env("production", "pr0d-crm"),
+            )
             .build()?,
     )?;
 

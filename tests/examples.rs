@@ -7,15 +7,24 @@ use std::process::Command;
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
-    dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+    dir.join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
 fn run(name: &str) -> String {
     let path = example(name);
-    assert!(path.exists(), "example {name} was not built at {}", path.display());
+    assert!(
+        path.exists(),
+        "example {name} was not built at {}",
+        path.display()
+    );
     let out = Command::new(&path).output().expect("example runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "example {name} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "example {name} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
@@ -24,7 +33,10 @@ fn quickstart_prints_both_environments_with_provenance_and_no_secret() {
     let out = run("quickstart");
     assert!(out.contains("environment development"), "{out}");
     assert!(out.contains("environment production"), "{out}");
-    assert!(out.contains("SMS_API_KEY=[REDACTED]  # connection twilio"), "{out}");
+    assert!(
+        out.contains("SMS_API_KEY=[REDACTED]  # connection twilio"),
+        "{out}"
+    );
     assert!(out.contains("environment production override"), "{out}");
     assert!(out.contains("ConsumerSecret of the project application"), "{out}");
     assert!(out.contains("CHOREO_LEGACY_CRM_PASSWORD=[REDACTED]"), "{out}");

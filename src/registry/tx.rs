@@ -12,7 +12,7 @@ use crate::model::{
     ProjectId, Record, RecordKey, Target, Version,
 };
 use crate::oauth::{ProvisionRequest, app_owner_for};
-use crate::resolve::{check_mappings, dependents, find_connection};
+use crate::resolve::{check_mappings, dependents, find_connection, usages};
 use crate::store::{Batch, Expect, Op, Write};
 
 struct Pending {
@@ -201,25 +201,22 @@ impl<'r> Tx<'r> {
                 existing: other.value.id(),
             });
         }
-        let users_before = dependents(snapshot, id);
+        let used_by = usages(snapshot, id);
         let owner = app_owner_for(&spec, id);
         if let Some(owner) = &owner {
             self.ensure_app(&project, owner, platform_target(&spec))?;
         }
         self.put(Record::Connection(Arc::new(Connection::new(id, spec, owner))));
-        // A rename or scope change must not strand an integration (rule 9).
+        // A rename or scope change must not strand a reference that resolved
+        // to this connection (rule 9); one that now resolves to another
+        // connection of the old name is reported as a rebinding instead.
         let snapshot = self.working_mut(&project);
-        let stranded: Vec<_> = users_before
+        let mut stranded: Vec<_> = used_by
             .into_iter()
-            .filter(|i| {
-                snapshot.mappings(i).is_some_and(|m| {
-                    m.value
-                        .uses()
-                        .iter()
-                        .any(|u| find_connection(snapshot, i, &u.reference).is_none())
-                })
-            })
+            .filter(|u| find_connection(snapshot, &u.integration, &u.reference).is_none())
+            .map(|u| u.integration)
             .collect();
+        stranded.dedup();
         if !stranded.is_empty() {
             return Err(RegistryError::StillUsed {
                 project,
