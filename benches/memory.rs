@@ -1,0 +1,134 @@
+//! Memory per connection (issue 4) at 1,000,000 connections with 5 short
+//! parameters each (1,000 projects of 1,000, see `common`), counted by a
+//! global allocator that adds up the bytes live (this bench binary only).
+//!
+//! Two figures: the catalog alone (what every replica holds in memory,
+//! whatever the store) and a whole in-memory registry (catalog plus
+//! [`MemoryStore`], which shares the records with the catalog).
+//!
+//! ```text
+//! cargo bench --bench memory
+//! CONNECTIVE_BENCH_QUICK=1 cargo bench --bench memory   # 100,000 connections
+//! ```
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+
+use common::{PER_PROJECT, figure, filler_project};
+use connective::catalog::Catalog;
+use connective::model::{ResolvePolicy, Revision, Version};
+use connective::prelude::Registry;
+
+/// Counts the bytes and blocks live.
+struct Counting;
+
+static BYTES: AtomicIsize = AtomicIsize::new(0);
+static BLOCKS: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only
+// counters are updated besides.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed) + layout.size() as isize;
+            BLOCKS.fetch_add(1, Ordering::Relaxed);
+            PEAK.fetch_max(now.max(0) as usize, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as is.
+        unsafe { System.dealloc(ptr, layout) };
+        BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        BLOCKS.fetch_sub(1, Ordering::Relaxed);
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            BLOCKS.fetch_add(1, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn live() -> (isize, isize) {
+    (BYTES.load(Ordering::Relaxed), BLOCKS.load(Ordering::Relaxed))
+}
+
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        // `cargo bench -- --list` and friends: nothing to list.
+        return;
+    }
+    let n = common::large();
+    let projects = n.div_ceil(PER_PROJECT);
+
+    // 1. The catalog alone.
+    let (b0, k0) = live();
+    let catalog = {
+        let records: Vec<_> = (0..projects)
+            .flat_map(|p| filler_project(p).1)
+            .map(|r| (Version(1), r))
+            .collect();
+        Catalog::from_records(ResolvePolicy::default(), Revision(1), records)
+    };
+    let (b1, k1) = live();
+    assert_eq!(catalog.projects().len(), projects);
+    let per = (b1 - b0) as f64 / n as f64;
+    let blocks = (k1 - k0) as f64 / n as f64;
+    figure(
+        &format!("memory per connection, catalog, {n} connections x 5 short parameters"),
+        &format!("{per:.0} bytes ({blocks:.1} allocations)"),
+        "<= 700 bytes",
+        per <= 700.0,
+    );
+    drop(catalog);
+
+    // 2. A whole in-memory registry: memory store + catalog.
+    let (b0, k0) = live();
+    let rss0 = rss_bytes();
+    let registry = Registry::builder()
+        .store(common::filler_store(n))
+        .build()
+        .expect("registry");
+    let (b1, k1) = live();
+    let rss1 = rss_bytes();
+    assert_eq!(registry.catalog().projects().len(), projects);
+    let per = (b1 - b0) as f64 / n as f64;
+    let blocks = (k1 - k0) as f64 / n as f64;
+    let rss = match (rss0, rss1) {
+        (Some(a), Some(b)) => format!(", RSS +{:.0} bytes", (b.saturating_sub(a)) as f64 / n as f64),
+        _ => String::new(),
+    };
+    figure(
+        &format!("memory per connection, registry (memory store + catalog), {n} connections"),
+        &format!("{per:.0} bytes ({blocks:.1} allocations{rss})"),
+        "<= 700 bytes",
+        per <= 700.0,
+    );
+    drop(registry);
+}
