@@ -144,7 +144,7 @@ pub fn w_answer(resolver: &impl Resolver) -> IndexMap<String, String> {
 /// One filler connection's spec: 5 short parameters, 2 of them secret.
 pub fn filler_spec(project: &str, index: usize) -> ConnectionSpec {
     let name = format!("c{index:04}");
-    let b = if index % 2 == 0 {
+    let b = if index.is_multiple_of(2) {
         ConnectionSpec::project(project, name.as_str())
     } else {
         let integration = format!("int{}", index % 10);

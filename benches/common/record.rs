@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, measurement::WallTime};
 
-static SAMPLES: Mutex<Option<HashMap<String, Vec<(u64, Duration)>>>> = Mutex::new(None);
+/// `(iterations, time)` per criterion call, by `group/name`.
+type Samples = HashMap<String, Vec<(u64, Duration)>>;
+
+static SAMPLES: Mutex<Option<Samples>> = Mutex::new(None);
 
 /// Registers `name` in `group`, timing `routine` once per iteration (its output
 /// is dropped inside the timed region), and remembers criterion's samples.
