@@ -21,6 +21,8 @@
 mod memory;
 #[cfg(feature = "seal")]
 pub mod seal;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -28,6 +30,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{NOTIFY_CHANNEL, POSTGRES_SCHEMA_VERSION, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteStore};
 
