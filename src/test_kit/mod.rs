@@ -24,6 +24,12 @@
 //! and [`follower_sees_every_revision`] take several handles on one shared
 //! store (e.g. two `PostgresStore`s on one database) to check what replicas
 //! rely on.
+//!
+//! With the `postgres` feature, [`postgres`] finds or starts a PostgreSQL
+//! server and gives each test a database of its own.
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Barrier, Mutex};

@@ -1,0 +1,425 @@
+//! `PostgresStore` against a real server: the conformance suite, replicas
+//! racing and following, secrets at rest in a `pg_dump`, key rotation, schema
+//! versions, LISTEN/NOTIFY and polling, the server going away and coming back,
+//! and calls from inside a tokio runtime.
+//!
+//! The server comes from `connective::test_kit::postgres`: the `PG*`
+//! variables if set, else a throwaway cluster started here. Without one the
+//! tests print `skipped: ...`, and fail under `CI=true`.
+#![cfg(all(feature = "postgres", feature = "test-kit"))]
+
+use std::time::{Duration, Instant};
+
+use connective::model::{Revision, Version};
+use connective::store::seal::{KeyRing, SealKey};
+use connective::store::{Batch, Expect, PostgresStore, Store, StoreError, Write};
+use connective::test_kit;
+use connective::test_kit::postgres::{PgCluster, database, unavailable};
+
+fn key(id: &str, byte: u8) -> SealKey {
+    SealKey::from_bytes(id, &[byte; 32]).expect("a valid key")
+}
+
+fn ring() -> KeyRing {
+    KeyRing::new(key("k1", 1))
+}
+
+fn commit(store: &dyn Store, writes: Vec<Write>) -> connective::store::Committed {
+    store.commit(&Batch { writes }).expect("commit")
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+fn unreadable_message(e: StoreError) -> (String, String) {
+    match e {
+        StoreError::Unreadable { what, message, .. } => (what, message),
+        other => panic!("expected Unreadable, got {other}"),
+    }
+}
+
+#[test]
+fn postgres_store_passes_the_conformance_suite() {
+    let Some(db) = database("conformance") else { return };
+    let store = db.open(ring()).expect("open");
+    test_kit::run_all(&store);
+}
+
+#[test]
+fn postgres_store_reopen_keeps_everything() {
+    let Some(db) = database("reopen") else { return };
+    test_kit::reopen_keeps_everything(|| db.open(ring()).expect("open"), true);
+}
+
+#[test]
+fn replicas_race_on_one_key_and_follow_every_revision() {
+    let Some(db) = database("replicas") else { return };
+    let a = db.open(ring()).expect("replica a");
+    let b = db.open(ring()).expect("replica b");
+    let follower = db.open(ring()).expect("follower");
+    // Two replicas, several writers each, racing on one key: exactly one wins
+    // per version, every acknowledged write is in the feed.
+    test_kit::concurrent_writers(&[&a, &b], 3, 15);
+    test_kit::racing_creators(&[&a, &b], 4);
+    // Commits from both replicas interleave; the follower sees each revision once.
+    test_kit::follower_sees_every_revision(&[&a, &b], &follower, 3, 12);
+}
+
+#[test]
+fn polling_without_notify_follows_too() {
+    let Some(db) = database("polling") else { return };
+    let writer = db.open(ring()).expect("writer").without_notify();
+    let follower = db
+        .open(ring())
+        .expect("follower")
+        .without_notify()
+        .with_poll_interval(Duration::from_millis(20));
+    test_kit::wait_for_change_wakes(&follower);
+    test_kit::follower_sees_every_revision(&[&writer], &follower, 2, 10);
+}
+
+#[test]
+fn notify_wakes_a_waiting_follower_long_before_its_poll_interval() {
+    let Some(db) = database("notify") else { return };
+    let writer = db.open(ring()).expect("writer");
+    let follower = db
+        .open(ring())
+        .expect("follower")
+        .with_poll_interval(Duration::from_secs(30));
+    let p = test_kit::unique_project("notify");
+    let start = follower.revision().expect("revision");
+    // Let the follower start listening first.
+    assert_eq!(
+        follower
+            .wait_for_change(start, Duration::from_millis(50))
+            .expect("wait"),
+        start
+    );
+    let waited = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            commit(
+                &writer,
+                vec![Write::put(
+                    test_kit::sample_connection(&p, "n", "s"),
+                    Expect::Absent,
+                )],
+            );
+        });
+        let t = Instant::now();
+        let seen = follower
+            .wait_for_change(start, Duration::from_secs(20))
+            .expect("wait");
+        assert!(seen > start);
+        t.elapsed()
+    });
+    assert!(
+        waited < Duration::from_secs(5),
+        "woke after {waited:?}: NOTIFY did not wake the follower"
+    );
+}
+
+#[test]
+fn no_secret_is_in_a_pg_dump() {
+    let Some(db) = database("atrest") else { return };
+    let store = db.open(ring()).expect("open");
+    let p = test_kit::unique_project("atrest");
+    let secrets: Vec<String> = (0..6)
+        .map(|i| test_kit::unique_secret(&format!("plain{i}")))
+        .collect();
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let app_secret = test_kit::unique_secret("clientsecret");
+    let api_key = test_kit::unique_secret("apikey");
+    let rich = test_kit::secret_rich_connection(&p, "db", &refs);
+    let svc = test_kit::sample_connection(&p, "svc", &api_key);
+    let app = test_kit::sample_oauth_app(&p, &app_secret);
+    commit(
+        &store,
+        vec![
+            Write::put(rich.clone(), Expect::Absent),
+            Write::put(svc.clone(), Expect::Absent),
+        ],
+    );
+    commit(&store, vec![Write::put(app.clone(), Expect::Absent)]);
+    commit(
+        &store,
+        vec![Write::put(rich.clone(), Expect::Version(Version(1)))],
+    );
+    commit(
+        &store,
+        vec![Write::delete(svc.key(), Expect::Version(Version(1)))],
+    );
+    let dump = db.pg_dump().expect("pg_dump");
+    assert!(
+        contains(&dump, "https://api.example.com"),
+        "the dump must show plain values (sanity check)"
+    );
+    assert!(
+        contains(&dump, "cs1:k1:"),
+        "sealed values are labelled with their key"
+    );
+    for s in secrets.iter().chain([&app_secret, &api_key]) {
+        assert!(!contains(&dump, s), "a secret value is in plaintext in pg_dump");
+    }
+    let (_, got) = store.get(&app.key()).expect("get").expect("present");
+    assert!(test_kit::same_record(&got, &app));
+}
+
+#[test]
+fn wrong_key_missing_key_and_reseal() {
+    let Some(db) = database("keys") else { return };
+    let p = test_kit::unique_project("keys");
+    let secret = test_kit::unique_secret("s");
+    let record = test_kit::sample_connection(&p, "svc", &secret);
+    let other = test_kit::sample_connection(&p, "other", &test_kit::unique_secret("s"));
+    {
+        let store = db.open(ring()).expect("open");
+        commit(&store, vec![Write::put(record.clone(), Expect::Absent)]);
+        commit(&store, vec![Write::put(other.clone(), Expect::Absent)]);
+        commit(
+            &store,
+            vec![Write::delete(other.key(), Expect::Version(Version(1)))],
+        );
+    }
+    let missing = db.open(KeyRing::new(key("k2", 2))).expect("open without k1");
+    let (what, message) = unreadable_message(missing.load().expect_err("load without the key"));
+    assert!(
+        message.contains("\"k1\"") && message.contains("does not hold"),
+        "{message}"
+    );
+    assert!(
+        what.contains(&record.key().to_string()) && !message.contains(&secret),
+        "{what}: {message}"
+    );
+    let (what, _) = unreadable_message(missing.changes_since(Revision(0), 10).expect_err("feed"));
+    assert!(what.contains("change feed"), "{what}");
+    let wrong = db.open(KeyRing::new(key("k1", 7))).expect("open with a wrong k1");
+    let (_, message) = unreadable_message(wrong.get(&record.key()).expect_err("get with a wrong key"));
+    assert!(
+        message.contains("\"k1\"") && message.contains("does not open"),
+        "{message}"
+    );
+    assert!(
+        matches!(wrong.reseal(), Err(StoreError::Unreadable { .. })),
+        "re-seal with a wrong key must fail"
+    );
+    drop((missing, wrong));
+
+    let head = db.open(ring()).expect("open").revision().expect("revision");
+    let rotated = db
+        .open(
+            KeyRing::new(key("k2", 2))
+                .with_old_key(key("k1", 1))
+                .expect("ring"),
+        )
+        .expect("open");
+    let done = rotated.reseal().expect("reseal");
+    assert_eq!((done.records, done.changes), (1, 2));
+    assert_eq!(
+        rotated.revision().expect("revision"),
+        head,
+        "a re-seal is not a write"
+    );
+    drop(rotated);
+    let only_new = db.open(KeyRing::new(key("k2", 2))).expect("open with only k2");
+    let snapshot = only_new.load().expect("load with only the new key");
+    assert_eq!(snapshot.records.len(), 1);
+    assert!(test_kit::same_record(&snapshot.records[0].1, &record));
+    assert_eq!(only_new.changes_since(Revision(0), 10).expect("feed").len(), 3);
+    let dump = db.pg_dump().expect("pg_dump");
+    assert!(
+        contains(&dump, "cs1:k2:") && !contains(&dump, "cs1:k1:"),
+        "values under the retired key remain"
+    );
+}
+
+#[test]
+fn a_schema_newer_than_the_code_is_refused() {
+    let Some(db) = database("schema") else { return };
+    drop(db.open(ring()).expect("create the schema"));
+    let mut client = db.client().expect("client");
+    let newer = connective::store::POSTGRES_SCHEMA_VERSION as i32 + 1;
+    client
+        .execute("UPDATE connective_schema SET version = $1", &[&newer])
+        .expect("bump");
+    let (what, message) = unreadable_message(db.open(ring()).expect_err("a newer schema must be refused"));
+    assert!(message.contains("newer than this code"), "{message}");
+    assert!(what.contains("schema"), "{what}");
+}
+
+#[test]
+fn replicas_starting_together_migrate_once() {
+    let Some(db) = database("migrate") else { return };
+    let url = db.connection_string();
+    let stores: Vec<Result<PostgresStore, StoreError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| PostgresStore::connect(&url, ring())))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    for s in &stores {
+        assert!(
+            s.is_ok(),
+            "a replica failed to start: {:?}",
+            s.as_ref().err().map(ToString::to_string)
+        );
+    }
+    let mut client = db.client().expect("client");
+    let v: i32 = client
+        .query_one("SELECT version FROM connective_schema", &[])
+        .expect("version")
+        .get(0);
+    assert_eq!(v as u32, connective::store::POSTGRES_SCHEMA_VERSION);
+}
+
+#[test]
+fn pruned_feed_reports_truncation() {
+    let Some(db) = database("prune") else { return };
+    let store = db.open(ring()).expect("open");
+    let p = test_kit::unique_project("prune");
+    for i in 0..5 {
+        commit(
+            &store,
+            vec![Write::put(
+                test_kit::sample_connection(&p, &format!("c{i}"), "s"),
+                Expect::Absent,
+            )],
+        );
+    }
+    assert_eq!(store.prune_feed(Revision(3)).expect("prune"), 3);
+    match store.changes_since(Revision(0), 10) {
+        Err(StoreError::FeedTruncated { requested, oldest }) => {
+            assert_eq!((requested, oldest), (Revision(0), Revision(4)));
+        }
+        other => panic!("expected FeedTruncated, got {other:?}"),
+    }
+    assert_eq!(store.changes_since(Revision(3), 10).expect("kept").len(), 2);
+}
+
+#[test]
+fn server_going_away_is_unavailable_and_the_store_recovers() {
+    let cluster = match PgCluster::start() {
+        Ok(c) => c,
+        Err(reason) => return unavailable(&reason),
+    };
+    cluster.create_database("faults").expect("create database");
+    let url = cluster.connection_string("faults");
+    let store = PostgresStore::connect(&url, ring()).expect("open");
+    let follower = PostgresStore::connect(&url, ring()).expect("follower");
+    let p = test_kit::unique_project("faults");
+    let a = test_kit::sample_connection(&p, "a", "s");
+    commit(&store, vec![Write::put(a.clone(), Expect::Absent)]);
+    assert_eq!(
+        follower
+            .wait_for_change(Revision(0), Duration::from_secs(5))
+            .expect("wait"),
+        Revision(1)
+    );
+
+    cluster.stop().expect("stop the server");
+    let b = test_kit::sample_connection(&p, "b", "s");
+    let started = Instant::now();
+    for result in [
+        store
+            .commit(&Batch {
+                writes: vec![Write::put(b.clone(), Expect::Absent)],
+            })
+            .map(|_| ()),
+        store.get(&a.key()).map(|_| ()),
+        store.load().map(|_| ()),
+        store.changes_since(Revision(0), 10).map(|_| ()),
+        follower
+            .wait_for_change(Revision(1), Duration::from_millis(300))
+            .map(|_| ()),
+    ] {
+        match result {
+            Err(StoreError::Unavailable {
+                backend: "postgres",
+                message,
+            }) => {
+                assert!(!message.contains("password"), "{message}");
+            }
+            other => panic!("expected Unavailable while the server is down, got {other:?}"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "calls hung while the server was down"
+    );
+
+    cluster.start_again().expect("restart the server");
+    let c = store
+        .commit(&Batch {
+            writes: vec![Write::put(b.clone(), Expect::Absent)],
+        })
+        .expect("the store reconnects when the server is back");
+    assert_eq!(
+        c.revision,
+        Revision(2),
+        "the failed commit must not have consumed a revision"
+    );
+    assert_eq!(
+        follower
+            .wait_for_change(Revision(1), Duration::from_secs(10))
+            .expect("wait"),
+        Revision(2)
+    );
+    let snapshot = follower.load().expect("load");
+    assert_eq!(snapshot.records.len(), 2);
+    test_kit::versions_and_conflicts(&store);
+}
+
+#[test]
+fn calls_from_inside_a_tokio_runtime_do_not_panic() {
+    let Some(db) = database("tokio") else { return };
+    let url = db.connection_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    // Directly inside the runtime (discouraged: it blocks the executor thread).
+    let store = rt
+        .block_on(async { PostgresStore::connect(&url, ring()) })
+        .expect("connect inside a runtime");
+    let store = std::sync::Arc::new(store);
+    let p = test_kit::unique_project("tokio");
+    let rec = test_kit::sample_connection(&p, "t", "s");
+    let s2 = store.clone();
+    let rev = rt
+        .block_on(async move {
+            s2.commit(&Batch {
+                writes: vec![Write::put(rec, Expect::Absent)],
+            })
+        })
+        .expect("commit inside a runtime")
+        .revision;
+    // The recommended way: spawn_blocking.
+    let s3 = store.clone();
+    let seen = rt
+        .block_on(async move { tokio::task::spawn_blocking(move || s3.revision()).await })
+        .expect("join")
+        .expect("revision through spawn_blocking");
+    assert_eq!(seen, rev);
+    // Dropping the last handle inside the runtime must not panic either.
+    rt.block_on(async move { drop(store) });
+}
+
+#[test]
+fn connection_settings_come_from_the_string_and_never_show_the_password() {
+    let err = PostgresStore::connect(
+        "host=127.0.0.1 port=1 user=nobody password=hunter2-not-shown dbname=x connect_timeout=1",
+        ring(),
+    )
+    .expect_err("nothing listens on port 1");
+    match err {
+        StoreError::Unavailable { message, .. } => {
+            assert!(message.contains("127.0.0.1:1/x"), "{message}");
+            assert!(!message.contains("hunter2-not-shown"), "{message}");
+        }
+        other => panic!("expected Unavailable, got {other}"),
+    }
+    assert!(matches!(
+        PostgresStore::connect("host=", ring()),
+        Err(StoreError::Unavailable { .. })
+    ));
+}
