@@ -13,19 +13,19 @@ mod env;
 mod error;
 mod explain;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use env::{AppField, MappingKind, Provenance, ResolvedEnv, ResolvedValue, ResolvedVar, ValueSource};
 pub use error::{Problem, ResolveError};
 pub use explain::{Considered, Explanation, LayerOutcome, explain};
 use indexmap::IndexMap;
-use indexmap::map::Entry;
 
 use crate::catalog::{Catalog, ProjectSnapshot};
 use crate::model::{
-    APP_PARAMS, Connection, ConnectionId, ConnectionRef, ConnectionUse, CustomerId, EnteredBy, EnvMapping,
-    EnvVarName, Environment, IntegrationId, IntoIdent, Mappings, ParamName, ParamValues, ParseError,
-    ProjectId, Requirement, ResolvePolicy, Scope, Tenancy, Versioned,
+    APP_PARAMS, Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionUse, CustomerId,
+    EnteredBy, EnvMapping, EnvVarName, Environment, IntegrationId, IntoIdent, Mappings, ParamName,
+    ParamValues, ParseError, ProjectId, Requirement, ResolvePolicy, Scope, Tenancy, Versioned,
 };
 
 /// What to resolve: one integration of one project, for an environment and
@@ -288,6 +288,9 @@ fn walk<'s, V>(
     mut value: impl FnMut(&'s Connection, &ParamName, bool) -> Result<Option<V>, Problem>,
 ) -> (IndexMap<EnvVarName, Slot<'s, V>>, Vec<Problem>) {
     let mut vars: IndexMap<EnvVarName, Slot<'s, V>> = IndexMap::with_capacity(uses.len() * 4);
+    // Variables whose value is missing still claim their name, so a second
+    // entry producing it is reported too (every problem at once).
+    let mut unvalued: HashMap<EnvVarName, (ConnectionName, ParamName)> = HashMap::new();
     let mut problems = Vec::new();
     for use_ in uses {
         let Some(found) = find_connection(snapshot, integration, &use_.reference) else {
@@ -301,11 +304,11 @@ fn walk<'s, V>(
         let mut add = |name: EnvVarName, param: &ParamName, kind: MappingKind| {
             let explicit = kind == MappingKind::Explicit;
             let value = match value(connection, param, explicit) {
-                Ok(Some(v)) => v,
+                Ok(Some(v)) => Some(v),
                 Ok(None) => return,
                 Err(problem) => {
                     problems.push(problem);
-                    return;
+                    None
                 }
             };
             if let Err(error) = policy.reserved().check(&name) {
@@ -320,19 +323,32 @@ fn walk<'s, V>(
                 });
                 return;
             }
-            match vars.entry(name) {
-                Entry::Occupied(first) => problems.push(Problem::Collision {
-                    variable: first.key().clone(),
-                    first: (first.get().connection.name().clone(), first.get().param.clone()),
+            let first = match vars.get(&name) {
+                Some(slot) => Some((slot.connection.name().clone(), slot.param.clone())),
+                None => unvalued.get(&name).cloned(),
+            };
+            if let Some(first) = first {
+                problems.push(Problem::Collision {
+                    variable: name,
+                    first,
                     second: (connection.name().clone(), param.clone()),
-                }),
-                Entry::Vacant(slot) => {
-                    slot.insert(Slot {
-                        connection,
-                        param: param.clone(),
-                        kind,
-                        value,
-                    });
+                });
+                return;
+            }
+            match value {
+                Some(value) => {
+                    vars.insert(
+                        name,
+                        Slot {
+                            connection,
+                            param: param.clone(),
+                            kind,
+                            value,
+                        },
+                    );
+                }
+                None => {
+                    unvalued.insert(name, (connection.name().clone(), param.clone()));
                 }
             }
         };
