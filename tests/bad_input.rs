@@ -406,6 +406,14 @@ fn spec_problems(result: Result<ConnectionSpec, SpecError>) -> Vec<SpecProblem> 
     result.expect_err("the spec was accepted").problems
 }
 
+type MappingsCase = fn() -> Result<Mappings, MappingsError>;
+
+type RefusalCase = (
+    &'static str,
+    Result<WriteReport, RegistryError>,
+    fn(&RegistryError) -> bool,
+);
+
 type SpecCase = (
     &'static str,
     fn() -> Result<ConnectionSpec, SpecError>,
@@ -691,7 +699,7 @@ fn mappings_fields(result: Result<Mappings, MappingsError>) -> Vec<String> {
 
 #[test]
 fn malformed_mappings_give_typed_problems_and_change_nothing() {
-    let cases: Vec<(fn() -> Result<Mappings, MappingsError>, &str)> = vec![
+    let cases: Vec<(MappingsCase, &str)> = vec![
         (
             || Mappings::of("acme corp", "orders").build(),
             "project: project id",
@@ -747,11 +755,7 @@ fn refused_registry_writes_change_nothing() {
             .unwrap()
     };
     let unknown = ConnectionId::random();
-    let cases: Vec<(
-        &str,
-        Result<WriteReport, RegistryError>,
-        fn(&RegistryError) -> bool,
-    )> = vec![
+    let cases: Vec<RefusalCase> = vec![
         (
             "a second twilio at project scope",
             registry.create_connection(again()).map(|(_, r)| r),
