@@ -1,0 +1,253 @@
+//! A registry shared across threads: readers resolve while writers write, and
+//! racing writers never lose an update.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use connective::model::{Record, RecordKey, Revision};
+use connective::prelude::*;
+use connective::registry::WriteReport;
+use connective::store::{Batch, Change, Committed, MemoryStore, Snapshot, Store, StoreError};
+
+fn acme() -> ProjectId {
+    "acme".parse().unwrap()
+}
+
+/// Two parameters that every write sets to the same generation, so a reader
+/// that saw them differ would have seen half a write.
+fn twilio(generation: u64) -> ConnectionSpec {
+    ConnectionSpec::project("acme", "twilio")
+        .target(Target::external("twilio"))
+        .auth(AuthScheme::ApiKey)
+        .param(Param::plain("ServiceURL").default(format!("https://api.twilio.com/{generation}")))
+        .param(Param::secret("ApiKey").default(format!("key-{generation}")))
+        .build()
+        .unwrap()
+}
+
+fn generation(env: &ResolvedEnv) -> u64 {
+    let url = env.get("SMS_URL").unwrap().value.expose();
+    let key = env.get("SMS_KEY").unwrap().value.expose();
+    let from_url: u64 = url.rsplit('/').next().unwrap().parse().unwrap();
+    let from_key: u64 = key.strip_prefix("key-").unwrap().parse().unwrap();
+    assert_eq!(from_url, from_key, "a torn read: {url} with {key}");
+    from_url
+}
+
+fn setup(registry: &Registry) -> ConnectionId {
+    let (id, _) = registry.create_connection(twilio(0)).unwrap();
+    registry
+        .set_mappings(
+            Mappings::of("acme", "orders")
+                .by_name("twilio", [("ServiceURL", "SMS_URL"), ("ApiKey", "SMS_KEY")])
+                .build()
+                .unwrap(),
+            None,
+        )
+        .unwrap();
+    id
+}
+
+#[test]
+fn readers_resolve_whole_snapshots_while_a_writer_writes() {
+    const WRITES: u64 = 200;
+    let registry = Arc::new(Registry::in_memory());
+    let id = setup(&registry);
+    let request = ResolveRequest::parse("acme", "orders", "production").unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (registry, request, done) = (registry.clone(), request.clone(), done.clone());
+            thread::spawn(move || {
+                let (mut last_generation, mut last_revision, mut reads) = (0, Revision(0), 0u64);
+                // A view taken now keeps answering from its snapshot.
+                let frozen = registry.view(&acme());
+                let frozen_generation = generation(&frozen.resolve(&request).unwrap());
+                while !done.load(Ordering::Acquire) || reads == 0 {
+                    let env = registry.resolve(&request).unwrap();
+                    let g = generation(&env);
+                    assert!(g >= last_generation, "went back from {last_generation} to {g}");
+                    assert!(env.revision() >= last_revision, "revision went back");
+                    (last_generation, last_revision) = (g, env.revision());
+                    reads += 1;
+                }
+                assert_eq!(generation(&frozen.resolve(&request).unwrap()), frozen_generation);
+                reads
+            })
+        })
+        .collect();
+
+    for g in 1..=WRITES {
+        registry.update_connection(id, Version(g), twilio(g)).unwrap();
+    }
+    done.store(true, Ordering::Release);
+    let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(reads >= 3);
+    assert_eq!(generation(&registry.resolve(&request).unwrap()), WRITES);
+}
+
+/// Runs `rounds` races of two writers updating the same connection from the
+/// same version; each must end with exactly one winner.
+fn race(writers: [Arc<Registry>; 2], id: ConnectionId, rounds: u64) {
+    for round in 0..rounds {
+        writers[0].sync().unwrap();
+        let read = writers[0].connection(&acme(), id).unwrap().version;
+        let barrier = Arc::new(Barrier::new(2));
+        let results: Vec<Result<WriteReport, RegistryError>> = writers
+            .iter()
+            .enumerate()
+            .map(|(w, registry)| {
+                let (registry, barrier) = (registry.clone(), barrier.clone());
+                let generation = 1000 * round + 1 + w as u64;
+                thread::spawn(move || {
+                    barrier.wait();
+                    registry.update_connection(id, read, twilio(generation))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        let winners: Vec<usize> = (0..2).filter(|w| results[*w].is_ok()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        let loser = &results[1 - winners[0]];
+        assert!(
+            matches!(loser, Err(RegistryError::Conflict { found: Some(v), .. }) if v.0 == read.0 + 1),
+            "round {round}: {loser:?}"
+        );
+        for registry in &writers {
+            registry.sync().unwrap();
+            let env = registry
+                .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
+                .unwrap();
+            assert_eq!(
+                generation(&env),
+                1000 * round + 1 + winners[0] as u64,
+                "round {round}"
+            );
+            assert_eq!(registry.connection(&acme(), id).unwrap().version.0, read.0 + 1);
+        }
+    }
+}
+
+#[test]
+fn two_writers_racing_on_one_version_one_wins_and_the_other_conflicts() {
+    let registry = Arc::new(Registry::in_memory());
+    let id = setup(&registry);
+    race([registry.clone(), registry], id, 50);
+}
+
+/// The memory store with a little latency on commit, as a database over a
+/// network would have: it widens the window between validation and commit.
+struct Remote(MemoryStore);
+
+impl Store for Remote {
+    fn backend(&self) -> &'static str {
+        "remote"
+    }
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        self.0.load()
+    }
+    fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
+        thread::sleep(Duration::from_millis(2));
+        self.0.commit(batch)
+    }
+    fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.0.changes_since(after, limit)
+    }
+    fn get(&self, key: &RecordKey) -> Result<Option<(Version, Record)>, StoreError> {
+        self.0.get(key)
+    }
+    fn revision(&self) -> Result<Revision, StoreError> {
+        self.0.revision()
+    }
+}
+
+#[test]
+fn two_replicas_on_one_store_racing_on_one_version_one_wins() {
+    let store: Arc<dyn Store> = Arc::new(Remote(MemoryStore::new()));
+    let a = Arc::new(Registry::builder().shared_store(store.clone()).build().unwrap());
+    let b = Arc::new(Registry::builder().shared_store(store).build().unwrap());
+    let id = setup(&a);
+    b.sync().unwrap();
+    race([a, b], id, 20);
+}
+
+#[test]
+fn concurrent_creations_are_all_kept_each_in_its_own_revision() {
+    let registry = Arc::new(Registry::in_memory());
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let registry = registry.clone();
+            thread::spawn(move || {
+                (0..25)
+                    .map(|i| {
+                        let (id, report) = registry
+                            .create_connection(
+                                ConnectionSpec::integration("acme", format!("i{t}"), format!("c{i}"))
+                                    .param(Param::plain("Url").default(format!("{t}/{i}")))
+                                    .build()
+                                    .unwrap(),
+                            )
+                            .unwrap();
+                        (id, report.revision)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut revisions = Vec::new();
+    for h in handles {
+        for (id, revision) in h.join().unwrap() {
+            ids.push(id);
+            revisions.push(revision.0);
+        }
+    }
+    revisions.sort();
+    assert_eq!(
+        revisions,
+        (1..=100).collect::<Vec<u64>>(),
+        "one revision per write, none lost"
+    );
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100);
+    assert_eq!(registry.snapshot(&acme()).unwrap().connection_count(), 100);
+    assert_eq!(registry.store().load().unwrap().records.len(), 100);
+}
+
+/// Rule 2 says names are unique per scope. Two replicas that validate against
+/// their own catalogs and commit records under different Connection IDs can
+/// both create `twilio` at project scope: the store's per-record versions do
+/// not cover an invariant spanning records.
+#[test]
+#[ignore = "known bug: each replica checks names against its own catalog and the store sees no conflict (write skew)"]
+fn two_replicas_cannot_both_create_the_same_name_in_one_scope() {
+    for _ in 0..5 {
+        let store: Arc<dyn Store> = Arc::new(Remote(MemoryStore::new()));
+        let replicas: Vec<Arc<Registry>> = (0..2)
+            .map(|_| Arc::new(Registry::builder().shared_store(store.clone()).build().unwrap()))
+            .collect();
+        let barrier = Arc::new(Barrier::new(2));
+        let created: usize = replicas
+            .iter()
+            .map(|r| {
+                let (r, barrier) = (r.clone(), barrier.clone());
+                thread::spawn(move || {
+                    barrier.wait();
+                    r.create_connection(twilio(1)).is_ok()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum();
+        replicas[0].sync().unwrap();
+        assert_eq!(created, 1);
+        assert_eq!(replicas[0].snapshot(&acme()).unwrap().connection_count(), 1);
+    }
+}
