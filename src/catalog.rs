@@ -158,12 +158,9 @@ impl ProjectSnapshot {
     /// Removes a record of this project.
     pub(crate) fn remove(&mut self, key: &RecordKey) {
         match key {
-            RecordKey::Connection(p, id) if p == &self.project => {
-                if let Some(old) = self.connections.remove(id) {
-                    let old_key = (old.value.scope().integration().cloned(), old.value.name().clone());
-                    if self.by_name.get(&old_key) == Some(id) {
-                        self.by_name.remove(&old_key);
-                    }
+            RecordKey::Connection(p, scope, name) if p == &self.project => {
+                if let Some(id) = self.by_name.remove(&(scope.integration().cloned(), name.clone())) {
+                    self.connections.remove(&id);
                 }
             }
             RecordKey::Mappings(p, i) if p == &self.project => {
@@ -179,7 +176,9 @@ impl ProjectSnapshot {
     /// The live version of a record, if any.
     pub(crate) fn version_of(&self, key: &RecordKey) -> Option<Version> {
         match key {
-            RecordKey::Connection(_, id) => self.connections.get(id).map(|c| c.version),
+            RecordKey::Connection(_, scope, name) => {
+                self.by_name(scope.integration(), name).map(|c| c.version)
+            }
             RecordKey::Mappings(_, i) => self.mappings.get(i).map(|m| m.version),
             RecordKey::OAuthApp(_, o) => self.apps.get(o).map(|a| a.version),
         }

@@ -220,12 +220,11 @@ fn concurrent_creations_are_all_kept_each_in_its_own_revision() {
     assert_eq!(registry.store().load().unwrap().records.len(), 100);
 }
 
-/// Rule 2 says names are unique per scope. Two replicas that validate against
-/// their own catalogs and commit records under different Connection IDs can
-/// both create `twilio` at project scope: the store's per-record versions do
-/// not cover an invariant spanning records.
+/// Rule 2 says names are unique per scope. Two replicas validating against
+/// their own catalogs must not both create `twilio` at project scope: the
+/// connection's store key is its stable key (scope, name), so the second
+/// create conflicts in the store.
 #[test]
-#[ignore = "known bug: each replica checks names against its own catalog and the store sees no conflict (write skew)"]
 fn two_replicas_cannot_both_create_the_same_name_in_one_scope() {
     for _ in 0..5 {
         let store: Arc<dyn Store> = Arc::new(Remote(MemoryStore::new()));

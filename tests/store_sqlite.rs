@@ -326,7 +326,11 @@ fn sqlite_crash_child() {
     let store = SqliteStore::open(&path, ring()).expect("child open");
     let p: connective::model::ProjectId = "crash".parse().expect("project");
     let counter_id: connective::model::ConnectionId = COUNTER_ID.parse().expect("id");
-    let counter_key = connective::model::RecordKey::Connection(p.clone(), counter_id);
+    let counter_key = connective::model::RecordKey::Connection(
+        p.clone(),
+        connective::model::Scope::Project,
+        "counter".parse().expect("name"),
+    );
     let mut version = store.get(&counter_key).expect("get").map(|(v, _)| v);
     let start = store.revision().expect("revision").0;
     for i in start.. {
@@ -415,7 +419,8 @@ fn acknowledged_writes_survive_sigkill() {
         );
         let counter_key = connective::model::RecordKey::Connection(
             "crash".parse().expect("project"),
-            COUNTER_ID.parse().expect("id"),
+            connective::model::Scope::Project,
+            "counter".parse().expect("name"),
         );
         let counter = snapshot
             .records

@@ -106,7 +106,10 @@ fn every_write_bumps_the_version_and_a_stale_write_is_a_conflict() {
     assert!(err.is_retryable());
     match &err {
         RegistryError::Conflict { key, expected, found } => {
-            assert_eq!(key, &RecordKey::Connection(acme(), id));
+            assert_eq!(
+                key,
+                &RecordKey::Connection(acme(), Scope::Project, "twilio".parse().unwrap())
+            );
             assert_eq!(*expected, Expect::Version(Version(1)));
             assert_eq!(*found, Some(Version(2)));
         }

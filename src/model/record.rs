@@ -6,7 +6,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::connection::Connection;
-use super::ident::{ConnectionId, IntegrationId, ProjectId};
+use super::connection::Scope;
+use super::ident::{ConnectionName, IntegrationId, ProjectId};
 use super::mapping::Mappings;
 use super::oauth::{AppOwner, OAuthApp};
 
@@ -39,8 +40,10 @@ impl fmt::Display for Revision {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKey {
-    /// A connection.
-    Connection(ProjectId, ConnectionId),
+    /// A connection, under its stable key (scope, name): two replicas cannot
+    /// both create one name in one scope, and the key is the same in every
+    /// registry (the Connection ID is local to one).
+    Connection(ProjectId, Scope, ConnectionName),
     /// An integration's mappings.
     Mappings(ProjectId, IntegrationId),
     /// An OAuth application.
@@ -51,7 +54,7 @@ impl RecordKey {
     /// The project the record belongs to.
     pub fn project(&self) -> &ProjectId {
         match self {
-            RecordKey::Connection(p, _) | RecordKey::Mappings(p, _) | RecordKey::OAuthApp(p, _) => p,
+            RecordKey::Connection(p, _, _) | RecordKey::Mappings(p, _) | RecordKey::OAuthApp(p, _) => p,
         }
     }
 }
@@ -59,7 +62,7 @@ impl RecordKey {
 impl fmt::Display for RecordKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RecordKey::Connection(p, id) => write!(f, "connection {id} of project {p}"),
+            RecordKey::Connection(p, scope, name) => write!(f, "connection {name} ({scope}) of project {p}"),
             RecordKey::Mappings(p, i) => write!(f, "mappings of integration {i} of project {p}"),
             RecordKey::OAuthApp(p, o) => write!(f, "{o} of project {p}"),
         }
@@ -82,10 +85,17 @@ impl Record {
     /// The record's key.
     pub fn key(&self) -> RecordKey {
         match self {
-            Record::Connection(c) => RecordKey::Connection(c.project().clone(), c.id()),
+            Record::Connection(c) => c.key(),
             Record::Mappings(m) => RecordKey::Mappings(m.project().clone(), m.integration().clone()),
             Record::OAuthApp(a) => RecordKey::OAuthApp(a.project().clone(), a.owner().clone()),
         }
+    }
+}
+
+impl Connection {
+    /// The connection's store key: (project, scope, name).
+    pub fn key(&self) -> RecordKey {
+        RecordKey::Connection(self.project().clone(), self.scope().clone(), self.name().clone())
     }
 }
 

@@ -219,6 +219,9 @@ impl fmt::Debug for Registry {
     }
 }
 
+/// How often a follower checks whether it should stop.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
 /// How many batches one catch-up step reads.
 const SYNC_PAGE: usize = 1024;
 
@@ -563,7 +566,15 @@ impl Registry {
                 self.catalog.install(snapshot);
             }
             self.catalog.set_revision(last);
-            if changes.len() < SYNC_PAGE {
+            let mut batches = 0usize;
+            let mut previous = None;
+            for c in &changes {
+                if previous != Some(c.revision) {
+                    batches += 1;
+                    previous = Some(c.revision);
+                }
+            }
+            if batches < SYNC_PAGE {
                 // Probably caught up; one more round trip would confirm, but
                 // the next sync does that.
                 return Ok(());
@@ -585,9 +596,11 @@ impl Registry {
             .spawn(move || {
                 while !stop2.load(Ordering::Acquire) {
                     let seen = registry.catalog.revision();
+                    // Wait in short slices so that dropping the follower
+                    // stops it promptly whatever `poll` is.
                     let result = registry
                         .store
-                        .wait_for_change(seen, poll)
+                        .wait_for_change(seen, poll.min(STOP_CHECK))
                         .map_err(RegistryError::from)
                         .and_then(|latest| {
                             if latest > seen {
@@ -602,7 +615,11 @@ impl Registry {
                         Err(e) => {
                             *slot = Some(e.to_string());
                             drop(slot);
-                            std::thread::sleep(poll);
+                            let mut slept = Duration::ZERO;
+                            while slept < poll && !stop2.load(Ordering::Acquire) {
+                                std::thread::sleep(STOP_CHECK.min(poll - slept));
+                                slept += STOP_CHECK;
+                            }
                         }
                     }
                 }

@@ -184,11 +184,11 @@ impl<'r> Tx<'r> {
         spec: ConnectionSpec,
     ) -> Result<(), RegistryError> {
         let project = spec.project_id().clone();
-        let key = RecordKey::Connection(project.clone(), id);
         let snapshot = self.working_mut(&project);
         let Some(old) = snapshot.connection(id).map(|c| c.value.clone()) else {
             return Err(RegistryError::ConnectionNotFound { project, id });
         };
+        let key = old.key();
         self.check_version(&key, Expect::Version(version))?;
         let snapshot = self.working_mut(&project);
         if let Some(other) = snapshot.by_name(spec.scope().integration(), spec.name())
@@ -206,7 +206,14 @@ impl<'r> Tx<'r> {
         if let Some(owner) = &owner {
             self.ensure_app(&project, owner, platform_target(&spec))?;
         }
-        self.put(Record::Connection(Arc::new(Connection::new(id, spec, owner))));
+        let renamed = Connection::new(id, spec, owner);
+        if renamed.key() != key {
+            // A rename or scope change moves the record to its new stable key;
+            // the put expects that key free, so a racing replica that claimed
+            // the name first makes this write conflict.
+            self.delete(key);
+        }
+        self.put(Record::Connection(Arc::new(renamed)));
         // A rename or scope change must not strand a reference that resolved
         // to this connection (rule 9); one that now resolves to another
         // connection of the old name is reported as a rebinding instead.
@@ -242,7 +249,6 @@ impl<'r> Tx<'r> {
         version: Version,
         mode: DeleteMode,
     ) -> Result<(), RegistryError> {
-        let key = RecordKey::Connection(project.clone(), id);
         let snapshot = self.working_mut(project);
         let Some(old) = snapshot.connection(id).map(|c| c.value.clone()) else {
             return Err(RegistryError::ConnectionNotFound {
@@ -250,6 +256,7 @@ impl<'r> Tx<'r> {
                 id,
             });
         };
+        let key = old.key();
         self.check_version(&key, Expect::Version(version))?;
         let users = dependents(self.working_mut(project), id);
         if !users.is_empty() && mode == DeleteMode::Refuse {
@@ -312,10 +319,7 @@ impl<'r> Tx<'r> {
                 id,
             });
         };
-        self.check_version(
-            &RecordKey::Connection(project.clone(), id),
-            Expect::Version(version),
-        )?;
+        self.check_version(&old.key(), Expect::Version(version))?;
         let mut spec = old.spec().clone();
         edit(&mut spec).map_err(|problem| {
             RegistryError::Spec(crate::model::SpecError {

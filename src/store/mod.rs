@@ -19,10 +19,10 @@
 //!   batch, in write order.
 
 mod memory;
-#[cfg(feature = "seal")]
-pub mod seal;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "seal")]
+pub mod seal;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
