@@ -28,6 +28,7 @@ pub struct ProjectSnapshot {
     by_name: HashMap<(Option<IntegrationId>, ConnectionName), ConnectionId>,
     mappings: HashMap<IntegrationId, Versioned<Arc<Mappings>>>,
     apps: HashMap<AppOwner, Versioned<Arc<OAuthApp>>>,
+    references: Option<Version>,
 }
 
 impl ProjectSnapshot {
@@ -40,6 +41,7 @@ impl ProjectSnapshot {
             by_name: HashMap::new(),
             mappings: HashMap::new(),
             apps: HashMap::new(),
+            references: None,
         }
     }
 
@@ -151,6 +153,7 @@ impl ProjectSnapshot {
                     },
                 );
             }
+            Record::References(p) if p == &self.project => self.references = Some(version),
             _ => {}
         }
     }
@@ -169,6 +172,7 @@ impl ProjectSnapshot {
             RecordKey::OAuthApp(p, o) if p == &self.project => {
                 self.apps.remove(o);
             }
+            RecordKey::References(p) if p == &self.project => self.references = None,
             _ => {}
         }
     }
@@ -181,6 +185,7 @@ impl ProjectSnapshot {
             }
             RecordKey::Mappings(_, i) => self.mappings.get(i).map(|m| m.version),
             RecordKey::OAuthApp(_, o) => self.apps.get(o).map(|a| a.version),
+            RecordKey::References(_) => self.references,
         }
     }
 

@@ -250,3 +250,86 @@ fn two_replicas_cannot_both_create_the_same_name_in_one_scope() {
         assert_eq!(replicas[0].snapshot(&acme()).unwrap().connection_count(), 1);
     }
 }
+
+/// A shared store seen through a replica that has fallen behind: while
+/// `blind` is set, the change feed shows it nothing new, as if another
+/// replica's commit landed between its catch-up and its own commit.
+struct Lagging {
+    store: Arc<MemoryStore>,
+    blind: AtomicBool,
+}
+
+impl Store for Lagging {
+    fn backend(&self) -> &'static str {
+        "lagging"
+    }
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        self.store.load()
+    }
+    fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
+        self.store.commit(batch)
+    }
+    fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {
+        if self.blind.load(Ordering::Acquire) {
+            return Ok(Vec::new());
+        }
+        self.store.changes_since(after, limit)
+    }
+    fn get(&self, key: &RecordKey) -> Result<Option<(Version, Record)>, StoreError> {
+        self.store.get(key)
+    }
+    fn revision(&self) -> Result<Revision, StoreError> {
+        self.store.revision()
+    }
+}
+
+/// Rule 9 across replicas: replica A maps `twilio` for `orders` while replica
+/// B, which has not seen that yet, deletes `twilio`. B's delete must conflict
+/// (both writes rewrite the project's reference marker) rather than leave
+/// `orders` with a dangling reference; once B catches up, the delete is
+/// refused with `orders` listed as a dependent.
+#[test]
+fn a_stale_replica_cannot_delete_a_connection_another_replica_just_mapped() {
+    let shared = Arc::new(MemoryStore::new());
+    let a = Registry::builder().shared_store(shared.clone()).build().unwrap();
+    let lagging = Arc::new(Lagging {
+        store: shared,
+        blind: AtomicBool::new(false),
+    });
+    let b = Registry::builder().shared_store(lagging.clone()).build().unwrap();
+    let (id, _) = a.create_connection(twilio(0)).unwrap();
+    b.sync().unwrap();
+    let version = b.connection(&acme(), id).unwrap().version;
+
+    lagging.blind.store(true, Ordering::Release);
+    a.set_mappings(
+        Mappings::of("acme", "orders")
+            .by_name("twilio", [("ApiKey", "SMS_KEY")])
+            .build()
+            .unwrap(),
+        None,
+    )
+    .unwrap();
+    let err = b
+        .delete_connection(&acme(), id, version, DeleteMode::Refuse)
+        .unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::Conflict { key: RecordKey::References(p), .. } if p == &acme()),
+        "{err}"
+    );
+
+    lagging.blind.store(false, Ordering::Release);
+    let err = b
+        .delete_connection(&acme(), id, version, DeleteMode::Refuse)
+        .unwrap_err();
+    match err {
+        RegistryError::StillUsed { dependents, .. } => {
+            assert_eq!(dependents, vec!["orders".parse::<IntegrationId>().unwrap()])
+        }
+        other => panic!("expected StillUsed, got {other}"),
+    }
+    let env = a
+        .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
+        .unwrap();
+    assert_eq!(env.expose("SMS_KEY"), Some("key-0"));
+}

@@ -48,13 +48,18 @@ pub enum RecordKey {
     Mappings(ProjectId, IntegrationId),
     /// An OAuth application.
     OAuthApp(ProjectId, AppOwner),
+    /// The project's reference marker (see [`Record::References`]).
+    References(ProjectId),
 }
 
 impl RecordKey {
     /// The project the record belongs to.
     pub fn project(&self) -> &ProjectId {
         match self {
-            RecordKey::Connection(p, _, _) | RecordKey::Mappings(p, _) | RecordKey::OAuthApp(p, _) => p,
+            RecordKey::Connection(p, _, _)
+            | RecordKey::Mappings(p, _)
+            | RecordKey::OAuthApp(p, _)
+            | RecordKey::References(p) => p,
         }
     }
 }
@@ -65,6 +70,7 @@ impl fmt::Display for RecordKey {
             RecordKey::Connection(p, scope, name) => write!(f, "connection {name} ({scope}) of project {p}"),
             RecordKey::Mappings(p, i) => write!(f, "mappings of integration {i} of project {p}"),
             RecordKey::OAuthApp(p, o) => write!(f, "{o} of project {p}"),
+            RecordKey::References(p) => write!(f, "the reference marker of project {p}"),
         }
     }
 }
@@ -79,6 +85,12 @@ pub enum Record {
     Mappings(Arc<Mappings>),
     /// An OAuth application.
     OAuthApp(Arc<OAuthApp>),
+    /// A per-project marker that every write able to leave a reference
+    /// dangling rewrites (setting mappings, deleting or renaming a
+    /// connection). Two replicas doing such writes concurrently in one project
+    /// thus conflict in the store instead of together stranding a reference
+    /// (rule 9). It carries no data beyond its project.
+    References(ProjectId),
 }
 
 impl Record {
@@ -88,6 +100,7 @@ impl Record {
             Record::Connection(c) => c.key(),
             Record::Mappings(m) => RecordKey::Mappings(m.project().clone(), m.integration().clone()),
             Record::OAuthApp(a) => RecordKey::OAuthApp(a.project().clone(), a.owner().clone()),
+            Record::References(p) => RecordKey::References(p.clone()),
         }
     }
 }

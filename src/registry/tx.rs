@@ -132,6 +132,14 @@ impl<'r> Tx<'r> {
         }
     }
 
+    /// Rewrites the project's reference marker (see [`Record::References`]).
+    fn touch_references(&mut self, project: &ProjectId) {
+        let key = RecordKey::References(project.clone());
+        if !self.pending.contains_key(&key) {
+            self.put(Record::References(project.clone()));
+        }
+    }
+
     fn check_version(&mut self, key: &RecordKey, expected: Expect) -> Result<(), RegistryError> {
         let found = self.working_mut(key.project()).version_of(key);
         let ok = match expected {
@@ -212,6 +220,7 @@ impl<'r> Tx<'r> {
             // the put expects that key free, so a racing replica that claimed
             // the name first makes this write conflict.
             self.delete(key);
+            self.touch_references(&project);
         }
         self.put(Record::Connection(Arc::new(renamed)));
         // A rename or scope change must not strand a reference that resolved
@@ -267,6 +276,7 @@ impl<'r> Tx<'r> {
                 dependents: users,
             });
         }
+        self.touch_references(project);
         self.delete(key);
         if let Some(owner) = old.oauth_app() {
             self.collect_app(project, owner)?;
@@ -354,6 +364,7 @@ impl<'r> Tx<'r> {
                 problems,
             });
         }
+        self.touch_references(&mappings.project().clone());
         self.put(Record::Mappings(Arc::new(mappings)));
         Ok(())
     }
