@@ -97,8 +97,11 @@
 
 pub mod catalog;
 pub mod fixture;
+#[cfg(feature = "manifest")]
+pub mod manifest;
 pub mod model;
 pub mod oauth;
+pub mod output;
 pub mod registry;
 pub mod resolve;
 pub mod store;

@@ -1,0 +1,292 @@
+//! What loading, planning and applying a manifest can fail with.
+//!
+//! Every problem names the file, the path inside it
+//! (`connections[2].parameters.ServiceURL`) and the rule broken; all problems
+//! of one manifest are reported together. No message ever contains a value of
+//! a secret parameter, not even a literal one written there by mistake.
+
+use std::fmt;
+
+use crate::model::{ConnectionId, ConnectionName, IntegrationId, ParamName, ParseError, Scope, SpecProblem};
+use crate::registry::RegistryError;
+use crate::resolve::Problem;
+
+/// Shortens text quoted in a message to 64 characters.
+pub(crate) fn shorten(input: &str) -> String {
+    const MAX: usize = 64;
+    match input.char_indices().nth(MAX) {
+        None => input.to_owned(),
+        Some((cut, _)) => format!("{}…", &input[..cut]),
+    }
+}
+
+/// Where in a file a problem is: a path (`connections[2].parameters.ServiceURL`)
+/// and, when the parser knows it, a line and column (1-based).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    /// The path inside the document; empty for the document itself.
+    pub path: String,
+    /// Line and column, when known.
+    pub line_column: Option<(usize, usize)>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.line_column, self.path.is_empty()) {
+            (Some((l, c)), true) => write!(f, "line {l} column {c}"),
+            (Some((l, c)), false) => write!(f, "{} (line {l} column {c})", self.path),
+            (None, true) => f.write_str("(document)"),
+            (None, false) => f.write_str(&self.path),
+        }
+    }
+}
+
+/// Which rule a manifest breaks.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rule {
+    /// The text is not a well-formed document of the expected shape (the
+    /// parser's message: unknown field, wrong type, bad syntax).
+    #[error("{message}")]
+    Syntax {
+        /// What the parser said.
+        message: String,
+    },
+    /// The format version is not one this crate reads.
+    #[error(
+        "unsupported manifest version {found:?} (this crate reads version {})",
+        super::doc::VERSION
+    )]
+    Version {
+        /// The version given.
+        found: String,
+    },
+    /// An identifier is invalid.
+    #[error("{0}")]
+    Ident(ParseError),
+    /// A secret parameter's value is not a reference.
+    #[error(
+        "a secret value must be a reference (env:NAME, file:PATH, keep:existing or a scheme the host \
+         registers), not the secret itself; the value is not repeated here"
+    )]
+    LiteralSecret,
+    /// A secret reference's scheme is not registered with the
+    /// [`SecretSources`](super::SecretSources).
+    #[error(
+        "the secret reference does not start with a registered scheme ({}); the value is not repeated here",
+        known.join(":, ") + ":"
+    )]
+    UnknownScheme {
+        /// The schemes that are registered.
+        known: Vec<String>,
+    },
+    /// A secret source could not supply a value.
+    #[error("secret reference {reference} cannot be read: {reason}")]
+    SecretUnavailable {
+        /// The reference (`env:NAME`, `file:PATH`): never the value.
+        reference: String,
+        /// Why.
+        reason: String,
+    },
+    /// `keep:existing` where the registry holds no secret value to keep.
+    #[error(
+        "keep:existing keeps the registry's current secret value, but the registry has none for {connection}.{param} ({layer})"
+    )]
+    NothingToKeep {
+        /// The connection.
+        connection: ConnectionName,
+        /// The parameter.
+        param: ParamName,
+        /// The value layer, described.
+        layer: String,
+    },
+    /// A field only makes sense together with another.
+    #[error("{0}")]
+    Misplaced(&'static str),
+    /// The connection spec breaks a rule of the model.
+    #[error("{0}")]
+    Spec(SpecProblem),
+    /// Two connections share a name in one scope.
+    #[error("connection {name} is declared more than once at {scope} (first at {first})")]
+    DuplicateConnection {
+        /// The name.
+        name: ConnectionName,
+        /// The scope.
+        scope: Scope,
+        /// The path of the first declaration.
+        first: String,
+    },
+    /// A name reference names no connection the integration can see.
+    #[error(
+        "integration {integration} can see no connection named {name}{}; connections are declared under `connections`",
+        scope.as_ref().map_or(String::new(), |s| format!(" at {s}"))
+    )]
+    UnknownConnection {
+        /// The integration.
+        integration: IntegrationId,
+        /// The name.
+        name: ConnectionName,
+        /// The pinned scope, if any.
+        scope: Option<Scope>,
+    },
+    /// A mapping names a parameter the connection does not have.
+    #[error("connection {connection} has no parameter {param}")]
+    UnknownParam {
+        /// The connection.
+        connection: ConnectionName,
+        /// The parameter.
+        param: ParamName,
+    },
+    /// A `connectionConfig` ID is not a connection of this registry visible to
+    /// the integration.
+    #[error(
+        "connection id {id} is not a connection of project {project} visible to integration {integration} in this \
+         registry (Connection IDs are local to a registry: refer to the connection by name to apply the manifest \
+         elsewhere)"
+    )]
+    UnknownConnectionId {
+        /// The ID.
+        id: ConnectionId,
+        /// The project.
+        project: crate::model::ProjectId,
+        /// The integration.
+        integration: IntegrationId,
+    },
+    /// A `connectionConfig` ID names a registry connection the manifest does
+    /// not declare (applying would delete it).
+    #[error(
+        "connection id {id} is connection {name} at {scope}, which this manifest does not declare (applying it would \
+         delete the connection)"
+    )]
+    UndeclaredConnectionId {
+        /// The ID.
+        id: ConnectionId,
+        /// Its name.
+        name: ConnectionName,
+        /// Its scope.
+        scope: Scope,
+    },
+    /// The mappings would break a resolution rule (a variable produced twice,
+    /// a reserved name).
+    #[error("{0}")]
+    Mapping(Problem),
+}
+
+/// One problem: where and which rule.
+#[derive(Debug)]
+pub struct ManifestProblem {
+    /// Where in the file.
+    pub location: Location,
+    /// The rule broken.
+    pub rule: Rule,
+}
+
+impl ManifestProblem {
+    pub(crate) fn at(path: impl Into<String>, rule: Rule) -> Self {
+        ManifestProblem {
+            location: Location {
+                path: path.into(),
+                line_column: None,
+            },
+            rule,
+        }
+    }
+}
+
+impl fmt::Display for ManifestProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.rule)
+    }
+}
+
+/// A manifest that cannot be loaded or planned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// The file cannot be read.
+    #[error("cannot read manifest {file}: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file name does not say which format it is in.
+    #[error("manifest {file}: unknown format (use a .yaml, .yml, .toml or .json file name)")]
+    UnknownFormat {
+        /// The file.
+        file: String,
+    },
+    /// The manifest breaks rules; every problem is listed, one per line, as
+    /// `file: path: rule`.
+    #[error("{}", render(file, problems))]
+    Invalid {
+        /// The file (or the name given to text loaded from memory).
+        file: String,
+        /// Every problem, in document order.
+        problems: Vec<ManifestProblem>,
+    },
+}
+
+impl ManifestError {
+    /// The problems, for [`ManifestError::Invalid`] (empty otherwise).
+    pub fn problems(&self) -> &[ManifestProblem] {
+        match self {
+            ManifestError::Invalid { problems, .. } => problems,
+            _ => &[],
+        }
+    }
+}
+
+fn render(file: &str, problems: &[ManifestProblem]) -> String {
+    let mut out = String::new();
+    if problems.len() > 1 {
+        out.push_str(&format!("{file}: {} problems\n", problems.len()));
+    }
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!("{file}: {p}"));
+    }
+    out
+}
+
+/// Applying a plan failed; nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The registry refused the write (a conflict if it changed since the
+    /// plan was made: plan again).
+    #[error("applying the manifest of project {project} failed: {source}")]
+    Registry {
+        /// The project.
+        project: crate::model::ProjectId,
+        /// Why.
+        #[source]
+        source: RegistryError,
+    },
+    /// The project changed since the plan was made: plan again.
+    #[error(
+        "project {project} changed since the plan was made (planned at {planned}, now at {current}): plan again"
+    )]
+    Stale {
+        /// The project.
+        project: crate::model::ProjectId,
+        /// The revision the plan read.
+        planned: crate::model::Revision,
+        /// The project's revision now.
+        current: crate::model::Revision,
+    },
+}
+
+impl ApplyError {
+    /// Whether planning again and applying may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ApplyError::Registry { source, .. } => source.is_retryable(),
+            ApplyError::Stale { .. } => true,
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! A registry's project back to a manifest document.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::doc::{
+    AuthDoc, ClientDoc, ConnectionDoc, CustomerDoc, CustomerLayersDoc, Document, EnteredByDoc, EnvEntryDoc,
+    IntegrationDoc, ParamDoc, PlatformDoc, ScopeDoc, TargetDoc, Text, UniqueMap, UseDoc, VERSION,
+    VisibilityDoc,
+};
+use super::{Format, KEEP, SecretRef};
+use crate::catalog::ProjectSnapshot;
+use crate::model::{
+    AuthScheme, Connection, ConnectionName, ConnectionRef, EndpointVisibility, EnteredBy, EnvMapping, Layer,
+    OAuthClient, Param, ParamName, ParamValues, ProjectId, Requirement, Scope, Target, Tenancy,
+};
+use crate::registry::Registry;
+
+/// One secret value being exported: which connection, parameter and layer.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct SecretSlot<'a> {
+    /// The project.
+    pub project: &'a ProjectId,
+    /// The connection's scope.
+    pub scope: &'a Scope,
+    /// The connection.
+    pub connection: &'a ConnectionName,
+    /// The parameter.
+    pub param: &'a ParamName,
+    /// The value layer.
+    pub layer: &'a Layer,
+}
+
+type Namer = Arc<dyn Fn(&SecretSlot<'_>) -> String + Send + Sync>;
+
+/// How [`export`] writes secret values. Plaintext is never an option.
+#[derive(Clone, Default)]
+pub struct ExportOptions {
+    namer: Option<Namer>,
+}
+
+impl fmt::Debug for ExportOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExportOptions")
+            .field(
+                "secrets",
+                &if self.namer.is_some() {
+                    "references"
+                } else {
+                    "keep:existing"
+                },
+            )
+            .finish()
+    }
+}
+
+impl ExportOptions {
+    /// Every secret value as `keep:existing` (the default): applying the
+    /// export keeps what the registry has.
+    pub fn keep() -> Self {
+        ExportOptions::default()
+    }
+
+    /// Every secret value as the reference `namer` gives (e.g. a vault path of
+    /// the host's convention). The text must be a reference (`scheme:rest`).
+    pub fn references(namer: impl Fn(&SecretSlot<'_>) -> String + Send + Sync + 'static) -> Self {
+        ExportOptions {
+            namer: Some(Arc::new(namer)),
+        }
+    }
+
+    /// Every secret value as `env:NAME`, `NAME` being
+    /// `PREFIX_[INTEGRATION_]CONNECTION_PARAM[_CUSTOMER][_ENVIRONMENT]`,
+    /// upper-cased with other characters turned into `_`.
+    ///
+    /// ```
+    /// use connective::manifest::{export, ExportOptions};
+    /// use connective::fixture::Fixture;
+    /// use connective::model::Param;
+    /// let fx = Fixture::project("acme")
+    ///     .connection("twilio", |c| c.param(Param::secret("ApiKey").env("production", "k")))
+    ///     .build()?;
+    /// let doc = export(fx.registry(), &"acme".parse()?, &ExportOptions::env_references("ACME"))?;
+    /// let text = doc.to_text(connective::manifest::Format::Yaml)?;
+    /// assert!(text.contains("env:ACME_TWILIO_APIKEY_PRODUCTION"), "{text}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn env_references(prefix: &str) -> Self {
+        let prefix = prefix.to_owned();
+        ExportOptions::references(move |slot| {
+            let mut parts: Vec<String> = Vec::new();
+            if !prefix.is_empty() {
+                parts.push(prefix.clone());
+            }
+            if let Scope::Integration(i) = slot.scope {
+                parts.push(i.to_string());
+            }
+            parts.push(slot.connection.to_string());
+            parts.push(slot.param.to_string());
+            match slot.layer {
+                Layer::Default => {}
+                Layer::Environment(e) => parts.push(e.to_string()),
+                Layer::Customer(c) => parts.push(c.to_string()),
+                Layer::CustomerEnvironment(c, e) => {
+                    parts.push(c.to_string());
+                    parts.push(e.to_string());
+                }
+            }
+            let name: String = parts
+                .join("_")
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            format!("env:{name}")
+        })
+    }
+}
+
+/// Exporting failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// The host's namer gave something that is not a secret reference (the
+    /// text is not repeated: it might be the secret).
+    #[error("the secret reference for {connection}.{param} ({layer}) is not a reference (scheme:rest)")]
+    NotAReference {
+        /// The connection.
+        connection: ConnectionName,
+        /// The parameter.
+        param: ParamName,
+        /// The layer, described.
+        layer: String,
+    },
+    /// The document cannot be written in the format.
+    #[error("cannot write the manifest as {format:?}: {message}")]
+    Format {
+        /// The format.
+        format: Format,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The manifest of `project` as `registry` holds it: connections (project
+/// scope first, then by integration, each by name) and every integration's
+/// mappings. Secret values are written as `options` says, never as
+/// plaintext; OAuth applications are the registry's business and are not
+/// exported. References by Connection ID become names, pinned to their scope
+/// (`scope: project`), so the document applies to any registry.
+pub fn export(
+    registry: &Registry,
+    project: &ProjectId,
+    options: &ExportOptions,
+) -> Result<Document, ExportError> {
+    let snapshot = registry
+        .snapshot(project)
+        .unwrap_or_else(|| Arc::new(ProjectSnapshot::empty(project.clone())));
+    let mut connections: Vec<&Connection> = snapshot.connections().map(|c| &*c.value).collect();
+    connections.sort_by(|a, b| (a.scope(), a.name()).cmp(&(b.scope(), b.name())));
+    let mut doc = Document {
+        version: Some(Text::from(VERSION)),
+        project: project.to_string(),
+        connections: Vec::with_capacity(connections.len()),
+        integrations: UniqueMap::new(),
+    };
+    for c in connections {
+        doc.connections.push(connection_doc(project, c, options)?);
+    }
+    let mut mappings: Vec<_> = snapshot.all_mappings().map(|m| &*m.value).collect();
+    mappings.sort_by(|a, b| a.integration().cmp(b.integration()));
+    for m in mappings {
+        let mut uses = Vec::with_capacity(m.uses().len());
+        for u in m.uses() {
+            let mut doc = UseDoc::default();
+            match &u.reference {
+                ConnectionRef::Name(n) => doc.connection = Some(n.to_string()),
+                ConnectionRef::Id(id) => match snapshot.connection(*id) {
+                    Some(c) => {
+                        doc.connection = Some(c.value.name().to_string());
+                        doc.scope = Some(match c.value.scope() {
+                            Scope::Project => ScopeDoc::Project,
+                            Scope::Integration(_) => ScopeDoc::Integration,
+                        });
+                    }
+                    // Dangling after a forced delete: only the ID is known.
+                    None => doc.connection_config = Some(id.to_string()),
+                },
+            }
+            doc.env = match &u.env {
+                EnvMapping::Defaults => None,
+                EnvMapping::Explicit(entries) => Some(
+                    entries
+                        .iter()
+                        .map(|e| EnvEntryDoc {
+                            from: e.from.to_string(),
+                            to: e.to.to_string(),
+                        })
+                        .collect(),
+                ),
+            };
+            uses.push(doc);
+        }
+        doc.integrations
+            .insert(m.integration().to_string(), IntegrationDoc { connections: uses });
+    }
+    Ok(doc)
+}
+
+fn connection_doc(
+    project: &ProjectId,
+    c: &Connection,
+    options: &ExportOptions,
+) -> Result<ConnectionDoc, ExportError> {
+    let spec = c.spec();
+    let (auth, client) = match spec.auth() {
+        AuthScheme::None => (AuthDoc::None, None),
+        AuthScheme::ApiKey => (AuthDoc::ApiKey, None),
+        AuthScheme::Basic => (AuthDoc::Basic, None),
+        AuthScheme::OAuth2(OAuthClient::Shared) => (AuthDoc::Oauth2, None),
+        AuthScheme::OAuth2(OAuthClient::Dedicated) => (AuthDoc::Oauth2, Some(ClientDoc::Dedicated)),
+        AuthScheme::OAuth2(OAuthClient::Supplied) => (AuthDoc::Oauth2, Some(ClientDoc::Supplied)),
+        AuthScheme::Custom => (AuthDoc::Custom, None),
+    };
+    let target = match spec.target() {
+        Target::External { service } if service.is_empty() => None,
+        Target::External { service } => Some(TargetDoc::External(service.clone())),
+        Target::Database { engine } => Some(TargetDoc::Database(engine.clone())),
+        Target::Platform(p) => Some(TargetDoc::Platform(PlatformDoc {
+            project: (&p.project != project).then(|| p.project.to_string()),
+            integration: p.integration.to_string(),
+            endpoint: p.endpoint.clone(),
+            visibility: match p.visibility {
+                EndpointVisibility::Project => None,
+                EndpointVisibility::Organization => Some(VisibilityDoc::Organization),
+                EndpointVisibility::Public => Some(VisibilityDoc::Public),
+            },
+        })),
+    };
+    let mut parameters = UniqueMap::new();
+    for p in spec.params() {
+        parameters.insert(p.name().to_string(), param_doc(project, c, p, options)?);
+    }
+    Ok(ConnectionDoc {
+        name: c.name().to_string(),
+        integration: c.scope().integration().map(|i| i.to_string()),
+        description: spec.description().to_owned(),
+        target,
+        auth,
+        client,
+        parameters,
+    })
+}
+
+fn param_doc(
+    project: &ProjectId,
+    c: &Connection,
+    p: &Param,
+    options: &ExportOptions,
+) -> Result<ParamDoc, ExportError> {
+    let mut doc = ParamDoc {
+        secret: matches!(p.values(), ParamValues::Secret(_)),
+        optional: p.requirement() == Requirement::Optional,
+        description: p.description().to_owned(),
+        per_customer: match p.tenancy() {
+            Tenancy::Global => None,
+            Tenancy::PerCustomer(EnteredBy::Organization) => Some(EnteredByDoc::Organization),
+            Tenancy::PerCustomer(EnteredBy::Customer) => Some(EnteredByDoc::Customer),
+        },
+        ..ParamDoc::default()
+    };
+    let mut values: Vec<(Layer, Text)> = Vec::new();
+    match p.values() {
+        ParamValues::Plain(layers) => {
+            for (layer, value) in layers.iter() {
+                values.push((layer.clone(), Text::from(value)));
+            }
+        }
+        ParamValues::Secret(layers) => {
+            for layer in layers.layers() {
+                let text = match &options.namer {
+                    None => KEEP.to_owned(),
+                    Some(namer) => {
+                        let text = namer(&SecretSlot {
+                            project,
+                            scope: c.scope(),
+                            connection: c.name(),
+                            param: p.name(),
+                            layer,
+                        });
+                        if SecretRef::parse(&text).is_err() {
+                            return Err(ExportError::NotAReference {
+                                connection: c.name().clone(),
+                                param: p.name().clone(),
+                                layer: layer.to_string(),
+                            });
+                        }
+                        text
+                    }
+                };
+                values.push((layer.clone(), Text::from(text)));
+            }
+        }
+    }
+    // Customers in order of first appearance; one value alone stays short.
+    let mut customers: Vec<(String, CustomerLayersDoc)> = Vec::new();
+    fn entry(customers: &mut Vec<(String, CustomerLayersDoc)>, name: String) -> &mut CustomerLayersDoc {
+        let i = match customers.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                customers.push((name, CustomerLayersDoc::default()));
+                customers.len() - 1
+            }
+        };
+        &mut customers[i].1
+    }
+    for (layer, text) in values {
+        match layer {
+            Layer::Default => doc.default = Some(text),
+            Layer::Environment(e) => {
+                doc.environments.insert(e.to_string(), text);
+            }
+            Layer::Customer(cust) => {
+                entry(&mut customers, cust.to_string()).default = Some(text);
+            }
+            Layer::CustomerEnvironment(cust, e) => {
+                entry(&mut customers, cust.to_string())
+                    .environments
+                    .insert(e.to_string(), text);
+            }
+        }
+    }
+    for (name, layers) in customers {
+        let value = match layers {
+            CustomerLayersDoc {
+                default: Some(text),
+                environments,
+            } if environments.is_empty() => CustomerDoc::Value(text),
+            other => CustomerDoc::Layers(other),
+        };
+        doc.customers.insert(name, value);
+    }
+    Ok(doc)
+}
+
+impl Document {
+    /// The document as text in `format`.
+    pub fn to_text(&self, format: Format) -> Result<String, ExportError> {
+        let fail = |message: String| ExportError::Format { format, message };
+        match format {
+            Format::Yaml => serde_saphyr::to_string(self).map_err(|e| fail(e.to_string())),
+            Format::Toml => toml::to_string_pretty(self).map_err(|e| fail(e.to_string())),
+            Format::Json => serde_json::to_string_pretty(self)
+                .map(|mut s| {
+                    s.push('\n');
+                    s
+                })
+                .map_err(|e| fail(e.to_string())),
+        }
+    }
+}

@@ -1,0 +1,865 @@
+//! Declarative manifests: one project's connections and its integrations'
+//! mappings in a YAML, TOML or JSON file kept in Git.
+//!
+//! The life of a manifest:
+//! 1. **Load** ([`Manifest::load`], [`Manifest::parse`]): the text is parsed
+//!    into the [`Document`] types and validated; every problem is reported at
+//!    once with the file, the path inside it (`connections[2].parameters.ServiceURL`)
+//!    and the rule broken ([`ManifestError`]). Secret values must be
+//!    references ([`SecretRef`]): a literal secret is refused, and never
+//!    repeated in the message.
+//! 2. **Plan** ([`Manifest::plan`]): the secret references are resolved through
+//!    [`SecretSources`] and the manifest is compared with a registry by stable
+//!    keys (project, scope, name) — never by Connection ID, which is local to a
+//!    registry. The [`Plan`] lists what would be created, updated, deleted or
+//!    left unchanged, per connection and per integration's mappings. The
+//!    manifest is authoritative for its project: connections and mappings of
+//!    the project that it does not declare are deleted.
+//! 3. **Apply** ([`Plan::apply`]): one atomic [`Registry::write`](crate::registry::Registry::write)
+//!    naming the versions the plan read; if the registry changed since, nothing
+//!    is written and the error is a conflict. Applying the same manifest again
+//!    changes nothing.
+//! 4. **Export** ([`export`]): a project back to a [`Document`], secrets as
+//!    `keep:existing` or references of the host's choosing, never plaintext.
+//!    Loading and planning an export against the registry it came from shows
+//!    nothing to change.
+//!
+//! Mappings follow Choreo's shape: per connection a reference — `connection:
+//! NAME` or Choreo's `connectionConfig: ID` — and `env: [{from, to}, ...]`.
+//! A `connectionConfig` ID must be a connection of the registry the manifest is
+//! applied to; export writes names instead (pinned with `scope:` where a name
+//! alone would pick another connection), so exported manifests apply anywhere.
+//!
+//! ```
+//! use connective::manifest::{Format, Manifest, SecretSources};
+//! use connective::prelude::*;
+//!
+//! let manifest = Manifest::parse(r#"
+//! project: acme
+//! connections:
+//!   - name: twilio
+//!     target: { external: twilio }
+//!     auth: api-key
+//!     parameters:
+//!       ServiceURL: { default: "https://api.twilio.com" }
+//!       ApiKey: { secret: true, default: "env:DOC_TWILIO_KEY" }
+//! integrations:
+//!   orders:
+//!     connections:
+//!       - connection: twilio
+//!         env:
+//!           - { from: ServiceURL, to: SMS_URL }
+//!           - { from: ApiKey, to: SMS_KEY }
+//! "#, Format::Yaml, "acme.yaml")?;
+//!
+//! # unsafe { std::env::set_var("DOC_TWILIO_KEY", "k-123") };
+//! let registry = Registry::in_memory();
+//! let plan = manifest.plan(&registry, &SecretSources::standard())?;
+//! assert_eq!(plan.summary().create, 2); // one connection, one integration's mappings
+//! plan.apply(&registry)?;
+//! assert!(manifest.plan(&registry, &SecretSources::standard())?.is_empty());
+//!
+//! let env = registry.resolve(&ResolveRequest::parse("acme", "orders", "production")?)?;
+//! assert_eq!(env.get("SMS_KEY").unwrap().value.expose(), "k-123");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod doc;
+mod error;
+mod export;
+mod plan;
+mod secret;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use doc::{
+    AuthDoc, ClientDoc, ConnectionDoc, CustomerDoc, CustomerLayersDoc, Document, EnteredByDoc, EnvEntryDoc,
+    IntegrationDoc, ParamDoc, PlatformDoc, ScopeDoc, TargetDoc, Text, UniqueMap, UseDoc, VERSION,
+    VisibilityDoc,
+};
+pub use error::{ApplyError, Location, ManifestError, ManifestProblem, Rule};
+pub use export::{ExportError, ExportOptions, SecretSlot, export};
+pub use plan::{Action, Applied, ConnectionChange, MappingsChange, Plan, Summary};
+pub use secret::{
+    EnvSource, FileSource, KEEP, NotAReference, SchemeError, SecretRef, SecretSource, SecretSources,
+    SourceContext, SourceError,
+};
+
+use crate::model::{
+    APP_PARAMS, AuthScheme, ConnectionId, ConnectionName, ConnectionSpec, CustomerId, EndpointVisibility,
+    EnteredBy, EnvMap, EnvVarName, Environment, IntegrationId, Layer, OAuthClient, Param, ParamName,
+    ParseError, PlatformTarget, ProjectId, Requirement, Scope, SpecProblem, Target, Tenancy,
+};
+
+/// The text formats a manifest can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// YAML (`.yaml`, `.yml`).
+    Yaml,
+    /// TOML (`.toml`).
+    Toml,
+    /// JSON (`.json`).
+    Json,
+}
+
+impl Format {
+    /// The format a file name's extension says.
+    ///
+    /// ```
+    /// use connective::manifest::Format;
+    /// assert_eq!(Format::from_path("acme.yml"), Some(Format::Yaml));
+    /// assert_eq!(Format::from_path("acme.txt"), None);
+    /// ```
+    pub fn from_path(path: impl AsRef<Path>) -> Option<Format> {
+        let ext = path.as_ref().extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "yaml" | "yml" => Some(Format::Yaml),
+            "toml" => Some(Format::Toml),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+
+    /// Parses a format name: `yaml`, `yml`, `toml` or `json`.
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::from_path(format!("x.{name}"))
+    }
+}
+
+/// The biggest manifest text accepted (16 MiB).
+pub const MAX_MANIFEST_LEN: usize = 16 * 1024 * 1024;
+
+/// Parses text into the [`Document`] types, without validating identifiers
+/// and secret references (see [`Manifest::from_document`]).
+pub fn parse_document(text: &str, format: Format, file: &str) -> Result<Document, ManifestError> {
+    let syntax =
+        |path: String, line_column: Option<(usize, usize)>, message: String| ManifestError::Invalid {
+            file: file.to_owned(),
+            problems: vec![ManifestProblem {
+                location: Location { path, line_column },
+                rule: Rule::Syntax { message },
+            }],
+        };
+    if text.len() > MAX_MANIFEST_LEN {
+        return Err(syntax(
+            String::new(),
+            None,
+            format!(
+                "the manifest is {} bytes, at most {MAX_MANIFEST_LEN} allowed",
+                text.len()
+            ),
+        ));
+    }
+    match format {
+        Format::Yaml => {
+            // No source snippets in messages (they could show a literal
+            // secret); repeated keys reach `UniqueMap`, which names them.
+            let options = serde_saphyr::options! {
+                with_snippet: false,
+                crop_radius: 0,
+                duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::PassThrough,
+            };
+            let mut failed_at: Option<String> = None;
+            let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+                serde_path_to_error::deserialize::<_, Document>(de).map_err(|e| {
+                    failed_at = Some(path_text(e.path()));
+                    e.into_inner()
+                })
+            });
+            result.map_err(|e| syntax(failed_at.unwrap_or_default(), yaml_location(&e), yaml_message(&e)))
+        }
+        Format::Toml => {
+            let de = toml::Deserializer::parse(text).map_err(|e| toml_error(file, &e, text))?;
+            serde_path_to_error::deserialize::<_, Document>(de).map_err(|e| {
+                let path = path_text(e.path());
+                let inner = e.into_inner();
+                let lc = inner.span().map(|s| line_column(text, s.start));
+                syntax(path, lc, redact_unexpected(inner.message()))
+            })
+        }
+        Format::Json => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let result = doc::with_any_scalars(|| serde_path_to_error::deserialize::<_, Document>(&mut de));
+            let doc = result.map_err(|e| {
+                let path = path_text(e.path());
+                let inner = e.into_inner();
+                let lc = (inner.line() > 0).then(|| (inner.line(), inner.column()));
+                syntax(path, lc, json_message(&inner))
+            })?;
+            de.end()
+                .map_err(|e| syntax(String::new(), Some((e.line(), e.column())), json_message(&e)))?;
+            Ok(doc)
+        }
+    }
+}
+
+fn path_text(path: &serde_path_to_error::Path) -> String {
+    let text = path.to_string();
+    // `?` stands for a segment serde could not name (a map key being read).
+    let text = text.trim_end_matches(".?");
+    if text == "." || text == "?" {
+        String::new()
+    } else {
+        text.to_owned()
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn yaml_location(e: &serde_saphyr::Error) -> Option<(usize, usize)> {
+    e.location()
+        .filter(|l| l.line() > 0)
+        .map(|l| (l.line() as usize, l.column() as usize))
+}
+
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    // The location is reported separately.
+    redact_unexpected(match text.split_once(" at line ") {
+        Some((head, _)) => head,
+        None => &text,
+    })
+}
+
+fn json_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    redact_unexpected(match text.split_once(" at line ") {
+        Some((head, _)) => head,
+        None => &text,
+    })
+}
+
+/// Serde's "invalid type: string \"...\", expected ..." repeats the text it
+/// found, which may be a secret written in the wrong place: drop it.
+fn redact_unexpected(message: &str) -> String {
+    for kind in ["invalid type: ", "invalid value: "] {
+        for what in ["string", "integer", "floating point", "boolean", "character"] {
+            if let Some(rest) = message.strip_prefix(kind)
+                && let Some(found) = rest.strip_prefix(what)
+                && found.starts_with(' ')
+                && let Some(i) = rest.rfind(", expected")
+            {
+                return format!("{kind}{what} (not repeated here){}", &rest[i..]);
+            }
+        }
+    }
+    message.to_owned()
+}
+
+fn toml_error(file: &str, e: &toml::de::Error, text: &str) -> ManifestError {
+    ManifestError::Invalid {
+        file: file.to_owned(),
+        problems: vec![ManifestProblem {
+            location: Location {
+                path: String::new(),
+                line_column: e.span().map(|s| line_column(text, s.start)),
+            },
+            rule: Rule::Syntax {
+                message: redact_unexpected(e.message()),
+            },
+        }],
+    }
+}
+
+/// A parameter value as the manifest gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ValueSpec {
+    /// A plain value.
+    Plain(String),
+    /// A reference to a secret.
+    Secret(SecretRef),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DeclaredValue {
+    pub(crate) layer: Layer,
+    pub(crate) path: String,
+    pub(crate) value: ValueSpec,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DeclaredParam {
+    pub(crate) name: ParamName,
+    pub(crate) secret: bool,
+    pub(crate) description: String,
+    pub(crate) requirement: Requirement,
+    pub(crate) tenancy: Tenancy,
+    pub(crate) values: Vec<DeclaredValue>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DeclaredConnection {
+    pub(crate) path: String,
+    pub(crate) scope: Scope,
+    pub(crate) name: ConnectionName,
+    pub(crate) description: String,
+    pub(crate) target: Target,
+    pub(crate) auth: AuthScheme,
+    pub(crate) params: Vec<DeclaredParam>,
+}
+
+/// How a manifest refers to a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum RefSpec {
+    /// By name, rule 2 deciding at resolution.
+    Name(ConnectionName),
+    /// The connection of that name in that scope.
+    Pinned(Scope, ConnectionName),
+    /// A Connection ID of the registry applied to.
+    Id(ConnectionId),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DeclaredUse {
+    pub(crate) path: String,
+    pub(crate) reference: RefSpec,
+    pub(crate) env: Option<Vec<EnvMap>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DeclaredMappings {
+    pub(crate) path: String,
+    pub(crate) integration: IntegrationId,
+    pub(crate) uses: Vec<DeclaredUse>,
+}
+
+/// A loaded and validated manifest: one project's declared connections and
+/// mappings. Secret references are not resolved yet ([`Manifest::plan`] does).
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    file: String,
+    base_dir: Option<PathBuf>,
+    document: Document,
+    project: ProjectId,
+    pub(crate) connections: Vec<DeclaredConnection>,
+    pub(crate) integrations: Vec<DeclaredMappings>,
+}
+
+impl Manifest {
+    /// Reads, parses and validates a manifest file; the format comes from the
+    /// extension. `file:` secret references are relative to the file's folder.
+    pub fn load(path: impl AsRef<Path>) -> Result<Manifest, ManifestError> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let format =
+            Format::from_path(path).ok_or_else(|| ManifestError::UnknownFormat { file: file.clone() })?;
+        let read = |source| ManifestError::Read {
+            file: file.clone(),
+            source,
+        };
+        let len = std::fs::metadata(path).map_err(read)?.len();
+        if len > MAX_MANIFEST_LEN as u64 {
+            return Err(ManifestError::Invalid {
+                file: file.clone(),
+                problems: vec![ManifestProblem::at(
+                    "",
+                    Rule::Syntax {
+                        message: format!("the manifest is {len} bytes, at most {MAX_MANIFEST_LEN} allowed"),
+                    },
+                )],
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read)?;
+        let base = path.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        });
+        Ok(Manifest::parse(&text, format, &file)?.with_base_dir(base))
+    }
+
+    /// Parses and validates manifest text; `file` names it in messages.
+    pub fn parse(text: &str, format: Format, file: &str) -> Result<Manifest, ManifestError> {
+        let document = parse_document(text, format, file)?;
+        Manifest::from_document(document, file)
+    }
+
+    /// Validates a document: identifiers, secret references, references
+    /// between mappings and connections, and the model's rules for each
+    /// connection. Every problem is reported.
+    pub fn from_document(document: Document, file: &str) -> Result<Manifest, ManifestError> {
+        let mut v = Validator::default();
+        let manifest = v.document(&document);
+        match manifest {
+            Some((project, connections, integrations)) if v.problems.is_empty() => Ok(Manifest {
+                file: file.to_owned(),
+                base_dir: None,
+                document,
+                project,
+                connections,
+                integrations,
+            }),
+            _ => Err(ManifestError::Invalid {
+                file: file.to_owned(),
+                problems: v.problems,
+            }),
+        }
+    }
+
+    /// Sets the folder `file:` references are relative to.
+    pub fn with_base_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.base_dir = dir;
+        self
+    }
+
+    /// The file name used in messages.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The project.
+    pub fn project(&self) -> &ProjectId {
+        &self.project
+    }
+
+    /// The document as loaded.
+    pub fn document(&self) -> &Document {
+        &self.document
+    }
+
+    /// Where `file:` references are resolved from.
+    pub fn base_dir(&self) -> Option<&Path> {
+        self.base_dir.as_deref()
+    }
+
+    fn source_context(&self) -> SourceContext {
+        SourceContext {
+            base_dir: self.base_dir.clone(),
+        }
+    }
+
+    fn invalid(&self, problems: Vec<ManifestProblem>) -> ManifestError {
+        ManifestError::Invalid {
+            file: self.file.clone(),
+            problems,
+        }
+    }
+}
+
+type Validated = (ProjectId, Vec<DeclaredConnection>, Vec<DeclaredMappings>);
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<ManifestProblem>,
+}
+
+impl Validator {
+    fn push(&mut self, path: impl Into<String>, rule: Rule) {
+        self.problems.push(ManifestProblem::at(path, rule));
+    }
+
+    fn ident<T>(&mut self, path: &str, parsed: Result<T, ParseError>) -> Option<T> {
+        parsed.map_err(|e| self.push(path, Rule::Ident(e))).ok()
+    }
+
+    fn document(&mut self, doc: &Document) -> Option<Validated> {
+        if let Some(v) = &doc.version
+            && v.as_str() != VERSION
+        {
+            self.push(
+                "version",
+                Rule::Version {
+                    found: error::shorten(v.as_str()),
+                },
+            );
+        }
+        let project = self.ident("project", doc.project.parse::<ProjectId>());
+        let mut connections = Vec::with_capacity(doc.connections.len());
+        let mut seen: HashMap<(Scope, ConnectionName), String> = HashMap::new();
+        for (i, c) in doc.connections.iter().enumerate() {
+            let path = format!("connections[{i}]");
+            if let Some(decl) = self.connection(&path, c, project.as_ref()) {
+                let key = (decl.scope.clone(), decl.name.clone());
+                if let Some(first) = seen.get(&key) {
+                    self.push(
+                        format!("{path}.name"),
+                        Rule::DuplicateConnection {
+                            name: decl.name.clone(),
+                            scope: decl.scope.clone(),
+                            first: first.clone(),
+                        },
+                    );
+                } else {
+                    seen.insert(key, path);
+                    connections.push(decl);
+                }
+            }
+        }
+        let mut integrations = Vec::with_capacity(doc.integrations.len());
+        for (key, integ) in doc.integrations.iter() {
+            let path = format!("integrations.{key}");
+            let Some(integration) = self.ident(&path, key.parse::<IntegrationId>()) else {
+                continue;
+            };
+            let mut uses = Vec::with_capacity(integ.connections.len());
+            for (j, u) in integ.connections.iter().enumerate() {
+                let upath = format!("{path}.connections[{j}]");
+                if let Some(u) = self.use_(&upath, u, &integration, &connections) {
+                    uses.push(u);
+                }
+            }
+            integrations.push(DeclaredMappings {
+                path,
+                integration,
+                uses,
+            });
+        }
+        Some((project?, connections, integrations))
+    }
+
+    fn connection(
+        &mut self,
+        path: &str,
+        c: &ConnectionDoc,
+        project: Option<&ProjectId>,
+    ) -> Option<DeclaredConnection> {
+        let name = self.ident(&format!("{path}.name"), c.name.parse::<ConnectionName>());
+        let scope = match &c.integration {
+            None => Some(Scope::Project),
+            Some(i) => self
+                .ident(&format!("{path}.integration"), i.parse::<IntegrationId>())
+                .map(Scope::Integration),
+        };
+        let target = match &c.target {
+            None => Some(Target::external("")),
+            Some(TargetDoc::External(s)) => Some(Target::external(s.clone())),
+            Some(TargetDoc::Database(e)) => Some(Target::database(e.clone())),
+            Some(TargetDoc::Platform(p)) => {
+                let tp = format!("{path}.target.platform");
+                let tproject = match &p.project {
+                    Some(text) => self.ident(&format!("{tp}.project"), text.parse::<ProjectId>()),
+                    None => project.cloned(),
+                };
+                let integration = self.ident(
+                    &format!("{tp}.integration"),
+                    p.integration.parse::<IntegrationId>(),
+                );
+                match (tproject, integration) {
+                    (Some(project), Some(integration)) => Some(Target::Platform(PlatformTarget {
+                        project,
+                        integration,
+                        endpoint: p.endpoint.clone(),
+                        visibility: match p.visibility.unwrap_or(VisibilityDoc::Project) {
+                            VisibilityDoc::Project => EndpointVisibility::Project,
+                            VisibilityDoc::Organization => EndpointVisibility::Organization,
+                            VisibilityDoc::Public => EndpointVisibility::Public,
+                        },
+                    })),
+                    _ => None,
+                }
+            }
+        };
+        let auth = match (c.auth, c.client) {
+            (AuthDoc::Oauth2, client) => AuthScheme::OAuth2(match client.unwrap_or(ClientDoc::Shared) {
+                ClientDoc::Shared => OAuthClient::Shared,
+                ClientDoc::Dedicated => OAuthClient::Dedicated,
+                ClientDoc::Supplied => OAuthClient::Supplied,
+            }),
+            (other, client) => {
+                if client.is_some() {
+                    self.push(
+                        format!("{path}.client"),
+                        Rule::Misplaced("`client` only applies to `auth: oauth2`"),
+                    );
+                }
+                match other {
+                    AuthDoc::None => AuthScheme::None,
+                    AuthDoc::ApiKey => AuthScheme::ApiKey,
+                    AuthDoc::Basic => AuthScheme::Basic,
+                    AuthDoc::Custom | AuthDoc::Oauth2 => AuthScheme::Custom,
+                }
+            }
+        };
+        let mut params = Vec::with_capacity(c.parameters.len());
+        for (key, p) in c.parameters.iter() {
+            let ppath = format!("{path}.parameters.{key}");
+            let pname = self.ident(&ppath, key.parse::<ParamName>());
+            let values = self.values(&ppath, p);
+            if let Some(name) = pname {
+                params.push(DeclaredParam {
+                    name,
+                    secret: p.secret,
+                    description: p.description.clone(),
+                    requirement: if p.optional {
+                        Requirement::Optional
+                    } else {
+                        Requirement::Required
+                    },
+                    tenancy: match p.per_customer {
+                        None => Tenancy::Global,
+                        Some(EnteredByDoc::Organization) => Tenancy::PerCustomer(EnteredBy::Organization),
+                        Some(EnteredByDoc::Customer) => Tenancy::PerCustomer(EnteredBy::Customer),
+                    },
+                    values,
+                });
+            }
+        }
+        let decl = DeclaredConnection {
+            path: path.to_owned(),
+            scope: scope?,
+            name: name?,
+            description: c.description.clone(),
+            target: target?,
+            auth,
+            params,
+        };
+        // The model's own rules (auth and target needs, per-customer values,
+        // lengths), checked on the spec with placeholder secrets.
+        if let Some(project) = project
+            && let Err(e) = decl.spec(project, |_| None)
+        {
+            for problem in e.problems {
+                let at = spec_problem_path(path, &problem);
+                self.push(at, Rule::Spec(problem));
+            }
+        }
+        Some(decl)
+    }
+
+    fn values(&mut self, ppath: &str, p: &ParamDoc) -> Vec<DeclaredValue> {
+        let mut out = Vec::new();
+        let mut add = |this: &mut Self, layer: Layer, path: String, text: &Text| {
+            let value = if p.secret {
+                match SecretRef::parse(text.as_str()) {
+                    Ok(r) => ValueSpec::Secret(r),
+                    Err(_) => {
+                        this.push(path, Rule::LiteralSecret);
+                        return;
+                    }
+                }
+            } else {
+                ValueSpec::Plain(text.0.clone())
+            };
+            out.push(DeclaredValue { layer, path, value });
+        };
+        if let Some(t) = &p.default {
+            add(self, Layer::Default, format!("{ppath}.default"), t);
+        }
+        for (env, t) in p.environments.iter() {
+            let path = format!("{ppath}.environments.{env}");
+            if let Some(e) = self.ident(&path, env.parse::<Environment>()) {
+                add(self, Layer::Environment(e), path, t);
+            }
+        }
+        for (customer, c) in p.customers.iter() {
+            let cpath = format!("{ppath}.customers.{customer}");
+            let Some(cust) = self.ident(&cpath, customer.parse::<CustomerId>()) else {
+                continue;
+            };
+            match c {
+                CustomerDoc::Value(t) => add(self, Layer::Customer(cust), cpath, t),
+                CustomerDoc::Layers(l) => {
+                    if let Some(t) = &l.default {
+                        add(self, Layer::Customer(cust.clone()), format!("{cpath}.default"), t);
+                    }
+                    for (env, t) in l.environments.iter() {
+                        let path = format!("{cpath}.environments.{env}");
+                        if let Some(e) = self.ident(&path, env.parse::<Environment>()) {
+                            add(self, Layer::CustomerEnvironment(cust.clone(), e), path, t);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn use_(
+        &mut self,
+        path: &str,
+        u: &UseDoc,
+        integration: &IntegrationId,
+        connections: &[DeclaredConnection],
+    ) -> Option<DeclaredUse> {
+        let pinned = u.scope.map(|s| match s {
+            ScopeDoc::Project => Scope::Project,
+            ScopeDoc::Integration => Scope::Integration(integration.clone()),
+        });
+        let reference = match (&u.connection, &u.connection_config) {
+            (Some(_), Some(_)) | (None, None) => {
+                self.push(
+                    path,
+                    Rule::Misplaced(
+                        "give exactly one of `connection` (a name) and `connectionConfig` (an ID)",
+                    ),
+                );
+                None
+            }
+            (Some(name), None) => self
+                .ident(&format!("{path}.connection"), name.parse::<ConnectionName>())
+                .map(|n| match &pinned {
+                    Some(scope) => RefSpec::Pinned(scope.clone(), n),
+                    None => RefSpec::Name(n),
+                }),
+            (None, Some(text)) => {
+                let at = format!("{path}.connectionConfig");
+                match text.parse::<ConnectionId>() {
+                    Ok(id) => {
+                        if pinned.is_some() {
+                            self.push(
+                                format!("{path}.scope"),
+                                Rule::Misplaced(
+                                    "`scope` pins a name; a Connection ID already names one connection",
+                                ),
+                            );
+                        }
+                        Some(RefSpec::Id(id))
+                    }
+                    Err(_) => self
+                        .ident(&at, text.parse::<ConnectionName>())
+                        .map(|n| match &pinned {
+                            Some(scope) => RefSpec::Pinned(scope.clone(), n),
+                            None => RefSpec::Name(n),
+                        }),
+                }
+            }
+        };
+        // Which declared connection a name reference means (rule 2 within the
+        // manifest, which declares the whole project).
+        let target = match &reference {
+            Some(RefSpec::Name(n)) => {
+                let own = Scope::Integration(integration.clone());
+                let found = find_declared(connections, &own, n)
+                    .or_else(|| find_declared(connections, &Scope::Project, n));
+                if found.is_none() {
+                    self.push(
+                        format!("{path}.{}", ref_field(u)),
+                        Rule::UnknownConnection {
+                            integration: integration.clone(),
+                            name: n.clone(),
+                            scope: None,
+                        },
+                    );
+                }
+                found
+            }
+            Some(RefSpec::Pinned(scope, n)) => {
+                let found = find_declared(connections, scope, n);
+                if found.is_none() {
+                    self.push(
+                        format!("{path}.{}", ref_field(u)),
+                        Rule::UnknownConnection {
+                            integration: integration.clone(),
+                            name: n.clone(),
+                            scope: Some(scope.clone()),
+                        },
+                    );
+                }
+                found
+            }
+            Some(RefSpec::Id(_)) | None => None,
+        };
+        let env = u.env.as_ref().map(|entries| {
+            let mut out = Vec::with_capacity(entries.len());
+            for (k, e) in entries.iter().enumerate() {
+                let epath = format!("{path}.env[{k}]");
+                let from = self.ident(&format!("{epath}.from"), e.from.parse::<ParamName>());
+                let to = self.ident(&format!("{epath}.to"), e.to.parse::<EnvVarName>());
+                if let (Some(from), Some(c)) = (&from, target)
+                    && !declares(c, from)
+                {
+                    self.push(
+                        format!("{epath}.from"),
+                        Rule::UnknownParam {
+                            connection: c.name.clone(),
+                            param: from.clone(),
+                        },
+                    );
+                }
+                if let (Some(from), Some(to)) = (from, to) {
+                    out.push(EnvMap { from, to });
+                }
+            }
+            out
+        });
+        Some(DeclaredUse {
+            path: path.to_owned(),
+            reference: reference?,
+            env,
+        })
+    }
+}
+
+fn ref_field(u: &UseDoc) -> &'static str {
+    if u.connection.is_some() {
+        "connection"
+    } else {
+        "connectionConfig"
+    }
+}
+
+pub(crate) fn find_declared<'a>(
+    connections: &'a [DeclaredConnection],
+    scope: &Scope,
+    name: &ConnectionName,
+) -> Option<&'a DeclaredConnection> {
+    connections.iter().find(|c| &c.scope == scope && &c.name == name)
+}
+
+/// Whether a mapping may take `param` from `c` (a declared parameter, or one
+/// the managed OAuth application supplies).
+fn declares(c: &DeclaredConnection, param: &ParamName) -> bool {
+    c.params.iter().any(|p| &p.name == param)
+        || (c.auth.managed_oauth().is_some() && APP_PARAMS.contains(&param.as_str()))
+}
+
+fn spec_problem_path(path: &str, problem: &SpecProblem) -> String {
+    match problem {
+        SpecProblem::GlobalValueOnPerCustomer { param, .. }
+        | SpecProblem::AppSuppliedParam { param }
+        | SpecProblem::MustBeSecret { param }
+        | SpecProblem::DuplicateParam { param } => format!("{path}.parameters.{param}"),
+        _ => path.to_owned(),
+    }
+}
+
+impl DeclaredConnection {
+    /// The spec, with secret values from `secret` (`None`: left empty, for
+    /// checks that do not need them).
+    pub(crate) fn spec(
+        &self,
+        project: &ProjectId,
+        mut secret: impl FnMut(&DeclaredValue) -> Option<crate::model::SecretValue>,
+    ) -> Result<ConnectionSpec, crate::model::SpecError> {
+        let builder = match &self.scope {
+            Scope::Project => ConnectionSpec::project(project, &self.name),
+            Scope::Integration(i) => ConnectionSpec::integration(project, i, &self.name),
+        };
+        let mut builder = builder
+            .describe(self.description.clone())
+            .target(self.target.clone())
+            .auth(self.auth);
+        for p in &self.params {
+            let mut pb = if p.secret {
+                Param::secret(&p.name)
+            } else {
+                Param::plain(&p.name)
+            }
+            .describe(p.description.clone());
+            if p.requirement == Requirement::Optional {
+                pb = pb.optional();
+            }
+            if let Tenancy::PerCustomer(by) = p.tenancy {
+                pb = pb.per_customer(by);
+            }
+            for v in &p.values {
+                let text = match &v.value {
+                    ValueSpec::Plain(s) => s.clone(),
+                    ValueSpec::Secret(_) => secret(v).map(|s| s.expose().to_owned()).unwrap_or_default(),
+                };
+                pb = pb.value(v.layer.clone(), text);
+            }
+            builder = builder.param(pb);
+        }
+        builder.build()
+    }
+}

@@ -1,0 +1,742 @@
+//! Plan (what would change) and apply (one atomic write).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use super::error::shorten;
+use super::{
+    ApplyError, DeclaredConnection, DeclaredMappings, Manifest, ManifestProblem, RefSpec, Rule,
+    SecretSources, ValueSpec, find_declared,
+};
+use crate::catalog::ProjectSnapshot;
+use crate::model::{
+    Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionSpec, ConnectionUse, EnvMap,
+    EnvMapping, IntegrationId, Layer, Mappings, ParamValues, ProjectId, Record, Revision, Scope, Version,
+};
+use crate::oauth::app_owner_for;
+use crate::registry::{DeleteMode, Registry, WriteReport};
+use crate::resolve::{check_mappings, find_connection};
+
+/// What a plan does with one connection or one integration's mappings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Action {
+    /// Not in the registry yet.
+    Create,
+    /// In the registry, different.
+    Update,
+    /// In the registry, not in the manifest.
+    Delete,
+    /// Already as declared.
+    Unchanged,
+}
+
+impl Action {
+    fn sign(self) -> char {
+        match self {
+            Action::Create => '+',
+            Action::Update => '~',
+            Action::Delete => '-',
+            Action::Unchanged => '=',
+        }
+    }
+}
+
+/// The plan for one connection, by its stable key (scope, name).
+#[derive(Debug, Clone)]
+pub struct ConnectionChange {
+    /// What happens.
+    pub action: Action,
+    /// The scope.
+    pub scope: Scope,
+    /// The name.
+    pub name: ConnectionName,
+    /// The connection's ID in the registry, unless it is created.
+    pub id: Option<ConnectionId>,
+    /// What differs, field by field (for [`Action::Update`]); secret values
+    /// are never shown, only that they changed.
+    pub changes: Vec<String>,
+    version: Option<Version>,
+    spec: Option<ConnectionSpec>,
+}
+
+/// How a mapping names its connection, independent of Connection IDs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum UseKey {
+    /// By name (rule 2 decides at resolution).
+    Name(ConnectionName),
+    /// Exactly the connection with this stable key.
+    Conn(Scope, ConnectionName),
+    /// An ID the registry no longer has (after a forced delete).
+    Dangling(ConnectionId),
+}
+
+impl fmt::Display for UseKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UseKey::Name(n) => write!(f, "connection {n}"),
+            UseKey::Conn(s, n) => write!(f, "connection {n} at {s}"),
+            UseKey::Dangling(id) => write!(f, "missing connection {id}"),
+        }
+    }
+}
+
+type Uses = Vec<(UseKey, EnvMapping)>;
+
+/// The plan for one integration's mappings.
+#[derive(Debug, Clone)]
+pub struct MappingsChange {
+    /// What happens.
+    pub action: Action,
+    /// The integration.
+    pub integration: IntegrationId,
+    /// What differs.
+    pub changes: Vec<String>,
+    version: Option<Version>,
+    uses: Option<Uses>,
+}
+
+/// How many of each action a plan has (connections and mappings together).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Summary {
+    /// To create.
+    pub create: usize,
+    /// To update.
+    pub update: usize,
+    /// To delete.
+    pub delete: usize,
+    /// Unchanged.
+    pub unchanged: usize,
+}
+
+/// The difference between a manifest and a registry's project, ready to apply.
+///
+/// `Display` prints it for a person (`+` create, `~` update, `-` delete, `=`
+/// unchanged); no secret value is ever shown.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    project: ProjectId,
+    revision: Revision,
+    connections: Vec<ConnectionChange>,
+    mappings: Vec<MappingsChange>,
+}
+
+/// What [`Plan::apply`] did.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Applied {
+    /// The registry's report of the write (revision, rebindings, OAuth
+    /// applications provisioned and released).
+    pub report: WriteReport,
+    /// The connections created, with the IDs the registry gave them.
+    pub created: Vec<(Scope, ConnectionName, ConnectionId)>,
+    /// How many of each action.
+    pub summary: Summary,
+}
+
+impl Manifest {
+    /// Compares the manifest with `registry`'s project: resolves the secret
+    /// references through `sources`, matches connections by (scope, name),
+    /// and checks the mappings against the host's policy (reserved names,
+    /// variables produced twice). Every problem is reported at once.
+    pub fn plan(&self, registry: &Registry, sources: &SecretSources) -> Result<Plan, super::ManifestError> {
+        let snapshot = registry
+            .snapshot(&self.project)
+            .unwrap_or_else(|| Arc::new(ProjectSnapshot::empty(self.project.clone())));
+        let mut problems = Vec::new();
+        let context = self.source_context();
+
+        let mut connections = Vec::new();
+        // The project as the manifest wants it (secrets left out), for
+        // checking mappings against the host's policy before anything is
+        // written.
+        let mut desired = ProjectSnapshot::empty(self.project.clone());
+        for decl in &self.connections {
+            let existing = snapshot.by_name(decl.scope.integration(), &decl.name);
+            if let Ok(placeholder) = decl.spec(&self.project, |_| None) {
+                let id = existing.map_or_else(ConnectionId::random, |c| c.value.id());
+                let owner = app_owner_for(&placeholder, id);
+                let record = Record::Connection(Arc::new(Connection::new(id, placeholder, owner)));
+                desired.put(Version(1), &record);
+            }
+            let spec = self.desired_spec(
+                decl,
+                existing.map(|c| &*c.value),
+                sources,
+                &context,
+                &mut problems,
+            );
+            let Some(spec) = spec else { continue };
+            let (action, changes) = match existing {
+                None => (Action::Create, Vec::new()),
+                Some(c) => {
+                    let changes = diff_specs(c.value.spec(), &spec);
+                    let action = if changes.is_empty() {
+                        Action::Unchanged
+                    } else {
+                        Action::Update
+                    };
+                    (action, changes)
+                }
+            };
+            connections.push(ConnectionChange {
+                action,
+                scope: decl.scope.clone(),
+                name: decl.name.clone(),
+                id: existing.map(|c| c.value.id()),
+                changes,
+                version: existing.map(|c| c.version),
+                spec: Some(spec),
+            });
+        }
+        let mut gone: Vec<_> = snapshot
+            .connections()
+            .filter(|c| find_declared(&self.connections, c.value.scope(), c.value.name()).is_none())
+            .collect();
+        gone.sort_by(|a, b| (a.value.scope(), a.value.name()).cmp(&(b.value.scope(), b.value.name())));
+        for c in gone {
+            connections.push(ConnectionChange {
+                action: Action::Delete,
+                scope: c.value.scope().clone(),
+                name: c.value.name().clone(),
+                id: Some(c.value.id()),
+                changes: Vec::new(),
+                version: Some(c.version),
+                spec: None,
+            });
+        }
+
+        let mut mappings = Vec::new();
+        for decl in &self.integrations {
+            let Some(uses) = self.desired_uses(decl, &snapshot, &mut problems) else {
+                continue;
+            };
+            if let Some(m) = to_mappings(&self.project, &decl.integration, &uses, |scope, name| {
+                desired.by_name(scope.integration(), name).map(|c| c.value.id())
+            }) {
+                for problem in check_mappings(&desired, registry.catalog().policy(), &m) {
+                    problems.push(ManifestProblem::at(&decl.path, Rule::Mapping(problem)));
+                }
+            }
+            let existing = snapshot.mappings(&decl.integration);
+            let (action, changes) = match existing {
+                None => (Action::Create, Vec::new()),
+                Some(m) => {
+                    let before = existing_uses(&snapshot, m.value.uses());
+                    let changes = diff_uses(&before, &uses);
+                    let action = if changes.is_empty() {
+                        Action::Unchanged
+                    } else {
+                        Action::Update
+                    };
+                    (action, changes)
+                }
+            };
+            mappings.push(MappingsChange {
+                action,
+                integration: decl.integration.clone(),
+                changes,
+                version: existing.map(|m| m.version),
+                uses: Some(uses),
+            });
+        }
+        let declared: HashSet<&IntegrationId> = self.integrations.iter().map(|m| &m.integration).collect();
+        let mut gone: Vec<_> = snapshot
+            .all_mappings()
+            .filter(|m| !declared.contains(m.value.integration()))
+            .collect();
+        gone.sort_by(|a, b| a.value.integration().cmp(b.value.integration()));
+        for m in gone {
+            mappings.push(MappingsChange {
+                action: Action::Delete,
+                integration: m.value.integration().clone(),
+                changes: Vec::new(),
+                version: Some(m.version),
+                uses: None,
+            });
+        }
+
+        if !problems.is_empty() {
+            return Err(self.invalid(problems));
+        }
+        Ok(Plan {
+            project: self.project.clone(),
+            revision: snapshot.revision(),
+            connections,
+            mappings,
+        })
+    }
+
+    /// The spec a declaration asks for, with its secrets fetched.
+    fn desired_spec(
+        &self,
+        decl: &DeclaredConnection,
+        existing: Option<&Connection>,
+        sources: &SecretSources,
+        context: &super::SourceContext,
+        problems: &mut Vec<ManifestProblem>,
+    ) -> Option<ConnectionSpec> {
+        let before = problems.len();
+        let spec = decl.spec(&self.project, |v| {
+            let ValueSpec::Secret(reference) = &v.value else {
+                return None;
+            };
+            let param = decl
+                .params
+                .iter()
+                .find(|p| p.values.iter().any(|x| x.path == v.path))?;
+            if reference.is_keep() {
+                let kept = existing
+                    .and_then(|c| c.spec().param(param.name.as_str()))
+                    .and_then(|p| match p.values() {
+                        ParamValues::Secret(layers) => layers.get_any(&v.layer).cloned(),
+                        ParamValues::Plain(_) => None,
+                    });
+                if kept.is_none() {
+                    problems.push(ManifestProblem::at(
+                        &v.path,
+                        Rule::NothingToKeep {
+                            connection: decl.name.clone(),
+                            param: param.name.clone(),
+                            layer: v.layer.to_string(),
+                        },
+                    ));
+                }
+                return kept;
+            }
+            if !sources.knows(reference.scheme()) {
+                problems.push(ManifestProblem::at(
+                    &v.path,
+                    Rule::UnknownScheme {
+                        known: sources.schemes(),
+                    },
+                ));
+                return None;
+            }
+            match sources.fetch(reference, context) {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    problems.push(ManifestProblem::at(
+                        &v.path,
+                        Rule::SecretUnavailable {
+                            reference: reference.to_string(),
+                            reason: e.0,
+                        },
+                    ));
+                    None
+                }
+            }
+        });
+        match spec {
+            Ok(spec) if problems.len() == before => Some(spec),
+            Ok(_) => None,
+            Err(e) => {
+                for p in e.problems {
+                    problems.push(ManifestProblem::at(&decl.path, Rule::Spec(p)));
+                }
+                None
+            }
+        }
+    }
+
+    /// An integration's uses as stable keys; `connectionConfig` IDs are
+    /// looked up in the registry.
+    fn desired_uses(
+        &self,
+        decl: &DeclaredMappings,
+        snapshot: &ProjectSnapshot,
+        problems: &mut Vec<ManifestProblem>,
+    ) -> Option<Uses> {
+        let before = problems.len();
+        let mut out = Vec::with_capacity(decl.uses.len());
+        for u in &decl.uses {
+            let key = match &u.reference {
+                RefSpec::Name(n) => UseKey::Name(n.clone()),
+                RefSpec::Pinned(s, n) => UseKey::Conn(s.clone(), n.clone()),
+                RefSpec::Id(id) => {
+                    let at = format!("{}.connectionConfig", u.path);
+                    let Some(c) = find_connection(snapshot, &decl.integration, &ConnectionRef::Id(*id))
+                    else {
+                        problems.push(ManifestProblem::at(
+                            at,
+                            Rule::UnknownConnectionId {
+                                id: *id,
+                                project: self.project.clone(),
+                                integration: decl.integration.clone(),
+                            },
+                        ));
+                        continue;
+                    };
+                    let (scope, name) = (c.value.scope().clone(), c.value.name().clone());
+                    let Some(declared) = find_declared(&self.connections, &scope, &name) else {
+                        problems.push(ManifestProblem::at(
+                            at,
+                            Rule::UndeclaredConnectionId { id: *id, name, scope },
+                        ));
+                        continue;
+                    };
+                    // The check loading could not do without the registry.
+                    for (k, e) in u.env.iter().flatten().enumerate() {
+                        if !super::declares(declared, &e.from) {
+                            problems.push(ManifestProblem::at(
+                                format!("{}.env[{k}].from", u.path),
+                                Rule::UnknownParam {
+                                    connection: name.clone(),
+                                    param: e.from.clone(),
+                                },
+                            ));
+                        }
+                    }
+                    UseKey::Conn(scope, name)
+                }
+            };
+            let env = match &u.env {
+                None => EnvMapping::Defaults,
+                Some(entries) => EnvMapping::Explicit(entries.clone()),
+            };
+            out.push((key, env));
+        }
+        (problems.len() == before).then_some(out)
+    }
+}
+
+fn existing_uses(snapshot: &ProjectSnapshot, uses: &[ConnectionUse]) -> Uses {
+    uses.iter()
+        .map(|u| {
+            let key = match &u.reference {
+                ConnectionRef::Name(n) => UseKey::Name(n.clone()),
+                ConnectionRef::Id(id) => match snapshot.connection(*id) {
+                    Some(c) => UseKey::Conn(c.value.scope().clone(), c.value.name().clone()),
+                    None => UseKey::Dangling(*id),
+                },
+            };
+            (key, u.env.clone())
+        })
+        .collect()
+}
+
+/// Mappings from stable keys, with `id_of` giving each pinned connection's ID.
+fn to_mappings(
+    project: &ProjectId,
+    integration: &IntegrationId,
+    uses: &Uses,
+    mut id_of: impl FnMut(&Scope, &ConnectionName) -> Option<ConnectionId>,
+) -> Option<Mappings> {
+    let mut out = Vec::with_capacity(uses.len());
+    for (key, env) in uses {
+        let reference = match key {
+            UseKey::Name(n) => ConnectionRef::Name(n.clone()),
+            UseKey::Conn(s, n) => ConnectionRef::Id(id_of(s, n)?),
+            UseKey::Dangling(id) => ConnectionRef::Id(*id),
+        };
+        out.push(ConnectionUse {
+            reference,
+            env: env.clone(),
+        });
+    }
+    Some(Mappings::new(project.clone(), integration.clone(), out))
+}
+
+fn diff_uses(before: &Uses, after: &Uses) -> Vec<String> {
+    if before == after {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (key, env) in after {
+        match before.iter().find(|(k, _)| k == key) {
+            None => out.push(format!("uses {key}")),
+            Some((_, old)) if old != env => out.push(format!("{key}: {}", describe_env_change(old, env))),
+            Some(_) => {}
+        }
+    }
+    for (key, _) in before {
+        if !after.iter().any(|(k, _)| k == key) {
+            out.push(format!("no longer uses {key}"));
+        }
+    }
+    if out.is_empty() {
+        out.push("order of connections changed".into());
+    }
+    out
+}
+
+fn describe_env_change(old: &EnvMapping, new: &EnvMapping) -> String {
+    let show = |m: &EnvMapping| match m {
+        EnvMapping::Defaults => "default variable names".to_string(),
+        EnvMapping::Explicit(entries) => {
+            let items: Vec<String> = entries
+                .iter()
+                .map(|EnvMap { from, to }| format!("{from}→{to}"))
+                .collect();
+            format!("[{}]", items.join(", "))
+        }
+    };
+    format!("{} → {}", show(old), show(new))
+}
+
+/// What differs between two specs of one connection; secret values are
+/// compared without being shown.
+fn diff_specs(old: &ConnectionSpec, new: &ConnectionSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.description() != new.description() {
+        out.push("description changed".into());
+    }
+    if old.target() != new.target() {
+        if old.target().to_string() == new.target().to_string() {
+            out.push(format!("target {}: endpoint or visibility changed", new.target()));
+        } else {
+            out.push(format!("target: {} → {}", old.target(), new.target()));
+        }
+    }
+    if old.auth() != new.auth() {
+        out.push(format!("auth: {} → {}", old.auth(), new.auth()));
+    }
+    for p in new.params() {
+        let Some(q) = old.param(p.name().as_str()) else {
+            out.push(format!("parameter {} added", p.name()));
+            continue;
+        };
+        let name = p.name();
+        if q.kind() != p.kind() {
+            out.push(format!("parameter {name}: {:?} → {:?}", q.kind(), p.kind()).to_lowercase());
+        }
+        if q.description() != p.description() {
+            out.push(format!("parameter {name}: description changed"));
+        }
+        if q.requirement() != p.requirement() {
+            out.push(
+                format!("parameter {name}: {:?} → {:?}", q.requirement(), p.requirement()).to_lowercase(),
+            );
+        }
+        if q.tenancy() != p.tenancy() {
+            out.push(format!("parameter {name}: tenancy changed"));
+        }
+        match (q.values(), p.values()) {
+            (ParamValues::Plain(a), ParamValues::Plain(b)) => {
+                for (layer, value) in b.iter() {
+                    match a.get(layer) {
+                        None => out.push(format!("parameter {name}: {layer} added")),
+                        Some(old) if old != value => out.push(format!(
+                            "parameter {name}: {layer} changed ({:?} → {:?})",
+                            shorten(old),
+                            shorten(value)
+                        )),
+                        Some(_) => {}
+                    }
+                }
+                removed_layers(&mut out, name, a.layers(), |l| b.get(l).is_some());
+            }
+            (ParamValues::Secret(a), ParamValues::Secret(b)) => {
+                for layer in b.layers() {
+                    match (a.get_any(layer), b.get_any(layer)) {
+                        (None, _) => out.push(format!("parameter {name}: secret {layer} added")),
+                        (Some(x), Some(y)) if !x.same_as(y) => {
+                            out.push(format!("parameter {name}: secret {layer} changed"))
+                        }
+                        _ => {}
+                    }
+                }
+                removed_layers(&mut out, name, a.layers(), |l| b.get_any(l).is_some());
+            }
+            // A kind change is reported above; its values differ by nature.
+            _ => {}
+        }
+    }
+    for q in old.params() {
+        if new.param(q.name().as_str()).is_none() {
+            out.push(format!("parameter {} removed", q.name()));
+        }
+    }
+    // Parameter order is presentation (TOML tables, like JSON objects, are
+    // unordered): a manifest that only reorders parameters changes nothing.
+    out
+}
+
+fn removed_layers<'a>(
+    out: &mut Vec<String>,
+    name: &crate::model::ParamName,
+    old: impl Iterator<Item = &'a Layer>,
+    still: impl Fn(&Layer) -> bool,
+) {
+    for layer in old {
+        if !still(layer) {
+            out.push(format!("parameter {name}: {layer} removed"));
+        }
+    }
+}
+
+impl Plan {
+    /// The project.
+    pub fn project(&self) -> &ProjectId {
+        &self.project
+    }
+
+    /// The revision of the project the plan was made against.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// Per connection, manifest order first, then deletions.
+    pub fn connections(&self) -> &[ConnectionChange] {
+        &self.connections
+    }
+
+    /// Per integration's mappings, manifest order first, then deletions.
+    pub fn mappings(&self) -> &[MappingsChange] {
+        &self.mappings
+    }
+
+    /// How many of each action.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        let actions = self
+            .connections
+            .iter()
+            .map(|c| c.action)
+            .chain(self.mappings.iter().map(|m| m.action));
+        for a in actions {
+            match a {
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Delete => s.delete += 1,
+                Action::Unchanged => s.unchanged += 1,
+            }
+        }
+        s
+    }
+
+    /// Whether applying would change nothing.
+    pub fn is_empty(&self) -> bool {
+        let s = self.summary();
+        s.create + s.update + s.delete == 0
+    }
+
+    /// Applies the plan as one atomic [`Registry::write`]: creates and
+    /// updates connections, sets and deletes mappings, then deletes
+    /// connections, each naming the version the plan read. If the registry
+    /// changed since the plan, nothing is written and the error is retryable
+    /// (plan again). An empty plan writes nothing.
+    pub fn apply(&self, registry: &Registry) -> Result<Applied, ApplyError> {
+        let fail = |source| ApplyError::Registry {
+            project: self.project.clone(),
+            source,
+        };
+        let current = registry
+            .snapshot(&self.project)
+            .map_or(Revision(0), |s| s.revision());
+        if current != self.revision {
+            return Err(ApplyError::Stale {
+                project: self.project.clone(),
+                planned: self.revision,
+                current,
+            });
+        }
+        if self.is_empty() {
+            return Ok(Applied {
+                report: WriteReport {
+                    revision: registry.catalog().revision(),
+                    ..WriteReport::default()
+                },
+                created: Vec::new(),
+                summary: self.summary(),
+            });
+        }
+        let (created, report) = registry
+            .write(|tx| {
+                let mut ids: HashMap<(Scope, ConnectionName), ConnectionId> = self
+                    .connections
+                    .iter()
+                    .filter(|c| c.action != Action::Delete)
+                    .filter_map(|c| Some(((c.scope.clone(), c.name.clone()), c.id?)))
+                    .collect();
+                let mut created = Vec::new();
+                for c in &self.connections {
+                    match (c.action, &c.spec, c.id, c.version) {
+                        (Action::Create, Some(spec), _, _) => {
+                            let id = tx.create_connection(spec.clone())?;
+                            ids.insert((c.scope.clone(), c.name.clone()), id);
+                            created.push((c.scope.clone(), c.name.clone(), id));
+                        }
+                        (Action::Update, Some(spec), Some(id), Some(version)) => {
+                            tx.update_connection(id, version, spec.clone())?;
+                        }
+                        _ => {}
+                    }
+                }
+                for m in &self.mappings {
+                    match (m.action, &m.uses) {
+                        (Action::Create | Action::Update, Some(uses)) => {
+                            let mappings = to_mappings(&self.project, &m.integration, uses, |s, n| {
+                                ids.get(&(s.clone(), n.clone())).copied()
+                            });
+                            // Every pinned key was checked by the plan.
+                            if let Some(mappings) = mappings {
+                                tx.set_mappings(mappings, m.version)?;
+                            }
+                        }
+                        (Action::Delete, _) => {
+                            if let Some(version) = m.version {
+                                tx.delete_mappings(&self.project, &m.integration, version)?;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                for c in &self.connections {
+                    if let (Action::Delete, Some(id), Some(version)) = (c.action, c.id, c.version) {
+                        tx.delete_connection(&self.project, id, version, DeleteMode::Refuse)?;
+                    }
+                }
+                Ok(created)
+            })
+            .map_err(fail)?;
+        Ok(Applied {
+            report,
+            created,
+            summary: self.summary(),
+        })
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} to create, {} to update, {} to delete, {} unchanged",
+            self.create, self.update, self.delete, self.unchanged
+        )
+    }
+}
+
+impl fmt::Display for Plan {
+    /// One line per connection and per integration's mappings, with what
+    /// changes indented below; no secret value is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "plan for project {} ({}): {}",
+            self.project,
+            self.revision,
+            self.summary()
+        )?;
+        for c in &self.connections {
+            write!(f, "{} connection {} ({})", c.action.sign(), c.name, c.scope)?;
+            if let Some(id) = c.id {
+                write!(f, " {id}")?;
+            }
+            writeln!(f)?;
+            for change in &c.changes {
+                writeln!(f, "    {change}")?;
+            }
+        }
+        for m in &self.mappings {
+            writeln!(f, "{} mappings of integration {}", m.action.sign(), m.integration)?;
+            for change in &m.changes {
+                writeln!(f, "    {change}")?;
+            }
+        }
+        Ok(())
+    }
+}

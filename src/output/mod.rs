@@ -1,0 +1,37 @@
+//! Outputs hosts deploy with: `.env` text, a serializable report of a
+//! resolution (for JSON and tables), and, with the `kubernetes` feature, a
+//! container's `env` list with its Secret and ConfigMap.
+//!
+//! Every function here that writes a secret value says so in its name or
+//! documentation; the report redacts secrets unless asked not to.
+
+mod dotenv;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
+mod report;
+
+pub use dotenv::{dotenv_quote, to_dotenv};
+pub use report::{EnvReport, ReportVar, Secrets};
+
+use crate::model::EnvVarName;
+
+/// Why a resolved environment cannot be written out. Names the variable,
+/// never its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// The value contains a NUL byte, which no process environment can hold.
+    #[error("variable {variable} contains a NUL byte, which an environment cannot hold")]
+    NulByte {
+        /// The variable.
+        variable: EnvVarName,
+    },
+    /// A Kubernetes object name is not a valid DNS subdomain name.
+    #[error(
+        "invalid kubernetes object name {name:?}: at most 253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+    )]
+    ObjectName {
+        /// The name given.
+        name: String,
+    },
+}

@@ -1,0 +1,479 @@
+//! Plan and apply: differences by stable key (project, scope, name), one
+//! atomic write, idempotent; Choreo `connectionConfig` IDs; export that
+//! round-trips without ever writing a secret.
+#![cfg(feature = "manifest")]
+
+use connective::manifest::{
+    Action, ApplyError, ExportOptions, Format, Manifest, ManifestError, Rule, SecretRef, SecretSource,
+    SecretSources, SourceContext, SourceError, export,
+};
+use connective::model::SecretValue;
+use connective::prelude::*;
+
+const SAMPLE: &str = "examples/manifests/acme.yaml";
+const SAMPLE_SECRETS: [&str; 8] = [
+    "tw-dev-8f3a",
+    "tw-live-91c2",
+    "pg-w4reh0use",
+    "sf-globex-7d1",
+    "sf-initech-2b9",
+    "sf-initech-sandbox-55e",
+    "s3cr3t-crm",
+    "pr0d-crm",
+];
+
+fn sample() -> Manifest {
+    Manifest::load(SAMPLE).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn apply(m: &Manifest, registry: &Registry) {
+    let plan = m
+        .plan(registry, &SecretSources::standard())
+        .unwrap_or_else(|e| panic!("{e}"));
+    plan.apply(registry).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn resolve(
+    registry: &Registry,
+    integration: &str,
+    env: &str,
+    customer: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut req = ResolveRequest::parse("acme", integration, env).unwrap();
+    if let Some(c) = customer {
+        req = req.for_customer(c).unwrap();
+    }
+    let env = registry.resolve(&req).unwrap_or_else(|e| panic!("{e}"));
+    env.iter()
+        .map(|v| (v.name.to_string(), v.value.expose().to_owned()))
+        .collect()
+}
+
+/// A source standing in for a host's vault.
+struct Vault;
+impl SecretSource for Vault {
+    fn fetch(&self, r: &SecretRef, _: &SourceContext) -> Result<SecretValue, SourceError> {
+        match r.rest() {
+            "kv/api" => Ok(SecretValue::new("vault-value-1")),
+            other => Err(SourceError(format!("no secret at {other}"))),
+        }
+    }
+}
+
+fn small(value_ref: &str, url: &str) -> Manifest {
+    Manifest::parse(
+        &format!(
+            "project: acme\nconnections:\n  - name: api\n    auth: api-key\n    parameters:\n      URL: {{default: '{url}'}}\n      Key: {{secret: true, default: '{value_ref}'}}\nintegrations:\n  orders:\n    connections:\n      - connection: api\n        env: [{{from: URL, to: API_URL}}, {{from: Key, to: API_KEY}}]\n"
+        ),
+        Format::Yaml,
+        "small.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn applying_the_sample_creates_everything_and_applying_again_changes_nothing() {
+    let registry = Registry::in_memory();
+    let m = sample();
+    let plan = m.plan(&registry, &SecretSources::standard()).unwrap();
+    let s = plan.summary();
+    assert_eq!(
+        (s.create, s.update, s.delete, s.unchanged),
+        (7, 0, 0, 0),
+        "{plan}"
+    );
+    let applied = plan.apply(&registry).unwrap();
+    assert_eq!(applied.created.len(), 5);
+    assert_eq!(
+        applied.report.provisioned.len(),
+        1,
+        "the project's shared OAuth application"
+    );
+    let revision = registry.catalog().revision();
+
+    let again = m.plan(&registry, &SecretSources::standard()).unwrap();
+    assert!(again.is_empty(), "{again}");
+    assert_eq!(again.summary().unchanged, 7);
+    let applied = again.apply(&registry).unwrap();
+    assert_eq!(applied.report.revision, revision);
+    assert_eq!(registry.catalog().revision(), revision, "nothing was written");
+
+    let orders = resolve(&registry, "orders", "production", None);
+    let get = |name: &str| orders.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert_eq!(get("SMS_API_KEY"), Some("tw-live-91c2"));
+    assert_eq!(get("DB_HOST"), Some("db-prod.internal"));
+    assert_eq!(get("DB_PORT"), Some("5432"));
+    assert_eq!(get("LEGACY_CRM_PASSWORD"), Some("pr0d-crm"));
+    assert_eq!(get("LEGACY_CRM_TIMEOUT"), None, "optional without a value");
+    assert_eq!(get("INVENTORY_CLIENT_SECRET").map(str::len), Some(48));
+    let test = resolve(&registry, "crm-sync", "test", Some("initech"));
+    assert_eq!(
+        test[1],
+        ("SALESFORCE_TOKEN".into(), "sf-initech-sandbox-55e".into())
+    );
+}
+
+#[test]
+fn the_same_manifest_gives_the_same_result_on_two_registries() {
+    let (a, b) = (Registry::in_memory(), Registry::in_memory());
+    let m = sample();
+    apply(&m, &a);
+    apply(&m, &b);
+    let id = |r: &Registry| {
+        r.visible_connections(&"acme".parse().unwrap(), &"orders".parse().unwrap())[0]
+            .connection
+            .value
+            .id()
+    };
+    assert_ne!(id(&a), id(&b), "Connection IDs are local to a registry");
+    for (integration, customer) in [("orders", None), ("crm-sync", Some("globex"))] {
+        for env in ["development", "production"] {
+            let (x, y) = (
+                resolve(&a, integration, env, customer),
+                resolve(&b, integration, env, customer),
+            );
+            // OAuth credentials are each registry's own; everything else is equal.
+            let strip = |v: Vec<(String, String)>| {
+                v.into_iter()
+                    .filter(|(n, _)| !n.contains("CLIENT"))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(strip(x), strip(y), "{integration} {env}");
+        }
+    }
+}
+
+#[test]
+fn a_changed_value_plans_an_update_that_shows_plain_values_but_never_secrets() {
+    let registry = Registry::in_memory();
+    unsafe { std::env::set_var("APPLY_TEST_KEY_A", "first-secret-value") };
+    unsafe { std::env::set_var("APPLY_TEST_KEY_B", "second-secret-value") };
+    apply(&small("env:APPLY_TEST_KEY_A", "https://one"), &registry);
+    let plan = small("env:APPLY_TEST_KEY_B", "https://two")
+        .plan(&registry, &SecretSources::standard())
+        .unwrap();
+    let c = &plan.connections()[0];
+    assert_eq!(c.action, Action::Update);
+    assert_eq!(
+        c.changes,
+        [
+            "parameter URL: default value changed (\"https://one\" → \"https://two\")",
+            "parameter Key: secret default value changed",
+        ]
+    );
+    assert_eq!(plan.mappings()[0].action, Action::Unchanged);
+    let shown = format!("{plan} {plan:?}");
+    assert!(
+        !shown.contains("first-secret-value") && !shown.contains("second-secret-value"),
+        "{shown}"
+    );
+    let id = c.id.unwrap();
+    plan.apply(&registry).unwrap();
+    let env = resolve(&registry, "orders", "production", None);
+    assert_eq!(env[1].1, "second-secret-value");
+    assert_eq!(
+        registry.visible_connections(&"acme".parse().unwrap(), &"orders".parse().unwrap())[0]
+            .connection
+            .value
+            .id(),
+        id,
+        "an update keeps the Connection ID"
+    );
+}
+
+#[test]
+fn what_the_manifest_no_longer_declares_is_deleted_mappings_first() {
+    let registry = Registry::in_memory();
+    apply(&sample(), &registry);
+    let m = Manifest::parse(
+        "project: acme\nconnections:\n  - name: twilio\n    auth: api-key\n    target: { external: twilio }\n    description: SMS for every integration of the project\n    parameters:\n      ServiceURL: { default: https://api.twilio.com/2010-04-01 }\n      ApiKey: { secret: true, environments: { development: keep:existing, production: keep:existing } }\n",
+        Format::Yaml,
+        "shrunk.yaml",
+    )
+    .unwrap();
+    let plan = m.plan(&registry, &SecretSources::standard()).unwrap();
+    let s = plan.summary();
+    assert_eq!(
+        (s.create, s.update, s.delete, s.unchanged),
+        (0, 0, 6, 1),
+        "{plan}"
+    );
+    let text = plan.to_string();
+    assert!(text.contains("- connection inventory (project scope)"), "{text}");
+    assert!(text.contains("- mappings of integration orders"), "{text}");
+    let applied = plan.apply(&registry).unwrap();
+    assert_eq!(
+        applied.report.released.len(),
+        1,
+        "the shared OAuth application goes with its last user"
+    );
+    let snapshot = registry.snapshot(&"acme".parse().unwrap()).unwrap();
+    assert_eq!(snapshot.connection_count(), 1);
+    assert_eq!(snapshot.all_mappings().count(), 0);
+    assert!(m.plan(&registry, &SecretSources::standard()).unwrap().is_empty());
+}
+
+#[test]
+fn connection_config_ids_are_looked_up_in_the_registry_applied_to() {
+    let registry = Registry::in_memory();
+    unsafe { std::env::set_var("APPLY_TEST_KEY_C", "c") };
+    apply(&small("env:APPLY_TEST_KEY_C", "https://x"), &registry);
+    let id = registry.visible_connections(&"acme".parse().unwrap(), &"orders".parse().unwrap())[0]
+        .connection
+        .value
+        .id();
+    let by_id = |id: &str| {
+        Manifest::parse(
+            &format!("project: acme\nconnections:\n  - name: api\n    auth: api-key\n    parameters:\n      URL: {{default: 'https://x'}}\n      Key: {{secret: true, default: 'keep:existing'}}\nintegrations:\n  orders:\n    connections:\n      - connectionConfig: {id}\n        env: [{{from: URL, to: API_URL}}, {{from: Key, to: API_KEY}}]\n"),
+            Format::Yaml,
+            "choreo.yaml",
+        )
+        .unwrap()
+    };
+    // Here the ID names `api`: the mapping now pins it (it was by name).
+    let plan = by_id(&id.to_string())
+        .plan(&registry, &SecretSources::standard())
+        .unwrap();
+    assert_eq!(plan.mappings()[0].action, Action::Update);
+    assert_eq!(
+        plan.mappings()[0].changes,
+        [
+            "uses connection api at project scope",
+            "no longer uses connection api"
+        ]
+    );
+    plan.apply(&registry).unwrap();
+    let m = registry
+        .mappings(&"acme".parse().unwrap(), &"orders".parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        m.value.uses()[0].reference,
+        connective::model::ConnectionRef::Id(id)
+    );
+    // Export writes the pinned name, which applies anywhere and changes nothing here.
+    let text = export(&registry, &"acme".parse().unwrap(), &ExportOptions::keep())
+        .unwrap()
+        .to_text(Format::Yaml)
+        .unwrap();
+    assert!(
+        text.contains("- connection: api\n      scope: project\n"),
+        "{text}"
+    );
+    assert!(!text.contains(&id.to_string()), "{text}");
+    let back = Manifest::parse(&text, Format::Yaml, "export.yaml").unwrap();
+    assert!(
+        back.plan(&registry, &SecretSources::standard())
+            .unwrap()
+            .is_empty()
+    );
+
+    // Elsewhere the ID means nothing: the error says so, with the path.
+    let err = by_id(&id.to_string())
+        .plan(&Registry::in_memory(), &SecretSources::standard())
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&format!("choreo.yaml: integrations.orders.connections[0].connectionConfig: connection id {id} is not a connection of project acme")), "{text}");
+    assert!(text.contains("refer to the connection by name"), "{text}");
+}
+
+#[test]
+fn export_round_trips_in_every_format_and_never_writes_a_secret() {
+    let registry = Registry::in_memory();
+    apply(&sample(), &registry);
+    let project: ProjectId = "acme".parse().unwrap();
+    let doc = export(&registry, &project, &ExportOptions::keep()).unwrap();
+    for format in [Format::Yaml, Format::Toml, Format::Json] {
+        let text = doc.to_text(format).unwrap();
+        for secret in SAMPLE_SECRETS {
+            assert!(!text.contains(secret), "{format:?} export holds {secret}");
+        }
+        assert!(text.contains("keep:existing"), "{text}");
+        let back = Manifest::parse(&text, format, "export").unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        assert_eq!(back.document(), &doc, "{format:?}");
+        let plan = back.plan(&registry, &SecretSources::standard()).unwrap();
+        assert!(plan.is_empty(), "{format:?}: {plan}");
+    }
+    // Applied to an empty registry, `keep:existing` has nothing to keep.
+    let back = Manifest::from_document(doc, "export.yaml").unwrap();
+    let err = back
+        .plan(&Registry::in_memory(), &SecretSources::standard())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("connections[1].parameters.AccessToken.customers.globex: keep:existing keeps the registry's current secret value, but the registry has none for salesforce.AccessToken (customer globex override)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn export_with_references_moves_a_project_to_another_registry() {
+    let source = Registry::in_memory();
+    apply(&sample(), &source);
+    let project: ProjectId = "acme".parse().unwrap();
+    let doc = export(&source, &project, &ExportOptions::env_references("MOVE")).unwrap();
+    let text = doc.to_text(Format::Yaml).unwrap();
+    assert!(
+        text.contains("production: env:MOVE_ORDERS_LEGACY_CRM_PASSWORD_PRODUCTION"),
+        "{text}"
+    );
+    // The operator supplies the values under those names.
+    for (name, value) in [
+        ("MOVE_TWILIO_APIKEY_DEVELOPMENT", "tw-dev-8f3a"),
+        ("MOVE_TWILIO_APIKEY_PRODUCTION", "tw-live-91c2"),
+        ("MOVE_WAREHOUSE_PASSWORD", "pg-w4reh0use"),
+        ("MOVE_SALESFORCE_ACCESSTOKEN_GLOBEX", "sf-globex-7d1"),
+        ("MOVE_SALESFORCE_ACCESSTOKEN_INITECH", "sf-initech-2b9"),
+        (
+            "MOVE_SALESFORCE_ACCESSTOKEN_INITECH_TEST",
+            "sf-initech-sandbox-55e",
+        ),
+        ("MOVE_ORDERS_LEGACY_CRM_PASSWORD", "s3cr3t-crm"),
+        ("MOVE_ORDERS_LEGACY_CRM_PASSWORD_PRODUCTION", "pr0d-crm"),
+    ] {
+        unsafe { std::env::set_var(name, value) };
+    }
+    let target = Registry::in_memory();
+    apply(
+        &Manifest::parse(&text, Format::Yaml, "moved.yaml").unwrap(),
+        &target,
+    );
+    for env in ["development", "production"] {
+        let strip = |v: Vec<(String, String)>| {
+            v.into_iter()
+                .filter(|(n, _)| !n.contains("CLIENT"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            strip(resolve(&source, "orders", env, None)),
+            strip(resolve(&target, "orders", env, None))
+        );
+    }
+    // The sample manifest itself now plans nothing against the moved project.
+    assert!(
+        sample()
+            .plan(&target, &SecretSources::standard())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn secret_sources_resolve_references_and_report_failures_without_values() {
+    let registry = Registry::in_memory();
+    let vault = SecretSources::standard().register("vault", Vault).unwrap();
+    let plan = small("vault:kv/api", "https://x")
+        .plan(&registry, &vault)
+        .unwrap();
+    plan.apply(&registry).unwrap();
+    assert_eq!(
+        resolve(&registry, "orders", "production", None)[1].1,
+        "vault-value-1"
+    );
+
+    let err: ManifestError = small("vault:kv/api", "https://x")
+        .plan(&registry, &SecretSources::standard())
+        .unwrap_err();
+    assert!(
+        matches!(err.problems()[0].rule, Rule::UnknownScheme { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "small.yaml: connections[0].parameters.Key.default: the secret reference does not start with a registered \
+         scheme (env:, file:, keep:); the value is not repeated here"
+    );
+    let err = small("vault:kv/other", "https://x")
+        .plan(&registry, &vault)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "small.yaml: connections[0].parameters.Key.default: secret reference vault:kv/other cannot be read: no secret at kv/other"
+    );
+    let err = small("env:APPLY_TEST_SURELY_UNSET", "https://x")
+        .plan(&registry, &vault)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("environment variable APPLY_TEST_SURELY_UNSET is not set"),
+        "{err}"
+    );
+    let err = small("file:no/such/file", "https://x")
+        .plan(&registry, &vault)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("secret reference file:no/such/file cannot be read: cannot read no/such/file"),
+        "{err}"
+    );
+    assert!(SecretSources::standard().register("keep", Vault).is_err());
+    assert!(SecretSources::standard().register("Vault", Vault).is_err());
+}
+
+#[test]
+fn mappings_are_checked_against_the_host_policy_at_plan_time() {
+    let registry = Registry::builder()
+        .prefix("CHOREO".parse().unwrap())
+        .build()
+        .unwrap();
+    let m = Manifest::parse(
+        "project: acme\nconnections:\n  - name: a\n    parameters:\n      URL: {default: u}\n  - name: b\n    parameters:\n      URL: {default: v}\nintegrations:\n  orders:\n    connections:\n      - connection: a\n        env: [{from: URL, to: PATH}, {from: URL, to: SAME}]\n      - connection: b\n        env: [{from: URL, to: SAME}]\n",
+        Format::Yaml,
+        "policy.yaml",
+    )
+    .unwrap();
+    let err = m.plan(&registry, &SecretSources::standard()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("policy.yaml: integrations.orders: variable PATH (from a.URL) is reserved"),
+        "{text}"
+    );
+    assert!(
+        text.contains("policy.yaml: integrations.orders: variable SAME is produced by both a.URL and b.URL"),
+        "{text}"
+    );
+    assert_eq!(registry.catalog().revision().0, 0, "nothing was written");
+}
+
+#[test]
+fn a_plan_made_before_another_write_is_refused() {
+    let registry = Registry::in_memory();
+    unsafe { std::env::set_var("APPLY_TEST_KEY_D", "d") };
+    let m = small("env:APPLY_TEST_KEY_D", "https://x");
+    let plan = m.plan(&registry, &SecretSources::standard()).unwrap();
+    apply(&small("env:APPLY_TEST_KEY_D", "https://y"), &registry);
+    let err = plan.apply(&registry).unwrap_err();
+    assert!(matches!(err, ApplyError::Stale { .. }), "{err}");
+    assert!(err.is_retryable());
+    assert!(
+        err.to_string()
+            .starts_with("project acme changed since the plan was made"),
+        "{err}"
+    );
+    assert_eq!(resolve(&registry, "orders", "production", None)[0].1, "https://y");
+}
+
+#[test]
+fn an_integration_scope_connection_and_a_pinned_reference() {
+    let registry = Registry::in_memory();
+    let m = Manifest::parse(
+        "project: acme\nconnections:\n  - name: crm\n    parameters: {URL: {default: project-crm}}\n  - name: crm\n    integration: orders\n    parameters: {URL: {default: own-crm}}\nintegrations:\n  orders:\n    connections:\n      - connection: crm\n        env: [{from: URL, to: NEAREST}]\n      - connection: crm\n        scope: project\n        env: [{from: URL, to: SHARED}]\n",
+        Format::Yaml,
+        "pin.yaml",
+    )
+    .unwrap();
+    apply(&m, &registry);
+    let env = resolve(&registry, "orders", "production", None);
+    assert_eq!(
+        env,
+        [
+            ("NEAREST".into(), "own-crm".into()),
+            ("SHARED".into(), "project-crm".into())
+        ]
+    );
+    let doc = export(&registry, &"acme".parse().unwrap(), &ExportOptions::keep()).unwrap();
+    let back = Manifest::from_document(doc, "x").unwrap();
+    assert!(
+        back.plan(&registry, &SecretSources::standard())
+            .unwrap()
+            .is_empty()
+    );
+}
