@@ -265,7 +265,7 @@ pub enum ApplyError {
         project: crate::model::ProjectId,
         /// Why.
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// The project changed since the plan was made: plan again.
     #[error(

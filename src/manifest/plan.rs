@@ -621,7 +621,7 @@ impl Plan {
     pub fn apply(&self, registry: &Registry) -> Result<Applied, ApplyError> {
         let fail = |source| ApplyError::Registry {
             project: self.project.clone(),
-            source,
+            source: Box::new(source),
         };
         let current = registry
             .snapshot(&self.project)
