@@ -283,6 +283,15 @@ impl Registry {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError>,
     ) -> Result<(R, WriteReport), RegistryError> {
+        #[cfg(feature = "tracing")]
+        let span = tracing::debug_span!(
+            "connective.write",
+            backend = self.store.backend(),
+            writes = tracing::field::Empty,
+            revision = tracing::field::Empty
+        );
+        #[cfg(feature = "tracing")]
+        let _entered = span.enter();
         let _guard = self.lock();
         // Validate against the freshest state we can get cheaply; if the store
         // is unreachable the commit below will say so.
@@ -313,6 +322,16 @@ impl Registry {
                 return Err(e.into());
             }
         };
+        #[cfg(feature = "tracing")]
+        {
+            // Record keys are identifiers (project, connection ID, integration,
+            // application owner); values never reach a span.
+            span.record("writes", batch.writes.len());
+            span.record("revision", committed.revision.0);
+            for w in &batch.writes {
+                tracing::debug!(key = %w.key, "committed");
+            }
+        }
         tx.after_commit();
         let contiguous = committed.revision.0 == self.catalog.revision().0 + 1;
         let (snapshots, mut report) = tx.into_snapshots(&committed.versions, committed.revision);

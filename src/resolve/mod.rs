@@ -371,6 +371,20 @@ fn walk<'s, V>(
 
 /// Resolves `request` against one project snapshot (rules 1–4 and 7), reporting
 /// every problem at once.
+#[cfg_attr(
+    feature = "tracing",
+    tracing::instrument(
+        level = "debug",
+        name = "connective.resolve",
+        skip_all,
+        fields(
+            project = %request.project,
+            integration = %request.integration,
+            environment = %request.environment,
+            customer = request.customer.as_ref().map(|c| c.as_str()),
+        )
+    )
+)]
 pub fn resolve_snapshot(
     snapshot: &ProjectSnapshot,
     policy: &ResolvePolicy,

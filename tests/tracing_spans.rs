@@ -1,0 +1,87 @@
+//! With the `tracing` feature, resolution and registry writes open spans that
+//! carry identifiers and never a value.
+#![cfg(feature = "tracing")]
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use connective::fixture::Fixture;
+use connective::model::Param;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+
+/// Writes every span name, field and event into one log.
+#[derive(Clone, Default)]
+struct Capture(
+    Arc<Mutex<Vec<String>>>,
+    Arc<Mutex<Vec<&'static Metadata<'static>>>>,
+);
+
+struct Fields<'a>(&'a mut String);
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        self.0.push_str(&format!(" {}={:?}", field.name(), value));
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let mut line = format!("span {}", span.metadata().name());
+        span.record(&mut Fields(&mut line));
+        let mut log = self.0.lock().unwrap();
+        log.push(line);
+        let mut metas = self.1.lock().unwrap();
+        metas.push(span.metadata());
+        Id::from_u64(metas.len() as u64)
+    }
+    fn record(&self, span: &Id, values: &Record<'_>) {
+        let mut line = format!("record {}", span.into_u64());
+        values.record(&mut Fields(&mut line));
+        self.0.lock().unwrap().push(line);
+    }
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut line = String::from("event");
+        event.record(&mut Fields(&mut line));
+        self.0.lock().unwrap().push(line);
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+#[test]
+fn resolve_and_write_spans_name_identifiers_never_values() {
+    let capture = Capture::default();
+    let log = capture.0.clone();
+    tracing::subscriber::with_default(capture, || {
+        let fx = Fixture::project("acme")
+            .connection("twilio", |c| {
+                c.param(Param::plain("ServiceURL").default("https://plain.example"))
+                    .param(Param::secret("ApiKey").default("sk_live_traced_secret"))
+            })
+            .mappings("orders", |m| {
+                m.by_name("twilio", [("ServiceURL", "SMS_URL"), ("ApiKey", "SMS_KEY")])
+            })
+            .build()
+            .unwrap();
+        fx.resolve_for("orders", "production", "globex").unwrap();
+    });
+    let log = log.lock().unwrap().join("\n");
+    assert!(log.contains("span connective.write backend=\"memory\""), "{log}");
+    assert!(log.contains("record 1 writes=3\nrecord 1 revision=1"), "{log}");
+    assert!(
+        log.contains("event message=committed key=connection twilio (project scope) of project acme"),
+        "{log}"
+    );
+    assert!(
+        log.contains("span connective.resolve project=acme integration=orders environment=production customer=\"globex\""),
+        "{log}"
+    );
+    for value in ["sk_live_traced_secret", "https://plain.example"] {
+        assert!(!log.contains(value), "a value reached tracing:\n{log}");
+    }
+}
