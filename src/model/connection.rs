@@ -806,6 +806,22 @@ pub struct SpecError {
     pub problems: Vec<SpecProblem>,
 }
 
+/// The identifier, or `None` after recording why `field` is not one.
+pub(crate) fn ident_or_problem<T>(
+    parsed: Result<T, ParseError>,
+    field: impl Into<String>,
+    problems: &mut Vec<SpecProblem>,
+) -> Option<T> {
+    parsed
+        .map_err(|error| {
+            problems.push(SpecProblem::Ident {
+                field: field.into(),
+                error,
+            })
+        })
+        .ok()
+}
+
 pub(crate) fn join<T: fmt::Display>(items: &[T]) -> String {
     let mut out = String::new();
     for (i, item) in items.iter().enumerate() {
@@ -1045,33 +1061,9 @@ impl ConnectionBuilder {
             ) => shorten(input),
             Err(_) => String::new(),
         };
-        let project = self
-            .project
-            .map_err(|error| {
-                problems.push(SpecProblem::Ident {
-                    field: "project".into(),
-                    error,
-                })
-            })
-            .ok();
-        let scope = self
-            .scope
-            .map_err(|error| {
-                problems.push(SpecProblem::Ident {
-                    field: "scope.integration".into(),
-                    error,
-                })
-            })
-            .ok();
-        let name = self
-            .name
-            .map_err(|error| {
-                problems.push(SpecProblem::Ident {
-                    field: "name".into(),
-                    error,
-                })
-            })
-            .ok();
+        let project = ident_or_problem(self.project, "project", &mut problems);
+        let scope = ident_or_problem(self.scope, "scope.integration", &mut problems);
+        let name = ident_or_problem(self.name, "name", &mut problems);
         if self.description.len() > MAX_DESCRIPTION_LEN {
             problems.push(SpecProblem::TooLong {
                 field: "description".into(),

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::connection::{IntoIdent, SpecProblem, join};
+use super::connection::{IntoIdent, SpecProblem, ident_or_problem, join};
 use super::ident::{
     ConnectionId, ConnectionName, EnvVarName, IntegrationId, ParamName, ParseError, ProjectId,
 };
@@ -190,24 +190,8 @@ impl MappingsBuilder {
     /// resolver.)
     pub fn build(self) -> Result<Mappings, MappingsError> {
         let mut problems = Vec::new();
-        let project = self
-            .project
-            .map_err(|error| {
-                problems.push(SpecProblem::Ident {
-                    field: "project".into(),
-                    error,
-                })
-            })
-            .ok();
-        let integration = self
-            .integration
-            .map_err(|error| {
-                problems.push(SpecProblem::Ident {
-                    field: "integration".into(),
-                    error,
-                })
-            })
-            .ok();
+        let project = ident_or_problem(self.project, "project", &mut problems);
+        let integration = ident_or_problem(self.integration, "integration", &mut problems);
         if self.uses.len() > MAX_USES {
             problems.push(SpecProblem::TooLong {
                 field: "connections".into(),
@@ -217,14 +201,7 @@ impl MappingsBuilder {
         }
         let mut uses = Vec::with_capacity(self.uses.len());
         for (i, (reference, entries)) in self.uses.into_iter().enumerate() {
-            let reference = reference
-                .map_err(|error| {
-                    problems.push(SpecProblem::Ident {
-                        field: format!("connections[{i}].reference"),
-                        error,
-                    })
-                })
-                .ok();
+            let reference = ident_or_problem(reference, format!("connections[{i}].reference"), &mut problems);
             let env = match entries {
                 None => Some(EnvMapping::Defaults),
                 Some(entries) => {

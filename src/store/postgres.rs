@@ -8,7 +8,9 @@ use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
 
-use super::seal::rows::{decode_key, decode_record, encode_key, encode_record};
+use super::seal::rows::{
+    decode_changes, decode_key, decode_record, encode_key, encode_record, in_feed, to_u64,
+};
 use super::seal::{KeyRing, Resealed};
 use super::{Batch, Change, Committed, Expect, Op, Snapshot, Store, StoreError};
 use crate::model::{Record, RecordKey, Revision, Version};
@@ -162,14 +164,6 @@ fn retryable(e: &postgres::Error) -> bool {
 fn to_i64(n: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(n).map_err(|_| StoreError::InvalidBatch {
         reason: format!("{what} {n} is out of range"),
-    })
-}
-
-fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(n).map_err(|_| StoreError::Unreadable {
-        backend: BACKEND,
-        what: what.to_string(),
-        message: format!("negative value {n}"),
     })
 }
 
@@ -577,21 +571,6 @@ fn describe(config: &Config) -> String {
     format!("{host}:{port}/{db}")
 }
 
-fn in_feed(e: StoreError, revision: i64) -> StoreError {
-    match e {
-        StoreError::Unreadable {
-            backend,
-            what,
-            message,
-        } => StoreError::Unreadable {
-            backend,
-            what: format!("{what} in the change feed at r{revision}"),
-            message,
-        },
-        other => other,
-    }
-}
-
 fn migrate(client: &mut Client, shown: &str) -> Result<(), StoreError> {
     let mut attempt = 0;
     loop {
@@ -661,8 +640,8 @@ fn try_migrate(client: &mut Client, shown: &str) -> Result<(), Failure> {
 fn head_of(row: &postgres::Row) -> Result<(Revision, Revision), StoreError> {
     let (revision, floor): (i64, i64) = (col(row, 0)?, col(row, 1)?);
     Ok((
-        Revision(to_u64(revision, "the head revision")?),
-        Revision(to_u64(floor, "the feed floor")?),
+        Revision(to_u64(BACKEND, revision, "the head revision")?),
+        Revision(to_u64(BACKEND, floor, "the feed floor")?),
     ))
 }
 
@@ -700,7 +679,7 @@ impl Store for PostgresStore {
         for (key_text, version, body) in rows {
             let key = decode_key(BACKEND, &key_text)?;
             let record = decode_record(BACKEND, &self.ring, &key, &body)?;
-            records.push((Version(to_u64(version, "a version")?), record));
+            records.push((Version(to_u64(BACKEND, version, "a version")?), record));
         }
         Ok(Snapshot { revision, records })
     }
@@ -793,23 +772,7 @@ impl Store for PostgresStore {
             }
             Ok(out)
         })?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (rev, key_text, version, body) in rows {
-            let key = decode_key(BACKEND, &key_text)?;
-            let record: Option<Record> = match body {
-                Some(body) => {
-                    Some(decode_record(BACKEND, &self.ring, &key, &body).map_err(|e| in_feed(e, rev))?)
-                }
-                None => None,
-            };
-            out.push(Change {
-                revision: Revision(to_u64(rev, "a revision")?),
-                key,
-                version: Version(to_u64(version, "a version")?),
-                record,
-            });
-        }
-        Ok(out)
+        decode_changes(BACKEND, &self.ring, rows)
     }
 
     fn get(&self, key: &RecordKey) -> Result<Option<(Version, Record)>, StoreError> {
@@ -828,7 +791,7 @@ impl Store for PostgresStore {
             None => Ok(None),
             Some((version, body)) => {
                 let record = decode_record(BACKEND, &self.ring, key, &body)?;
-                Ok(Some((Version(to_u64(version, "a version")?), record)))
+                Ok(Some((Version(to_u64(BACKEND, version, "a version")?), record)))
             }
         }
     }
@@ -885,7 +848,7 @@ fn commit_once(
         .query_one(&conn.bump, &[])
         .ctx("cannot take the next revision")?;
     let rev: i64 = col(&row, 0)?;
-    let revision = Revision(to_u64(rev, "the head revision")?);
+    let revision = Revision(to_u64(BACKEND, rev, "the head revision")?);
     let rows = tx
         .query(&conn.read_versions, &[&keys])
         .ctx("cannot read records")?;
@@ -894,7 +857,7 @@ fn commit_once(
         let key: String = col(row, 0)?;
         let version: i64 = col(row, 1)?;
         let deleted: bool = col(row, 2)?;
-        current.insert(key, (to_u64(version, "a version")?, deleted));
+        current.insert(key, (to_u64(BACKEND, version, "a version")?, deleted));
     }
     let mut versions = Vec::with_capacity(batch.writes.len());
     for (w, (key_text, _)) in batch.writes.iter().zip(encoded) {

@@ -465,6 +465,55 @@ pub(crate) mod rows {
         })
     }
 
+    /// A stored integer (revision, version) as `u64`; a negative one means the
+    /// row is corrupt.
+    pub(crate) fn to_u64(backend: &'static str, n: i64, what: &str) -> Result<u64, StoreError> {
+        u64::try_from(n).map_err(|_| StoreError::Unreadable {
+            backend,
+            what: what.to_string(),
+            message: format!("negative value {n}"),
+        })
+    }
+
+    /// Says that an unreadable record was found in the change feed.
+    pub(crate) fn in_feed(e: StoreError, revision: i64) -> StoreError {
+        match e {
+            StoreError::Unreadable {
+                backend,
+                what,
+                message,
+            } => StoreError::Unreadable {
+                backend,
+                what: format!("{what} in the change feed at r{revision}"),
+                message,
+            },
+            other => other,
+        }
+    }
+
+    /// Decodes change-feed rows `(revision, key, version, body)`.
+    pub(crate) fn decode_changes(
+        backend: &'static str,
+        ring: &Arc<KeyRing>,
+        rows: Vec<(i64, String, i64, Option<String>)>,
+    ) -> Result<Vec<crate::store::Change>, StoreError> {
+        let mut out = Vec::with_capacity(rows.len());
+        for (rev, key_text, version, body) in rows {
+            let key = decode_key(backend, &key_text)?;
+            let record = match body {
+                Some(body) => Some(decode_record(backend, ring, &key, &body).map_err(|e| in_feed(e, rev))?),
+                None => None,
+            };
+            out.push(crate::store::Change {
+                revision: crate::model::Revision(to_u64(backend, rev, "a revision")?),
+                key,
+                version: crate::model::Version(to_u64(backend, version, "a version")?),
+                record,
+            });
+        }
+        Ok(out)
+    }
+
     /// A record from its stored text, checked to be the record of `key`.
     pub(crate) fn decode_record(
         backend: &'static str,

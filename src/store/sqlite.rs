@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::seal::rows::{decode_key, decode_record, encode_key, encode_record};
+use super::seal::rows::{
+    decode_changes, decode_key, decode_record, encode_key, encode_record, in_feed, to_u64,
+};
 use super::seal::{KeyRing, Resealed};
 use super::{Batch, Change, Committed, Expect, Op, Snapshot, Store, StoreError};
 use crate::model::{Record, RecordKey, Revision, Version};
@@ -97,14 +99,6 @@ fn unavailable(context: &str, e: rusqlite::Error) -> StoreError {
 fn to_i64(n: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(n).map_err(|_| StoreError::InvalidBatch {
         reason: format!("{what} {n} is out of range"),
-    })
-}
-
-fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(n).map_err(|_| StoreError::Unreadable {
-        backend: BACKEND,
-        what: what.to_string(),
-        message: format!("negative value {n}"),
     })
 }
 
@@ -259,21 +253,6 @@ impl SqliteStore {
     }
 }
 
-fn in_feed(e: StoreError, revision: i64) -> StoreError {
-    match e {
-        StoreError::Unreadable {
-            backend,
-            what,
-            message,
-        } => StoreError::Unreadable {
-            backend,
-            what: format!("{what} in the change feed at r{revision}"),
-            message,
-        },
-        other => other,
-    }
-}
-
 fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -332,8 +311,8 @@ fn head(conn: &Connection) -> Result<(Revision, Revision), StoreError> {
         })
         .map_err(|e| unavailable("cannot read the head revision", e))?;
     Ok((
-        Revision(to_u64(revision, "the head revision")?),
-        Revision(to_u64(floor, "the feed floor")?),
+        Revision(to_u64(BACKEND, revision, "the head revision")?),
+        Revision(to_u64(BACKEND, floor, "the feed floor")?),
     ))
 }
 
@@ -362,7 +341,7 @@ impl Store for SqliteStore {
         for (key_text, version, body) in rows {
             let key = decode_key(BACKEND, &key_text)?;
             let record = decode_record(BACKEND, &self.ring, &key, &body)?;
-            records.push((Version(to_u64(version, "a version")?), record));
+            records.push((Version(to_u64(BACKEND, version, "a version")?), record));
         }
         Ok(Snapshot { revision, records })
     }
@@ -393,8 +372,11 @@ impl Store for SqliteStore {
                     .optional()
                     .map_err(|e| unavailable(&format!("cannot read {}", w.key), e))?;
                 let (found, previous) = match row {
-                    Some((v, false)) => (Some(Version(to_u64(v, "a version")?)), to_u64(v, "a version")?),
-                    Some((v, true)) => (None, to_u64(v, "a version")?),
+                    Some((v, false)) => (
+                        Some(Version(to_u64(BACKEND, v, "a version")?)),
+                        to_u64(BACKEND, v, "a version")?,
+                    ),
+                    Some((v, true)) => (None, to_u64(BACKEND, v, "a version")?),
                     None => (None, 0),
                 };
                 let ok = match w.expect {
@@ -477,23 +459,7 @@ impl Store for SqliteStore {
         };
         drop(tx);
         drop(conn);
-        let mut out = Vec::with_capacity(rows.len());
-        for (rev, key_text, version, body) in rows {
-            let key = decode_key(BACKEND, &key_text)?;
-            let record: Option<Record> = match body {
-                Some(body) => {
-                    Some(decode_record(BACKEND, &self.ring, &key, &body).map_err(|e| in_feed(e, rev))?)
-                }
-                None => None,
-            };
-            out.push(Change {
-                revision: Revision(to_u64(rev, "a revision")?),
-                key,
-                version: Version(to_u64(version, "a version")?),
-                record,
-            });
-        }
-        Ok(out)
+        decode_changes(BACKEND, &self.ring, rows)
     }
 
     fn get(&self, key: &RecordKey) -> Result<Option<(Version, Record)>, StoreError> {
@@ -511,7 +477,7 @@ impl Store for SqliteStore {
             None => Ok(None),
             Some((version, body)) => {
                 let record = decode_record(BACKEND, &self.ring, key, &body)?;
-                Ok(Some((Version(to_u64(version, "a version")?), record)))
+                Ok(Some((Version(to_u64(BACKEND, version, "a version")?), record)))
             }
         }
     }
