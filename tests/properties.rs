@@ -799,7 +799,8 @@ fn gen_op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The reference: the records that exist, with their versions.
+/// The reference: every connection created, with its version (for a deleted
+/// one, its tombstone's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RefConn {
     id: ConnectionId,
@@ -937,15 +938,24 @@ fn run_writes(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .find(|c| c.alive && c.scope == scope && c.name == name);
                 match (taken, result) {
                     (None, Ok((new_id, _))) => {
+                        // A connection is stored under its (scope, name); the
+                        // key's versions never repeat, not even after a delete.
+                        let version = reference
+                            .conns
+                            .iter()
+                            .filter(|c| c.scope == scope && c.name == name)
+                            .map(|c| c.version)
+                            .max()
+                            .map_or(1, |v| v + 1);
                         reference.conns.push(RefConn {
                             id: new_id,
                             scope,
                             name,
                             value,
-                            version: 1,
+                            version,
                             alive: true,
                         });
-                        views[client].conns.insert(new_id, 1);
+                        views[client].conns.insert(new_id, version);
                     }
                     (Some(t), Err(RegistryError::NameTaken { existing, .. })) => {
                         prop_assert_eq!(existing, t.id, "step {}", step);
@@ -1030,6 +1040,8 @@ fn run_writes(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             step
                         );
                         reference.conns[slot].alive = false;
+                        // The tombstone's version.
+                        reference.conns[slot].version += 1;
                         views[client].conns.remove(&target.id);
                     }
                     Err(RegistryError::Conflict { expected, found, .. }) => {
