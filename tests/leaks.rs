@@ -20,6 +20,7 @@ use connective::model::{
 use connective::oauth::{
     LocalProvisioner, OAuthCredentials, OAuthProvisioner, ProvisionError, ProvisionRequest,
 };
+use connective::output::{EnvReport, Secrets, to_dotenv};
 use connective::prelude::*;
 use connective::store::{Batch, Expect, MemoryStore, Store, Write};
 
@@ -282,6 +283,19 @@ fn the_secrets_are_there_for_whoever_asks_explicitly() {
         "resolution reaches every secret of the registry"
     );
 
+    // So does a report that asks for them explicitly.
+    let mut reported = BTreeSet::new();
+    for request in &requests {
+        if let Ok(env) = registry.resolve(request) {
+            for var in EnvReport::new(&env, Secrets::Expose).variables {
+                if var.secret {
+                    reported.insert(var.value.unwrap());
+                }
+            }
+        }
+    }
+    assert_eq!(reported, expected);
+
     // Explicit serialization with a codec carries them too.
     let snapshot = registry.snapshot(&"acme".parse().unwrap()).unwrap();
     let json = with_secret_codec(Arc::new(PlaintextCodec), || {
@@ -359,6 +373,18 @@ fn no_debug_display_or_error_message_contains_a_secret() {
         match registry.resolve(request) {
             Ok(env) => {
                 hay.both(&what, &env);
+                let report = EnvReport::new(&env, Secrets::Redact);
+                hay.debug(&format!("{what} report"), &report);
+                hay.text(
+                    &format!("{what} report json"),
+                    serde_json::to_string(&report).unwrap(),
+                );
+                #[cfg(feature = "kubernetes")]
+                {
+                    let options = connective::output::kubernetes::KubernetesOptions::new("orders").unwrap();
+                    let objects = connective::output::kubernetes::to_kubernetes(&env, &options).unwrap();
+                    hay.debug(&format!("{what} kubernetes objects"), &objects);
+                }
                 for var in &env {
                     hay.debug(&format!("{what} {}", var.name), var);
                     hay.both(&format!("{what} {} value", var.name), &var.value);
@@ -556,6 +582,17 @@ fn no_debug_display_or_error_message_contains_a_secret() {
     for r in &report.rebindings {
         hay.both("rebinding", r);
     }
+
+    // An output refused because a secret holds a NUL byte names the variable only.
+    let nul = Fixture::project("acme")
+        .connection("svc", |c| {
+            c.param(Param::secret("Key").default(format!("{}\0", secret("fixture"))))
+        })
+        .mappings("orders", |m| m.by_name_defaults("svc"))
+        .build()
+        .unwrap();
+    let err = to_dotenv(&nul.resolve("orders", "production").unwrap()).unwrap_err();
+    hay.both("dotenv error", &err);
 
     // The OAuth plumbing.
     let local = LocalProvisioner::default();
