@@ -7,11 +7,13 @@
 //! the whole catalog. Only the first write to a new project also rebuilds the
 //! small project directory.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
+use hashbrown::DefaultHashBuilder;
+use hashbrown::{HashMap, HashTable};
 
 use crate::model::{
     AppOwner, Connection, ConnectionId, ConnectionName, IntegrationId, Mappings, OAuthApp, ProjectId, Record,
@@ -25,10 +27,30 @@ pub struct ProjectSnapshot {
     project: ProjectId,
     revision: Revision,
     connections: HashMap<ConnectionId, Versioned<Arc<Connection>>>,
-    by_name: HashMap<(Option<IntegrationId>, ConnectionName), ConnectionId>,
+    /// The per-name index: the ID of the connection with each (scope, name),
+    /// hashed by [`name_hash`]. It holds no key of its own (a probe compares
+    /// the connection it points at), so it costs 16 bytes a connection and a
+    /// copy of the snapshot clones no identifier.
+    by_name: HashTable<ConnectionId>,
     mappings: HashMap<IntegrationId, Versioned<Arc<Mappings>>>,
     apps: HashMap<AppOwner, Versioned<Arc<OAuthApp>>>,
     references: Option<Version>,
+}
+
+/// The hash of a (scope, name) key of the per-name index (foldhash, seeded
+/// at random once per process).
+fn name_hash(integration: Option<&IntegrationId>, name: &ConnectionName) -> u64 {
+    let mut h = NAME_HASHER.build_hasher();
+    integration.map(IntegrationId::as_str).hash(&mut h);
+    name.as_str().hash(&mut h);
+    h.finish()
+}
+
+static NAME_HASHER: std::sync::LazyLock<DefaultHashBuilder> =
+    std::sync::LazyLock::new(DefaultHashBuilder::default);
+
+fn key_of(c: &Connection) -> (Option<&IntegrationId>, &ConnectionName) {
+    (c.scope().integration(), c.name())
 }
 
 impl ProjectSnapshot {
@@ -38,10 +60,64 @@ impl ProjectSnapshot {
             project,
             revision: Revision(0),
             connections: HashMap::new(),
-            by_name: HashMap::new(),
+            by_name: HashTable::new(),
             mappings: HashMap::new(),
             apps: HashMap::new(),
             references: None,
+        }
+    }
+
+    /// The ID under (`integration`, `name`) in the per-name index.
+    fn name_lookup(
+        &self,
+        integration: Option<&IntegrationId>,
+        name: &ConnectionName,
+    ) -> Option<ConnectionId> {
+        let connections = &self.connections;
+        self.by_name
+            .find(name_hash(integration, name), |id| {
+                connections
+                    .get(id)
+                    .is_some_and(|c| key_of(&c.value) == (integration, name))
+            })
+            .copied()
+    }
+
+    /// Drops `id` from the per-name index, if it is there under `c`'s key.
+    fn unindex(&mut self, c: &Connection) {
+        let id = c.id();
+        if let Ok(entry) = self
+            .by_name
+            .find_entry(name_hash(key_of(c).0, c.name()), |x| *x == id)
+        {
+            entry.remove();
+        }
+    }
+
+    /// Indexes `c` (already in `connections`) under its key, replacing
+    /// whatever was there.
+    fn index(&mut self, c: &Connection) {
+        let (integration, name) = key_of(c);
+        let connections = &self.connections;
+        let hash = name_hash(integration, name);
+        let rehash = |id: &ConnectionId| {
+            connections
+                .get(id)
+                .map_or(0, |c| name_hash(key_of(&c.value).0, c.value.name()))
+        };
+        match self.by_name.entry(
+            hash,
+            |id| {
+                connections
+                    .get(id)
+                    .is_some_and(|other| key_of(&other.value) == (integration, name))
+            },
+            rehash,
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = c.id(),
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(c.id());
+            }
         }
     }
 
@@ -68,9 +144,8 @@ impl ProjectSnapshot {
         integration: Option<&IntegrationId>,
         name: &ConnectionName,
     ) -> Option<&Versioned<Arc<Connection>>> {
-        // Look up without cloning the key's Arcs when possible.
-        let key = (integration.cloned(), name.clone());
-        self.by_name.get(&key).and_then(|id| self.connections.get(id))
+        self.name_lookup(integration, name)
+            .and_then(|id| self.connections.get(&id))
     }
 
     /// Every connection, in no particular order.
@@ -119,14 +194,9 @@ impl ProjectSnapshot {
     pub(crate) fn put(&mut self, version: Version, record: &Record) {
         match record {
             Record::Connection(c) if c.project() == &self.project => {
-                if let Some(old) = self.connections.get(&c.id()) {
-                    let old_key = (old.value.scope().integration().cloned(), old.value.name().clone());
-                    if self.by_name.get(&old_key) == Some(&c.id()) {
-                        self.by_name.remove(&old_key);
-                    }
+                if let Some(old) = self.connections.get(&c.id()).map(|o| Arc::clone(&o.value)) {
+                    self.unindex(&old);
                 }
-                self.by_name
-                    .insert((c.scope().integration().cloned(), c.name().clone()), c.id());
                 self.connections.insert(
                     c.id(),
                     Versioned {
@@ -134,6 +204,7 @@ impl ProjectSnapshot {
                         value: c.clone(),
                     },
                 );
+                self.index(c);
             }
             Record::Mappings(m) if m.project() == &self.project => {
                 self.mappings.insert(
@@ -162,8 +233,13 @@ impl ProjectSnapshot {
     pub(crate) fn remove(&mut self, key: &RecordKey) {
         match key {
             RecordKey::Connection(p, scope, name) if p == &self.project => {
-                if let Some(id) = self.by_name.remove(&(scope.integration().cloned(), name.clone())) {
-                    self.connections.remove(&id);
+                let old = self
+                    .name_lookup(scope.integration(), name)
+                    .and_then(|id| self.connections.get(&id))
+                    .map(|o| Arc::clone(&o.value));
+                if let Some(old) = old {
+                    self.unindex(&old);
+                    self.connections.remove(&old.id());
                 }
             }
             RecordKey::Mappings(p, i) if p == &self.project => {
@@ -250,6 +326,19 @@ impl Catalog {
     /// A project's current snapshot.
     pub fn project(&self, project: &ProjectId) -> Option<Arc<ProjectSnapshot>> {
         self.directory.load().get(project).map(|slot| slot.load_full())
+    }
+
+    /// Runs `f` on a project's current snapshot without taking a reference
+    /// count on it (readers resolving the same project on several threads then
+    /// share no counter).
+    pub(crate) fn with_project<R>(
+        &self,
+        project: &ProjectId,
+        f: impl FnOnce(&ProjectSnapshot) -> R,
+    ) -> Option<R> {
+        let directory = self.directory.load();
+        let snapshot = directory.get(project)?.load();
+        Some(f(&snapshot))
     }
 
     /// Every project's ID.

@@ -65,12 +65,19 @@ impl ReservedNames {
 
     /// Refuses a reserved name with [`ParseError::Reserved`].
     pub fn check(&self, name: &EnvVarName) -> Result<(), ParseError> {
-        let reason = if self.names.iter().any(|n| n == name) {
+        // Called for every resolved variable: compare lengths and first bytes
+        // before any bytes are compared in bulk.
+        let text = name.as_str();
+        let reason = if self
+            .names
+            .iter()
+            .any(|n| n.as_str().len() == text.len() && n.as_str() == text)
+        {
             "the host reserves this name".to_string()
         } else if let Some(p) = self
             .prefixes
             .iter()
-            .find(|p| name.as_str().starts_with(p.as_str()))
+            .find(|p| text.as_bytes().first() == p.as_bytes().first() && text.starts_with(p.as_str()))
         {
             format!("the host reserves names starting with {p}")
         } else {

@@ -16,10 +16,12 @@ mod explain;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use env::VarHasher;
 pub use env::{AppField, MappingKind, Provenance, ResolvedEnv, ResolvedValue, ResolvedVar, ValueSource};
 pub use error::{Problem, ResolveError};
 pub use explain::{Considered, Explanation, LayerOutcome, explain};
 use indexmap::IndexMap;
+use indexmap::map::Entry;
 
 use crate::catalog::{Catalog, ProjectSnapshot};
 use crate::model::{
@@ -126,10 +128,10 @@ impl Resolver for ProjectView {
 
 impl Resolver for Catalog {
     fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
-        match self.project(&request.project) {
-            Some(snapshot) => resolve_snapshot(&snapshot, self.policy(), request),
-            None => Ok(ResolvedEnv::empty(request.clone())),
-        }
+        self.with_project(&request.project, |snapshot| {
+            resolve_snapshot(snapshot, self.policy(), request)
+        })
+        .unwrap_or_else(|| Ok(ResolvedEnv::empty(request.clone())))
     }
 }
 
@@ -268,6 +270,24 @@ fn default_params(connection: &Connection) -> impl Iterator<Item = ParamName> + 
         .chain(app)
 }
 
+/// What [`walk`] keeps for a claimed variable: it can name the connection and
+/// parameter that claimed it, for a later entry that collides.
+trait Claimed {
+    fn origin(&self) -> (ConnectionName, ParamName);
+}
+
+impl Claimed for ResolvedVar {
+    fn origin(&self) -> (ConnectionName, ParamName) {
+        (self.provenance.connection.clone(), self.provenance.param.clone())
+    }
+}
+
+impl Claimed for (ConnectionName, ParamName) {
+    fn origin(&self) -> (ConnectionName, ParamName) {
+        self.clone()
+    }
+}
+
 /// One planned variable: which connection and parameter it comes from.
 struct Slot<'s, V> {
     connection: &'s Connection,
@@ -280,14 +300,27 @@ struct Slot<'s, V> {
 /// connection, names each variable (explicit or default), asks `value` for the
 /// parameter's value (`Ok(None)`: leave the variable out), and checks reserved
 /// names and collisions. Every problem is collected.
-fn walk<'s, V>(
+///
+/// Each variable kept is turned into a `T` by `finish` as it is claimed, so
+/// the map walked into is the one returned (no second map is built).
+fn walk<'s, V, T: Claimed>(
     snapshot: &'s ProjectSnapshot,
     policy: &ResolvePolicy,
     integration: &IntegrationId,
     uses: &[ConnectionUse],
     mut value: impl FnMut(&'s Connection, &ParamName, bool) -> Result<Option<V>, Problem>,
-) -> (IndexMap<EnvVarName, Slot<'s, V>>, Vec<Problem>) {
-    let mut vars: IndexMap<EnvVarName, Slot<'s, V>> = IndexMap::with_capacity(uses.len() * 4);
+    mut finish: impl FnMut(&EnvVarName, Slot<'s, V>) -> T,
+) -> (IndexMap<EnvVarName, T, VarHasher>, Vec<Problem>) {
+    // Room for every variable up front: growing the map moves every entry.
+    let capacity = uses
+        .iter()
+        .map(|u| match &u.env {
+            EnvMapping::Explicit(entries) => entries.len(),
+            EnvMapping::Defaults => 8,
+        })
+        .sum();
+    let mut vars: IndexMap<EnvVarName, T, VarHasher> =
+        IndexMap::with_capacity_and_hasher(capacity, VarHasher::default());
     // Variables whose value is missing still claim their name, so a second
     // entry producing it is reported too (every problem at once).
     let mut unvalued: HashMap<EnvVarName, (ConnectionName, ParamName)> = HashMap::new();
@@ -323,32 +356,41 @@ fn walk<'s, V>(
                 });
                 return;
             }
-            let first = match vars.get(&name) {
-                Some(slot) => Some((slot.connection.name().clone(), slot.param.clone())),
-                None => unvalued.get(&name).cloned(),
+            // One hash of the name: the entry either holds the first claim
+            // (a collision) or is where this one goes.
+            let slot = match vars.entry(name) {
+                Entry::Occupied(first) => {
+                    let origin = first.get().origin();
+                    (first.key().clone(), Some(origin))
+                }
+                Entry::Vacant(slot) => match unvalued.get(slot.key()) {
+                    Some(origin) => (slot.into_key(), Some(origin.clone())),
+                    None => match value {
+                        Some(value) => {
+                            let claimed = finish(
+                                slot.key(),
+                                Slot {
+                                    connection,
+                                    param: param.clone(),
+                                    kind,
+                                    value,
+                                },
+                            );
+                            slot.insert(claimed);
+                            return;
+                        }
+                        None => (slot.into_key(), None),
+                    },
+                },
             };
-            if let Some(first) = first {
-                problems.push(Problem::Collision {
-                    variable: name,
+            match slot {
+                (variable, Some(first)) => problems.push(Problem::Collision {
+                    variable,
                     first,
                     second: (connection.name().clone(), param.clone()),
-                });
-                return;
-            }
-            match value {
-                Some(value) => {
-                    vars.insert(
-                        name,
-                        Slot {
-                            connection,
-                            param: param.clone(),
-                            kind,
-                            value,
-                        },
-                    );
-                }
-                None => {
-                    unvalued.insert(name, (connection.name().clone(), param.clone()));
+                }),
+                (variable, None) => {
+                    unvalued.insert(variable, (connection.name().clone(), param.clone()));
                 }
             }
         };
@@ -393,7 +435,7 @@ pub fn resolve_snapshot(
     let Some(mappings) = snapshot.mappings(&request.integration) else {
         return Ok(ResolvedEnv::empty(request.clone()).at(snapshot.revision()));
     };
-    let (slots, problems) = walk(
+    let (vars, problems) = walk(
         snapshot,
         policy,
         &request.integration,
@@ -402,16 +444,7 @@ pub fn resolve_snapshot(
             Lookup::Found(value, source) => Ok(Some((value, source))),
             Lookup::Absent => Ok(None),
         },
-    );
-    if !problems.is_empty() {
-        return Err(ResolveError {
-            request: request.clone(),
-            problems,
-        });
-    }
-    let vars = slots
-        .into_iter()
-        .map(|(name, slot)| {
+        |name, slot| {
             let (value, source) = slot.value;
             let entered_by = match &source {
                 ValueSource::Layer(layer) if layer.customer().is_some() => {
@@ -436,16 +469,19 @@ pub fn resolve_snapshot(
                 source,
                 mapping: slot.kind,
             };
-            (
-                name.clone(),
-                ResolvedVar {
-                    name,
-                    value,
-                    provenance,
-                },
-            )
-        })
-        .collect();
+            ResolvedVar {
+                name: name.clone(),
+                value,
+                provenance,
+            }
+        },
+    );
+    if !problems.is_empty() {
+        return Err(ResolveError {
+            request: request.clone(),
+            problems,
+        });
+    }
     Ok(ResolvedEnv::new(request.clone(), snapshot.revision(), vars))
 }
 
@@ -475,6 +511,7 @@ pub fn check_mappings(
                 })
             }
         },
+        |_, slot| (slot.connection.name().clone(), slot.param),
     );
     problems
 }
