@@ -639,7 +639,46 @@ fn no_debug_display_or_error_message_contains_a_secret() {
         .unwrap_err();
     hay.both("fixture error", &bad);
 
+    // Sealing keys and what they seal (feature seal).
+    #[cfg(feature = "seal")]
+    let seal_key = {
+        use connective::store::seal::{KeyRing, SealKey};
+        use secrecy::ExposeSecret;
+        let key = SealKey::generate("k1").unwrap();
+        let text = key.to_base64().expose_secret().to_owned();
+        let ring = KeyRing::new(SealKey::from_base64("k2", &text).unwrap())
+            .with_old_key(key.clone())
+            .unwrap();
+        hay.debug("seal key", &key);
+        hay.debug("key ring", &ring);
+        let sealed = ring.seal(&SecretValue::new(secret("crm-password"))).unwrap();
+        hay.text("sealed secret", sealed.clone());
+        let tampered = format!("{}x", &sealed[..sealed.len() - 1]);
+        hay.both("seal error", &ring.open(&tampered).unwrap_err());
+        hay.both(
+            "seal key error",
+            &SealKey::from_base64("k3", &text[..10]).unwrap_err(),
+        );
+        let records = with_secret_codec(Arc::new(ring), || {
+            serde_json::to_string(
+                &registry
+                    .store()
+                    .load()
+                    .unwrap()
+                    .records
+                    .iter()
+                    .map(|(_, r)| r)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .unwrap();
+        hay.text("records sealed under the key ring", records);
+        text
+    };
+
     let mut needles = needles(&provisioner);
+    #[cfg(feature = "seal")]
+    needles.insert(seal_key);
     needles.insert(credentials.client_secret.expose().to_owned());
     // Rotations in this test issued more secrets.
     needles.extend(provisioner.issued.lock().unwrap().iter().cloned());
