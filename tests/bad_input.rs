@@ -427,7 +427,10 @@ fn malformed_specs_give_typed_problems_and_change_nothing() {
         (
             "bad project",
             || ConnectionSpec::project("acme corp", "twilio").build(),
-            |p| matches!(p, SpecProblem::Ident { field, error: ParseError::BadChar { position: 4, .. } } if field == "project"),
+            |p| {
+                matches!(p, SpecProblem::Ident { field, error: ParseError::BadChar { position: 4, .. } }
+                    if field == "project")
+            },
             "project: invalid project id \"acme corp\"",
         ),
         (
@@ -439,7 +442,10 @@ fn malformed_specs_give_typed_problems_and_change_nothing() {
         (
             "bad name",
             || ConnectionSpec::project("acme", "2fa").build(),
-            |p| matches!(p, SpecProblem::Ident { field, error: ParseError::BadChar { position: 0, .. } } if field == "name"),
+            |p| {
+                matches!(p, SpecProblem::Ident { field, error: ParseError::BadChar { position: 0, .. } }
+                    if field == "name")
+            },
             "name: invalid connection name \"2fa\"",
         ),
         (
@@ -542,7 +548,7 @@ fn malformed_specs_give_typed_problems_and_change_nothing() {
                     .build()
             },
             |p| matches!(p, SpecProblem::ManagedOAuthNeedsPlatform { .. }),
-            "only serves platform integration targets, not external service salesforce; use OAuthClient::Supplied",
+            "only serves platform integration targets, not external service salesforce",
         ),
         (
             "declaring what the OAuth application supplies",
@@ -800,7 +806,10 @@ fn refused_registry_writes_change_nothing() {
                 Layer::Default,
                 "x",
             ),
-            |e| matches!(e, RegistryError::Spec(s) if matches!(&s.problems[..], [SpecProblem::UnknownParam { .. }])),
+            |e| {
+                matches!(e, RegistryError::Spec(s)
+                    if matches!(&s.problems[..], [SpecProblem::UnknownParam { .. }]))
+            },
         ),
         (
             "mappings wrong in every way",

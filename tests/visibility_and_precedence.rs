@@ -271,11 +271,27 @@ fn the_resolver_itself_refuses_references_across_integrations_and_projects() {
             },
         ],
     );
+    // The owner makes the same references to its own connection.
+    let orders = Mappings::new(
+        acme.clone(),
+        "orders".parse().unwrap(),
+        vec![
+            ConnectionUse {
+                reference: ConnectionRef::Id(orders_crm.id()),
+                env: explicit("Password", "A"),
+            },
+            ConnectionUse {
+                reference: ConnectionRef::Name("legacy-crm".parse().unwrap()),
+                env: explicit("Password", "B"),
+            },
+        ],
+    );
     let records = [
         Record::Connection(Arc::new(orders_crm.clone())),
         Record::Connection(Arc::new(acme_twilio.clone())),
         Record::Connection(Arc::new(globex_twilio.clone())),
         Record::Mappings(Arc::new(billing)),
+        Record::Mappings(Arc::new(orders)),
     ];
     let catalog = Catalog::from_records(
         ResolvePolicy::default(),
@@ -304,16 +320,20 @@ fn the_resolver_itself_refuses_references_across_integrations_and_projects() {
         ],
         "only the project connection of the integration's own project resolves"
     );
-    // The same reference the owner makes resolves.
+    // The owner's identical references resolve, through the catalog or a
+    // project view.
     let view = connective::resolve::ProjectView {
         snapshot: catalog.project(&acme).unwrap(),
         policy: ResolvePolicy::default(),
     };
-    assert!(
-        view.resolve(&request("acme", "orders", "production"))
-            .unwrap()
-            .is_empty()
-    );
+    for resolver in [&catalog as &dyn Resolver, &view] {
+        let env = resolver
+            .resolve(&request("acme", "orders", "production"))
+            .unwrap();
+        assert_eq!(value(&env, "A"), "crm-pw-77");
+        assert_eq!(value(&env, "B"), "crm-pw-77");
+        assert_eq!(env.explain("B").unwrap().connection_id, orders_crm.id());
+    }
 }
 
 #[test]
