@@ -24,7 +24,7 @@ mod common;
 use std::path::Path;
 use std::time::Instant;
 
-use common::{PER_PROJECT, figure, filler_spec, fmt_ns, median, ns, quantile, quick};
+use common::{PER_PROJECT, figure, filler_spec, filler_spec_version, fmt_ns, median, ns, quantile, quick};
 use connective::model::{ConnectionId, ProjectId, Version};
 use connective::prelude::Registry;
 use connective::store::seal::{KeyRing, SealKey};
@@ -67,16 +67,8 @@ fn durable_commit(dir: &Path) {
     let mut through_registry = Vec::with_capacity(writes);
     for k in 0..writes {
         let (id, version, index) = &mut targets[k % PER_PROJECT];
-        // Flip between two specs so every write changes the record.
-        let spec = filler_spec(
-            project.as_str(),
-            *index
-                + if (k / PER_PROJECT).is_multiple_of(2) {
-                    PER_PROJECT
-                } else {
-                    0
-                },
-        );
+        // Flip between two values so every write changes the record.
+        let spec = filler_spec_version(project.as_str(), *index, 1 + k / PER_PROJECT);
         let start = Instant::now();
         registry.update_connection(*id, *version, spec).expect("update");
         through_registry.push(ns(start.elapsed()));

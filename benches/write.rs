@@ -15,7 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::record::{bench_custom, median_ns};
-use common::{PER_PROJECT, figure, filler_spec, fmt_ns, quick};
+use common::{PER_PROJECT, figure, filler_spec_version, fmt_ns, quick};
 use connective::model::{ConnectionId, ConnectionSpec, ProjectId, Version};
 use connective::prelude::Registry;
 use criterion::Criterion;
@@ -66,8 +66,10 @@ impl Targets {
                 let slot = (self.next + k) % n;
                 let (project, _, index, _) = &self.slots[slot];
                 // Alternate between two values so every write changes something.
-                let index = if self.flip { *index } else { *index + PER_PROJECT };
-                (slot, filler_spec(project.as_str(), index % (2 * PER_PROJECT)))
+                (
+                    slot,
+                    filler_spec_version(project.as_str(), *index, usize::from(self.flip)),
+                )
             })
             .collect();
         let start = Instant::now();

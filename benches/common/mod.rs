@@ -143,6 +143,12 @@ pub fn w_answer(resolver: &impl Resolver) -> IndexMap<String, String> {
 
 /// One filler connection's spec: 5 short parameters, 2 of them secret.
 pub fn filler_spec(project: &str, index: usize) -> ConnectionSpec {
+    filler_spec_version(project, index, 0)
+}
+
+/// [`filler_spec`] with values that differ for each `variant` (same name and
+/// scope: a write of it updates the connection in place).
+pub fn filler_spec_version(project: &str, index: usize, variant: usize) -> ConnectionSpec {
     let name = format!("c{index:04}");
     let b = if index.is_multiple_of(2) {
         ConnectionSpec::project(project, name.as_str())
@@ -152,7 +158,7 @@ pub fn filler_spec(project: &str, index: usize) -> ConnectionSpec {
     };
     b.target(Target::external("svc"))
         .auth(AuthScheme::ApiKey)
-        .param(Param::plain("ServiceURL").default(format!("https://h{index}.example")))
+        .param(Param::plain("ServiceURL").default(format!("https://h{index}-{variant}.example")))
         .param(Param::plain("Region").default("eu-west-1"))
         .param(Param::plain("Username").default(format!("bot{index}")))
         .param(Param::secret("ApiKey").default(format!("k{index:06}")))

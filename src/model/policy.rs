@@ -23,6 +23,9 @@ use super::ident::{EnvVarName, IdentKind, ParseError};
 pub struct ReservedNames {
     names: Vec<EnvVarName>,
     prefixes: Vec<String>,
+    /// The length of the longest reserved name: a longer variable skips the
+    /// comparisons (derived from `names`).
+    longest: usize,
 }
 
 impl Default for ReservedNames {
@@ -30,8 +33,10 @@ impl Default for ReservedNames {
         let names = [
             "PATH", "HOME", "USER", "SHELL", "PWD", "HOSTNAME", "LANG", "TERM", "TMPDIR", "IFS",
         ];
+        let names: Vec<EnvVarName> = names.iter().filter_map(|n| n.parse().ok()).collect();
         ReservedNames {
-            names: names.iter().filter_map(|n| n.parse().ok()).collect(),
+            longest: names.iter().map(|n| n.as_str().len()).max().unwrap_or(0),
+            names,
             prefixes: vec!["LD_".into(), "DYLD_".into(), "LC_".into()],
         }
     }
@@ -43,12 +48,14 @@ impl ReservedNames {
         ReservedNames {
             names: Vec::new(),
             prefixes: Vec::new(),
+            longest: 0,
         }
     }
 
     /// Also reserves `name`.
     pub fn with_name(mut self, name: EnvVarName) -> Self {
         if !self.names.contains(&name) {
+            self.longest = self.longest.max(name.as_str().len());
             self.names.push(name);
         }
         self
@@ -65,20 +72,17 @@ impl ReservedNames {
 
     /// Refuses a reserved name with [`ParseError::Reserved`].
     pub fn check(&self, name: &EnvVarName) -> Result<(), ParseError> {
-        // Called for every resolved variable: compare lengths and first bytes
-        // before any bytes are compared in bulk.
+        // Called for every resolved variable: lengths and first bytes rule
+        // most names out before any bytes are compared in bulk.
         let text = name.as_str();
-        let reason = if self
-            .names
-            .iter()
-            .any(|n| n.as_str().len() == text.len() && n.as_str() == text)
-        {
+        let reason = if text.len() <= self.longest && self.names.iter().any(|n| n == name) {
             "the host reserves this name".to_string()
-        } else if let Some(p) = self
-            .prefixes
-            .iter()
-            .find(|p| text.as_bytes().first() == p.as_bytes().first() && text.starts_with(p.as_str()))
-        {
+        } else if let Some(p) = self.prefixes.iter().find(|p| {
+            p.as_bytes()
+                .first()
+                .is_none_or(|b| text.as_bytes().first() == Some(b))
+                && text.starts_with(p.as_str())
+        }) {
             format!("the host reserves names starting with {p}")
         } else {
             return Ok(());
