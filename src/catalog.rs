@@ -26,12 +26,12 @@ use crate::model::{
 pub struct ProjectSnapshot {
     project: ProjectId,
     revision: Revision,
-    connections: HashMap<ConnectionId, Versioned<Arc<Connection>>>,
-    /// The per-name index: the ID of the connection with each (scope, name),
-    /// hashed by [`name_hash`]. It holds no key of its own (a probe compares
-    /// the connection it points at), so it costs 16 bytes a connection and a
-    /// copy of the snapshot clones no identifier.
-    by_name: HashTable<ConnectionId>,
+    connections: ById,
+    /// The per-name index: the connection with each (scope, name), hashed by
+    /// [`name_hash`]. It holds no key of its own (a probe compares the
+    /// connection's own scope and name), so it costs 8 bytes a connection
+    /// and a copy of the snapshot clones no identifier.
+    by_name: HashTable<Arc<Connection>>,
     mappings: HashMap<IntegrationId, Versioned<Arc<Mappings>>>,
     apps: HashMap<AppOwner, Versioned<Arc<OAuthApp>>>,
     references: Option<Version>,
@@ -49,6 +49,48 @@ fn name_hash(integration: Option<&IntegrationId>, name: &ConnectionName) -> u64 
 static NAME_HASHER: std::sync::LazyLock<DefaultHashBuilder> =
     std::sync::LazyLock::new(DefaultHashBuilder::default);
 
+/// The connections of a project by ID: a table of the records themselves,
+/// keyed by their own ID (16 bytes a connection, no separate key).
+#[derive(Debug, Clone, Default)]
+struct ById(HashTable<Versioned<Arc<Connection>>>);
+
+fn id_hash(id: &ConnectionId) -> u64 {
+    NAME_HASHER.hash_one(id)
+}
+
+impl ById {
+    fn get(&self, id: &ConnectionId) -> Option<&Versioned<Arc<Connection>>> {
+        self.0.find(id_hash(id), |c| c.value.id() == *id)
+    }
+
+    fn insert(&mut self, c: Versioned<Arc<Connection>>) {
+        let id = c.value.id();
+        match self
+            .0
+            .entry(id_hash(&id), |x| x.value.id() == id, |x| id_hash(&x.value.id()))
+        {
+            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = c,
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(c);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &ConnectionId) {
+        if let Ok(e) = self.0.find_entry(id_hash(id), |c| c.value.id() == *id) {
+            e.remove();
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Versioned<Arc<Connection>>> {
+        self.0.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 fn key_of(c: &Connection) -> (Option<&IntegrationId>, &ConnectionName) {
     (c.scope().integration(), c.name())
 }
@@ -59,7 +101,7 @@ impl ProjectSnapshot {
         ProjectSnapshot {
             project,
             revision: Revision(0),
-            connections: HashMap::new(),
+            connections: ById::default(),
             by_name: HashTable::new(),
             mappings: HashMap::new(),
             apps: HashMap::new(),
@@ -73,50 +115,33 @@ impl ProjectSnapshot {
         integration: Option<&IntegrationId>,
         name: &ConnectionName,
     ) -> Option<ConnectionId> {
-        let connections = &self.connections;
         self.by_name
-            .find(name_hash(integration, name), |id| {
-                connections
-                    .get(id)
-                    .is_some_and(|c| key_of(&c.value) == (integration, name))
-            })
-            .copied()
+            .find(name_hash(integration, name), |c| key_of(c) == (integration, name))
+            .map(|c| c.id())
     }
 
-    /// Drops `id` from the per-name index, if it is there under `c`'s key.
+    /// Drops `c` from the per-name index, if it is there under its key.
     fn unindex(&mut self, c: &Connection) {
         let id = c.id();
         if let Ok(entry) = self
             .by_name
-            .find_entry(name_hash(key_of(c).0, c.name()), |x| *x == id)
+            .find_entry(name_hash(key_of(c).0, c.name()), |x| x.id() == id)
         {
             entry.remove();
         }
     }
 
-    /// Indexes `c` (already in `connections`) under its key, replacing
-    /// whatever was there.
-    fn index(&mut self, c: &Connection) {
+    /// Indexes `c` under its key, replacing whatever was there.
+    fn index(&mut self, c: &Arc<Connection>) {
         let (integration, name) = key_of(c);
-        let connections = &self.connections;
-        let hash = name_hash(integration, name);
-        let rehash = |id: &ConnectionId| {
-            connections
-                .get(id)
-                .map_or(0, |c| name_hash(key_of(&c.value).0, c.value.name()))
-        };
         match self.by_name.entry(
-            hash,
-            |id| {
-                connections
-                    .get(id)
-                    .is_some_and(|other| key_of(&other.value) == (integration, name))
-            },
-            rehash,
+            name_hash(integration, name),
+            |other| key_of(other) == (integration, name),
+            |other| name_hash(key_of(other).0, other.name()),
         ) {
-            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = c.id(),
+            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = Arc::clone(c),
             hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(c.id());
+                e.insert(Arc::clone(c));
             }
         }
     }
@@ -197,13 +222,10 @@ impl ProjectSnapshot {
                 if let Some(old) = self.connections.get(&c.id()).map(|o| Arc::clone(&o.value)) {
                     self.unindex(&old);
                 }
-                self.connections.insert(
-                    c.id(),
-                    Versioned {
-                        version,
-                        value: c.clone(),
-                    },
-                );
+                self.connections.insert(Versioned {
+                    version,
+                    value: c.clone(),
+                });
                 self.index(c);
             }
             Record::Mappings(m) if m.project() == &self.project => {

@@ -235,19 +235,39 @@ impl fmt::Display for Layer {
 }
 
 /// A parameter's values: a default and overrides, at most one per [`Layer`].
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Layers<T> {
-    values: Vec<(Layer, T)>,
+    /// The default value, when it was the first value given: most parameters
+    /// have only a default, and keep it here without an allocation or a
+    /// [`Layer`] of its own.
+    default: Option<T>,
+    /// Every other value in the order given (the default too, if it came
+    /// after another value). `None` when there is none.
+    #[allow(clippy::box_collection, reason = "a thin 8-byte pointer; `None` for most parameters")]
+    others: Option<Box<Vec<(Layer, T)>>>,
 }
+
+/// The layer of [`Layers::default`], for the accessors that lend a `&Layer`.
+static DEFAULT_LAYER: Layer = Layer::Default;
 
 impl<T> Default for Layers<T> {
     fn default() -> Self {
-        Layers { values: Vec::new() }
+        Layers {
+            default: None,
+            others: None,
+        }
     }
 }
 
 impl<T> Layers<T> {
+    /// Every layer and its value, in the order they were given.
+    fn pairs(&self) -> impl Iterator<Item = (&Layer, &T)> {
+        self.default
+            .iter()
+            .map(|v| (&DEFAULT_LAYER, v))
+            .chain(self.others.iter().flat_map(|o| o.iter().map(|(l, v)| (l, v))))
+    }
+
     /// **Rule 3, the value precedence.** For environment `env` and customer
     /// `customer`, the first value present in this order wins:
     /// (customer, environment) override, customer override, environment
@@ -256,7 +276,7 @@ impl<T> Layers<T> {
     /// This is the only place the order is written down.
     pub(crate) fn pick(&self, env: &Environment, customer: Option<&CustomerId>) -> Option<(&Layer, &T)> {
         let mut best: Option<(u8, &Layer, &T)> = None;
-        for (layer, value) in &self.values {
+        for (layer, value) in self.pairs() {
             if let Some(rank) = layer.rank(env, customer)
                 && best.is_none_or(|(r, _, _)| rank < r)
             {
@@ -274,48 +294,93 @@ impl<T> Layers<T> {
 
     /// The layers that have a value, in the order they were given.
     pub fn layers(&self) -> impl Iterator<Item = &Layer> {
-        self.values.iter().map(|(l, _)| l)
+        self.pairs().map(|(l, _)| l)
     }
 
     /// How many values there are.
     pub fn len(&self) -> usize {
-        self.values.len()
+        usize::from(self.default.is_some()) + self.others.as_ref().map_or(0, |o| o.len())
     }
 
     /// Whether there is no value at all.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.len() == 0
     }
 
     /// The value of exactly `layer` (crate-internal for secrets).
     pub(crate) fn get_any(&self, layer: &Layer) -> Option<&T> {
-        self.values.iter().find(|(l, _)| l == layer).map(|(_, v)| v)
+        self.pairs().find(|(l, _)| *l == layer).map(|(_, v)| v)
     }
 
+    /// The values in the order given, kept as they are (the default goes to
+    /// its own slot only when it comes first).
     fn from_vec(values: Vec<(Layer, T)>) -> Self {
-        Layers { values }
+        let mut out = Layers::default();
+        let mut values = values.into_iter().peekable();
+        if let Some((_, value)) = values.next_if(|(l, _)| *l == Layer::Default) {
+            out.default = Some(value);
+        }
+        let others: Vec<_> = values.collect();
+        if !others.is_empty() {
+            out.others = Some(Box::new(others));
+        }
+        out
     }
 
     /// Sets the value of `layer`, replacing any; returns whether one was
     /// replaced.
     fn set(&mut self, layer: Layer, value: T) -> bool {
-        match self.values.iter_mut().find(|(l, _)| *l == layer) {
-            Some(slot) => {
-                slot.1 = value;
-                true
-            }
-            None => {
-                self.values.push((layer, value));
-                false
-            }
+        if layer == Layer::Default
+            && let Some(slot) = &mut self.default
+        {
+            *slot = value;
+            return true;
         }
+        if let Some(slot) = self
+            .others
+            .as_mut()
+            .and_then(|o| o.iter_mut().find(|(l, _)| *l == layer))
+        {
+            slot.1 = value;
+            return true;
+        }
+        if layer == Layer::Default && self.is_empty() {
+            self.default = Some(value);
+        } else {
+            self.others.get_or_insert_default().push((layer, value));
+        }
+        false
     }
 
     /// Removes the value of `layer`; returns whether there was one.
     fn unset(&mut self, layer: &Layer) -> bool {
-        let before = self.values.len();
-        self.values.retain(|(l, _)| l != layer);
-        self.values.len() != before
+        if *layer == Layer::Default && self.default.take().is_some() {
+            return true;
+        }
+        let Some(others) = &mut self.others else {
+            return false;
+        };
+        let before = others.len();
+        others.retain(|(l, _)| l != layer);
+        let removed = others.len() != before;
+        if others.is_empty() {
+            self.others = None;
+        }
+        removed
+    }
+}
+
+/// Serialized as before the compact form: the `(layer, value)` pairs in the
+/// order given.
+impl<T: Serialize> Serialize for Layers<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.pairs())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Layers<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<(Layer, T)>::deserialize(d).map(Layers::from_vec)
     }
 }
 
@@ -344,7 +409,7 @@ impl Layers<String> {
 
     /// Every layer and its plain value, in the order they were given.
     pub fn iter(&self) -> impl Iterator<Item = (&Layer, &str)> {
-        self.values.iter().map(|(l, v)| (l, v.as_str()))
+        self.pairs().map(|(l, v)| (l, v.as_str()))
     }
 
     /// The plain value of exactly `layer`.
@@ -356,9 +421,7 @@ impl Layers<String> {
 impl<T> fmt::Debug for Layers<T> {
     /// Lists the layers only: values, plain or secret, are not printed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.values.iter().map(|(l, _)| l))
-            .finish()
+        f.debug_list().entries(self.layers()).finish()
     }
 }
 
@@ -422,12 +485,50 @@ impl fmt::Debug for ParamValues {
     }
 }
 
+/// A description: usually empty, so 8 bytes and no allocation when it is.
+/// Serialized as a plain string.
+#[derive(Clone, Default, PartialEq, Eq)]
+#[allow(clippy::box_collection, reason = "a thin 8-byte pointer; `None` for most descriptions")]
+struct Text(Option<Box<String>>);
+
+impl Text {
+    fn new(text: String) -> Self {
+        Text((!text.is_empty()).then(|| Box::new(text)))
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.as_deref().map_or("", String::as_str)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Text::new)
+    }
+}
+
 /// One named field of a connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Param {
     name: ParamName,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    description: String,
+    #[serde(default, skip_serializing_if = "Text::is_empty")]
+    description: Text,
     requirement: Requirement,
     tenancy: Tenancy,
     values: ParamValues,
@@ -458,7 +559,7 @@ impl Param {
     }
     /// The description.
     pub fn description(&self) -> &str {
-        &self.description
+        self.description.as_str()
     }
     /// Plain or secret.
     pub fn kind(&self) -> ParamKind {
@@ -694,7 +795,7 @@ impl ParamBuilder {
         };
         Some(Param {
             name,
-            description: self.description,
+            description: Text::new(self.description),
             requirement: self.requirement,
             tenancy: self.tenancy,
             values,
@@ -844,11 +945,11 @@ pub struct ConnectionSpec {
     project: ProjectId,
     scope: Scope,
     name: ConnectionName,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    description: String,
+    #[serde(default, skip_serializing_if = "Text::is_empty")]
+    description: Text,
     target: Target,
     auth: AuthScheme,
-    params: Vec<Param>,
+    params: Box<[Param]>,
 }
 
 impl ConnectionSpec {
@@ -900,7 +1001,7 @@ impl ConnectionSpec {
     }
     /// The description.
     pub fn description(&self) -> &str {
-        &self.description
+        self.description.as_str()
     }
     /// What the connection reaches.
     pub fn target(&self) -> &Target {
@@ -1107,10 +1208,10 @@ impl ConnectionBuilder {
                     project,
                     scope,
                     name,
-                    description: self.description,
+                    description: Text::new(self.description),
                     target,
                     auth: self.auth,
-                    params,
+                    params: params.into_boxed_slice(),
                 })
             }
             _ => Err(SpecError {
@@ -1171,15 +1272,20 @@ pub struct Connection {
     id: ConnectionId,
     #[serde(flatten)]
     spec: ConnectionSpec,
+    /// Boxed: most connections have none, and `AppOwner` is 32 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    oauth_app: Option<AppOwner>,
+    oauth_app: Option<Box<AppOwner>>,
 }
 
 impl Connection {
     /// Assembles a record. The registry is the one place that decides
     /// `oauth_app`; stores only round-trip it.
     pub fn new(id: ConnectionId, spec: ConnectionSpec, oauth_app: Option<AppOwner>) -> Self {
-        Connection { id, spec, oauth_app }
+        Connection {
+            id,
+            spec,
+            oauth_app: oauth_app.map(Box::new),
+        }
     }
     /// The Connection ID.
     pub fn id(&self) -> ConnectionId {
@@ -1203,7 +1309,7 @@ impl Connection {
     }
     /// The managed OAuth application this connection uses, if any.
     pub fn oauth_app(&self) -> Option<&AppOwner> {
-        self.oauth_app.as_ref()
+        self.oauth_app.as_deref()
     }
 }
 
