@@ -222,6 +222,13 @@ impl ProjectSnapshot {
                 if let Some(old) = self.connections.get(&c.id()).map(|o| Arc::clone(&o.value)) {
                     self.unindex(&old);
                 }
+                // The record's key is its (scope, name): another connection
+                // under that key is the one this record replaces.
+                if let Some(other) = self.name_lookup(c.scope().integration(), c.name())
+                    && other != c.id()
+                {
+                    self.connections.remove(&other);
+                }
                 self.connections.insert(Versioned {
                     version,
                     value: c.clone(),
@@ -411,5 +418,77 @@ impl Catalog {
         }
         self.directory.store(Arc::new(directory));
         self.set_revision(revision);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ConnectionSpec, Scope};
+
+    fn connection(id: ConnectionId, name: &str, integration: Option<&str>) -> Record {
+        let spec = match integration {
+            None => ConnectionSpec::project("acme", name),
+            Some(i) => ConnectionSpec::integration("acme", i, name),
+        }
+        .build()
+        .unwrap();
+        Record::Connection(Arc::new(Connection::new(id, spec, None)))
+    }
+
+    fn snapshot() -> ProjectSnapshot {
+        ProjectSnapshot::empty("acme".parse().unwrap())
+    }
+
+    #[test]
+    fn the_name_index_follows_renames_and_removals() {
+        let mut s = snapshot();
+        let id = ConnectionId::random();
+        let (crm, erp): (ConnectionName, ConnectionName) = ("crm".parse().unwrap(), "erp".parse().unwrap());
+        s.put(Version(1), &connection(id, "crm", None));
+        assert_eq!(s.by_name(None, &crm).map(|c| c.value.id()), Some(id));
+        s.put(Version(2), &connection(id, "erp", None));
+        assert!(s.by_name(None, &crm).is_none());
+        assert_eq!(s.by_name(None, &erp).map(|c| c.version), Some(Version(2)));
+        s.remove(&RecordKey::Connection(
+            s.project().clone(),
+            Scope::Project,
+            erp.clone(),
+        ));
+        assert!(s.by_name(None, &erp).is_none());
+        assert!(s.connection(id).is_none());
+        assert_eq!(s.connection_count(), 0);
+    }
+
+    #[test]
+    fn a_record_under_a_taken_key_replaces_the_connection_there() {
+        let mut s = snapshot();
+        let (first, second) = (ConnectionId::random(), ConnectionId::random());
+        s.put(Version(1), &connection(first, "crm", Some("orders")));
+        s.put(Version(2), &connection(second, "crm", Some("orders")));
+        let orders: IntegrationId = "orders".parse().unwrap();
+        let crm: ConnectionName = "crm".parse().unwrap();
+        assert_eq!(s.by_name(Some(&orders), &crm).map(|c| c.value.id()), Some(second));
+        assert!(s.connection(first).is_none());
+        assert_eq!(s.connection_count(), 1);
+        // Same name, other scope: a different key.
+        s.put(Version(1), &connection(first, "crm", None));
+        assert_eq!(s.by_name(None, &crm).map(|c| c.value.id()), Some(first));
+        assert_eq!(s.connection_count(), 2);
+    }
+
+    #[test]
+    fn many_connections_stay_findable_by_id_and_name_as_the_tables_grow() {
+        let mut s = snapshot();
+        let ids: Vec<ConnectionId> = (0..3000).map(|_| ConnectionId::random()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            s.put(Version(1), &connection(*id, &format!("c{i}"), None));
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let name: ConnectionName = format!("c{i}").parse().unwrap();
+            assert_eq!(s.by_name(None, &name).map(|c| c.value.id()), Some(*id));
+            assert!(s.connection(*id).is_some());
+        }
+        assert_eq!(s.clone().connection_count(), 3000);
     }
 }

@@ -243,7 +243,10 @@ pub struct Layers<T> {
     default: Option<T>,
     /// Every other value in the order given (the default too, if it came
     /// after another value). `None` when there is none.
-    #[allow(clippy::box_collection, reason = "a thin 8-byte pointer; `None` for most parameters")]
+    #[allow(
+        clippy::box_collection,
+        reason = "a thin 8-byte pointer; `None` for most parameters"
+    )]
     others: Option<Box<Vec<(Layer, T)>>>,
 }
 
@@ -488,7 +491,10 @@ impl fmt::Debug for ParamValues {
 /// A description: usually empty, so 8 bytes and no allocation when it is.
 /// Serialized as a plain string.
 #[derive(Clone, Default, PartialEq, Eq)]
-#[allow(clippy::box_collection, reason = "a thin 8-byte pointer; `None` for most descriptions")]
+#[allow(
+    clippy::box_collection,
+    reason = "a thin 8-byte pointer; `None` for most descriptions"
+)]
 struct Text(Option<Box<String>>);
 
 impl Text {
@@ -1362,6 +1368,62 @@ mod tests {
         assert!(text.contains("managed oauth application"), "{text}");
         assert!(text.contains("needs parameter Port"), "{text}");
         assert!(!text.contains('x') || !text.contains("\"x\""));
+    }
+
+    #[test]
+    fn layers_keep_the_order_given_and_serialize_as_pairs() {
+        let prod = Environment::production();
+        let spec = ConnectionSpec::project("p", "n")
+            .param(Param::plain("A").default("d"))
+            .param(Param::plain("B").env("production", "e").default("d"))
+            .build()
+            .unwrap();
+        let layers = |i: usize| match spec.params()[i].values() {
+            ParamValues::Plain(l) => l.layers().cloned().collect::<Vec<_>>(),
+            ParamValues::Secret(_) => unreachable!(),
+        };
+        assert_eq!(layers(0), [Layer::Default]);
+        assert_eq!(layers(1), [Layer::Environment(prod.clone()), Layer::Default]);
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            json["params"][1]["values"]["plain"],
+            serde_json::json!([[{"environment": "production"}, "e"], ["default", "d"]])
+        );
+        assert_eq!(
+            json["params"][0]["values"]["plain"],
+            serde_json::json!([["default", "d"]])
+        );
+        let back: ConnectionSpec = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+    }
+
+    #[test]
+    fn setting_and_removing_values_keeps_the_compact_form_consistent() {
+        let mut spec = ConnectionSpec::project("p", "n")
+            .param(Param::plain("A").default("d"))
+            .build()
+            .unwrap();
+        let a: ParamName = "A".parse().unwrap();
+        let prod = Environment::production();
+        let value = |spec: &ConnectionSpec, env: &Environment| match spec.params()[0].values() {
+            ParamValues::Plain(l) => l.value_for(env, None).map(|(v, _)| v.to_string()),
+            ParamValues::Secret(_) => unreachable!(),
+        };
+        spec.set_value(&a, Layer::Environment(prod.clone()), "e").unwrap();
+        spec.set_value(&a, Layer::Default, "d2").unwrap();
+        assert_eq!(value(&spec, &prod).as_deref(), Some("e"));
+        assert_eq!(value(&spec, &Environment::development()).as_deref(), Some("d2"));
+        assert!(spec.remove_value(&a, &Layer::Default).unwrap());
+        assert!(!spec.remove_value(&a, &Layer::Default).unwrap());
+        assert_eq!(value(&spec, &Environment::development()), None);
+        assert!(spec.remove_value(&a, &Layer::Environment(prod.clone())).unwrap());
+        assert_eq!(spec.params()[0].layers().len(), 0);
+        // A default set on an empty parameter goes back to its own slot.
+        spec.set_value(&a, Layer::Default, "d3").unwrap();
+        spec.set_value(&a, Layer::Environment(prod.clone()), "e3")
+            .unwrap();
+        let order: Vec<Layer> = spec.params()[0].layers().into_iter().cloned().collect();
+        assert_eq!(order, [Layer::Default, Layer::Environment(prod)]);
     }
 
     #[test]
