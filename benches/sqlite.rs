@@ -141,17 +141,21 @@ fn cold_start(dir: &Path) {
     let catalog = Catalog::from_records(ResolvePolicy::default(), snapshot.revision, snapshot.records);
     let build = ns(start.elapsed());
     drop(catalog);
-    let m = median(&mut times);
+    // The first run is the real cold start: later ones reuse memory the
+    // process already got from the kernel for the previous catalog.
+    let first = times[0];
+    let each: Vec<String> = times.iter().map(|t| fmt_ns(*t)).collect();
     figure(
         &format!("SQLite cold start, {n} connections (open + load + catalog)"),
         &format!(
-            "{} (median of {runs}; one more run split: store load {}, catalog build {})",
-            fmt_ns(m),
+            "{} (first run; runs: {}; one more run split: store load {}, catalog build {})",
+            fmt_ns(first),
+            each.join(", "),
             fmt_ns(load),
             fmt_ns(build)
         ),
         "<= 10 s",
-        m <= 10e9,
+        first <= 10e9,
     );
 }
 
