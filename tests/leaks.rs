@@ -574,6 +574,7 @@ fn no_debug_display_or_error_message_contains_a_secret() {
         .create_connection(
             ConnectionSpec::integration("acme", "billing", "twilio")
                 .param(Param::secret("ApiKey").default(secret("fixture")))
+                .param(Param::secret("AuthToken").default(secret("fixture-token")))
                 .build()
                 .unwrap(),
         )

@@ -316,7 +316,7 @@ fn default_names_follow_the_same_collision_rule() {
 }
 
 #[test]
-fn a_collision_introduced_by_a_later_parameter_is_reported_at_resolution() {
+fn an_update_whose_new_parameter_collides_with_a_dependents_variable_is_refused() {
     let registry = Registry::in_memory();
     let (crm, _) = registry
         .create_connection(
@@ -342,9 +342,11 @@ fn a_collision_introduced_by_a_later_parameter_is_reported_at_resolution() {
         ["CRM_URL", "CRM_TOKEN"]
     );
 
-    // The CRM connection gains a `Token` parameter: its default name is taken.
+    // The CRM connection gains a `Token` parameter: its default name is taken,
+    // so the update is refused with the dependent's problem (rule 9), and
+    // nothing changes.
     let version = registry.connection(&acme(), crm).unwrap().version;
-    registry
+    let err = registry
         .update_connection(
             crm,
             version,
@@ -354,16 +356,62 @@ fn a_collision_introduced_by_a_later_parameter_is_reported_at_resolution() {
                 .build()
                 .unwrap(),
         )
-        .unwrap();
-    let err = registry.resolve(&production("orders")).unwrap_err();
+        .unwrap_err();
+    match err {
+        RegistryError::InvalidMappings {
+            integration,
+            problems,
+            ..
+        } => {
+            assert_eq!(integration, "orders".parse::<IntegrationId>().unwrap());
+            assert_eq!(
+                problems,
+                vec![Problem::Collision {
+                    variable: "CRM_TOKEN".parse().unwrap(),
+                    first: ("crm".parse().unwrap(), "Token".parse().unwrap()),
+                    second: ("twilio".parse().unwrap(), "ApiKey".parse().unwrap()),
+                }]
+            );
+        }
+        other => panic!("expected InvalidMappings, got {other}"),
+    }
+    assert_eq!(registry.connection(&acme(), crm).unwrap().version, version);
     assert_eq!(
-        err.problems,
-        vec![Problem::Collision {
-            variable: "CRM_TOKEN".parse().unwrap(),
-            first: ("crm".parse().unwrap(), "Token".parse().unwrap()),
-            second: ("twilio".parse().unwrap(), "ApiKey".parse().unwrap()),
-        }]
+        names(&registry.resolve(&production("orders")).unwrap()),
+        ["CRM_URL", "CRM_TOKEN"]
     );
+}
+
+#[test]
+fn an_update_removing_a_mapped_parameter_is_refused() {
+    let registry = Registry::in_memory();
+    let (twilio, _) = registry.create_connection(api("twilio")).unwrap();
+    registry
+        .set_mappings(
+            Mappings::of("acme", "orders")
+                .by_name("twilio", [("ApiKey", "SMS_KEY")])
+                .build()
+                .unwrap(),
+            None,
+        )
+        .unwrap();
+    let version = registry.connection(&acme(), twilio).unwrap().version;
+    let err = registry
+        .update_connection(
+            twilio,
+            version,
+            ConnectionSpec::project("acme", "twilio")
+                .param(Param::plain("ServiceURL").default("https://api.twilio.com"))
+                .build()
+                .unwrap(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::InvalidMappings { problems, .. }
+            if matches!(&problems[..], [Problem::UnknownParam { .. }])),
+        "{err}"
+    );
+    assert!(registry.resolve(&production("orders")).is_ok());
 }
 
 #[test]

@@ -448,3 +448,41 @@ fn a_per_customer_parameter_needs_that_customers_value() {
         "{err}"
     );
 }
+
+/// An optional per-customer field under default variable names behaves like
+/// any optional parameter without a value: left out when resolving without a
+/// customer or for a customer who has not entered it, present for one who has.
+#[test]
+fn an_optional_customer_entered_field_is_left_out_until_entered() {
+    let fx = connective::fixture::Fixture::project("acme")
+        .connection("slack", |c| {
+            c.param(Param::plain("ServiceURL").default("https://slack.com/api"))
+                .param(
+                    Param::secret("BotToken")
+                        .per_customer(EnteredBy::Customer)
+                        .optional()
+                        .customer("globex", "xoxb-g"),
+                )
+        })
+        .mappings("notify", |m| m.by_name_defaults("slack"))
+        .build()
+        .unwrap();
+    let without = fx.resolve("notify", "production").unwrap();
+    assert_eq!(without.expose("SLACK_SERVICEURL"), Some("https://slack.com/api"));
+    assert!(without.get("SLACK_BOTTOKEN").is_none());
+    assert!(
+        fx.resolve_for("notify", "production", "initech")
+            .unwrap()
+            .get("SLACK_BOTTOKEN")
+            .is_none()
+    );
+    let globex = fx.resolve_for("notify", "production", "globex").unwrap();
+    assert_eq!(globex.expose("SLACK_BOTTOKEN"), Some("xoxb-g"));
+    assert!(
+        globex
+            .explain("SLACK_BOTTOKEN")
+            .unwrap()
+            .to_string()
+            .contains("entered by the customer")
+    );
+}

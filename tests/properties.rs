@@ -230,6 +230,7 @@ impl Model {
                         connection_id: conn.id,
                         param: param_name.clone(),
                     }),
+                    Some(q) if q.per_customer && customer.is_none() && !explicit && q.optional => continue,
                     Some(q) if q.per_customer && customer.is_none() => Err(Problem::CustomerRequired {
                         connection: name.clone(),
                         connection_id: conn.id,

@@ -313,6 +313,10 @@ impl Registry {
             report.revision = self.catalog.revision();
             return Ok((value, report));
         }
+        if let Err(e) = tx.check_dependents() {
+            tx.compensate();
+            return Err(e);
+        }
         let batch = tx.batch();
         let rebindings = tx.rebindings();
         let committed = match self.store.commit(&batch) {

@@ -1,6 +1,6 @@
 //! A write transaction: computed in memory, committed as one atomic batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -8,11 +8,11 @@ use indexmap::IndexMap;
 use super::{DeleteMode, Rebinding, Registry, RegistryError, WriteReport};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
-    AppOwner, Connection, ConnectionId, ConnectionRef, ConnectionSpec, Mappings, OAuthApp, PlatformTarget,
-    ProjectId, Record, RecordKey, Target, Version,
+    AppOwner, Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionSpec, Mappings, OAuthApp,
+    PlatformTarget, ProjectId, Record, RecordKey, Target, Version,
 };
 use crate::oauth::{ProvisionRequest, app_owner_for};
-use crate::resolve::{check_mappings, dependents, find_connection, usages};
+use crate::resolve::{Problem, check_mappings, dependents, find_connection, usages};
 use crate::store::{Batch, Expect, Op, Write};
 
 struct Pending {
@@ -36,6 +36,12 @@ pub struct Tx<'r> {
     to_release: Vec<OAuthApp>,
     /// Grants to revoke after the commit.
     to_revoke: Vec<(OAuthApp, PlatformTarget)>,
+    /// Connections written here, by (project, name) and by ID: the mappings
+    /// that refer to them are re-checked before the commit.
+    touched_names: HashSet<(ProjectId, ConnectionName)>,
+    touched_ids: HashSet<ConnectionId>,
+    /// Whether a forced delete allows references to stop resolving.
+    forced: bool,
     pub(super) report: WriteReport,
 }
 
@@ -65,6 +71,9 @@ impl<'r> Tx<'r> {
             granted: Vec::new(),
             to_release: Vec::new(),
             to_revoke: Vec::new(),
+            touched_names: HashSet::new(),
+            touched_ids: HashSet::new(),
+            forced: false,
             report: WriteReport::default(),
         }
     }
@@ -90,6 +99,7 @@ impl<'r> Tx<'r> {
 
     fn put(&mut self, record: Record) {
         let key = record.key();
+        self.touch(&key, &record);
         let snapshot = self.working_mut(key.project());
         let current = snapshot.version_of(&key);
         snapshot.put(Version(current.map_or(1, |v| v.0 + 1)), &record);
@@ -109,6 +119,9 @@ impl<'r> Tx<'r> {
     }
 
     fn delete(&mut self, key: RecordKey) {
+        if let RecordKey::Connection(project, _, name) = &key {
+            self.touched_names.insert((project.clone(), name.clone()));
+        }
         let snapshot = self.working_mut(key.project());
         let current = snapshot.version_of(&key);
         snapshot.remove(&key);
@@ -268,6 +281,9 @@ impl<'r> Tx<'r> {
         let key = old.key();
         self.check_version(&key, Expect::Version(version))?;
         let users = dependents(self.working_mut(project), id);
+        if mode == DeleteMode::Force {
+            self.forced = true;
+        }
         if !users.is_empty() && mode == DeleteMode::Refuse {
             return Err(RegistryError::StillUsed {
                 project: project.clone(),
@@ -466,6 +482,54 @@ impl<'r> Tx<'r> {
                 self.to_revoke.push(((*app).clone(), g));
             }
             self.put(Record::OAuthApp(Arc::new(app.with_grants(keep))));
+        }
+        Ok(())
+    }
+
+    fn touch(&mut self, key: &RecordKey, record: &Record) {
+        if let (RecordKey::Connection(project, _, name), Record::Connection(c)) = (key, record) {
+            self.touched_names.insert((project.clone(), name.clone()));
+            self.touched_ids.insert(c.id());
+        }
+    }
+
+    /// Rule 9 for writes other than mappings: every integration whose mappings
+    /// refer to a connection this transaction wrote must still pass
+    /// [`check_mappings`] as well as it did before (an update removing a mapped
+    /// parameter, a new connection shadowing one whose parameters it lacks, a
+    /// default variable name now colliding). A forced delete may leave
+    /// references that no longer resolve, and nothing else.
+    pub(super) fn check_dependents(&self) -> Result<(), RegistryError> {
+        if self.touched_names.is_empty() {
+            return Ok(());
+        }
+        let policy = self.registry.catalog.policy();
+        for (project, after) in &self.working {
+            let before = self.base.get(project).and_then(Option::as_deref);
+            for m in after.all_mappings() {
+                let refers = m.value.uses().iter().any(|u| match &u.reference {
+                    ConnectionRef::Name(n) => self.touched_names.contains(&(project.clone(), n.clone())),
+                    ConnectionRef::Id(id) => self.touched_ids.contains(id),
+                });
+                if !refers {
+                    continue;
+                }
+                let old = before
+                    .map(|b| check_mappings(b, policy, &m.value))
+                    .unwrap_or_default();
+                let new: Vec<Problem> = check_mappings(after, policy, &m.value)
+                    .into_iter()
+                    .filter(|p| !old.contains(p))
+                    .filter(|p| !(self.forced && matches!(p, Problem::NotVisible { .. })))
+                    .collect();
+                if !new.is_empty() {
+                    return Err(RegistryError::InvalidMappings {
+                        project: project.clone(),
+                        integration: m.value.integration().clone(),
+                        problems: new,
+                    });
+                }
+            }
         }
         Ok(())
     }

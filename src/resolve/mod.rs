@@ -226,6 +226,11 @@ fn lookup(
         });
     };
     if matches!(p.tenancy(), Tenancy::PerCustomer(_)) && customer.is_none() {
+        // An optional per-customer parameter under a default-name mapping has
+        // no value without a customer, like any optional parameter without one.
+        if !explicit && p.requirement() == Requirement::Optional {
+            return Ok(Lookup::Absent);
+        }
         return Err(Problem::CustomerRequired {
             connection: connection.name().clone(),
             connection_id: connection.id(),
