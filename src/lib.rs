@@ -92,6 +92,9 @@
 //! | `sqlite` | `SqliteStore`: one durable file |
 //! | `postgres` | `PostgresStore`: many replicas on one database |
 //! | `test-kit` | the `Store` conformance suite, for your own backend too |
+//! | `manifest` | declarative YAML/TOML/JSON manifests: plan, apply, export |
+//! | `kubernetes` | a container's `env`, Secret and ConfigMap as `k8s-openapi` types |
+//! | `tracing` | spans on resolution and writes (identifiers only) |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
