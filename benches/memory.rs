@@ -4,7 +4,9 @@
 //!
 //! Two figures: the catalog alone (what every replica holds in memory,
 //! whatever the store) and a whole in-memory registry (catalog plus
-//! [`MemoryStore`], which shares the records with the catalog).
+//! [`MemoryStore`], which shares the records with the catalog). The registry
+//! figure counts the store's change feed full (100,000 changes, the
+//! default); a third line shows the registry with a feed of one batch.
 //!
 //! ```text
 //! cargo bench --bench memory
@@ -20,6 +22,7 @@ use common::{PER_PROJECT, figure, filler_project};
 use connective::catalog::Catalog;
 use connective::model::{ResolvePolicy, Revision, Version};
 use connective::prelude::Registry;
+use connective::store::MemoryStore;
 
 /// Counts the bytes and blocks live.
 struct Counting;
@@ -108,13 +111,26 @@ fn main() {
     );
     drop(catalog);
 
-    // 2. A whole in-memory registry: memory store + catalog.
+    // 2. A whole in-memory registry: memory store + catalog. The default
+    // store keeps the last 100,000 changes in its feed (here the last 100
+    // batches of 1,000 puts); the figure counts them. The same again with a
+    // feed of one batch shows what the feed costs.
+    registry_figure(n, projects, "", MemoryStore::new());
+    registry_figure(
+        n,
+        projects,
+        ", change feed of one batch",
+        MemoryStore::with_feed_capacity(1),
+    );
+}
+
+/// Fills `store` with `n` connections, builds a registry over it and prints
+/// its bytes per connection.
+fn registry_figure(n: usize, projects: usize, label: &str, store: MemoryStore) {
     let (b0, k0) = live();
     let rss0 = rss_bytes();
-    let registry = Registry::builder()
-        .store(common::filler_store(n))
-        .build()
-        .expect("registry");
+    common::fill_store(&store, n);
+    let registry = Registry::builder().store(store).build().expect("registry");
     let (b1, k1) = live();
     let rss1 = rss_bytes();
     assert_eq!(registry.catalog().projects().len(), projects);
@@ -125,7 +141,7 @@ fn main() {
         _ => String::new(),
     };
     figure(
-        &format!("memory per connection, registry (memory store + catalog), {n} connections"),
+        &format!("memory per connection, registry (memory store + catalog{label}), {n} connections"),
         &format!("{per:.0} bytes ({blocks:.1} allocations{rss})"),
         "<= 700 bytes",
         per <= 700.0,
