@@ -544,7 +544,7 @@ impl Validator {
                     p.integration.parse::<IntegrationId>(),
                 );
                 match (tproject, integration) {
-                    (Some(project), Some(integration)) => Some(Target::Platform(PlatformTarget {
+                    (Some(project), Some(integration)) => Some(Target::Platform(Box::new(PlatformTarget {
                         project,
                         integration,
                         endpoint: p.endpoint.clone(),
@@ -553,7 +553,7 @@ impl Validator {
                             VisibilityDoc::Organization => EndpointVisibility::Organization,
                             VisibilityDoc::Public => EndpointVisibility::Public,
                         },
-                    })),
+                    }))),
                     _ => None,
                 }
             }

@@ -72,8 +72,10 @@ pub struct PlatformTarget {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Target {
-    /// Another integration on the platform.
-    Platform(PlatformTarget),
+    /// Another integration on the platform. Boxed: a [`PlatformTarget`] is
+    /// 80 bytes and would make every target, which every connection carries,
+    /// that large; boxed, a target is 32 (issue 4: memory per connection).
+    Platform(Box<PlatformTarget>),
     /// A managed database; the connection carries `HostName`, `Port`,
     /// `Username`, `Password` (secret) and `DatabaseName`.
     Database {
@@ -91,12 +93,12 @@ impl Target {
     /// A platform integration target with project visibility and no named
     /// endpoint.
     pub fn platform(project: ProjectId, integration: IntegrationId) -> Self {
-        Target::Platform(PlatformTarget {
+        Target::Platform(Box::new(PlatformTarget {
             project,
             integration,
             endpoint: None,
             visibility: EndpointVisibility::Project,
-        })
+        }))
     }
 
     /// A third-party service.
@@ -1322,6 +1324,15 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_sizes() {
+        // Every connection carries these (issue 4: memory per connection).
+        assert_eq!(std::mem::size_of::<PlatformTarget>(), 80);
+        assert_eq!(std::mem::size_of::<Target>(), 32);
+        assert_eq!(std::mem::size_of::<Param>(), 72);
+        assert_eq!(std::mem::size_of::<Connection>(), 160);
+    }
 
     #[test]
     fn precedence_is_customer_env_then_customer_then_env_then_default() {
