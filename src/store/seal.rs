@@ -143,10 +143,13 @@ fn check_key_id(id: &str) -> Result<(), SealError> {
 }
 
 /// One 256-bit sealing key with its ID. The key bytes live in a
-/// [`secrecy::SecretBox`] (zeroized on drop); `Debug` shows the ID only.
+/// [`secrecy::SecretBox`], and the cipher made from them once in a box of its
+/// own (both zeroized on drop); `Debug` shows the ID only.
 pub struct SealKey {
     id: String,
     key: SecretBox<[u8; KEY_LEN]>,
+    /// Boxed so that moving the key copies no key material.
+    cipher: Box<XChaCha20Poly1305>,
 }
 
 impl SealKey {
@@ -158,7 +161,7 @@ impl SealKey {
             return Err(SealError::BadKeyLength { id, len: bytes.len() });
         }
         let key = SecretBox::init_with_mut(|k: &mut [u8; KEY_LEN]| k.copy_from_slice(bytes));
-        Ok(SealKey { id, key })
+        Ok(SealKey::assemble(id, key))
     }
 
     /// A key from base64 text (standard or URL-safe alphabet, padded or not),
@@ -197,7 +200,7 @@ impl SealKey {
         if failed {
             return Err(SealError::Random);
         }
-        Ok(SealKey { id, key })
+        Ok(SealKey::assemble(id, key))
     }
 
     /// The key's ID.
@@ -211,18 +214,19 @@ impl SealKey {
         SecretString::from(URL_SAFE_NO_PAD.encode(self.key.expose_secret()))
     }
 
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(&Key::from(*self.key.expose_secret()))
+    fn assemble(id: String, key: SecretBox<[u8; KEY_LEN]>) -> Self {
+        let cipher = Box::new(XChaCha20Poly1305::new(<&Key>::from(key.expose_secret())));
+        SealKey { id, key, cipher }
     }
 }
 
 impl Clone for SealKey {
     fn clone(&self) -> Self {
         let bytes = self.key.expose_secret();
-        SealKey {
-            id: self.id.clone(),
-            key: SecretBox::init_with_mut(|k: &mut [u8; KEY_LEN]| k.copy_from_slice(bytes)),
-        }
+        SealKey::assemble(
+            self.id.clone(),
+            SecretBox::init_with_mut(|k: &mut [u8; KEY_LEN]| k.copy_from_slice(bytes)),
+        )
     }
 }
 
@@ -286,7 +290,7 @@ impl KeyRing {
         crate::model::random::try_fill(&mut nonce).map_err(|_| SealError::Random)?;
         let aad = format!("{FORMAT_TAG}:{}", key.id);
         let ciphertext = key
-            .cipher()
+            .cipher
             .encrypt(
                 &XNonce::from(nonce),
                 Payload {
@@ -337,9 +341,10 @@ impl KeyRing {
         }
         let (nonce, ciphertext) = body.split_at(NONCE_LEN);
         let nonce = XNonce::try_from(nonce).map_err(|_| SealError::Malformed { reason: "bad nonce" })?;
-        let aad = format!("{FORMAT_TAG}:{key_id}");
+        // The associated data is the text's own label, `cs1:<key id>`.
+        let aad = &sealed[..FORMAT_TAG.len() + 1 + key_id.len()];
         let plain = key
-            .cipher()
+            .cipher
             .decrypt(
                 &nonce,
                 Payload {
