@@ -26,7 +26,9 @@ use std::sync::{Mutex, MutexGuard};
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::{Batch, Change, Committed, Expect, Op, Snapshot, Store, StoreError};
-use crate::model::{AppOwner, ConnectionName, IntegrationId, ProjectId, Record, RecordKey, Revision, Scope, Version};
+use crate::model::{
+    AppOwner, ConnectionName, IntegrationId, ProjectId, Record, RecordKey, Revision, Scope, Version,
+};
 
 /// Keeps records in memory. Fast, `Send + Sync`, gone with the process.
 ///
@@ -370,7 +372,10 @@ mod tests {
         store.commit(&batch).unwrap();
         for i in (0..100).step_by(3) {
             let mut batch = Batch::new();
-            batch.push(super::super::Write::delete(marker(i).key(), Expect::Version(Version(1))));
+            batch.push(super::super::Write::delete(
+                marker(i).key(),
+                Expect::Version(Version(1)),
+            ));
             assert_eq!(store.commit(&batch).unwrap().versions, [Version(2)]);
         }
         for i in 0..100 {

@@ -9,7 +9,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
 
 use super::seal::rows::{
-    decode_changes, decode_key, decode_record, encode_key, encode_record, in_feed, to_u64,
+    decode_changes, decode_key, decode_live, decode_record, encode_key, encode_record, in_feed, to_u64,
 };
 use super::seal::{KeyRing, Resealed};
 use super::{Batch, Change, Committed, Expect, Op, Snapshot, Store, StoreError};
@@ -675,12 +675,7 @@ impl Store for PostgresStore {
             }
             Ok((revision, out))
         })?;
-        let mut records = Vec::with_capacity(rows.len());
-        for (key_text, version, body) in rows {
-            let key = decode_key(BACKEND, &key_text)?;
-            let record = decode_record(BACKEND, &self.ring, &key, &body)?;
-            records.push((Version(to_u64(BACKEND, version, "a version")?), record));
-        }
+        let records = decode_live(BACKEND, &self.ring, rows)?;
         Ok(Snapshot { revision, records })
     }
 

@@ -496,6 +496,69 @@ pub(crate) mod rows {
         }
     }
 
+    /// Rows of live records from which [`decode_live`] uses more than one
+    /// thread: below, starting threads costs more than it saves.
+    pub(super) const PARALLEL_FROM: usize = 4_096;
+    /// The most threads [`decode_live`] uses.
+    const MAX_THREADS: usize = 4;
+
+    /// Decodes live-record rows `(key, version, body)` in order, as
+    /// [`Store::load`](crate::store::Store::load) returns them. A large
+    /// load (a cold start: mostly JSON and opening sealed secrets) is split
+    /// over up to 4 threads, as many as the machine has cores; an error is
+    /// the one of the first unreadable row, as on one thread.
+    pub(crate) fn decode_live(
+        backend: &'static str,
+        ring: &Arc<KeyRing>,
+        rows: Vec<(String, i64, String)>,
+    ) -> Result<Vec<(crate::model::Version, Record)>, StoreError> {
+        let decode = |rows: Vec<(String, i64, String)>| -> Result<Vec<_>, StoreError> {
+            rows.into_iter()
+                .map(|(key_text, version, body)| {
+                    let key = decode_key(backend, &key_text)?;
+                    let record = decode_record(backend, ring, &key, &body)?;
+                    Ok((
+                        crate::model::Version(to_u64(backend, version, "a version")?),
+                        record,
+                    ))
+                })
+                .collect()
+        };
+        let threads = if rows.len() < PARALLEL_FROM {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+        };
+        if threads == 1 {
+            return decode(rows);
+        }
+        // Consecutive parts, each decoded (and its rows dropped) by a thread.
+        let total = rows.len();
+        let per = total.div_ceil(threads);
+        let mut parts = Vec::with_capacity(threads);
+        let mut rest = rows;
+        while rest.len() > per {
+            parts.push(rest.split_off(rest.len() - per));
+        }
+        parts.push(rest);
+        parts.reverse();
+        let decoded: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|part| s.spawn(move || decode(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect()
+        });
+        let mut records = Vec::with_capacity(total);
+        for part in decoded {
+            records.extend(part?);
+        }
+        Ok(records)
+    }
+
     /// Decodes change-feed rows `(revision, key, version, body)`.
     pub(crate) fn decode_changes(
         backend: &'static str,
@@ -573,6 +636,42 @@ mod tests {
 
     fn key(id: &str, byte: u8) -> SealKey {
         SealKey::from_bytes(id, &[byte; KEY_LEN]).expect("valid key")
+    }
+
+    /// Enough rows for several threads: the records come back in row order,
+    /// and an error is the first unreadable row's.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[test]
+    fn a_large_load_decodes_in_order_on_several_threads() {
+        use crate::model::{Record, Version};
+        let ring = std::sync::Arc::new(KeyRing::new(key("k1", 7)));
+        let marker = |i: usize| Record::References(format!("p{i}").parse().expect("project"));
+        let row = |i: usize| {
+            let record = marker(i);
+            (
+                rows::encode_key("test", &record.key()).expect("key"),
+                i as i64 + 1,
+                rows::encode_record("test", &ring, &record).expect("record"),
+            )
+        };
+        let n = 3 * rows::PARALLEL_FROM;
+        let decoded = rows::decode_live("test", &ring, (0..n).map(row).collect()).expect("decode");
+        assert_eq!(decoded.len(), n);
+        for (i, (version, record)) in decoded.iter().enumerate() {
+            assert_eq!((*version, record.key()), (Version(i as u64 + 1), marker(i).key()));
+        }
+        let mut bad: Vec<_> = (0..n).map(row).collect();
+        // The end of one thread's part, and the start of the next one's.
+        let (first, second) = (n / 2 - 1, n / 2 + 1);
+        for i in [second, first] {
+            bad[i].2 = "{".into();
+        }
+        match rows::decode_live("test", &ring, bad) {
+            Err(crate::store::StoreError::Unreadable { what, .. }) => {
+                assert_eq!(what, marker(first).key().to_string());
+            }
+            other => panic!("expected the row {first} unreadable, got {other:?}"),
+        }
     }
 
     #[test]

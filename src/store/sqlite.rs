@@ -7,7 +7,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::seal::rows::{
-    decode_changes, decode_key, decode_record, encode_key, encode_record, in_feed, to_u64,
+    decode_changes, decode_key, decode_live, decode_record, encode_key, encode_record, in_feed, to_u64,
 };
 use super::seal::{KeyRing, Resealed};
 use super::{Batch, Change, Committed, Expect, Op, Snapshot, Store, StoreError};
@@ -337,12 +337,7 @@ impl Store for SqliteStore {
         };
         drop(tx);
         drop(conn);
-        let mut records = Vec::with_capacity(rows.len());
-        for (key_text, version, body) in rows {
-            let key = decode_key(BACKEND, &key_text)?;
-            let record = decode_record(BACKEND, &self.ring, &key, &body)?;
-            records.push((Version(to_u64(BACKEND, version, "a version")?), record));
-        }
+        let records = decode_live(BACKEND, &self.ring, rows)?;
         Ok(Snapshot { revision, records })
     }
 
