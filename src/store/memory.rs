@@ -16,7 +16,7 @@
 //! - `feed`: the most recent batches, each a boxed slice of (version, record
 //!   or deleted key), 32 bytes a change.
 //!
-//! At 1,000,000 connections that is about 45 bytes a connection, plus 3 for
+//! At 1,000,000 connections that is about 44 bytes a connection, plus 4 for
 //! a full change feed of 100,000 changes (`benches/memory.rs`).
 
 use std::collections::VecDeque;
