@@ -9,10 +9,11 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
 
 use super::seal::rows::{
-    decode_changes, decode_key, decode_live, decode_record, encode_key, encode_record, in_feed, to_u64,
+    decode_changes, decode_key, decode_live, decode_record, encode_batch, encode_key, encode_record, in_feed,
+    to_u64,
 };
 use super::seal::{KeyRing, Resealed};
-use super::{Batch, Change, Committed, Expect, Op, Snapshot, Store, StoreError};
+use super::{Batch, Change, Committed, Expect, Snapshot, Store, StoreError};
 use crate::model::{Record, RecordKey, Revision, Version};
 
 const BACKEND: &str = "postgres";
@@ -681,14 +682,8 @@ impl Store for PostgresStore {
 
     fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
         batch.validate()?;
-        let mut encoded = Vec::with_capacity(batch.writes.len());
-        for w in &batch.writes {
-            let body = match &w.op {
-                Op::Put(record) => Some(encode_record(BACKEND, &self.ring, record)?),
-                Op::Delete => None,
-            };
-            encoded.push((encode_key(BACKEND, &w.key)?, body));
-        }
+        // Seal and encode before taking the lock.
+        let encoded = encode_batch(BACKEND, &self.ring, batch)?;
         let keys: Vec<&str> = encoded.iter().map(|(k, _)| k.as_str()).collect();
         let mut attempt = 0;
         let committed = loop {

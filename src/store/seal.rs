@@ -470,6 +470,26 @@ pub(crate) mod rows {
         })
     }
 
+    /// Every write of `batch` as (key text, sealed record text or `None` for a
+    /// delete), ready to store; done before taking any lock.
+    pub(crate) fn encode_batch(
+        backend: &'static str,
+        ring: &Arc<KeyRing>,
+        batch: &crate::store::Batch,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        batch
+            .writes
+            .iter()
+            .map(|w| {
+                let body = match &w.op {
+                    crate::store::Op::Put(record) => Some(encode_record(backend, ring, record)?),
+                    crate::store::Op::Delete => None,
+                };
+                Ok((encode_key(backend, &w.key)?, body))
+            })
+            .collect()
+    }
+
     /// A stored integer (revision, version) as `u64`; a negative one means the
     /// row is corrupt.
     pub(crate) fn to_u64(backend: &'static str, n: i64, what: &str) -> Result<u64, StoreError> {

@@ -7,10 +7,11 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::seal::rows::{
-    decode_changes, decode_key, decode_live, decode_record, encode_key, encode_record, in_feed, to_u64,
+    decode_changes, decode_key, decode_live, decode_record, encode_batch, encode_key, encode_record, in_feed,
+    to_u64,
 };
 use super::seal::{KeyRing, Resealed};
-use super::{Batch, Change, Committed, Expect, Op, Snapshot, Store, StoreError};
+use super::{Batch, Change, Committed, Expect, Snapshot, Store, StoreError};
 use crate::model::{Record, RecordKey, Revision, Version};
 
 const BACKEND: &str = "sqlite";
@@ -344,14 +345,7 @@ impl Store for SqliteStore {
     fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
         batch.validate()?;
         // Seal and encode before taking the lock.
-        let mut encoded = Vec::with_capacity(batch.writes.len());
-        for w in &batch.writes {
-            let body = match &w.op {
-                Op::Put(record) => Some(encode_record(BACKEND, &self.ring, record)?),
-                Op::Delete => None,
-            };
-            encoded.push((encode_key(BACKEND, &w.key)?, body));
-        }
+        let encoded = encode_batch(BACKEND, &self.ring, batch)?;
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
