@@ -9,8 +9,8 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
 
 use super::seal::rows::{
-    decode_changes, decode_key, decode_live, decode_record, encode_batch, encode_key, encode_record, in_feed,
-    to_u64,
+    self, decode_changes, decode_key, decode_live, decode_record, encode_batch, encode_key, encode_record,
+    in_feed, to_u64,
 };
 use super::seal::{KeyRing, Resealed};
 use super::{Batch, Change, Committed, Expect, Snapshot, Store, StoreError};
@@ -640,10 +640,24 @@ fn try_migrate(client: &mut Client, shown: &str) -> Result<(), Failure> {
 
 fn head_of(row: &postgres::Row) -> Result<(Revision, Revision), StoreError> {
     let (revision, floor): (i64, i64) = (col(row, 0)?, col(row, 1)?);
-    Ok((
-        Revision(to_u64(BACKEND, revision, "the head revision")?),
-        Revision(to_u64(BACKEND, floor, "the feed floor")?),
-    ))
+    rows::head(BACKEND, revision, floor)
+}
+
+/// A read-only repeatable-read transaction and the head revision and feed
+/// floor it sees: the consistent view `load` and `changes_since` read from.
+fn snapshot<'c>(
+    client: &'c mut Client,
+    head: &Statement,
+) -> Result<(postgres::Transaction<'c>, (Revision, Revision)), Failure> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .ctx("cannot begin a snapshot")?;
+    let row = tx.query_one(head, &[]).ctx("cannot read the head revision")?;
+    let head = head_of(&row)?;
+    Ok((tx, head))
 }
 
 impl Store for PostgresStore {
@@ -653,17 +667,7 @@ impl Store for PostgresStore {
 
     fn load(&self) -> Result<Snapshot, StoreError> {
         let (revision, rows) = self.with_conn(|conn| {
-            let mut tx = conn
-                .client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .ctx("cannot begin a snapshot")?;
-            let head = tx
-                .query_one(&conn.head, &[])
-                .ctx("cannot read the head revision")?;
-            let (revision, _) = head_of(&head)?;
+            let (mut tx, (revision, _)) = snapshot(&mut conn.client, &conn.head)?;
             let rows = tx.query(&conn.live, &[]).ctx("cannot read records")?;
             tx.commit().ctx("cannot end the snapshot")?;
             let mut out = Vec::with_capacity(rows.len());
@@ -724,17 +728,7 @@ impl Store for PostgresStore {
         }
         let after_i = to_i64(after.0, "revision")?;
         let rows = self.with_conn(|conn| {
-            let mut tx = conn
-                .client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .ctx("cannot begin a snapshot")?;
-            let head = tx
-                .query_one(&conn.head, &[])
-                .ctx("cannot read the head revision")?;
-            let (revision, floor) = head_of(&head)?;
+            let (mut tx, (revision, floor)) = snapshot(&mut conn.client, &conn.head)?;
             if after >= revision {
                 return Ok(Vec::new());
             }

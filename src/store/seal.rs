@@ -500,6 +500,18 @@ pub(crate) mod rows {
         })
     }
 
+    /// The stored head revision and feed floor, checked.
+    pub(crate) fn head(
+        backend: &'static str,
+        revision: i64,
+        floor: i64,
+    ) -> Result<(crate::model::Revision, crate::model::Revision), StoreError> {
+        Ok((
+            crate::model::Revision(to_u64(backend, revision, "the head revision")?),
+            crate::model::Revision(to_u64(backend, floor, "the feed floor")?),
+        ))
+    }
+
     /// Says that an unreadable record was found in the change feed.
     pub(crate) fn in_feed(e: StoreError, revision: i64) -> StoreError {
         match e {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::seal::rows::{
-    decode_changes, decode_key, decode_live, decode_record, encode_batch, encode_key, encode_record, in_feed,
-    to_u64,
+    self, decode_changes, decode_key, decode_live, decode_record, encode_batch, encode_key, encode_record,
+    in_feed, to_u64,
 };
 use super::seal::{KeyRing, Resealed};
 use super::{Batch, Change, Committed, Expect, Snapshot, Store, StoreError};
@@ -311,10 +311,7 @@ fn head(conn: &Connection) -> Result<(Revision, Revision), StoreError> {
             Ok((r.get(0)?, r.get(1)?))
         })
         .map_err(|e| unavailable("cannot read the head revision", e))?;
-    Ok((
-        Revision(to_u64(BACKEND, revision, "the head revision")?),
-        Revision(to_u64(BACKEND, floor, "the feed floor")?),
-    ))
+    rows::head(BACKEND, revision, floor)
 }
 
 impl Store for SqliteStore {
