@@ -84,9 +84,13 @@ pub struct WriteReport {
     pub released: Vec<(ProjectId, AppOwner)>,
     /// OAuth applications whose secret was rotated.
     pub rotated: Vec<(ProjectId, AppOwner)>,
-    /// Provisioner or catalog problems after the commit (the write itself
-    /// stands).
+    /// Provisioner failures after the commit (releasing or revoking); the
+    /// write itself stands.
     pub warnings: Vec<ProvisionError>,
+    /// Set when the write committed but this registry could not read the
+    /// change feed back (the store went away right after): why. Its catalog
+    /// is behind until the next [`Registry::sync`] or write.
+    pub catalog_behind: Option<String>,
 }
 
 /// A connection as an integration sees it.
@@ -345,13 +349,7 @@ impl Registry {
             }
             self.catalog.set_revision(committed.revision);
         } else if let Err(e) = self.catch_up_locked() {
-            // Committed, but we could not read the feed back; the next sync will.
-            report.warnings.push(ProvisionError {
-                action: "refresh the catalog after",
-                project: batch.writes[0].key.project().clone(),
-                owner: AppOwner::Project,
-                message: e.to_string(),
-            });
+            report.catalog_behind = Some(e.to_string());
         }
         report.revision = committed.revision;
         report.rebindings = rebindings;
