@@ -58,9 +58,11 @@ pub enum FixtureError {
     },
 }
 
+/// One write of the fixture. The closures run when they are given, so they
+/// may borrow the test's data; the builders' problems surface in `build()`.
 enum Step {
-    Connection(Box<dyn FnOnce() -> ConnectionBuilder>),
-    Mappings(Box<dyn FnOnce() -> MappingsBuilder>),
+    Connection(ConnectionBuilder),
+    Mappings(MappingsBuilder),
 }
 
 /// Builds a [`Fixture`]: one project's connections and mappings, created in
@@ -96,15 +98,9 @@ impl FixtureBuilder {
 
     /// Adds a project-scope connection; `f` fills in target, auth and
     /// parameters.
-    pub fn connection(
-        mut self,
-        name: &str,
-        f: impl FnOnce(ConnectionBuilder) -> ConnectionBuilder + 'static,
-    ) -> Self {
-        let (project, name) = (self.project.clone(), name.to_owned());
-        self.steps.push(Step::Connection(Box::new(move || {
-            f(ConnectionSpec::project(&project, &name))
-        })));
+    pub fn connection(mut self, name: &str, f: impl FnOnce(ConnectionBuilder) -> ConnectionBuilder) -> Self {
+        let builder = f(ConnectionSpec::project(&self.project, name));
+        self.steps.push(Step::Connection(builder));
         self
     }
 
@@ -113,25 +109,17 @@ impl FixtureBuilder {
         mut self,
         integration: &str,
         name: &str,
-        f: impl FnOnce(ConnectionBuilder) -> ConnectionBuilder + 'static,
+        f: impl FnOnce(ConnectionBuilder) -> ConnectionBuilder,
     ) -> Self {
-        let (project, integration, name) = (self.project.clone(), integration.to_owned(), name.to_owned());
-        self.steps.push(Step::Connection(Box::new(move || {
-            f(ConnectionSpec::integration(&project, &integration, &name))
-        })));
+        let builder = f(ConnectionSpec::integration(&self.project, integration, name));
+        self.steps.push(Step::Connection(builder));
         self
     }
 
     /// Sets an integration's mappings.
-    pub fn mappings(
-        mut self,
-        integration: &str,
-        f: impl FnOnce(MappingsBuilder) -> MappingsBuilder + 'static,
-    ) -> Self {
-        let (project, integration) = (self.project.clone(), integration.to_owned());
-        self.steps.push(Step::Mappings(Box::new(move || {
-            f(crate::model::Mappings::of(&project, &integration))
-        })));
+    pub fn mappings(mut self, integration: &str, f: impl FnOnce(MappingsBuilder) -> MappingsBuilder) -> Self {
+        let builder = f(crate::model::Mappings::of(&self.project, integration));
+        self.steps.push(Step::Mappings(builder));
         self
     }
 
@@ -150,10 +138,10 @@ impl FixtureBuilder {
             .write(|tx| {
                 for step in self.steps {
                     match step {
-                        Step::Connection(f) => {
-                            tx.create_connection(f().build()?)?;
+                        Step::Connection(builder) => {
+                            tx.create_connection(builder.build()?)?;
                         }
-                        Step::Mappings(f) => tx.set_mappings(f().build()?, None)?,
+                        Step::Mappings(builder) => tx.set_mappings(builder.build()?, None)?,
                     }
                 }
                 Ok(())
@@ -238,5 +226,43 @@ impl Fixture {
 impl Resolver for Fixture {
     fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
         self.registry.resolve(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Param;
+
+    /// The closures may borrow the test's own data: nothing needs `'static`
+    /// or `move`.
+    #[test]
+    fn closures_borrow_local_test_data() {
+        let urls = [
+            ("development".to_owned(), "https://dev.crm".to_owned()),
+            ("production".to_owned(), "https://crm".to_owned()),
+        ];
+        let mapping = [("Url", "CRM_URL")];
+        let integration = String::from("orders");
+        let fx = Fixture::project("acme")
+            .connection("crm", |c| {
+                let url = urls.iter().fold(Param::plain("Url"), |p, (env, url)| {
+                    p.env(env.as_str(), url.as_str())
+                });
+                c.param(url)
+            })
+            .integration_connection(&integration, "ledger", |c| {
+                c.param(Param::plain("Host").default(urls[0].1.as_str()))
+            })
+            .mappings(&integration, |m| {
+                m.by_name("crm", mapping).by_name_defaults("ledger")
+            })
+            .build()
+            .unwrap();
+        let env = fx.resolve(&integration, "production").unwrap();
+        assert_eq!(env.expose("CRM_URL"), Some("https://crm"));
+        assert_eq!(env.expose("LEDGER_HOST"), Some("https://dev.crm"));
+        // The data is still ours.
+        assert_eq!(urls.len(), 2);
     }
 }
