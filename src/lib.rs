@@ -75,7 +75,7 @@
 //!     .mappings("orders", |m| m.by_name_defaults("twilio"))
 //!     .build()?;
 //! let env = fx.resolve("orders", "production")?;
-//! let why = env.explain("CHOREO_TWILIO_APIKEY").unwrap();
+//! let why = env.provenance("CHOREO_TWILIO_APIKEY").unwrap();
 //! assert_eq!(why.to_string().split(": ").last(), Some("default value (default variable name)"));
 //! # Ok::<(), connective::fixture::FixtureError>(())
 //! ```

@@ -87,7 +87,7 @@ fn explicit_entries_inject_the_named_variables_in_mapping_order() {
         "https://api.stripe.com"
     );
     assert!(env.iter().all(|v| v.provenance.mapping == MappingKind::Explicit));
-    assert_eq!(env.explain("SMS_KEY").unwrap().param.as_str(), "ApiKey");
+    assert_eq!(env.provenance("SMS_KEY").unwrap().param.as_str(), "ApiKey");
 
     // Mapping the same parameter twice under two names is fine.
     registry
@@ -137,7 +137,7 @@ fn default_names_are_the_hosts_prefix_then_connection_then_parameter() {
         env.get("CHOREO_LEGACY_CRM_PASSWORD").unwrap().value.expose(),
         "crm-pw-prod"
     );
-    let why = env.explain("CHOREO_LEGACY_CRM_PASSWORD").unwrap();
+    let why = env.provenance("CHOREO_LEGACY_CRM_PASSWORD").unwrap();
     assert_eq!(why.mapping, MappingKind::Default);
     assert!(why.to_string().ends_with("(default variable name)"), "{why}");
 

@@ -144,7 +144,7 @@ fn a_reusable_connection_is_managed_once_and_used_by_many_integrations() {
             .unwrap();
         assert_eq!(expose(&env, "SLACK_CLIENT_SECRET"), "slack-secret-c0ffee");
         assert_eq!(expose(&env, "SLACK_SCOPES"), "chat:write channels:read");
-        assert_eq!(env.explain("SLACK_CLIENT_ID").unwrap().connection_id, slack);
+        assert_eq!(env.provenance("SLACK_CLIENT_ID").unwrap().connection_id, slack);
     }
     assert_eq!(registry.dependents(&acme(), slack).len(), 3);
 }
@@ -161,7 +161,7 @@ fn an_organization_global_value_is_the_same_for_every_customer() {
             "https://api.acme-erp.com",
             "customer {who:?}"
         );
-        let why = env.explain("ERP_URL").unwrap();
+        let why = env.provenance("ERP_URL").unwrap();
         assert_eq!(why.source, ValueSource::Layer(Layer::Default));
         assert_eq!(why.entered_by, None);
     }
@@ -181,7 +181,7 @@ fn the_organization_sets_each_customers_value_on_its_behalf() {
         for env in ["development", "production"] {
             let resolved = registry.resolve(&request("erp-sync", env, Some(who))).unwrap();
             assert_eq!(expose(&resolved, "ERP_API_KEY"), key);
-            let why = resolved.explain("ERP_API_KEY").unwrap();
+            let why = resolved.provenance("ERP_API_KEY").unwrap();
             assert_eq!(why.source, ValueSource::Layer(Layer::Customer(customer(who))));
             assert_eq!(why.entered_by, Some(EnteredBy::Organization));
             assert!(why.to_string().contains("set by the organization"), "{why}");
@@ -232,7 +232,7 @@ fn a_customer_enters_its_own_value() {
         .resolve(&request("erp-sync", "production", Some("globex")))
         .unwrap();
     assert_eq!(expose(&env, "ERP_WEBHOOK_TOKEN"), "whk-globex-77");
-    let why = env.explain("ERP_WEBHOOK_TOKEN").unwrap();
+    let why = env.provenance("ERP_WEBHOOK_TOKEN").unwrap();
     assert_eq!(why.entered_by, Some(EnteredBy::Customer));
     assert!(why.to_string().contains("entered by the customer"), "{why}");
 
@@ -325,12 +325,12 @@ fn test_credentials_replace_production_values_in_the_test_environment() {
         .unwrap();
     assert_eq!(expose(&test, "STRIPE_KEY"), "sk_test_51Hx");
     assert_eq!(
-        test.explain("STRIPE_KEY").unwrap().source,
+        test.provenance("STRIPE_KEY").unwrap().source,
         ValueSource::Layer(Layer::Environment(Environment::test()))
     );
     assert_eq!(expose(&test, "STRIPE_ACCOUNT"), "acct_globex_test");
     assert_eq!(
-        test.explain("STRIPE_ACCOUNT").unwrap().source,
+        test.provenance("STRIPE_ACCOUNT").unwrap().source,
         ValueSource::Layer(Layer::CustomerEnvironment(
             customer("globex"),
             Environment::test()
@@ -480,7 +480,7 @@ fn an_optional_customer_entered_field_is_left_out_until_entered() {
     assert_eq!(globex.expose("SLACK_BOTTOKEN"), Some("xoxb-g"));
     assert!(
         globex
-            .explain("SLACK_BOTTOKEN")
+            .provenance("SLACK_BOTTOKEN")
             .unwrap()
             .to_string()
             .contains("entered by the customer")

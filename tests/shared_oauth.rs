@@ -255,7 +255,7 @@ fn project_oauth_connections_share_the_project_application() {
     );
 
     // Provenance names the application, not a value layer of the connection.
-    let why = env.explain("BILLING_CONSUMERSECRET").unwrap();
+    let why = env.provenance("BILLING_CONSUMERSECRET").unwrap();
     assert_eq!(
         why.source,
         ValueSource::OAuthApp {
@@ -433,7 +433,7 @@ fn one_integrations_oauth_connections_share_its_application_unless_dedicated() {
         );
     }
     let orders_app = AppOwner::Integration("orders".parse().unwrap());
-    let owner_of = |var: &str| match &env.explain(var).unwrap().source {
+    let owner_of = |var: &str| match &env.provenance(var).unwrap().source {
         ValueSource::OAuthApp { owner, .. } => owner.clone(),
         other => panic!("{var} comes from {other}"),
     };
@@ -536,7 +536,7 @@ fn a_supplied_client_is_the_connections_own_and_provisions_nothing() {
     assert_eq!(expose(&env, "SF_CLIENT_ID"), "sf-client");
     assert_eq!(expose(&env, "SF_CLIENT_SECRET"), "sf-secret");
     assert_eq!(
-        env.explain("SF_CLIENT_SECRET").unwrap().source,
+        env.provenance("SF_CLIENT_SECRET").unwrap().source,
         ValueSource::Layer(Layer::Default)
     );
 }

@@ -79,7 +79,7 @@ fn a_write_on_one_replica_is_resolved_by_the_other() {
         "propagation took {took:?}: the follower was not woken early"
     );
     let env = b.resolve(&request()).expect("resolve on b");
-    assert_eq!(env.explain("CRM_KEY").expect("provenance").connection_id, id);
+    assert_eq!(env.provenance("CRM_KEY").expect("provenance").connection_id, id);
 
     // And back: an update on b reaches a through sync().
     let version = b

@@ -409,7 +409,7 @@ fn a_rename_that_would_strand_a_dependent_is_refused() {
     let env = registry
         .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
         .unwrap();
-    assert_eq!(env.explain("URL").unwrap().connection_id, id);
+    assert_eq!(env.provenance("URL").unwrap().connection_id, id);
 }
 
 #[test]

@@ -112,8 +112,8 @@ fn a_project_connection_is_reused_by_every_integration_of_the_project() {
     assert_eq!(value(&orders, "SMS_KEY"), "tw-live-0c9d");
     assert_eq!(value(&notifications, "TWILIO_API_KEY"), "tw-live-0c9d");
     for provenance in [
-        orders.explain("SMS_KEY").unwrap(),
-        notifications.explain("TWILIO_API_KEY").unwrap(),
+        orders.provenance("SMS_KEY").unwrap(),
+        notifications.provenance("TWILIO_API_KEY").unwrap(),
     ] {
         assert_eq!(provenance.connection_id, twilio_id);
         assert_eq!(provenance.scope, Scope::Project);
@@ -332,7 +332,7 @@ fn the_resolver_itself_refuses_references_across_integrations_and_projects() {
             .unwrap();
         assert_eq!(value(&env, "A"), "crm-pw-77");
         assert_eq!(value(&env, "B"), "crm-pw-77");
-        assert_eq!(env.explain("B").unwrap().connection_id, orders_crm.id());
+        assert_eq!(env.provenance("B").unwrap().connection_id, orders_crm.id());
     }
 }
 
@@ -361,9 +361,9 @@ fn an_integration_connection_shadows_the_project_connection_of_the_same_name() {
         .resolve(&request("acme", "orders", "production"))
         .unwrap();
     assert_eq!(value(&orders, "CRM_URL"), "https://crm-sandbox.example.com");
-    assert_eq!(orders.explain("CRM_URL").unwrap().connection_id, own);
+    assert_eq!(orders.provenance("CRM_URL").unwrap().connection_id, own);
     assert_eq!(
-        orders.explain("CRM_URL").unwrap().scope,
+        orders.provenance("CRM_URL").unwrap().scope,
         Scope::Integration("orders".parse().unwrap())
     );
 
@@ -371,7 +371,7 @@ fn an_integration_connection_shadows_the_project_connection_of_the_same_name() {
         .resolve(&request("acme", "billing", "production"))
         .unwrap();
     assert_eq!(value(&billing, "CRM_URL"), "https://crm.example.com");
-    assert_eq!(billing.explain("CRM_URL").unwrap().connection_id, shared);
+    assert_eq!(billing.provenance("CRM_URL").unwrap().connection_id, shared);
 }
 
 #[test]
@@ -397,12 +397,15 @@ fn a_reference_by_id_gets_exactly_that_connection_even_when_shadowed() {
         .resolve(&request("acme", "orders", "production"))
         .unwrap();
     assert_eq!(value(&env, "SHARED_CRM_URL"), "https://crm.example.com");
-    assert_eq!(env.explain("SHARED_CRM_URL").unwrap().connection_id, shared);
+    assert_eq!(env.provenance("SHARED_CRM_URL").unwrap().connection_id, shared);
     assert_eq!(value(&env, "OWN_CRM_URL"), "https://crm-sandbox.example.com");
-    assert_eq!(env.explain("OWN_CRM_URL").unwrap().connection_id, own);
-    assert_eq!(env.explain("OWN_CRM_URL").unwrap().mapping, MappingKind::Explicit);
+    assert_eq!(env.provenance("OWN_CRM_URL").unwrap().connection_id, own);
     assert_eq!(
-        env.explain("OWN_CRM_URL").unwrap().source,
+        env.provenance("OWN_CRM_URL").unwrap().mapping,
+        MappingKind::Explicit
+    );
+    assert_eq!(
+        env.provenance("OWN_CRM_URL").unwrap().source,
         ValueSource::Layer(connective::model::Layer::Default)
     );
 }

@@ -204,7 +204,7 @@ impl RegistryBuilder {
 /// let env = registry.resolve(&ResolveRequest::parse("acme", "orders", "production")?)?;
 /// assert_eq!(env.get("TWILIO_URL").unwrap().value.expose(), "https://api.twilio.com");
 /// assert!(env.get("TWILIO_KEY").unwrap().value.is_secret());
-/// assert_eq!(env.explain("TWILIO_KEY").unwrap().connection_id, twilio.0);
+/// assert_eq!(env.provenance("TWILIO_KEY").unwrap().connection_id, twilio.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Registry {
@@ -492,7 +492,10 @@ impl Registry {
 
     /// Why `request`'s integration gets `variable`: the winning connection,
     /// parameter and layer, the layers it beat, the connections it shadows.
-    /// `Ok(None)` if the integration does not get that variable.
+    /// `Ok(None)` if the integration does not get that variable. (A
+    /// [`ResolvedEnv`] already holds the winning
+    /// part of this for each of its variables:
+    /// [`ResolvedEnv::provenance`](crate::resolve::ResolvedEnv::provenance).)
     ///
     /// ```
     /// # use connective::fixture::Fixture;

@@ -261,8 +261,11 @@ impl ResolvedEnv {
         self.vars.get(name).map(|v| v.value.expose())
     }
 
-    /// Why `name` has its value (rule 7).
-    pub fn explain(&self, name: &str) -> Option<&Provenance> {
+    /// Where `name`'s value came from (rule 7): connection, parameter, value
+    /// layer or OAuth application. For the full story (the layers it beat,
+    /// the connections it shadows) ask the registry:
+    /// [`Registry::explain`](crate::registry::Registry::explain).
+    pub fn provenance(&self, name: &str) -> Option<&Provenance> {
         self.vars.get(name).map(|v| &v.provenance)
     }
 
