@@ -7,6 +7,11 @@
 //! themselves. Apply the objects with any client (`kube`, `kubectl apply -f`),
 //! then put [`KubernetesEnv::env`] into the pod template.
 //!
+//! connective picks no Kubernetes version: like every library on
+//! `k8s-openapi`, it leaves that to the binary, which enables one version
+//! feature on its own dependency, e.g.
+//! `k8s-openapi = { version = "0.29", features = ["latest"] }`.
+//!
 //! ```
 //! use connective::fixture::Fixture;
 //! use connective::model::Param;
