@@ -868,3 +868,225 @@ fn refused_registry_writes_change_nothing() {
         assert_eq!(fingerprint(&registry), before, "{what} changed the registry");
     }
 }
+
+/// Runs `f` with secrets (de)serialized as plain text, as a host's own codec
+/// would.
+fn with_codec<R>(f: impl FnOnce() -> R) -> R {
+    connective::model::with_secret_codec(std::sync::Arc::new(connective::model::PlaintextCodec), f)
+}
+
+/// A valid spec as JSON, for the cases below to break one way each.
+fn spec_json() -> serde_json::Value {
+    let spec = ConnectionSpec::project("acme", "crm")
+        .target(Target::external("crm"))
+        .auth(AuthScheme::ApiKey)
+        .param(Param::plain("ServiceURL").default("https://crm.example.com"))
+        .param(Param::secret("ApiKey").default("k").env("production", "kp"))
+        .build()
+        .unwrap();
+    with_codec(|| serde_json::to_value(&spec)).unwrap()
+}
+
+type JsonCase = (&'static str, fn(&mut serde_json::Value), &'static str);
+
+#[test]
+fn specs_sent_as_json_are_refused_with_the_builders_checks_and_change_nothing() {
+    use serde_json::json;
+    let cases: Vec<JsonCase> = vec![
+        (
+            "duplicate parameter names",
+            |j| {
+                let first = j["params"][0].clone();
+                j["params"].as_array_mut().unwrap().push(first);
+            },
+            "parameter ServiceURL is declared more than once",
+        ),
+        (
+            "a value past its limit",
+            |j| j["params"][0]["values"]["plain"][0][1] = json!("v".repeat(65_537)),
+            "params.ServiceURL (default value) is 65537 bytes, at most 65536 allowed",
+        ),
+        (
+            "a secret value past its limit",
+            |j| j["params"][1]["values"]["secret"][1][1] = json!("s".repeat(70_000)),
+            "is 70000 bytes, at most 65536 allowed",
+        ),
+        (
+            "a description past its limit",
+            |j| j["description"] = json!("d".repeat(4097)),
+            "description is 4097 bytes, at most 4096 allowed",
+        ),
+        (
+            "a parameter description past its limit",
+            |j| j["params"][0]["description"] = json!("d".repeat(5000)),
+            "params.ServiceURL.description is 5000 bytes",
+        ),
+        (
+            "more than 256 parameters",
+            |j| {
+                let params = j["params"].as_array_mut().unwrap();
+                for i in 0..300 {
+                    let mut p = params[0].clone();
+                    p["name"] = json!(format!("P{i}"));
+                    params.push(p);
+                }
+            },
+            "302 parameters, at most 256 allowed",
+        ),
+        (
+            "a per-customer parameter with a default",
+            |j| j["params"][0]["tenancy"] = json!({"per_customer": "customer"}),
+            "parameter ServiceURL is per-customer and cannot have a default value",
+        ),
+        (
+            "API-key auth with no secret",
+            |j| {
+                j["params"].as_array_mut().unwrap().pop();
+            },
+            "a api-key connection needs at least one secret parameter",
+        ),
+        (
+            "managed OAuth on an external target",
+            |j| j["auth"] = json!({"o_auth2": "shared"}),
+            "a managed oauth application only serves platform integration targets, not external service crm",
+        ),
+        (
+            "a database target without its parameters",
+            |j| j["target"] = json!({"database": {"engine": "postgresql"}}),
+            "a postgresql database connection needs parameter HostName",
+        ),
+        (
+            "two values for one layer",
+            |j| {
+                let values = j["params"][0]["values"]["plain"].as_array_mut().unwrap();
+                values.push(json!(["default", "again"]));
+            },
+            "parameter ServiceURL has two values for the default value",
+        ),
+        (
+            "an external service name past its limit",
+            |j| j["target"] = json!({"external": {"service": "s".repeat(300)}}),
+            "target.service is 300 bytes, at most 256 allowed",
+        ),
+        (
+            "a line break in a target",
+            |j| j["target"] = json!({"external": {"service": "crm\nFORGED=1"}}),
+            "target.service contains a control character",
+        ),
+    ];
+    let (registry, _) = populated();
+    let before = fingerprint(&registry);
+    // The base document is accepted.
+    let base: ConnectionSpec = with_codec(|| serde_json::from_value(spec_json())).unwrap();
+    assert_eq!(base.params().len(), 2);
+    for (what, break_it, fragment) in cases {
+        let mut json = spec_json();
+        break_it(&mut json);
+        let parsed = with_codec(|| serde_json::from_value::<ConnectionSpec>(json.clone()));
+        let created = parsed.map(|spec| registry.create_connection(spec));
+        assert_eq!(fingerprint(&registry), before, "{what} changed the registry");
+        let err = created.expect_err(what);
+        assert_eq!(err.classify(), serde_json::error::Category::Data, "{what}: {err}");
+        assert!(
+            err.to_string().contains(fragment),
+            "{what}: {err} lacks {fragment:?}"
+        );
+        // The same JSON as a stored connection record is refused as well.
+        json["id"] = json!(ConnectionId::random().to_string());
+        let stored = with_codec(|| serde_json::from_value::<connective::model::Connection>(json));
+        let err = stored.expect_err(what);
+        assert!(err.to_string().contains(fragment), "{what} (stored): {err}");
+    }
+}
+
+#[test]
+fn a_target_built_in_code_is_bounded_too() {
+    let problems = spec_problems(
+        ConnectionSpec::project("acme", "x")
+            .target(Target::external("e".repeat(257)))
+            .build(),
+    );
+    assert!(
+        matches!(&problems[..], [SpecProblem::TooLong { field, len: 257, max: 256 }] if field == "target.service"),
+        "{problems:?}"
+    );
+    let problems = spec_problems(
+        ConnectionSpec::project("acme", "x")
+            .target(Target::database("pg\u{1b}[2J"))
+            .build(),
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, SpecProblem::ControlCharacter { field } if field == "target.engine"))
+    );
+}
+
+#[test]
+fn oversized_mappings_are_refused_however_they_are_made() {
+    use connective::model::{ConnectionRef, ConnectionUse, EnvMap, EnvMapping, MAX_ENTRIES, MAX_USES};
+    let acme: ProjectId = "acme".parse().unwrap();
+    let orders: IntegrationId = "orders".parse().unwrap();
+    let uses = |n: usize| -> Vec<ConnectionUse> {
+        (0..n)
+            .map(|_| ConnectionUse {
+                reference: ConnectionRef::Name("twilio".parse().unwrap()),
+                env: EnvMapping::Defaults,
+            })
+            .collect()
+    };
+    let (registry, _) = populated();
+    let before = fingerprint(&registry);
+    // 50,000 uses through the constructor.
+    let err = Mappings::new(acme.clone(), orders.clone(), uses(50_000)).unwrap_err();
+    assert!(
+        matches!(&err.problems[..], [SpecProblem::TooLong { len: 50_000, max, .. }] if *max == MAX_USES),
+        "{err}"
+    );
+    // Too many explicit entries in one use.
+    let entries: Vec<EnvMap> = (0..MAX_ENTRIES + 1)
+        .map(|i| EnvMap {
+            from: "ApiKey".parse().unwrap(),
+            to: format!("K{i}").parse().unwrap(),
+        })
+        .collect();
+    let wide = vec![ConnectionUse {
+        reference: ConnectionRef::Name("twilio".parse().unwrap()),
+        env: EnvMapping::Explicit(entries),
+    }];
+    assert!(Mappings::new(acme.clone(), orders.clone(), wide.clone()).is_err());
+    // Through the builder.
+    let err = (0..MAX_USES + 1)
+        .fold(Mappings::of("acme", "orders"), |b, _| {
+            b.by_name_defaults("twilio")
+        })
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("connections is 1025 bytes, at most 1024 allowed")
+            || err.to_string().contains("1025"),
+        "{err}"
+    );
+    // Through serde, as JSON or as a stored record.
+    let valid = Mappings::new(acme.clone(), orders.clone(), uses(2)).unwrap();
+    let mut json = serde_json::to_value(&valid).unwrap();
+    assert_eq!(serde_json::from_value::<Mappings>(json.clone()).unwrap(), valid);
+    for big in [
+        serde_json::to_value(uses(MAX_USES + 1)).unwrap(),
+        serde_json::to_value(&wide).unwrap(),
+    ] {
+        json["uses"] = big;
+        let parsed = serde_json::from_value::<Mappings>(json.clone());
+        let set = parsed.map(|m| registry.set_mappings(m, Some(Version(1))));
+        assert_eq!(
+            fingerprint(&registry),
+            before,
+            "oversized mappings changed the registry"
+        );
+        let err = set.expect_err("oversized mappings were accepted");
+        assert!(err.to_string().contains("at most"), "{err}");
+        let record = serde_json::json!({"mappings": json.clone()});
+        assert!(serde_json::from_value::<connective::model::Record>(record).is_err());
+    }
+}

@@ -712,11 +712,9 @@ fn every_problem_of_a_resolution_is_reported_in_one_error() {
     let records = [
         Record::Connection(Arc::new(twilio.clone())),
         Record::Connection(Arc::new(erp.clone())),
-        Record::Mappings(Arc::new(Mappings::new(
-            acme.clone(),
-            "orders".parse().unwrap(),
-            uses,
-        ))),
+        Record::Mappings(Arc::new(
+            Mappings::new(acme.clone(), "orders".parse().unwrap(), uses).unwrap(),
+        )),
     ];
     let catalog = Catalog::from_records(
         ResolvePolicy::default(),
@@ -817,7 +815,9 @@ fn a_missing_value_does_not_hide_a_collision_or_a_reserved_name() {
         [
             Record::Connection(Arc::new(twilio.clone())),
             Record::Connection(Arc::new(erp.clone())),
-            Record::Mappings(Arc::new(Mappings::new(acme(), "orders".parse().unwrap(), uses))),
+            Record::Mappings(Arc::new(
+                Mappings::new(acme(), "orders".parse().unwrap(), uses).unwrap(),
+            )),
         ]
         .into_iter()
         .map(|r| (Version(1), r)),

@@ -547,11 +547,9 @@ fn world((gen_conns, gen_mappings): GenCatalog) -> (Model, Registry) {
                 },
             })
             .collect();
-        let record = Record::Mappings(Arc::new(Mappings::new(
-            id(PROJECTS[m.project]),
-            id(INTEGRATIONS[m.integration]),
-            uses,
-        )));
+        let record = Record::Mappings(Arc::new(
+            Mappings::new(id(PROJECTS[m.project]), id(INTEGRATIONS[m.integration]), uses).unwrap(),
+        ));
         batch.push(Write::put(record, Expect::Absent));
     }
     let store = MemoryStore::new();

@@ -270,7 +270,8 @@ fn the_resolver_itself_refuses_references_across_integrations_and_projects() {
                 env: explicit("ApiKey", "D"),
             },
         ],
-    );
+    )
+    .unwrap();
     // The owner makes the same references to its own connection.
     let orders = Mappings::new(
         acme.clone(),
@@ -285,7 +286,8 @@ fn the_resolver_itself_refuses_references_across_integrations_and_projects() {
                 env: explicit("Password", "B"),
             },
         ],
-    );
+    )
+    .unwrap();
     let records = [
         Record::Connection(Arc::new(orders_crm.clone())),
         Record::Connection(Arc::new(acme_twilio.clone())),

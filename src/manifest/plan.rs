@@ -12,7 +12,8 @@ use super::{
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
     Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionSpec, ConnectionUse, EnvMap,
-    EnvMapping, IntegrationId, Layer, Mappings, ParamValues, ProjectId, Record, Revision, Scope, Version,
+    EnvMapping, IntegrationId, Layer, Mappings, MappingsError, ParamValues, ProjectId, Record, Revision,
+    Scope, Version,
 };
 use crate::oauth::app_owner_for;
 use crate::registry::{DeleteMode, Registry, WriteReport};
@@ -213,12 +214,20 @@ impl Manifest {
             let Some(uses) = self.desired_uses(decl, &snapshot, &mut problems) else {
                 continue;
             };
-            if let Some(m) = to_mappings(&self.project, &decl.integration, &uses, |scope, name| {
+            match to_mappings(&self.project, &decl.integration, &uses, |scope, name| {
                 desired.by_name(scope.integration(), name).map(|c| c.value.id())
             }) {
-                for problem in check_mappings(&desired, registry.catalog().policy(), &m) {
-                    problems.push(ManifestProblem::at(&decl.path, Rule::Mapping(problem)));
+                Some(Ok(m)) => {
+                    for problem in check_mappings(&desired, registry.catalog().policy(), &m) {
+                        problems.push(ManifestProblem::at(&decl.path, Rule::Mapping(problem)));
+                    }
                 }
+                Some(Err(e)) => {
+                    for problem in e.problems {
+                        problems.push(ManifestProblem::at(&decl.path, Rule::Spec(problem)));
+                    }
+                }
+                None => {}
             }
             let existing = snapshot.mappings(&decl.integration);
             let (action, changes) = match existing {
@@ -423,7 +432,7 @@ fn to_mappings(
     integration: &IntegrationId,
     uses: &Uses,
     mut id_of: impl FnMut(&Scope, &ConnectionName) -> Option<ConnectionId>,
-) -> Option<Mappings> {
+) -> Option<Result<Mappings, MappingsError>> {
     let mut out = Vec::with_capacity(uses.len());
     for (key, env) in uses {
         let reference = match key {
@@ -671,9 +680,9 @@ impl Plan {
                             let mappings = to_mappings(&self.project, &m.integration, uses, |s, n| {
                                 ids.get(&(s.clone(), n.clone())).copied()
                             });
-                            // Every pinned key was checked by the plan.
+                            // Every pinned key and bound was checked by the plan.
                             if let Some(mappings) = mappings {
-                                tx.set_mappings(mappings, m.version)?;
+                                tx.set_mappings(mappings?, m.version)?;
                             }
                         }
                         (Action::Delete, _) => {

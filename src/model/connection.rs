@@ -735,6 +735,9 @@ impl ParamBuilder {
         }
     }
 
+    /// The parameter with every value given (duplicates and over-long values
+    /// included: [`check_params`] reports them), after recording why an
+    /// identifier given as text is not one.
     fn build(self, index: usize, problems: &mut Vec<SpecProblem>) -> Option<Param> {
         let label = self.label(index);
         let name = match self.name {
@@ -747,51 +750,16 @@ impl ParamBuilder {
                 None
             }
         };
-        if self.description.len() > MAX_DESCRIPTION_LEN {
-            problems.push(SpecProblem::TooLong {
-                field: format!("{label}.description"),
-                len: self.description.len(),
-                max: MAX_DESCRIPTION_LEN,
-            });
-        }
         let mut layers: Vec<(Layer, SecretValue)> = Vec::with_capacity(self.values.len());
         for (layer, value) in self.values {
-            let layer = match layer {
-                Ok(l) => l,
-                Err((field, error)) => {
-                    problems.push(SpecProblem::Ident {
-                        field: format!("{label}.{field}"),
-                        error,
-                    });
-                    continue;
-                }
-            };
-            if value.expose().len() > MAX_VALUE_LEN {
-                problems.push(SpecProblem::TooLong {
-                    field: format!("{label} ({layer})"),
-                    len: value.expose().len(),
-                    max: MAX_VALUE_LEN,
-                });
-                continue;
+            match layer {
+                Ok(l) => layers.push((l, value)),
+                Err((field, error)) => problems.push(SpecProblem::Ident {
+                    field: format!("{label}.{field}"),
+                    error,
+                }),
             }
-            if let Some(name) = &name {
-                if matches!(self.tenancy, Tenancy::PerCustomer(_)) && layer.customer().is_none() {
-                    problems.push(SpecProblem::GlobalValueOnPerCustomer {
-                        param: name.clone(),
-                        layer: layer.clone(),
-                    });
-                }
-                if layers.iter().any(|(l, _)| *l == layer) {
-                    problems.push(SpecProblem::DuplicateValue {
-                        param: name.clone(),
-                        layer,
-                    });
-                    continue;
-                }
-            }
-            layers.push((layer, value));
         }
-        let name = name?;
         let values = match self.kind {
             ParamKind::Plain => ParamValues::Plain(Layers::from_vec(
                 layers
@@ -802,12 +770,153 @@ impl ParamBuilder {
             ParamKind::Secret => ParamValues::Secret(Layers::from_vec(layers)),
         };
         Some(Param {
-            name,
+            name: name?,
             description: Text::new(self.description),
             requirement: self.requirement,
             tenancy: self.tenancy,
             values,
         })
+    }
+}
+
+/// The most bytes of a target's text: an external service's name, a database
+/// engine, a platform endpoint.
+pub const MAX_TARGET_LEN: usize = 256;
+
+/// **The checks of a connection spec**, beyond its identifiers (which their
+/// types check when they are parsed): lengths and counts, the rules of each
+/// parameter's values, and what the auth scheme and target need. The builder,
+/// deserialization (of a spec and of a stored connection) and every other way
+/// a spec is made run exactly this; `problems` gets every problem found.
+fn check_spec_body(
+    description: &str,
+    target: Option<&Target>,
+    auth: AuthScheme,
+    params: &[Param],
+    problems: &mut Vec<SpecProblem>,
+) {
+    if description.len() > MAX_DESCRIPTION_LEN {
+        problems.push(SpecProblem::TooLong {
+            field: "description".into(),
+            len: description.len(),
+            max: MAX_DESCRIPTION_LEN,
+        });
+    }
+    if let Some(target) = target {
+        check_target(target, problems);
+    }
+    if params.len() > MAX_PARAMS {
+        problems.push(SpecProblem::TooManyParams {
+            count: params.len(),
+            max: MAX_PARAMS,
+        });
+    }
+    check_params(params, problems);
+    if let Some(target) = target {
+        check_auth_and_target(auth, target, params, problems);
+    }
+}
+
+/// A target's text: bounded, and without control characters (it is printed
+/// in messages and plans).
+fn check_target(target: &Target, problems: &mut Vec<SpecProblem>) {
+    let (field, text) = match target {
+        Target::External { service } => ("target.service", Some(service.as_str())),
+        Target::Database { engine } => ("target.engine", Some(engine.as_str())),
+        Target::Platform(p) => ("target.endpoint", p.endpoint.as_deref()),
+    };
+    let Some(text) = text else { return };
+    if text.len() > MAX_TARGET_LEN {
+        problems.push(SpecProblem::TooLong {
+            field: field.into(),
+            len: text.len(),
+            max: MAX_TARGET_LEN,
+        });
+    } else if text.chars().any(char::is_control) {
+        problems.push(SpecProblem::ControlCharacter { field: field.into() });
+    }
+}
+
+/// Each parameter's own rules, and names unique across parameters.
+fn check_params(params: &[Param], problems: &mut Vec<SpecProblem>) {
+    let mut seen = Seen::with_capacity(params.len());
+    for p in params {
+        if !seen.insert(&p.name) {
+            problems.push(SpecProblem::DuplicateParam {
+                param: p.name.clone(),
+            });
+            continue;
+        }
+        check_param(p, problems);
+    }
+}
+
+/// A set for duplicate checks: a scan while it is small (most specs have a
+/// handful of parameters, each with a value or two), hashed past that, so a
+/// hostile input costs linear time.
+enum Seen<'a, T> {
+    Few(Vec<&'a T>),
+    Many(std::collections::HashSet<&'a T>),
+}
+
+impl<'a, T: Eq + std::hash::Hash> Seen<'a, T> {
+    const FEW: usize = 16;
+
+    fn with_capacity(n: usize) -> Self {
+        if n <= Self::FEW {
+            Seen::Few(Vec::with_capacity(n))
+        } else {
+            Seen::Many(std::collections::HashSet::with_capacity(n))
+        }
+    }
+
+    /// Adds `item`; `false` if it was there already.
+    fn insert(&mut self, item: &'a T) -> bool {
+        match self {
+            Seen::Few(v) if v.contains(&item) => false,
+            Seen::Few(v) => {
+                v.push(item);
+                true
+            }
+            Seen::Many(s) => s.insert(item),
+        }
+    }
+}
+
+fn check_param(p: &Param, problems: &mut Vec<SpecProblem>) {
+    let label = format!("params.{}", p.name);
+    if p.description.as_str().len() > MAX_DESCRIPTION_LEN {
+        problems.push(SpecProblem::TooLong {
+            field: format!("{label}.description"),
+            len: p.description.as_str().len(),
+            max: MAX_DESCRIPTION_LEN,
+        });
+    }
+    let values: Vec<(&Layer, usize)> = match &p.values {
+        ParamValues::Plain(l) => l.pairs().map(|(layer, v)| (layer, v.len())).collect(),
+        ParamValues::Secret(l) => l.pairs().map(|(layer, v)| (layer, v.expose().len())).collect(),
+    };
+    let mut seen = Seen::with_capacity(values.len());
+    for (layer, len) in values {
+        if len > MAX_VALUE_LEN {
+            problems.push(SpecProblem::TooLong {
+                field: format!("{label} ({layer})"),
+                len,
+                max: MAX_VALUE_LEN,
+            });
+        }
+        if matches!(p.tenancy, Tenancy::PerCustomer(_)) && layer.customer().is_none() {
+            problems.push(SpecProblem::GlobalValueOnPerCustomer {
+                param: p.name.clone(),
+                layer: layer.clone(),
+            });
+        }
+        if !seen.insert(layer) {
+            problems.push(SpecProblem::DuplicateValue {
+                param: p.name.clone(),
+                layer: layer.clone(),
+            });
+        }
     }
 }
 
@@ -895,6 +1004,12 @@ pub enum SpecProblem {
         /// The scheme.
         scheme: AuthScheme,
     },
+    /// A text field holds a control character (a line break, an escape).
+    #[error("{field} contains a control character")]
+    ControlCharacter {
+        /// The field.
+        field: String,
+    },
     /// Too many parameters.
     #[error("{count} parameters, at most {max} allowed")]
     TooManyParams {
@@ -948,7 +1063,24 @@ pub const APP_PARAMS: [&str; 3] = ["ConsumerKey", "ConsumerSecret", "TokenURL"];
 
 /// What a host asks for: a connection before it has an ID. Built and validated
 /// by [`ConnectionSpec::project`] / [`ConnectionSpec::integration`].
+///
+/// **Every spec is valid.** Each way to get one runs the same checks: the
+/// builder, deserialization (a spec sent as JSON, or a stored
+/// [`Connection`] read back), and the edits [`ConnectionSpec::set_value`] and
+/// [`ConnectionSpec::remove_value`]. So a registry can trust a spec whatever
+/// path it took; an invalid one is refused where it comes in, with a
+/// [`SpecError`] listing every problem (through serde, as the deserializer's
+/// error).
+///
+/// ```
+/// use connective::model::ConnectionSpec;
+/// let json = r#"{"project": "acme", "scope": "project", "name": "crm",
+///     "target": {"external": {"service": "crm"}}, "auth": "api_key", "params": []}"#;
+/// let err = serde_json::from_str::<ConnectionSpec>(json).unwrap_err();
+/// assert!(err.to_string().contains("needs at least one secret parameter"), "{err}");
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "SpecFields")]
 pub struct ConnectionSpec {
     project: ProjectId,
     scope: Scope,
@@ -958,6 +1090,36 @@ pub struct ConnectionSpec {
     target: Target,
     auth: AuthScheme,
     params: Box<[Param]>,
+}
+
+/// A serialized [`ConnectionSpec`] before its checks run.
+#[derive(Deserialize)]
+#[serde(rename = "ConnectionSpec")]
+struct SpecFields {
+    project: ProjectId,
+    scope: Scope,
+    name: ConnectionName,
+    #[serde(default)]
+    description: Text,
+    target: Target,
+    auth: AuthScheme,
+    params: Box<[Param]>,
+}
+
+impl TryFrom<SpecFields> for ConnectionSpec {
+    type Error = SpecError;
+    fn try_from(f: SpecFields) -> Result<Self, SpecError> {
+        ConnectionSpec {
+            project: f.project,
+            scope: f.scope,
+            name: f.name,
+            description: f.description,
+            target: f.target,
+            auth: f.auth,
+            params: f.params,
+        }
+        .checked()
+    }
 }
 
 impl ConnectionSpec {
@@ -1027,6 +1189,26 @@ impl ConnectionSpec {
     /// A declared parameter by name.
     pub fn param(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name.as_str() == name)
+    }
+
+    /// The spec, if it passes the checks every constructor runs.
+    fn checked(self) -> Result<Self, SpecError> {
+        let mut problems = Vec::new();
+        check_spec_body(
+            self.description.as_str(),
+            Some(&self.target),
+            self.auth,
+            &self.params,
+            &mut problems,
+        );
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(SpecError {
+                connection: self.name.to_string(),
+                problems,
+            })
+        }
     }
 
     /// Sets one value of a declared parameter, validated as the builder would:
@@ -1173,13 +1355,6 @@ impl ConnectionBuilder {
         let project = ident_or_problem(self.project, "project", &mut problems);
         let scope = ident_or_problem(self.scope, "scope.integration", &mut problems);
         let name = ident_or_problem(self.name, "name", &mut problems);
-        if self.description.len() > MAX_DESCRIPTION_LEN {
-            problems.push(SpecProblem::TooLong {
-                field: "description".into(),
-                len: self.description.len(),
-                max: MAX_DESCRIPTION_LEN,
-            });
-        }
         let target = self
             .target
             .map_err(|(field, error)| {
@@ -1189,27 +1364,19 @@ impl ConnectionBuilder {
                 })
             })
             .ok();
-        if self.params.len() > MAX_PARAMS {
-            problems.push(SpecProblem::TooManyParams {
-                count: self.params.len(),
-                max: MAX_PARAMS,
-            });
-        }
-        let mut params: Vec<Param> = Vec::with_capacity(self.params.len());
-        for (index, builder) in self.params.into_iter().enumerate() {
-            if let Some(param) = builder.build(index, &mut problems) {
-                if params.iter().any(|p| p.name == param.name) {
-                    problems.push(SpecProblem::DuplicateParam {
-                        param: param.name.clone(),
-                    });
-                } else {
-                    params.push(param);
-                }
-            }
-        }
-        if let Some(target) = &target {
-            check_auth_and_target(self.auth, target, &params, &mut problems);
-        }
+        let params: Vec<Param> = self
+            .params
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, builder)| builder.build(index, &mut problems))
+            .collect();
+        check_spec_body(
+            &self.description,
+            target.as_ref(),
+            self.auth,
+            &params,
+            &mut problems,
+        );
         match (project, scope, name, target) {
             (Some(project), Some(scope), Some(name), Some(target)) if problems.is_empty() => {
                 Ok(ConnectionSpec {
@@ -1239,7 +1406,7 @@ fn check_auth_and_target(
     if auth.managed_oauth().is_some() {
         if !matches!(target, Target::Platform(_)) {
             problems.push(SpecProblem::ManagedOAuthNeedsPlatform {
-                target: target.to_string(),
+                target: shorten(&target.to_string()),
             });
         }
         for p in params {
@@ -1310,17 +1477,21 @@ impl<'de> Deserialize<'de> for Connection {
             oauth_app: Option<Box<AppOwner>>,
         }
         let f = Flat::deserialize(d)?;
+        // A stored record passes the same checks as a new spec.
+        let spec = ConnectionSpec {
+            project: f.project,
+            scope: f.scope,
+            name: f.name,
+            description: f.description,
+            target: f.target,
+            auth: f.auth,
+            params: f.params,
+        }
+        .checked()
+        .map_err(serde::de::Error::custom)?;
         Ok(Connection {
             id: f.id,
-            spec: ConnectionSpec {
-                project: f.project,
-                scope: f.scope,
-                name: f.name,
-                description: f.description,
-                target: f.target,
-                auth: f.auth,
-                params: f.params,
-            },
+            spec,
             oauth_app: f.oauth_app,
         })
     }
@@ -1505,6 +1676,46 @@ mod tests {
             .unwrap();
         let order: Vec<Layer> = spec.params()[0].layers().into_iter().cloned().collect();
         assert_eq!(order, [Layer::Default, Layer::Environment(prod)]);
+    }
+
+    #[test]
+    fn edits_keep_a_spec_valid() {
+        // set_value and remove_value are the only ways to change a spec: any
+        // sequence of them, accepted or refused, leaves one that passes the
+        // checks every constructor runs.
+        let mut spec = ConnectionSpec::project("p", "n")
+            .param(Param::plain("A").default("d"))
+            .param(Param::secret("S").per_customer(EnteredBy::Customer))
+            .build()
+            .unwrap();
+        let layers = [
+            Layer::Default,
+            Layer::Environment(Environment::production()),
+            Layer::Customer("c".parse().unwrap()),
+            Layer::CustomerEnvironment("c".parse().unwrap(), Environment::test()),
+        ];
+        let names: [ParamName; 3] = ["A".parse().unwrap(), "S".parse().unwrap(), "X".parse().unwrap()];
+        let long = "v".repeat(MAX_VALUE_LEN + 1);
+        let mut step = 0usize;
+        for name in &names {
+            for layer in &layers {
+                for value in ["x", long.as_str()] {
+                    step += 1;
+                    let remove = step.is_multiple_of(3);
+                    let refused = if remove {
+                        spec.remove_value(name, layer).is_err()
+                    } else {
+                        spec.set_value(name, layer.clone(), value).is_err()
+                    };
+                    let should_refuse = name.as_str() == "X"
+                        || (!remove
+                            && (value.len() > MAX_VALUE_LEN
+                                || (name.as_str() == "S" && layer.customer().is_none())));
+                    assert_eq!(refused, should_refuse, "{name} {layer} step {step}");
+                    assert!(spec.clone().checked().is_ok(), "{name} {layer} step {step}");
+                }
+            }
+        }
     }
 
     #[test]

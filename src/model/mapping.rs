@@ -59,7 +59,13 @@ pub struct ConnectionUse {
 
 /// An integration's parameter mappings: the `from`/`to` shape of Choreo's
 /// component configuration. Stored as one record per integration.
+///
+/// Every `Mappings` is within the bounds ([`MAX_USES`] connections,
+/// [`MAX_ENTRIES`] explicit entries): the builder, [`Mappings::new`] and
+/// deserialization all check them. Whether the references resolve is checked
+/// against the catalog by the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "MappingsFields")]
 pub struct Mappings {
     project: ProjectId,
     integration: IntegrationId,
@@ -68,6 +74,55 @@ pub struct Mappings {
 
 /// The most connections one integration may use.
 pub const MAX_USES: usize = 1024;
+
+/// The most explicit `from`/`to` entries one integration's mappings may have,
+/// over all its connections.
+pub const MAX_ENTRIES: usize = 4096;
+
+/// **The bounds of an integration's mappings**, checked by every way
+/// [`Mappings`] are made: `uses` connections with `entries` explicit entries
+/// in all.
+fn check_size(uses: usize, entries: usize, problems: &mut Vec<SpecProblem>) {
+    if uses > MAX_USES {
+        problems.push(SpecProblem::TooLong {
+            field: "connections".into(),
+            len: uses,
+            max: MAX_USES,
+        });
+    }
+    if entries > MAX_ENTRIES {
+        problems.push(SpecProblem::TooLong {
+            field: "env entries".into(),
+            len: entries,
+            max: MAX_ENTRIES,
+        });
+    }
+}
+
+fn explicit_entries(uses: &[ConnectionUse]) -> usize {
+    uses.iter()
+        .map(|u| match &u.env {
+            EnvMapping::Defaults => 0,
+            EnvMapping::Explicit(e) => e.len(),
+        })
+        .sum()
+}
+
+/// Serialized [`Mappings`] before their bounds are checked.
+#[derive(Deserialize)]
+#[serde(rename = "Mappings")]
+struct MappingsFields {
+    project: ProjectId,
+    integration: IntegrationId,
+    uses: Vec<ConnectionUse>,
+}
+
+impl TryFrom<MappingsFields> for Mappings {
+    type Error = MappingsError;
+    fn try_from(f: MappingsFields) -> Result<Self, MappingsError> {
+        Mappings::new(f.project, f.integration, f.uses)
+    }
+}
 
 impl Mappings {
     /// Starts the mappings of an integration.
@@ -92,12 +147,23 @@ impl Mappings {
         }
     }
 
-    /// Assembles already validated parts.
-    pub fn new(project: ProjectId, integration: IntegrationId, uses: Vec<ConnectionUse>) -> Self {
-        Mappings {
-            project,
-            integration,
-            uses,
+    /// Assembles already parsed parts, checking the bounds ([`MAX_USES`],
+    /// [`MAX_ENTRIES`]).
+    pub fn new(
+        project: ProjectId,
+        integration: IntegrationId,
+        uses: Vec<ConnectionUse>,
+    ) -> Result<Self, MappingsError> {
+        let mut problems = Vec::new();
+        check_size(uses.len(), explicit_entries(&uses), &mut problems);
+        if problems.is_empty() {
+            Ok(Mappings {
+                project,
+                integration,
+                uses,
+            })
+        } else {
+            Err(MappingsError { problems })
         }
     }
 
@@ -192,13 +258,12 @@ impl MappingsBuilder {
         let mut problems = Vec::new();
         let project = ident_or_problem(self.project, "project", &mut problems);
         let integration = ident_or_problem(self.integration, "integration", &mut problems);
-        if self.uses.len() > MAX_USES {
-            problems.push(SpecProblem::TooLong {
-                field: "connections".into(),
-                len: self.uses.len(),
-                max: MAX_USES,
-            });
-        }
+        let entries = self
+            .uses
+            .iter()
+            .map(|(_, e)| e.as_ref().map_or(0, Vec::len))
+            .sum();
+        check_size(self.uses.len(), entries, &mut problems);
         let mut uses = Vec::with_capacity(self.uses.len());
         for (i, (reference, entries)) in self.uses.into_iter().enumerate() {
             let reference = ident_or_problem(reference, format!("connections[{i}].reference"), &mut problems);
