@@ -84,6 +84,13 @@
 //! [`resolve::Resolver`] so host code written against the trait can be unit
 //! tested.
 //!
+//! # Design
+//!
+//! The API documentation cites the library's guarantees as "rule 1" to
+//! "rule 12". They are stated, with the vocabulary, the layers and where each
+//! rule lives in the code, in [`architecture`] (also `docs/architecture.md`
+//! in the repository).
+//!
 //! # Features
 //!
 //! | feature | adds |
@@ -95,9 +102,12 @@
 //! | `manifest` | declarative YAML/TOML/JSON manifests: plan, apply, export |
 //! | `kubernetes` | a container's `env`, Secret and ConfigMap as `k8s-openapi` types |
 //! | `tracing` | spans on resolution and writes (identifiers only) |
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[doc = include_str!("../docs/architecture.md")]
+pub mod architecture {}
 pub mod catalog;
 pub mod fixture;
 #[cfg(feature = "manifest")]

@@ -74,7 +74,7 @@ pub struct PlatformTarget {
 pub enum Target {
     /// Another integration on the platform. Boxed: a [`PlatformTarget`] is
     /// 80 bytes and would make every target, which every connection carries,
-    /// that large; boxed, a target is 32 (issue 4: memory per connection).
+    /// that large; boxed, a target is 32 (memory per connection is a performance target).
     Platform(Box<PlatformTarget>),
     /// A managed database; the connection carries `HostName`, `Port`,
     /// `Username`, `Password` (secret) and `DatabaseName`.
@@ -1539,7 +1539,7 @@ mod tests {
 
     #[test]
     fn compact_sizes() {
-        // Every connection carries these (issue 4: memory per connection).
+        // Every connection carries these (memory per connection is a performance target).
         assert_eq!(std::mem::size_of::<PlatformTarget>(), 80);
         assert_eq!(std::mem::size_of::<Target>(), 32);
         assert_eq!(std::mem::size_of::<Param>(), 72);

@@ -3,8 +3,8 @@
 //! # Layout
 //!
 //! The store holds every record the catalog holds (the `Arc`ed payloads are
-//! shared with it), so what counts is what it adds per record (issue 4: the
-//! whole registry within 700 bytes a connection). A record carries its own
+//! shared with it), so what counts is what it adds per record (the target:
+//! the whole registry within 700 bytes a connection). A record carries its own
 //! key, so no key is stored beside a live record:
 //!
 //! - `records`: a `Vec` of (version, record), 32 bytes each, in no order.
