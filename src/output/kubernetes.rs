@@ -176,9 +176,32 @@ fn metadata(env: &ResolvedEnv, options: &KubernetesOptions) -> ObjectMeta {
     }
 }
 
+/// The most characters a Secret or ConfigMap key may have.
+pub const MAX_KEY_LEN: usize = 253;
+
+/// `value` as a container `env` entry's literal `value`, which the kubelet
+/// expands: `$(NAME)` becomes the value of the container's variable `NAME`
+/// (a secret, perhaps) and `$$` becomes `$`. Every `$` is doubled, so the
+/// expansion gives back exactly `value`, as the EnvVar API documents
+/// ("`$$(VAR_NAME)` will produce the string literal `$(VAR_NAME)`").
+///
+/// ```
+/// use connective::output::kubernetes::escape_env_value;
+/// assert_eq!(escape_env_value("https://x/$(SMS_KEY)"), "https://x/$$(SMS_KEY)");
+/// assert_eq!(escape_env_value("no dollar"), "no dollar");
+/// ```
+pub fn escape_env_value(value: &str) -> String {
+    value.replace('$', "$$")
+}
+
 /// The container `env` list, Secret and ConfigMap for `env`.
 ///
-/// Variable names are valid keys of both objects (`[A-Za-z_][A-Za-z0-9_]*`).
+/// Variable names are valid keys of both objects (`[A-Za-z_][A-Za-z0-9_]*`)
+/// up to [`MAX_KEY_LEN`] characters; a longer one that would become a key is
+/// refused with [`OutputError::KeyTooLong`]. A literal plain value is escaped
+/// with [`escape_env_value`], so the container sees it unchanged; values in
+/// the Secret and the ConfigMap are not expanded by the kubelet and are kept
+/// as they are.
 pub fn to_kubernetes(env: &ResolvedEnv, options: &KubernetesOptions) -> Result<KubernetesEnv, OutputError> {
     let mut vars = Vec::with_capacity(env.len());
     let mut secret_data: BTreeMap<String, ByteString> = BTreeMap::new();
@@ -188,6 +211,13 @@ pub fn to_kubernetes(env: &ResolvedEnv, options: &KubernetesOptions) -> Result<K
         if var.value.expose().contains('\0') {
             return Err(OutputError::NulByte {
                 variable: var.name.clone(),
+            });
+        }
+        let becomes_key = var.value.is_secret() || options.plain == PlainValues::ConfigMap;
+        if becomes_key && name.len() > MAX_KEY_LEN {
+            return Err(OutputError::KeyTooLong {
+                variable: var.name.clone(),
+                max: MAX_KEY_LEN,
             });
         }
         let (value, value_from) = match (&var.value, options.plain) {
@@ -206,7 +236,7 @@ pub fn to_kubernetes(env: &ResolvedEnv, options: &KubernetesOptions) -> Result<K
                     }),
                 )
             }
-            (ResolvedValue::Plain(p), PlainValues::Literal) => (Some(p.clone()), None),
+            (ResolvedValue::Plain(p), PlainValues::Literal) => (Some(escape_env_value(p)), None),
             (ResolvedValue::Plain(p), PlainValues::ConfigMap) => {
                 plain_data.insert(name.clone(), p.clone());
                 let selector = ConfigMapKeySelector {

@@ -26,6 +26,17 @@ pub enum OutputError {
         /// The variable.
         variable: EnvVarName,
     },
+    /// The variable would be a Secret or ConfigMap key, but is longer than
+    /// a key may be.
+    #[error(
+        "variable {variable} is longer than a kubernetes secret or config map key may be ({max} characters)"
+    )]
+    KeyTooLong {
+        /// The variable.
+        variable: EnvVarName,
+        /// The most characters a key may have.
+        max: usize,
+    },
     /// A Kubernetes object name is not a valid DNS subdomain name.
     #[error(
         "invalid kubernetes object name {name:?}: at most 253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
