@@ -7,37 +7,158 @@ use super::ident::{EnvVarName, IdentKind, ParseError};
 /// Environment variable names the host reserves (rule 4): exact names and name
 /// prefixes. Matching is exact-case, as environments are.
 ///
-/// The default reserves what a process needs from its own environment:
-/// `PATH`, `HOME`, `USER`, `SHELL`, `PWD`, `HOSTNAME`, `LANG`, `TERM`,
-/// `TMPDIR`, `IFS`, `LD_*`, `DYLD_*` and `LC_*`.
+/// The default reserves three kinds of names:
+/// - what a process needs from its own environment: [`ReservedNames::PROCESS`]
+///   (`PATH`, `HOME`, ...) and names starting with `LD_`, `DYLD_` or `LC_`;
+/// - what bash refuses, ignores or changes when a `.env` file is sourced
+///   into it: [`ReservedNames::SHELL`] (`UID`, `RANDOM`, `SECONDS`, `_`, ...) and
+///   names starting with `BASH_`;
+/// - what makes a shell or an interpreter run code or load it from
+///   elsewhere: [`ReservedNames::CODE`] (`BASH_ENV`, `ENV`, `PROMPT_COMMAND`,
+///   `NODE_OPTIONS`, `PYTHONSTARTUP`, `PERL5OPT`, ...).
 ///
 /// ```
 /// use connective::model::{EnvVarName, ReservedNames};
 /// let reserved = ReservedNames::default().with_name("PORT".parse()?);
 /// assert!(reserved.check(&"LD_PRELOAD".parse()?).is_err());
+/// assert!(reserved.check(&"NODE_OPTIONS".parse()?).is_err());
 /// assert!(reserved.check(&"PORT".parse()?).is_err());
 /// assert!(reserved.check(&"TWILIO_URL".parse()?).is_ok());
 /// # Ok::<(), connective::model::ParseError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReservedNames {
-    names: Vec<EnvVarName>,
-    prefixes: Vec<String>,
+    names: Vec<(EnvVarName, Why)>,
+    prefixes: Vec<(String, Why)>,
     /// The length of the longest reserved name: a longer variable skips the
     /// comparisons (derived from `names`).
     longest: usize,
 }
 
+/// Why a name is reserved, for the error message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Host,
+    Shell,
+    Code,
+}
+
+impl Why {
+    fn name(self) -> &'static str {
+        match self {
+            Why::Host => "the host reserves this name",
+            Why::Shell => "bash treats this name as special (read-only, or it changes the value)",
+            Why::Code => "this name makes a shell or an interpreter run or load code",
+        }
+    }
+
+    fn prefix(self, prefix: &str) -> String {
+        match self {
+            Why::Host => format!("the host reserves names starting with {prefix}"),
+            Why::Shell => format!("bash treats names starting with {prefix} as special"),
+            Why::Code => format!("names starting with {prefix} make programs load code"),
+        }
+    }
+}
+
+impl ReservedNames {
+    /// Names a process needs from its own environment, reserved by default.
+    pub const PROCESS: &'static [&'static str] = &[
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "OLDPWD", "HOSTNAME", "LANG", "TERM", "TMPDIR",
+        "IFS",
+    ];
+
+    /// Names bash refuses (read-only), drops or changes when a `.env` file is
+    /// sourced with `set -a; . FILE`, reserved by default, with every name
+    /// starting with `BASH_`. Measured with bash 5.2: each name was assigned a
+    /// text, a number and a path, and kept here if bash refused the assignment
+    /// or the shell or a child process saw anything else.
+    pub const SHELL: &'static [&'static str] = &[
+        "BASHOPTS",
+        "BASHPID",
+        "SHELLOPTS",
+        "UID",
+        "EUID",
+        "PPID",
+        "GROUPS",
+        "FUNCNAME",
+        "LINENO",
+        "RANDOM",
+        "SRANDOM",
+        "SECONDS",
+        "EPOCHSECONDS",
+        "EPOCHREALTIME",
+        "HISTCMD",
+        "OPTIND",
+        "PIPESTATUS",
+        "DIRSTACK",
+        "SHLVL",
+        "COMP_WORDBREAKS",
+        "_",
+    ];
+
+    /// Names that make a shell or an interpreter run code, or load it from a
+    /// path the value names, reserved by default: shell start-up files and
+    /// prompts (`BASH_ENV`, `ENV`, `PROMPT_COMMAND`, `PS0`..`PS4`), and the
+    /// option and module-path variables of node, Python, Perl, Ruby, Java and
+    /// glibc.
+    pub const CODE: &'static [&'static str] = &[
+        "ENV",
+        "PROMPT_COMMAND",
+        "PS0",
+        "PS1",
+        "PS2",
+        "PS3",
+        "PS4",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "NODE_REPL_EXTERNAL_MODULE",
+        "PYTHONSTARTUP",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONINSPECT",
+        "PYTHONBREAKPOINT",
+        "PYTHONWARNINGS",
+        "PYTHONUSERBASE",
+        "PYTHONEXECUTABLE",
+        "PERL5OPT",
+        "PERL5LIB",
+        "PERLLIB",
+        "PERL5DB",
+        "RUBYOPT",
+        "RUBYLIB",
+        "JAVA_TOOL_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "_JAVA_OPTIONS",
+        "CLASSPATH",
+        "GCONV_PATH",
+    ];
+}
+
 impl Default for ReservedNames {
     fn default() -> Self {
-        let names = [
-            "PATH", "HOME", "USER", "SHELL", "PWD", "HOSTNAME", "LANG", "TERM", "TMPDIR", "IFS",
-        ];
-        let names: Vec<EnvVarName> = names.iter().filter_map(|n| n.parse().ok()).collect();
+        let mut names = Vec::new();
+        for (list, why) in [
+            (Self::PROCESS, Why::Host),
+            (Self::SHELL, Why::Shell),
+            (Self::CODE, Why::Code),
+        ] {
+            names.extend(
+                list.iter()
+                    .filter_map(|n| n.parse::<EnvVarName>().ok())
+                    .map(|n| (n, why)),
+            );
+        }
         ReservedNames {
-            longest: names.iter().map(|n| n.as_str().len()).max().unwrap_or(0),
+            longest: names.iter().map(|(n, _)| n.as_str().len()).max().unwrap_or(0),
             names,
-            prefixes: vec!["LD_".into(), "DYLD_".into(), "LC_".into()],
+            prefixes: vec![
+                ("LD_".into(), Why::Host),
+                ("DYLD_".into(), Why::Host),
+                ("LC_".into(), Why::Host),
+                // `BASH_ENV` runs a file; the others bash owns.
+                ("BASH_".into(), Why::Shell),
+            ],
         }
     }
 }
@@ -54,9 +175,9 @@ impl ReservedNames {
 
     /// Also reserves `name`.
     pub fn with_name(mut self, name: EnvVarName) -> Self {
-        if !self.names.contains(&name) {
+        if !self.names.iter().any(|(n, _)| *n == name) {
             self.longest = self.longest.max(name.as_str().len());
-            self.names.push(name);
+            self.names.push((name, Why::Host));
         }
         self
     }
@@ -64,10 +185,20 @@ impl ReservedNames {
     /// Also reserves every name starting with `prefix`.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
-        if !self.prefixes.contains(&prefix) {
-            self.prefixes.push(prefix);
+        if !self.prefixes.iter().any(|(p, _)| *p == prefix) {
+            self.prefixes.push((prefix, Why::Host));
         }
         self
+    }
+
+    /// The reserved names.
+    pub fn names(&self) -> impl Iterator<Item = &EnvVarName> {
+        self.names.iter().map(|(n, _)| n)
+    }
+
+    /// The reserved prefixes.
+    pub fn prefixes(&self) -> impl Iterator<Item = &str> {
+        self.prefixes.iter().map(|(p, _)| p.as_str())
     }
 
     /// Refuses a reserved name with [`ParseError::Reserved`].
@@ -75,15 +206,18 @@ impl ReservedNames {
         // Called for every resolved variable: lengths and first bytes rule
         // most names out before any bytes are compared in bulk.
         let text = name.as_str();
-        let reason = if text.len() <= self.longest && self.names.iter().any(|n| n == name) {
-            "the host reserves this name".to_string()
-        } else if let Some(p) = self.prefixes.iter().find(|p| {
+        let reason = if let Some((_, why)) = (text.len() <= self.longest)
+            .then(|| self.names.iter().find(|(n, _)| n == name))
+            .flatten()
+        {
+            why.name().to_string()
+        } else if let Some((p, why)) = self.prefixes.iter().find(|(p, _)| {
             p.as_bytes()
                 .first()
                 .is_none_or(|b| text.as_bytes().first() == Some(b))
                 && text.starts_with(p.as_str())
         }) {
-            format!("the host reserves names starting with {p}")
+            why.prefix(p)
         } else {
             return Ok(());
         };
@@ -98,11 +232,8 @@ impl ReservedNames {
 impl fmt::Debug for ReservedNames {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReservedNames")
-            .field(
-                "names",
-                &self.names.iter().map(EnvVarName::as_str).collect::<Vec<_>>(),
-            )
-            .field("prefixes", &self.prefixes)
+            .field("names", &self.names().map(EnvVarName::as_str).collect::<Vec<_>>())
+            .field("prefixes", &self.prefixes().collect::<Vec<_>>())
             .finish()
     }
 }
