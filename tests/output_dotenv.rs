@@ -385,7 +385,8 @@ fn names_that_run_code_do_so_and_are_reserved() {
     .unwrap();
     let hook = |name: &str| d.join(name).display().to_string();
     // (variable, value, program and arguments, extra variables)
-    let cases: Vec<(&str, String, Vec<&str>, Vec<(&str, String)>)> = vec![
+    type Case<'a> = (&'a str, String, Vec<&'a str>, Vec<(&'a str, String)>);
+    let cases: Vec<Case> = vec![
         ("BASH_ENV", hook("hook.sh"), vec!["bash", "-c", "true"], vec![]),
         ("ENV", hook("hook.sh"), vec!["sh", "-i"], vec![]),
         (
