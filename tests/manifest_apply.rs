@@ -146,10 +146,13 @@ fn the_same_manifest_gives_the_same_result_on_two_registries() {
 #[test]
 fn a_changed_value_plans_an_update_that_shows_plain_values_but_never_secrets() {
     let registry = Registry::in_memory();
-    unsafe { std::env::set_var("APPLY_TEST_KEY_A", "first-secret-value") };
-    unsafe { std::env::set_var("APPLY_TEST_KEY_B", "second-secret-value") };
-    apply(&small("env:APPLY_TEST_KEY_A", "https://one"), &registry);
-    let plan = small("env:APPLY_TEST_KEY_B", "https://two")
+    unsafe { std::env::set_var("CONNECTIVE_SECRET_APPLY_TEST_KEY_A", "first-secret-value") };
+    unsafe { std::env::set_var("CONNECTIVE_SECRET_APPLY_TEST_KEY_B", "second-secret-value") };
+    apply(
+        &small("env:CONNECTIVE_SECRET_APPLY_TEST_KEY_A", "https://one"),
+        &registry,
+    );
+    let plan = small("env:CONNECTIVE_SECRET_APPLY_TEST_KEY_B", "https://two")
         .plan(&registry, &SecretSources::standard())
         .unwrap();
     let c = &plan.connections()[0];
@@ -216,8 +219,11 @@ fn what_the_manifest_no_longer_declares_is_deleted_mappings_first() {
 #[test]
 fn connection_config_ids_are_looked_up_in_the_registry_applied_to() {
     let registry = Registry::in_memory();
-    unsafe { std::env::set_var("APPLY_TEST_KEY_C", "c") };
-    apply(&small("env:APPLY_TEST_KEY_C", "https://x"), &registry);
+    unsafe { std::env::set_var("CONNECTIVE_SECRET_APPLY_TEST_KEY_C", "c") };
+    apply(
+        &small("env:CONNECTIVE_SECRET_APPLY_TEST_KEY_C", "https://x"),
+        &registry,
+    );
     let id = registry.visible_connections(&"acme".parse().unwrap(), &"orders".parse().unwrap())[0]
         .connection
         .value
@@ -309,25 +315,39 @@ fn export_with_references_moves_a_project_to_another_registry() {
     let source = Registry::in_memory();
     apply(&sample(), &source);
     let project: ProjectId = "acme".parse().unwrap();
-    let doc = export(&source, &project, &ExportOptions::env_references("MOVE")).unwrap();
+    let doc = export(
+        &source,
+        &project,
+        &ExportOptions::env_references("CONNECTIVE_SECRET_MOVE"),
+    )
+    .unwrap();
     let text = doc.to_text(Format::Yaml).unwrap();
     assert!(
-        text.contains("production: env:MOVE_ORDERS_LEGACY_CRM_PASSWORD_PRODUCTION"),
+        text.contains("production: env:CONNECTIVE_SECRET_MOVE_ORDERS_LEGACY_CRM_PASSWORD_PRODUCTION"),
         "{text}"
     );
     // The operator supplies the values under those names.
     for (name, value) in [
-        ("MOVE_TWILIO_APIKEY_DEVELOPMENT", "tw-dev-8f3a"),
-        ("MOVE_TWILIO_APIKEY_PRODUCTION", "tw-live-91c2"),
-        ("MOVE_WAREHOUSE_PASSWORD", "pg-w4reh0use"),
-        ("MOVE_SALESFORCE_ACCESSTOKEN_GLOBEX", "sf-globex-7d1"),
-        ("MOVE_SALESFORCE_ACCESSTOKEN_INITECH", "sf-initech-2b9"),
+        ("CONNECTIVE_SECRET_MOVE_TWILIO_APIKEY_DEVELOPMENT", "tw-dev-8f3a"),
+        ("CONNECTIVE_SECRET_MOVE_TWILIO_APIKEY_PRODUCTION", "tw-live-91c2"),
+        ("CONNECTIVE_SECRET_MOVE_WAREHOUSE_PASSWORD", "pg-w4reh0use"),
         (
-            "MOVE_SALESFORCE_ACCESSTOKEN_INITECH_TEST",
+            "CONNECTIVE_SECRET_MOVE_SALESFORCE_ACCESSTOKEN_GLOBEX",
+            "sf-globex-7d1",
+        ),
+        (
+            "CONNECTIVE_SECRET_MOVE_SALESFORCE_ACCESSTOKEN_INITECH",
+            "sf-initech-2b9",
+        ),
+        (
+            "CONNECTIVE_SECRET_MOVE_SALESFORCE_ACCESSTOKEN_INITECH_TEST",
             "sf-initech-sandbox-55e",
         ),
-        ("MOVE_ORDERS_LEGACY_CRM_PASSWORD", "s3cr3t-crm"),
-        ("MOVE_ORDERS_LEGACY_CRM_PASSWORD_PRODUCTION", "pr0d-crm"),
+        ("CONNECTIVE_SECRET_MOVE_ORDERS_LEGACY_CRM_PASSWORD", "s3cr3t-crm"),
+        (
+            "CONNECTIVE_SECRET_MOVE_ORDERS_LEGACY_CRM_PASSWORD_PRODUCTION",
+            "pr0d-crm",
+        ),
     ] {
         unsafe { std::env::set_var(name, value) };
     }
@@ -388,20 +408,21 @@ fn secret_sources_resolve_references_and_report_failures_without_values() {
         err.to_string(),
         "small.yaml: connections[0].parameters.Key.default: secret reference vault:kv/other cannot be read: no secret at kv/other"
     );
-    let err = small("env:APPLY_TEST_SURELY_UNSET", "https://x")
+    let err = small("env:CONNECTIVE_SECRET_APPLY_TEST_SURELY_UNSET", "https://x")
         .plan(&registry, &vault)
         .unwrap_err();
     assert!(
         err.to_string()
-            .ends_with("environment variable APPLY_TEST_SURELY_UNSET is not set"),
+            .ends_with("environment variable CONNECTIVE_SECRET_APPLY_TEST_SURELY_UNSET is not set"),
         "{err}"
     );
     let err = small("file:no/such/file", "https://x")
         .plan(&registry, &vault)
         .unwrap_err();
     assert!(
-        err.to_string()
-            .contains("secret reference file:no/such/file cannot be read: cannot read no/such/file"),
+        err.to_string().contains(
+            "secret reference file:no/such/file cannot be read: there is no folder to read it from"
+        ),
         "{err}"
     );
     assert!(SecretSources::standard().register("keep", Vault).is_err());
@@ -436,10 +457,13 @@ fn mappings_are_checked_against_the_host_policy_at_plan_time() {
 #[test]
 fn a_plan_made_before_another_write_is_refused() {
     let registry = Registry::in_memory();
-    unsafe { std::env::set_var("APPLY_TEST_KEY_D", "d") };
-    let m = small("env:APPLY_TEST_KEY_D", "https://x");
+    unsafe { std::env::set_var("CONNECTIVE_SECRET_APPLY_TEST_KEY_D", "d") };
+    let m = small("env:CONNECTIVE_SECRET_APPLY_TEST_KEY_D", "https://x");
     let plan = m.plan(&registry, &SecretSources::standard()).unwrap();
-    apply(&small("env:APPLY_TEST_KEY_D", "https://y"), &registry);
+    apply(
+        &small("env:CONNECTIVE_SECRET_APPLY_TEST_KEY_D", "https://y"),
+        &registry,
+    );
     let err = plan.apply(&registry).unwrap_err();
     assert!(matches!(err, ApplyError::Stale { .. }), "{err}");
     assert!(err.is_retryable());

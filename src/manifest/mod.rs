@@ -42,7 +42,7 @@
 //!     auth: api-key
 //!     parameters:
 //!       ServiceURL: { default: "https://api.twilio.com" }
-//!       ApiKey: { secret: true, default: "env:DOC_TWILIO_KEY" }
+//!       ApiKey: { secret: true, default: "env:CONNECTIVE_SECRET_DOC_TWILIO_KEY" }
 //! integrations:
 //!   orders:
 //!     connections:
@@ -52,7 +52,7 @@
 //!           - { from: ApiKey, to: SMS_KEY }
 //! "#, Format::Yaml, "acme.yaml")?;
 //!
-//! # unsafe { std::env::set_var("DOC_TWILIO_KEY", "k-123") };
+//! # unsafe { std::env::set_var("CONNECTIVE_SECRET_DOC_TWILIO_KEY", "k-123") };
 //! let registry = Registry::in_memory();
 //! let plan = manifest.plan(&registry, &SecretSources::standard())?;
 //! assert_eq!(plan.summary().create, 2); // one connection, one integration's mappings
