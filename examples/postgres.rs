@@ -1,17 +1,24 @@
 //! Two host replicas on one PostgreSQL database: a write on one is resolved by
 //! the other, which follows the change feed (woken by LISTEN/NOTIFY).
 //!
-//! Point it at a server with the standard libpq variables or a connection
-//! string (the user needs to create tables; they are named `connective_*`):
+//! ```text
+//! cargo run --example postgres --features postgres,test-kit
+//! ```
+//!
+//! With no `PG*` variables and no connection string, it starts the throwaway
+//! PostgreSQL server the tests use (`test_kit::postgres`: `initdb` and `pg_ctl`
+//! from `/usr/lib/postgresql/*/bin` or `PATH`, a free loopback port, deleted
+//! when the program ends). To use your own server, set the standard libpq
+//! variables or pass a connection string (the user needs to create tables;
+//! they are named `connective_*`):
 //!
 //! ```text
 //! PGHOST=localhost PGPORT=5432 PGUSER=app PGPASSWORD=... PGDATABASE=connections \
-//!     cargo run --example postgres --features postgres
-//! cargo run --example postgres --features postgres -- "host=localhost user=app dbname=connections"
-//! cargo run --example postgres --features postgres -- postgresql://app@localhost/connections
+//!     cargo run --example postgres --features postgres,test-kit
+//! cargo run --example postgres --features postgres,test-kit -- "host=localhost user=app dbname=connections"
+//! cargo run --example postgres --features postgres,test-kit -- postgresql://app@localhost/connections
 //! ```
 //!
-//! For a throwaway server: `pg_virtualenv cargo run --example postgres --features postgres`.
 //! Secrets are sealed with the base64 key in `CONNECTIVE_SEAL_KEY` (32 bytes;
 //! key ID from `CONNECTIVE_SEAL_KEY_ID`, default `main`), or with a fixed,
 //! public demo key when it is unset: never keep real secrets under that one.
@@ -24,19 +31,33 @@ use connective::store::PostgresStore;
 use connective::store::seal::{KeyRing, SealKey};
 
 fn main() {
-    let params = std::env::args().nth(1).unwrap_or_default();
+    let mut params = std::env::args().nth(1).unwrap_or_default();
     let configured = !params.is_empty()
         || ["PGHOST", "PGPORT", "PGDATABASE", "PGUSER"]
             .iter()
             .any(|v| std::env::var_os(v).is_some());
+    // Kept until the end: dropping it drops the database.
+    let mut _throwaway = None;
     if !configured {
-        eprintln!(
-            "No PostgreSQL server configured: set PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE, \
-             or pass a connection string, e.g.\n  \
-             cargo run --example postgres --features postgres -- \"host=localhost user=app dbname=connections\"\n\
-             (or run it under `pg_virtualenv` for a throwaway server)."
-        );
-        std::process::exit(2);
+        match connective::test_kit::postgres::try_database("example") {
+            Ok(db) => {
+                println!(
+                    "no PG* variables or connection string given: started a throwaway PostgreSQL server \
+                     (deleted when this program ends)"
+                );
+                params = db.connection_string();
+                _throwaway = Some(db);
+            }
+            Err(reason) => {
+                eprintln!(
+                    "cannot start a throwaway PostgreSQL server: {reason}\n\
+                     Point the example at a server instead: set PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE, \
+                     or pass a connection string, e.g.\n  \
+                     cargo run --example postgres --features postgres,test-kit -- \"host=localhost user=app dbname=connections\""
+                );
+                std::process::exit(2);
+            }
+        }
     }
     if let Err(e) = run(&params) {
         eprintln!("error: {e}");

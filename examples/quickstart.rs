@@ -1,6 +1,7 @@
 //! Builds a small project in memory, resolves one integration for
-//! `development` and `production`, and prints the variables (secrets redacted)
-//! with their provenance.
+//! `development` and `production`, prints the variables (secrets redacted)
+//! with their provenance, then starts the integration as a child process with
+//! its production variables.
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -8,7 +9,15 @@
 
 use connective::prelude::*;
 
+/// How the integration is played by this same program, started again.
+const AS_INTEGRATION: &str = "--as-integration";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(AS_INTEGRATION) {
+        integration(&args[1..]);
+        return Ok(());
+    }
     // The host's prefix for default variable names, as Choreo uses `CHOREO`.
     let registry = Registry::builder().prefix("CHOREO".parse()?).build()?;
 
@@ -83,10 +92,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{env}");
     }
 
-    // Running the integration: secrets go straight into the child process.
+    // Starting the integration: `apply_to` puts every variable, secrets
+    // included, into the child process's environment; the host never handles
+    // a secret. The child is this program again, standing in for the
+    // integration; it is told the variable names to look for.
     let env = registry.resolve(&ResolveRequest::parse("acme", "orders", "production")?)?;
-    let mut command = std::process::Command::new("true");
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .arg(AS_INTEGRATION)
+        .args(env.iter().map(|v| v.name.as_str()));
     env.apply_to(&mut command);
-    println!("{} variables applied to `{:?}`", env.len(), command.get_program());
+    println!(
+        "Started integration orders as a child process with its {} production variables in its environment \
+         (secrets included, never printed here).",
+        env.len()
+    );
+    let status = command.status()?;
+    if !status.success() {
+        return Err(format!("the integration exited with {status}").into());
+    }
     Ok(())
+}
+
+/// The integration's side: it reads its configuration from its environment.
+fn integration(expected: &[String]) {
+    let present = expected
+        .iter()
+        .filter(|name| std::env::var_os(name).is_some())
+        .count();
+    let url = std::env::var("SMS_URL").unwrap_or_default();
+    println!(
+        "The integration found {present} of those {} variables set, e.g. SMS_URL={url}.",
+        expected.len()
+    );
+    if present != expected.len() {
+        std::process::exit(1);
+    }
 }

@@ -40,6 +40,17 @@ fn quickstart_prints_both_environments_with_provenance_and_no_secret() {
     assert!(out.contains("environment production override"), "{out}");
     assert!(out.contains("ConsumerSecret of the project application"), "{out}");
     assert!(out.contains("CHOREO_LEGACY_CRM_PASSWORD=[REDACTED]"), "{out}");
+    // The last lines say in words what happened to the variables.
+    let last: Vec<&str> = out.lines().rev().take(2).collect();
+    assert_eq!(
+        last,
+        [
+            "The integration found 9 of those 9 variables set, e.g. SMS_URL=https://api.twilio.com/2010-04-01.",
+            "Started integration orders as a child process with its 9 production variables in its environment \
+             (secrets included, never printed here).",
+        ],
+        "{out}"
+    );
     for secret in ["tw-dev-8f3a", "tw-live-91c2", "s3cr3t-crm", "pr0d-crm"] {
         assert!(!out.contains(secret), "secret {secret} printed:\n{out}");
     }
