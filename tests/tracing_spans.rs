@@ -85,3 +85,87 @@ fn resolve_and_write_spans_name_identifiers_never_values() {
         assert!(!log.contains(value), "a value reached tracing:\n{log}");
     }
 }
+
+/// The README's tracing table names every span, event and field a host sees.
+#[test]
+fn the_readme_lists_every_span_and_field() {
+    let capture = Capture::default();
+    let metas = capture.1.clone();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    tracing::subscriber::with_default(EventMetas(capture, events.clone()), || {
+        let fx = Fixture::project("acme")
+            .connection("twilio", |c| {
+                c.param(Param::plain("ServiceURL").default("https://x.example"))
+            })
+            .mappings("orders", |m| m.by_name("twilio", [("ServiceURL", "SMS_URL")]))
+            .build()
+            .unwrap();
+        fx.resolve_for("orders", "production", "globex").unwrap();
+    });
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("**Tracing (feature `tracing`).**")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").nth(1))
+        .expect("the README has a tracing table");
+    let spans = metas.lock().unwrap().clone();
+    let events = events.lock().unwrap().clone();
+    assert!(!spans.is_empty() && !events.is_empty());
+    let named = spans
+        .iter()
+        .map(|m| (m.name().to_owned(), *m))
+        .chain(events.iter().cloned());
+    for (name, meta) in named {
+        assert!(
+            section.contains(&format!("`{name}`")),
+            "{name} is not in the README:\n{section}"
+        );
+        for field in meta.fields().iter().filter(|f| f.name() != "message") {
+            assert!(
+                section.contains(&format!("`{}`", field.name())),
+                "field {} of {name} is not in the README:\n{section}",
+                field.name()
+            );
+        }
+    }
+}
+
+/// [`Capture`] that also keeps each event's message and metadata.
+#[allow(clippy::type_complexity)]
+struct EventMetas(Capture, Arc<Mutex<Vec<(String, &'static Metadata<'static>)>>>);
+
+struct Message(String);
+impl Visit for Message {
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl Subscriber for EventMetas {
+    fn enabled(&self, m: &Metadata<'_>) -> bool {
+        self.0.enabled(m)
+    }
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        self.0.new_span(span)
+    }
+    fn record(&self, span: &Id, values: &Record<'_>) {
+        self.0.record(span, values)
+    }
+    fn record_follows_from(&self, a: &Id, b: &Id) {
+        self.0.record_follows_from(a, b)
+    }
+    fn event(&self, event: &Event<'_>) {
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        self.1.lock().unwrap().push((message.0, event.metadata()));
+        self.0.event(event)
+    }
+    fn enter(&self, id: &Id) {
+        self.0.enter(id)
+    }
+    fn exit(&self, id: &Id) {
+        self.0.exit(id)
+    }
+}
