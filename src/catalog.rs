@@ -16,8 +16,8 @@ use hashbrown::DefaultHashBuilder;
 use hashbrown::{HashMap, HashTable};
 
 use crate::model::{
-    AppOwner, Connection, ConnectionId, ConnectionName, IntegrationId, Mappings, OAuthApp, ProjectId, Record,
-    RecordKey, ResolvePolicy, Revision, Version, Versioned,
+    AppOwner, Connection, ConnectionId, ConnectionName, IntegrationId, Mappings, NameStripe, OAuthApp,
+    ProjectId, Record, RecordKey, ResolvePolicy, Revision, Version, Versioned,
 };
 
 /// One project's connections, mappings and OAuth applications at one revision.
@@ -34,7 +34,9 @@ pub struct ProjectSnapshot {
     by_name: HashTable<Arc<Connection>>,
     mappings: HashMap<IntegrationId, Versioned<Arc<Mappings>>>,
     apps: HashMap<AppOwner, Versioned<Arc<OAuthApp>>>,
-    references: Option<Version>,
+    /// The versions of the project's reference fences, sorted by stripe (at
+    /// most [`NameStripe::COUNT`]).
+    fences: Vec<(NameStripe, Version)>,
 }
 
 /// The hash of a (scope, name) key of the per-name index (foldhash, seeded
@@ -105,7 +107,7 @@ impl ProjectSnapshot {
             by_name: HashTable::new(),
             mappings: HashMap::new(),
             apps: HashMap::new(),
-            references: None,
+            fences: Vec::new(),
         }
     }
 
@@ -253,7 +255,12 @@ impl ProjectSnapshot {
                     },
                 );
             }
-            Record::References(p) if p == &self.project => self.references = Some(version),
+            Record::References(f) if f.project == self.project => {
+                match self.fences.binary_search_by_key(&f.stripe, |(s, _)| *s) {
+                    Ok(i) => self.fences[i].1 = version,
+                    Err(i) => self.fences.insert(i, (f.stripe, version)),
+                }
+            }
             _ => {}
         }
     }
@@ -277,7 +284,11 @@ impl ProjectSnapshot {
             RecordKey::OAuthApp(p, o) if p == &self.project => {
                 self.apps.remove(o);
             }
-            RecordKey::References(p) if p == &self.project => self.references = None,
+            RecordKey::References(p, stripe) if p == &self.project => {
+                if let Ok(i) = self.fences.binary_search_by_key(stripe, |(s, _)| *s) {
+                    self.fences.remove(i);
+                }
+            }
             _ => {}
         }
     }
@@ -290,7 +301,11 @@ impl ProjectSnapshot {
             }
             RecordKey::Mappings(_, i) => self.mappings.get(i).map(|m| m.version),
             RecordKey::OAuthApp(_, o) => self.apps.get(o).map(|a| a.version),
-            RecordKey::References(_) => self.references,
+            RecordKey::References(_, stripe) => self
+                .fences
+                .binary_search_by_key(stripe, |(s, _)| *s)
+                .ok()
+                .map(|i| self.fences[i].1),
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use connective::model::{Record, RecordKey, Revision};
+use connective::model::{Layer, NameStripe, Record, RecordKey, Revision};
 use connective::prelude::*;
 use connective::registry::WriteReport;
 use connective::store::{Batch, Change, Committed, MemoryStore, Snapshot, Store, StoreError};
@@ -217,7 +217,14 @@ fn concurrent_creations_are_all_kept_each_in_its_own_revision() {
     ids.dedup();
     assert_eq!(ids.len(), 100);
     assert_eq!(registry.snapshot(&acme()).unwrap().connection_count(), 100);
-    assert_eq!(registry.store().load().unwrap().records.len(), 100);
+    let stored = registry.store().load().unwrap().records;
+    let connections = stored
+        .iter()
+        .filter(|(_, r)| matches!(r, Record::Connection(_)))
+        .count();
+    assert_eq!(connections, 100);
+    // Beside them, the project's reference fences: at most one per stripe.
+    assert!(stored.len() - connections <= usize::from(NameStripe::COUNT));
 }
 
 /// Rule 2 says names are unique per scope. Two replicas validating against
@@ -285,7 +292,7 @@ impl Store for Lagging {
 
 /// Rule 9 across replicas: replica A maps `twilio` for `orders` while replica
 /// B, which has not seen that yet, deletes `twilio`. B's delete must conflict
-/// (both writes rewrite the project's reference marker) rather than leave
+/// (both writes rewrite the reference fence of `twilio`) rather than leave
 /// `orders` with a dangling reference; once B catches up, the delete is
 /// refused with `orders` listed as a dependent.
 #[test]
@@ -314,7 +321,8 @@ fn a_stale_replica_cannot_delete_a_connection_another_replica_just_mapped() {
         .delete_connection(&acme(), id, version, DeleteMode::Refuse)
         .unwrap_err();
     assert!(
-        matches!(&err, RegistryError::Conflict { key: RecordKey::References(p), .. } if p == &acme()),
+        matches!(&err, RegistryError::Conflict { key: RecordKey::References(p, stripe), .. }
+            if p == &acme() && *stripe == NameStripe::of(&"twilio".parse().unwrap())),
         "{err}"
     );
 
@@ -332,4 +340,157 @@ fn a_stale_replica_cannot_delete_a_connection_another_replica_just_mapped() {
         .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
         .unwrap();
     assert_eq!(env.expose("SMS_KEY"), Some("key-0"));
+}
+
+/// Two registries on one store, the second blind to the feed (a stale
+/// replica), with `twilio` created and seen by both.
+fn stale_pair() -> (Registry, Registry, Arc<Lagging>, ConnectionId) {
+    let shared = Arc::new(MemoryStore::new());
+    let a = Registry::builder().shared_store(shared.clone()).build().unwrap();
+    let lagging = Arc::new(Lagging {
+        store: shared,
+        blind: AtomicBool::new(false),
+    });
+    let b = Registry::builder().shared_store(lagging.clone()).build().unwrap();
+    let (id, _) = a.create_connection(twilio(0)).unwrap();
+    b.sync().unwrap();
+    lagging.blind.store(true, Ordering::Release);
+    (a, b, lagging, id)
+}
+
+fn map_api_key(registry: &Registry) {
+    registry
+        .set_mappings(
+            Mappings::of("acme", "orders")
+                .by_name("twilio", [("ApiKey", "SMS_KEY")])
+                .build()
+                .unwrap(),
+            None,
+        )
+        .unwrap();
+}
+
+fn without_api_key() -> ConnectionSpec {
+    ConnectionSpec::project("acme", "twilio")
+        .target(Target::external("twilio"))
+        .param(Param::plain("ServiceURL").default("https://api.twilio.com/0"))
+        .build()
+        .unwrap()
+}
+
+fn fence_conflict(err: &RegistryError, name: &str) -> bool {
+    matches!(err, RegistryError::Conflict { key: RecordKey::References(p, stripe), .. }
+        if p == &acme() && *stripe == NameStripe::of(&name.parse().unwrap()))
+}
+
+/// An update that drops a parameter another replica just mapped conflicts on
+/// the name's fence; caught up, it is refused because it would break
+/// `orders`' mapping, which keeps resolving.
+#[test]
+fn a_stale_replica_cannot_drop_a_parameter_another_replica_just_mapped() {
+    let (a, b, lagging, id) = stale_pair();
+    map_api_key(&a);
+    let err = b
+        .update_connection(id, Version(1), without_api_key())
+        .unwrap_err();
+    assert!(fence_conflict(&err, "twilio"), "{err}");
+    lagging.blind.store(false, Ordering::Release);
+    let err = b
+        .update_connection(id, Version(1), without_api_key())
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::InvalidMappings { .. }), "{err}");
+    let env = a
+        .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
+        .unwrap();
+    assert_eq!(env.expose("SMS_KEY"), Some("key-0"));
+}
+
+/// A new integration-scope `twilio` without `ApiKey` would shadow the mapped
+/// project one for `orders`: from a stale replica it conflicts, then is
+/// refused.
+#[test]
+fn a_stale_replica_cannot_shadow_a_connection_another_replica_just_mapped() {
+    let (a, b, lagging, _) = stale_pair();
+    map_api_key(&a);
+    let shadow = || {
+        ConnectionSpec::integration("acme", "orders", "twilio")
+            .param(Param::plain("ServiceURL").default("https://own"))
+            .build()
+            .unwrap()
+    };
+    let err = b.create_connection(shadow()).unwrap_err();
+    assert!(fence_conflict(&err, "twilio"), "{err}");
+    lagging.blind.store(false, Ordering::Release);
+    let err = b.create_connection(shadow()).unwrap_err();
+    assert!(matches!(err, RegistryError::InvalidMappings { .. }), "{err}");
+}
+
+/// The reverse order: a mapping validated against a connection another
+/// replica has just changed conflicts, and is refused once caught up.
+#[test]
+fn a_stale_replica_cannot_map_a_parameter_another_replica_just_dropped() {
+    let (a, b, lagging, id) = stale_pair();
+    a.update_connection(id, Version(1), without_api_key()).unwrap();
+    let mapping = || {
+        Mappings::of("acme", "orders")
+            .by_name("twilio", [("ApiKey", "SMS_KEY")])
+            .build()
+            .unwrap()
+    };
+    let err = b.set_mappings(mapping(), None).unwrap_err();
+    assert!(fence_conflict(&err, "twilio"), "{err}");
+    lagging.blind.store(false, Ordering::Release);
+    let err = b.set_mappings(mapping(), None).unwrap_err();
+    assert!(matches!(err, RegistryError::InvalidMappings { .. }), "{err}");
+}
+
+/// What does not change what a mapping resolves to does not contend with
+/// one: a stale replica's value edits of the mapped connection, and its
+/// writes about a name of another stripe, commit.
+#[test]
+fn value_edits_and_writes_about_other_names_do_not_conflict_with_a_mapping() {
+    let (a, b, _lagging, id) = stale_pair();
+    // A name whose fence is not `twilio`'s.
+    let other = (0..)
+        .map(|i| format!("crm{i}"))
+        .find(|n| NameStripe::of(&n.parse().unwrap()) != NameStripe::of(&"twilio".parse().unwrap()))
+        .unwrap();
+    map_api_key(&a);
+    b.set_value(
+        &acme(),
+        id,
+        Version(1),
+        &"ApiKey".parse().unwrap(),
+        Layer::Environment("production".parse().unwrap()),
+        "key-prod",
+    )
+    .unwrap();
+    b.create_connection(
+        ConnectionSpec::project("acme", other.as_str())
+            .param(Param::plain("Url").default("https://crm"))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    a.sync().unwrap();
+    let env = a
+        .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
+        .unwrap();
+    assert_eq!(env.expose("SMS_KEY"), Some("key-prod"));
+}
+
+/// A name's stripe is part of the stored format: replicas of every version
+/// must agree on it (FNV-1a, 32 bits, of the name's bytes, modulo 64).
+#[test]
+fn name_stripes_are_fixed_forever() {
+    for (name, stripe) in [("crm", 55), ("twilio", 45), ("a", 44), ("orders-db", 21)] {
+        assert_eq!(NameStripe::of(&name.parse().unwrap()).index(), stripe, "{name}");
+    }
+    let json = serde_json::to_string(&RecordKey::References(
+        acme(),
+        NameStripe::of(&"crm".parse().unwrap()),
+    ))
+    .unwrap();
+    assert_eq!(json, r#"{"references":["acme",55]}"#);
+    assert!(serde_json::from_str::<RecordKey>(r#"{"references":["acme",64]}"#).is_err());
 }

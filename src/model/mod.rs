@@ -28,5 +28,5 @@ pub use mapping::{
 };
 pub use oauth::{AppOwner, OAuthApp};
 pub use policy::{ReservedNames, ResolvePolicy};
-pub use record::{Record, RecordKey, Revision, Version, Versioned};
+pub use record::{NameStripe, Record, RecordKey, ReferenceFence, Revision, Version, Versioned};
 pub use secret::{PlaintextCodec, SecretCodec, SecretValue, with_secret_codec};

@@ -48,8 +48,8 @@ pub enum RecordKey {
     Mappings(ProjectId, IntegrationId),
     /// An OAuth application.
     OAuthApp(ProjectId, AppOwner),
-    /// The project's reference marker (see [`Record::References`]).
-    References(ProjectId),
+    /// A reference fence of a project (see [`Record::References`]).
+    References(ProjectId, NameStripe),
 }
 
 impl RecordKey {
@@ -59,7 +59,7 @@ impl RecordKey {
             RecordKey::Connection(p, _, _)
             | RecordKey::Mappings(p, _)
             | RecordKey::OAuthApp(p, _)
-            | RecordKey::References(p) => p,
+            | RecordKey::References(p, _) => p,
         }
     }
 }
@@ -70,7 +70,7 @@ impl fmt::Display for RecordKey {
             RecordKey::Connection(p, scope, name) => write!(f, "connection {name} ({scope}) of project {p}"),
             RecordKey::Mappings(p, i) => write!(f, "mappings of integration {i} of project {p}"),
             RecordKey::OAuthApp(p, o) => write!(f, "{o} of project {p}"),
-            RecordKey::References(p) => write!(f, "the reference marker of project {p}"),
+            RecordKey::References(p, stripe) => write!(f, "reference fence {stripe} of project {p}"),
         }
     }
 }
@@ -85,12 +85,12 @@ pub enum Record {
     Mappings(Arc<Mappings>),
     /// An OAuth application.
     OAuthApp(Arc<OAuthApp>),
-    /// A per-project marker that every write able to leave a reference
-    /// dangling rewrites (setting mappings, deleting or renaming a
-    /// connection). Two replicas doing such writes concurrently in one project
-    /// thus conflict in the store instead of together stranding a reference
-    /// (rule 9). It carries no data beyond its project.
-    References(ProjectId),
+    /// A reference fence: a record without content that every write able
+    /// to change what a mapping resolves to rewrites, for each connection
+    /// name it involves (see [`NameStripe`]). Two replicas making such writes
+    /// concurrently about one name thus conflict in the store instead of
+    /// together leaving a reference dangling (rules 9 and 10).
+    References(Arc<ReferenceFence>),
 }
 
 impl Record {
@@ -100,7 +100,7 @@ impl Record {
             Record::Connection(c) => c.key(),
             Record::Mappings(m) => RecordKey::Mappings(m.project().clone(), m.integration().clone()),
             Record::OAuthApp(a) => RecordKey::OAuthApp(a.project().clone(), a.owner().clone()),
-            Record::References(p) => RecordKey::References(p.clone()),
+            Record::References(f) => RecordKey::References(f.project.clone(), f.stripe),
         }
     }
 }
@@ -109,6 +109,87 @@ impl Connection {
     /// The connection's store key: (project, scope, name).
     pub fn key(&self) -> RecordKey {
         RecordKey::Connection(self.project().clone(), self.scope().clone(), self.name().clone())
+    }
+}
+
+/// Which of a project's reference fences guards a connection name: one of
+/// [`NameStripe::COUNT`] stripes, chosen by a hash of the name (FNV-1a over
+/// its UTF-8 bytes). The hash is part of the stored format: every replica of
+/// every version must pick the same stripe for a name, so it never changes.
+///
+/// ```
+/// use connective::model::{ConnectionName, NameStripe};
+/// let crm: ConnectionName = "crm".parse()?;
+/// assert_eq!(NameStripe::of(&crm), NameStripe::of(&"crm".parse()?));
+/// assert!(NameStripe::of(&crm).index() < NameStripe::COUNT);
+/// # Ok::<(), connective::model::ParseError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct NameStripe(u8);
+
+impl NameStripe {
+    /// How many stripes a project has.
+    pub const COUNT: u8 = 64;
+
+    /// The stripe of `name`.
+    pub fn of(name: &ConnectionName) -> Self {
+        // FNV-1a, 32 bits: fixed forever (see the type's documentation).
+        let mut hash: u32 = 0x811c_9dc5;
+        for byte in name.as_str().bytes() {
+            hash ^= u32::from(byte);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+        NameStripe((hash % u32::from(Self::COUNT)) as u8)
+    }
+
+    /// The stripe's number, below [`NameStripe::COUNT`].
+    pub fn index(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<u8> for NameStripe {
+    type Error = String;
+
+    fn try_from(n: u8) -> Result<Self, Self::Error> {
+        if n < Self::COUNT {
+            Ok(NameStripe(n))
+        } else {
+            Err(format!("name stripe {n} is not below {}", Self::COUNT))
+        }
+    }
+}
+
+impl From<NameStripe> for u8 {
+    fn from(s: NameStripe) -> u8 {
+        s.0
+    }
+}
+
+impl fmt::Display for NameStripe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The content of a [`Record::References`]: which fence it is. It holds no
+/// data; what matters is its version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReferenceFence {
+    /// The project.
+    pub project: ProjectId,
+    /// The stripe of names it guards.
+    pub stripe: NameStripe,
+}
+
+impl ReferenceFence {
+    /// The fence guarding `name` in `project`.
+    pub fn of(project: &ProjectId, name: &ConnectionName) -> Self {
+        ReferenceFence {
+            project: project.clone(),
+            stripe: NameStripe::of(name),
+        }
     }
 }
 

@@ -2,6 +2,47 @@
 //! (OAuth provisioning included), commits it atomically, updates the catalog.
 //! Other replicas catch up from the change feed ([`Registry::sync`],
 //! [`Registry::follow`]).
+//!
+//! # Across replicas
+//!
+//! A registry validates a write against its own catalog, then commits it with
+//! the versions it read as expectations (rule 8): the store is the arbiter
+//! between replicas. A mapping and the connections it resolves to are
+//! different records, though, so two replicas could each validate a write
+//! against the other's old state and both commit: a mapping of `Key` beside an
+//! update dropping `Key`, or beside a new integration-scope connection that
+//! shadows the mapped one. The store compares versions of the records a batch
+//! writes only, so such writes must share a record. Every write that can
+//! change what a mapping resolves to also rewrites a *reference fence*
+//! ([`Record::References`]) for each
+//! connection name it involves:
+//!
+//! - creating or deleting a connection (its name);
+//! - updating one in any way but its values and descriptions (its old and new
+//!   names): name, scope, parameters, authentication, target;
+//! - setting an integration's mappings (every name they resolve through).
+//!
+//! Of two such writes about one name, whichever commits second conflicts
+//! ([`RegistryError::Conflict`] on the fence); retried, it catches up and is
+//! checked again against the winner, so it is refused with the typed error
+//! if it would now leave a reference dangling (rule 9).
+//!
+//! **Granularity.** One fence per project would make every such write conflict
+//! with every other of the project, although writes about different names
+//! cannot interfere: two people editing different connections, or two deploys
+//! mapping disjoint connections, would conflict and retry. One fence per name
+//! is exact but costs a record per connection name, in the store and in every
+//! replica's memory. So fences are per (project, name stripe): a fixed hash
+//! puts each name in one of [`NameStripe::COUNT`](crate::model::NameStripe::COUNT)
+//! (64) stripes, writes about different names conflict only when their names
+//! share a stripe (1 chance in 64 for two names), and a project has at most
+//! 64 fences whatever its size. Writes about one name still conflict with each
+//! other, two mappings of one popular connection included: telling them apart
+//! would take read-only expectations the store contract does not have. Value
+//! edits ([`Tx::set_value`], [`Tx::remove_value`], an update changing values
+//! or descriptions only) touch no fence: a mapping's validity never depends on
+//! values (a missing value is reported at resolution), so the most frequent
+//! writes never contend with mappings.
 
 mod error;
 mod tx;

@@ -9,7 +9,7 @@ use super::{DeleteMode, Rebinding, Registry, RegistryError, WriteReport};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
     AppOwner, Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionSpec, Mappings, OAuthApp,
-    PlatformTarget, ProjectId, Record, RecordKey, Target, Version,
+    PlatformTarget, ProjectId, Record, RecordKey, ReferenceFence, Target, Version,
 };
 use crate::oauth::{ProvisionRequest, app_owner_for};
 use crate::resolve::{Problem, check_mappings, dependents, find_connection, usages};
@@ -51,6 +51,25 @@ impl std::fmt::Debug for Tx<'_> {
             .field("pending", &self.pending.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a mapping check could tell `old` and `new` apart: `true` when only
+/// values and descriptions differ. Everything else (key, OAuth application,
+/// target, authentication, the parameters' names, order, kinds, requirements
+/// and tenancy) counts, which is more than a mapping check reads today.
+fn same_mapping_surface(old: &Connection, new: &Connection) -> bool {
+    let (a, b) = (old.spec(), new.spec());
+    old.key() == new.key()
+        && old.oauth_app() == new.oauth_app()
+        && a.target() == b.target()
+        && a.auth() == b.auth()
+        && a.params().len() == b.params().len()
+        && a.params().iter().zip(b.params()).all(|(p, q)| {
+            p.name() == q.name()
+                && p.kind() == q.kind()
+                && p.requirement() == q.requirement()
+                && p.tenancy() == q.tenancy()
+        })
 }
 
 fn platform_target(spec: &ConnectionSpec) -> Option<&PlatformTarget> {
@@ -145,11 +164,16 @@ impl<'r> Tx<'r> {
         }
     }
 
-    /// Rewrites the project's reference marker (see [`Record::References`]).
-    fn touch_references(&mut self, project: &ProjectId) {
-        let key = RecordKey::References(project.clone());
+    /// Rewrites the reference fence guarding `name` in `project`, once per
+    /// transaction and fence, expecting the version this registry's catalog
+    /// holds: a concurrent write about a name of the same stripe then makes
+    /// one of the two conflict (see "Across replicas" in the
+    /// [module documentation](super)).
+    fn fence(&mut self, project: &ProjectId, name: &ConnectionName) {
+        let fence = ReferenceFence::of(project, name);
+        let key = RecordKey::References(fence.project.clone(), fence.stripe);
         if !self.pending.contains_key(&key) {
-            self.put(Record::References(project.clone()));
+            self.put(Record::References(Arc::new(fence)));
         }
     }
 
@@ -191,6 +215,8 @@ impl<'r> Tx<'r> {
         if let Some(owner) = &owner {
             self.ensure_app(&project, owner, platform_target(&spec))?;
         }
+        // A new connection may shadow another of its name (rule 2).
+        self.fence(&project, spec.name());
         self.put(Record::Connection(Arc::new(Connection::new(id, spec, owner))));
         self.report.created.push(id);
         Ok(id)
@@ -228,12 +254,15 @@ impl<'r> Tx<'r> {
             self.ensure_app(&project, owner, platform_target(&spec))?;
         }
         let renamed = Connection::new(id, spec, owner);
+        if !same_mapping_surface(&old, &renamed) {
+            self.fence(&project, old.name());
+            self.fence(&project, renamed.name());
+        }
         if renamed.key() != key {
             // A rename or scope change moves the record to its new stable key;
             // the put expects that key free, so a racing replica that claimed
             // the name first makes this write conflict.
             self.delete(key);
-            self.touch_references(&project);
         }
         self.put(Record::Connection(Arc::new(renamed)));
         // A rename or scope change must not strand a reference that resolved
@@ -292,7 +321,7 @@ impl<'r> Tx<'r> {
                 dependents: users,
             });
         }
-        self.touch_references(project);
+        self.fence(project, old.name());
         self.delete(key);
         if let Some(owner) = old.oauth_app() {
             self.collect_app(project, owner)?;
@@ -346,6 +375,7 @@ impl<'r> Tx<'r> {
             });
         };
         self.check_version(&old.key(), Expect::Version(version))?;
+        // Values only: no mapping's validity depends on them, so no fence.
         let mut spec = old.spec().clone();
         edit(&mut spec).map_err(|problem| {
             RegistryError::Spec(crate::model::SpecError {
@@ -380,7 +410,22 @@ impl<'r> Tx<'r> {
                 problems,
             });
         }
-        self.touch_references(&mappings.project().clone());
+        // Fence every name the mappings resolve through (a reference by ID
+        // through the name its connection has now).
+        let project = mappings.project().clone();
+        let snapshot = self.working_mut(&project);
+        let names: Vec<ConnectionName> = mappings
+            .uses()
+            .iter()
+            .filter_map(|u| match &u.reference {
+                ConnectionRef::Name(name) => Some(name.clone()),
+                ConnectionRef::Id(_) => find_connection(snapshot, mappings.integration(), &u.reference)
+                    .map(|c| c.value.name().clone()),
+            })
+            .collect();
+        for name in &names {
+            self.fence(&project, name);
+        }
         self.put(Record::Mappings(Arc::new(mappings)));
         Ok(())
     }

@@ -677,7 +677,12 @@ mod tests {
     fn a_large_load_decodes_in_order_on_several_threads() {
         use crate::model::{Record, Version};
         let ring = std::sync::Arc::new(KeyRing::new(key("k1", 7)));
-        let marker = |i: usize| Record::References(format!("p{i}").parse().expect("project"));
+        let marker = |i: usize| {
+            Record::References(std::sync::Arc::new(crate::model::ReferenceFence {
+                project: format!("p{i}").parse().expect("project"),
+                stripe: crate::model::NameStripe::of(&"n".parse().expect("project")),
+            }))
+        };
         let row = |i: usize| {
             let record = marker(i);
             (
