@@ -755,3 +755,165 @@ fn default_serialization_of_a_secret_is_an_error_that_names_no_secret() {
         Ok(Some(_))
     ));
 }
+
+/// A secret written where a manifest expects something else: every format,
+/// every place, and the manifest's error (message and `Debug`) never repeats
+/// it. `S` marks the secret.
+#[cfg(feature = "manifest")]
+#[test]
+fn manifest_errors_never_repeat_a_misplaced_secret() {
+    use connective::manifest::{Format, Manifest, Rule};
+    const S: &str = "sk_live_4eC39HqLyjWDarjtT1zdp7dc";
+    let yaml = |body: &str| format!("project: acme\nconnections:\n  - name: api\n{body}");
+    let cases: Vec<(&str, Format, String)> = vec![
+        (
+            "a secret where `default:` was forgotten (YAML)",
+            Format::Yaml,
+            yaml(&format!(
+                "    parameters:\n      ApiKey: {{ secret: true, {S} }}\n"
+            )),
+        ),
+        (
+            "a secret where `default:` was forgotten (JSON)",
+            Format::Json,
+            format!(
+                r#"{{"project": "acme", "connections": [{{"name": "api", "parameters": {{"ApiKey": {{"secret": true, "{S}": null}}}}}}]}}"#
+            ),
+        ),
+        (
+            "a secret where `default:` was forgotten (TOML)",
+            Format::Toml,
+            format!(
+                "project = \"acme\"\n[[connections]]\nname = \"api\"\n[connections.parameters.ApiKey]\nsecret = true\n{S} = 1\n"
+            ),
+        ),
+        (
+            "a secret as the auth scheme",
+            Format::Yaml,
+            yaml(&format!("    auth: {S}\n")),
+        ),
+        (
+            "a secret as a target kind",
+            Format::Yaml,
+            yaml(&format!("    target: {{ {S}: crm }}\n")),
+        ),
+        (
+            "a secret as the target kind (JSON)",
+            Format::Json,
+            format!(r#"{{"project": "acme", "connections": [{{"name": "api", "target": {{"{S}": "x"}}}}]}}"#),
+        ),
+        (
+            "a secret as an environment key",
+            Format::Yaml,
+            yaml(&format!(
+                "    parameters:\n      ApiKey:\n        secret: true\n        environments: {{ {S}: 'env:CONNECTIVE_SECRET_K' }}\n"
+            )),
+        ),
+        (
+            "a secret as a customer key",
+            Format::Yaml,
+            yaml(&format!(
+                "    parameters:\n      Url:\n        customers: {{ '{S}!': x }}\n"
+            )),
+        ),
+        (
+            "a secret as a parameter name",
+            Format::Yaml,
+            yaml(&format!("    parameters:\n      '{S}!': {{ default: x }}\n")),
+        ),
+        (
+            "a secret as an integration key",
+            Format::Yaml,
+            format!("project: acme\nintegrations:\n  '{S}!': {{ connections: [] }}\n"),
+        ),
+        (
+            "a secret as a variable name",
+            Format::Yaml,
+            yaml(&format!(
+                "    parameters: {{ Url: {{ default: x }} }}\nintegrations:\n  orders:\n    connections:\n      - connection: api\n        env: [{{ from: Url, to: '{S}-x' }}]\n"
+            )),
+        ),
+        (
+            "a secret as the project",
+            Format::Yaml,
+            format!("project: '{S}!'\n"),
+        ),
+        (
+            "a secret as the version",
+            Format::Yaml,
+            format!("version: {S}\nproject: acme\n"),
+        ),
+        (
+            "a secret given twice as a key",
+            Format::Yaml,
+            yaml(&format!("    parameters:\n      {S}: {{}}\n      {S}: {{}}\n")),
+        ),
+        (
+            "user:password as a secret value",
+            Format::Yaml,
+            yaml(&format!(
+                "    parameters:\n      Login: {{ secret: true, default: 'admin:{S}' }}\n"
+            )),
+        ),
+        (
+            "a URL with a password as a secret value",
+            Format::Yaml,
+            yaml(&format!(
+                "    parameters:\n      Dsn: {{ secret: true, default: 'postgresql://admin:{S}@db/app' }}\n"
+            )),
+        ),
+        (
+            "a scheme the host did not register",
+            Format::Yaml,
+            yaml(&format!(
+                "    parameters:\n      Key: {{ secret: true, default: 'vault:{S}' }}\n"
+            )),
+        ),
+    ];
+    for (what, format, text) in cases {
+        let err = match Manifest::parse(&text, format, "acme") {
+            Ok(m) => panic!("{what}: accepted: {m:?}"),
+            Err(e) => e,
+        };
+        let shown = format!("{err}\n{err:?}");
+        assert!(!shown.contains(S), "{what} leaked: {shown}");
+        assert!(!err.problems().is_empty(), "{what}");
+    }
+    // Reference-shaped literals are refused as such, not planned.
+    for value in [format!("admin:{S}"), format!("vault:{S}")] {
+        let err = Manifest::parse(
+            &yaml(&format!(
+                "    parameters:\n      K: {{ secret: true, default: '{value}' }}\n"
+            )),
+            Format::Yaml,
+            "acme",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err.problems()[0].rule, Rule::UnknownScheme { .. }),
+            "{err}"
+        );
+    }
+    let err = Manifest::parse(
+        &yaml(&format!(
+            "    parameters:\n      K: {{ secret: true, default: 'postgresql://admin:{S}@db' }}\n"
+        )),
+        Format::Yaml,
+        "acme",
+    )
+    .unwrap_err();
+    assert!(matches!(err.problems()[0].rule, Rule::LiteralSecret), "{err}");
+    // A manifest that loads does not show its plain values in `Debug` either
+    // (a plain parameter holding a connection string with a password).
+    let m = Manifest::parse(
+        &yaml(&format!(
+            "    parameters:\n      Dsn: {{ default: 'postgresql://admin:{S}@db/app' }}\n      Key: {{ secret: true, default: 'env:CONNECTIVE_SECRET_KEY' }}\n"
+        )),
+        Format::Yaml,
+        "acme",
+    )
+    .unwrap();
+    let debug = format!("{m:?}");
+    assert!(!debug.contains(S), "{debug}");
+    assert!(debug.contains("env:CONNECTIVE_SECRET_KEY"), "{debug}");
+}

@@ -4,8 +4,8 @@
 #![cfg(feature = "manifest")]
 
 use connective::manifest::{
-    Action, ApplyError, ExportOptions, Format, Manifest, ManifestError, Rule, SecretRef, SecretSource,
-    SecretSources, SourceContext, SourceError, export,
+    Action, ApplyError, ExportOptions, Format, LoadOptions, Manifest, ManifestError, Rule, SecretRef,
+    SecretSource, SecretSources, SourceContext, SourceError, export,
 };
 use connective::model::SecretValue;
 use connective::prelude::*;
@@ -61,12 +61,17 @@ impl SecretSource for Vault {
 }
 
 fn small(value_ref: &str, url: &str) -> Manifest {
-    Manifest::parse(
+    small_with(value_ref, url, &LoadOptions::new())
+}
+
+fn small_with(value_ref: &str, url: &str, options: &LoadOptions) -> Manifest {
+    Manifest::parse_with(
         &format!(
             "project: acme\nconnections:\n  - name: api\n    auth: api-key\n    parameters:\n      URL: {{default: '{url}'}}\n      Key: {{secret: true, default: '{value_ref}'}}\nintegrations:\n  orders:\n    connections:\n      - connection: api\n        env: [{{from: URL, to: API_URL}}, {{from: Key, to: API_KEY}}]\n"
         ),
         Format::Yaml,
         "small.yaml",
+        options,
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -380,7 +385,8 @@ fn export_with_references_moves_a_project_to_another_registry() {
 fn secret_sources_resolve_references_and_report_failures_without_values() {
     let registry = Registry::in_memory();
     let vault = SecretSources::standard().register("vault", Vault).unwrap();
-    let plan = small("vault:kv/api", "https://x")
+    let with_vault = LoadOptions::new().sources(&vault);
+    let plan = small_with("vault:kv/api", "https://x", &with_vault)
         .plan(&registry, &vault)
         .unwrap();
     plan.apply(&registry).unwrap();
@@ -389,7 +395,8 @@ fn secret_sources_resolve_references_and_report_failures_without_values() {
         "vault-value-1"
     );
 
-    let err: ManifestError = small("vault:kv/api", "https://x")
+    // Accepted when loaded, but planned with sources that lack the scheme.
+    let err: ManifestError = small_with("vault:kv/api", "https://x", &with_vault)
         .plan(&registry, &SecretSources::standard())
         .unwrap_err();
     assert!(
@@ -401,7 +408,7 @@ fn secret_sources_resolve_references_and_report_failures_without_values() {
         "small.yaml: connections[0].parameters.Key.default: the secret reference does not start with a registered \
          scheme (env:, file:, keep:); the value is not repeated here"
     );
-    let err = small("vault:kv/other", "https://x")
+    let err = small_with("vault:kv/other", "https://x", &with_vault)
         .plan(&registry, &vault)
         .unwrap_err();
     assert_eq!(

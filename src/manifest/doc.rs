@@ -509,11 +509,11 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
                 let mut out = UniqueMap::new();
                 while let Some(key) = map.next_key_seed(KeySeed)? {
                     if out.get(&key).is_some() {
-                        // Keys are identifiers (parameters, environments,
-                        // customers, integrations), never values.
+                        // The key is not repeated: a text given where a key
+                        // belongs may be a secret (the location says where).
                         return Err(de::Error::custom(format_args!(
-                            "key {:?} is given more than once",
-                            super::error::shorten(&key)
+                            "the key #{} is given more than once (the text is not repeated here)",
+                            out.len() + 1
                         )));
                     }
                     let value = map.next_value()?;

@@ -22,6 +22,9 @@ pub(crate) fn shorten(input: &str) -> String {
 
 /// Where in a file a problem is: a path (`connections[2].parameters.ServiceURL`)
 /// and, when the parser knows it, a line and column (1-based).
+///
+/// A map key that is not a valid identifier appears by its position, `#N`
+/// (1-based), never by its text: `connections[0].parameters.Key.environments.#2`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Location {
     /// The path inside the document; empty for the document itself.
@@ -54,15 +57,29 @@ pub enum Rule {
     },
     /// The format version is not one this crate reads.
     #[error(
-        "unsupported manifest version {found:?} (this crate reads version {})",
+        "unsupported manifest version{} (this crate reads version {})",
+        if found.is_empty() { String::new() } else { format!(" {found:?}") },
         super::doc::VERSION
     )]
     Version {
-        /// The version given.
+        /// The version given, if it looks like one (digits and dots, short);
+        /// empty otherwise.
         found: String,
     },
-    /// An identifier is invalid.
-    #[error("{0}")]
+    /// The manifest is larger than the host's [`ManifestLimits`](super::ManifestLimits) allow.
+    #[error("{}", too_large(*limit, *max, *found))]
+    TooLarge {
+        /// Which limit.
+        limit: Limit,
+        /// Its value.
+        max: usize,
+        /// The size found, when known.
+        found: Option<usize>,
+    },
+    /// An identifier is invalid. The text is not repeated (it may be a secret
+    /// written in the wrong place), in the message or in the error: its
+    /// `input` is empty.
+    #[error("{}", ident_message(.0))]
     Ident(ParseError),
     /// A secret parameter's value is not a reference.
     #[error(
@@ -170,6 +187,87 @@ pub enum Rule {
     /// a reserved name).
     #[error("{0}")]
     Mapping(Problem),
+}
+
+/// Which of the [`ManifestLimits`](super::ManifestLimits) a manifest exceeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Limit {
+    /// [`ManifestLimits::max_bytes`](super::ManifestLimits::max_bytes).
+    Bytes,
+    /// [`ManifestLimits::max_yaml_nodes`](super::ManifestLimits::max_yaml_nodes).
+    YamlNodes,
+    /// [`ManifestLimits::max_yaml_aliases`](super::ManifestLimits::max_yaml_aliases).
+    YamlAliases,
+    /// [`ManifestLimits::max_depth`](super::ManifestLimits::max_depth).
+    Depth,
+}
+
+fn too_large(limit: Limit, max: usize, found: Option<usize>) -> String {
+    match (limit, found) {
+        (Limit::Bytes, Some(n)) => {
+            format!("the manifest is {n} bytes, at most {max} allowed (ManifestLimits::max_bytes)")
+        }
+        (Limit::Bytes, None) => {
+            format!("the manifest is larger than {max} bytes (ManifestLimits::max_bytes)")
+        }
+        (Limit::YamlNodes, _) => {
+            format!("the manifest has more than {max} YAML nodes (ManifestLimits::max_yaml_nodes)")
+        }
+        (Limit::YamlAliases, _) => format!(
+            "the manifest has more than {max} YAML aliases, or too many per anchor (ManifestLimits::max_yaml_aliases)"
+        ),
+        (Limit::Depth, _) => {
+            format!("the manifest nests deeper than {max} levels (ManifestLimits::max_depth)")
+        }
+    }
+}
+
+/// An identifier error without the text it was about.
+fn ident_message(e: &ParseError) -> String {
+    match e {
+        ParseError::Empty { kind } => format!("invalid {kind}: must not be empty"),
+        ParseError::TooLong { kind, len, max, .. } => {
+            format!("invalid {kind}: {len} characters, at most {max} allowed")
+        }
+        ParseError::BadChar {
+            kind, position, rule, ..
+        } => format!(
+            "invalid {kind}: the character at position {position} is not allowed ({rule}); the text is not repeated here"
+        ),
+        ParseError::Reserved { kind, reason, .. } => format!("invalid {kind}: reserved ({reason})"),
+    }
+}
+
+/// `e` without the text it was about.
+pub(crate) fn redacted(e: ParseError) -> ParseError {
+    match e {
+        ParseError::TooLong { kind, len, max, .. } => ParseError::TooLong {
+            kind,
+            input: String::new(),
+            len,
+            max,
+        },
+        ParseError::BadChar {
+            kind,
+            found,
+            position,
+            rule,
+            ..
+        } => ParseError::BadChar {
+            kind,
+            input: String::new(),
+            found,
+            position,
+            rule,
+        },
+        ParseError::Reserved { kind, reason, .. } => ParseError::Reserved {
+            kind,
+            input: String::new(),
+            reason,
+        },
+        other => other,
+    }
 }
 
 /// One problem: where and which rule.

@@ -70,7 +70,8 @@ mod export;
 mod plan;
 mod secret;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use doc::{
@@ -78,7 +79,7 @@ pub use doc::{
     IntegrationDoc, ParamDoc, PlatformDoc, ScopeDoc, TargetDoc, Text, UniqueMap, UseDoc, VERSION,
     VisibilityDoc,
 };
-pub use error::{ApplyError, Location, ManifestError, ManifestProblem, Rule};
+pub use error::{ApplyError, Limit, Location, ManifestError, ManifestProblem, Rule};
 pub use export::{ExportError, ExportOptions, SecretSlot, export};
 pub use plan::{Action, Applied, ConnectionChange, MappingsChange, Plan, Summary};
 pub use secret::{
@@ -88,8 +89,9 @@ pub use secret::{
 
 use crate::model::{
     APP_PARAMS, AuthScheme, ConnectionId, ConnectionName, ConnectionSpec, CustomerId, EndpointVisibility,
-    EnteredBy, EnvMap, EnvVarName, Environment, IntegrationId, Layer, OAuthClient, Param, ParamName,
-    ParseError, PlatformTarget, ProjectId, Requirement, Scope, SpecProblem, Target, Tenancy,
+    EnteredBy, EnvMap, EnvVarName, Environment, IntegrationId, Layer, MAX_ENTRIES, MAX_USES, OAuthClient,
+    Param, ParamName, ParseError, PlatformTarget, ProjectId, Requirement, Scope, SpecProblem, Target,
+    Tenancy,
 };
 
 /// The text formats a manifest can be written in.
@@ -128,65 +130,212 @@ impl Format {
     }
 }
 
-/// The biggest manifest text accepted (16 MiB).
+/// The biggest manifest text accepted by default (16 MiB).
 pub const MAX_MANIFEST_LEN: usize = 16 * 1024 * 1024;
 
-/// Parses text into the [`Document`] types, without validating identifiers
-/// and secret references (see [`Manifest::from_document`]).
+/// How much work a manifest may cost to read: a host reading manifests from
+/// people it does not fully trust keeps these; a host loading its own large
+/// manifests raises them.
+///
+/// | limit | default | bounds |
+/// | --- | --- | --- |
+/// | [`max_bytes`](ManifestLimits::max_bytes) | 16 MiB | the text, in every format |
+/// | [`max_yaml_nodes`](ManifestLimits::max_yaml_nodes) | 1,000,000 | YAML mappings, sequences and scalars, aliases expanded (about 45,000 typical connections) |
+/// | [`max_yaml_aliases`](ManifestLimits::max_yaml_aliases) | 10,000 | YAML aliases (`*name`): what makes a small file expand |
+/// | [`max_depth`](ManifestLimits::max_depth) | 64 | YAML nesting (JSON and TOML have their parsers' own limits, 128) |
+///
+/// Past a limit, loading fails with [`Rule::TooLarge`] naming it.
+///
+/// ```
+/// use connective::manifest::{LoadOptions, ManifestLimits};
+/// let big = LoadOptions::new().limits(
+///     ManifestLimits::default().max_bytes(64 << 20).max_yaml_nodes(20_000_000),
+/// );
+/// # let _ = big;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ManifestLimits {
+    /// The most bytes of text.
+    pub max_bytes: usize,
+    /// The most YAML nodes.
+    pub max_yaml_nodes: usize,
+    /// The most YAML aliases.
+    pub max_yaml_aliases: usize,
+    /// The deepest YAML nesting.
+    pub max_depth: usize,
+}
+
+impl Default for ManifestLimits {
+    fn default() -> Self {
+        ManifestLimits {
+            max_bytes: MAX_MANIFEST_LEN,
+            max_yaml_nodes: 1_000_000,
+            max_yaml_aliases: 10_000,
+            max_depth: 64,
+        }
+    }
+}
+
+impl ManifestLimits {
+    /// Sets [`ManifestLimits::max_bytes`].
+    pub fn max_bytes(mut self, n: usize) -> Self {
+        self.max_bytes = n;
+        self
+    }
+    /// Sets [`ManifestLimits::max_yaml_nodes`].
+    pub fn max_yaml_nodes(mut self, n: usize) -> Self {
+        self.max_yaml_nodes = n;
+        self
+    }
+    /// Sets [`ManifestLimits::max_yaml_aliases`].
+    pub fn max_yaml_aliases(mut self, n: usize) -> Self {
+        self.max_yaml_aliases = n;
+        self
+    }
+    /// Sets [`ManifestLimits::max_depth`].
+    pub fn max_depth(mut self, n: usize) -> Self {
+        self.max_depth = n;
+        self
+    }
+}
+
+/// How a manifest is loaded: its [`ManifestLimits`], and which secret
+/// reference schemes it may use (by default `env`, `file` and `keep`; a host
+/// with its own sources passes them to [`LoadOptions::sources`]). A secret
+/// value whose scheme is not accepted is refused at load, and never repeated.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    limits: ManifestLimits,
+    schemes: BTreeSet<String>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            limits: ManifestLimits::default(),
+            schemes: SecretSources::standard().schemes().into_iter().collect(),
+        }
+    }
+}
+
+impl LoadOptions {
+    /// The default limits, and the schemes `env`, `file` and `keep`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the limits.
+    pub fn limits(mut self, limits: ManifestLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Accepts exactly the schemes `sources` knows (and `keep`).
+    pub fn sources(mut self, sources: &SecretSources) -> Self {
+        self.schemes = sources.schemes().into_iter().collect();
+        self
+    }
+
+    /// The limits.
+    pub fn get_limits(&self) -> &ManifestLimits {
+        &self.limits
+    }
+
+    /// The accepted schemes, sorted.
+    pub fn schemes(&self) -> Vec<String> {
+        self.schemes.iter().cloned().collect()
+    }
+}
+
+/// Parses text into the [`Document`] types with the default limits, without
+/// validating identifiers and secret references (see [`Manifest::from_document`]).
 pub fn parse_document(text: &str, format: Format, file: &str) -> Result<Document, ManifestError> {
-    let syntax =
-        |path: String, line_column: Option<(usize, usize)>, message: String| ManifestError::Invalid {
-            file: file.to_owned(),
-            problems: vec![ManifestProblem {
-                location: Location { path, line_column },
-                rule: Rule::Syntax { message },
-            }],
-        };
-    if text.len() > MAX_MANIFEST_LEN {
-        return Err(syntax(
+    parse_document_with(text, format, file, &ManifestLimits::default())
+}
+
+/// [`parse_document`] within `limits`.
+pub fn parse_document_with(
+    text: &str,
+    format: Format,
+    file: &str,
+    limits: &ManifestLimits,
+) -> Result<Document, ManifestError> {
+    let invalid = |path: String, line_column: Option<(usize, usize)>, rule: Rule| ManifestError::Invalid {
+        file: file.to_owned(),
+        problems: vec![ManifestProblem {
+            location: Location { path, line_column },
+            rule,
+        }],
+    };
+    let syntax = |path: String, line_column: Option<(usize, usize)>, message: String| {
+        invalid(path, line_column, Rule::Syntax { message })
+    };
+    if text.len() > limits.max_bytes {
+        return Err(invalid(
             String::new(),
             None,
-            format!(
-                "the manifest is {} bytes, at most {MAX_MANIFEST_LEN} allowed",
-                text.len()
-            ),
+            Rule::TooLarge {
+                limit: Limit::Bytes,
+                max: limits.max_bytes,
+                found: Some(text.len()),
+            },
         ));
     }
     match format {
         Format::Yaml => {
             // No source snippets in messages (they could show a literal
-            // secret); repeated keys reach `UniqueMap`, which names them.
+            // secret); repeated keys reach `UniqueMap`, which reports them.
+            let mut budget = serde_saphyr::Budget::default();
+            budget.max_nodes = limits.max_yaml_nodes;
+            budget.max_events = limits.max_yaml_nodes.saturating_mul(2).saturating_add(16);
+            budget.max_aliases = limits.max_yaml_aliases;
+            budget.max_depth = limits.max_depth;
+            budget.max_total_scalar_bytes = limits.max_bytes;
+            budget.max_reader_input_bytes = Some(limits.max_bytes);
             let options = serde_saphyr::options! {
                 with_snippet: false,
                 crop_radius: 0,
                 duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::PassThrough,
+                budget: Some(budget),
             };
             let mut failed_at: Option<String> = None;
             let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
                 serde_path_to_error::deserialize::<_, Document>(de).map_err(|e| {
-                    failed_at = Some(path_text(e.path()));
+                    let (_, key) = redact_message(&e.inner().to_string());
+                    failed_at = Some(path_text(e.path(), key));
                     e.into_inner()
                 })
             });
-            result.map_err(|e| syntax(failed_at.unwrap_or_default(), yaml_location(&e), yaml_message(&e)))
+            result.map_err(|e| {
+                if let serde_saphyr::Error::Budget { breach, .. } = &e
+                    && let Some(rule) = budget_rule(breach, limits)
+                {
+                    return invalid(String::new(), yaml_location(&e), rule);
+                }
+                syntax(failed_at.unwrap_or_default(), yaml_location(&e), yaml_message(&e))
+            })
         }
         Format::Toml => {
             let de = toml::Deserializer::parse(text).map_err(|e| toml_error(file, &e, text))?;
             serde_path_to_error::deserialize::<_, Document>(de).map_err(|e| {
-                let path = path_text(e.path());
+                let inner_message = e.inner().message().to_owned();
+                let (message, key) = redact_message(&inner_message);
+                let path = path_text(e.path(), key);
                 let inner = e.into_inner();
                 let lc = inner.span().map(|s| line_column(text, s.start));
-                syntax(path, lc, redact_unexpected(inner.message()))
+                syntax(path, lc, message)
             })
         }
         Format::Json => {
             let mut de = serde_json::Deserializer::from_str(text);
             let result = doc::with_any_scalars(|| serde_path_to_error::deserialize::<_, Document>(&mut de));
             let doc = result.map_err(|e| {
-                let path = path_text(e.path());
+                let (message, key) = redact_message(&json_text(e.inner()));
+                let path = path_text(e.path(), key);
                 let inner = e.into_inner();
                 let lc = (inner.line() > 0).then(|| (inner.line(), inner.column()));
-                syntax(path, lc, json_message(&inner))
+                syntax(path, lc, message)
             })?;
             de.end()
                 .map_err(|e| syntax(String::new(), Some((e.line(), e.column())), json_message(&e)))?;
@@ -195,15 +344,38 @@ pub fn parse_document(text: &str, format: Format, file: &str) -> Result<Document
     }
 }
 
-fn path_text(path: &serde_path_to_error::Path) -> String {
-    let text = path.to_string();
+/// The path serde reached, as `connections[2].parameters.Key`. With
+/// `drop_key`, the last map key is left out: it is the unknown field the
+/// error is about, which is not repeated (it may be a secret).
+fn path_text(path: &serde_path_to_error::Path, drop_key: bool) -> String {
+    use serde_path_to_error::Segment;
+    let mut segments: Vec<&Segment> = path.iter().collect();
     // `?` stands for a segment serde could not name (a map key being read).
-    let text = text.trim_end_matches(".?");
-    if text == "." || text == "?" {
-        String::new()
-    } else {
-        text.to_owned()
+    while matches!(segments.last(), Some(Segment::Unknown)) {
+        segments.pop();
     }
+    if drop_key && matches!(segments.last(), Some(Segment::Map { .. })) {
+        segments.pop();
+    }
+    let mut out = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push('?');
+            }
+        }
+    }
+    out
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -222,23 +394,48 @@ fn yaml_location(e: &serde_saphyr::Error) -> Option<(usize, usize)> {
 fn yaml_message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
     // The location is reported separately.
-    redact_unexpected(match text.split_once(" at line ") {
+    redact_message(match text.split_once(" at line ") {
         Some((head, _)) => head,
         None => &text,
     })
+    .0
+}
+
+fn json_text(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.split_once(" at line ") {
+        Some((head, _)) => head.to_owned(),
+        None => text,
+    }
 }
 
 fn json_message(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    redact_unexpected(match text.split_once(" at line ") {
-        Some((head, _)) => head,
-        None => &text,
+    redact_message(&json_text(e)).0
+}
+
+/// The rule a YAML budget breach breaks, for the limits the host sets.
+fn budget_rule(breach: &serde_saphyr::budget::BudgetBreach, limits: &ManifestLimits) -> Option<Rule> {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let (limit, max) = match breach {
+        B::Nodes { .. } | B::Events { .. } => (Limit::YamlNodes, limits.max_yaml_nodes),
+        B::Aliases { .. } | B::AliasAnchorRatio { .. } => (Limit::YamlAliases, limits.max_yaml_aliases),
+        B::Depth { .. } => (Limit::Depth, limits.max_depth),
+        B::ScalarBytes { .. } | B::InputBytes { .. } => (Limit::Bytes, limits.max_bytes),
+        _ => return None,
+    };
+    Some(Rule::TooLarge {
+        limit,
+        max,
+        found: None,
     })
 }
 
-/// Serde's "invalid type: string \"...\", expected ..." repeats the text it
-/// found, which may be a secret written in the wrong place: drop it.
-fn redact_unexpected(message: &str) -> String {
+/// Serde's messages repeat what they found: the text of a value ("invalid
+/// type: string \"...\""), an unknown field's name, an unknown variant. Any
+/// of them may be a secret written in the wrong place, so it is dropped.
+/// Returns the message, and whether it was about an unknown field (whose
+/// name then ends the path, and is dropped there too).
+fn redact_message(message: &str) -> (String, bool) {
     for kind in ["invalid type: ", "invalid value: "] {
         for what in ["string", "integer", "floating point", "boolean", "character"] {
             if let Some(rest) = message.strip_prefix(kind)
@@ -246,11 +443,26 @@ fn redact_unexpected(message: &str) -> String {
                 && found.starts_with(' ')
                 && let Some(i) = rest.rfind(", expected")
             {
-                return format!("{kind}{what} (not repeated here){}", &rest[i..]);
+                return (format!("{kind}{what} (not repeated here){}", &rest[i..]), false);
             }
         }
     }
-    message.to_owned()
+    for (lead, field) in [("unknown field `", true), ("unknown variant `", false)] {
+        if let Some(start) = message.find(lead) {
+            let after = &message[start + lead.len()..];
+            let tail = ["`, expected", "`, there are no"]
+                .iter()
+                .filter_map(|end| after.rfind(end).map(|i| &after[i + 1..]))
+                .next()
+                .unwrap_or("");
+            let what = lead.trim_end_matches(" `");
+            return (
+                format!("{}{what} (not repeated here){tail}", &message[..start]),
+                field,
+            );
+        }
+    }
+    (message.to_owned(), false)
 }
 
 fn toml_error(file: &str, e: &toml::de::Error, text: &str) -> ManifestError {
@@ -262,19 +474,29 @@ fn toml_error(file: &str, e: &toml::de::Error, text: &str) -> ManifestError {
                 line_column: e.span().map(|s| line_column(text, s.start)),
             },
             rule: Rule::Syntax {
-                message: redact_unexpected(e.message()),
+                message: redact_message(e.message()).0,
             },
         }],
     }
 }
 
-/// A parameter value as the manifest gives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parameter value as the manifest gives it. `Debug` shows a reference
+/// (only references of accepted schemes get here) but not a plain value.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum ValueSpec {
     /// A plain value.
     Plain(String),
     /// A reference to a secret.
     Secret(SecretRef),
+}
+
+impl fmt::Debug for ValueSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueSpec::Plain(v) => write!(f, "Plain({} bytes)", v.len()),
+            ValueSpec::Secret(r) => write!(f, "Secret({r})"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -343,9 +565,17 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Reads, parses and validates a manifest file; the format comes from the
-    /// extension. `file:` secret references are relative to the file's folder.
+    /// Reads, parses and validates a manifest file with the default
+    /// [`LoadOptions`]; the format comes from the extension. `file:` secret
+    /// references are read from under the file's folder.
     pub fn load(path: impl AsRef<Path>) -> Result<Manifest, ManifestError> {
+        Manifest::load_with(path, &LoadOptions::default())
+    }
+
+    /// [`Manifest::load`] with the host's limits and schemes. At most
+    /// [`ManifestLimits::max_bytes`] are read, whatever size the file reports.
+    pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Manifest, ManifestError> {
+        use std::io::Read;
         let path = path.as_ref();
         let file = path.display().to_string();
         let format =
@@ -354,19 +584,32 @@ impl Manifest {
             file: file.clone(),
             source,
         };
-        let len = std::fs::metadata(path).map_err(read)?.len();
-        if len > MAX_MANIFEST_LEN as u64 {
+        let max = options.limits.max_bytes;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .map_err(read)?
+            .take(max as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read)?;
+        if bytes.len() > max {
             return Err(ManifestError::Invalid {
                 file: file.clone(),
                 problems: vec![ManifestProblem::at(
                     "",
-                    Rule::Syntax {
-                        message: format!("the manifest is {len} bytes, at most {MAX_MANIFEST_LEN} allowed"),
+                    Rule::TooLarge {
+                        limit: Limit::Bytes,
+                        max,
+                        found: None,
                     },
                 )],
             });
         }
-        let text = std::fs::read_to_string(path).map_err(read)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            read(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e.utf8_error(),
+            ))
+        })?;
         let base = path.parent().map(|p| {
             if p.as_os_str().is_empty() {
                 PathBuf::from(".")
@@ -374,20 +617,43 @@ impl Manifest {
                 p.to_path_buf()
             }
         });
-        Ok(Manifest::parse(&text, format, &file)?.with_base_dir(base))
+        Ok(Manifest::parse_with(&text, format, &file, options)?.with_base_dir(base))
     }
 
-    /// Parses and validates manifest text; `file` names it in messages.
+    /// Parses and validates manifest text with the default [`LoadOptions`];
+    /// `file` names it in messages.
     pub fn parse(text: &str, format: Format, file: &str) -> Result<Manifest, ManifestError> {
-        let document = parse_document(text, format, file)?;
-        Manifest::from_document(document, file)
+        Manifest::parse_with(text, format, file, &LoadOptions::default())
+    }
+
+    /// [`Manifest::parse`] with the host's limits and schemes.
+    pub fn parse_with(
+        text: &str,
+        format: Format,
+        file: &str,
+        options: &LoadOptions,
+    ) -> Result<Manifest, ManifestError> {
+        let document = parse_document_with(text, format, file, &options.limits)?;
+        Manifest::from_document_with(document, file, options)
     }
 
     /// Validates a document: identifiers, secret references, references
     /// between mappings and connections, and the model's rules for each
     /// connection. Every problem is reported.
     pub fn from_document(document: Document, file: &str) -> Result<Manifest, ManifestError> {
-        let mut v = Validator::default();
+        Manifest::from_document_with(document, file, &LoadOptions::default())
+    }
+
+    /// [`Manifest::from_document`] accepting the schemes of `options`.
+    pub fn from_document_with(
+        document: Document,
+        file: &str,
+        options: &LoadOptions,
+    ) -> Result<Manifest, ManifestError> {
+        let mut v = Validator {
+            problems: Vec::new(),
+            options,
+        };
         let manifest = v.document(&document);
         match manifest {
             Some((project, connections, integrations)) if v.problems.is_empty() => Ok(Manifest {
@@ -447,28 +713,53 @@ impl Manifest {
 
 type Validated = (ProjectId, Vec<DeclaredConnection>, Vec<DeclaredMappings>);
 
-#[derive(Default)]
-struct Validator {
+struct Validator<'o> {
     problems: Vec<ManifestProblem>,
+    options: &'o LoadOptions,
 }
 
-impl Validator {
+impl Validator<'_> {
     fn push(&mut self, path: impl Into<String>, rule: Rule) {
         self.problems.push(ManifestProblem::at(path, rule));
     }
 
+    /// The identifier, or `None` after recording why the text is not one
+    /// (without the text).
     fn ident<T>(&mut self, path: &str, parsed: Result<T, ParseError>) -> Option<T> {
-        parsed.map_err(|e| self.push(path, Rule::Ident(e))).ok()
+        parsed
+            .map_err(|e| self.push(path, Rule::Ident(error::redacted(e))))
+            .ok()
+    }
+
+    /// A map key parsed as an identifier, and the path it names: the key
+    /// itself when valid, its position (`#N`) when not, so that text which
+    /// is not an identifier (perhaps a secret) never reaches a message.
+    fn key<T: std::str::FromStr<Err = ParseError>>(
+        &mut self,
+        parent: &str,
+        index: usize,
+        key: &str,
+    ) -> (String, Option<T>) {
+        match key.parse::<T>() {
+            Ok(v) => (format!("{parent}.{key}"), Some(v)),
+            Err(e) => {
+                let path = format!("{parent}.#{}", index + 1);
+                self.push(&path, Rule::Ident(error::redacted(e)));
+                (path, None)
+            }
+        }
     }
 
     fn document(&mut self, doc: &Document) -> Option<Validated> {
         if let Some(v) = &doc.version
             && v.as_str() != VERSION
         {
+            let v = v.as_str();
+            let shown = v.len() <= 16 && v.chars().all(|c| c.is_ascii_digit() || c == '.');
             self.push(
                 "version",
                 Rule::Version {
-                    found: error::shorten(v.as_str()),
+                    found: if shown { v.to_owned() } else { String::new() },
                 },
             );
         }
@@ -495,11 +786,35 @@ impl Validator {
             }
         }
         let mut integrations = Vec::with_capacity(doc.integrations.len());
-        for (key, integ) in doc.integrations.iter() {
-            let path = format!("integrations.{key}");
-            let Some(integration) = self.ident(&path, key.parse::<IntegrationId>()) else {
+        for (index, (key, integ)) in doc.integrations.iter().enumerate() {
+            let (path, integration) = self.key::<IntegrationId>("integrations", index, key);
+            let Some(integration) = integration else {
                 continue;
             };
+            let (uses, entries) = (
+                integ.connections.len(),
+                integ
+                    .connections
+                    .iter()
+                    .map(|u| u.env.as_ref().map_or(0, Vec::len))
+                    .sum::<usize>(),
+            );
+            if uses > MAX_USES || entries > MAX_ENTRIES {
+                let (field, len, max) = if uses > MAX_USES {
+                    ("connections", uses, MAX_USES)
+                } else {
+                    ("env entries", entries, MAX_ENTRIES)
+                };
+                self.push(
+                    &path,
+                    Rule::Spec(SpecProblem::TooLong {
+                        field: field.into(),
+                        len,
+                        max,
+                    }),
+                );
+                continue;
+            }
             let mut uses = Vec::with_capacity(integ.connections.len());
             for (j, u) in integ.connections.iter().enumerate() {
                 let upath = format!("{path}.connections[{j}]");
@@ -580,9 +895,8 @@ impl Validator {
             }
         };
         let mut params = Vec::with_capacity(c.parameters.len());
-        for (key, p) in c.parameters.iter() {
-            let ppath = format!("{path}.parameters.{key}");
-            let pname = self.ident(&ppath, key.parse::<ParamName>());
+        for (index, (key, p)) in c.parameters.iter().enumerate() {
+            let (ppath, pname) = self.key::<ParamName>(&format!("{path}.parameters"), index, key);
             let values = self.values(&ppath, p);
             if let Some(name) = pname {
                 params.push(DeclaredParam {
@@ -630,7 +944,14 @@ impl Validator {
         let mut add = |this: &mut Self, layer: Layer, path: String, text: &Text| {
             let value = if p.secret {
                 match SecretRef::parse(text.as_str()) {
-                    Ok(r) => ValueSpec::Secret(r),
+                    Ok(r) if this.options.schemes.contains(r.scheme()) => ValueSpec::Secret(r),
+                    // The shape of a reference (`user:password`), but not a
+                    // scheme the host accepts: not repeated either.
+                    Ok(_) => {
+                        let known = this.options.schemes();
+                        this.push(path, Rule::UnknownScheme { known });
+                        return;
+                    }
                     Err(_) => {
                         this.push(path, Rule::LiteralSecret);
                         return;
@@ -644,15 +965,15 @@ impl Validator {
         if let Some(t) = &p.default {
             add(self, Layer::Default, format!("{ppath}.default"), t);
         }
-        for (env, t) in p.environments.iter() {
-            let path = format!("{ppath}.environments.{env}");
-            if let Some(e) = self.ident(&path, env.parse::<Environment>()) {
+        for (index, (env, t)) in p.environments.iter().enumerate() {
+            let (path, e) = self.key::<Environment>(&format!("{ppath}.environments"), index, env);
+            if let Some(e) = e {
                 add(self, Layer::Environment(e), path, t);
             }
         }
-        for (customer, c) in p.customers.iter() {
-            let cpath = format!("{ppath}.customers.{customer}");
-            let Some(cust) = self.ident(&cpath, customer.parse::<CustomerId>()) else {
+        for (index, (customer, c)) in p.customers.iter().enumerate() {
+            let (cpath, cust) = self.key::<CustomerId>(&format!("{ppath}.customers"), index, customer);
+            let Some(cust) = cust else {
                 continue;
             };
             match c {
@@ -661,9 +982,9 @@ impl Validator {
                     if let Some(t) = &l.default {
                         add(self, Layer::Customer(cust.clone()), format!("{cpath}.default"), t);
                     }
-                    for (env, t) in l.environments.iter() {
-                        let path = format!("{cpath}.environments.{env}");
-                        if let Some(e) = self.ident(&path, env.parse::<Environment>()) {
+                    for (index, (env, t)) in l.environments.iter().enumerate() {
+                        let (path, e) = self.key::<Environment>(&format!("{cpath}.environments"), index, env);
+                        if let Some(e) = e {
                             add(self, Layer::CustomerEnvironment(cust.clone(), e), path, t);
                         }
                     }

@@ -41,14 +41,33 @@ pub struct NotAReference;
 
 impl SecretRef {
     /// Parses `scheme:rest`: a scheme of 1 to 32 lower-case ASCII letters,
-    /// digits, `+`, `-` and `.` starting with a letter, and a non-empty rest.
+    /// digits, `+`, `-` and `.` starting with a letter, and a non-empty rest
+    /// that does not start with `//`: a URL (`postgresql://admin:pw@db`) is
+    /// a value, not a reference. `keep:` is only `keep:existing`.
+    ///
+    /// Whether the scheme is one the host accepts is decided when a manifest
+    /// is loaded ([`LoadOptions::sources`](super::LoadOptions::sources)):
+    /// `user:password` has the shape of a reference, but no host registers a
+    /// `user` scheme, so the manifest refuses it without repeating it.
+    ///
+    /// ```
+    /// use connective::manifest::SecretRef;
+    /// assert!("postgresql://admin:pw@db/x".parse::<SecretRef>().is_err());
+    /// assert!("keep:everything".parse::<SecretRef>().is_err());
+    /// ```
     pub fn parse(text: &str) -> Result<Self, NotAReference> {
         let (scheme, rest) = text.split_once(':').ok_or(NotAReference)?;
         let mut chars = scheme.chars();
         let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
         let rest_ok =
             chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
-        if !first_ok || !rest_ok || scheme.len() > 32 || rest.is_empty() {
+        if !first_ok
+            || !rest_ok
+            || scheme.len() > 32
+            || rest.is_empty()
+            || rest.starts_with("//")
+            || (scheme == "keep" && rest != "existing")
+        {
             return Err(NotAReference);
         }
         Ok(SecretRef {

@@ -1,0 +1,106 @@
+//! Bounded work for hostile sizes: a manifest's size, YAML node count, aliases
+//! and nesting are limited, each limit is a typed error naming the setting,
+//! and a host that loads its own large manifests raises them.
+#![cfg(feature = "manifest")]
+
+use connective::manifest::{Format, Limit, LoadOptions, Manifest, ManifestLimits, Rule};
+
+fn too_large(result: Result<Manifest, connective::manifest::ManifestError>) -> (Limit, usize) {
+    let err = result.expect_err("the manifest was accepted");
+    match err.problems() {
+        [p] => match p.rule {
+            Rule::TooLarge { limit, max, .. } => (limit, max),
+            ref other => panic!("{other}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+/// About 296,000 connections in 16 MB of YAML: a real, large project.
+fn large_manifest() -> String {
+    let mut text = String::with_capacity(16 << 20);
+    text.push_str("project: acme\nconnections:\n");
+    let mut i = 0;
+    while text.len() < 16_000_000 {
+        text.push_str(&format!("  - {{name: c{i:06}, target: {{external: s}}}}\n"));
+        i += 1;
+    }
+    assert!(i > 290_000, "{i}");
+    text
+}
+
+#[test]
+fn a_legitimate_16_mb_manifest_loads_when_the_host_raises_the_limits() {
+    let text = large_manifest();
+    // The defaults refuse it, with the setting to raise.
+    let (limit, max) = too_large(Manifest::parse(&text, Format::Yaml, "big.yaml"));
+    assert_eq!((limit, max), (Limit::YamlNodes, 1_000_000));
+    let err = Manifest::parse(&text, Format::Yaml, "big.yaml").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the manifest has more than 1000000 YAML nodes (ManifestLimits::max_yaml_nodes)"),
+        "{err}"
+    );
+    let options = LoadOptions::new().limits(ManifestLimits::default().max_yaml_nodes(4_000_000));
+    let m = Manifest::parse_with(&text, Format::Yaml, "big.yaml", &options).unwrap_or_else(|e| panic!("{e}"));
+    assert!(m.document().connections.len() > 290_000);
+}
+
+#[test]
+fn each_limit_is_a_typed_error_naming_its_setting() {
+    let small = ManifestLimits::default()
+        .max_bytes(1024)
+        .max_yaml_nodes(100)
+        .max_yaml_aliases(5)
+        .max_depth(8);
+    let options = LoadOptions::new().limits(small);
+    let parse = |text: &str, format| Manifest::parse_with(text, format, "m", &options);
+    let long = format!("project: acme\n# {}\n", "x".repeat(2000));
+    for format in [Format::Yaml, Format::Json, Format::Toml] {
+        assert_eq!(too_large(parse(&long, format)), (Limit::Bytes, 1024));
+    }
+    let many = format!(
+        "project: acme\nconnections:\n{}",
+        (0..40).map(|i| format!("- {{name: c{i}}}\n")).collect::<String>()
+    );
+    assert_eq!(too_large(parse(&many, Format::Yaml)), (Limit::YamlNodes, 100));
+    let aliases = format!(
+        "project: acme\nconnections:\n- {{name: c, description: &d text}}\n{}",
+        (0..10)
+            .map(|i| format!("- {{name: c{i}, description: *d}}\n"))
+            .collect::<String>()
+    );
+    assert_eq!(too_large(parse(&aliases, Format::Yaml)).0, Limit::YamlAliases);
+    // A valid manifest nests five levels deep here.
+    let deep = "project: acme\nconnections:\n- name: c\n  parameters:\n    Url:\n      customers:\n        globex:\n          environments: {test: x}\n";
+    assert!(parse(deep, Format::Yaml).is_ok());
+    let shallow = LoadOptions::new().limits(small.max_depth(4));
+    assert_eq!(
+        too_large(Manifest::parse_with(deep, Format::Yaml, "m", &shallow)),
+        (Limit::Depth, 4)
+    );
+    // A file is read only up to the limit, whatever it reports.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.yaml");
+    std::fs::write(&path, &long).unwrap();
+    assert_eq!(too_large(Manifest::load_with(&path, &options)).0, Limit::Bytes);
+}
+
+#[test]
+fn an_alias_bomb_is_refused_by_the_defaults() {
+    let mut text = String::from("project: acme\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let prev = i - 1;
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+        ));
+    }
+    let err = Manifest::parse(&text, Format::Yaml, "bomb.yaml").unwrap_err();
+    assert!(
+        matches!(
+            err.problems()[0].rule,
+            Rule::TooLarge { .. } | Rule::Syntax { .. }
+        ),
+        "{err}"
+    );
+}
