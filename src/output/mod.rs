@@ -10,7 +10,9 @@ mod dotenv;
 pub mod kubernetes;
 mod report;
 
-pub use dotenv::{dotenv_quote, to_dotenv};
+pub use dotenv::{
+    Dialect, UnknownDialect, Unrepresentable, WriteError, dotenv_quote, to_dotenv, to_dotenv_as, write_dotenv,
+};
 pub use report::{EnvReport, ReportVar, Secrets};
 
 use crate::model::EnvVarName;
@@ -25,6 +27,17 @@ pub enum OutputError {
     NulByte {
         /// The variable.
         variable: EnvVarName,
+    },
+    /// The `.env` dialect cannot carry the variable's value so that its
+    /// reader gives it back unchanged.
+    #[error("variable {variable} cannot be written for {dialect}: {reason}")]
+    Unrepresentable {
+        /// The variable.
+        variable: EnvVarName,
+        /// The dialect.
+        dialect: Dialect,
+        /// Why.
+        reason: Unrepresentable,
     },
     /// The variable would be a Secret or ConfigMap key, but is longer than
     /// a key may be.

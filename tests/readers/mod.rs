@@ -11,6 +11,7 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 /// The crate's folder.
 pub fn repo() -> PathBuf {
@@ -31,8 +32,14 @@ fn require(what: &str, path: PathBuf) -> Option<PathBuf> {
     if under_ci() {
         panic!("{reason}: the readers are required under CI=true");
     }
-    // Straight to the terminal: the test harness captures `eprintln!`.
-    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+    // Once per reader and test binary, straight to the terminal (the test
+    // harness captures `eprintln!`).
+    static TOLD: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut told = TOLD.lock().unwrap_or_else(|e| e.into_inner());
+    if !told.contains(&reason) {
+        let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+        told.push(reason);
+    }
     None
 }
 
