@@ -29,7 +29,7 @@ use crate::resolve::ResolvedEnv;
 /// | [`PythonDotenv`](Dialect::PythonDotenv) | python-dotenv 1.2 `dotenv_values`/`load_dotenv` (interpolation on, their default) | `${...}`, which it expands |
 /// | [`NodeDotenv`](Dialect::NodeDotenv) | node `dotenv` 18 `config`/`parse`, default and `fast` parser | a value no quote of its grammar can carry |
 /// | [`Dotenvy`](Dialect::Dotenvy) | Rust `dotenvy` 0.15 | nothing |
-/// | [`DockerEnvFile`](Dialect::DockerEnvFile) | docker's `--env-file` parser (Compose `format: raw`) | line breaks, a final carriage return, lines over 65,535 bytes |
+/// | [`DockerEnvFile`](Dialect::DockerEnvFile) | the docker CLI's `--env-file` parser, as Compose 2.40 runs it for `format: raw` | line breaks, a final carriage return, lines over 65,535 bytes |
 /// | [`Portable`](Dialect::Portable) | all of the first five, one text | whatever one of them cannot read the same |
 ///
 /// Every dialect refuses a NUL byte ([`OutputError::NulByte`]).

@@ -1,6 +1,8 @@
-//! Outputs hosts deploy with: `.env` text, a serializable report of a
-//! resolution (for JSON and tables), and, with the `kubernetes` feature, a
-//! container's `env` list with its Secret and ConfigMap.
+//! Outputs hosts deploy with: `.env` text in the [`Dialect`] of the program
+//! that reads it (written atomically, mode 0600, by [`write_dotenv`]), a
+//! serializable report of a resolution (for JSON and tables), and, with the
+//! `kubernetes` feature, a container's `env` list with its Secret and
+//! ConfigMap.
 //!
 //! Every function here that writes a secret value says so in its name or
 //! documentation; the report redacts secrets unless asked not to.
