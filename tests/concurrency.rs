@@ -9,7 +9,7 @@ use std::time::Duration;
 use connective::model::{Layer, NameStripe, Record, RecordKey, Revision};
 use connective::prelude::*;
 use connective::registry::WriteReport;
-use connective::store::{Batch, Change, Committed, MemoryStore, Snapshot, Store, StoreError};
+use connective::store::{Batch, Change, CommitToken, Committed, MemoryStore, Snapshot, Store, StoreError};
 
 fn acme() -> ProjectId {
     "acme".parse().unwrap()
@@ -155,6 +155,9 @@ impl Store for Remote {
         thread::sleep(Duration::from_millis(2));
         self.0.commit(batch)
     }
+    fn find_commit(&self, token: CommitToken, after: Revision) -> Result<Option<Committed>, StoreError> {
+        self.0.find_commit(token, after)
+    }
     fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {
         self.0.changes_since(after, limit)
     }
@@ -275,6 +278,9 @@ impl Store for Lagging {
     }
     fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
         self.store.commit(batch)
+    }
+    fn find_commit(&self, token: CommitToken, after: Revision) -> Result<Option<Committed>, StoreError> {
+        self.store.find_commit(token, after)
     }
     fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {
         if self.blind.load(Ordering::Acquire) {

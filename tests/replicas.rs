@@ -5,9 +5,12 @@
 //! refused with a typed error; no mapping is ever left dangling.
 #![cfg(all(feature = "sqlite", feature = "postgres", feature = "test-kit"))]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use connective::model::{OAuthApp, Revision, SecretValue};
+use connective::oauth::{OAuthCredentials, OAuthProvisioner, ProvisionError, ProvisionRequest};
 use connective::prelude::*;
 use connective::store::seal::{KeyRing, SealKey};
 use connective::store::{PostgresStore, SqliteStore, Store};
@@ -274,4 +277,355 @@ fn two_registries_on_one_postgres_database_never_leave_a_mapping_dangling() {
         rounds(),
     );
     eprintln!("postgres: {tally:?} in {:?}", start.elapsed());
+}
+
+// ---------------------------------------------------------------------------
+// A commit whose answer is lost, on a real PostgreSQL server
+// ---------------------------------------------------------------------------
+
+mod proxy {
+    //! A TCP proxy between a store and PostgreSQL that, once armed, breaks
+    //! the connection of the first transaction carrying a marker: either
+    //! after passing its `COMMIT` on (the server commits, the answer is lost)
+    //! or instead of passing it on (the server rolls back).
+
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::os::unix::net::UnixStream;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// What the proxy does to the marked transaction's `COMMIT`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Fault {
+        /// Passes it on, then drops the connection before the answer.
+        LoseAnswer,
+        /// Drops the connection instead of passing it on.
+        LoseCommit,
+    }
+
+    /// Where the server is.
+    #[derive(Debug, Clone)]
+    pub enum Upstream {
+        Tcp(String, u16),
+        Unix(PathBuf),
+    }
+
+    enum Stream {
+        Tcp(TcpStream),
+        Unix(UnixStream),
+    }
+
+    impl Stream {
+        fn connect(to: &Upstream) -> std::io::Result<Stream> {
+            Ok(match to {
+                Upstream::Tcp(host, port) => Stream::Tcp(TcpStream::connect((host.as_str(), *port))?),
+                Upstream::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+            })
+        }
+        fn try_clone(&self) -> std::io::Result<Stream> {
+            Ok(match self {
+                Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+                Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+            })
+        }
+        fn shutdown(&self, how: Shutdown) {
+            let _ = match self {
+                Stream::Tcp(s) => s.shutdown(how),
+                Stream::Unix(s) => s.shutdown(how),
+            };
+        }
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self {
+                Stream::Tcp(s) => s.read(buf),
+                Stream::Unix(s) => s.read(buf),
+            }
+        }
+        fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+            match self {
+                Stream::Tcp(s) => s.write_all(buf),
+                Stream::Unix(s) => s.write_all(buf),
+            }
+        }
+    }
+
+    /// The simple-protocol `COMMIT` the `postgres` client sends.
+    const COMMIT: &[u8] = b"Q\0\0\0\x0bCOMMIT\0";
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    struct Armed {
+        fault: Option<Fault>,
+        marker: Vec<u8>,
+    }
+
+    pub struct Proxy {
+        port: u16,
+        armed: Arc<Mutex<Armed>>,
+        fired: Arc<AtomicUsize>,
+    }
+
+    impl Proxy {
+        pub fn start(upstream: Upstream) -> Proxy {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let armed = Arc::new(Mutex::new(Armed {
+                fault: None,
+                marker: Vec::new(),
+            }));
+            let fired = Arc::new(AtomicUsize::new(0));
+            let (a, f) = (armed.clone(), fired.clone());
+            std::thread::spawn(move || {
+                for client in listener.incoming() {
+                    let Ok(client) = client else { continue };
+                    let Ok(server) = Stream::connect(&upstream) else {
+                        continue;
+                    };
+                    let (a, f) = (a.clone(), f.clone());
+                    std::thread::spawn(move || pump(client, server, a, f));
+                }
+            });
+            Proxy { port, armed, fired }
+        }
+
+        pub fn port(&self) -> u16 {
+            self.port
+        }
+
+        /// Breaks the first transaction whose traffic contains `marker`.
+        pub fn arm(&self, fault: Fault, marker: &str) {
+            let mut armed = self.armed.lock().expect("lock");
+            armed.fault = Some(fault);
+            armed.marker = marker.as_bytes().to_vec();
+        }
+
+        /// How many transactions it broke.
+        pub fn fired(&self) -> usize {
+            self.fired.load(Ordering::SeqCst)
+        }
+    }
+
+    fn pump(client: TcpStream, server: Stream, armed: Arc<Mutex<Armed>>, fired: Arc<AtomicUsize>) {
+        let (Ok(mut client_in), Ok(mut server_in)) = (client.try_clone(), server.try_clone()) else {
+            return;
+        };
+        let (client_out, mut server_out) = (client, server);
+        // Server to client, until the answer is to be lost.
+        let mute = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicBool::new(false));
+        let (m, ans) = (mute.clone(), answered.clone());
+        let Ok(mut to_client) = client_out.try_clone() else {
+            return;
+        };
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                match server_in.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) if m.load(Ordering::SeqCst) => {
+                        let _ = n;
+                        ans.store(true, Ordering::SeqCst);
+                    }
+                    Ok(n) => {
+                        if to_client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = to_client.shutdown(Shutdown::Write);
+        });
+        // Client to server, watching for the marked transaction's COMMIT.
+        let mut buf = [0u8; 16 * 1024];
+        let mut window: Vec<u8> = Vec::new();
+        let mut marked = false;
+        loop {
+            let n = match client_in.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let chunk = &buf[..n];
+            window.extend_from_slice(chunk);
+            let fault = {
+                let mut state = armed.lock().expect("lock");
+                if state.fault.is_some() && !marked && contains(&window, &state.marker) {
+                    marked = true;
+                }
+                if marked && contains(&window, COMMIT) {
+                    state.fault.take()
+                } else {
+                    None
+                }
+            };
+            match fault {
+                None => {
+                    if server_out.write_all(chunk).is_err() {
+                        break;
+                    }
+                }
+                Some(fault) => {
+                    fired.fetch_add(1, Ordering::SeqCst);
+                    if fault == Fault::LoseAnswer {
+                        mute.store(true, Ordering::SeqCst);
+                        let _ = server_out.write_all(chunk);
+                        // Wait for the server's answer (so it has committed).
+                        let start = Instant::now();
+                        while !answered.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                    let _ = client_out.shutdown(Shutdown::Both);
+                    server_out.shutdown(Shutdown::Write);
+                    return;
+                }
+            }
+            // Keep enough to find a marker or COMMIT split across reads.
+            let keep = window.len().saturating_sub(256);
+            window.drain(..keep);
+        }
+        let _ = client_out.shutdown(Shutdown::Both);
+        server_out.shutdown(Shutdown::Write);
+    }
+}
+
+/// A provisioner that counts what it is asked.
+#[derive(Clone, Default)]
+struct Counting(Arc<Counts>);
+
+#[derive(Default)]
+struct Counts {
+    provisioned: AtomicUsize,
+    released: AtomicUsize,
+}
+
+impl Counting {
+    fn counts(&self) -> (usize, usize) {
+        (
+            self.0.provisioned.load(Ordering::SeqCst),
+            self.0.released.load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl OAuthProvisioner for Counting {
+    fn provision(&self, _request: &ProvisionRequest) -> Result<OAuthCredentials, ProvisionError> {
+        let n = self.0.provisioned.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(OAuthCredentials {
+            client_id: format!("client-{n}"),
+            client_secret: SecretValue::new(format!("secret-{n}")),
+            token_url: "https://idp.example.com/token".into(),
+        })
+    }
+    fn rotate(&self, _app: &OAuthApp) -> Result<SecretValue, ProvisionError> {
+        Ok(SecretValue::new("rotated"))
+    }
+    fn release(&self, _app: &OAuthApp) -> Result<(), ProvisionError> {
+        self.0.released.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The server `db` is on, and a connection string to it through a proxy on
+/// loopback port `port`.
+fn upstream_and_proxied(db: &test_kit::postgres::TestDatabase) -> (proxy::Upstream, impl Fn(u16) -> String) {
+    let config: postgres::Config = db.connection_string().parse().expect("connection string");
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .or_else(|| env("PGPORT").and_then(|p| p.parse().ok()))
+        .unwrap_or(5432);
+    let upstream = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => proxy::Upstream::Tcp(h.clone(), port),
+        Some(postgres::config::Host::Unix(dir)) => {
+            proxy::Upstream::Unix(dir.join(format!(".s.PGSQL.{port}")))
+        }
+        None => match env("PGHOST") {
+            Some(h) if h.starts_with('/') => {
+                proxy::Upstream::Unix(std::path::PathBuf::from(h).join(format!(".s.PGSQL.{port}")))
+            }
+            h => proxy::Upstream::Tcp(h.unwrap_or_else(|| "localhost".into()), port),
+        },
+    };
+    let user = config.get_user().map(str::to_owned);
+    let name = db.name().to_owned();
+    let proxied = move |proxy_port: u16| {
+        let mut s = format!("host=127.0.0.1 port={proxy_port} dbname={name}");
+        if let Some(user) = &user {
+            s.push_str(&format!(" user={user}"));
+        }
+        s
+    };
+    (upstream, proxied)
+}
+
+/// Creates an OAuth connection through a proxy that breaks its commit with
+/// `fault`; returns the provisioner's counts and what a registry connected
+/// directly sees afterwards.
+fn create_through_a_broken_commit(fault: proxy::Fault) {
+    let Some(db) = test_kit::postgres::database("lost_commit") else {
+        return;
+    };
+    let (upstream, proxied) = upstream_and_proxied(&db);
+    let proxy = proxy::Proxy::start(upstream);
+    let counting = Counting::default();
+    let store = PostgresStore::connect(&proxied(proxy.port()), ring()).expect("connect through the proxy");
+    let registry = Registry::builder()
+        .store(store)
+        .provisioner(counting.clone())
+        .build()
+        .expect("registry");
+    let project = test_kit::unique_project("lost");
+    let marker = format!("https://marker-{}.example", project.as_str());
+    let spec = ConnectionSpec::project(project.clone(), "inventory")
+        .platform_target(project.clone(), "inventory-api")
+        .auth(AuthScheme::OAuth2(OAuthClient::Shared))
+        .param(Param::plain("ServiceURL").default(marker.clone()))
+        .build()
+        .expect("spec");
+    proxy.arm(fault, &marker);
+    let created = registry.create_connection(spec);
+    assert_eq!(proxy.fired(), 1, "the proxy broke the commit");
+    let (id, _) = created.unwrap_or_else(|e| panic!("{fault:?}: the write must succeed once looked up: {e}"));
+    assert_eq!(
+        counting.counts(),
+        (1, 0),
+        "{fault:?}: one application, provisioned once, never released"
+    );
+    // A registry connected directly sees the connection using it.
+    let direct = Registry::builder()
+        .store(db.open(ring()).expect("connect directly"))
+        .build()
+        .expect("registry");
+    let info = direct
+        .oauth_app(&project, &AppOwner::Project)
+        .expect("the application is stored");
+    assert_eq!(info.users, vec![id]);
+    assert_eq!(info.app.value.client_id(), "client-1");
+    assert_eq!(
+        direct.catalog().revision(),
+        Revision(1),
+        "{fault:?}: committed exactly once"
+    );
+}
+
+/// The connection drops after the server received COMMIT: the commit applied
+/// but its answer is lost. The registry looks it up instead of releasing the
+/// application it provisioned.
+#[test]
+fn postgres_commit_whose_answer_is_lost_keeps_its_application() {
+    create_through_a_broken_commit(proxy::Fault::LoseAnswer);
+}
+
+/// The connection drops before the server received COMMIT: the server rolls
+/// back; the registry finds the batch was not applied and commits it again,
+/// with the application it already provisioned.
+#[test]
+fn postgres_commit_lost_before_the_server_got_it_is_committed_again() {
+    create_through_a_broken_commit(proxy::Fault::LoseCommit);
 }

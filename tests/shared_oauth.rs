@@ -16,7 +16,7 @@ use connective::model::{
 use connective::oauth::{OAuthCredentials, OAuthProvisioner, ProvisionError, ProvisionRequest};
 use connective::prelude::*;
 use connective::resolve::{AppField, ValueSource};
-use connective::store::{Batch, Change, Committed, MemoryStore, Snapshot, Store, StoreError};
+use connective::store::{Batch, Change, CommitToken, Committed, MemoryStore, Snapshot, Store, StoreError};
 
 const TOKEN_URL: &str = "https://idp.acme.test/oauth2/token";
 
@@ -119,11 +119,25 @@ impl OAuthProvisioner for Recorder {
 }
 
 /// A memory store whose commits can be made to fail, as a database that went
-/// away between validation and commit.
+/// away between validation and commit, or that lost the answer to a commit.
 #[derive(Default)]
 struct FlakyStore {
     inner: MemoryStore,
+    /// Commits fail: nothing is written.
     down: AtomicBool,
+    /// The next commit is applied, then its answer lost.
+    lose_after_applying: AtomicBool,
+    /// The next commit's answer is lost before it is applied (it is not).
+    lose_before_applying: AtomicBool,
+    /// Look-ups of lost commits fail.
+    lookups_down: AtomicBool,
+}
+
+fn lost() -> StoreError {
+    StoreError::OutcomeUnknown {
+        backend: "flaky",
+        message: "connection reset while committing".into(),
+    }
 }
 
 impl Store for FlakyStore {
@@ -140,7 +154,23 @@ impl Store for FlakyStore {
                 message: "connection reset".into(),
             });
         }
-        self.inner.commit(batch)
+        if self.lose_before_applying.swap(false, Ordering::SeqCst) {
+            return Err(lost());
+        }
+        let committed = self.inner.commit(batch)?;
+        if self.lose_after_applying.swap(false, Ordering::SeqCst) {
+            return Err(lost());
+        }
+        Ok(committed)
+    }
+    fn find_commit(&self, token: CommitToken, after: Revision) -> Result<Option<Committed>, StoreError> {
+        if self.lookups_down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                backend: "flaky",
+                message: "connection refused".into(),
+            });
+        }
+        self.inner.find_commit(token, after)
     }
     fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {
         self.inner.changes_since(after, limit)
@@ -768,4 +798,177 @@ fn a_failed_commit_releases_what_was_provisioned_for_it() {
     );
     let app = registry.oauth_app(&acme(), &AppOwner::Project).unwrap();
     assert_eq!(targets(&app.app.value), ["acme/inventory-api"]);
+}
+
+fn flaky(recorder: &Recorder) -> (Arc<FlakyStore>, Registry) {
+    let store = Arc::new(FlakyStore::default());
+    let registry = Registry::builder()
+        .shared_store(store.clone())
+        .provisioner(recorder.clone())
+        .build()
+        .unwrap();
+    (store, registry)
+}
+
+/// The OAuth client ID a registry loading `store` anew resolves for
+/// `orders`' mapping of connection `inventory`.
+fn client_id_seen_afresh(store: &Arc<FlakyStore>) -> String {
+    let fresh = Registry::builder().shared_store(store.clone()).build().unwrap();
+    fresh
+        .set_mappings(map_all("orders", &["inventory"]), None)
+        .unwrap();
+    expose(&resolve(&fresh, "orders"), "INVENTORY_CONSUMERKEY")
+}
+
+/// The commit applied but its answer was lost (as when the connection drops
+/// during COMMIT). The registry looks the batch up before undoing anything:
+/// it was applied, so the write succeeds and the application it provisioned
+/// stays, provisioned once and in use.
+#[test]
+fn a_commit_whose_answer_is_lost_after_it_applied_keeps_its_application() {
+    let recorder = Recorder::default();
+    let (store, registry) = flaky(&recorder);
+    store.lose_after_applying.store(true, Ordering::SeqCst);
+    let (id, report) = registry
+        .create_connection(oauth(None, "inventory", "inventory-api", OAuthClient::Shared))
+        .unwrap();
+    assert_eq!(report.provisioned, vec![(acme(), AppOwner::Project)]);
+    assert_eq!(
+        recorder.calls(),
+        vec![
+            Call::Provision(AppOwner::Project),
+            Call::Grant(AppOwner::Project, "acme/inventory-api".into()),
+        ],
+        "nothing released"
+    );
+    assert_eq!(
+        registry.oauth_app(&acme(), &AppOwner::Project).unwrap().users,
+        vec![id]
+    );
+    assert_eq!(store.revision().unwrap(), Revision(1), "committed once");
+    assert_eq!(client_id_seen_afresh(&store), "client-1");
+}
+
+/// The answer was lost before the batch applied: the look-up says so, and
+/// the registry commits the same batch again; the application is provisioned
+/// once and in use.
+#[test]
+fn a_commit_whose_answer_is_lost_before_it_applied_is_committed_again() {
+    let recorder = Recorder::default();
+    let (store, registry) = flaky(&recorder);
+    store.lose_before_applying.store(true, Ordering::SeqCst);
+    let (id, _) = registry
+        .create_connection(oauth(None, "inventory", "inventory-api", OAuthClient::Shared))
+        .unwrap();
+    assert_eq!(
+        recorder.calls(),
+        vec![
+            Call::Provision(AppOwner::Project),
+            Call::Grant(AppOwner::Project, "acme/inventory-api".into()),
+        ]
+    );
+    assert_eq!(
+        registry.oauth_app(&acme(), &AppOwner::Project).unwrap().users,
+        vec![id]
+    );
+    assert_eq!(store.revision().unwrap(), Revision(1));
+    assert_eq!(client_id_seen_afresh(&store), "client-1");
+}
+
+/// When the lost commit cannot be looked up either, the write answers
+/// `OutcomeUnknown` and nothing is released. The next write finds out: the
+/// batch had applied, so the application stays in use, and a retry of the
+/// create is checked against it (the name is taken): one application,
+/// provisioned once, in use.
+#[test]
+fn an_unknown_outcome_undoes_nothing_until_it_is_known_to_have_applied() {
+    let recorder = Recorder::default();
+    let (store, registry) = flaky(&recorder);
+    store.lose_after_applying.store(true, Ordering::SeqCst);
+    store.lookups_down.store(true, Ordering::SeqCst);
+    let err = registry
+        .create_connection(oauth(None, "inventory", "inventory-api", OAuthClient::Shared))
+        .unwrap_err();
+    let RegistryError::OutcomeUnknown { token, kept, .. } = &err else {
+        panic!("expected an unknown outcome, got {err}");
+    };
+    assert_eq!(kept, &vec![(acme(), AppOwner::Project)]);
+    assert!(err.is_retryable());
+    assert_eq!(registry.unsettled(), vec![*token]);
+    assert!(!recorder.calls().iter().any(|c| matches!(c, Call::Release(..))));
+
+    store.lookups_down.store(false, Ordering::SeqCst);
+    let err = registry
+        .create_connection(oauth(None, "inventory", "inventory-api", OAuthClient::Shared))
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::NameTaken { .. }), "{err}");
+    let report = registry.settle();
+    assert!(report.released.is_empty() && report.warnings.is_empty());
+    assert!(registry.unsettled().is_empty());
+    assert_eq!(
+        recorder.calls(),
+        vec![
+            Call::Provision(AppOwner::Project),
+            Call::Grant(AppOwner::Project, "acme/inventory-api".into()),
+        ]
+    );
+    assert_eq!(client_id_seen_afresh(&store), "client-1");
+}
+
+/// The same, but the batch had not applied: once that is known (here at the
+/// next write), what was provisioned for it is released, and the report of
+/// that write says so.
+#[test]
+fn an_unknown_outcome_is_undone_once_it_is_known_not_to_have_applied() {
+    let recorder = Recorder::default();
+    let (store, registry) = flaky(&recorder);
+    store.lose_before_applying.store(true, Ordering::SeqCst);
+    store.lookups_down.store(true, Ordering::SeqCst);
+    let err = registry
+        .create_connection(oauth(None, "inventory", "inventory-api", OAuthClient::Shared))
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::OutcomeUnknown { .. }), "{err}");
+    assert!(!recorder.calls().iter().any(|c| matches!(c, Call::Release(..))));
+
+    store.lookups_down.store(false, Ordering::SeqCst);
+    let (_, report) = registry
+        .create_connection(ConnectionSpec::project("acme", "plain").build().unwrap())
+        .unwrap();
+    assert_eq!(report.released, vec![(acme(), AppOwner::Project)]);
+    assert!(registry.unsettled().is_empty());
+    assert_eq!(
+        recorder.calls().last(),
+        Some(&Call::Release(AppOwner::Project, "client-1".into()))
+    );
+    assert!(registry.oauth_app(&acme(), &AppOwner::Project).is_none());
+}
+
+/// A failed write whose provisioner work cannot be undone says so: the
+/// error carries the write's own error and every failed release or
+/// revocation.
+#[test]
+fn a_compensation_that_fails_is_reported_with_the_error() {
+    let recorder = Recorder::default();
+    let (store, registry) = flaky(&recorder);
+    store.down.store(true, Ordering::SeqCst);
+    recorder.fail(Some("release"));
+    let err = registry
+        .create_connection(oauth(None, "inventory", "inventory-api", OAuthClient::Shared))
+        .unwrap_err();
+    match &err {
+        RegistryError::CompensationFailed { error, failures } => {
+            assert!(
+                matches!(**error, RegistryError::Store(StoreError::Unavailable { .. })),
+                "{error}"
+            );
+            assert_eq!(failures.len(), 1);
+            assert_eq!(
+                (failures[0].action, &failures[0].owner),
+                ("release", &AppOwner::Project)
+            );
+        }
+        other => panic!("expected a failed compensation, got {other}"),
+    }
+    assert!(err.is_retryable(), "retryable as the write's own error is");
+    assert!(err.to_string().contains("release"), "{err}");
 }

@@ -29,7 +29,9 @@ mod broken {
     use std::time::Duration;
 
     use connective::model::{Record, RecordKey, Revision, Version};
-    use connective::store::{Batch, Change, Committed, Expect, MemoryStore, Snapshot, Store, StoreError};
+    use connective::store::{
+        Batch, Change, CommitToken, Committed, Expect, MemoryStore, Snapshot, Store, StoreError,
+    };
 
     /// What a broken store gets wrong.
     #[derive(Clone, Copy, Debug)]
@@ -40,6 +42,8 @@ mod broken {
         NotAtomic,
         /// Counts `limit` in changes instead of batches, splitting batches.
         SplitsBatches,
+        /// Does not keep batches' tokens: every look-up says "not applied".
+        ForgetsTokens,
     }
 
     pub struct Broken {
@@ -73,6 +77,7 @@ mod broken {
                     for w in &batch.writes {
                         let one = Batch {
                             writes: vec![w.clone()],
+                            token: batch.token,
                         };
                         let c = self.inner.commit(&one)?;
                         versions.extend(c.versions);
@@ -83,7 +88,13 @@ mod broken {
                         versions,
                     })
                 }
-                Flaw::SplitsBatches => self.inner.commit(batch),
+                Flaw::SplitsBatches | Flaw::ForgetsTokens => self.inner.commit(batch),
+            }
+        }
+        fn find_commit(&self, token: CommitToken, after: Revision) -> Result<Option<Committed>, StoreError> {
+            match self.flaw {
+                Flaw::ForgetsTokens => Ok(None),
+                _ => self.inner.find_commit(token, after),
             }
         }
         fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {
@@ -124,4 +135,5 @@ fn the_suite_catches_broken_stores() {
     fails(Flaw::IgnoresExpectations, test_kit::delete_and_recreate);
     fails(Flaw::NotAtomic, test_kit::batches_are_atomic);
     fails(Flaw::SplitsBatches, test_kit::change_feed_order_and_limits);
+    fails(Flaw::ForgetsTokens, test_kit::commits_are_found_by_token);
 }

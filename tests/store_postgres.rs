@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use connective::model::{Revision, Version};
 use connective::store::seal::{KeyRing, SealKey};
-use connective::store::{Batch, Expect, PostgresStore, Store, StoreError, Write};
+use connective::store::{Batch, CommitToken, Expect, PostgresStore, Store, StoreError, Write};
 use connective::test_kit;
 use connective::test_kit::postgres::{PgCluster, database, unavailable};
 
@@ -25,7 +25,7 @@ fn ring() -> KeyRing {
 }
 
 fn commit(store: &dyn Store, writes: Vec<Write>) -> connective::store::Committed {
-    store.commit(&Batch { writes }).expect("commit")
+    store.commit(&Batch { writes, token: None }).expect("commit")
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -279,15 +279,26 @@ fn pruned_feed_reports_truncation() {
     let store = db.open(ring()).expect("open");
     let p = test_kit::unique_project("prune");
     for i in 0..5 {
-        commit(
-            &store,
-            vec![Write::put(
-                test_kit::sample_connection(&p, &format!("c{i}"), "s"),
-                Expect::Absent,
-            )],
-        );
+        let mut batch = Batch::new().with_token(CommitToken::new(i + 1));
+        batch.push(Write::put(
+            test_kit::sample_connection(&p, &format!("c{i}"), "s"),
+            Expect::Absent,
+        ));
+        store.commit(&batch).expect("commit");
     }
     assert_eq!(store.prune_feed(Revision(3)).expect("prune"), 3);
+    // Tokens go with the feed: found while it keeps their batch, and a
+    // look-up reaching before what it keeps cannot answer.
+    let found = store.find_commit(CommitToken::new(5), Revision(3)).expect("find");
+    assert_eq!(found.map(|c| c.revision), Some(Revision(5)));
+    assert!(matches!(
+        store.find_commit(CommitToken::new(2), Revision(0)),
+        Err(StoreError::FeedTruncated { .. })
+    ));
+    assert_eq!(
+        store.find_commit(CommitToken::new(2), Revision(3)).expect("find"),
+        None
+    );
     match store.changes_since(Revision(0), 10) {
         Err(StoreError::FeedTruncated { requested, oldest }) => {
             assert_eq!((requested, oldest), (Revision(0), Revision(4)));
@@ -324,6 +335,7 @@ fn server_going_away_is_unavailable_and_the_store_recovers() {
         store
             .commit(&Batch {
                 writes: vec![Write::put(b.clone(), Expect::Absent)],
+                token: None,
             })
             .map(|_| ()),
         store.get(&a.key()).map(|_| ()),
@@ -352,6 +364,7 @@ fn server_going_away_is_unavailable_and_the_store_recovers() {
     let c = store
         .commit(&Batch {
             writes: vec![Write::put(b.clone(), Expect::Absent)],
+            token: None,
         })
         .expect("the store reconnects when the server is back");
     assert_eq!(
@@ -389,6 +402,7 @@ fn calls_from_inside_a_tokio_runtime_do_not_panic() {
         .block_on(async move {
             s2.commit(&Batch {
                 writes: vec![Write::put(rec, Expect::Absent)],
+                token: None,
             })
         })
         .expect("commit inside a runtime")

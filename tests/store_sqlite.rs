@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use connective::model::{Record, Revision, Version};
 use connective::store::seal::{KeyRing, SealKey};
-use connective::store::{Batch, Expect, SqliteStore, Store, StoreError, Write};
+use connective::store::{Batch, CommitToken, Expect, SqliteStore, Store, StoreError, Write};
 use connective::test_kit;
 
 fn key(id: &str, byte: u8) -> SealKey {
@@ -25,7 +25,7 @@ fn db(dir: &tempfile::TempDir) -> PathBuf {
 }
 
 fn commit(store: &dyn Store, writes: Vec<Write>) -> connective::store::Committed {
-    store.commit(&Batch { writes }).expect("commit")
+    store.commit(&Batch { writes, token: None }).expect("commit")
 }
 
 /// Every file SQLite keeps for `path`: the database, its WAL and shared memory.
@@ -168,7 +168,8 @@ fn a_missing_or_wrong_key_is_a_typed_error_and_loses_nothing() {
     // Writing does not need to read: a conflict check still works and reports versions.
     assert!(matches!(
         store.commit(&Batch {
-            writes: vec![Write::put(record.clone(), Expect::Absent)]
+            writes: vec![Write::put(record.clone(), Expect::Absent)],
+            token: None,
         }),
         Err(StoreError::Conflict {
             found: Some(Version(1)),
@@ -289,16 +290,27 @@ fn pruned_feed_reports_truncation() {
     let store = SqliteStore::open(db(&dir), ring()).expect("open");
     let p = test_kit::unique_project("prune");
     for i in 0..5 {
-        commit(
-            &store,
-            vec![Write::put(
-                test_kit::sample_connection(&p, &format!("c{i}"), "s"),
-                Expect::Absent,
-            )],
-        );
+        let mut batch = Batch::new().with_token(CommitToken::new(i + 1));
+        batch.push(Write::put(
+            test_kit::sample_connection(&p, &format!("c{i}"), "s"),
+            Expect::Absent,
+        ));
+        store.commit(&batch).expect("commit");
     }
     assert_eq!(store.prune_feed(Revision(3)).expect("prune"), 3);
     assert_eq!(store.prune_feed(Revision(2)).expect("prune again"), 0);
+    // Tokens go with the feed: found while it keeps their batch, and a
+    // look-up reaching before what it keeps cannot answer.
+    let found = store.find_commit(CommitToken::new(5), Revision(3)).expect("find");
+    assert_eq!(found.map(|c| c.revision), Some(Revision(5)));
+    assert!(matches!(
+        store.find_commit(CommitToken::new(2), Revision(0)),
+        Err(StoreError::FeedTruncated { .. })
+    ));
+    assert_eq!(
+        store.find_commit(CommitToken::new(2), Revision(3)).expect("find"),
+        None
+    );
     match store.changes_since(Revision(1), 10) {
         Err(StoreError::FeedTruncated { requested, oldest }) => {
             assert_eq!((requested, oldest), (Revision(1), Revision(4)));
@@ -345,7 +357,9 @@ fn sqlite_crash_child() {
         let counter = test_kit::connection_with(&p, counter_id, "counter", "s", &format!("{i}"));
         let expect = version.map_or(Expect::Absent, Expect::Version);
         writes.push(Write::put(counter, expect));
-        let done = store.commit(&Batch { writes }).expect("child commit");
+        let done = store
+            .commit(&Batch { writes, token: None })
+            .expect("child commit");
         version = Some(done.versions[BATCH - 1]);
         println!("ACK {}", done.revision.0);
     }

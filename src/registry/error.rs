@@ -6,7 +6,7 @@ use crate::model::{
 };
 use crate::oauth::ProvisionError;
 use crate::resolve::Problem;
-use crate::store::{Expect, StoreError};
+use crate::store::{CommitToken, Expect, StoreError};
 
 /// A refused or failed registry write. Nothing was written. Messages name
 /// identifiers and versions, never values.
@@ -93,6 +93,32 @@ pub enum RegistryError {
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
+    /// The write failed (`error`; nothing was stored), and undoing what the
+    /// OAuth provisioner did for it failed too: the applications or grants
+    /// named in `failures` remain at the identity provider.
+    #[error("{error}; undoing its provisioner work failed too: {}", join(failures))]
+    CompensationFailed {
+        /// Why the write failed.
+        error: Box<RegistryError>,
+        /// The releases and revocations that failed.
+        failures: Vec<ProvisionError>,
+    },
+    /// The store lost the answer to the commit and it could not be looked up
+    /// yet: the write may or may not have been applied. Nothing provisioned
+    /// for it is undone until that is known; the registry finds out at its
+    /// next write or [`Registry::settle`](super::Registry::settle), and then
+    /// undoes the provisioner's work only if the write was not applied.
+    /// Retrying the write is safe: if the first attempt was applied, the
+    /// retry is checked against it (a conflict, or the name taken).
+    #[error("the outcome of commit {token} is unknown ({message}); {} oauth application(s) provisioned or granted for it are kept until it is known", kept.len())]
+    OutcomeUnknown {
+        /// The batch's token.
+        token: CommitToken,
+        /// The applications provisioned or granted a target for the write.
+        kept: Vec<(ProjectId, AppOwner)>,
+        /// Why it could not be looked up (never a value).
+        message: String,
+    },
 }
 
 impl From<StoreError> for RegistryError {
@@ -105,12 +131,15 @@ impl From<StoreError> for RegistryError {
 }
 
 impl RegistryError {
-    /// Whether re-reading and retrying may succeed (a conflict, or a store that
-    /// is unavailable for now).
+    /// Whether re-reading and retrying may succeed (a conflict, a store that
+    /// is unavailable for now, a commit whose outcome is not known yet).
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            RegistryError::Conflict { .. } | RegistryError::Store(StoreError::Unavailable { .. })
-        )
+        match self {
+            RegistryError::Conflict { .. }
+            | RegistryError::Store(StoreError::Unavailable { .. })
+            | RegistryError::OutcomeUnknown { .. } => true,
+            RegistryError::CompensationFailed { error, .. } => error.is_retryable(),
+            _ => false,
+        }
     }
 }

@@ -49,7 +49,7 @@ mod tx;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -64,7 +64,8 @@ use crate::model::{
 };
 use crate::oauth::{LocalProvisioner, OAuthProvisioner, ProvisionError};
 use crate::resolve::{ProjectView, ResolveError, ResolveRequest, ResolvedEnv, Resolver, find_connection};
-use crate::store::{MemoryStore, Store, StoreError};
+use crate::store::{Batch, CommitToken, Committed, MemoryStore, Store, StoreError};
+use tx::ProvisionerWork;
 
 /// Whether deleting a connection that integrations still use is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -216,6 +217,8 @@ impl RegistryBuilder {
             catalog,
             provisioner: self.provisioner,
             writer: Mutex::new(()),
+            tokens: Tokens::new(),
+            unsettled: Mutex::new(Vec::new()),
         })
     }
 }
@@ -253,7 +256,63 @@ pub struct Registry {
     catalog: Catalog,
     provisioner: Arc<dyn OAuthProvisioner>,
     writer: Mutex<()>,
+    tokens: Tokens,
+    /// Writes whose commit answer was lost and could not be looked up yet.
+    unsettled: Mutex<Vec<Unsettled>>,
 }
+
+/// The tokens of one registry's batches: a random prefix of its own and a
+/// counter, so naming a batch costs no system call.
+#[derive(Debug)]
+struct Tokens {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl Tokens {
+    fn new() -> Self {
+        Tokens {
+            prefix: CommitToken::random().get() as u64,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> CommitToken {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        CommitToken::new((u128::from(self.prefix) << 64) | u128::from(n))
+    }
+}
+
+/// A write whose commit answer was lost: what was provisioned for it stays
+/// until the store says whether it was applied.
+#[derive(Debug)]
+struct Unsettled {
+    token: CommitToken,
+    /// The batch, if applied, has a revision after this one.
+    after: Revision,
+    work: ProvisionerWork,
+}
+
+/// What became of a batch handed to the store.
+enum Outcome {
+    Applied(Committed),
+    /// Not applied: nothing was written.
+    NotApplied(StoreError),
+    /// The answer was lost and could not be looked up (why).
+    Unknown(StoreError),
+}
+
+/// How often a batch is committed again after its answer was lost and the
+/// store said it had not been applied.
+const COMMIT_ATTEMPTS: usize = 3;
+
+/// The pauses before each look-up of a commit whose answer was lost, while
+/// the store is unavailable.
+const LOOKUP_PAUSES: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_millis(50),
+    Duration::from_millis(250),
+];
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -279,6 +338,8 @@ impl Registry {
             catalog: Catalog::new(ResolvePolicy::default()),
             provisioner: Arc::new(LocalProvisioner::default()),
             writer: Mutex::new(()),
+            tokens: Tokens::new(),
+            unsettled: Mutex::new(Vec::new()),
         }
     }
 
@@ -308,7 +369,16 @@ impl Registry {
     }
 
     /// Runs `f` as one atomic write: everything it does commits together, or
-    /// nothing does (and OAuth applications it provisioned are released again).
+    /// nothing does (and OAuth applications it provisioned are released again;
+    /// if that fails too, the error is [`RegistryError::CompensationFailed`]).
+    ///
+    /// If the store loses the answer to the commit
+    /// ([`StoreError::OutcomeUnknown`]), the registry looks the batch up
+    /// ([`Store::find_commit`]) before undoing anything: applied, the write
+    /// succeeds; not applied, the same batch is committed again (so an OAuth
+    /// application is provisioned once); when the look-up fails too, the
+    /// answer is [`RegistryError::OutcomeUnknown`] and nothing is undone until
+    /// a later write (or [`Registry::settle`]) finds out.
     ///
     /// Writes of one registry are serialized; `f` may read the registry but
     /// must not call its write methods (that would wait for itself).
@@ -348,27 +418,40 @@ impl Registry {
         let mut tx = Tx::new(self);
         let value = match f(&mut tx) {
             Ok(v) => v,
-            Err(e) => {
-                tx.compensate();
-                return Err(e);
-            }
+            Err(e) => return Err(self.undo(&tx.work, e)),
         };
         if tx.is_empty() {
             let mut report = std::mem::take(&mut tx.report);
             report.revision = self.catalog.revision();
+            self.settle_locked(&mut report);
             return Ok((value, report));
         }
         if let Err(e) = tx.check_dependents() {
-            tx.compensate();
-            return Err(e);
+            return Err(self.undo(&tx.work, e));
         }
-        let batch = tx.batch();
+        let token = self.tokens.next();
+        // If the batch is applied, its revision comes after this one.
+        let after = self.catalog.revision();
+        let batch = tx.batch(token);
         let rebindings = tx.rebindings();
-        let committed = match self.store.commit(&batch) {
-            Ok(c) => c,
-            Err(e) => {
-                tx.compensate();
-                return Err(e.into());
+        let committed = match self.commit_batch(&batch, token, after) {
+            Outcome::Applied(c) => c,
+            Outcome::NotApplied(e) => return Err(self.undo(&tx.work, e.into())),
+            Outcome::Unknown(e) => {
+                let kept = tx.work.kept();
+                self.unsettled
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Unsettled {
+                        token,
+                        after,
+                        work: std::mem::take(&mut tx.work),
+                    });
+                return Err(RegistryError::OutcomeUnknown {
+                    token,
+                    kept,
+                    message: e.to_string(),
+                });
             }
         };
         #[cfg(feature = "tracing")]
@@ -394,7 +477,106 @@ impl Registry {
         }
         report.revision = committed.revision;
         report.rebindings = rebindings;
+        self.settle_locked(&mut report);
         Ok((value, report))
+    }
+
+    /// Commits `batch`; when the store loses the answer, looks it up before
+    /// deciding (and commits it again if it was not applied).
+    fn commit_batch(&self, batch: &Batch, token: CommitToken, after: Revision) -> Outcome {
+        for _ in 0..COMMIT_ATTEMPTS {
+            match self.store.commit(batch) {
+                Ok(c) => return Outcome::Applied(c),
+                Err(StoreError::OutcomeUnknown { .. }) => match self.look_up(token, after) {
+                    Ok(Some(c)) => return Outcome::Applied(c),
+                    // Not applied: the same batch, with the same
+                    // expectations, may be committed again.
+                    Ok(None) => continue,
+                    Err(e) => return Outcome::Unknown(e),
+                },
+                Err(e) => return Outcome::NotApplied(e),
+            }
+        }
+        Outcome::NotApplied(StoreError::Unavailable {
+            backend: self.store.backend(),
+            message: format!(
+                "the answer to commit {token} was lost {COMMIT_ATTEMPTS} times, and each time it had not been applied"
+            ),
+        })
+    }
+
+    /// Looks up the batch named `token`, retrying a little while the store is
+    /// unavailable.
+    fn look_up(&self, token: CommitToken, after: Revision) -> Result<Option<Committed>, StoreError> {
+        let mut result = Ok(None);
+        for pause in LOOKUP_PAUSES {
+            std::thread::sleep(pause);
+            result = self.store.find_commit(token, after);
+            if !matches!(result, Err(StoreError::Unavailable { .. })) {
+                break;
+            }
+        }
+        result
+    }
+
+    /// Undoes the provisioner's work for a write that was not applied; a
+    /// failure to undo is reported with the write's own error.
+    fn undo(&self, work: &ProvisionerWork, error: RegistryError) -> RegistryError {
+        let (_, failures) = work.undo(&*self.provisioner);
+        if failures.is_empty() {
+            error
+        } else {
+            RegistryError::CompensationFailed {
+                error: Box::new(error),
+                failures,
+            }
+        }
+    }
+
+    /// Looks up the writes whose commit answer was lost: the provisioner's
+    /// work for each is finished if it was applied, undone if not; what is
+    /// released and what fails is added to `report`. Writes the store cannot
+    /// tell about yet stay pending.
+    fn settle_locked(&self, report: &mut WriteReport) {
+        let mut unsettled = self.unsettled.lock().unwrap_or_else(|e| e.into_inner());
+        unsettled.retain_mut(|u| {
+            let (released, failures) = match self.store.find_commit(u.token, u.after) {
+                Ok(Some(_)) => u.work.finish(&*self.provisioner),
+                Ok(None) => u.work.undo(&*self.provisioner),
+                Err(_) => return true,
+            };
+            report.released.extend(released);
+            report.warnings.extend(failures);
+            false
+        });
+    }
+
+    /// Finds out what became of writes whose commit answer was lost
+    /// ([`RegistryError::OutcomeUnknown`]): for each, the store says whether
+    /// it was applied; if it was, the applications it provisioned stay in use
+    /// (and what it no longer used is released), if not, they are released.
+    /// Every write does this too. The report lists what was released and
+    /// which provisioner calls failed; writes the store still cannot tell
+    /// about stay pending ([`Registry::unsettled`]).
+    pub fn settle(&self) -> WriteReport {
+        let _guard = self.lock();
+        let mut report = WriteReport {
+            revision: self.catalog.revision(),
+            ..WriteReport::default()
+        };
+        self.settle_locked(&mut report);
+        report
+    }
+
+    /// The tokens of writes whose outcome is still unknown (see
+    /// [`Registry::settle`]).
+    pub fn unsettled(&self) -> Vec<CommitToken> {
+        self.unsettled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|u| u.token)
+            .collect()
     }
 
     /// Creates a connection; returns its Connection ID and the write report.

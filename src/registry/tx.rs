@@ -11,9 +11,9 @@ use crate::model::{
     AppOwner, Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionSpec, Mappings, OAuthApp,
     PlatformTarget, ProjectId, Record, RecordKey, ReferenceFence, Target, Version,
 };
-use crate::oauth::{ProvisionRequest, app_owner_for};
+use crate::oauth::{OAuthProvisioner, ProvisionError, ProvisionRequest, app_owner_for};
 use crate::resolve::{Problem, check_mappings, dependents, find_connection, usages};
-use crate::store::{Batch, Expect, Op, Write};
+use crate::store::{Batch, CommitToken, Expect, Op, Write};
 
 struct Pending {
     expect: Expect,
@@ -28,14 +28,8 @@ pub struct Tx<'r> {
     base: HashMap<ProjectId, Option<Arc<ProjectSnapshot>>>,
     working: HashMap<ProjectId, ProjectSnapshot>,
     pending: IndexMap<RecordKey, Pending>,
-    /// Applications provisioned here: released again if the write fails.
-    provisioned: Vec<OAuthApp>,
-    /// Grants issued here on existing applications: revoked if the write fails.
-    granted: Vec<(OAuthApp, PlatformTarget)>,
-    /// Applications to release after the commit.
-    to_release: Vec<OAuthApp>,
-    /// Grants to revoke after the commit.
-    to_revoke: Vec<(OAuthApp, PlatformTarget)>,
+    /// What the provisioner did and is still to do for this write.
+    pub(super) work: ProvisionerWork,
     /// Connections written here, by (project, name) and by ID: the mappings
     /// that refer to them are re-checked before the commit.
     touched_names: HashSet<(ProjectId, ConnectionName)>,
@@ -50,6 +44,77 @@ impl std::fmt::Debug for Tx<'_> {
         f.debug_struct("Tx")
             .field("pending", &self.pending.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
+    }
+}
+
+/// What the OAuth provisioner did for one write, and what it is still to do
+/// once the write has committed.
+#[derive(Debug, Default)]
+pub(super) struct ProvisionerWork {
+    /// Applications provisioned for the write: released again if it fails.
+    provisioned: Vec<OAuthApp>,
+    /// Grants issued for it on existing applications: revoked if it fails.
+    granted: Vec<(OAuthApp, PlatformTarget)>,
+    /// Applications to release once it has committed.
+    to_release: Vec<OAuthApp>,
+    /// Grants to revoke once it has committed.
+    to_revoke: Vec<(OAuthApp, PlatformTarget)>,
+}
+
+impl ProvisionerWork {
+    /// The applications provisioned or granted a target for the write.
+    pub(super) fn kept(&self) -> Vec<(ProjectId, AppOwner)> {
+        let mut out: Vec<(ProjectId, AppOwner)> = self
+            .provisioned
+            .iter()
+            .chain(self.granted.iter().map(|(app, _)| app))
+            .map(|app| (app.project().clone(), app.owner().clone()))
+            .collect();
+        out.dedup();
+        out
+    }
+
+    /// Undoes what was done for a write that did not commit: releases the
+    /// applications provisioned for it, revokes the grants issued for it.
+    /// Returns what was released, and every failure.
+    pub(super) fn undo(
+        &self,
+        provisioner: &dyn OAuthProvisioner,
+    ) -> (Vec<(ProjectId, AppOwner)>, Vec<ProvisionError>) {
+        let (mut released, mut failures) = (Vec::new(), Vec::new());
+        for app in &self.provisioned {
+            match provisioner.release(app) {
+                Ok(()) => released.push((app.project().clone(), app.owner().clone())),
+                Err(e) => failures.push(e),
+            }
+        }
+        for (app, target) in &self.granted {
+            if let Err(e) = provisioner.revoke(app, target) {
+                failures.push(e);
+            }
+        }
+        (released, failures)
+    }
+
+    /// Finishes the work of a committed write: releases and revokes what it
+    /// no longer uses. Returns what was released, and every failure.
+    pub(super) fn finish(
+        &mut self,
+        provisioner: &dyn OAuthProvisioner,
+    ) -> (Vec<(ProjectId, AppOwner)>, Vec<ProvisionError>) {
+        let (mut released, mut failures) = (Vec::new(), Vec::new());
+        for app in std::mem::take(&mut self.to_release) {
+            match provisioner.release(&app) {
+                Ok(()) => released.push((app.project().clone(), app.owner().clone())),
+                Err(e) => failures.push(e),
+            }
+        }
+        for (app, target) in std::mem::take(&mut self.to_revoke) {
+            if let Err(e) = provisioner.revoke(&app, &target) {
+                failures.push(e);
+            }
+        }
+        (released, failures)
     }
 }
 
@@ -86,10 +151,7 @@ impl<'r> Tx<'r> {
             base: HashMap::new(),
             working: HashMap::new(),
             pending: IndexMap::new(),
-            provisioned: Vec::new(),
-            granted: Vec::new(),
-            to_release: Vec::new(),
-            to_revoke: Vec::new(),
+            work: ProvisionerWork::default(),
             touched_names: HashSet::new(),
             touched_ids: HashSet::new(),
             forced: false,
@@ -482,7 +544,7 @@ impl<'r> Tx<'r> {
                     creds.token_url,
                     Vec::new(),
                 );
-                self.provisioned.push(app.clone());
+                self.work.provisioned.push(app.clone());
                 self.report.provisioned.push((project.clone(), owner.clone()));
                 (Arc::new(app), true)
             }
@@ -493,7 +555,7 @@ impl<'r> Tx<'r> {
         {
             provisioner.grant(&app, target)?;
             if !fresh {
-                self.granted.push(((*app).clone(), target.clone()));
+                self.work.granted.push(((*app).clone(), target.clone()));
             }
             grants.push(target.clone());
         }
@@ -513,7 +575,7 @@ impl<'r> Tx<'r> {
         let users = snapshot.app_users(owner);
         if users.is_empty() {
             self.delete(RecordKey::OAuthApp(project.clone(), owner.clone()));
-            self.to_release.push((*app).clone());
+            self.work.to_release.push((*app).clone());
             self.report.released.push((project.clone(), owner.clone()));
             return Ok(());
         }
@@ -524,7 +586,7 @@ impl<'r> Tx<'r> {
         let (keep, drop): (Vec<_>, Vec<_>) = app.grants().iter().cloned().partition(|g| needed.contains(g));
         if !drop.is_empty() {
             for g in drop {
-                self.to_revoke.push(((*app).clone(), g));
+                self.work.to_revoke.push(((*app).clone(), g));
             }
             self.put(Record::OAuthApp(Arc::new(app.with_grants(keep))));
         }
@@ -579,9 +641,9 @@ impl<'r> Tx<'r> {
         Ok(())
     }
 
-    /// The batch to commit.
-    pub(super) fn batch(&self) -> Batch {
-        let mut batch = Batch::new();
+    /// The batch to commit, named `token`.
+    pub(super) fn batch(&self, token: CommitToken) -> Batch {
+        let mut batch = Batch::new().with_token(token);
         for (key, p) in &self.pending {
             let op = match &p.record {
                 Some(r) => Op::Put(r.clone()),
@@ -629,31 +691,12 @@ impl<'r> Tx<'r> {
         out
     }
 
-    /// Undoes provisioner effects after a failed write (best effort).
-    pub(super) fn compensate(&self) {
-        let provisioner = &self.registry.provisioner;
-        for app in &self.provisioned {
-            let _ = provisioner.release(app);
-        }
-        for (app, target) in &self.granted {
-            let _ = provisioner.revoke(app, target);
-        }
-    }
-
     /// Finishes provisioner work after a successful commit; failures become
     /// warnings.
     pub(super) fn after_commit(&mut self) {
-        let provisioner = self.registry.provisioner.clone();
-        for app in std::mem::take(&mut self.to_release) {
-            if let Err(e) = provisioner.release(&app) {
-                self.report.warnings.push(e);
-            }
-        }
-        for (app, target) in std::mem::take(&mut self.to_revoke) {
-            if let Err(e) = provisioner.revoke(&app, &target) {
-                self.report.warnings.push(e);
-            }
-        }
+        // What is released was listed in the report when it was decided.
+        let (_, failures) = self.work.finish(&*self.registry.provisioner);
+        self.report.warnings.extend(failures);
     }
 
     /// The working snapshots with the versions the store assigned.

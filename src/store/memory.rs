@@ -14,7 +14,7 @@
 //! - `tombstones`: the last version of each deleted key, so versions never
 //!   repeat (16 bytes a slot, the key boxed).
 //! - `feed`: the most recent batches, each a boxed slice of (version, record
-//!   or deleted key), 24 bytes a change.
+//!   or deleted key), 24 bytes a change, and the batch's token if any.
 //!
 //! At 1,000,000 connections that is about 44 bytes a connection, plus 4 for
 //! a full change feed of 100,000 changes (`benches/memory.rs`).
@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use super::{Batch, Change, Committed, Expect, Op, Snapshot, Store, StoreError};
+use super::{Batch, Change, CommitToken, Committed, Expect, Op, Snapshot, Store, StoreError};
 use crate::model::{
     AppOwner, ConnectionName, IntegrationId, NameStripe, ProjectId, Record, RecordKey, Revision, Scope,
     Version,
@@ -93,6 +93,7 @@ enum Fed {
 struct FeedBatch {
     revision: Revision,
     changes: Box<[(Version, Fed)]>,
+    token: Option<CommitToken>,
 }
 
 #[derive(Debug, Default)]
@@ -193,6 +194,22 @@ impl Inner {
                 e.insert((version, Box::new(key.clone())));
             }
         }
+    }
+
+    /// Where the batches after revision `after` start in the feed (`None`:
+    /// there are none), or why the feed cannot say.
+    fn feed_after(&self, after: Revision) -> Result<Option<usize>, StoreError> {
+        if after >= self.revision {
+            return Ok(None);
+        }
+        let oldest = self.feed.front().map_or(self.revision, |b| b.revision);
+        if after.0 + 1 < oldest.0 {
+            return Err(StoreError::FeedTruncated {
+                requested: after,
+                oldest,
+            });
+        }
+        Ok(Some(self.feed.partition_point(|b| b.revision <= after)))
     }
 
     /// Forgets the tombstone of `key`, if any.
@@ -296,6 +313,7 @@ impl Store for MemoryStore {
         inner.feed.push_back(FeedBatch {
             revision,
             changes: changes.into_boxed_slice(),
+            token: batch.token,
         });
         // Drop whole batches from the front while over capacity, always
         // keeping the newest.
@@ -307,19 +325,26 @@ impl Store for MemoryStore {
         Ok(Committed { revision, versions })
     }
 
+    fn find_commit(&self, token: CommitToken, after: Revision) -> Result<Option<Committed>, StoreError> {
+        let inner = self.lock();
+        let Some(start) = inner.feed_after(after)? else {
+            return Ok(None);
+        };
+        Ok(inner
+            .feed
+            .range(start..)
+            .find(|b| b.token == Some(token))
+            .map(|b| Committed {
+                revision: b.revision,
+                versions: b.changes.iter().map(|(v, _)| *v).collect(),
+            }))
+    }
+
     fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {
         let inner = self.lock();
-        if after >= inner.revision {
+        let Some(start) = inner.feed_after(after)? else {
             return Ok(Vec::new());
-        }
-        let oldest = inner.feed.front().map_or(inner.revision, |b| b.revision);
-        if after.0 + 1 < oldest.0 {
-            return Err(StoreError::FeedTruncated {
-                requested: after,
-                oldest,
-            });
-        }
-        let start = inner.feed.partition_point(|b| b.revision <= after);
+        };
         let mut out = Vec::new();
         for b in inner.feed.range(start..).take(limit) {
             out.extend(b.changes.iter().map(|(version, fed)| {

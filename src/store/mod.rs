@@ -17,6 +17,13 @@
 //! - Every committed batch gets the next [`Revision`] (1, 2, 3, ...). The change
 //!   feed lists every write of every batch, in revision order and, within a
 //!   batch, in write order.
+//! - A batch may carry a [`CommitToken`]; the store keeps it with the batch as
+//!   long as the feed keeps the batch's revision, and [`Store::find_commit`]
+//!   finds it. When a commit cannot tell whether the batch was applied (the
+//!   connection dropped while committing), it answers
+//!   [`StoreError::OutcomeUnknown`]; the batch was then applied whole or not at
+//!   all, and `find_commit` says which. Every other error means nothing was
+//!   written.
 
 mod memory;
 #[cfg(feature = "postgres")]
@@ -96,17 +103,90 @@ impl Write {
     }
 }
 
+/// A batch's name, unique among the batches of a store: kept with the batch
+/// so that a writer whose commit lost its answer can find out whether it was
+/// applied ([`Store::find_commit`]). Shown as 32 hexadecimal digits.
+///
+/// ```
+/// use connective::store::CommitToken;
+/// let token = CommitToken::new(0x2a);
+/// assert_eq!(token.to_string(), "0000000000000000000000000000002a");
+/// assert_eq!(token.to_string().parse::<CommitToken>(), Ok(token));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommitToken {
+    // Two halves rather than a `u128`: 8-byte alignment keeps an optional
+    // token at 24 bytes where a store keeps one per batch.
+    high: u64,
+    low: u64,
+}
+
+impl CommitToken {
+    /// The token with this number.
+    pub const fn new(n: u128) -> Self {
+        CommitToken {
+            high: (n >> 64) as u64,
+            low: n as u64,
+        }
+    }
+
+    /// A random token (from the operating system's generator, as a
+    /// [`ConnectionId`](crate::model::ConnectionId) is).
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        crate::model::random::fill(&mut bytes);
+        CommitToken::new(u128::from_le_bytes(bytes))
+    }
+
+    /// The token's number.
+    pub const fn get(self) -> u128 {
+        ((self.high as u128) << 64) | self.low as u128
+    }
+}
+
+impl std::fmt::Display for CommitToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.get())
+    }
+}
+
+/// A text that is not a [`CommitToken`] (32 hexadecimal digits).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a commit token is 32 hexadecimal digits")]
+pub struct BadCommitToken;
+
+impl std::str::FromStr for CommitToken {
+    type Err = BadCommitToken;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(BadCommitToken);
+        }
+        u128::from_str_radix(s, 16)
+            .map(CommitToken::new)
+            .map_err(|_| BadCommitToken)
+    }
+}
+
 /// Writes that commit whole or not at all. A key may appear at most once.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     /// The writes, in order.
     pub writes: Vec<Write>,
+    /// The batch's name, kept with it (see [`Store::find_commit`]).
+    pub token: Option<CommitToken>,
 }
 
 impl Batch {
     /// An empty batch.
     pub fn new() -> Self {
         Batch::default()
+    }
+
+    /// Names the batch with `token`.
+    pub fn with_token(mut self, token: CommitToken) -> Self {
+        self.token = Some(token);
+        self
     }
 
     /// Appends a write.
@@ -211,6 +291,16 @@ pub enum StoreError {
         /// What went wrong (never a value).
         message: String,
     },
+    /// The commit's answer was lost (the connection dropped while
+    /// committing): the batch was applied whole or not at all, and
+    /// [`Store::find_commit`] tells which.
+    #[error("{backend} store lost the answer to a commit, which may or may not have been applied: {message}")]
+    OutcomeUnknown {
+        /// Which backend.
+        backend: &'static str,
+        /// What went wrong (never a value).
+        message: String,
+    },
     /// A stored record cannot be read back (corruption, a missing or wrong key
     /// for sealed secrets, a schema newer than this code). Nothing is changed.
     #[error("{backend} store cannot read {what}: {message}")]
@@ -235,8 +325,17 @@ pub trait Store: Send + Sync + 'static {
     /// Everything live, at the latest revision.
     fn load(&self) -> Result<Snapshot, StoreError>;
 
-    /// Applies `batch` whole or not at all.
+    /// Applies `batch` whole or not at all. Answers
+    /// [`StoreError::OutcomeUnknown`] only when it cannot tell which.
     fn commit(&self, batch: &Batch) -> Result<Committed, StoreError>;
+
+    /// The batch committed with `token` among the batches after revision
+    /// `after`, as [`Store::commit`] would have answered it, or `None` if none
+    /// of them has that token. The answer is final: a commit of that batch
+    /// still in flight when this is called is waited for (or can no longer
+    /// apply). Answers [`StoreError::FeedTruncated`] when the feed no longer
+    /// holds every batch after `after`.
+    fn find_commit(&self, token: CommitToken, after: Revision) -> Result<Option<Committed>, StoreError>;
 
     /// The changes of every batch with a revision greater than `after`, in
     /// order, at most `limit` batches (a batch is never split).
@@ -275,6 +374,9 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
         (**self).commit(batch)
+    }
+    fn find_commit(&self, token: CommitToken, after: Revision) -> Result<Option<Committed>, StoreError> {
+        (**self).find_commit(token, after)
     }
     fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {
         (**self).changes_since(after, limit)

@@ -13,7 +13,7 @@ use super::seal::rows::{
     in_feed, to_u64,
 };
 use super::seal::{KeyRing, Resealed};
-use super::{Batch, Change, Committed, Expect, Snapshot, Store, StoreError};
+use super::{Batch, Change, CommitToken, Committed, Expect, Snapshot, Store, StoreError};
 use crate::model::{Record, RecordKey, Revision, Version};
 
 const BACKEND: &str = "postgres";
@@ -48,6 +48,11 @@ const MIGRATIONS: &[&str] = &[
          body TEXT,
          PRIMARY KEY (revision, seq)
      );",
+    // 2: the tokens of committed batches, kept as long as the feed keeps them.
+    "CREATE TABLE connective_commits (
+         revision BIGINT PRIMARY KEY,
+         token TEXT NOT NULL
+     );",
 ];
 
 /// The schema version this code writes.
@@ -78,8 +83,9 @@ const RETRIES: usize = 8;
 ///   sealed under the [`KeyRing`]'s newest key.
 /// - **Faults.** When the server goes away, calls answer
 ///   [`StoreError::Unavailable`]; a later call reconnects. A connection lost
-///   while committing leaves the outcome unknown (the message says so); retrying
-///   the same batch is safe, as it then fails with a conflict if it had landed.
+///   while committing leaves the outcome unknown: the commit answers
+///   [`StoreError::OutcomeUnknown`], and [`Store::find_commit`] (which waits
+///   for the lost transaction to end) tells whether the batch landed.
 ///
 /// # Blocking and async hosts
 /// The store is synchronous: each call blocks its thread on the network. From
@@ -124,6 +130,7 @@ struct Conn {
     read_versions: Statement,
     upsert: Statement,
     append: Statement,
+    token: Statement,
     head: Statement,
     live: Statement,
     one: Statement,
@@ -181,6 +188,8 @@ fn col<'a, T: postgres::types::FromSql<'a>>(row: &'a postgres::Row, i: usize) ->
 enum Failure {
     Store(StoreError),
     Db(&'static str, postgres::Error),
+    /// The connection was lost while committing: the outcome is unknown.
+    LostCommit(postgres::Error),
 }
 
 impl From<StoreError> for Failure {
@@ -353,6 +362,10 @@ impl PostgresStore {
                 &mut client,
                 "INSERT INTO connective_changes (revision, seq, key, version, body) VALUES ($1, $2, $3, $4, $5)",
             )?,
+            token: prepare(
+                &mut client,
+                "INSERT INTO connective_commits (revision, token) VALUES ($1, $2)",
+            )?,
             head: prepare(
                 &mut client,
                 "SELECT revision, feed_floor FROM connective_head WHERE id = 1",
@@ -399,6 +412,13 @@ impl PostgresStore {
                 Err(Failure::Db(what, e)) => {
                     *guard = None;
                     Err(unavailable(&format!("{what} on {}", self.shown), &e))
+                }
+                Err(Failure::LostCommit(e)) => {
+                    *guard = None;
+                    Err(StoreError::OutcomeUnknown {
+                        backend: BACKEND,
+                        message: format!("the connection to {} was lost while committing: {e}", self.shown),
+                    })
                 }
             }
         })
@@ -489,6 +509,8 @@ impl PostgresStore {
             }
             let removed = tx
                 .execute("DELETE FROM connective_changes WHERE revision <= $1", &[&through])
+                .ctx("cannot prune the change feed")?;
+            tx.execute("DELETE FROM connective_commits WHERE revision <= $1", &[&through])
                 .ctx("cannot prune the change feed")?;
             tx.execute(
                 "UPDATE connective_head SET feed_floor = $1 WHERE id = 1",
@@ -591,6 +613,11 @@ fn migrate(client: &mut Client, shown: &str) -> Result<(), StoreError> {
                 std::thread::sleep(Duration::from_millis(10 * attempt as u64));
             }
             Err(Failure::Db(what, e)) => return Err(unavailable(&format!("{what} on {shown}"), &e)),
+            // A migration whose answer was lost is checked again on the next
+            // connection (it reads the schema version first).
+            Err(Failure::LostCommit(e)) => {
+                return Err(unavailable(&format!("migrating {shown}"), &e));
+            }
         }
     }
 }
@@ -720,6 +747,68 @@ impl Store for PostgresStore {
             });
         }
         Ok(committed)
+    }
+
+    fn find_commit(&self, token: CommitToken, after: Revision) -> Result<Option<Committed>, StoreError> {
+        let after_i = to_i64(after.0, "revision")?;
+        let token = token.to_string();
+        let found = self.with_conn(|conn| {
+            let mut tx = conn.client.transaction().ctx("cannot begin a transaction")?;
+            // A transaction that lost its client while committing holds the
+            // head row until the server has committed or aborted it: waiting
+            // for the row makes the answer final. Bounded, for a server that
+            // has not noticed yet that its client is gone.
+            tx.batch_execute("SET LOCAL lock_timeout = '10s'")
+                .ctx("cannot set a lock timeout")?;
+            let row = tx
+                .query_one(
+                    "SELECT revision, feed_floor FROM connective_head WHERE id = 1 FOR UPDATE",
+                    &[],
+                )
+                .ctx("cannot wait for committers to finish")?;
+            let (revision, floor) = head_of(&row)?;
+            if after >= revision {
+                return Ok(None);
+            }
+            if after < floor {
+                return Err(StoreError::FeedTruncated {
+                    requested: after,
+                    oldest: Revision(floor.0 + 1),
+                }
+                .into());
+            }
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT revision FROM connective_commits WHERE revision > $1 AND token = $2",
+                    &[&after_i, &token],
+                )
+                .ctx("cannot look up a commit")?
+            else {
+                return Ok(None);
+            };
+            let rev: i64 = col(&row, 0)?;
+            let versions = tx
+                .query(
+                    "SELECT version FROM connective_changes WHERE revision = $1 ORDER BY seq",
+                    &[&rev],
+                )
+                .ctx("cannot look up a commit")?
+                .iter()
+                .map(|row| col::<i64>(row, 0))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit().ctx("cannot end the look-up")?;
+            Ok(Some((rev, versions)))
+        })?;
+        let Some((rev, versions)) = found else {
+            return Ok(None);
+        };
+        Ok(Some(Committed {
+            revision: Revision(to_u64(BACKEND, rev, "a revision")?),
+            versions: versions
+                .into_iter()
+                .map(|v| to_u64(BACKEND, v, "a version").map(Version))
+                .collect::<Result<_, _>>()?,
+        }))
     }
 
     fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {
@@ -865,6 +954,10 @@ fn commit_once(
         }
         versions.push(Version(previous + 1));
     }
+    if let Some(token) = batch.token {
+        tx.execute(&conn.token, &[&rev, &token.to_string()])
+            .ctx("cannot record the batch's token")?;
+    }
     for (seq, ((w, (key_text, body)), version)) in batch.writes.iter().zip(encoded).zip(&versions).enumerate()
     {
         let v = to_i64(version.0, "version")?;
@@ -883,9 +976,6 @@ fn commit_once(
         Ok(()) => Ok(Committed { revision, versions }),
         Err(e) if retryable(&e) => Err(Failure::Db("cannot commit", e)),
         Err(e) if e.as_db_error().is_some() => Err(Failure::Db("the server refused the commit", e)),
-        Err(e) => Err(Failure::Db(
-            "the connection was lost while committing (the batch may or may not have been applied)",
-            e,
-        )),
+        Err(e) => Err(Failure::LostCommit(e)),
     }
 }

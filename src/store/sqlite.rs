@@ -11,7 +11,7 @@ use super::seal::rows::{
     in_feed, to_u64,
 };
 use super::seal::{KeyRing, Resealed};
-use super::{Batch, Change, Committed, Expect, Snapshot, Store, StoreError};
+use super::{Batch, Change, CommitToken, Committed, Expect, Snapshot, Store, StoreError};
 use crate::model::{Record, RecordKey, Revision, Version};
 
 const BACKEND: &str = "sqlite";
@@ -45,6 +45,11 @@ const MIGRATIONS: &[&str] = &[
          body TEXT,
          PRIMARY KEY (revision, seq)
      ) WITHOUT ROWID;",
+    // 2: the tokens of committed batches, kept as long as the feed keeps them.
+    "CREATE TABLE commits (
+         revision INTEGER PRIMARY KEY,
+         token TEXT NOT NULL
+     );",
 ];
 
 /// The schema version this code writes.
@@ -61,7 +66,10 @@ pub const SQLITE_SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 ///   newer version of this crate is refused with [`StoreError::Unreadable`].
 /// - **Tombstones:** a deleted key keeps its last version, so versions never
 ///   repeat across delete and re-create; the change feed is a table kept until
-///   [`SqliteStore::prune_feed`].
+///   [`SqliteStore::prune_feed`], and so are the batches' tokens.
+/// - **Lost answers:** a commit that fails with an I/O error while SQLite
+///   writes it may have reached the log anyway: it answers
+///   [`StoreError::OutcomeUnknown`], and [`Store::find_commit`] tells.
 ///
 /// One process may open the file several times and several processes may share
 /// it (SQLite's locking; a writer waits up to the busy timeout, 5 s by default).
@@ -246,6 +254,8 @@ impl SqliteStore {
         let removed = tx
             .execute("DELETE FROM changes WHERE revision <= ?1", [t])
             .map_err(|e| unavailable("cannot prune the change feed", e))?;
+        tx.execute("DELETE FROM commits WHERE revision <= ?1", [t])
+            .map_err(|e| unavailable("cannot prune the change feed", e))?;
         tx.execute("UPDATE head SET feed_floor = ?1 WHERE id = 1", [t])
             .map_err(|e| unavailable("cannot prune the change feed", e))?;
         tx.commit()
@@ -408,9 +418,63 @@ impl Store for SqliteStore {
                     .map_err(|e| unavailable(&format!("cannot write the change of {}", w.key), e))?;
             }
         }
-        tx.commit()
-            .map_err(|e| unavailable(&format!("cannot commit {revision}"), e))?;
-        Ok(Committed { revision, versions })
+        if let Some(token) = batch.token {
+            tx.prepare_cached("INSERT INTO commits (revision, token) VALUES (?1, ?2)")
+                .and_then(|mut stmt| stmt.execute(params![rev, token.to_string()]))
+                .map_err(|e| unavailable("cannot record the batch's token", e))?;
+        }
+        match tx.commit() {
+            Ok(()) => Ok(Committed { revision, versions }),
+            // Busy: the commit did not happen (and is rolled back).
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                Err(unavailable(&format!("cannot commit {revision}"), e))
+            }
+            // An I/O error while committing may come after the commit record
+            // reached the log (a failed sync): the outcome is unknown.
+            Err(e) => Err(StoreError::OutcomeUnknown {
+                backend: BACKEND,
+                message: format!("committing {revision} failed: {e}"),
+            }),
+        }
+    }
+
+    fn find_commit(&self, token: CommitToken, after: Revision) -> Result<Option<Committed>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction()
+            .map_err(|e| unavailable("cannot begin a transaction", e))?;
+        let (revision, floor) = head(&tx)?;
+        if after >= revision {
+            return Ok(None);
+        }
+        if after < floor {
+            return Err(StoreError::FeedTruncated {
+                requested: after,
+                oldest: Revision(floor.0 + 1),
+            });
+        }
+        let after = to_i64(after.0, "revision")?;
+        let found: Option<i64> = tx
+            .prepare_cached("SELECT revision FROM commits WHERE revision > ?1 AND token = ?2")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![after, token.to_string()], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| unavailable("cannot look up a commit", e))?;
+        let Some(rev) = found else {
+            return Ok(None);
+        };
+        let versions: Vec<i64> = tx
+            .prepare_cached("SELECT version FROM changes WHERE revision = ?1 ORDER BY seq")
+            .and_then(|mut stmt| stmt.query_map([rev], |r| r.get(0))?.collect())
+            .map_err(|e| unavailable("cannot look up a commit", e))?;
+        Ok(Some(Committed {
+            revision: Revision(to_u64(BACKEND, rev, "a revision")?),
+            versions: versions
+                .into_iter()
+                .map(|v| to_u64(BACKEND, v, "a version").map(Version))
+                .collect::<Result<_, _>>()?,
+        }))
     }
 
     fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {

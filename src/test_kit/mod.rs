@@ -39,7 +39,7 @@ use crate::model::{
     AppOwner, Connection, ConnectionId, ConnectionSpec, Mappings, OAuthApp, Param, PlaintextCodec, ProjectId,
     Record, RecordKey, Revision, SecretValue, Version, with_secret_codec,
 };
-use crate::store::{Batch, Change, Committed, Expect, Op, Store, StoreError, Write};
+use crate::store::{Batch, Change, CommitToken, Committed, Expect, Op, Store, StoreError, Write};
 
 // ---------------------------------------------------------------------------
 // Sample records
@@ -216,7 +216,7 @@ fn changes_ok(store: &dyn Store, after: Revision, limit: usize) -> Vec<Change> {
 }
 
 fn batch(writes: Vec<Write>) -> Batch {
-    Batch { writes }
+    Batch { writes, token: None }
 }
 
 fn put(record: &Record, expect: Expect) -> Write {
@@ -283,9 +283,84 @@ pub fn run_all(store: &dyn Store) {
     snapshot_matches(store);
     change_feed_order_and_limits(store);
     wait_for_change_wakes(store);
+    commits_are_found_by_token(store);
     concurrent_writers(&[store], 4, 25);
     racing_creators(&[store], 4);
     follower_sees_every_revision(&[store], store, 3, 20);
+}
+
+#[track_caller]
+fn find_ok(store: &dyn Store, token: CommitToken, after: Revision) -> Option<Committed> {
+    match store.find_commit(token, after) {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "{} store: find_commit({token}, {after}) failed: {e}",
+            store.backend()
+        ),
+    }
+}
+
+/// A batch committed with a token is found by it, among the batches after
+/// any earlier revision, with the revision and versions its commit answered;
+/// a batch that conflicted, or carried no token, is not found.
+pub fn commits_are_found_by_token(store: &dyn Store) {
+    let p = unique_project("kit-tokens");
+    let r0 = revision_ok(store);
+    let (first, second) = (CommitToken::random(), CommitToken::random());
+    let record = sample_connection(&p, "svc", "s");
+    let b = batch(vec![
+        put(&record, Expect::Absent),
+        put(&sample_mappings(&p, "orders", "svc"), Expect::Absent),
+    ])
+    .with_token(first);
+    let committed = commit_ok(store, &b, "a batch with a token");
+    assert_eq!(
+        find_ok(store, first, r0),
+        Some(committed.clone()),
+        "{} store: a committed batch is found by its token with what its commit answered",
+        store.backend()
+    );
+    assert_eq!(
+        find_ok(store, first, Revision(committed.revision.0 - 1)),
+        Some(committed.clone()),
+        "{} store: found among the batches after the revision just before it",
+        store.backend()
+    );
+    assert_eq!(
+        find_ok(store, first, committed.revision),
+        None,
+        "{} store: a batch is not among the batches after its own revision",
+        store.backend()
+    );
+    // A conflicting batch with a token was not applied: not found.
+    let conflicting = batch(vec![put(&record, Expect::Absent)]).with_token(second);
+    expect_conflict(
+        store,
+        &conflicting,
+        &record.key(),
+        Expect::Absent,
+        Some(Version(1)),
+        "a stale create",
+    );
+    assert_eq!(
+        find_ok(store, second, r0),
+        None,
+        "{} store: a batch that conflicted is not found",
+        store.backend()
+    );
+    // Nor is a token no batch carried, after a batch without a token.
+    let untokened = commit_ok(
+        store,
+        &batch(vec![put(&sample_connection(&p, "other", "s"), Expect::Absent)]),
+        "a batch without a token",
+    );
+    assert_eq!(
+        find_ok(store, second, r0),
+        None,
+        "{} store: a token no batch carried is not found",
+        store.backend()
+    );
+    assert!(untokened.revision > committed.revision);
 }
 
 /// Versions start at 1 and grow by one per write; a stale or wrong expectation
