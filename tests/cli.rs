@@ -1,9 +1,15 @@
-//! The `connective` example program, run as a new user would on the sample
+//! The `connective` program (feature `cli`), run as a user would on the sample
 //! manifests in `examples/manifests/`.
-#![cfg(feature = "manifest")]
+#![cfg(feature = "cli")]
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use predicates::str::contains;
+use unicode_width::UnicodeWidthStr;
+
+const ACME: &str = "examples/manifests/acme.yaml";
 
 const SECRETS: [&str; 8] = [
     "tw-dev-8f3a",
@@ -16,38 +22,18 @@ const SECRETS: [&str; 8] = [
     "pr0d-crm",
 ];
 
-/// `cargo test` builds the examples next to the test binaries' `deps` folder.
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
-    let path = dir
-        .join("examples")
-        .join(format!("connective{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "the connective example was not built at {}",
-        path.display()
-    );
-    path
+/// The built program, with no sealing key and no colour settings inherited.
+fn connective() -> Command {
+    let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("connective");
+    for var in ["CONNECTIVE_SEAL_KEY", "NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE"] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
-fn run(args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env_remove("CONNECTIVE_SEAL_KEY")
-        .output()
-        .expect("the example runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "connective {args:?} failed:\n{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+fn stdout_of(args: &[&str]) -> String {
+    let out = connective().args(args).assert().success().get_output().clone();
+    String::from_utf8(out.stdout).expect("utf-8")
 }
 
 fn no_secret_in(text: &str) {
@@ -56,18 +42,152 @@ fn no_secret_in(text: &str) {
     }
 }
 
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+// ---------------------------------------------------------------------------
+// A real command line: help, version, usage errors, completions
+// ---------------------------------------------------------------------------
+
+#[test]
+fn help_lists_the_commands_and_documents_the_exit_codes() {
+    let help = stdout_of(&["--help"]);
+    for command in [
+        "plan",
+        "apply",
+        "check",
+        "resolve",
+        "explain",
+        "export",
+        "completions",
+    ] {
+        assert!(
+            help.contains(&format!("\n  {command} ")),
+            "{command} missing:\n{help}"
+        );
+    }
+    for code in [
+        "0  success",
+        "1  failure",
+        "2  usage error",
+        "3  conflict",
+        "4  `plan --exit-code`",
+    ] {
+        assert!(help.contains(code), "exit code {code:?} undocumented:\n{help}");
+    }
+    assert!(help.contains("NO_COLOR"), "{help}");
+    connective().args(["resolve", "-h"]).assert().success().stdout(
+        contains("--integration <INTEGRATION>").and(contains("[possible values: table, json, dotenv]")),
+    );
+    connective()
+        .arg("help")
+        .arg("plan")
+        .assert()
+        .success()
+        .stdout(contains("--exit-code"));
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    connective()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(format!("connective {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn usage_errors_exit_2_and_say_what_was_wrong() {
+    connective()
+        .args(["plan", "--bogus"])
+        .assert()
+        .code(2)
+        .stderr(contains("unexpected argument '--bogus'").and(contains("Usage: connective plan")));
+    connective()
+        .arg("frobnicate")
+        .assert()
+        .code(2)
+        .stderr(contains("unrecognized subcommand 'frobnicate'"));
+    connective()
+        .args(["resolve", ACME, "-i", "orders"])
+        .assert()
+        .code(2)
+        .stderr(contains("--env <ENV>"));
+    // Identifiers are validated while parsing the command line.
+    connective()
+        .args(["resolve", ACME, "-i", "orders", "-e", "Prod"])
+        .assert()
+        .code(2)
+        .stderr(contains("invalid value 'Prod' for '--env <ENV>'"));
+    connective()
+        .args([
+            "resolve",
+            ACME,
+            "-i",
+            "orders",
+            "-e",
+            "production",
+            "--format",
+            "xml",
+        ])
+        .assert()
+        .code(2);
+    // No source to resolve from.
+    connective()
+        .args(["resolve", "-i", "orders", "-e", "production"])
+        .assert()
+        .code(2)
+        .stderr(contains("--project PROJECT"));
+    connective()
+        .assert()
+        .code(2)
+        .stderr(contains("Usage: connective"));
+}
+
+#[test]
+fn completion_scripts_are_generated_for_each_shell() {
+    let bash = stdout_of(&["completions", "bash"]);
+    assert!(bash.contains("_connective()"), "{bash}");
+    for command in ["plan", "apply", "check", "resolve", "explain", "export"] {
+        assert!(bash.contains(command), "{command} not completed");
+    }
+    // bash parses it.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("connective.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let status = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(status.success(), "bash -n refused the completion script");
+    for (shell, marker) in [
+        ("zsh", "#compdef connective"),
+        ("fish", "complete -c connective"),
+        ("powershell", "Register-ArgumentCompleter"),
+        ("elvish", "edit:completion:arg-completer[connective]"),
+    ] {
+        assert!(stdout_of(&["completions", shell]).contains(marker), "{shell}");
+    }
+    connective().args(["completions", "tcsh"]).assert().code(2);
+}
+
+// ---------------------------------------------------------------------------
+// resolve, explain, check on a manifest alone
+// ---------------------------------------------------------------------------
+
 #[test]
 fn resolve_prints_a_table_with_provenance_and_no_secret() {
-    let out = ok(&[
-        "resolve",
-        "examples/manifests/acme.yaml",
-        "--integration",
-        "orders",
-        "--env",
-        "production",
-    ]);
+    let out = stdout_of(&["resolve", ACME, "--integration", "orders", "--env", "production"]);
     assert!(
-        out.starts_with("# integration orders of project acme in environment production"),
+        out.starts_with("# integration orders of project acme in environment production (r1)\n"),
         "{out}"
     );
     let line = out
@@ -90,6 +210,10 @@ fn resolve_prints_a_table_with_provenance_and_no_secret() {
         ]
     );
     assert!(out.contains("LEGACY_CRM_PASSWORD"), "{out}");
+    assert!(
+        !out.contains('\u{1b}'),
+        "colours when stdout is no terminal:\n{out}"
+    );
     no_secret_in(&out);
 }
 
@@ -107,7 +231,7 @@ fn resolve_json_redacts_secrets_unless_asked() {
         "--format",
         "json",
     ];
-    let out = ok(&args);
+    let out = stdout_of(&args);
     no_secret_in(&out);
     let report: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(report["customer"], "initech");
@@ -118,13 +242,13 @@ fn resolve_json_redacts_secrets_unless_asked() {
     );
     assert_eq!(token["source_kind"], "customer-environment");
     let shown: serde_json::Value =
-        serde_json::from_str(&ok(&[&args[..], &["--show-secrets"]].concat())).expect("json");
+        serde_json::from_str(&stdout_of(&[&args[..], &["--show-secrets"]].concat())).expect("json");
     assert_eq!(shown["variables"][1]["value"], "sf-initech-sandbox-55e");
 }
 
 #[test]
 fn resolve_dotenv_feeds_a_shell() {
-    let out = ok(&[
+    let out = stdout_of(&[
         "resolve",
         "examples/manifests/acme.json",
         "-i",
@@ -137,7 +261,7 @@ fn resolve_dotenv_feeds_a_shell() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("orders.env");
     std::fs::write(&file, &out).unwrap();
-    let shell = Command::new("bash")
+    let shell = std::process::Command::new("bash")
         .args([
             "--noprofile",
             "--norc",
@@ -156,9 +280,9 @@ fn resolve_dotenv_feeds_a_shell() {
 
 #[test]
 fn explain_says_which_layer_won_and_why_the_others_did_not() {
-    let out = ok(&[
+    let out = stdout_of(&[
         "explain",
-        "examples/manifests/acme.yaml",
+        ACME,
         "-i",
         "crm-sync",
         "-e",
@@ -183,82 +307,276 @@ fn explain_says_which_layer_won_and_why_the_others_did_not() {
         out.contains("    customer initech override: applies, but a more specific layer wins\n"),
         "{out}"
     );
-    let out = ok(&[
-        "explain",
-        "examples/manifests/acme.yaml",
-        "-i",
-        "orders",
-        "-e",
-        "production",
-        "SMS_API_KEY",
-    ]);
+    assert!(
+        out.contains("    customer initech in environment test override: wins\n"),
+        "{out}"
+    );
+    let out = stdout_of(&["explain", ACME, "-i", "orders", "-e", "production", "SMS_API_KEY"]);
     assert!(out.starts_with("SMS_API_KEY = [REDACTED] (secret)\n"), "{out}");
     assert!(
         out.contains("    environment development override: not for environment production\n"),
         "{out}"
     );
     no_secret_in(&out);
-    let err = run(&[
+    connective()
+        .args(["explain", ACME, "-i", "orders", "-e", "production", "NOPE"])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "does not produce NOPE; it produces: SMS_URL, SMS_API_KEY",
+        ));
+}
+
+#[test]
+fn a_broken_manifest_fails_with_file_path_and_rule_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(
+        &file,
+        "project: acme\nconnections:\n  - name: twilio\n    parameters:\n      ApiKey: {secret: true, default: sk_live_123456}\n",
+    )
+    .unwrap();
+    for command in ["plan", "check"] {
+        connective()
+            .args([command, file.to_str().unwrap()])
+            .assert()
+            .code(1)
+            .stderr(
+                contains("broken.yaml: connections[0].parameters.ApiKey.default: a secret value must be a reference")
+                    .and(contains("sk_live").not()),
+            );
+    }
+}
+
+#[test]
+fn check_resolves_every_integration_where_its_connections_have_values() {
+    let out = stdout_of(&["check", ACME]);
+    assert!(
+        out.starts_with(
+            "examples/manifests/acme.yaml: valid; secret references read; 5 connections, mappings of 2 integrations\n"
+        ),
+        "{out}"
+    );
+    for line in [
+        "ok   integration crm-sync of project acme in environment test: resolves per customer only",
+        "ok   integration crm-sync of project acme in environment test for customer globex: 2 variables",
+        "ok   integration crm-sync of project acme in environment test for customer initech: 2 variables",
+        "ok   integration orders of project acme in environment development: 14 variables",
+        "ok   integration orders of project acme in environment production: 14 variables",
+    ] {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
+    no_secret_in(&out);
+
+    // A parameter with no value in an environment the integration is checked in.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gaps.yaml");
+    std::fs::write(
+        &file,
+        "project: acme\nconnections:\n  - name: crm\n    parameters:\n      Url: { environments: { development: https://dev.crm } }\n  - name: erp\n    parameters:\n      Token: { secret: true, perCustomer: customer }\nintegrations:\n  orders:\n    connections:\n      - connection: crm\n        env: [{ from: Url, to: CRM_URL }]\n  billing:\n    connections:\n      - connection: erp\n",
+    )
+    .unwrap();
+    let assert = connective()
+        .args([
+            "check",
+            file.to_str().unwrap(),
+            "--env",
+            "development",
+            "--env",
+            "production",
+        ])
+        .assert()
+        .code(1)
+        .stderr(contains("gaps.yaml: 3 resolutions failed"));
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(
+        out.contains("ok   integration orders of project acme in environment development: 1 variables"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL cannot resolve integration orders of project acme in environment production: 1 problem: parameter Url of connection crm"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL integration billing of project acme in environment development: has per-customer values, and no customer is named (give --customer)"),
+        "{out}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// What the terminal shows: aligned wide characters, escaped control
+// characters, colours only when wanted
+// ---------------------------------------------------------------------------
+
+/// A manifest whose values hold wide characters and terminal controls.
+fn tricky_manifest(dir: &Path) -> String {
+    let file = dir.join("tricky.json");
+    let manifest = serde_json::json!({
+        "project": "acme",
+        "connections": [{
+            "name": "office",
+            "parameters": {
+                "City": { "default": "東京都千代田区" },
+                "Banner": { "default": "ok\rOVERWRITTEN" },
+                "Shout": { "default": "\u{1b}[2J\u{1b}[31mred" },
+                "Mirror": { "default": "abc\u{202e}fed" },
+                "Plain": { "default": "plain" }
+            }
+        }],
+        "integrations": { "orders": { "connections": [{ "connection": "office" }] } }
+    });
+    std::fs::write(&file, manifest.to_string()).unwrap();
+    file.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_table_aligns_wide_characters_and_escapes_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tricky_manifest(dir.path());
+    let out = stdout_of(&["resolve", &manifest, "-i", "orders", "-e", "production"]);
+    // Nothing that moves the cursor or changes the terminal reaches it.
+    assert!(
+        !out.chars()
+            .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+        "{out:?}"
+    );
+    assert!(out.contains("ok\\rOVERWRITTEN"), "{out}");
+    assert!(out.contains("\\u{1b}[2J\\u{1b}[31mred"), "{out}");
+    assert!(out.contains("abc\\u{202e}fed"), "{out}");
+    // Every row's CONNECTION cell starts in the header's column, counted in
+    // terminal columns (a CJK character takes two).
+    let mut lines = out.lines().skip(1);
+    let header = lines.next().unwrap();
+    let column = header[..header.find("CONNECTION").unwrap()].width();
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 5, "{out}");
+    for row in rows {
+        let at = row.find("office (project)").unwrap_or_else(|| panic!("{row}"));
+        assert_eq!(row[..at].width(), column, "misaligned row:\n{out}");
+    }
+    // explain escapes the value too.
+    let out = stdout_of(&[
         "explain",
-        "examples/manifests/acme.yaml",
+        &manifest,
         "-i",
         "orders",
         "-e",
         "production",
-        "NOPE",
+        "OFFICE_BANNER",
     ]);
-    assert_eq!(err.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&err.stderr)
-            .contains("does not produce NOPE; it produces: SMS_URL, SMS_API_KEY")
-    );
+    assert!(out.starts_with("OFFICE_BANNER = ok\\rOVERWRITTEN\n"), "{out:?}");
 }
 
 #[test]
-fn a_broken_manifest_fails_with_file_path_and_rule() {
+fn colours_only_when_asked_for_or_on_a_terminal_without_no_color() {
+    // A file, so that the OAuth application's generated client ID is the
+    // same in every run.
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("broken.yaml");
-    std::fs::write(&file, "project: acme\nconnections:\n  - name: twilio\n    parameters:\n      ApiKey: {secret: true, default: sk_live_123456}\n").unwrap();
-    let out = run(&["plan", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(
-            "broken.yaml: connections[0].parameters.ApiKey.default: a secret value must be a reference"
-        ),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("sk_live"), "{stderr}");
-    let out = run(&["frobnicate"]);
-    assert_eq!(out.status.code(), Some(1));
-    let out = run(&["plan", "--bogus"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: connective"));
+    let db = dir.path().join("acme.db");
+    let db = db.to_str().unwrap();
+    connective().args(["apply", ACME, "--db", db]).assert().success();
+    let args = [
+        "resolve",
+        "--db",
+        db,
+        "-p",
+        "acme",
+        "-i",
+        "orders",
+        "-e",
+        "production",
+    ];
+    let has_colour = |out: &[u8]| out.contains(&0x1b);
+    // Not a terminal: plain.
+    let plain = connective()
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(!has_colour(&plain));
+    // Forced: styled, and the same text once the styles are removed.
+    let styled = connective()
+        .args(args)
+        .args(["--color", "always"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(has_colour(&styled));
+    let stripped = String::from_utf8(styled)
+        .unwrap()
+        .split('\u{1b}')
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                part
+            } else {
+                &part[part.find('m').unwrap() + 1..]
+            }
+        })
+        .collect::<String>();
+    assert_eq!(stripped, String::from_utf8(plain).unwrap());
+    // NO_COLOR wins over CLICOLOR_FORCE; --color never over everything.
+    let out = connective()
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("CLICOLOR_FORCE", "1")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(!has_colour(&out));
+    let out = connective()
+        .args(args)
+        .args(["--color", "never"])
+        .env("CLICOLOR_FORCE", "1")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(!has_colour(&out));
+    // Machine formats are never styled.
+    let out = connective()
+        .args(args)
+        .args(["--color", "always", "-f", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(!has_colour(&out));
 }
 
-#[cfg(feature = "sqlite")]
+// ---------------------------------------------------------------------------
+// A SQLite file: only apply writes
+// ---------------------------------------------------------------------------
+
 #[test]
 fn plan_apply_resolve_and_export_with_a_sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("acme.db");
     let db = db.to_str().unwrap();
-    let manifest = "examples/manifests/acme.yaml";
-    let plan = ok(&["plan", manifest, "--db", db]);
+    let plan = stdout_of(&["plan", ACME, "--db", db]);
     assert!(
         plan.starts_with("plan for project acme (r0): 7 to create, 0 to update, 0 to delete, 0 unchanged\n"),
         "{plan}"
     );
-    let applied = ok(&["apply", manifest, "--db", db]);
+    let applied = stdout_of(&["apply", ACME, "--db", db]);
     assert!(applied.contains("applied at r1"), "{applied}");
     // Applying again, even from the TOML twin, changes nothing.
-    let again = ok(&["apply", "examples/manifests/acme.toml", "--db", db]);
+    let again = stdout_of(&["apply", "examples/manifests/acme.toml", "--db", db]);
     assert!(
         again.contains("0 to create, 0 to update, 0 to delete, 7 unchanged"),
         "{again}"
     );
     assert!(again.contains("nothing to apply"), "{again}");
     // The file holds the project: resolve without the manifest.
-    let table = ok(&[
+    let table = stdout_of(&[
         "resolve",
         "--db",
         db,
@@ -274,7 +592,7 @@ fn plan_apply_resolve_and_export_with_a_sqlite_file() {
         "{table}"
     );
     no_secret_in(&table);
-    // Secrets are sealed in the file, with a key kept beside it for the demo.
+    // Secrets are sealed in the file, with a key kept beside it.
     let raw = std::fs::read(db).unwrap();
     for s in SECRETS {
         assert!(
@@ -292,13 +610,230 @@ fn plan_apply_resolve_and_export_with_a_sqlite_file() {
         assert_eq!(mode & 0o777, 0o600);
     }
     // Export, then plan the export against the file: nothing to change.
-    let exported = ok(&["export", "--db", db, "--project", "acme", "--format", "toml"]);
+    let exported = stdout_of(&["export", "--db", db, "--project", "acme", "--format", "toml"]);
     no_secret_in(&exported);
     let file = dir.path().join("exported.toml");
     std::fs::write(&file, &exported).unwrap();
-    let plan = ok(&["plan", file.to_str().unwrap(), "--db", db]);
+    let plan = stdout_of(&["plan", file.to_str().unwrap(), "--db", db]);
     assert!(
         plan.contains("0 to create, 0 to update, 0 to delete, 7 unchanged"),
         "{plan}"
     );
+}
+
+#[test]
+fn plan_and_the_readers_create_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("acme.db");
+    let db = db.to_str().unwrap();
+    // No database yet: plan against an empty registry, and say so.
+    connective()
+        .args(["plan", ACME, "--db", db])
+        .assert()
+        .success()
+        .stdout(contains("7 to create"))
+        .stderr(contains(
+            "acme.db does not exist yet: planning against an empty registry",
+        ));
+    for args in [
+        vec![
+            "resolve",
+            "--db",
+            db,
+            "-p",
+            "acme",
+            "-i",
+            "orders",
+            "-e",
+            "production",
+        ],
+        vec![
+            "explain",
+            "--db",
+            db,
+            "-p",
+            "acme",
+            "-i",
+            "orders",
+            "-e",
+            "production",
+            "SMS_URL",
+        ],
+        vec!["export", "--db", db, "-p", "acme"],
+    ] {
+        connective().args(&args).assert().code(1).stderr(contains(
+            "acme.db does not exist (`connective apply MANIFEST --db",
+        ));
+    }
+    assert_eq!(listing(dir.path()), Vec::<String>::new(), "files left behind");
+
+    // Once applied, planning reads the file and changes nothing in the folder.
+    connective().args(["apply", ACME, "--db", db]).assert().success();
+    let files = listing(dir.path());
+    assert_eq!(files, ["acme.db", "acme.db.key"]);
+    let before = std::fs::read(db).unwrap();
+    connective()
+        .args(["plan", ACME, "--db", db])
+        .assert()
+        .success()
+        .stdout(contains("0 to create, 0 to update, 0 to delete, 7 unchanged"));
+    assert_eq!(listing(dir.path()), files);
+    assert!(
+        std::fs::read(db).unwrap() == before,
+        "plan changed the database file"
+    );
+
+    // A database without its key: refused, and no new key is made up.
+    std::fs::remove_file(format!("{db}.key")).unwrap();
+    connective()
+        .args(["plan", ACME, "--db", db])
+        .assert()
+        .code(1)
+        .stderr(contains("no key to open").and(contains("CONNECTIVE_SEAL_KEY")));
+    connective().args(["apply", ACME, "--db", db]).assert().code(1);
+    assert_eq!(listing(dir.path()), ["acme.db"]);
+}
+
+#[test]
+fn plan_exit_code_says_whether_there_is_something_to_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("acme.db");
+    let db = db.to_str().unwrap();
+    connective()
+        .args(["plan", ACME, "--db", db, "--exit-code"])
+        .assert()
+        .code(4);
+    connective().args(["plan", ACME, "--db", db]).assert().code(0);
+    connective().args(["apply", ACME, "--db", db]).assert().success();
+    connective()
+        .args(["plan", ACME, "--db", db, "--exit-code"])
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn apply_refuses_with_exit_3_when_the_project_moved_since_the_reviewed_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("acme.db");
+    let db = db.to_str().unwrap();
+    // Somebody reviews a plan made at r0 ...
+    connective()
+        .args(["plan", "examples/manifests/acme.toml", "--db", db])
+        .assert()
+        .success()
+        .stdout(contains("plan for project acme (r0)"));
+    // ... while somebody else applies a smaller manifest first.
+    let other = dir.path().join("other.yaml");
+    std::fs::write(
+        &other,
+        "project: acme\nconnections:\n  - name: crm\n    parameters:\n      Url: { default: https://crm }\n",
+    )
+    .unwrap();
+    connective()
+        .args(["apply", other.to_str().unwrap(), "--db", db])
+        .assert()
+        .success();
+    connective()
+        .args([
+            "apply",
+            "examples/manifests/acme.toml",
+            "--db",
+            db,
+            "--expect-revision",
+            "r0",
+        ])
+        .assert()
+        .code(3)
+        .stderr(contains(
+            "project acme is at r1, not at the expected r0: nothing applied; plan again",
+        ));
+    // Nothing of the reviewed manifest was written.
+    connective()
+        .args([
+            "resolve",
+            "--db",
+            db,
+            "-p",
+            "acme",
+            "-i",
+            "orders",
+            "-e",
+            "production",
+        ])
+        .assert()
+        .success()
+        .stdout(contains("(no variables)"));
+    connective()
+        .args([
+            "apply",
+            "examples/manifests/acme.toml",
+            "--db",
+            db,
+            "--expect-revision",
+            "r1",
+        ])
+        .assert()
+        .success()
+        .stdout(contains("applied at r2"));
+}
+
+// ---------------------------------------------------------------------------
+// The README
+// ---------------------------------------------------------------------------
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_readme_commands_run_as_written() {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("## The `connective` program (feature `cli`)")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the README shows the program's commands");
+    // In a folder of their own, where they may create acme.db.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        Path::new("examples/manifests"),
+        &dir.path().join("examples/manifests"),
+    );
+    let mut ran = 0;
+    for line in section.lines() {
+        let command = line.split("  #").next().unwrap().trim();
+        let Some(args) = command.strip_prefix("connective ") else {
+            continue;
+        };
+        if let Some((args, _redirect)) = args.split_once(" > ") {
+            // A completion script written somewhere of the user's: print it.
+            connective()
+                .current_dir(dir.path())
+                .args(args.split_whitespace())
+                .assert()
+                .success();
+        } else {
+            let out = connective()
+                .current_dir(dir.path())
+                .args(args.split_whitespace())
+                .assert()
+                .success();
+            // A dotenv file is for the integration, and holds the secrets.
+            if !args.contains("dotenv") {
+                no_secret_in(&String::from_utf8_lossy(&out.get_output().stdout));
+            }
+        }
+        ran += 1;
+    }
+    assert_eq!(ran, 8, "{section}");
 }
