@@ -468,6 +468,54 @@ fn the_table_aligns_wide_characters_and_escapes_control_characters() {
 }
 
 #[test]
+fn dotenv_dialects_write_for_their_reader_or_refuse_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tricky_manifest(dir.path());
+    let args = [
+        "resolve",
+        &manifest,
+        "-i",
+        "orders",
+        "-e",
+        "production",
+        "-f",
+        "dotenv",
+    ];
+    // The shell dialect carries every value; bash reads them back exactly.
+    let text = stdout_of(&args);
+    let file = dir.path().join("orders.env");
+    std::fs::write(&file, &text).unwrap();
+    let shell = std::process::Command::new("bash")
+        .args([
+            "--noprofile",
+            "--norc",
+            "-c",
+            "set -a; . \"$1\"; printf '%s|%s|%s' \"$OFFICE_CITY\" \"$OFFICE_BANNER\" \"$OFFICE_SHOUT\"",
+            "sh",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&shell.stdout),
+        "東京都千代田区|ok\rOVERWRITTEN|\u{1b}[2J\u{1b}[31mred"
+    );
+    // The portable subset has no carriage return: refused, naming the variable.
+    connective()
+        .args(args)
+        .args(["--dialect", "portable"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(contains("OFFICE_BANNER"));
+    connective()
+        .args(args)
+        .args(["--dialect", "ini"])
+        .assert()
+        .code(2);
+}
+
+#[test]
 fn colours_only_when_asked_for_or_on_a_terminal_without_no_color() {
     // A file, so that the OAuth application's generated client ID is the
     // same in every run.

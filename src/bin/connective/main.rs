@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use connective::manifest::{ApplyError, ExportOptions, Format, Manifest, SecretSources, export};
 use connective::model::{CustomerId, Environment, IntegrationId, ProjectId, Revision};
-use connective::output::{EnvReport, Secrets, to_dotenv};
+use connective::output::{Dialect, EnvReport, Secrets, to_dotenv_as};
 use connective::prelude::*;
 
 use crate::source::Access;
@@ -125,6 +125,10 @@ enum Command {
         /// Print secret values in json (a dotenv file always holds them).
         #[arg(long)]
         show_secrets: bool,
+        /// For dotenv: the reader the text is for (a value it cannot read
+        /// back exactly is refused, naming the variable).
+        #[arg(long, default_value = "shell", value_parser = dialect_parser())]
+        dialect: Dialect,
     },
     /// Explain one variable: its connection, parameter and value layer, and
     /// why the other layers lost.
@@ -220,6 +224,13 @@ impl From<ExportFormat> for Format {
             ExportFormat::Json => Format::Json,
         }
     }
+}
+
+/// The library's `.env` dialects, by their names.
+fn dialect_parser() -> impl clap::builder::TypedValueParser<Value = Dialect> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Dialect::ALL.map(Dialect::name))
+        .try_map(|name| name.parse::<Dialect>())
 }
 
 fn parse_revision(text: &str) -> Result<Revision, String> {
@@ -350,6 +361,7 @@ fn run(command: Command) -> Outcome {
             request,
             format,
             show_secrets,
+            dialect,
         } => {
             let (registry, request) = open_for_request(manifest.as_deref(), request)?;
             let env = registry.resolve(&request)?;
@@ -364,7 +376,7 @@ fn run(command: Command) -> Outcome {
                     let text = serde_json::to_string_pretty(&EnvReport::new(&env, secrets))?;
                     show::raw(&format!("{text}\n"));
                 }
-                ResolveFormat::Dotenv => show::raw(&to_dotenv(&env)?),
+                ResolveFormat::Dotenv => show::raw(&to_dotenv_as(&env, dialect)?),
             }
             Ok(Exit::Ok)
         }
