@@ -35,6 +35,7 @@ pub const VERSION: &str = "1";
 ///           - { from: ApiKey, to: SMS_KEY }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Document {
     /// The format version (`1`); optional.
@@ -52,6 +53,7 @@ pub struct Document {
 
 /// One connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConnectionDoc {
     /// The name, unique per scope.
@@ -80,6 +82,7 @@ pub struct ConnectionDoc {
 
 /// What a connection reaches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum TargetDoc {
     /// Another integration of the platform.
@@ -92,6 +95,7 @@ pub enum TargetDoc {
 
 /// A platform integration target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PlatformDoc {
     /// The target's project (default: the manifest's).
@@ -109,6 +113,7 @@ pub struct PlatformDoc {
 
 /// Who may call a platform endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum VisibilityDoc {
     /// Integrations of the same project.
@@ -121,6 +126,7 @@ pub enum VisibilityDoc {
 
 /// How a connection authenticates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthDoc {
     /// No authentication.
@@ -144,6 +150,7 @@ impl AuthDoc {
 
 /// Where an OAuth 2.0 connection's client comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum ClientDoc {
     /// The project's (or integration's) shared application.
@@ -156,6 +163,7 @@ pub enum ClientDoc {
 
 /// Who enters a per-customer value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum EnteredByDoc {
     /// The organization, on the customer's behalf.
@@ -170,6 +178,7 @@ pub enum EnteredByDoc {
 /// `file:PATH`, `keep:existing` or a scheme the host registers), never the
 /// secret itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ParamDoc {
     /// Whether the parameter is secret.
@@ -202,6 +211,7 @@ fn is_false(b: &bool) -> bool {
 
 /// A customer's values of one parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(untagged))]
 pub enum CustomerDoc {
     /// One value in every environment (`globex: "value"`).
     Value(Text),
@@ -211,6 +221,7 @@ pub enum CustomerDoc {
 
 /// A customer's values when they differ by environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CustomerLayersDoc {
     /// The customer's value in every environment.
@@ -267,6 +278,7 @@ impl<'de> Deserialize<'de> for CustomerDoc {
 
 /// An integration's mappings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IntegrationDoc {
     /// The connections it uses, in order.
@@ -283,6 +295,7 @@ pub struct IntegrationDoc {
 /// `scope: project` or `scope: integration` pins a name to that scope's
 /// connection. Without `env`, every parameter gets its default variable name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UseDoc {
     /// The connection's name.
@@ -301,6 +314,7 @@ pub struct UseDoc {
 
 /// A scope a reference is pinned to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum ScopeDoc {
     /// The project-scope connection of that name.
@@ -311,6 +325,7 @@ pub enum ScopeDoc {
 
 /// One `from`/`to` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnvEntryDoc {
     /// The parameter.
@@ -533,5 +548,37 @@ impl<'de> DeserializeSeed<'de> for KeySeed {
     type Value = String;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
         d.deserialize_str(TextVisitor).map(|t| t.0)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Text {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Text".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A value as text; integers and booleans are kept as their text. A secret parameter's value is a reference: env:NAME, file:PATH, keep:existing or a scheme the host registers.",
+            "type": ["string", "integer", "boolean"]
+        })
+    }
+}
+
+#[cfg(feature = "schema")]
+impl<V: schemars::JsonSchema> schemars::JsonSchema for UniqueMap<V> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("Map_of_{}", V::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "additionalProperties": generator.subschema_for::<V>()
+        })
     }
 }

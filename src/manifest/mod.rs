@@ -68,6 +68,8 @@ mod doc;
 mod error;
 mod export;
 mod plan;
+#[cfg(feature = "schema")]
+mod schema;
 mod secret;
 
 use std::collections::{BTreeSet, HashMap};
@@ -82,6 +84,8 @@ pub use doc::{
 pub use error::{ApplyError, Limit, Location, ManifestError, ManifestProblem, Rule};
 pub use export::{ExportError, ExportOptions, SecretSlot, export};
 pub use plan::{Action, Applied, ConnectionChange, MappingsChange, Plan, Summary};
+#[cfg(feature = "schema")]
+pub use schema::{SCHEMA_PATH, schema, schema_text};
 pub use secret::{
     EnvSource, FileSource, KEEP, NotAReference, SchemeError, SecretRef, SecretSource, SecretSources,
     SourceContext, SourceError,
