@@ -66,6 +66,47 @@ pub enum Rule {
         /// empty otherwise.
         found: String,
     },
+    /// A component configuration's `schemaVersion` (or `apiVersion`) is not
+    /// one this crate reads.
+    #[error(
+        "unsupported component configuration version{} (this crate reads component.yaml 1.0, 1.1 and 1.2, and \
+         component-config.yaml core.choreo.dev/v1beta1)",
+        if found.is_empty() { String::new() } else { format!(" {found:?}") }
+    )]
+    ComponentVersion {
+        /// The version given, if short; empty otherwise.
+        found: String,
+    },
+    /// A `resourceRef` is not in one of the platform's forms.
+    #[error(
+        "not a resource reference: use [service:][/<project>/]<component>/<major-version>[/<endpoint>][/<visibility>], \
+         thirdparty:<service>/<version> or database:[<server>/]<database>"
+    )]
+    ResourceRef,
+    /// A connection reference's `resourceRef` names another kind of target
+    /// than the registry's connection of that name has.
+    #[error("connection {connection} reaches {target}, but its resourceRef names a {resource}")]
+    TargetMismatch {
+        /// The connection.
+        connection: ConnectionName,
+        /// The kind the resourceRef names.
+        resource: &'static str,
+        /// The connection's target, described.
+        target: String,
+    },
+    /// Connection references use the platform's fixed variable names, which
+    /// the registry's default prefix does not produce.
+    #[error(
+        "connection references inject {expected}_<CONNECTION>_<PARAMETER>, but this registry's default variable \
+         names have {}: give the registry the prefix {expected}, or use serviceReferences with explicit env",
+        found.as_ref().map_or("no prefix".to_string(), |p| format!("the prefix {p}"))
+    )]
+    DefaultPrefix {
+        /// The platform's prefix.
+        expected: crate::model::EnvVarName,
+        /// The registry's.
+        found: Option<crate::model::EnvVarName>,
+    },
     /// The manifest is larger than the host's [`ManifestLimits`](super::ManifestLimits) allow.
     #[error("{}", too_large(*limit, *max, *found))]
     TooLarge {

@@ -64,6 +64,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod choreo;
 mod doc;
 mod error;
 mod export;
@@ -76,6 +77,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use choreo::{
+    ComponentConfig, ComponentImport, ConnectionEnv, ConnectionReference, ImportOptions, ResourceRef,
+    ServiceReference,
+};
 pub use doc::{
     AuthDoc, ClientDoc, ConnectionDoc, CustomerDoc, CustomerLayersDoc, Document, EnteredByDoc, EnvEntryDoc,
     IntegrationDoc, ParamDoc, PlatformDoc, ScopeDoc, TargetDoc, Text, UniqueMap, UseDoc, VERSION,
@@ -287,39 +292,7 @@ pub fn parse_document_with(
         ));
     }
     match format {
-        Format::Yaml => {
-            // No source snippets in messages (they could show a literal
-            // secret); repeated keys reach `UniqueMap`, which reports them.
-            let mut budget = serde_saphyr::Budget::default();
-            budget.max_nodes = limits.max_yaml_nodes;
-            budget.max_events = limits.max_yaml_nodes.saturating_mul(2).saturating_add(16);
-            budget.max_aliases = limits.max_yaml_aliases;
-            budget.max_depth = limits.max_depth;
-            budget.max_total_scalar_bytes = limits.max_bytes;
-            budget.max_reader_input_bytes = Some(limits.max_bytes);
-            let options = serde_saphyr::options! {
-                with_snippet: false,
-                crop_radius: 0,
-                duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::PassThrough,
-                budget: Some(budget),
-            };
-            let mut failed_at: Option<String> = None;
-            let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-                serde_path_to_error::deserialize::<_, Document>(de).map_err(|e| {
-                    let (_, key) = redact_message(&e.inner().to_string());
-                    failed_at = Some(path_text(e.path(), key));
-                    e.into_inner()
-                })
-            });
-            result.map_err(|e| {
-                if let serde_saphyr::Error::Budget { breach, .. } = &e
-                    && let Some(rule) = budget_rule(breach, limits)
-                {
-                    return invalid(String::new(), yaml_location(&e), rule);
-                }
-                syntax(failed_at.unwrap_or_default(), yaml_location(&e), yaml_message(&e))
-            })
-        }
+        Format::Yaml => parse_yaml(text, file, limits),
         Format::Toml => {
             let de = toml::Deserializer::parse(text).map_err(|e| toml_error(file, &e, text))?;
             serde_path_to_error::deserialize::<_, Document>(de).map_err(|e| {
@@ -346,6 +319,103 @@ pub fn parse_document_with(
             Ok(doc)
         }
     }
+}
+
+/// Parses YAML into `T` within `limits`: no source snippets in messages
+/// (they could show a literal secret), the budget from `limits`, repeated
+/// keys passed on to `UniqueMap` (which reports them).
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+    limits: &ManifestLimits,
+) -> Result<T, ManifestError> {
+    let invalid = |path: String, line_column: Option<(usize, usize)>, rule: Rule| ManifestError::Invalid {
+        file: file.to_owned(),
+        problems: vec![ManifestProblem {
+            location: Location { path, line_column },
+            rule,
+        }],
+    };
+    if text.len() > limits.max_bytes {
+        return Err(invalid(
+            String::new(),
+            None,
+            Rule::TooLarge {
+                limit: Limit::Bytes,
+                max: limits.max_bytes,
+                found: Some(text.len()),
+            },
+        ));
+    }
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = limits.max_yaml_nodes;
+    budget.max_events = limits.max_yaml_nodes.saturating_mul(2).saturating_add(16);
+    budget.max_aliases = limits.max_yaml_aliases;
+    budget.max_depth = limits.max_depth;
+    budget.max_total_scalar_bytes = limits.max_bytes;
+    budget.max_reader_input_bytes = Some(limits.max_bytes);
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+        crop_radius: 0,
+        duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::PassThrough,
+        budget: Some(budget),
+    };
+    let mut failed_at: Option<String> = None;
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+            let (_, key) = redact_message(&e.inner().to_string());
+            failed_at = Some(path_text(e.path(), key));
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        if let serde_saphyr::Error::Budget { breach, .. } = &e
+            && let Some(rule) = budget_rule(breach, limits)
+        {
+            return invalid(String::new(), yaml_location(&e), rule);
+        }
+        invalid(
+            failed_at.unwrap_or_default(),
+            yaml_location(&e),
+            Rule::Syntax {
+                message: yaml_message(&e),
+            },
+        )
+    })
+}
+
+/// Reads at most `max` bytes of `path` as text, whatever size it reports.
+pub(crate) fn read_bounded(path: &Path, file: &str, max: usize) -> Result<String, ManifestError> {
+    use std::io::Read;
+    let read = |source| ManifestError::Read {
+        file: file.to_owned(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(read)?
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read)?;
+    if bytes.len() > max {
+        return Err(ManifestError::Invalid {
+            file: file.to_owned(),
+            problems: vec![ManifestProblem::at(
+                "",
+                Rule::TooLarge {
+                    limit: Limit::Bytes,
+                    max,
+                    found: None,
+                },
+            )],
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        read(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.utf8_error(),
+        ))
+    })
 }
 
 /// The path serde reached, as `connections[2].parameters.Key`. With
@@ -579,41 +649,11 @@ impl Manifest {
     /// [`Manifest::load`] with the host's limits and schemes. At most
     /// [`ManifestLimits::max_bytes`] are read, whatever size the file reports.
     pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Manifest, ManifestError> {
-        use std::io::Read;
         let path = path.as_ref();
         let file = path.display().to_string();
         let format =
             Format::from_path(path).ok_or_else(|| ManifestError::UnknownFormat { file: file.clone() })?;
-        let read = |source| ManifestError::Read {
-            file: file.clone(),
-            source,
-        };
-        let max = options.limits.max_bytes;
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .map_err(read)?
-            .take(max as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(read)?;
-        if bytes.len() > max {
-            return Err(ManifestError::Invalid {
-                file: file.clone(),
-                problems: vec![ManifestProblem::at(
-                    "",
-                    Rule::TooLarge {
-                        limit: Limit::Bytes,
-                        max,
-                        found: None,
-                    },
-                )],
-            });
-        }
-        let text = String::from_utf8(bytes).map_err(|e| {
-            read(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                e.utf8_error(),
-            ))
-        })?;
+        let text = read_bounded(path, &file, options.limits.max_bytes)?;
         let base = path.parent().map(|p| {
             if p.as_os_str().is_empty() {
                 PathBuf::from(".")
