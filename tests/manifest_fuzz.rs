@@ -103,3 +103,35 @@ fn deep_nesting_and_huge_inputs_are_refused_without_crashing() {
     let err = Manifest::parse(&huge, Format::Yaml, "huge.yaml").unwrap_err();
     assert!(err.to_string().contains("at most 16777216 allowed"), "{err}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Choreo's component configuration: arbitrary edits of the sample give a
+    /// configuration or an error, and an import against a registry an error
+    /// or mappings, never a panic.
+    #[test]
+    fn mutated_component_configurations_never_panic(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..4, "[ -~\n:{}\\[\\],/-]{0,3}"), 1..6),
+        resource in "[ -~]{0,40}",
+    ) {
+        use connective::manifest::{ComponentConfig, ImportOptions, ResourceRef};
+        let _ = ResourceRef::parse(&resource);
+        let mut text = std::fs::read_to_string("examples/manifests/choreo/component.yaml").unwrap();
+        for (at, cut, insert) in edits {
+            let mut pos = at.index(text.len() + 1);
+            while !text.is_char_boundary(pos) {
+                pos -= 1;
+            }
+            let mut end = (pos + cut).min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.replace_range(pos..end, &insert);
+        }
+        if let Ok(config) = ComponentConfig::parse(&text, "component.yaml") {
+            let registry = Registry::in_memory();
+            let _ = config.mappings(&registry, &"acme".parse().unwrap(), &"orders".parse().unwrap(), &ImportOptions::choreo());
+        }
+    }
+}
