@@ -16,8 +16,8 @@ use hashbrown::DefaultHashBuilder;
 use hashbrown::{HashMap, HashTable};
 
 use crate::model::{
-    AppOwner, Connection, ConnectionId, ConnectionName, IntegrationId, Mappings, NameStripe, OAuthApp,
-    ProjectId, Record, RecordKey, ResolvePolicy, Revision, Version, Versioned,
+    AppOwner, Connection, ConnectionId, ConnectionName, ConnectionRef, IntegrationId, Mappings, NameStripe,
+    OAuthApp, ProjectId, Record, RecordKey, ResolvePolicy, Revision, Scope, Version, Versioned,
 };
 
 /// One project's connections, mappings and OAuth applications at one revision.
@@ -37,6 +37,8 @@ pub struct ProjectSnapshot {
     /// The versions of the project's reference fences, sorted by stripe (at
     /// most [`NameStripe::COUNT`]).
     fences: Vec<(NameStripe, Version)>,
+    /// Records of the project the store holds but could not read back.
+    unreadable: Vec<RecordKey>,
 }
 
 /// The hash of a (scope, name) key of the per-name index (foldhash, seeded
@@ -108,6 +110,7 @@ impl ProjectSnapshot {
             mappings: HashMap::new(),
             apps: HashMap::new(),
             fences: Vec::new(),
+            unreadable: Vec::new(),
         }
     }
 
@@ -216,9 +219,93 @@ impl ProjectSnapshot {
         users
     }
 
+    /// Records of the project that the store holds but could not read back
+    /// (e.g. sealed under a key this replica lacks), sorted. Resolutions that
+    /// depend on one fail ([`ProjectSnapshot::unreadable_for`]).
+    pub fn unreadable(&self) -> &[RecordKey] {
+        &self.unreadable
+    }
+
+    /// The unreadable records a resolution for `integration` may depend on:
+    /// its mappings, the connections of every name it refers to in either
+    /// scope it sees (and their OAuth applications), and, for a reference by
+    /// ID that finds nothing, every unreadable connection it could see. Empty
+    /// (and free) when the project has none.
+    pub fn unreadable_for(&self, integration: &IntegrationId) -> Vec<RecordKey> {
+        if self.unreadable.is_empty() {
+            return Vec::new();
+        }
+        let mut out: Vec<RecordKey> = Vec::new();
+        let mut add = |key: RecordKey| {
+            if self.unreadable.binary_search(&key).is_ok() && !out.contains(&key) {
+                out.push(key);
+            }
+        };
+        let p = &self.project;
+        add(RecordKey::Mappings(p.clone(), integration.clone()));
+        let Some(mappings) = self.mappings(integration) else {
+            return out;
+        };
+        let own = Scope::Integration(integration.clone());
+        for u in mappings.value.uses() {
+            let candidates: Vec<&Versioned<Arc<Connection>>> = match &u.reference {
+                ConnectionRef::Name(name) => {
+                    add(RecordKey::Connection(p.clone(), own.clone(), name.clone()));
+                    add(RecordKey::Connection(p.clone(), Scope::Project, name.clone()));
+                    [self.by_name(Some(integration), name), self.by_name(None, name)]
+                        .into_iter()
+                        .flatten()
+                        .collect()
+                }
+                ConnectionRef::Id(id) => match self.connection(*id) {
+                    Some(c) => vec![c],
+                    None => {
+                        for key in &self.unreadable {
+                            if let RecordKey::Connection(_, scope, _) = key
+                                && (scope == &Scope::Project || scope == &own)
+                            {
+                                add(key.clone());
+                            }
+                        }
+                        Vec::new()
+                    }
+                },
+            };
+            for c in candidates {
+                if let Some(owner) = c.value.oauth_app() {
+                    add(RecordKey::OAuthApp(p.clone(), owner.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Marks the record under `key` as held by the store but unreadable here:
+    /// whatever this snapshot had under the key is dropped.
+    pub(crate) fn mark_unreadable(&mut self, key: &RecordKey) {
+        if key.project() != &self.project {
+            return;
+        }
+        self.remove(key);
+        if let Err(i) = self.unreadable.binary_search(key) {
+            self.unreadable.insert(i, key.clone());
+        }
+    }
+
+    /// Forgets that the record under `key` was unreadable (it was written or
+    /// deleted since).
+    fn readable_again(&mut self, key: &RecordKey) {
+        if let Ok(i) = self.unreadable.binary_search(key) {
+            self.unreadable.remove(i);
+        }
+    }
+
     /// Stores a record of this project at `version`. Records of another
     /// project are ignored.
     pub(crate) fn put(&mut self, version: Version, record: &Record) {
+        if !self.unreadable.is_empty() && record.key().project() == &self.project {
+            self.readable_again(&record.key());
+        }
         match record {
             Record::Connection(c) if c.project() == &self.project => {
                 if let Some(old) = self.connections.get(&c.id()).map(|o| Arc::clone(&o.value)) {
@@ -267,6 +354,9 @@ impl ProjectSnapshot {
 
     /// Removes a record of this project.
     pub(crate) fn remove(&mut self, key: &RecordKey) {
+        if !self.unreadable.is_empty() {
+            self.readable_again(key);
+        }
         match key {
             RecordKey::Connection(p, scope, name) if p == &self.project => {
                 let old = self
@@ -353,7 +443,7 @@ impl Catalog {
         records: impl IntoIterator<Item = (Version, Record)>,
     ) -> Self {
         let catalog = Catalog::new(policy);
-        catalog.replace_all(revision, records);
+        catalog.replace_all(revision, records, Vec::new());
         catalog
     }
 
@@ -412,11 +502,13 @@ impl Catalog {
         self.revision.store(revision.0, Ordering::Release);
     }
 
-    /// Replaces everything with `records` at `revision`.
+    /// Replaces everything with `records` at `revision`, with `unreadable`
+    /// the keys of records the store holds but could not read back.
     pub(crate) fn replace_all(
         &self,
         revision: Revision,
         records: impl IntoIterator<Item = (Version, Record)>,
+        unreadable: Vec<RecordKey>,
     ) {
         let mut projects: HashMap<ProjectId, ProjectSnapshot> = HashMap::new();
         for (version, record) in records {
@@ -425,6 +517,13 @@ impl Catalog {
                 .entry(project.clone())
                 .or_insert_with(|| ProjectSnapshot::empty(project))
                 .put(version, &record);
+        }
+        for key in unreadable {
+            let project = key.project().clone();
+            projects
+                .entry(project.clone())
+                .or_insert_with(|| ProjectSnapshot::empty(project))
+                .mark_unreadable(&key);
         }
         let mut directory: Directory = HashMap::with_capacity(projects.len());
         for (id, mut snapshot) in projects {
@@ -439,7 +538,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ConnectionSpec, Scope};
+    use crate::model::ConnectionSpec;
 
     fn connection(id: ConnectionId, name: &str, integration: Option<&str>) -> Record {
         let spec = match integration {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use connective::model::{Revision, Version};
 use connective::store::seal::{KeyRing, SealKey};
-use connective::store::{Batch, CommitToken, Expect, PostgresStore, Store, StoreError, Write};
+use connective::store::{Batch, Changed, CommitToken, Expect, PostgresStore, Store, StoreError, Write};
 use connective::test_kit;
 use connective::test_kit::postgres::{PgCluster, database, unavailable};
 
@@ -182,29 +182,43 @@ fn wrong_key_missing_key_and_reseal() {
             vec![Write::delete(other.key(), Expect::Version(Version(1)))],
         );
     }
+    // A ring without the key: the load reports what it cannot read.
     let missing = db.open(KeyRing::new(key("k2", 2))).expect("open without k1");
-    let (what, message) = unreadable_message(missing.load().expect_err("load without the key"));
+    let snapshot = missing.load().expect("a load reports what it cannot read");
+    assert!(snapshot.records.is_empty());
+    assert_eq!(snapshot.unreadable.len(), 1);
+    let lost = &snapshot.unreadable[0];
+    assert_eq!((&lost.key, lost.key_id.as_deref()), (&record.key(), Some("k1")));
+    let message = lost.error.to_string();
     assert!(
-        message.contains("\"k1\"") && message.contains("does not hold"),
+        message.contains("\"k1\"") && message.contains("does not hold") && !message.contains(&secret),
         "{message}"
     );
+    let (_, message) = unreadable_message(missing.get(&record.key()).expect_err("get without the key"));
+    assert!(message.contains("\"k1\""), "{message}");
+    let feed = missing
+        .changes_since(Revision(0), 10)
+        .expect("the feed, with what it cannot read");
     assert!(
-        what.contains(&record.key().to_string()) && !message.contains(&secret),
-        "{what}: {message}"
+        matches!(&feed[0].change, Changed::Unreadable(u)
+            if u.key_id.as_deref() == Some("k1") && u.error.to_string().contains("change feed")),
+        "{:?}",
+        feed[0]
     );
-    let (what, _) = unreadable_message(missing.changes_since(Revision(0), 10).expect_err("feed"));
-    assert!(what.contains("change feed"), "{what}");
-    let wrong = db.open(KeyRing::new(key("k1", 7))).expect("open with a wrong k1");
-    let (_, message) = unreadable_message(wrong.get(&record.key()).expect_err("get with a wrong key"));
+    assert!(matches!(feed[2].change, Changed::Deleted));
     assert!(
-        message.contains("\"k1\"") && message.contains("does not open"),
-        "{message}"
+        matches!(missing.reseal(), Err(StoreError::Unreadable { .. })),
+        "re-seal without the key must fail"
     );
+    drop(missing);
+    // Different bytes under k1: refused at open, before anything is read or sealed.
+    let wrong = db
+        .open(KeyRing::new(key("k1", 7)))
+        .expect_err("a wrong k1 is refused");
     assert!(
-        matches!(wrong.reseal(), Err(StoreError::Unreadable { .. })),
-        "re-seal with a wrong key must fail"
+        matches!(&wrong, StoreError::KeyMismatch { key_id, .. } if key_id == "k1"),
+        "{wrong}"
     );
-    drop((missing, wrong));
 
     let head = db.open(ring()).expect("open").revision().expect("revision");
     let rotated = db

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use connective::model::{Record, Revision, Version};
 use connective::store::seal::{KeyRing, SealKey};
-use connective::store::{Batch, CommitToken, Expect, SqliteStore, Store, StoreError, Write};
+use connective::store::{Batch, Changed, CommitToken, Expect, SqliteStore, Store, StoreError, Write};
 use connective::test_kit;
 
 fn key(id: &str, byte: u8) -> SealKey {
@@ -148,23 +148,33 @@ fn a_missing_or_wrong_key_is_a_typed_error_and_loses_nothing() {
         let store = SqliteStore::open(&path, ring()).expect("open");
         commit(&store, vec![Write::put(record.clone(), Expect::Absent)]);
     }
-    // A ring without the key the records were sealed with.
+    // A ring without the key the records were sealed with: the load reports
+    // what it cannot read.
     let store = SqliteStore::open(&path, KeyRing::new(key("k2", 2))).expect("open without k1");
-    let (what, message) = unreadable_message(store.load().expect_err("load without the key"));
+    let snapshot = store.load().expect("a load reports what it cannot read");
+    assert!(snapshot.records.is_empty());
+    assert_eq!(snapshot.unreadable.len(), 1);
+    let lost = &snapshot.unreadable[0];
+    assert_eq!(
+        (&lost.key, lost.version, lost.key_id.as_deref()),
+        (&record.key(), Version(1), Some("k1"))
+    );
+    let message = lost.error.to_string();
     assert!(
-        message.contains("\"k1\"") && message.contains("does not hold"),
+        message.contains("\"k1\"") && message.contains("does not hold") && !message.contains(&secret),
         "{message}"
     );
-    assert!(what.contains(&record.key().to_string()), "{what}");
-    assert!(!message.contains(&secret) && !what.contains(&secret));
     let (_, message) = unreadable_message(store.get(&record.key()).expect_err("get without the key"));
     assert!(message.contains("\"k1\""), "{message}");
-    let (what, _) = unreadable_message(
-        store
-            .changes_since(Revision(0), 10)
-            .expect_err("feed without the key"),
+    let feed = store
+        .changes_since(Revision(0), 10)
+        .expect("the feed, with what it cannot read");
+    assert!(
+        matches!(&feed[0].change, Changed::Unreadable(u)
+            if u.key_id.as_deref() == Some("k1") && u.error.to_string().contains("change feed")),
+        "{:?}",
+        feed[0]
     );
-    assert!(what.contains("change feed"), "{what}");
     // Writing does not need to read: a conflict check still works and reports versions.
     assert!(matches!(
         store.commit(&Batch {
@@ -177,18 +187,13 @@ fn a_missing_or_wrong_key_is_a_typed_error_and_loses_nothing() {
         })
     ));
     drop(store);
-    // A different key under the same ID.
-    let store = SqliteStore::open(&path, KeyRing::new(key("k1", 9))).expect("open with a wrong k1");
-    let (_, message) = unreadable_message(store.load().expect_err("load with a wrong key"));
+    // A different key under the same ID: refused at open, before anything is
+    // read or sealed.
+    let wrong = SqliteStore::open(&path, KeyRing::new(key("k1", 9))).expect_err("a wrong k1 is refused");
     assert!(
-        message.contains("\"k1\"") && message.contains("does not open"),
-        "{message}"
+        matches!(&wrong, StoreError::KeyMismatch { key_id, .. } if key_id == "k1"),
+        "{wrong}"
     );
-    assert!(
-        matches!(store.reseal(), Err(StoreError::Unreadable { .. })),
-        "re-seal with a wrong key must fail"
-    );
-    drop(store);
     // Nothing was lost.
     let store = SqliteStore::open(&path, ring()).expect("open with the right key");
     let snapshot = store.load().expect("load");

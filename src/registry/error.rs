@@ -93,6 +93,20 @@ pub enum RegistryError {
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
+    /// The project has records the store holds but this registry cannot read
+    /// back ([`Registry::unreadable`](super::Registry::unreadable)): a write
+    /// could break what it cannot see, so the project is read-only here until
+    /// they are readable again. Other projects are not affected.
+    #[error(
+        "project {project} has records this registry cannot read ({}): it is read-only until they are readable again",
+        join(records)
+    )]
+    ProjectUnreadable {
+        /// The project.
+        project: ProjectId,
+        /// The records that cannot be read.
+        records: Vec<RecordKey>,
+    },
     /// The write failed (`error`; nothing was stored), and undoing what the
     /// OAuth provisioner did for it failed too: the applications or grants
     /// named in `failures` remain at the identity provider.

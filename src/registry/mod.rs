@@ -47,7 +47,7 @@
 mod error;
 mod tx;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -60,11 +60,13 @@ pub use tx::Tx;
 use crate::catalog::{Catalog, ProjectSnapshot};
 use crate::model::{
     AppOwner, Connection, ConnectionId, ConnectionName, ConnectionSpec, EnvVarName, IntegrationId, Mappings,
-    OAuthApp, ProjectId, Record, ReservedNames, ResolvePolicy, Revision, Version, Versioned,
+    OAuthApp, ProjectId, Record, RecordKey, ReservedNames, ResolvePolicy, Revision, Version, Versioned,
 };
 use crate::oauth::{LocalProvisioner, OAuthProvisioner, ProvisionError};
 use crate::resolve::{ProjectView, ResolveError, ResolveRequest, ResolvedEnv, Resolver, find_connection};
-use crate::store::{Batch, CommitToken, Committed, MemoryStore, Store, StoreError};
+use crate::store::{
+    Batch, Changed, CommitToken, Committed, MemoryStore, Snapshot, Store, StoreError, UnreadableRecord,
+};
 use tx::ProvisionerWork;
 
 /// Whether deleting a connection that integrations still use is refused.
@@ -209,17 +211,25 @@ impl RegistryBuilder {
     }
 
     /// Loads the store into a catalog and returns the registry.
+    ///
+    /// Records the store cannot read back do not stop it: they are left out
+    /// and listed by [`Registry::unreadable`]; resolutions that depend on one
+    /// fail, and writes to their projects are refused
+    /// ([`RegistryError::ProjectUnreadable`]), while every other project
+    /// serves as usual.
     pub fn build(self) -> Result<Registry, RegistryError> {
-        let snapshot = self.store.load()?;
-        let catalog = Catalog::from_records(self.policy, snapshot.revision, snapshot.records);
-        Ok(Registry {
+        let registry = Registry {
             store: self.store,
-            catalog,
+            catalog: Catalog::new(self.policy),
             provisioner: self.provisioner,
             writer: Mutex::new(()),
             tokens: Tokens::new(),
             unsettled: Mutex::new(Vec::new()),
-        })
+            unreadable: Mutex::new(BTreeMap::new()),
+        };
+        let snapshot = registry.store.load()?;
+        registry.replace_all(snapshot);
+        Ok(registry)
     }
 }
 
@@ -259,6 +269,8 @@ pub struct Registry {
     tokens: Tokens,
     /// Writes whose commit answer was lost and could not be looked up yet.
     unsettled: Mutex<Vec<Unsettled>>,
+    /// Records the store holds but this registry cannot read back.
+    unreadable: Mutex<BTreeMap<RecordKey, UnreadableRecord>>,
 }
 
 /// The tokens of one registry's batches: a random prefix of its own and a
@@ -340,6 +352,7 @@ impl Registry {
             writer: Mutex::new(()),
             tokens: Tokens::new(),
             unsettled: Mutex::new(Vec::new()),
+            unreadable: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -426,7 +439,7 @@ impl Registry {
             self.settle_locked(&mut report);
             return Ok((value, report));
         }
-        if let Err(e) = tx.check_dependents() {
+        if let Err(e) = tx.check_writable().and_then(|()| tx.check_dependents()) {
             return Err(self.undo(&tx.work, e));
         }
         let token = self.tokens.next();
@@ -779,6 +792,34 @@ impl Registry {
         Ok(self.catalog.revision())
     }
 
+    /// Records the store holds but this registry cannot read back (e.g.
+    /// sealed under a key its ring lacks), sorted by key, with why. They are
+    /// left out of the catalog: resolutions that depend on one fail with
+    /// [`Problem::Unreadable`](crate::resolve::Problem::Unreadable), and
+    /// writes to their projects are refused
+    /// ([`RegistryError::ProjectUnreadable`]) until the record is readable
+    /// again (the store rewrites or deletes it, or this registry is rebuilt
+    /// with the missing key).
+    pub fn unreadable(&self) -> Vec<UnreadableRecord> {
+        self.unreadable_map().values().cloned().collect()
+    }
+
+    fn unreadable_map(&self) -> MutexGuard<'_, BTreeMap<RecordKey, UnreadableRecord>> {
+        self.unreadable.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the catalog with everything in `snapshot`.
+    fn replace_all(&self, snapshot: Snapshot) {
+        let keys = snapshot.unreadable.iter().map(|u| u.key.clone()).collect();
+        self.catalog
+            .replace_all(snapshot.revision, snapshot.records, keys);
+        *self.unreadable_map() = snapshot
+            .unreadable
+            .into_iter()
+            .map(|u| (u.key.clone(), u))
+            .collect();
+    }
+
     fn catch_up_locked(&self) -> Result<(), RegistryError> {
         loop {
             let from = self.catalog.revision();
@@ -786,7 +827,7 @@ impl Registry {
                 Ok(c) => c,
                 Err(StoreError::FeedTruncated { .. }) => {
                     let snapshot = self.store.load()?;
-                    self.catalog.replace_all(snapshot.revision, snapshot.records);
+                    self.replace_all(snapshot);
                     return Ok(());
                 }
                 Err(e) => return Err(e.into()),
@@ -803,9 +844,26 @@ impl Registry {
                         .map(|s| (*s).clone())
                         .unwrap_or_else(|| ProjectSnapshot::empty(project.clone()))
                 });
-                match &change.record {
-                    Some(record) => snapshot.put(change.version, record),
-                    None => snapshot.remove(&change.key),
+                let readable = match &change.change {
+                    Changed::Put(record) => {
+                        snapshot.put(change.version, record);
+                        true
+                    }
+                    Changed::Deleted => {
+                        snapshot.remove(&change.key);
+                        true
+                    }
+                    Changed::Unreadable(why) => {
+                        snapshot.mark_unreadable(&change.key);
+                        self.unreadable_map().insert(change.key.clone(), (**why).clone());
+                        false
+                    }
+                };
+                if readable {
+                    let mut unreadable = self.unreadable_map();
+                    if !unreadable.is_empty() {
+                        unreadable.remove(&change.key);
+                    }
                 }
                 snapshot.set_revision(change.revision);
             }

@@ -165,6 +165,28 @@ impl<'r> Tx<'r> {
         self.working_mut(project)
     }
 
+    /// Refuses to write to a project with records this registry cannot read.
+    fn writable(&mut self, project: &ProjectId) -> Result<(), RegistryError> {
+        let unreadable = self.working_mut(project).unreadable();
+        if unreadable.is_empty() {
+            Ok(())
+        } else {
+            Err(RegistryError::ProjectUnreadable {
+                project: project.clone(),
+                records: unreadable.to_vec(),
+            })
+        }
+    }
+
+    /// The same check over every project this transaction writes to.
+    pub(super) fn check_writable(&mut self) -> Result<(), RegistryError> {
+        let projects: HashSet<ProjectId> = self.pending.keys().map(|k| k.project().clone()).collect();
+        for project in &projects {
+            self.writable(project)?;
+        }
+        Ok(())
+    }
+
     fn working_mut(&mut self, project: &ProjectId) -> &mut ProjectSnapshot {
         let (registry, base) = (self.registry, &mut self.base);
         self.working.entry(project.clone()).or_insert_with(|| {
@@ -260,6 +282,7 @@ impl<'r> Tx<'r> {
     /// connection gets its application provisioned (or granted the target) here.
     pub fn create_connection(&mut self, spec: ConnectionSpec) -> Result<ConnectionId, RegistryError> {
         let project = spec.project_id().clone();
+        self.writable(&project)?;
         let snapshot = self.working_mut(&project);
         if let Some(existing) = snapshot.by_name(spec.scope().integration(), spec.name()) {
             return Err(RegistryError::NameTaken {
@@ -293,6 +316,7 @@ impl<'r> Tx<'r> {
         spec: ConnectionSpec,
     ) -> Result<(), RegistryError> {
         let project = spec.project_id().clone();
+        self.writable(&project)?;
         let snapshot = self.working_mut(&project);
         let Some(old) = snapshot.connection(id).map(|c| c.value.clone()) else {
             return Err(RegistryError::ConnectionNotFound { project, id });
@@ -362,6 +386,7 @@ impl<'r> Tx<'r> {
         version: Version,
         mode: DeleteMode,
     ) -> Result<(), RegistryError> {
+        self.writable(project)?;
         let snapshot = self.working_mut(project);
         let Some(old) = snapshot.connection(id).map(|c| c.value.clone()) else {
             return Err(RegistryError::ConnectionNotFound {
@@ -430,6 +455,7 @@ impl<'r> Tx<'r> {
         version: Version,
         edit: impl FnOnce(&mut ConnectionSpec) -> Result<(), crate::model::SpecProblem>,
     ) -> Result<(), RegistryError> {
+        self.writable(project)?;
         let Some(old) = self.working_mut(project).connection(id).map(|c| c.value.clone()) else {
             return Err(RegistryError::ConnectionNotFound {
                 project: project.clone(),
@@ -461,6 +487,7 @@ impl<'r> Tx<'r> {
         mappings: Mappings,
         expected: Option<Version>,
     ) -> Result<(), RegistryError> {
+        self.writable(mappings.project())?;
         let key = RecordKey::Mappings(mappings.project().clone(), mappings.integration().clone());
         self.check_version(&key, expected.map_or(Expect::Absent, Expect::Version))?;
         let policy = self.registry.catalog.policy().clone();
@@ -499,6 +526,7 @@ impl<'r> Tx<'r> {
         integration: &crate::model::IntegrationId,
         version: Version,
     ) -> Result<(), RegistryError> {
+        self.writable(project)?;
         let key = RecordKey::Mappings(project.clone(), integration.clone());
         self.check_version(&key, Expect::Version(version))?;
         self.delete(key);
@@ -508,6 +536,7 @@ impl<'r> Tx<'r> {
     /// Rotates an OAuth application's secret: every connection using it
     /// resolves to the new secret as soon as the write commits.
     pub fn rotate_app_secret(&mut self, project: &ProjectId, owner: &AppOwner) -> Result<(), RegistryError> {
+        self.writable(project)?;
         let Some(app) = self.working_mut(project).app(owner).map(|a| a.value.clone()) else {
             return Err(RegistryError::AppNotFound {
                 project: project.clone(),

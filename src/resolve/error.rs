@@ -5,7 +5,7 @@ use std::fmt;
 use super::ResolveRequest;
 use crate::model::{
     AppOwner, ConnectionId, ConnectionName, ConnectionRef, CustomerId, EnvVarName, Environment,
-    IntegrationId, ParamName,
+    IntegrationId, ParamName, RecordKey,
 };
 
 /// One problem of a resolution.
@@ -88,6 +88,14 @@ pub enum Problem {
         connection_id: ConnectionId,
         /// The application's owner.
         owner: AppOwner,
+    },
+    /// A record the resolution depends on is in the store but could not be
+    /// read back by this replica (e.g. sealed under a key its ring lacks):
+    /// resolving without it could give another connection's values.
+    #[error("{record} cannot be read from the store")]
+    Unreadable {
+        /// The record.
+        record: RecordKey,
     },
 }
 

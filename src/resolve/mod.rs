@@ -437,6 +437,16 @@ pub fn resolve_snapshot(
     policy: &ResolvePolicy,
     request: &ResolveRequest,
 ) -> Result<ResolvedEnv, ResolveError> {
+    let unreadable = snapshot.unreadable_for(&request.integration);
+    if !unreadable.is_empty() {
+        return Err(ResolveError {
+            request: request.clone(),
+            problems: unreadable
+                .into_iter()
+                .map(|record| Problem::Unreadable { record })
+                .collect(),
+        });
+    }
     let Some(mappings) = snapshot.mappings(&request.integration) else {
         return Ok(ResolvedEnv::empty(request.clone()).at(snapshot.revision()));
     };

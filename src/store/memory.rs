@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use super::{Batch, Change, CommitToken, Committed, Expect, Op, Snapshot, Store, StoreError};
+use super::{Batch, Change, Changed, CommitToken, Committed, Expect, Op, Snapshot, Store, StoreError};
 use crate::model::{
     AppOwner, ConnectionName, IntegrationId, NameStripe, ProjectId, Record, RecordKey, Revision, Scope,
     Version,
@@ -259,6 +259,7 @@ impl Store for MemoryStore {
         Ok(Snapshot {
             revision: inner.revision,
             records: inner.records.clone(),
+            unreadable: Vec::new(),
         })
     }
 
@@ -348,15 +349,15 @@ impl Store for MemoryStore {
         let mut out = Vec::new();
         for b in inner.feed.range(start..).take(limit) {
             out.extend(b.changes.iter().map(|(version, fed)| {
-                let (key, record) = match fed {
-                    Fed::Put(r) => (r.key(), Some(r.clone())),
-                    Fed::Delete(k) => ((**k).clone(), None),
+                let (key, change) = match fed {
+                    Fed::Put(r) => (r.key(), Changed::Put(r.clone())),
+                    Fed::Delete(k) => ((**k).clone(), Changed::Deleted),
                 };
                 Change {
                     revision: b.revision,
                     key,
                     version: *version,
-                    record,
+                    change,
                 }
             }));
         }
@@ -427,7 +428,7 @@ mod tests {
         assert_eq!(changes.len(), 10);
         assert!(store.changes_since(Revision(25), 100).is_err());
         assert_eq!(changes[9].key, marker(0).key());
-        assert_eq!(changes[8].record.as_ref().map(Record::key), None);
+        assert_eq!(changes[8].record().map(Record::key), None);
         assert_eq!(changes[8].key, marker(99).key());
     }
 }

@@ -241,8 +241,67 @@ pub struct Change {
     pub key: RecordKey,
     /// Its new version.
     pub version: Version,
-    /// The record after the write; `None` for a delete.
-    pub record: Option<Record>,
+    /// What the write left under the key.
+    pub change: Changed,
+}
+
+impl Change {
+    /// The record after the write: `None` for a delete, or a record that
+    /// cannot be read back.
+    pub fn record(&self) -> Option<&Record> {
+        match &self.change {
+            Changed::Put(record) => Some(record),
+            Changed::Deleted | Changed::Unreadable(_) => None,
+        }
+    }
+}
+
+/// What a write left under its key.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Changed {
+    /// This record.
+    Put(Record),
+    /// Nothing: the record was deleted.
+    Deleted,
+    /// A record this store cannot read back (e.g. its secrets are sealed
+    /// under a key this replica's ring lacks).
+    Unreadable(Box<UnreadableRecord>),
+}
+
+/// A stored record that cannot be read back: corrupt, sealed under a key the
+/// ring lacks, or under different key bytes with the same ID. The rest of
+/// the store is read without it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct UnreadableRecord {
+    /// The record's key.
+    pub key: RecordKey,
+    /// Its version.
+    pub version: Version,
+    /// When a sealed secret could not be opened: the ID of the key that
+    /// sealed it.
+    pub key_id: Option<String>,
+    /// Why ([`StoreError::Unreadable`]; never a value).
+    pub error: StoreError,
+}
+
+impl UnreadableRecord {
+    /// A record under `key` at `version` that cannot be read, and why.
+    pub fn new(key: RecordKey, version: Version, key_id: Option<String>, error: StoreError) -> Self {
+        UnreadableRecord {
+            key,
+            version,
+            key_id,
+            error,
+        }
+    }
+}
+
+impl std::fmt::Display for UnreadableRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.key, self.version, self.error)
+    }
 }
 
 /// Everything a store holds, at one revision.
@@ -252,10 +311,12 @@ pub struct Snapshot {
     pub revision: Revision,
     /// Every live record with its version.
     pub records: Vec<(Version, Record)>,
+    /// Live records that cannot be read back, left out of `records`.
+    pub unreadable: Vec<UnreadableRecord>,
 }
 
 /// A store failure. Messages name keys and versions, never values.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// A write's expectation failed: somebody else wrote first.
@@ -301,6 +362,18 @@ pub enum StoreError {
         /// What went wrong (never a value).
         message: String,
     },
+    /// The key ring holds a key under an ID that the store has bound to other
+    /// key bytes (it keeps a check value of each key ID's key from its first
+    /// use): opening is refused before anything is read or sealed.
+    #[error(
+        "{backend} store: key {key_id:?} of the key ring is not the key the store knows under that id; give this replica the right key"
+    )]
+    KeyMismatch {
+        /// Which backend.
+        backend: &'static str,
+        /// The key ID.
+        key_id: String,
+    },
     /// A stored record cannot be read back (corruption, a missing or wrong key
     /// for sealed secrets, a schema newer than this code). Nothing is changed.
     #[error("{backend} store cannot read {what}: {message}")]
@@ -322,7 +395,9 @@ pub trait Store: Send + Sync + 'static {
     /// A short name for messages (`memory`, `sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 
-    /// Everything live, at the latest revision.
+    /// Everything live, at the latest revision. A record that cannot be read
+    /// back is listed in [`Snapshot::unreadable`] instead of failing the
+    /// whole load.
     fn load(&self) -> Result<Snapshot, StoreError>;
 
     /// Applies `batch` whole or not at all. Answers
@@ -338,7 +413,8 @@ pub trait Store: Send + Sync + 'static {
     fn find_commit(&self, token: CommitToken, after: Revision) -> Result<Option<Committed>, StoreError>;
 
     /// The changes of every batch with a revision greater than `after`, in
-    /// order, at most `limit` batches (a batch is never split).
+    /// order, at most `limit` batches (a batch is never split). A record that
+    /// cannot be read back is [`Changed::Unreadable`].
     fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError>;
 
     /// One live record and its version.

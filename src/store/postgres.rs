@@ -53,6 +53,11 @@ const MIGRATIONS: &[&str] = &[
          revision BIGINT PRIMARY KEY,
          token TEXT NOT NULL
      );",
+    // 3: the check value of each sealing key ID's key, from its first use.
+    "CREATE TABLE connective_seal_keys (
+         key_id TEXT PRIMARY KEY,
+         key_check TEXT NOT NULL
+     );",
 ];
 
 /// The schema version this code writes.
@@ -80,7 +85,10 @@ const RETRIES: usize = 8;
 ///   schema is newer than this code is refused with [`StoreError::Unreadable`].
 ///   Put them in a schema of your own with `options=-csearch_path=myschema`.
 /// - **Sealed secrets**, as in `SqliteStore`: JSON rows with every secret
-///   sealed under the [`KeyRing`]'s newest key.
+///   sealed under the [`KeyRing`]'s newest key; each key ID bound to its key
+///   at first use (other bytes under a known ID are refused at
+///   [`PostgresStore::connect`] with [`StoreError::KeyMismatch`]); a record
+///   no key of the ring opens is reported, and the rest loads.
 /// - **Faults.** When the server goes away, calls answer
 ///   [`StoreError::Unavailable`]; a later call reconnects. A connection lost
 ///   while committing leaves the outcome unknown: the commit answers
@@ -231,8 +239,59 @@ impl PostgresStore {
             notify: AtomicBool::new(true),
             poll_interval: Duration::from_millis(200),
         };
-        store.with_conn(|_| Ok(()))?;
+        store.bind_keys()?;
         Ok(store)
+    }
+
+    /// Binds the ring's keys to their IDs (see "Key binding" in
+    /// [`seal`](super::seal)), in one transaction (concurrent replicas binding
+    /// one ID wait for each other; the second reads the first's check).
+    fn bind_keys(&self) -> Result<(), StoreError> {
+        let ring = self.ring.clone();
+        self.with_conn(|conn| {
+            let tx = std::cell::RefCell::new(conn.client.transaction().ctx("cannot begin a transaction")?);
+            rows::bind_keys(
+                BACKEND,
+                &ring,
+                |id| {
+                    let row = tx
+                        .borrow_mut()
+                        .query_opt(
+                            "SELECT key_check FROM connective_seal_keys WHERE key_id = $1",
+                            &[&id],
+                        )
+                        .ctx("cannot read the key checks")?;
+                    Ok(row.map(|r| col::<String>(&r, 0)).transpose()?)
+                },
+                |needle| {
+                    let rows = tx
+                        .borrow_mut()
+                        .query(
+                            "(SELECT body FROM connective_records WHERE strpos(body, $1) > 0 LIMIT 3)
+                             UNION ALL
+                             (SELECT body FROM connective_changes WHERE strpos(body, $1) > 0 LIMIT 3)
+                             LIMIT 3",
+                            &[&needle],
+                        )
+                        .ctx("cannot look for sealed values")?;
+                    Ok(rows
+                        .iter()
+                        .map(|r| col::<String>(r, 0))
+                        .collect::<Result<_, _>>()?)
+                },
+                |id, check| {
+                    tx.borrow_mut()
+                        .execute(
+                            "INSERT INTO connective_seal_keys (key_id, key_check) VALUES ($1, $2)
+                             ON CONFLICT (key_id) DO NOTHING",
+                            &[&id, &check],
+                        )
+                        .map(drop)
+                        .ctx("cannot record a key check")
+                },
+            )?;
+            tx.into_inner().commit().ctx("cannot commit the key checks")
+        })
     }
 
     /// Connects using only the standard `PG*` variables (see
@@ -707,8 +766,12 @@ impl Store for PostgresStore {
             }
             Ok((revision, out))
         })?;
-        let records = decode_live(BACKEND, &self.ring, rows)?;
-        Ok(Snapshot { revision, records })
+        let (records, unreadable) = decode_live(BACKEND, &self.ring, rows)?;
+        Ok(Snapshot {
+            revision,
+            records,
+            unreadable,
+        })
     }
 
     fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {

@@ -21,7 +21,17 @@
 //! A value sealed under a key the ring lacks, or that its key does not open,
 //! is reported as [`SealError::MissingKey`] / [`SealError::WrongKey`] naming the
 //! key ID; the stores turn it into [`StoreError::Unreadable`](super::StoreError::Unreadable)
-//! and change nothing.
+//! for that record and change nothing.
+//!
+//! # Key binding
+//! A key ID names one key forever. The durable stores keep a *key check*
+//! ([`SealKey::check_value`]) of each key ID's key from its first use, and
+//! refuse to open with a ring holding other bytes under a known ID
+//! ([`StoreError::KeyMismatch`](super::StoreError::KeyMismatch)): a
+//! misconfigured replica is stopped before it seals anything the others could
+//! not open. For a key ID the store has no check of yet, a value already
+//! sealed under that ID (written before the check existed) is opened first as
+//! evidence.
 //!
 //! ```
 //! use connective::model::SecretValue;
@@ -57,6 +67,11 @@ pub const KEY_LEN: usize = 32;
 pub const MAX_KEY_ID_LEN: usize = 64;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
+/// The format tag of a key check.
+const CHECK_TAG: &str = "kc1";
+/// The nonce of a key check: fixed, and never drawn for a seal in practice
+/// (seals use random nonces: one in 2^192).
+const CHECK_NONCE: &[u8; NONCE_LEN] = b"connective key check v1\0";
 
 /// Why sealing or opening failed, or a key was refused. Messages name key IDs,
 /// never key material or secret values.
@@ -214,6 +229,38 @@ impl SealKey {
         SecretString::from(URL_SAFE_NO_PAD.encode(self.key.expose_secret()))
     }
 
+    /// The key's check value, `kc1:<base64url>`: the authentication tag of
+    /// sealing nothing under a fixed nonce with the key's ID as associated
+    /// data, i.e. a MAC of a fixed label under the key. The same key always
+    /// gives the same value, another key another one; it reveals nothing
+    /// about the key. The durable stores keep it per key ID.
+    ///
+    /// ```
+    /// use connective::store::seal::SealKey;
+    /// let a = SealKey::from_bytes("k1", &[1; 32])?;
+    /// let b = SealKey::from_bytes("k1", &[2; 32])?;
+    /// assert_eq!(a.check_value()?, a.clone().check_value()?);
+    /// assert_ne!(a.check_value()?, b.check_value()?);
+    /// assert!(a.check_value()?.starts_with("kc1:"));
+    /// # Ok::<(), connective::store::seal::SealError>(())
+    /// ```
+    pub fn check_value(&self) -> Result<String, SealError> {
+        let label = format!("{CHECK_TAG}:{}", self.id);
+        let tag = self
+            .cipher
+            .encrypt(
+                &XNonce::from(*CHECK_NONCE),
+                Payload {
+                    msg: &[],
+                    aad: label.as_bytes(),
+                },
+            )
+            .map_err(|_| SealError::Malformed {
+                reason: "the key check could not be computed",
+            })?;
+        Ok(format!("{CHECK_TAG}:{}", URL_SAFE_NO_PAD.encode(tag)))
+    }
+
     fn assemble(id: String, key: SecretBox<[u8; KEY_LEN]>) -> Self {
         let cipher = Box::new(XChaCha20Poly1305::new(<&Key>::from(key.expose_secret())));
         SealKey { id, key, cipher }
@@ -271,6 +318,11 @@ impl KeyRing {
     /// The IDs of every key, newest first.
     pub fn key_ids(&self) -> impl Iterator<Item = &str> {
         self.keys.iter().map(|k| k.id.as_str())
+    }
+
+    /// Every key, newest first.
+    pub fn keys(&self) -> impl Iterator<Item = &SealKey> {
+        self.keys.iter()
     }
 
     /// The ID of the key that sealed `sealed`, read from its label (without
@@ -534,27 +586,38 @@ pub(crate) mod rows {
     /// The most threads [`decode_live`] uses.
     const MAX_THREADS: usize = 4;
 
+    /// Live records decoded from rows, and those that could not be.
+    pub(crate) type Decoded = (
+        Vec<(crate::model::Version, Record)>,
+        Vec<crate::store::UnreadableRecord>,
+    );
+
     /// Decodes live-record rows `(key, version, body)` in order, as
-    /// [`Store::load`](crate::store::Store::load) returns them. A large
+    /// [`Store::load`](crate::store::Store::load) returns them. A body that
+    /// cannot be read (corrupt, or a secret no key of the ring opens) is
+    /// listed with its key instead; only a row whose key or version itself is
+    /// corrupt fails the whole load (the first such row's error). A large
     /// load (a cold start: mostly JSON and opening sealed secrets) is split
-    /// over up to 4 threads, as many as the machine has cores; an error is
-    /// the one of the first unreadable row, as on one thread.
+    /// over up to 4 threads, as many as the machine has cores.
     pub(crate) fn decode_live(
         backend: &'static str,
         ring: &Arc<KeyRing>,
         rows: Vec<(String, i64, String)>,
-    ) -> Result<Vec<(crate::model::Version, Record)>, StoreError> {
-        let decode = |rows: Vec<(String, i64, String)>| -> Result<Vec<_>, StoreError> {
-            rows.into_iter()
-                .map(|(key_text, version, body)| {
-                    let key = decode_key(backend, &key_text)?;
-                    let record = decode_record(backend, ring, &key, &body)?;
-                    Ok((
-                        crate::model::Version(to_u64(backend, version, "a version")?),
-                        record,
-                    ))
-                })
-                .collect()
+    ) -> Result<Decoded, StoreError> {
+        let decode = |rows: Vec<(String, i64, String)>| -> Result<Decoded, StoreError> {
+            let mut records = Vec::with_capacity(rows.len());
+            let mut unreadable = Vec::new();
+            for (key_text, version, body) in rows {
+                let key = decode_key(backend, &key_text)?;
+                let version = crate::model::Version(to_u64(backend, version, "a version")?);
+                match decode_or_why(backend, ring, &key, &body) {
+                    Ok(record) => records.push((version, record)),
+                    Err((error, key_id)) => {
+                        unreadable.push(crate::store::UnreadableRecord::new(key, version, key_id, error));
+                    }
+                }
+            }
+            Ok((records, unreadable))
         };
         let threads = if rows.len() < PARALLEL_FROM {
             1
@@ -584,31 +647,45 @@ pub(crate) mod rows {
                 .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
                 .collect()
         });
-        let mut records = Vec::with_capacity(total);
+        let (mut records, mut unreadable) = (Vec::with_capacity(total), Vec::new());
         for part in decoded {
-            records.extend(part?);
+            let (r, u) = part?;
+            records.extend(r);
+            unreadable.extend(u);
         }
-        Ok(records)
+        Ok((records, unreadable))
     }
 
-    /// Decodes change-feed rows `(revision, key, version, body)`.
+    /// Decodes change-feed rows `(revision, key, version, body)`. A body that
+    /// cannot be read is a [`Changed::Unreadable`](crate::store::Changed::Unreadable)
+    /// change; a corrupt key, version or revision fails the whole page.
     pub(crate) fn decode_changes(
         backend: &'static str,
         ring: &Arc<KeyRing>,
         rows: Vec<(i64, String, i64, Option<String>)>,
     ) -> Result<Vec<crate::store::Change>, StoreError> {
+        use crate::store::{Change, Changed, UnreadableRecord};
         let mut out = Vec::with_capacity(rows.len());
         for (rev, key_text, version, body) in rows {
             let key = decode_key(backend, &key_text)?;
-            let record = match body {
-                Some(body) => Some(decode_record(backend, ring, &key, &body).map_err(|e| in_feed(e, rev))?),
-                None => None,
+            let version = crate::model::Version(to_u64(backend, version, "a version")?);
+            let change = match body {
+                Some(body) => match decode_or_why(backend, ring, &key, &body) {
+                    Ok(record) => Changed::Put(record),
+                    Err((error, key_id)) => Changed::Unreadable(Box::new(UnreadableRecord::new(
+                        key.clone(),
+                        version,
+                        key_id,
+                        in_feed(error, rev),
+                    ))),
+                },
+                None => Changed::Deleted,
             };
-            out.push(crate::store::Change {
+            out.push(Change {
                 revision: crate::model::Revision(to_u64(backend, rev, "a revision")?),
                 key,
-                version: crate::model::Version(to_u64(backend, version, "a version")?),
-                record,
+                version,
+                change,
             });
         }
         Ok(out)
@@ -621,27 +698,100 @@ pub(crate) mod rows {
         key: &RecordKey,
         text: &str,
     ) -> Result<Record, StoreError> {
+        decode_or_why(backend, ring, key, text).map_err(|(e, _)| e)
+    }
+
+    /// Like [`decode_record`]; a failure also names the ID of the key whose
+    /// secret could not be opened, when that is why.
+    fn decode_or_why(
+        backend: &'static str,
+        ring: &Arc<KeyRing>,
+        key: &RecordKey,
+        text: &str,
+    ) -> Result<Record, (StoreError, Option<String>)> {
         let codec = Arc::new(Capturing {
             ring: ring.clone(),
             error: Mutex::new(None),
         });
         let result: Result<Record, _> = with_secret_codec(codec.clone(), || serde_json::from_str(text));
-        let record = result.map_err(|e| StoreError::Unreadable {
-            backend,
-            what: key.to_string(),
-            message: match codec.take() {
-                Some(seal) => seal.to_string(),
-                None => format!("not a valid record ({})", e.classify_text()),
-            },
-        })?;
-        if &record.key() != key {
-            return Err(StoreError::Unreadable {
+        let record = result.map_err(|e| {
+            let seal = codec.take();
+            let key_id = seal.as_ref().and_then(|s| s.key_id()).map(str::to_owned);
+            let error = StoreError::Unreadable {
                 backend,
                 what: key.to_string(),
-                message: format!("the row holds the record of {}", record.key()),
-            });
+                message: match seal {
+                    Some(seal) => seal.to_string(),
+                    None => format!("not a valid record ({})", e.classify_text()),
+                },
+            };
+            (error, key_id)
+        })?;
+        if &record.key() != key {
+            return Err((
+                StoreError::Unreadable {
+                    backend,
+                    what: key.to_string(),
+                    message: format!("the row holds the record of {}", record.key()),
+                },
+                None,
+            ));
         }
         Ok(record)
+    }
+
+    /// Binds each key of `ring` to its ID in a store (see "Key binding" in
+    /// the [module documentation](super)): a stored check value must match
+    /// the key's; without one, up to three values sealed under the ID
+    /// (`sealed_bodies` finds rows whose text contains the needle it is
+    /// given) must not all refuse the key, and then the key's check is
+    /// stored (`insert` must keep a check stored concurrently) and read back.
+    pub(crate) fn bind_keys<E: From<StoreError>>(
+        backend: &'static str,
+        ring: &KeyRing,
+        mut stored_check: impl FnMut(&str) -> Result<Option<String>, E>,
+        mut sealed_bodies: impl FnMut(&str) -> Result<Vec<String>, E>,
+        mut insert: impl FnMut(&str, &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mismatch = |id: &str| StoreError::KeyMismatch {
+            backend,
+            key_id: id.to_owned(),
+        };
+        for key in ring.keys() {
+            let check = key.check_value().map_err(|e| StoreError::Unavailable {
+                backend,
+                message: format!("cannot check key {:?}: {e}", key.id()),
+            })?;
+            match stored_check(key.id())? {
+                Some(stored) if stored == check => continue,
+                Some(_) => return Err(mismatch(key.id()).into()),
+                None => {}
+            }
+            // A JSON string holding a value sealed under this key's ID.
+            let needle = format!("\"{}:{}:", super::FORMAT_TAG, key.id());
+            let alone = KeyRing::new(key.clone());
+            let bodies = sealed_bodies(&needle)?;
+            let samples: Vec<&str> = bodies
+                .iter()
+                .filter_map(|body| {
+                    let start = body.find(&needle)? + 1;
+                    let len = body[start..].find('"')?;
+                    Some(&body[start..start + len])
+                })
+                .collect();
+            if !samples.is_empty()
+                && samples
+                    .iter()
+                    .all(|sealed| matches!(alone.open(sealed), Err(SealError::WrongKey { .. })))
+            {
+                return Err(mismatch(key.id()).into());
+            }
+            insert(key.id(), &check)?;
+            if stored_check(key.id())?.as_deref() != Some(check.as_str()) {
+                return Err(mismatch(key.id()).into());
+            }
+        }
+        Ok(())
     }
 
     trait ClassifyText {
@@ -671,7 +821,8 @@ mod tests {
     }
 
     /// Enough rows for several threads: the records come back in row order,
-    /// and an error is the first unreadable row's.
+    /// and rows that cannot be read are listed (in row order) instead of
+    /// failing the load; a corrupt key fails it.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     #[test]
     fn a_large_load_decodes_in_order_on_several_threads() {
@@ -680,7 +831,7 @@ mod tests {
         let marker = |i: usize| {
             Record::References(std::sync::Arc::new(crate::model::ReferenceFence {
                 project: format!("p{i}").parse().expect("project"),
-                stripe: crate::model::NameStripe::of(&"n".parse().expect("project")),
+                stripe: crate::model::NameStripe::of(&"n".parse().expect("name")),
             }))
         };
         let row = |i: usize| {
@@ -692,8 +843,10 @@ mod tests {
             )
         };
         let n = 3 * rows::PARALLEL_FROM;
-        let decoded = rows::decode_live("test", &ring, (0..n).map(row).collect()).expect("decode");
+        let (decoded, unreadable) =
+            rows::decode_live("test", &ring, (0..n).map(row).collect()).expect("decode");
         assert_eq!(decoded.len(), n);
+        assert!(unreadable.is_empty());
         for (i, (version, record)) in decoded.iter().enumerate() {
             assert_eq!((*version, record.key()), (Version(i as u64 + 1), marker(i).key()));
         }
@@ -703,12 +856,36 @@ mod tests {
         for i in [second, first] {
             bad[i].2 = "{".into();
         }
-        match rows::decode_live("test", &ring, bad) {
-            Err(crate::store::StoreError::Unreadable { what, .. }) => {
-                assert_eq!(what, marker(first).key().to_string());
-            }
-            other => panic!("expected the row {first} unreadable, got {other:?}"),
-        }
+        let (decoded, unreadable) = rows::decode_live("test", &ring, bad.clone()).expect("a partial load");
+        assert_eq!(decoded.len(), n - 2);
+        let keys: Vec<_> = unreadable.iter().map(|u| (u.key.clone(), u.version)).collect();
+        assert_eq!(
+            keys,
+            vec![
+                (marker(first).key(), Version(first as u64 + 1)),
+                (marker(second).key(), Version(second as u64 + 1)),
+            ]
+        );
+        assert!(matches!(
+            unreadable[0].error,
+            crate::store::StoreError::Unreadable { .. }
+        ));
+        bad[first].0 = "not a key".into();
+        assert!(matches!(
+            rows::decode_live("test", &ring, bad),
+            Err(crate::store::StoreError::Unreadable { .. })
+        ));
+    }
+
+    /// A key's check value depends on its bytes and its ID, and is stable.
+    #[test]
+    fn key_checks_tell_keys_apart() {
+        let a = key("k1", 1).check_value().expect("check");
+        assert_eq!(a, key("k1", 1).check_value().expect("check"));
+        assert_ne!(a, key("k1", 2).check_value().expect("check"));
+        assert_ne!(a, key("k2", 1).check_value().expect("check"));
+        // Stored by the durable stores: the same forever.
+        assert_eq!(a, "kc1:9N41Xhr9uMjv8FerpiMMxg");
     }
 
     #[test]

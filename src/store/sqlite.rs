@@ -50,6 +50,11 @@ const MIGRATIONS: &[&str] = &[
          revision INTEGER PRIMARY KEY,
          token TEXT NOT NULL
      );",
+    // 3: the check value of each sealing key ID's key, from its first use.
+    "CREATE TABLE seal_keys (
+         key_id TEXT PRIMARY KEY,
+         key_check TEXT NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this code writes.
@@ -61,7 +66,11 @@ pub const SQLITE_SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 ///   `Ok` survives a crash of the process or the machine.
 /// - **Sealed:** records are stored as JSON with every secret value sealed
 ///   under the [`KeyRing`]'s newest key; no secret is written in plaintext
-///   (deleted content is overwritten, `secure_delete=ON`).
+///   (deleted content is overwritten, `secure_delete=ON`). Each key ID is
+///   bound to its key at first use: a ring with other bytes under a known ID
+///   is refused at open ([`StoreError::KeyMismatch`]). A record no key of the
+///   ring opens is listed in [`Snapshot::unreadable`](super::Snapshot::unreadable)
+///   and the rest loads.
 /// - **Versioned schema:** created and migrated on open; a file written by a
 ///   newer version of this crate is refused with [`StoreError::Unreadable`].
 /// - **Tombstones:** a deleted key keeps its last version, so versions never
@@ -151,6 +160,7 @@ impl SqliteStore {
         }
         let mut conn = conn;
         migrate(&mut conn, &shown)?;
+        bind(&mut conn, &keys)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             ring: Arc::new(keys),
@@ -314,6 +324,47 @@ fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
         .map_err(|e| unavailable(&format!("cannot commit the migration of {shown}"), e))
 }
 
+/// Binds the ring's keys to their IDs (see "Key binding" in
+/// [`seal`](super::seal)), in one transaction.
+fn bind(conn: &mut Connection, ring: &KeyRing) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| unavailable("cannot lock the database to check the keys", e))?;
+    rows::bind_keys(
+        BACKEND,
+        ring,
+        |id| {
+            tx.query_row("SELECT key_check FROM seal_keys WHERE key_id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| unavailable("cannot read the key checks", e))
+        },
+        |needle| {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT body FROM (SELECT body FROM records WHERE body IS NOT NULL
+                                       UNION ALL SELECT body FROM changes WHERE body IS NOT NULL)
+                     WHERE instr(body, ?1) > 0 LIMIT 3",
+                )
+                .map_err(|e| unavailable("cannot look for sealed values", e))?;
+            stmt.query_map([needle], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| unavailable("cannot look for sealed values", e))
+        },
+        |id, check| {
+            tx.execute(
+                "INSERT INTO seal_keys (key_id, key_check) VALUES (?1, ?2) ON CONFLICT (key_id) DO NOTHING",
+                [id, check],
+            )
+            .map(drop)
+            .map_err(|e| unavailable("cannot record a key check", e))
+        },
+    )?;
+    tx.commit()
+        .map_err(|e| unavailable("cannot commit the key checks", e))
+}
+
 /// The head revision and the feed floor (every change after it is kept).
 fn head(conn: &Connection) -> Result<(Revision, Revision), StoreError> {
     let (revision, floor): (i64, i64) = conn
@@ -345,8 +396,12 @@ impl Store for SqliteStore {
         };
         drop(tx);
         drop(conn);
-        let records = decode_live(BACKEND, &self.ring, rows)?;
-        Ok(Snapshot { revision, records })
+        let (records, unreadable) = decode_live(BACKEND, &self.ring, rows)?;
+        Ok(Snapshot {
+            revision,
+            records,
+            unreadable,
+        })
     }
 
     fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {

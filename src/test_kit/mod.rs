@@ -261,12 +261,7 @@ fn expect_conflict(
 
 /// A comparable view of a change: revision, key, version, content.
 fn view(c: &Change) -> (Revision, RecordKey, Version, Option<String>) {
-    (
-        c.revision,
-        c.key.clone(),
-        c.version,
-        c.record.as_ref().map(record_json),
-    )
+    (c.revision, c.key.clone(), c.version, c.record().map(record_json))
 }
 
 // ---------------------------------------------------------------------------
@@ -558,7 +553,7 @@ pub fn batches_are_atomic(store: &dyn Store) {
         keys, want,
         "the change feed lists a batch's writes in write order under one revision"
     );
-    assert!(feed[2].record.is_none(), "a delete's change carries no record");
+    assert!(feed[2].record().is_none(), "a delete's change carries no record");
 }
 
 /// Malformed batches are refused before anything happens.
@@ -665,7 +660,7 @@ pub fn delete_and_recreate(store: &dyn Store) {
     let feed = changes_ok(store, r_before_delete, 100);
     let seen: Vec<_> = feed
         .iter()
-        .map(|c| (c.key.clone(), c.version, c.record.is_some()))
+        .map(|c| (c.key.clone(), c.version, c.record().is_some()))
         .collect();
     assert_eq!(
         seen,
@@ -706,8 +701,7 @@ pub fn records_round_trip(store: &dyn Store) {
     assert_eq!(feed.len(), records.len());
     for (c, r) in feed.iter().zip(&records) {
         let got = c
-            .record
-            .as_ref()
+            .record()
             .unwrap_or_else(|| panic!("the change of {} has no record", r.key()));
         assert_same("change feed", got, r);
     }
@@ -995,7 +989,7 @@ pub fn concurrent_writers(stores: &[&dyn Store], threads_per_store: usize, attem
     assert_eq!(mine.len(), wins.len() + 1, "the feed lacks acknowledged writes");
     for (c, (v, marker)) in mine.iter().skip(1).zip(&wins) {
         assert_eq!(c.version, *v);
-        let got = c.record.as_ref().and_then(marker_of);
+        let got = c.record().and_then(marker_of);
         assert_eq!(
             got.as_deref(),
             Some(marker.as_str()),
