@@ -102,6 +102,7 @@
 //! | `manifest` | declarative YAML/TOML/JSON manifests: plan, apply, export |
 //! | `kubernetes` | a container's `env`, Secret and ConfigMap as `k8s-openapi` types |
 //! | `tracing` | spans on resolution and writes (identifiers only) |
+//! | `cli` | the `connective` command-line program (a binary; the library's API does not change) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -42,6 +42,18 @@ fn no_secret_in(text: &str) {
     }
 }
 
+/// A folder of its own and the path of a database in it (not created).
+fn temp_db() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("acme.db").to_str().unwrap().to_owned();
+    (dir, db)
+}
+
+/// What `cmd` printed on stdout, once it succeeded.
+fn stdout_bytes(cmd: &mut Command) -> Vec<u8> {
+    cmd.assert().success().get_output().stdout.clone()
+}
+
 /// The names in `dir`, sorted.
 fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -519,9 +531,8 @@ fn dotenv_dialects_write_for_their_reader_or_refuse_naming_the_variable() {
 fn colours_only_when_asked_for_or_on_a_terminal_without_no_color() {
     // A file, so that the OAuth application's generated client ID is the
     // same in every run.
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("acme.db");
-    let db = db.to_str().unwrap();
+    let (_dir, db) = temp_db();
+    let db = db.as_str();
     connective().args(["apply", ACME, "--db", db]).assert().success();
     let args = [
         "resolve",
@@ -536,23 +547,10 @@ fn colours_only_when_asked_for_or_on_a_terminal_without_no_color() {
     ];
     let has_colour = |out: &[u8]| out.contains(&0x1b);
     // Not a terminal: plain.
-    let plain = connective()
-        .args(args)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let plain = stdout_bytes(connective().args(args));
     assert!(!has_colour(&plain));
     // Forced: styled, and the same text once the styles are removed.
-    let styled = connective()
-        .args(args)
-        .args(["--color", "always"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let styled = stdout_bytes(connective().args(args).args(["--color", "always"]));
     assert!(has_colour(&styled));
     let stripped = String::from_utf8(styled)
         .unwrap()
@@ -568,35 +566,22 @@ fn colours_only_when_asked_for_or_on_a_terminal_without_no_color() {
         .collect::<String>();
     assert_eq!(stripped, String::from_utf8(plain).unwrap());
     // NO_COLOR wins over CLICOLOR_FORCE; --color never over everything.
-    let out = connective()
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("CLICOLOR_FORCE", "1")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_bytes(
+        connective()
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("CLICOLOR_FORCE", "1"),
+    );
     assert!(!has_colour(&out));
-    let out = connective()
-        .args(args)
-        .args(["--color", "never"])
-        .env("CLICOLOR_FORCE", "1")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_bytes(
+        connective()
+            .args(args)
+            .args(["--color", "never"])
+            .env("CLICOLOR_FORCE", "1"),
+    );
     assert!(!has_colour(&out));
     // Machine formats are never styled.
-    let out = connective()
-        .args(args)
-        .args(["--color", "always", "-f", "json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_bytes(connective().args(args).args(["--color", "always", "-f", "json"]));
     assert!(!has_colour(&out));
 }
 
@@ -606,9 +591,8 @@ fn colours_only_when_asked_for_or_on_a_terminal_without_no_color() {
 
 #[test]
 fn plan_apply_resolve_and_export_with_a_sqlite_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("acme.db");
-    let db = db.to_str().unwrap();
+    let (dir, db) = temp_db();
+    let db = db.as_str();
     let plan = stdout_of(&["plan", ACME, "--db", db]);
     assert!(
         plan.starts_with("plan for project acme (r0): 7 to create, 0 to update, 0 to delete, 0 unchanged\n"),
@@ -671,9 +655,8 @@ fn plan_apply_resolve_and_export_with_a_sqlite_file() {
 
 #[test]
 fn plan_and_the_readers_create_no_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("acme.db");
-    let db = db.to_str().unwrap();
+    let (dir, db) = temp_db();
+    let db = db.as_str();
     // No database yet: plan against an empty registry, and say so.
     connective()
         .args(["plan", ACME, "--db", db])
@@ -744,9 +727,8 @@ fn plan_and_the_readers_create_no_file() {
 
 #[test]
 fn plan_exit_code_says_whether_there_is_something_to_apply() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("acme.db");
-    let db = db.to_str().unwrap();
+    let (_dir, db) = temp_db();
+    let db = db.as_str();
     connective()
         .args(["plan", ACME, "--db", db, "--exit-code"])
         .assert()
@@ -761,9 +743,8 @@ fn plan_exit_code_says_whether_there_is_something_to_apply() {
 
 #[test]
 fn apply_refuses_with_exit_3_when_the_project_moved_since_the_reviewed_plan() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("acme.db");
-    let db = db.to_str().unwrap();
+    let (dir, db) = temp_db();
+    let db = db.as_str();
     // Somebody reviews a plan made at r0 ...
     connective()
         .args(["plan", "examples/manifests/acme.toml", "--db", db])
