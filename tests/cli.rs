@@ -77,6 +77,7 @@ fn help_lists_the_commands_and_documents_the_exit_codes() {
         "check",
         "resolve",
         "explain",
+        "import",
         "export",
         "completions",
     ] {
@@ -807,6 +808,120 @@ fn apply_refuses_with_exit_3_when_the_project_moved_since_the_reviewed_plan() {
 }
 
 // ---------------------------------------------------------------------------
+// import: Choreo's component configuration
+// ---------------------------------------------------------------------------
+
+const COMPONENT: &str = "examples/manifests/choreo/component.yaml";
+
+#[test]
+fn import_stores_the_mappings_a_choreo_component_yaml_asks_for() {
+    let (dir, db) = temp_db();
+    let db = db.as_str();
+    connective().args(["apply", ACME, "--db", db]).assert().success();
+    let import = ["import", COMPONENT, "--db", db, "-p", "acme", "-i", "orders"];
+    let resolve = [
+        "resolve",
+        "--db",
+        db,
+        "-p",
+        "acme",
+        "-i",
+        "orders",
+        "-e",
+        "production",
+        "--prefix",
+        "CHOREO",
+    ];
+    // A dry run shows the import and writes nothing.
+    connective()
+        .args(import)
+        .arg("--dry-run")
+        .assert()
+        .success()
+        .stdout(
+            contains("would import examples/manifests/choreo/component.yaml (schema 1.1)")
+                .and(contains(
+                    "connection named inventory: every parameter as CHOREO_INVENTORY_<PARAMETER>",
+                ))
+                .and(contains("connection named twilio: ApiKey -> SMS_API_KEY"))
+                .and(contains(
+                    "left to the platform (not connection values): LOG_LEVEL",
+                )),
+        );
+    connective().args(resolve).assert().success().stdout(
+        contains("(r1)")
+            .and(contains("SMS_URL"))
+            .and(contains("CHOREO_INVENTORY").not()),
+    );
+    // The import replaces the integration's mappings in one write.
+    connective().args(import).assert().success().stdout(contains(
+        "as the mappings of integration orders of project acme at r2",
+    ));
+    let table = stdout_of(&resolve);
+    for name in [
+        "CHOREO_INVENTORY_SERVICEURL",
+        "CHOREO_WAREHOUSE_PASSWORD",
+        "CHOREO_TWILIO_APIKEY",
+        "SMS_API_KEY",
+    ] {
+        assert!(table.contains(name), "{name} missing:\n{table}");
+    }
+    assert!(!table.contains("SMS_URL"), "{table}");
+    no_secret_in(&table);
+    // Devant's names come from its own prefix.
+    connective()
+        .args(import)
+        .args(["--platform", "devant", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(contains("every parameter as DEVANT_INVENTORY_<PARAMETER>"));
+
+    // A reference to no connection the integration sees: nothing written.
+    let bad = dir.path().join("component.yaml");
+    std::fs::write(
+        &bad,
+        "schemaVersion: 1.1\ndependencies:\n  connectionReferences:\n    - name: nope\n      resourceRef: thirdparty:nope/v1\n",
+    )
+    .unwrap();
+    connective()
+        .args([
+            "import",
+            bad.to_str().unwrap(),
+            "--db",
+            db,
+            "-p",
+            "acme",
+            "-i",
+            "orders",
+        ])
+        .assert()
+        .code(1)
+        .stderr(contains("nope"));
+    connective()
+        .args(resolve)
+        .assert()
+        .success()
+        .stdout(contains("(r2)"));
+    // No database: refused, and none is made.
+    let missing = dir.path().join("missing.db");
+    connective()
+        .args([
+            "import",
+            COMPONENT,
+            "--db",
+            missing.to_str().unwrap(),
+            "-p",
+            "acme",
+            "-i",
+            "orders",
+        ])
+        .assert()
+        .code(1)
+        .stderr(contains("does not exist"));
+    assert!(!missing.exists());
+}
+
+// ---------------------------------------------------------------------------
 // The README
 // ---------------------------------------------------------------------------
 
@@ -864,5 +979,5 @@ fn the_readme_commands_run_as_written() {
         }
         ran += 1;
     }
-    assert_eq!(ran, 8, "{section}");
+    assert_eq!(ran, 10, "{section}");
 }

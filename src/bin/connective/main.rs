@@ -1,5 +1,6 @@
 //! `connective`: plan, apply, check, resolve, explain and export connection
-//! manifests, on a registry in memory or in a SQLite file.
+//! manifests, and import Choreo's component configuration, on a registry in
+//! memory or in a SQLite file.
 //!
 //! Built with the `cli` feature: `cargo install connective --features cli`.
 //! `connective --help` lists the commands, options, environment variables
@@ -13,7 +14,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use connective::manifest::{ApplyError, ExportOptions, Format, Manifest, SecretSources, export};
+use connective::manifest::{
+    ApplyError, ComponentConfig, ExportOptions, Format, ImportOptions, Manifest, SecretSources, export,
+};
 use connective::model::{CustomerId, Environment, IntegrationId, ProjectId, Revision};
 use connective::output::{Dialect, EnvReport, Secrets, to_dotenv_as};
 use connective::prelude::*;
@@ -142,6 +145,34 @@ enum Command {
         #[command(flatten)]
         request: RequestArgs,
     },
+    /// Import a Choreo or Devant component configuration as an integration's
+    /// mappings in a --db file.
+    ///
+    /// Reads `.choreo/component.yaml` (schema 1.0 to 1.2) or the older
+    /// `component-config.yaml`, checks it against the connections of the
+    /// database visible to the integration, and stores the integration's
+    /// mappings in one write (replacing its mappings). Connection references
+    /// get the platform's fixed names (CHOREO_<CONNECTION>_<PARAMETER>):
+    /// resolve with `--prefix CHOREO` (or DEVANT) to see them.
+    Import {
+        /// The component configuration file.
+        component: PathBuf,
+        /// The SQLite database holding the project's connections.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The project.
+        #[arg(short, long, value_name = "PROJECT")]
+        project: ProjectId,
+        /// The integration (Choreo's component) whose mappings these are.
+        #[arg(short, long, value_name = "INTEGRATION")]
+        integration: IntegrationId,
+        /// The platform whose fixed variable names connection references get.
+        #[arg(long, value_enum, default_value_t = Platform::Choreo)]
+        platform: Platform,
+        /// Check the import and show it; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Write a project of a --db file back as a manifest (secrets as
     /// references, never values).
     Export {
@@ -207,6 +238,15 @@ enum ResolveFormat {
     Json,
     /// `NAME='value'` lines for a shell or a .env file; holds the secrets.
     Dotenv,
+}
+
+/// Whose component configuration `import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Platform {
+    /// Choreo: CHOREO_<CONNECTION>_<PARAMETER>.
+    Choreo,
+    /// Devant: DEVANT_<CONNECTION>_<PARAMETER>.
+    Devant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -339,13 +379,16 @@ fn run(command: Command) -> Outcome {
                     ),
                 ));
             }
-            let applied = plan.apply(&registry).map_err(|e: ApplyError| {
-                let exit = if e.is_retryable() {
-                    Exit::Conflict
-                } else {
-                    Exit::Failure
+            let applied = plan.apply(&registry).map_err(|e| {
+                let conflict = match &e {
+                    ApplyError::Stale { .. } => true,
+                    ApplyError::Registry { source, .. } => matches!(**source, RegistryError::Conflict { .. }),
+                    _ => false,
                 };
-                Failure::new(exit, e.to_string())
+                Failure::new(
+                    if conflict { Exit::Conflict } else { Exit::Failure },
+                    e.to_string(),
+                )
             })?;
             show::applied(&plan, &applied, opened.in_memory);
             Ok(Exit::Ok)
@@ -405,6 +448,48 @@ fn run(command: Command) -> Outcome {
                     ))
                 }
             }
+        }
+        Command::Import {
+            component,
+            db,
+            project,
+            integration,
+            platform,
+            dry_run,
+        } => {
+            let options = match platform {
+                Platform::Choreo => ImportOptions::choreo(),
+                Platform::Devant => ImportOptions::devant(),
+            };
+            let config = ComponentConfig::load(&component)?;
+            let registry = source::open(
+                Some(&db),
+                Access::Read {
+                    missing_is_empty: false,
+                },
+                Some(options.prefix().clone()),
+            )?
+            .registry;
+            let import = config.mappings(&registry, &project, &integration, &options)?;
+            let replaced = registry
+                .snapshot(&project)
+                .and_then(|s| s.mappings(&integration).map(|m| m.version));
+            let revision = if dry_run {
+                None
+            } else {
+                let report = registry
+                    .set_mappings(import.mappings.clone(), replaced)
+                    .map_err(|e| {
+                        let conflict = matches!(e, RegistryError::Conflict { .. });
+                        Failure::new(
+                            if conflict { Exit::Conflict } else { Exit::Failure },
+                            e.to_string(),
+                        )
+                    })?;
+                Some(report.revision)
+            };
+            show::imported(&component, &config, &import, revision, options.prefix());
+            Ok(Exit::Ok)
         }
         Command::Export {
             store,

@@ -4,12 +4,13 @@
 //! overwrite a line or change the terminal's state.
 
 use std::io::Write as _;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anstyle::{AnsiColor, Style};
 use comfy_table::{Attribute, Cell, Table, presets};
-use connective::manifest::{Applied, Plan};
-use connective::model::Layer;
+use connective::manifest::{Applied, ComponentConfig, ComponentImport, Plan};
+use connective::model::{ConnectionRef, EnvMapping, EnvVarName, Layer, ParamName, Revision};
 use connective::resolve::{Explanation, LayerOutcome, MappingKind, ResolveRequest, ResolvedEnv};
 
 const BOLD: Style = Style::new().bold();
@@ -219,6 +220,63 @@ pub fn applied(plan: &Plan, applied: &Applied, in_memory: bool) {
             "(applied to a registry in memory: use --db FILE to keep it)",
         ));
         text.push('\n');
+    }
+    out(&text);
+}
+
+/// What `import` stored (at `revision`), or would store (a dry run).
+pub fn imported(
+    file: &Path,
+    config: &ComponentConfig,
+    import: &ComponentImport,
+    revision: Option<Revision>,
+    prefix: &EnvVarName,
+) {
+    let mappings = &import.mappings;
+    let what = format!(
+        "{} (schema {}) as the mappings of integration {} of project {}",
+        file.display(),
+        config.version(),
+        mappings.integration(),
+        mappings.project()
+    );
+    let mut text = match revision {
+        Some(r) => paint(GREEN, &format!("imported {} at {r}", escape(&what))),
+        None => format!("would import {} (dry run: nothing written)", escape(&what)),
+    };
+    text.push('\n');
+    for used in mappings.uses() {
+        match (&used.reference, &used.env) {
+            (reference, EnvMapping::Explicit(entries)) => {
+                for entry in entries {
+                    text.push_str(&format!("  {}: {} -> {}\n", reference, entry.from, entry.to));
+                }
+            }
+            (ConnectionRef::Name(name), _) => {
+                // The default name of a parameter `X`, with `X` shown as a placeholder.
+                let pattern = "X".parse::<ParamName>().map(|x| {
+                    let sample = EnvVarName::default_for(Some(prefix), name, &x).to_string();
+                    format!("{}<PARAMETER>", sample.trim_end_matches('X'))
+                });
+                match pattern {
+                    Ok(pattern) => text.push_str(&format!(
+                        "  connection named {name}: every parameter as {pattern}\n"
+                    )),
+                    Err(_) => text.push_str(&format!(
+                        "  connection named {name}: every parameter under its default name\n"
+                    )),
+                }
+            }
+            (reference, _) => text.push_str(&format!(
+                "  {reference}: every parameter under its default name\n"
+            )),
+        }
+    }
+    if !import.skipped.is_empty() {
+        text.push_str(&format!(
+            "  left to the platform (not connection values): {}\n",
+            escape(&import.skipped.join(", "))
+        ));
     }
     out(&text);
 }
