@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::connection::{IntoIdent, SpecProblem, ident_or_problem, join};
 use super::ident::{
     ConnectionId, ConnectionName, EnvVarName, IntegrationId, ParamName, ParseError, ProjectId,
 };
+use super::problem::{IntoIdent, SpecProblem, ident_or_problem, join};
 
 /// How an integration refers to a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -2,31 +2,40 @@
 //!
 //! Nothing here does I/O or knows about other modules of the crate.
 
+mod auth;
 mod connection;
+mod description;
 mod ident;
+mod layer;
 mod mapping;
 mod oauth;
+mod param;
 mod policy;
+mod problem;
 pub(crate) mod random;
 mod record;
 mod secret;
+mod target;
 
-pub(crate) use connection::join;
-pub use connection::{
-    APP_PARAMS, AuthScheme, Connection, ConnectionBuilder, ConnectionSpec, EndpointVisibility, EnteredBy,
-    IntoIdent, Layer, Layers, MAX_DESCRIPTION_LEN, MAX_PARAMS, MAX_TARGET_LEN, MAX_VALUE_LEN, OAuthClient,
-    Param, ParamBuilder, ParamKind, ParamValues, PlatformTarget, Requirement, Scope, SpecError, SpecProblem,
-    Target, Tenancy,
-};
+pub use auth::{AuthScheme, OAuthClient};
+pub use connection::{Connection, ConnectionBuilder, ConnectionSpec, MAX_PARAMS, Scope};
+pub use description::MAX_DESCRIPTION_LEN;
 pub use ident::{
     ConnectionId, ConnectionName, CustomerId, EnvVarName, Environment, IdentKind, IntegrationId, ParamName,
     ParseError, ProjectId,
 };
+pub use layer::{Layer, Layers};
 pub use mapping::{
     ConnectionRef, ConnectionUse, EnvMap, EnvMapping, MAX_ENTRIES, MAX_USES, Mappings, MappingsBuilder,
     MappingsError,
 };
-pub use oauth::{AppOwner, OAuthApp};
+pub use oauth::{APP_PARAMS, AppOwner, OAuthApp};
+pub use param::{
+    EnteredBy, MAX_VALUE_LEN, Param, ParamBuilder, ParamKind, ParamValues, Requirement, Tenancy,
+};
 pub use policy::{ReservedNames, ResolvePolicy};
+pub(crate) use problem::join;
+pub use problem::{IntoIdent, SpecError, SpecProblem};
 pub use record::{NameStripe, Record, RecordKey, ReferenceFence, Revision, Version, Versioned};
 pub use secret::{PlaintextCodec, SecretCodec, SecretValue, with_secret_codec};
+pub use target::{EndpointVisibility, MAX_TARGET_LEN, PlatformTarget, Target};

@@ -4,9 +4,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::connection::PlatformTarget;
 use super::ident::{ConnectionId, IntegrationId, ProjectId};
 use super::secret::SecretValue;
+use super::target::PlatformTarget;
 
 /// Whose OAuth application it is, within a project. Together with the project
 /// this is the application's stable key.
@@ -104,3 +104,7 @@ impl OAuthApp {
         }
     }
 }
+
+/// The parameters a managed OAuth application supplies to each of its
+/// connections, as Choreo names them.
+pub const APP_PARAMS: [&str; 3] = ["ConsumerKey", "ConsumerSecret", "TokenURL"];

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::connection::Connection;
-use super::connection::Scope;
+use super::connection::{Connection, Scope};
 use super::ident::{ConnectionName, IntegrationId, ProjectId};
 use super::mapping::Mappings;
 use super::oauth::{AppOwner, OAuthApp};

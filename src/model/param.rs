@@ -1,0 +1,415 @@
+//! Parameters: one named field of a connection, plain or secret, required or
+//! optional, global or per customer, with its value layers.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::description::{MAX_DESCRIPTION_LEN, Text};
+use super::ident::{CustomerId, Environment, ParamName, ParseError};
+use super::layer::{Layer, Layers};
+use super::problem::{IntoIdent, SpecProblem};
+use super::secret::SecretValue;
+
+/// Whether a parameter is plain or secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    /// Readable text (a URL, a host name).
+    Plain,
+    /// A secret: write-only through the API, out only through resolution.
+    Secret,
+}
+
+/// Whether a parameter must have a value when it is mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Requirement {
+    /// Must resolve to a value.
+    Required,
+    /// May be absent; default-name mappings then skip it.
+    Optional,
+}
+
+/// Who sets a per-customer value (Prismatic's two per-customer kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnteredBy {
+    /// The organization sets each customer's value on its behalf.
+    Organization,
+    /// The customer enters its own value.
+    Customer,
+}
+
+/// Whether a parameter has one value for everybody or one per customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tenancy {
+    /// One value (per environment) for every customer; customer overrides are
+    /// still allowed.
+    Global,
+    /// Only customer layers: there is no global value.
+    PerCustomer(EnteredBy),
+}
+
+/// A parameter's values, plain or secret.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamValues {
+    /// Plain text values.
+    Plain(Layers<String>),
+    /// Secret values.
+    Secret(Layers<SecretValue>),
+}
+
+impl fmt::Debug for ParamValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamValues::Plain(l) => f.debug_tuple("Plain").field(l).finish(),
+            ParamValues::Secret(l) => f.debug_tuple("Secret").field(l).finish(),
+        }
+    }
+}
+
+/// One named field of a connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Param {
+    name: ParamName,
+    #[serde(default, skip_serializing_if = "Text::is_empty")]
+    description: Text,
+    requirement: Requirement,
+    tenancy: Tenancy,
+    values: ParamValues,
+}
+
+impl Param {
+    /// Starts a plain parameter.
+    ///
+    /// ```
+    /// use connective::model::Param;
+    /// let url = Param::plain("ServiceURL")
+    ///     .default("https://dev.example.com")
+    ///     .env("production", "https://example.com");
+    /// # let _ = url;
+    /// ```
+    pub fn plain<N: IntoIdent<ParamName>>(name: N) -> ParamBuilder {
+        ParamBuilder::new(name.into_ident(), ParamKind::Plain)
+    }
+
+    /// Starts a secret parameter.
+    pub fn secret<N: IntoIdent<ParamName>>(name: N) -> ParamBuilder {
+        ParamBuilder::new(name.into_ident(), ParamKind::Secret)
+    }
+
+    /// The name.
+    pub fn name(&self) -> &ParamName {
+        &self.name
+    }
+    /// The description.
+    pub fn description(&self) -> &str {
+        self.description.as_str()
+    }
+    /// Plain or secret.
+    pub fn kind(&self) -> ParamKind {
+        match self.values {
+            ParamValues::Plain(_) => ParamKind::Plain,
+            ParamValues::Secret(_) => ParamKind::Secret,
+        }
+    }
+    /// Required or optional.
+    pub fn requirement(&self) -> Requirement {
+        self.requirement
+    }
+    /// Global or per customer.
+    pub fn tenancy(&self) -> Tenancy {
+        self.tenancy
+    }
+    /// The values.
+    pub fn values(&self) -> &ParamValues {
+        &self.values
+    }
+    /// The layers that have a value, without the values.
+    pub fn layers(&self) -> Vec<&Layer> {
+        match &self.values {
+            ParamValues::Plain(l) => l.layers().collect(),
+            ParamValues::Secret(l) => l.layers().collect(),
+        }
+    }
+
+    /// Sets the value of `layer`, validated as the builder would (see
+    /// [`ConnectionSpec::set_value`](super::ConnectionSpec::set_value)).
+    pub(super) fn set_value(&mut self, layer: Layer, value: String) -> Result<(), SpecProblem> {
+        let param = &self.name;
+        if value.len() > MAX_VALUE_LEN {
+            return Err(SpecProblem::TooLong {
+                field: format!("params.{param} ({layer})"),
+                len: value.len(),
+                max: MAX_VALUE_LEN,
+            });
+        }
+        if matches!(self.tenancy, Tenancy::PerCustomer(_)) && layer.customer().is_none() {
+            return Err(SpecProblem::GlobalValueOnPerCustomer {
+                param: param.clone(),
+                layer,
+            });
+        }
+        match &mut self.values {
+            ParamValues::Plain(l) => {
+                l.set(layer, value);
+            }
+            ParamValues::Secret(l) => {
+                l.set(layer, SecretValue::new(value));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the value of `layer`; returns whether there was one.
+    pub(super) fn remove_value(&mut self, layer: &Layer) -> bool {
+        match &mut self.values {
+            ParamValues::Plain(l) => l.unset(layer),
+            ParamValues::Secret(l) => l.unset(layer),
+        }
+    }
+}
+
+/// The most bytes a parameter value may have.
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+
+/// Builds a [`Param`]; errors surface in [`ConnectionBuilder::build`](super::ConnectionBuilder::build).
+#[derive(Clone)]
+pub struct ParamBuilder {
+    name: Result<ParamName, ParseError>,
+    kind: ParamKind,
+    description: String,
+    requirement: Requirement,
+    tenancy: Tenancy,
+    values: Vec<(PendingLayer, SecretValue)>,
+}
+
+/// A layer as given to a builder: parsed, or the field that failed and why.
+type PendingLayer = Result<Layer, (&'static str, ParseError)>;
+
+impl fmt::Debug for ParamBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParamBuilder")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("values", &self.values.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParamBuilder {
+    fn new(name: Result<ParamName, ParseError>, kind: ParamKind) -> Self {
+        ParamBuilder {
+            name,
+            kind,
+            description: String::new(),
+            requirement: Requirement::Required,
+            tenancy: Tenancy::Global,
+            values: Vec::new(),
+        }
+    }
+
+    /// Sets the description.
+    pub fn describe(mut self, text: impl Into<String>) -> Self {
+        self.description = text.into();
+        self
+    }
+
+    /// Marks the parameter optional (parameters are required by default).
+    pub fn optional(mut self) -> Self {
+        self.requirement = Requirement::Optional;
+        self
+    }
+
+    /// Marks the parameter per-customer: it has no global value, and each
+    /// customer's value is set by `entered_by`.
+    pub fn per_customer(mut self, entered_by: EnteredBy) -> Self {
+        self.tenancy = Tenancy::PerCustomer(entered_by);
+        self
+    }
+
+    /// Sets the default value.
+    pub fn default(self, value: impl Into<String>) -> Self {
+        self.layer(Ok(Layer::Default), value)
+    }
+
+    /// Sets the value for one environment.
+    pub fn env<E: IntoIdent<Environment>>(self, env: E, value: impl Into<String>) -> Self {
+        let layer = env
+            .into_ident()
+            .map(Layer::Environment)
+            .map_err(|e| ("environment", e));
+        self.layer(layer, value)
+    }
+
+    /// Sets the value for one customer, in every environment.
+    pub fn customer<C: IntoIdent<CustomerId>>(self, customer: C, value: impl Into<String>) -> Self {
+        let layer = customer
+            .into_ident()
+            .map(Layer::Customer)
+            .map_err(|e| ("customer", e));
+        self.layer(layer, value)
+    }
+
+    /// Sets the value for one customer in one environment.
+    pub fn customer_env<C: IntoIdent<CustomerId>, E: IntoIdent<Environment>>(
+        self,
+        customer: C,
+        env: E,
+        value: impl Into<String>,
+    ) -> Self {
+        let layer = match (customer.into_ident(), env.into_ident()) {
+            (Ok(c), Ok(e)) => Ok(Layer::CustomerEnvironment(c, e)),
+            (Err(err), _) => Err(("customer", err)),
+            (_, Err(err)) => Err(("environment", err)),
+        };
+        self.layer(layer, value)
+    }
+
+    /// Sets the value of an already parsed layer.
+    pub fn value(self, layer: Layer, value: impl Into<String>) -> Self {
+        self.layer(Ok(layer), value)
+    }
+
+    fn layer(mut self, layer: PendingLayer, value: impl Into<String>) -> Self {
+        self.values.push((layer, SecretValue::new(value)));
+        self
+    }
+
+    /// The name as given (for error paths).
+    fn label(&self, index: usize) -> String {
+        match &self.name {
+            Ok(n) => format!("params.{n}"),
+            Err(_) => format!("params[{index}]"),
+        }
+    }
+
+    /// The parameter with every value given (duplicates and over-long values
+    /// included: [`check_params`] reports them), after recording why an
+    /// identifier given as text is not one.
+    pub(super) fn build(self, index: usize, problems: &mut Vec<SpecProblem>) -> Option<Param> {
+        let label = self.label(index);
+        let name = match self.name {
+            Ok(n) => Some(n),
+            Err(error) => {
+                problems.push(SpecProblem::Ident {
+                    field: format!("{label}.name"),
+                    error,
+                });
+                None
+            }
+        };
+        let mut layers: Vec<(Layer, SecretValue)> = Vec::with_capacity(self.values.len());
+        for (layer, value) in self.values {
+            match layer {
+                Ok(l) => layers.push((l, value)),
+                Err((field, error)) => problems.push(SpecProblem::Ident {
+                    field: format!("{label}.{field}"),
+                    error,
+                }),
+            }
+        }
+        let values = match self.kind {
+            ParamKind::Plain => ParamValues::Plain(Layers::from_vec(
+                layers
+                    .into_iter()
+                    .map(|(l, v)| (l, v.expose().to_owned()))
+                    .collect(),
+            )),
+            ParamKind::Secret => ParamValues::Secret(Layers::from_vec(layers)),
+        };
+        Some(Param {
+            name: name?,
+            description: Text::new(self.description),
+            requirement: self.requirement,
+            tenancy: self.tenancy,
+            values,
+        })
+    }
+}
+
+/// Each parameter's own rules, and names unique across parameters.
+pub(super) fn check_params(params: &[Param], problems: &mut Vec<SpecProblem>) {
+    let mut seen = Seen::with_capacity(params.len());
+    for p in params {
+        if !seen.insert(&p.name) {
+            problems.push(SpecProblem::DuplicateParam {
+                param: p.name.clone(),
+            });
+            continue;
+        }
+        check_param(p, problems);
+    }
+}
+
+/// A set for duplicate checks: a scan while it is small (most specs have a
+/// handful of parameters, each with a value or two), hashed past that, so a
+/// hostile input costs linear time.
+enum Seen<'a, T> {
+    Few(Vec<&'a T>),
+    Many(std::collections::HashSet<&'a T>),
+}
+
+impl<'a, T: Eq + std::hash::Hash> Seen<'a, T> {
+    const FEW: usize = 16;
+
+    fn with_capacity(n: usize) -> Self {
+        if n <= Self::FEW {
+            Seen::Few(Vec::with_capacity(n))
+        } else {
+            Seen::Many(std::collections::HashSet::with_capacity(n))
+        }
+    }
+
+    /// Adds `item`; `false` if it was there already.
+    fn insert(&mut self, item: &'a T) -> bool {
+        match self {
+            Seen::Few(v) if v.contains(&item) => false,
+            Seen::Few(v) => {
+                v.push(item);
+                true
+            }
+            Seen::Many(s) => s.insert(item),
+        }
+    }
+}
+
+fn check_param(p: &Param, problems: &mut Vec<SpecProblem>) {
+    let label = format!("params.{}", p.name);
+    if p.description.as_str().len() > MAX_DESCRIPTION_LEN {
+        problems.push(SpecProblem::TooLong {
+            field: format!("{label}.description"),
+            len: p.description.as_str().len(),
+            max: MAX_DESCRIPTION_LEN,
+        });
+    }
+    let values: Vec<(&Layer, usize)> = match &p.values {
+        ParamValues::Plain(l) => l.pairs().map(|(layer, v)| (layer, v.len())).collect(),
+        ParamValues::Secret(l) => l.pairs().map(|(layer, v)| (layer, v.expose().len())).collect(),
+    };
+    let mut seen = Seen::with_capacity(values.len());
+    for (layer, len) in values {
+        if len > MAX_VALUE_LEN {
+            problems.push(SpecProblem::TooLong {
+                field: format!("{label} ({layer})"),
+                len,
+                max: MAX_VALUE_LEN,
+            });
+        }
+        if matches!(p.tenancy, Tenancy::PerCustomer(_)) && layer.customer().is_none() {
+            problems.push(SpecProblem::GlobalValueOnPerCustomer {
+                param: p.name.clone(),
+                layer: layer.clone(),
+            });
+        }
+        if !seen.insert(layer) {
+            problems.push(SpecProblem::DuplicateValue {
+                param: p.name.clone(),
+                layer: layer.clone(),
+            });
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! What is wrong with a connection spec or mappings, and the plumbing that
+//! defers an identifier's parse error to the builder's `build()`.
+
+use std::fmt;
+
+use super::auth::AuthScheme;
+use super::ident::{ParamName, ParseError};
+use super::layer::Layer;
+
+/// Converts an argument into a validated identifier, deferring the error.
+///
+/// Implemented for `&str`, `String` and the identifier itself, so builders take
+/// either text or an already parsed identifier; a text that fails to parse is
+/// reported by the builder's `build()` with the field it was given for.
+pub trait IntoIdent<T> {
+    /// The identifier, or why the text is not one.
+    fn into_ident(self) -> Result<T, ParseError>;
+}
+
+impl<T, S> IntoIdent<T> for S
+where
+    S: TryInto<T>,
+    S::Error: Into<ParseError>,
+{
+    fn into_ident(self) -> Result<T, ParseError> {
+        self.try_into().map_err(Into::into)
+    }
+}
+
+/// One problem of a connection spec. [`SpecError`] lists them all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecProblem {
+    /// A field is not a valid identifier.
+    #[error("{field}: {error}")]
+    Ident {
+        /// The field, e.g. `params.ServiceURL.environment`.
+        field: String,
+        /// Why.
+        error: ParseError,
+    },
+    /// A text field is too long.
+    #[error("{field} is {len} bytes, at most {max} allowed")]
+    TooLong {
+        /// The field.
+        field: String,
+        /// Its length.
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// Two parameters share a name.
+    #[error("parameter {param} is declared more than once")]
+    DuplicateParam {
+        /// The parameter.
+        param: ParamName,
+    },
+    /// A parameter has two values for one layer.
+    #[error("parameter {param} has two values for the {layer}")]
+    DuplicateValue {
+        /// The parameter.
+        param: ParamName,
+        /// The layer.
+        layer: Layer,
+    },
+    /// A per-customer parameter was given a global value.
+    #[error("parameter {param} is per-customer and cannot have a {layer}")]
+    GlobalValueOnPerCustomer {
+        /// The parameter.
+        param: ParamName,
+        /// The global layer.
+        layer: Layer,
+    },
+    /// A parameter name is taken by the managed OAuth application.
+    #[error("parameter {param} is supplied by the connection's oauth application and cannot be declared")]
+    AppSuppliedParam {
+        /// The parameter.
+        param: ParamName,
+    },
+    /// A managed OAuth application only serves platform targets.
+    #[error(
+        "a managed oauth application only serves platform integration targets, not {target}; use OAuthClient::Supplied"
+    )]
+    ManagedOAuthNeedsPlatform {
+        /// The target, described.
+        target: String,
+    },
+    /// A required parameter of the target or auth kind is missing.
+    #[error("a {what} connection needs parameter {param}")]
+    MissingParam {
+        /// The target or auth kind.
+        what: String,
+        /// The parameter.
+        param: &'static str,
+    },
+    /// The parameter is not declared.
+    #[error("parameter {param} is not declared")]
+    UnknownParam {
+        /// The parameter.
+        param: ParamName,
+    },
+    /// A parameter that must be secret is plain.
+    #[error("parameter {param} must be secret")]
+    MustBeSecret {
+        /// The parameter.
+        param: ParamName,
+    },
+    /// The auth scheme needs a secret parameter.
+    #[error("a {scheme} connection needs at least one secret parameter")]
+    NeedsSecret {
+        /// The scheme.
+        scheme: AuthScheme,
+    },
+    /// A text field holds a control character (a line break, an escape).
+    #[error("{field} contains a control character")]
+    ControlCharacter {
+        /// The field.
+        field: String,
+    },
+    /// Too many parameters.
+    #[error("{count} parameters, at most {max} allowed")]
+    TooManyParams {
+        /// How many were given.
+        count: usize,
+        /// The most allowed.
+        max: usize,
+    },
+}
+
+/// A connection spec that failed validation, with every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid connection {connection:?}: {}", join(problems))]
+pub struct SpecError {
+    /// The connection's name as given (shortened).
+    pub connection: String,
+    /// Every problem, in field order.
+    pub problems: Vec<SpecProblem>,
+}
+
+/// The identifier, or `None` after recording why `field` is not one.
+pub(crate) fn ident_or_problem<T>(
+    parsed: Result<T, ParseError>,
+    field: impl Into<String>,
+    problems: &mut Vec<SpecProblem>,
+) -> Option<T> {
+    parsed
+        .map_err(|error| {
+            problems.push(SpecProblem::Ident {
+                field: field.into(),
+                error,
+            })
+        })
+        .ok()
+}
+
+pub(crate) fn join<T: fmt::Display>(items: &[T]) -> String {
+    let mut out = String::new();
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(&item.to_string());
+    }
+    out
+}
