@@ -1,5 +1,6 @@
-//! A driver for profilers (not timed): resolves workload W, or clones the
-//! copy-out answer, `N` times, so `valgrind --tool=callgrind` (instruction
+//! A driver for profilers (not timed): resolves workload W, clones the
+//! copy-out answer, or rewrites a connection of a 1,000-connection project,
+//! `N` times, so `valgrind --tool=callgrind` (instruction
 //! counts, reproducible on a busy machine) or `perf` can compare two versions
 //! of the code.
 //!
@@ -7,6 +8,7 @@
 //! cargo bench --bench profile --no-run          # prints the binary's path
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> resolve 10000
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> copy 10000
+//! valgrind --tool=callgrind target/release/deps/profile-<hash> write 10000
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> resolve 0   # set-up only, to subtract
 //! ```
 //!
@@ -14,7 +16,7 @@
 
 mod common;
 
-use connective::prelude::Resolver;
+use connective::prelude::{Registry, Resolver};
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -24,6 +26,10 @@ fn main() {
     let (Some(what), Some(n)) = (args.first(), args.get(1).and_then(|n| n.parse::<usize>().ok())) else {
         return;
     };
+    if what == "write" {
+        write(n);
+        return;
+    }
     let registry = common::registry_with_w(0);
     let request = common::w_request();
     let answer = common::w_answer(&registry);
@@ -39,5 +45,28 @@ fn main() {
             }
         }
         other => eprintln!("unknown mode {other:?}: resolve or copy"),
+    }
+}
+
+/// `n` updates of one connection of a 1,000-connection project on a memory
+/// store, alternating between two specs so every write changes something.
+fn write(n: usize) {
+    let registry = Registry::builder()
+        .store(common::filler_store(common::PER_PROJECT))
+        .build()
+        .expect("registry");
+    let project = registry.catalog().projects().remove(0);
+    let c = registry
+        .snapshot(&project)
+        .expect("snapshot")
+        .connections()
+        .find(|c| c.value.name().as_str() == "c0000")
+        .map(|c| (c.value.id(), c.version))
+        .expect("filler connection");
+    let (id, mut version) = c;
+    for k in 0..n {
+        let spec = common::filler_spec_version(project.as_str(), 0, k % 2 + 1);
+        registry.update_connection(id, version, spec).expect("update");
+        version = registry.connection(&project, id).expect("connection").version;
     }
 }
