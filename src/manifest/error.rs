@@ -11,15 +11,6 @@ use crate::model::{ConnectionId, ConnectionName, IntegrationId, ParamName, Parse
 use crate::registry::RegistryError;
 use crate::resolve::Problem;
 
-/// Shortens text quoted in a message to 64 characters.
-pub(crate) fn shorten(input: &str) -> String {
-    const MAX: usize = 64;
-    match input.char_indices().nth(MAX) {
-        None => input.to_owned(),
-        Some((cut, _)) => format!("{}…", &input[..cut]),
-    }
-}
-
 /// Where in a file a problem is: a path (`connections[2].parameters.ServiceURL`)
 /// and, when the parser knows it, a line and column (1-based).
 ///

@@ -4,7 +4,6 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use super::error::shorten;
 use super::{
     ApplyError, DeclaredConnection, DeclaredMappings, Manifest, ManifestProblem, RefSpec, Rule,
     SecretSources, ValueSpec, find_declared,
@@ -13,7 +12,7 @@ use crate::catalog::ProjectSnapshot;
 use crate::model::{
     Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionSpec, ConnectionUse, EnvMap,
     EnvMapping, IntegrationId, Layer, Mappings, MappingsError, ParamValues, ProjectId, Record, Revision,
-    Scope, Version,
+    Scope, Version, shorten,
 };
 use crate::oauth::app_owner_for;
 use crate::registry::{DeleteMode, Registry, WriteReport};

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::auth::AuthScheme;
-use super::description::{MAX_DESCRIPTION_LEN, Text};
+use super::description::{Text, check_description};
 use super::ident::{ConnectionId, ConnectionName, IntegrationId, ParamName, ParseError, ProjectId, shorten};
 use super::layer::Layer;
 use super::oauth::{APP_PARAMS, AppOwner};
@@ -59,13 +59,7 @@ fn check_spec_body(
     params: &[Param],
     problems: &mut Vec<SpecProblem>,
 ) {
-    if description.len() > MAX_DESCRIPTION_LEN {
-        problems.push(SpecProblem::TooLong {
-            field: "description".into(),
-            len: description.len(),
-            max: MAX_DESCRIPTION_LEN,
-        });
-    }
+    check_description(|| "description".into(), description, problems);
     if let Some(target) = target {
         check_target(target, problems);
     }

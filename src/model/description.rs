@@ -4,8 +4,22 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::problem::SpecProblem;
+
 /// The most bytes a description may have.
 pub const MAX_DESCRIPTION_LEN: usize = 4 * 1024;
+
+/// **The check of a description**, of a connection or of a parameter: at
+/// most [`MAX_DESCRIPTION_LEN`] bytes. `field` names it in the problem.
+pub(super) fn check_description(field: impl FnOnce() -> String, text: &str, problems: &mut Vec<SpecProblem>) {
+    if text.len() > MAX_DESCRIPTION_LEN {
+        problems.push(SpecProblem::TooLong {
+            field: field(),
+            len: text.len(),
+            max: MAX_DESCRIPTION_LEN,
+        });
+    }
+}
 
 /// A description: usually empty, so 8 bytes and no allocation when it is.
 /// Serialized as a plain string.

@@ -131,6 +131,8 @@ impl From<Infallible> for ParseError {
     }
 }
 
+/// Shortens text quoted in a message to 64 characters (an identifier that
+/// failed to parse, a value in a plan).
 pub(crate) fn shorten(input: &str) -> String {
     const MAX: usize = 64;
     match input.char_indices().nth(MAX) {

@@ -20,6 +20,7 @@ mod target;
 pub use auth::{AuthScheme, OAuthClient};
 pub use connection::{Connection, ConnectionBuilder, ConnectionSpec, MAX_PARAMS, Scope};
 pub use description::MAX_DESCRIPTION_LEN;
+pub(crate) use ident::shorten;
 pub use ident::{
     ConnectionId, ConnectionName, CustomerId, EnvVarName, Environment, IdentKind, IntegrationId, ParamName,
     ParseError, ProjectId,
@@ -29,7 +30,7 @@ pub use mapping::{
     ConnectionRef, ConnectionUse, EnvMap, EnvMapping, MAX_ENTRIES, MAX_USES, Mappings, MappingsBuilder,
     MappingsError,
 };
-pub use oauth::{APP_PARAMS, AppOwner, OAuthApp};
+pub use oauth::{APP_PARAMS, AppField, AppOwner, OAuthApp};
 pub use param::{
     EnteredBy, MAX_VALUE_LEN, Param, ParamBuilder, ParamKind, ParamValues, Requirement, Tenancy,
 };

@@ -105,6 +105,49 @@ impl OAuthApp {
     }
 }
 
-/// The parameters a managed OAuth application supplies to each of its
+/// Which field of an OAuth application a parameter is: the one definition
+/// of the parameters a managed application supplies to each of its
 /// connections, as Choreo names them.
-pub const APP_PARAMS: [&str; 3] = ["ConsumerKey", "ConsumerSecret", "TokenURL"];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AppField {
+    /// `ConsumerKey`: the client ID.
+    ClientId,
+    /// `ConsumerSecret`: the client secret.
+    ClientSecret,
+    /// `TokenURL`: the token endpoint.
+    TokenUrl,
+}
+
+impl AppField {
+    /// Every field, in the order a default-name mapping injects them.
+    pub const ALL: [AppField; 3] = [AppField::ClientId, AppField::ClientSecret, AppField::TokenUrl];
+
+    /// The parameter name (`ConsumerKey`, `ConsumerSecret`, `TokenURL`).
+    pub const fn param(self) -> &'static str {
+        match self {
+            AppField::ClientId => "ConsumerKey",
+            AppField::ClientSecret => "ConsumerSecret",
+            AppField::TokenUrl => "TokenURL",
+        }
+    }
+
+    /// The field a parameter name stands for.
+    ///
+    /// ```
+    /// use connective::model::AppField;
+    /// assert_eq!(AppField::for_param("TokenURL"), Some(AppField::TokenUrl));
+    /// assert_eq!(AppField::for_param("ServiceURL"), None);
+    /// ```
+    pub fn for_param(name: &str) -> Option<AppField> {
+        AppField::ALL.into_iter().find(|f| f.param() == name)
+    }
+}
+
+/// The parameters a managed OAuth application supplies to each of its
+/// connections ([`AppField::param`] of [`AppField::ALL`]).
+pub const APP_PARAMS: [&str; 3] = [
+    AppField::ALL[0].param(),
+    AppField::ALL[1].param(),
+    AppField::ALL[2].param(),
+];

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::description::{MAX_DESCRIPTION_LEN, Text};
+use super::description::{Text, check_description};
 use super::ident::{CustomerId, Environment, ParamName, ParseError};
 use super::layer::{Layer, Layers};
 use super::problem::{IntoIdent, SpecProblem};
@@ -139,19 +139,10 @@ impl Param {
     /// Sets the value of `layer`, validated as the builder would (see
     /// [`ConnectionSpec::set_value`](super::ConnectionSpec::set_value)).
     pub(super) fn set_value(&mut self, layer: Layer, value: String) -> Result<(), SpecProblem> {
-        let param = &self.name;
-        if value.len() > MAX_VALUE_LEN {
-            return Err(SpecProblem::TooLong {
-                field: format!("params.{param} ({layer})"),
-                len: value.len(),
-                max: MAX_VALUE_LEN,
-            });
-        }
-        if matches!(self.tenancy, Tenancy::PerCustomer(_)) && layer.customer().is_none() {
-            return Err(SpecProblem::GlobalValueOnPerCustomer {
-                param: param.clone(),
-                layer,
-            });
+        let mut problems = Vec::new();
+        self.check_value(&layer, value.len(), &mut problems);
+        if let Some(first) = problems.into_iter().next() {
+            return Err(first);
         }
         match &mut self.values {
             ParamValues::Plain(l) => {
@@ -162,6 +153,26 @@ impl Param {
             }
         }
         Ok(())
+    }
+
+    /// **The checks of one value** of this parameter, however it comes in
+    /// (the builder, deserialization, [`Param::set_value`]): at most
+    /// [`MAX_VALUE_LEN`] bytes (`len`), and a per-customer parameter takes
+    /// customer layers only.
+    fn check_value(&self, layer: &Layer, len: usize, problems: &mut Vec<SpecProblem>) {
+        if len > MAX_VALUE_LEN {
+            problems.push(SpecProblem::TooLong {
+                field: format!("params.{} ({layer})", self.name),
+                len,
+                max: MAX_VALUE_LEN,
+            });
+        }
+        if matches!(self.tenancy, Tenancy::PerCustomer(_)) && layer.customer().is_none() {
+            problems.push(SpecProblem::GlobalValueOnPerCustomer {
+                param: self.name.clone(),
+                layer: layer.clone(),
+            });
+        }
     }
 
     /// Removes the value of `layer`; returns whether there was one.
@@ -378,33 +389,18 @@ impl<'a, T: Eq + std::hash::Hash> Seen<'a, T> {
 }
 
 fn check_param(p: &Param, problems: &mut Vec<SpecProblem>) {
-    let label = format!("params.{}", p.name);
-    if p.description.as_str().len() > MAX_DESCRIPTION_LEN {
-        problems.push(SpecProblem::TooLong {
-            field: format!("{label}.description"),
-            len: p.description.as_str().len(),
-            max: MAX_DESCRIPTION_LEN,
-        });
-    }
+    check_description(
+        || format!("params.{}.description", p.name),
+        p.description.as_str(),
+        problems,
+    );
     let values: Vec<(&Layer, usize)> = match &p.values {
         ParamValues::Plain(l) => l.pairs().map(|(layer, v)| (layer, v.len())).collect(),
         ParamValues::Secret(l) => l.pairs().map(|(layer, v)| (layer, v.expose().len())).collect(),
     };
     let mut seen = Seen::with_capacity(values.len());
     for (layer, len) in values {
-        if len > MAX_VALUE_LEN {
-            problems.push(SpecProblem::TooLong {
-                field: format!("{label} ({layer})"),
-                len,
-                max: MAX_VALUE_LEN,
-            });
-        }
-        if matches!(p.tenancy, Tenancy::PerCustomer(_)) && layer.customer().is_none() {
-            problems.push(SpecProblem::GlobalValueOnPerCustomer {
-                param: p.name.clone(),
-                layer: layer.clone(),
-            });
-        }
+        p.check_value(layer, len, problems);
         if !seen.insert(layer) {
             problems.push(SpecProblem::DuplicateValue {
                 param: p.name.clone(),

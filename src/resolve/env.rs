@@ -7,8 +7,8 @@ use indexmap::IndexMap;
 
 use super::ResolveRequest;
 use crate::model::{
-    AppOwner, ConnectionId, ConnectionName, EnteredBy, EnvVarName, Layer, ParamName, Revision, Scope,
-    SecretValue,
+    AppField, AppOwner, ConnectionId, ConnectionName, EnteredBy, EnvVarName, Layer, ParamName, Revision,
+    Scope, SecretValue,
 };
 
 /// A resolved value: plain text or a secret.
@@ -58,39 +58,6 @@ impl fmt::Display for ResolvedValue {
         match self {
             ResolvedValue::Plain(s) => f.write_str(s),
             ResolvedValue::Secret(_) => f.write_str("[REDACTED]"),
-        }
-    }
-}
-
-/// Which field of an OAuth application a parameter is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AppField {
-    /// `ConsumerKey`: the client ID.
-    ClientId,
-    /// `ConsumerSecret`: the client secret.
-    ClientSecret,
-    /// `TokenURL`: the token endpoint.
-    TokenUrl,
-}
-
-impl AppField {
-    /// The parameter name (`ConsumerKey`, `ConsumerSecret`, `TokenURL`).
-    pub fn param(self) -> &'static str {
-        match self {
-            AppField::ClientId => "ConsumerKey",
-            AppField::ClientSecret => "ConsumerSecret",
-            AppField::TokenUrl => "TokenURL",
-        }
-    }
-
-    /// The field a parameter name stands for.
-    pub fn for_param(name: &str) -> Option<AppField> {
-        match name {
-            "ConsumerKey" => Some(AppField::ClientId),
-            "ConsumerSecret" => Some(AppField::ClientSecret),
-            "TokenURL" => Some(AppField::TokenUrl),
-            _ => None,
         }
     }
 }

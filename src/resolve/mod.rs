@@ -16,8 +16,10 @@ mod explain;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Re-exported from [`model`](crate::model), where the OAuth application is defined.
+pub use crate::model::AppField;
 use env::VarHasher;
-pub use env::{AppField, MappingKind, Provenance, ResolvedEnv, ResolvedValue, ResolvedVar, ValueSource};
+pub use env::{MappingKind, Provenance, ResolvedEnv, ResolvedValue, ResolvedVar, ValueSource};
 pub use error::{Problem, ResolveError};
 pub use explain::{Considered, Explanation, LayerOutcome, explain};
 use indexmap::IndexMap;
@@ -25,9 +27,9 @@ use indexmap::map::Entry;
 
 use crate::catalog::{Catalog, ProjectSnapshot};
 use crate::model::{
-    APP_PARAMS, Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionUse, CustomerId,
-    EnteredBy, EnvMapping, EnvVarName, Environment, IntegrationId, IntoIdent, Mappings, ParamName,
-    ParamValues, ParseError, ProjectId, Requirement, ResolvePolicy, Scope, Tenancy, Versioned,
+    Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionUse, CustomerId, EnteredBy,
+    EnvMapping, EnvVarName, Environment, IntegrationId, IntoIdent, Mappings, ParamName, ParamValues,
+    ParseError, ProjectId, Requirement, ResolvePolicy, Scope, Tenancy, Versioned,
 };
 
 /// What to resolve: one integration of one project, for an environment and
@@ -264,7 +266,11 @@ fn default_params(connection: &Connection) -> impl Iterator<Item = ParamName> + 
     let app = connection
         .oauth_app()
         .is_some()
-        .then(|| APP_PARAMS.iter().filter_map(|p| p.parse::<ParamName>().ok()))
+        .then(|| {
+            AppField::ALL
+                .iter()
+                .filter_map(|f| f.param().parse::<ParamName>().ok())
+        })
         .into_iter()
         .flatten();
     connection
