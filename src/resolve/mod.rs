@@ -12,24 +12,23 @@
 mod env;
 mod error;
 mod explain;
+mod lookup;
+mod walk;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Re-exported from [`model`](crate::model), where the OAuth application is defined.
 pub use crate::model::AppField;
-use env::VarHasher;
 pub use env::{MappingKind, Provenance, ResolvedEnv, ResolvedValue, ResolvedVar, ValueSource};
 pub use error::{Problem, ResolveError};
 pub use explain::{Considered, Explanation, LayerOutcome, explain};
-use indexmap::IndexMap;
-use indexmap::map::Entry;
+use lookup::{Lookup, lookup};
+use walk::walk;
 
 use crate::catalog::{Catalog, ProjectSnapshot};
 use crate::model::{
-    Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionUse, CustomerId, EnteredBy,
-    EnvMapping, EnvVarName, Environment, IntegrationId, IntoIdent, Mappings, ParamName, ParamValues,
-    ParseError, ProjectId, Requirement, ResolvePolicy, Scope, Tenancy, Versioned,
+    Connection, ConnectionId, ConnectionRef, CustomerId, EnteredBy, EnvMapping, Environment, IntegrationId,
+    IntoIdent, Mappings, ParseError, ProjectId, ResolvePolicy, Scope, Tenancy, Versioned,
 };
 
 /// What to resolve: one integration of one project, for an environment and
@@ -179,247 +178,6 @@ pub fn is_visible(connection: &Connection, integration: &IntegrationId) -> bool 
         Scope::Project => true,
         Scope::Integration(owner) => owner == integration,
     }
-}
-
-/// A parameter's value for a request, or why there is none.
-enum Lookup {
-    Found(ResolvedValue, ValueSource),
-    /// No value, and the parameter is optional.
-    Absent,
-}
-
-fn lookup(
-    snapshot: &ProjectSnapshot,
-    connection: &Connection,
-    param: &ParamName,
-    request: &ResolveRequest,
-    explicit: bool,
-) -> Result<Lookup, Problem> {
-    let env = &request.environment;
-    let customer = request.customer.as_ref();
-    if let Some(owner) = connection.oauth_app()
-        && let Some(field) = AppField::for_param(param.as_str())
-    {
-        let Some(app) = snapshot.app(owner) else {
-            return Err(Problem::OAuthAppMissing {
-                connection: connection.name().clone(),
-                connection_id: connection.id(),
-                owner: owner.clone(),
-            });
-        };
-        let value = match field {
-            AppField::ClientId => ResolvedValue::Plain(app.value.client_id().to_owned()),
-            AppField::ClientSecret => ResolvedValue::Secret(app.value.client_secret().clone()),
-            AppField::TokenUrl => ResolvedValue::Plain(app.value.token_url().to_owned()),
-        };
-        return Ok(Lookup::Found(
-            value,
-            ValueSource::OAuthApp {
-                owner: owner.clone(),
-                field,
-            },
-        ));
-    }
-    let Some(p) = connection.spec().param(param.as_str()) else {
-        return Err(Problem::UnknownParam {
-            connection: connection.name().clone(),
-            connection_id: connection.id(),
-            param: param.clone(),
-        });
-    };
-    if matches!(p.tenancy(), Tenancy::PerCustomer(_)) && customer.is_none() {
-        // An optional per-customer parameter under a default-name mapping has
-        // no value without a customer, like any optional parameter without one.
-        if !explicit && p.requirement() == Requirement::Optional {
-            return Ok(Lookup::Absent);
-        }
-        return Err(Problem::CustomerRequired {
-            connection: connection.name().clone(),
-            connection_id: connection.id(),
-            param: param.clone(),
-        });
-    }
-    let found = match p.values() {
-        ParamValues::Plain(layers) => layers
-            .pick(env, customer)
-            .map(|(l, v)| (ResolvedValue::Plain(v.clone()), l)),
-        ParamValues::Secret(layers) => layers
-            .pick(env, customer)
-            .map(|(l, v)| (ResolvedValue::Secret(v.clone()), l)),
-    };
-    match found {
-        Some((value, layer)) => Ok(Lookup::Found(value, ValueSource::Layer(layer.clone()))),
-        None if !explicit && p.requirement() == Requirement::Optional => Ok(Lookup::Absent),
-        None => Err(Problem::MissingValue {
-            connection: connection.name().clone(),
-            connection_id: connection.id(),
-            param: param.clone(),
-            environment: env.clone(),
-            customer: customer.cloned(),
-        }),
-    }
-}
-
-/// The parameters a default-name mapping injects: the declared ones, then
-/// the OAuth application's.
-fn default_params(connection: &Connection) -> impl Iterator<Item = ParamName> + '_ {
-    let app = connection
-        .oauth_app()
-        .is_some()
-        .then(|| {
-            AppField::ALL
-                .iter()
-                .filter_map(|f| f.param().parse::<ParamName>().ok())
-        })
-        .into_iter()
-        .flatten();
-    connection
-        .spec()
-        .params()
-        .iter()
-        .map(|p| p.name().clone())
-        .chain(app)
-}
-
-/// What [`walk`] keeps for a claimed variable: it can name the connection and
-/// parameter that claimed it, for a later entry that collides.
-trait Claimed {
-    fn origin(&self) -> (ConnectionName, ParamName);
-}
-
-impl Claimed for ResolvedVar {
-    fn origin(&self) -> (ConnectionName, ParamName) {
-        (self.provenance.connection.clone(), self.provenance.param.clone())
-    }
-}
-
-impl Claimed for (ConnectionName, ParamName) {
-    fn origin(&self) -> (ConnectionName, ParamName) {
-        self.clone()
-    }
-}
-
-/// One planned variable: which connection and parameter it comes from.
-struct Slot<'s, V> {
-    connection: &'s Connection,
-    param: ParamName,
-    kind: MappingKind,
-    value: V,
-}
-
-/// Walks an integration's mappings in order (rules 1, 2 and 4): finds each
-/// connection, names each variable (explicit or default), asks `value` for the
-/// parameter's value (`Ok(None)`: leave the variable out), and checks reserved
-/// names and collisions. Every problem is collected.
-///
-/// Each variable kept is turned into a `T` by `finish` as it is claimed, so
-/// the map walked into is the one returned (no second map is built).
-fn walk<'s, V, T: Claimed>(
-    snapshot: &'s ProjectSnapshot,
-    policy: &ResolvePolicy,
-    integration: &IntegrationId,
-    uses: &[ConnectionUse],
-    mut value: impl FnMut(&'s Connection, &ParamName, bool) -> Result<Option<V>, Problem>,
-    mut finish: impl FnMut(&EnvVarName, Slot<'s, V>) -> T,
-) -> (IndexMap<EnvVarName, T, VarHasher>, Vec<Problem>) {
-    // Room for every variable up front: growing the map moves every entry.
-    let capacity = uses
-        .iter()
-        .map(|u| match &u.env {
-            EnvMapping::Explicit(entries) => entries.len(),
-            EnvMapping::Defaults => 8,
-        })
-        .sum();
-    let mut vars: IndexMap<EnvVarName, T, VarHasher> =
-        IndexMap::with_capacity_and_hasher(capacity, VarHasher::default());
-    // Variables whose value is missing still claim their name, so a second
-    // entry producing it is reported too (every problem at once).
-    let mut unvalued: HashMap<EnvVarName, (ConnectionName, ParamName)> = HashMap::new();
-    let mut problems = Vec::new();
-    for use_ in uses {
-        let Some(found) = find_connection(snapshot, integration, &use_.reference) else {
-            problems.push(Problem::NotVisible {
-                reference: use_.reference.clone(),
-                integration: integration.clone(),
-            });
-            continue;
-        };
-        let connection: &'s Connection = &found.value;
-        let mut add = |name: EnvVarName, param: &ParamName, kind: MappingKind| {
-            let explicit = kind == MappingKind::Explicit;
-            let value = match value(connection, param, explicit) {
-                Ok(Some(v)) => Some(v),
-                Ok(None) => return,
-                Err(problem) => {
-                    problems.push(problem);
-                    None
-                }
-            };
-            if let Err(error) = policy.reserved().check(&name) {
-                problems.push(Problem::Reserved {
-                    variable: name,
-                    connection: connection.name().clone(),
-                    param: param.clone(),
-                    reason: match error {
-                        ParseError::Reserved { reason, .. } => reason,
-                        other => other.to_string(),
-                    },
-                });
-                return;
-            }
-            // One hash of the name: the entry either holds the first claim
-            // (a collision) or is where this one goes.
-            let slot = match vars.entry(name) {
-                Entry::Occupied(first) => {
-                    let origin = first.get().origin();
-                    (first.key().clone(), Some(origin))
-                }
-                Entry::Vacant(slot) => match unvalued.get(slot.key()) {
-                    Some(origin) => (slot.into_key(), Some(origin.clone())),
-                    None => match value {
-                        Some(value) => {
-                            let claimed = finish(
-                                slot.key(),
-                                Slot {
-                                    connection,
-                                    param: param.clone(),
-                                    kind,
-                                    value,
-                                },
-                            );
-                            slot.insert(claimed);
-                            return;
-                        }
-                        None => (slot.into_key(), None),
-                    },
-                },
-            };
-            match slot {
-                (variable, Some(first)) => problems.push(Problem::Collision {
-                    variable,
-                    first,
-                    second: (connection.name().clone(), param.clone()),
-                }),
-                (variable, None) => {
-                    unvalued.insert(variable, (connection.name().clone(), param.clone()));
-                }
-            }
-        };
-        match &use_.env {
-            EnvMapping::Explicit(entries) => {
-                for entry in entries {
-                    add(entry.to.clone(), &entry.from, MappingKind::Explicit);
-                }
-            }
-            EnvMapping::Defaults => {
-                for param in default_params(connection) {
-                    let name = EnvVarName::default_for(policy.prefix(), connection.name(), &param);
-                    add(name, &param, MappingKind::Default);
-                }
-            }
-        }
-    }
-    (vars, problems)
 }
 
 /// Resolves `request` against one project snapshot (rules 1–4 and 7), reporting
