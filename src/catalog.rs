@@ -168,7 +168,7 @@ impl ProjectSnapshot {
 
     /// A connection by scope and name: `integration` `None` means project
     /// scope. (Which one an integration *sees* is the resolver's rule 2, see
-    /// [`crate::resolve::find_connection`].)
+    /// [`ProjectView::find_connection`](crate::resolve::ProjectView::find_connection).)
     pub fn by_name(
         &self,
         integration: Option<&IntegrationId>,

@@ -210,14 +210,13 @@ impl Fixture {
             integration: integration.map(str::to_owned),
         };
         let parsed: ConnectionName = name.parse()?;
-        let snapshot = self.registry.snapshot(&self.project).ok_or_else(missing)?;
+        let view = self.registry.view(&self.project);
         let found = match integration {
-            Some(i) => crate::resolve::find_connection(
-                &snapshot,
+            Some(i) => view.find_connection(
                 &i.parse::<IntegrationId>()?,
                 &crate::model::ConnectionRef::Name(parsed),
             ),
-            None => snapshot.by_name(None, &parsed),
+            None => view.snapshot.by_name(None, &parsed),
         };
         found.map(|c| c.value.id()).ok_or_else(missing)
     }

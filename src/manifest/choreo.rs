@@ -49,20 +49,17 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, Visitor};
 
 use super::error::redacted;
 use super::{ManifestError, ManifestLimits, ManifestProblem, Rule};
-use crate::catalog::ProjectSnapshot;
 use crate::model::{
     ConnectionId, ConnectionName, ConnectionRef, ConnectionUse, EnvMap, EnvMapping, EnvVarName,
     IntegrationId, Mappings, ParamName, ProjectId, Target,
 };
 use crate::registry::Registry;
-use crate::resolve::{check_mappings, find_connection};
 
 /// What a `resourceRef` of a connection reference names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -453,10 +450,8 @@ impl ComponentConfig {
         integration: &IntegrationId,
         options: &ImportOptions,
     ) -> Result<ComponentImport, ManifestError> {
-        let snapshot = registry
-            .snapshot(project)
-            .unwrap_or_else(|| Arc::new(ProjectSnapshot::empty(project.clone())));
-        let policy = registry.catalog().policy();
+        let view = registry.view(project);
+        let policy = &view.policy;
         let mut problems = Vec::new();
         let mut uses = Vec::new();
         let mut push = |path: String, rule| problems.push(ManifestProblem::at(path, rule));
@@ -480,7 +475,7 @@ impl ComponentConfig {
                 }
             };
             let reference = ConnectionRef::Name(name.clone());
-            match find_connection(&snapshot, integration, &reference) {
+            match view.find_connection(integration, &reference) {
                 None => push(
                     format!("{path}.name"),
                     Rule::UnknownConnection {
@@ -592,7 +587,7 @@ impl ComponentConfig {
             }
         };
         if let Some(m) = &mappings {
-            for p in check_mappings(&snapshot, policy, m) {
+            for p in view.check_mappings(m) {
                 // Visibility was reported above with the reference's path.
                 if !matches!(
                     p,

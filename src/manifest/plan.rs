@@ -16,7 +16,7 @@ use crate::model::{
 };
 use crate::oauth::app_owner_for;
 use crate::registry::{DeleteMode, Registry, WriteReport};
-use crate::resolve::{check_mappings, find_connection};
+use crate::resolve::{ProjectView, find_connection};
 
 /// What a plan does with one connection or one integration's mappings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -217,7 +217,7 @@ impl Manifest {
                 desired.by_name(scope.integration(), name).map(|c| c.value.id())
             }) {
                 Some(Ok(m)) => {
-                    for problem in check_mappings(&desired, registry.catalog().policy(), &m) {
+                    for problem in ProjectView::of(&desired, registry.catalog().policy()).check_mappings(&m) {
                         problems.push(ManifestProblem::at(&decl.path, Rule::Mapping(problem)));
                     }
                 }

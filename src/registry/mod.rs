@@ -63,7 +63,7 @@ use crate::model::{
     OAuthApp, ProjectId, Record, RecordKey, ReservedNames, ResolvePolicy, Revision, Version, Versioned,
 };
 use crate::oauth::{LocalProvisioner, OAuthProvisioner, ProvisionError};
-use crate::resolve::{ProjectView, ResolveError, ResolveRequest, ResolvedEnv, Resolver, find_connection};
+use crate::resolve::{ProjectView, ResolveError, ResolveRequest, ResolvedEnv, Resolver, Usage, is_visible};
 use crate::store::{
     Batch, Changed, CommitToken, Committed, MemoryStore, Snapshot, Store, StoreError, UnreadableRecord,
 };
@@ -674,6 +674,15 @@ impl Registry {
         }
     }
 
+    /// A project's current snapshot read under this registry's policy,
+    /// without copying the policy.
+    fn current_view(&self, project: &ProjectId) -> Option<ProjectView<Arc<ProjectSnapshot>, &ResolvePolicy>> {
+        Some(ProjectView {
+            snapshot: self.snapshot(project)?,
+            policy: self.catalog.policy(),
+        })
+    }
+
     /// A connection and its version.
     pub fn connection(&self, project: &ProjectId, id: ConnectionId) -> Option<Versioned<Arc<Connection>>> {
         self.snapshot(project)?.connection(id).cloned()
@@ -695,19 +704,20 @@ impl Registry {
         project: &ProjectId,
         integration: &IntegrationId,
     ) -> Vec<VisibleConnection> {
-        let Some(snapshot) = self.snapshot(project) else {
+        let Some(view) = self.current_view(project) else {
             return Vec::new();
         };
-        let mut out: Vec<VisibleConnection> = snapshot
+        let mut out: Vec<VisibleConnection> = view
+            .snapshot
             .connections()
-            .filter(|c| crate::resolve::is_visible(&c.value, integration))
+            .filter(|c| is_visible(&c.value, integration))
             .map(|c| {
-                let winner = find_connection(
-                    &snapshot,
-                    integration,
-                    &crate::model::ConnectionRef::Name(c.value.name().clone()),
-                )
-                .map(|w| w.value.id());
+                let winner = view
+                    .find_connection(
+                        integration,
+                        &crate::model::ConnectionRef::Name(c.value.name().clone()),
+                    )
+                    .map(|w| w.value.id());
                 VisibleConnection {
                     connection: c.clone(),
                     shadowed_by: winner.filter(|w| *w != c.value.id()),
@@ -751,24 +761,24 @@ impl Registry {
         request: &ResolveRequest,
         variable: &str,
     ) -> Result<Option<crate::resolve::Explanation>, ResolveError> {
-        match self.snapshot(&request.project) {
-            Some(s) => crate::resolve::explain(&s, self.catalog.policy(), request, variable),
+        match self.current_view(&request.project) {
+            Some(view) => view.explain(request, variable),
             None => Ok(None),
         }
     }
 
     /// The integrations whose mappings resolve to a connection (rule 9).
     pub fn dependents(&self, project: &ProjectId, id: ConnectionId) -> Vec<IntegrationId> {
-        self.snapshot(project)
-            .map(|s| crate::resolve::dependents(&s, id))
+        self.current_view(project)
+            .map(|view| view.dependents(id))
             .unwrap_or_default()
     }
 
     /// A connection's mappings: every integration mapping entry that resolves
     /// to it, with the variables it produces.
-    pub fn usages(&self, project: &ProjectId, id: ConnectionId) -> Vec<crate::resolve::Usage> {
-        self.snapshot(project)
-            .map(|s| crate::resolve::usages(&s, id))
+    pub fn usages(&self, project: &ProjectId, id: ConnectionId) -> Vec<Usage> {
+        self.current_view(project)
+            .map(|view| view.usages(id))
             .unwrap_or_default()
     }
 

@@ -9,10 +9,10 @@ use super::{DeleteMode, Rebinding, Registry, RegistryError, WriteReport};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
     AppOwner, Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionSpec, Mappings, OAuthApp,
-    PlatformTarget, ProjectId, Record, RecordKey, ReferenceFence, Target, Version,
+    PlatformTarget, ProjectId, Record, RecordKey, ReferenceFence, ResolvePolicy, Target, Version,
 };
 use crate::oauth::{OAuthProvisioner, ProvisionError, ProvisionRequest, app_owner_for};
-use crate::resolve::{Problem, check_mappings, dependents, find_connection, usages};
+use crate::resolve::{Problem, ProjectView};
 use crate::store::{Batch, CommitToken, Expect, Op, Write};
 
 struct Pending {
@@ -200,6 +200,12 @@ impl<'r> Tx<'r> {
         })
     }
 
+    /// This transaction's view of a project under the registry's policy.
+    fn view(&mut self, project: &ProjectId) -> ProjectView<&ProjectSnapshot, &ResolvePolicy> {
+        let policy = self.registry.catalog.policy();
+        ProjectView::of(self.working_mut(project), policy)
+    }
+
     fn put(&mut self, record: Record) {
         let key = record.key();
         self.touch(&key, &record);
@@ -334,7 +340,7 @@ impl<'r> Tx<'r> {
                 existing: other.value.id(),
             });
         }
-        let used_by = usages(snapshot, id);
+        let used_by = self.view(&project).usages(id);
         let owner = app_owner_for(&spec, id);
         if let Some(owner) = &owner {
             self.ensure_app(&project, owner, platform_target(&spec))?;
@@ -354,10 +360,10 @@ impl<'r> Tx<'r> {
         // A rename or scope change must not strand a reference that resolved
         // to this connection (rule 9); one that now resolves to another
         // connection of the old name is reported as a rebinding instead.
-        let snapshot = self.working_mut(&project);
+        let view = self.view(&project);
         let mut stranded: Vec<_> = used_by
             .into_iter()
-            .filter(|u| find_connection(snapshot, &u.integration, &u.reference).is_none())
+            .filter(|u| view.find_connection(&u.integration, &u.reference).is_none())
             .map(|u| u.integration)
             .collect();
         stranded.dedup();
@@ -396,7 +402,7 @@ impl<'r> Tx<'r> {
         };
         let key = old.key();
         self.check_version(&key, Expect::Version(version))?;
-        let users = dependents(self.working_mut(project), id);
+        let users = self.view(project).dependents(id);
         if mode == DeleteMode::Force {
             self.forced = true;
         }
@@ -490,8 +496,7 @@ impl<'r> Tx<'r> {
         self.writable(mappings.project())?;
         let key = RecordKey::Mappings(mappings.project().clone(), mappings.integration().clone());
         self.check_version(&key, expected.map_or(Expect::Absent, Expect::Version))?;
-        let policy = self.registry.catalog.policy().clone();
-        let problems = check_mappings(self.working_mut(mappings.project()), &policy, &mappings);
+        let problems = self.view(mappings.project()).check_mappings(&mappings);
         if !problems.is_empty() {
             return Err(RegistryError::InvalidMappings {
                 project: mappings.project().clone(),
@@ -502,13 +507,14 @@ impl<'r> Tx<'r> {
         // Fence every name the mappings resolve through (a reference by ID
         // through the name its connection has now).
         let project = mappings.project().clone();
-        let snapshot = self.working_mut(&project);
+        let view = self.view(&project);
         let names: Vec<ConnectionName> = mappings
             .uses()
             .iter()
             .filter_map(|u| match &u.reference {
                 ConnectionRef::Name(name) => Some(name.clone()),
-                ConnectionRef::Id(_) => find_connection(snapshot, mappings.integration(), &u.reference)
+                ConnectionRef::Id(_) => view
+                    .find_connection(mappings.integration(), &u.reference)
                     .map(|c| c.value.name().clone()),
             })
             .collect();
@@ -651,9 +657,10 @@ impl<'r> Tx<'r> {
                     continue;
                 }
                 let old = before
-                    .map(|b| check_mappings(b, policy, &m.value))
+                    .map(|b| ProjectView::of(b, policy).check_mappings(&m.value))
                     .unwrap_or_default();
-                let new: Vec<Problem> = check_mappings(after, policy, &m.value)
+                let new: Vec<Problem> = ProjectView::of(after, policy)
+                    .check_mappings(&m.value)
                     .into_iter()
                     .filter(|p| !old.contains(p))
                     .filter(|p| !(self.forced && matches!(p, Problem::NotVisible { .. })))
@@ -690,18 +697,24 @@ impl<'r> Tx<'r> {
     /// Name references whose connection changes with this transaction.
     pub(super) fn rebindings(&self) -> Vec<Rebinding> {
         let mut out = Vec::new();
+        let policy = self.registry.catalog.policy();
         for (project, after) in &self.working {
             let Some(Some(before)) = self.base.get(project) else {
                 continue;
             };
-            for m in after.all_mappings() {
+            let (before, after) = (ProjectView::of(before, policy), ProjectView::of(after, policy));
+            for m in after.snapshot.all_mappings() {
                 let integration = m.value.integration();
                 for u in m.value.uses() {
                     let ConnectionRef::Name(name) = &u.reference else {
                         continue;
                     };
-                    let was = find_connection(before, integration, &u.reference).map(|c| c.value.id());
-                    let now = find_connection(after, integration, &u.reference).map(|c| c.value.id());
+                    let was = before
+                        .find_connection(integration, &u.reference)
+                        .map(|c| c.value.id());
+                    let now = after
+                        .find_connection(integration, &u.reference)
+                        .map(|c| c.value.id());
                     if let Some(was) = was
                         && Some(was) != now
                     {

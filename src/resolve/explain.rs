@@ -3,8 +3,11 @@
 
 use std::fmt;
 
+use std::borrow::Borrow;
+
 use super::{
-    Provenance, ResolveError, ResolveRequest, ResolvedValue, ValueSource, find_connection, resolve_snapshot,
+    ProjectView, Provenance, ResolveError, ResolveRequest, ResolvedValue, Resolver, ValueSource,
+    find_connection,
 };
 use crate::catalog::ProjectSnapshot;
 use crate::model::{ConnectionId, ConnectionRef, Layer, ParamValues, ResolvePolicy, Scope};
@@ -66,59 +69,61 @@ impl fmt::Display for Explanation {
     }
 }
 
-/// Explains `variable` of `request`: `Ok(None)` if the integration does not get
-/// that variable; `Err` if the resolution itself fails.
-pub fn explain(
-    snapshot: &ProjectSnapshot,
-    policy: &ResolvePolicy,
-    request: &ResolveRequest,
-    variable: &str,
-) -> Result<Option<Explanation>, ResolveError> {
-    let env = resolve_snapshot(snapshot, policy, request)?;
-    let Some(var) = env.get(variable) else {
-        return Ok(None);
-    };
-    let provenance = var.provenance.clone();
-    let mut layers = Vec::new();
-    if let (ValueSource::Layer(won), Some(conn)) =
-        (&provenance.source, snapshot.connection(provenance.connection_id))
-        && let Some(param) = conn.value.spec().param(provenance.param.as_str())
-    {
-        let present: Vec<&Layer> = match param.values() {
-            ParamValues::Plain(l) => l.layers().collect(),
-            ParamValues::Secret(l) => l.layers().collect(),
+impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
+    /// Explains `variable` of `request`: `Ok(None)` if the integration does not get
+    /// that variable; `Err` if the resolution itself fails.
+    pub fn explain(
+        &self,
+        request: &ResolveRequest,
+        variable: &str,
+    ) -> Result<Option<Explanation>, ResolveError> {
+        let env = self.resolve(request)?;
+        let snapshot: &ProjectSnapshot = self.snapshot.borrow();
+        let Some(var) = env.get(variable) else {
+            return Ok(None);
         };
-        for layer in present {
-            let outcome = if layer == won {
-                LayerOutcome::Won
-            } else if layer.applies(&request.environment, request.customer.as_ref()) {
-                LayerOutcome::Outranked
-            } else {
-                LayerOutcome::NotApplicable
+        let provenance = var.provenance.clone();
+        let mut layers = Vec::new();
+        if let (ValueSource::Layer(won), Some(conn)) =
+            (&provenance.source, snapshot.connection(provenance.connection_id))
+            && let Some(param) = conn.value.spec().param(provenance.param.as_str())
+        {
+            let present: Vec<&Layer> = match param.values() {
+                ParamValues::Plain(l) => l.layers().collect(),
+                ParamValues::Secret(l) => l.layers().collect(),
             };
-            layers.push(Considered {
-                layer: layer.clone(),
-                outcome,
-            });
+            for layer in present {
+                let outcome = if layer == won {
+                    LayerOutcome::Won
+                } else if layer.applies(&request.environment, request.customer.as_ref()) {
+                    LayerOutcome::Outranked
+                } else {
+                    LayerOutcome::NotApplicable
+                };
+                layers.push(Considered {
+                    layer: layer.clone(),
+                    outcome,
+                });
+            }
         }
+        let mut shadows = Vec::new();
+        if matches!(provenance.scope, Scope::Integration(_))
+            && let Some(project_conn) = snapshot.by_name(None, &provenance.connection)
+            && find_connection(
+                snapshot,
+                &request.integration,
+                &ConnectionRef::Name(provenance.connection.clone()),
+            )
+            .is_some_and(|c| c.value.id() == provenance.connection_id)
+        {
+            shadows.push(project_conn.value.id());
+        }
+        Ok(Some(Explanation {
+            variable: variable.to_owned(),
+            value: var.value.clone(),
+            provenance,
+            layers,
+            shadows,
+        }))
     }
-    let mut shadows = Vec::new();
-    if matches!(provenance.scope, Scope::Integration(_))
-        && let Some(project_conn) = snapshot.by_name(None, &provenance.connection)
-        && find_connection(
-            snapshot,
-            &request.integration,
-            &ConnectionRef::Name(provenance.connection.clone()),
-        )
-        .is_some_and(|c| c.value.id() == provenance.connection_id)
-    {
-        shadows.push(project_conn.value.id());
-    }
-    Ok(Some(Explanation {
-        variable: variable.to_owned(),
-        value: var.value.clone(),
-        provenance,
-        layers,
-        shadows,
-    }))
 }

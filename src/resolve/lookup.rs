@@ -13,6 +13,10 @@ pub(super) enum Lookup {
     Absent,
 }
 
+// One call site, on resolution's hot path: kept inline as it was before it
+// moved to its own module (a call costs about 2% of a resolve under
+// callgrind, `benches/profile.rs`).
+#[inline(always)]
 pub(super) fn lookup(
     snapshot: &ProjectSnapshot,
     connection: &Connection,

@@ -1,12 +1,14 @@
 //! Resolution: visibility → precedence → values → mapping → [`ResolvedEnv`]
 //! with provenance.
 //!
-//! Pure functions over a [`ProjectSnapshot`]: no I/O, no locks. The rules of
-//! the architecture live here, one function each:
-//! - rules 1 and 2 (visibility, precedence): [`find_connection`];
+//! Pure functions over a [`ProjectSnapshot`], read under the host's
+//! [`ResolvePolicy`] as a [`ProjectView`]: no I/O, no locks. The rules of the
+//! architecture live here, one function each:
+//! - rule 1 (visibility): [`is_visible`];
+//! - rule 2 (precedence): [`ProjectView::find_connection`];
 //! - rule 3 (values): [`Layers::value_for`](crate::model::Layers::value_for);
-//! - rule 4 (mapping): [`resolve_snapshot`] with the host's
-//!   [`ResolvePolicy`];
+//! - rule 4 (mapping): the walk behind [`ProjectView`]'s [`Resolver::resolve`]
+//!   and [`ProjectView::check_mappings`];
 //! - rule 7 (provenance): every [`ResolvedVar`] carries a [`Provenance`].
 
 mod env;
@@ -15,13 +17,14 @@ mod explain;
 mod lookup;
 mod walk;
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 /// Re-exported from [`model`](crate::model), where the OAuth application is defined.
 pub use crate::model::AppField;
 pub use env::{MappingKind, Provenance, ResolvedEnv, ResolvedValue, ResolvedVar, ValueSource};
 pub use error::{Problem, ResolveError};
-pub use explain::{Considered, Explanation, LayerOutcome, explain};
+pub use explain::{Considered, Explanation, LayerOutcome};
 use lookup::{Lookup, lookup};
 use walk::walk;
 
@@ -109,28 +112,214 @@ pub trait Resolver {
     fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError>;
 }
 
-/// A project snapshot together with the host's policy: an immutable resolver.
+/// One project as resolution sees it: a snapshot of the project read under
+/// the host's policy. Resolution ([`Resolver::resolve`]), explanation
+/// ([`ProjectView::explain`]) and the checks of mappings
+/// ([`ProjectView::check_mappings`]) are its methods, so they all read the
+/// same pair.
+///
+/// Owned by default: an immutable [`Resolver`] that later writes do not
+/// change ([`Registry::view`](crate::registry::Registry::view)). A view of
+/// borrowed parts, `ProjectView<&ProjectSnapshot, &ResolvePolicy>`, costs
+/// nothing to make; the catalog and the registry's transactions read through
+/// such views.
+///
+/// ```
+/// use std::sync::Arc;
+/// use connective::catalog::ProjectSnapshot;
+/// use connective::model::{ConnectionRef, ResolvePolicy};
+/// use connective::resolve::ProjectView;
+/// let view = ProjectView {
+///     snapshot: Arc::new(ProjectSnapshot::empty("acme".parse()?)),
+///     policy: ResolvePolicy::default(),
+/// };
+/// let crm = ConnectionRef::Name("crm".parse()?);
+/// assert!(view.find_connection(&"orders".parse()?, &crm).is_none());
+/// # Ok::<(), connective::model::ParseError>(())
+/// ```
 #[derive(Debug, Clone)]
-pub struct ProjectView {
+pub struct ProjectView<S = Arc<ProjectSnapshot>, P = ResolvePolicy> {
     /// The snapshot.
-    pub snapshot: Arc<ProjectSnapshot>,
+    pub snapshot: S,
     /// The policy.
-    pub policy: ResolvePolicy,
+    pub policy: P,
 }
 
-impl Resolver for ProjectView {
+impl<'a> ProjectView<&'a ProjectSnapshot, &'a ResolvePolicy> {
+    /// A view of borrowed parts.
+    pub fn of(snapshot: &'a ProjectSnapshot, policy: &'a ResolvePolicy) -> Self {
+        ProjectView { snapshot, policy }
+    }
+}
+
+impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
+    fn parts(&self) -> (&ProjectSnapshot, &ResolvePolicy) {
+        (self.snapshot.borrow(), self.policy.borrow())
+    }
+
+    /// The connection `reference` means to `integration` (rules 1 and 2;
+    /// see [`is_visible`]): by name, the integration's own connection of that
+    /// name if it has one (it shadows), else the project's; by ID, exactly
+    /// that connection if the integration can see it. Nothing of another
+    /// integration or project is ever returned.
+    pub fn find_connection(
+        &self,
+        integration: &IntegrationId,
+        reference: &ConnectionRef,
+    ) -> Option<&Versioned<Arc<Connection>>> {
+        find_connection(self.snapshot.borrow(), integration, reference)
+    }
+
+    /// Checks mappings without looking at values: every reference visible
+    /// (rules 1, 2), every explicit parameter known, no reserved name, no two
+    /// entries producing one variable (rule 4). The registry refuses mappings
+    /// with problems; values are checked per environment at resolution.
+    pub fn check_mappings(&self, mappings: &Mappings) -> Vec<Problem> {
+        let (snapshot, policy) = self.parts();
+        let (_, problems) = walk(
+            snapshot,
+            policy,
+            mappings.integration(),
+            mappings.uses(),
+            |connection, param, _| {
+                let app_param =
+                    connection.oauth_app().is_some() && AppField::for_param(param.as_str()).is_some();
+                if app_param || connection.spec().param(param.as_str()).is_some() {
+                    Ok(Some(()))
+                } else {
+                    Err(Problem::UnknownParam {
+                        connection: connection.name().clone(),
+                        connection_id: connection.id(),
+                        param: param.clone(),
+                    })
+                }
+            },
+            |_, slot| (slot.connection.name().clone(), slot.param),
+        );
+        problems
+    }
+
+    /// Every mapping entry, of every integration of the project, that
+    /// resolves to connection `id` (rules 2 and 9), sorted by integration.
+    pub fn usages(&self, id: ConnectionId) -> Vec<Usage> {
+        let snapshot = self.snapshot.borrow();
+        let mut out: Vec<Usage> = snapshot
+            .all_mappings()
+            .flat_map(|m| {
+                let integration = m.value.integration();
+                m.value.uses().iter().filter_map(move |u| {
+                    find_connection(snapshot, integration, &u.reference)
+                        .filter(|c| c.value.id() == id)
+                        .map(|_| Usage {
+                            integration: integration.clone(),
+                            reference: u.reference.clone(),
+                            env: u.env.clone(),
+                        })
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.integration.cmp(&b.integration));
+        out
+    }
+
+    /// The integrations whose mappings resolve to connection `id` (rule 9).
+    pub fn dependents(&self, id: ConnectionId) -> Vec<IntegrationId> {
+        let mut out: Vec<IntegrationId> = self.usages(id).into_iter().map(|u| u.integration).collect();
+        out.dedup();
+        out
+    }
+}
+
+impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> Resolver for ProjectView<S, P> {
+    /// Resolves `request` against the project (rules 1–4 and 7), reporting
+    /// every problem at once; a request for another project gets nothing.
+    #[cfg_attr(
+        feature = "tracing",
+        tracing::instrument(
+            level = "debug",
+            name = "connective.resolve",
+            skip_all,
+            fields(
+                project = %request.project,
+                integration = %request.integration,
+                environment = %request.environment,
+                customer = request.customer.as_ref().map(|c| c.as_str()),
+            )
+        )
+    )]
     fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
-        if request.project != *self.snapshot.project() {
+        let (snapshot, policy) = self.parts();
+        if request.project != *snapshot.project() {
             return Ok(ResolvedEnv::empty(request.clone()));
         }
-        resolve_snapshot(&self.snapshot, &self.policy, request)
+        let unreadable = snapshot.unreadable_for(&request.integration);
+        if !unreadable.is_empty() {
+            return Err(ResolveError {
+                request: request.clone(),
+                problems: unreadable
+                    .into_iter()
+                    .map(|record| Problem::Unreadable { record })
+                    .collect(),
+            });
+        }
+        let Some(mappings) = snapshot.mappings(&request.integration) else {
+            return Ok(ResolvedEnv::empty(request.clone()).at(snapshot.revision()));
+        };
+        let (vars, problems) = walk(
+            snapshot,
+            policy,
+            &request.integration,
+            mappings.value.uses(),
+            |connection, param, explicit| match lookup(snapshot, connection, param, request, explicit)? {
+                Lookup::Found(value, source) => Ok(Some((value, source))),
+                Lookup::Absent => Ok(None),
+            },
+            |name, slot| {
+                let (value, source) = slot.value;
+                let entered_by = match &source {
+                    ValueSource::Layer(layer) if layer.customer().is_some() => {
+                        match slot
+                            .connection
+                            .spec()
+                            .param(slot.param.as_str())
+                            .map(|p| p.tenancy())
+                        {
+                            Some(Tenancy::PerCustomer(by)) => Some(by),
+                            _ => Some(EnteredBy::Organization),
+                        }
+                    }
+                    _ => None,
+                };
+                let provenance = Provenance {
+                    entered_by,
+                    connection_id: slot.connection.id(),
+                    connection: slot.connection.name().clone(),
+                    scope: slot.connection.scope().clone(),
+                    param: slot.param,
+                    source,
+                    mapping: slot.kind,
+                };
+                ResolvedVar {
+                    name: name.clone(),
+                    value,
+                    provenance,
+                }
+            },
+        );
+        if !problems.is_empty() {
+            return Err(ResolveError {
+                request: request.clone(),
+                problems,
+            });
+        }
+        Ok(ResolvedEnv::new(request.clone(), snapshot.revision(), vars))
     }
 }
 
 impl Resolver for Catalog {
     fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
         self.with_project(&request.project, |snapshot| {
-            resolve_snapshot(snapshot, self.policy(), request)
+            ProjectView::of(snapshot, self.policy()).resolve(request)
         })
         .unwrap_or_else(|| Ok(ResolvedEnv::empty(request.clone())))
     }
@@ -148,15 +337,13 @@ impl<R: Resolver + ?Sized> Resolver for Arc<R> {
     }
 }
 
-/// **Rules 1 and 2, visibility and precedence.** The connection `reference`
-/// means to `integration` of the snapshot's project:
-/// - by name: the integration's own integration-scope connection of that name
-///   if there is one (it shadows), else the project-scope one;
-/// - by ID: exactly that connection, if it is project-scope or belongs to this
-///   integration.
-///
-/// Nothing of another integration or project is ever returned.
-pub fn find_connection<'s>(
+/// **Rules 1 and 2, visibility and precedence**: what
+/// [`ProjectView::find_connection`] answers, for the walks that hold a
+/// snapshot. By name, the integration's own integration-scope connection of
+/// that name if there is one (it shadows), else the project-scope one (both
+/// visible by construction); by ID, exactly that connection if
+/// [`is_visible`].
+pub(crate) fn find_connection<'s>(
     snapshot: &'s ProjectSnapshot,
     integration: &IntegrationId,
     reference: &ConnectionRef,
@@ -165,134 +352,19 @@ pub fn find_connection<'s>(
         ConnectionRef::Name(name) => snapshot
             .by_name(Some(integration), name)
             .or_else(|| snapshot.by_name(None, name)),
-        ConnectionRef::Id(id) => snapshot.connection(*id).filter(|c| match c.value.scope() {
-            Scope::Project => true,
-            Scope::Integration(owner) => owner == integration,
-        }),
+        ConnectionRef::Id(id) => snapshot
+            .connection(*id)
+            .filter(|c| is_visible(&c.value, integration)),
     }
 }
 
-/// Whether `connection` is visible to `integration` (rule 1).
+/// **Rule 1, visibility**: whether `integration` can see `connection` (a
+/// project-scope connection, or one of its own).
 pub fn is_visible(connection: &Connection, integration: &IntegrationId) -> bool {
     match connection.scope() {
         Scope::Project => true,
         Scope::Integration(owner) => owner == integration,
     }
-}
-
-/// Resolves `request` against one project snapshot (rules 1–4 and 7), reporting
-/// every problem at once.
-#[cfg_attr(
-    feature = "tracing",
-    tracing::instrument(
-        level = "debug",
-        name = "connective.resolve",
-        skip_all,
-        fields(
-            project = %request.project,
-            integration = %request.integration,
-            environment = %request.environment,
-            customer = request.customer.as_ref().map(|c| c.as_str()),
-        )
-    )
-)]
-pub fn resolve_snapshot(
-    snapshot: &ProjectSnapshot,
-    policy: &ResolvePolicy,
-    request: &ResolveRequest,
-) -> Result<ResolvedEnv, ResolveError> {
-    let unreadable = snapshot.unreadable_for(&request.integration);
-    if !unreadable.is_empty() {
-        return Err(ResolveError {
-            request: request.clone(),
-            problems: unreadable
-                .into_iter()
-                .map(|record| Problem::Unreadable { record })
-                .collect(),
-        });
-    }
-    let Some(mappings) = snapshot.mappings(&request.integration) else {
-        return Ok(ResolvedEnv::empty(request.clone()).at(snapshot.revision()));
-    };
-    let (vars, problems) = walk(
-        snapshot,
-        policy,
-        &request.integration,
-        mappings.value.uses(),
-        |connection, param, explicit| match lookup(snapshot, connection, param, request, explicit)? {
-            Lookup::Found(value, source) => Ok(Some((value, source))),
-            Lookup::Absent => Ok(None),
-        },
-        |name, slot| {
-            let (value, source) = slot.value;
-            let entered_by = match &source {
-                ValueSource::Layer(layer) if layer.customer().is_some() => {
-                    match slot
-                        .connection
-                        .spec()
-                        .param(slot.param.as_str())
-                        .map(|p| p.tenancy())
-                    {
-                        Some(Tenancy::PerCustomer(by)) => Some(by),
-                        _ => Some(EnteredBy::Organization),
-                    }
-                }
-                _ => None,
-            };
-            let provenance = Provenance {
-                entered_by,
-                connection_id: slot.connection.id(),
-                connection: slot.connection.name().clone(),
-                scope: slot.connection.scope().clone(),
-                param: slot.param,
-                source,
-                mapping: slot.kind,
-            };
-            ResolvedVar {
-                name: name.clone(),
-                value,
-                provenance,
-            }
-        },
-    );
-    if !problems.is_empty() {
-        return Err(ResolveError {
-            request: request.clone(),
-            problems,
-        });
-    }
-    Ok(ResolvedEnv::new(request.clone(), snapshot.revision(), vars))
-}
-
-/// Checks mappings against a snapshot without looking at values: every
-/// reference visible (rules 1, 2), every explicit parameter known, no reserved
-/// name, no two entries producing one variable (rule 4). The registry refuses
-/// mappings with problems; values are checked per environment at resolution.
-pub fn check_mappings(
-    snapshot: &ProjectSnapshot,
-    policy: &ResolvePolicy,
-    mappings: &Mappings,
-) -> Vec<Problem> {
-    let (_, problems) = walk(
-        snapshot,
-        policy,
-        mappings.integration(),
-        mappings.uses(),
-        |connection, param, _| {
-            let app_param = connection.oauth_app().is_some() && AppField::for_param(param.as_str()).is_some();
-            if app_param || connection.spec().param(param.as_str()).is_some() {
-                Ok(Some(()))
-            } else {
-                Err(Problem::UnknownParam {
-                    connection: connection.name().clone(),
-                    connection_id: connection.id(),
-                    param: param.clone(),
-                })
-            }
-        },
-        |_, slot| (slot.connection.name().clone(), slot.param),
-    );
-    problems
 }
 
 /// How one integration uses a connection: the mapping entries that resolve to
@@ -305,33 +377,4 @@ pub struct Usage {
     pub reference: ConnectionRef,
     /// Which variables its parameters land in.
     pub env: EnvMapping,
-}
-
-/// Every mapping entry, of every integration of the snapshot's project, that
-/// resolves to connection `id` (rules 2 and 9), sorted by integration.
-pub fn usages(snapshot: &ProjectSnapshot, id: ConnectionId) -> Vec<Usage> {
-    let mut out: Vec<Usage> = snapshot
-        .all_mappings()
-        .flat_map(|m| {
-            let integration = m.value.integration();
-            m.value.uses().iter().filter_map(move |u| {
-                find_connection(snapshot, integration, &u.reference)
-                    .filter(|c| c.value.id() == id)
-                    .map(|_| Usage {
-                        integration: integration.clone(),
-                        reference: u.reference.clone(),
-                        env: u.env.clone(),
-                    })
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.integration.cmp(&b.integration));
-    out
-}
-
-/// The integrations whose mappings resolve to connection `id` (rule 9).
-pub fn dependents(snapshot: &ProjectSnapshot, id: ConnectionId) -> Vec<IntegrationId> {
-    let mut out: Vec<IntegrationId> = usages(snapshot, id).into_iter().map(|u| u.integration).collect();
-    out.dedup();
-    out
 }

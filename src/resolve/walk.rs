@@ -64,7 +64,7 @@ pub(super) struct Slot<'s, V> {
 /// Walks an integration's mappings in order (rules 1, 2 and 4): finds each
 /// connection, names each variable (explicit or default), asks `value` for the
 /// parameter's value (`Ok(None)`: leave the variable out), and checks reserved
-/// names and collisions. Every problem is collected.
+/// names and collisions ([`Claims::claim`]). Every problem is collected.
 ///
 /// Each variable kept is turned into a `T` by `finish` as it is claimed, so
 /// the map walked into is the one returned (no second map is built).
@@ -76,23 +76,10 @@ pub(super) fn walk<'s, V, T: Claimed>(
     mut value: impl FnMut(&'s Connection, &ParamName, bool) -> Result<Option<V>, Problem>,
     mut finish: impl FnMut(&EnvVarName, Slot<'s, V>) -> T,
 ) -> (IndexMap<EnvVarName, T, VarHasher>, Vec<Problem>) {
-    // Room for every variable up front: growing the map moves every entry.
-    let capacity = uses
-        .iter()
-        .map(|u| match &u.env {
-            EnvMapping::Explicit(entries) => entries.len(),
-            EnvMapping::Defaults => 8,
-        })
-        .sum();
-    let mut vars: IndexMap<EnvVarName, T, VarHasher> =
-        IndexMap::with_capacity_and_hasher(capacity, VarHasher::default());
-    // Variables whose value is missing still claim their name, so a second
-    // entry producing it is reported too (every problem at once).
-    let mut unvalued: HashMap<EnvVarName, (ConnectionName, ParamName)> = HashMap::new();
-    let mut problems = Vec::new();
+    let mut claims = Claims::for_uses(uses);
     for use_ in uses {
         let Some(found) = find_connection(snapshot, integration, &use_.reference) else {
-            problems.push(Problem::NotVisible {
+            claims.problems.push(Problem::NotVisible {
                 reference: use_.reference.clone(),
                 integration: integration.clone(),
             });
@@ -100,64 +87,21 @@ pub(super) fn walk<'s, V, T: Claimed>(
         };
         let connection: &'s Connection = &found.value;
         let mut add = |name: EnvVarName, param: &ParamName, kind: MappingKind| {
-            let explicit = kind == MappingKind::Explicit;
-            let value = match value(connection, param, explicit) {
+            let value = match value(connection, param, kind == MappingKind::Explicit) {
                 Ok(Some(v)) => Some(v),
                 Ok(None) => return,
                 Err(problem) => {
-                    problems.push(problem);
+                    claims.problems.push(problem);
                     None
                 }
             };
-            if let Err(error) = policy.reserved().check(&name) {
-                problems.push(Problem::Reserved {
-                    variable: name,
-                    connection: connection.name().clone(),
-                    param: param.clone(),
-                    reason: match error {
-                        ParseError::Reserved { reason, .. } => reason,
-                        other => other.to_string(),
-                    },
-                });
-                return;
-            }
-            // One hash of the name: the entry either holds the first claim
-            // (a collision) or is where this one goes.
-            let slot = match vars.entry(name) {
-                Entry::Occupied(first) => {
-                    let origin = first.get().origin();
-                    (first.key().clone(), Some(origin))
-                }
-                Entry::Vacant(slot) => match unvalued.get(slot.key()) {
-                    Some(origin) => (slot.into_key(), Some(origin.clone())),
-                    None => match value {
-                        Some(value) => {
-                            let claimed = finish(
-                                slot.key(),
-                                Slot {
-                                    connection,
-                                    param: param.clone(),
-                                    kind,
-                                    value,
-                                },
-                            );
-                            slot.insert(claimed);
-                            return;
-                        }
-                        None => (slot.into_key(), None),
-                    },
-                },
+            let slot = Slot {
+                connection,
+                param: param.clone(),
+                kind,
+                value,
             };
-            match slot {
-                (variable, Some(first)) => problems.push(Problem::Collision {
-                    variable,
-                    first,
-                    second: (connection.name().clone(), param.clone()),
-                }),
-                (variable, None) => {
-                    unvalued.insert(variable, (connection.name().clone(), param.clone()));
-                }
-            }
+            claims.claim(policy, name, slot, &mut finish);
         };
         match &use_.env {
             EnvMapping::Explicit(entries) => {
@@ -173,5 +117,95 @@ pub(super) fn walk<'s, V, T: Claimed>(
             }
         }
     }
-    (vars, problems)
+    (claims.vars, claims.problems)
+}
+
+/// The variables claimed so far in a [`walk`], and its problems.
+struct Claims<T> {
+    vars: IndexMap<EnvVarName, T, VarHasher>,
+    /// Variables whose value is missing still claim their name, so a second
+    /// entry producing it is reported too (every problem at once).
+    unvalued: HashMap<EnvVarName, (ConnectionName, ParamName)>,
+    problems: Vec<Problem>,
+}
+
+impl<T: Claimed> Claims<T> {
+    /// Room for every variable of `uses` up front: growing the map moves
+    /// every entry.
+    fn for_uses(uses: &[ConnectionUse]) -> Self {
+        let capacity = uses
+            .iter()
+            .map(|u| match &u.env {
+                EnvMapping::Explicit(entries) => entries.len(),
+                EnvMapping::Defaults => 8,
+            })
+            .sum();
+        Claims {
+            vars: IndexMap::with_capacity_and_hasher(capacity, VarHasher::default()),
+            unvalued: HashMap::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// **Rule 4 for one variable.** Claims `name` for `slot` (whose value is
+    /// `None` when it is missing: the problem is already recorded): refused
+    /// if the policy reserves the name, a collision if an earlier entry
+    /// produced it, else kept as `finish` makes it.
+    fn claim<'s, V>(
+        &mut self,
+        policy: &ResolvePolicy,
+        name: EnvVarName,
+        slot: Slot<'s, Option<V>>,
+        finish: &mut impl FnMut(&EnvVarName, Slot<'s, V>) -> T,
+    ) {
+        let connection = slot.connection;
+        if let Err(error) = policy.reserved().check(&name) {
+            self.problems.push(Problem::Reserved {
+                variable: name,
+                connection: connection.name().clone(),
+                param: slot.param,
+                reason: match error {
+                    ParseError::Reserved { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+            });
+            return;
+        }
+        // One hash of the name: the entry either holds the first claim (a
+        // collision) or is where this one goes.
+        let (variable, first) = match self.vars.entry(name) {
+            Entry::Occupied(first) => {
+                let origin = first.get().origin();
+                (first.key().clone(), Some(origin))
+            }
+            Entry::Vacant(entry) => match (self.unvalued.get(entry.key()), slot.value) {
+                (Some(origin), _) => (entry.into_key(), Some(origin.clone())),
+                (None, Some(value)) => {
+                    let claimed = finish(
+                        entry.key(),
+                        Slot {
+                            connection,
+                            param: slot.param,
+                            kind: slot.kind,
+                            value,
+                        },
+                    );
+                    entry.insert(claimed);
+                    return;
+                }
+                (None, None) => (entry.into_key(), None),
+            },
+        };
+        let origin = (connection.name().clone(), slot.param);
+        match first {
+            Some(first) => self.problems.push(Problem::Collision {
+                variable,
+                first,
+                second: origin,
+            }),
+            None => {
+                self.unvalued.insert(variable, origin);
+            }
+        }
+    }
 }
