@@ -1024,7 +1024,7 @@ fn a_target_built_in_code_is_bounded_too() {
 
 #[test]
 fn oversized_mappings_are_refused_however_they_are_made() {
-    use connective::model::{ConnectionRef, ConnectionUse, EnvMap, EnvMapping, MAX_ENTRIES, MAX_USES};
+    use connective::model::{ConnectionRef, ConnectionUse, EnvEntry, EnvMapping, MAX_ENTRIES, MAX_USES};
     let acme: ProjectId = "acme".parse().unwrap();
     let orders: IntegrationId = "orders".parse().unwrap();
     let uses = |n: usize| -> Vec<ConnectionUse> {
@@ -1044,8 +1044,8 @@ fn oversized_mappings_are_refused_however_they_are_made() {
         "{err}"
     );
     // Too many explicit entries in one use.
-    let entries: Vec<EnvMap> = (0..MAX_ENTRIES + 1)
-        .map(|i| EnvMap {
+    let entries: Vec<EnvEntry> = (0..MAX_ENTRIES + 1)
+        .map(|i| EnvEntry {
             from: "ApiKey".parse().unwrap(),
             to: format!("K{i}").parse().unwrap(),
         })

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use connective::catalog::Catalog;
 use connective::model::{
-    Connection, ConnectionId, ConnectionRef, ConnectionUse, EnvMap, EnvMapping, IdentKind, ParseError,
+    Connection, ConnectionId, ConnectionRef, ConnectionUse, EnvEntry, EnvMapping, IdentKind, ParseError,
     Record, ReservedNames, ResolvePolicy, Revision, SpecProblem, Version,
 };
 use connective::prelude::*;
-use connective::resolve::{MappingKind, Problem};
+use connective::resolve::{NameSource, Problem};
 
 fn acme() -> ProjectId {
     "acme".parse().unwrap()
@@ -86,7 +86,10 @@ fn explicit_entries_inject_the_named_variables_in_mapping_order() {
         env.get("PAYMENTS_URL").unwrap().value.expose(),
         "https://api.stripe.com"
     );
-    assert!(env.iter().all(|v| v.provenance.mapping == MappingKind::Explicit));
+    assert!(
+        env.iter()
+            .all(|v| v.provenance.name_source == NameSource::Explicit)
+    );
     assert_eq!(env.provenance("SMS_KEY").unwrap().param.as_str(), "ApiKey");
 
     // Mapping the same parameter twice under two names is fine.
@@ -138,7 +141,7 @@ fn default_names_are_the_hosts_prefix_then_connection_then_parameter() {
         "crm-pw-prod"
     );
     let why = env.provenance("CHOREO_LEGACY_CRM_PASSWORD").unwrap();
-    assert_eq!(why.mapping, MappingKind::Default);
+    assert_eq!(why.name_source, NameSource::Default);
     assert!(why.to_string().ends_with("(default variable name)"), "{why}");
 
     let bare = Registry::in_memory();
@@ -197,8 +200,8 @@ fn default_names_inject_exactly_what_the_explicit_mapping_would() {
         assert_eq!(d.provenance.source, e.provenance.source);
         assert_eq!(d.provenance.connection_id, e.provenance.connection_id);
         assert_eq!(
-            (d.provenance.mapping, e.provenance.mapping),
-            (MappingKind::Default, MappingKind::Explicit)
+            (d.provenance.name_source, e.provenance.name_source),
+            (NameSource::Default, NameSource::Explicit)
         );
     }
 }
@@ -683,7 +686,7 @@ fn every_problem_of_a_resolution_is_reported_in_one_error() {
             .unwrap(),
         None,
     );
-    let entry = |from: &str, to: &str| EnvMap {
+    let entry = |from: &str, to: &str| EnvEntry {
         from: from.parse().unwrap(),
         to: to.parse().unwrap(),
     };
@@ -795,7 +798,7 @@ fn a_missing_value_does_not_hide_a_collision_or_a_reserved_name() {
             .unwrap(),
         None,
     );
-    let entry = |from: &str, to: &str| EnvMap {
+    let entry = |from: &str, to: &str| EnvEntry {
         from: from.parse().unwrap(),
         to: to.parse().unwrap(),
     };

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use connective::model::{
-    Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionUse, CustomerId, EnvMap, EnvMapping,
+    Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionUse, CustomerId, EnvEntry, EnvMapping,
     Environment, IntegrationId, Layer, ParamName, ParamValues, ProjectId, Record, Version,
 };
 use connective::prelude::*;
@@ -538,7 +538,7 @@ fn world((gen_conns, gen_mappings): GenCatalog) -> (Model, Registry) {
                     Some(entries) => EnvMapping::Explicit(
                         entries
                             .iter()
-                            .map(|(p, v)| EnvMap {
+                            .map(|(p, v)| EnvEntry {
                                 from: id(PARAMS[*p]),
                                 to: id(VARS[*v]),
                             })

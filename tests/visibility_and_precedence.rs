@@ -13,7 +13,7 @@ use connective::model::{
     Version,
 };
 use connective::prelude::*;
-use connective::resolve::{MappingKind, Problem, ValueSource};
+use connective::resolve::{NameSource, Problem, ValueSource};
 
 fn twilio() -> ConnectionSpec {
     ConnectionSpec::project("acme", "twilio")
@@ -244,7 +244,7 @@ fn the_resolver_itself_refuses_references_across_integrations_and_projects() {
         None,
     );
     let explicit = |from: &str, to: &str| {
-        EnvMapping::Explicit(vec![connective::model::EnvMap {
+        EnvMapping::Explicit(vec![connective::model::EnvEntry {
             from: from.parse().unwrap(),
             to: to.parse().unwrap(),
         }])
@@ -403,8 +403,8 @@ fn a_reference_by_id_gets_exactly_that_connection_even_when_shadowed() {
     assert_eq!(value(&env, "OWN_CRM_URL"), "https://crm-sandbox.example.com");
     assert_eq!(env.provenance("OWN_CRM_URL").unwrap().connection_id, own);
     assert_eq!(
-        env.provenance("OWN_CRM_URL").unwrap().mapping,
-        MappingKind::Explicit
+        env.provenance("OWN_CRM_URL").unwrap().name_source,
+        NameSource::Explicit
     );
     assert_eq!(
         env.provenance("OWN_CRM_URL").unwrap().source,

@@ -56,7 +56,7 @@ use serde::de::{self, IgnoredAny, Visitor};
 use super::error::redacted;
 use super::{ManifestError, ManifestLimits, ManifestProblem, Rule};
 use crate::model::{
-    ConnectionId, ConnectionName, ConnectionRef, ConnectionUse, EnvMap, EnvMapping, EnvVarName,
+    ConnectionId, ConnectionName, ConnectionRef, ConnectionUse, EnvEntry, EnvMapping, EnvVarName,
     IntegrationId, Mappings, ParamName, ProjectId, Target,
 };
 use crate::registry::Registry;
@@ -521,7 +521,7 @@ impl ComponentConfig {
             for (j, (from, to)) in s.env.iter().enumerate() {
                 let epath = format!("{path}.env[{j}]");
                 match (from.parse::<ParamName>(), to.parse::<EnvVarName>()) {
-                    (Ok(from), Ok(to)) => entries.push(EnvMap { from, to }),
+                    (Ok(from), Ok(to)) => entries.push(EnvEntry { from, to }),
                     (from, to) => {
                         if let Err(e) = from {
                             push(format!("{epath}.from"), Rule::Ident(redacted(e)));
@@ -541,7 +541,7 @@ impl ComponentConfig {
         }
         // `configuration.env`: one explicit use per connection, in the order
         // the connections first appear.
-        let mut by_connection: Vec<(ConnectionName, Vec<EnvMap>)> = Vec::new();
+        let mut by_connection: Vec<(ConnectionName, Vec<EnvEntry>)> = Vec::new();
         for (i, e) in self.env.iter().enumerate() {
             let path = format!("configuration.env[{i}]");
             let Some((_, name)) = names.iter().find(|(text, _)| *text == e.connection) else {
@@ -555,8 +555,8 @@ impl ComponentConfig {
             let to = e.name.parse::<EnvVarName>();
             match (from, to) {
                 (Ok(from), Ok(to)) => match by_connection.iter_mut().find(|(n, _)| n == name) {
-                    Some((_, entries)) => entries.push(EnvMap { from, to }),
-                    None => by_connection.push((name.clone(), vec![EnvMap { from, to }])),
+                    Some((_, entries)) => entries.push(EnvEntry { from, to }),
+                    None => by_connection.push((name.clone(), vec![EnvEntry { from, to }])),
                 },
                 (from, to) => {
                     if let Err(e) = from {

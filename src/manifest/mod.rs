@@ -98,7 +98,7 @@ pub use secret::{
 
 use crate::model::{
     APP_PARAMS, AuthScheme, ConnectionId, ConnectionName, ConnectionSpec, CustomerId, EndpointVisibility,
-    EnteredBy, EnvMap, EnvVarName, Environment, IntegrationId, Layer, MAX_ENTRIES, MAX_USES, OAuthClient,
+    EnteredBy, EnvEntry, EnvVarName, Environment, IntegrationId, Layer, MAX_ENTRIES, MAX_USES, OAuthClient,
     Param, ParamName, ParseError, PlatformTarget, ProjectId, Requirement, Scope, SpecProblem, Target,
     Tenancy,
 };
@@ -616,7 +616,7 @@ pub(crate) enum RefSpec {
 pub(crate) struct DeclaredUse {
     pub(crate) path: String,
     pub(crate) reference: RefSpec,
-    pub(crate) env: Option<Vec<EnvMap>>,
+    pub(crate) env: Option<Vec<EnvEntry>>,
 }
 
 #[derive(Debug, Clone)]
@@ -1141,7 +1141,7 @@ impl Validator<'_> {
                     );
                 }
                 if let (Some(from), Some(to)) = (from, to) {
-                    out.push(EnvMap { from, to });
+                    out.push(EnvEntry { from, to });
                 }
             }
             out

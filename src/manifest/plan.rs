@@ -10,7 +10,7 @@ use super::{
 };
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
-    Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionSpec, ConnectionUse, EnvMap,
+    Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionSpec, ConnectionUse, EnvEntry,
     EnvMapping, IntegrationId, Layer, Mappings, MappingsError, ParamValues, ProjectId, Record, Revision,
     Scope, Version, shorten,
 };
@@ -476,7 +476,7 @@ fn describe_env_change(old: &EnvMapping, new: &EnvMapping) -> String {
         EnvMapping::Explicit(entries) => {
             let items: Vec<String> = entries
                 .iter()
-                .map(|EnvMap { from, to }| format!("{from}→{to}"))
+                .map(|EnvEntry { from, to }| format!("{from}→{to}"))
                 .collect();
             format!("[{}]", items.join(", "))
         }

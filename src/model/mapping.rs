@@ -27,16 +27,18 @@ impl std::fmt::Display for ConnectionRef {
     }
 }
 
-/// One `from` parameter `to` environment variable entry.
+/// One entry of an explicit mapping: parameter `from` is injected as
+/// environment variable `to`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct EnvMap {
+pub struct EnvEntry {
     /// The parameter.
     pub from: ParamName,
     /// The environment variable.
     pub to: EnvVarName,
 }
 
-/// Which variables a connection's parameters land in.
+/// Which variables a connection's parameters land in: every parameter under
+/// its default name, or exactly the [`EnvEntry`]s given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EnvMapping {
@@ -45,7 +47,7 @@ pub enum EnvMapping {
     /// left out.
     Defaults,
     /// Exactly these entries, in order.
-    Explicit(Vec<EnvMap>),
+    Explicit(Vec<EnvEntry>),
 }
 
 /// One connection an integration uses, and how.
@@ -273,7 +275,7 @@ impl MappingsBuilder {
                     let mut out = Vec::with_capacity(entries.len());
                     for (j, (from, to)) in entries.into_iter().enumerate() {
                         match (from, to) {
-                            (Ok(from), Ok(to)) => out.push(EnvMap { from, to }),
+                            (Ok(from), Ok(to)) => out.push(EnvEntry { from, to }),
                             (from, to) => {
                                 if let Err(error) = from {
                                     problems.push(SpecProblem::Ident {

@@ -27,7 +27,7 @@ pub use ident::{
 };
 pub use layer::{Layer, Layers};
 pub use mapping::{
-    ConnectionRef, ConnectionUse, EnvMap, EnvMapping, MAX_ENTRIES, MAX_USES, Mappings, MappingsBuilder,
+    ConnectionRef, ConnectionUse, EnvEntry, EnvMapping, MAX_ENTRIES, MAX_USES, Mappings, MappingsBuilder,
     MappingsError,
 };
 pub use oauth::{APP_PARAMS, AppField, AppOwner, OAuthApp};

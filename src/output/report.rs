@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::model::{Layer, Scope};
-use crate::resolve::{MappingKind, ResolvedEnv, ValueSource};
+use crate::resolve::{NameSource, ResolvedEnv, ValueSource};
 
 /// Whether a report carries secret values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -108,7 +108,7 @@ impl EnvReport {
                     param: p.param.to_string(),
                     source: p.source.to_string(),
                     source_kind,
-                    default_name: p.mapping == MappingKind::Default,
+                    default_name: p.name_source == NameSource::Default,
                 }
             })
             .collect();

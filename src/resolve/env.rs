@@ -86,11 +86,14 @@ impl fmt::Display for ValueSource {
     }
 }
 
-/// Whether a variable's name came from an explicit mapping or the default
-/// `PREFIX_CONNECTION_PARAM` rule.
+/// Where a resolved variable's name came from (as [`ValueSource`] says
+/// where its value came from): an explicit `from`/`to` entry
+/// ([`EnvMapping::Explicit`](crate::model::EnvMapping::Explicit)) or the
+/// default `PREFIX_CONNECTION_PARAM` rule
+/// ([`EnvMapping::Defaults`](crate::model::EnvMapping::Defaults)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum MappingKind {
+pub enum NameSource {
     /// An explicit `from`/`to` entry.
     Explicit,
     /// The default name.
@@ -111,8 +114,8 @@ pub struct Provenance {
     pub param: ParamName,
     /// The value layer or OAuth application that supplied the value.
     pub source: ValueSource,
-    /// How the variable name was chosen.
-    pub mapping: MappingKind,
+    /// Where the variable's name came from.
+    pub name_source: NameSource,
     /// For a customer's value: who set it (the organization on the customer's
     /// behalf, or the customer itself).
     pub entered_by: Option<EnteredBy>,
@@ -131,7 +134,7 @@ impl fmt::Display for Provenance {
             Some(EnteredBy::Organization) => f.write_str(" (set by the organization)")?,
             None => {}
         }
-        if self.mapping == MappingKind::Default {
+        if self.name_source == NameSource::Default {
             f.write_str(" (default variable name)")?;
         }
         Ok(())

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// Re-exported from [`model`](crate::model), where the OAuth application is defined.
 pub use crate::model::AppField;
-pub use env::{MappingKind, Provenance, ResolvedEnv, ResolvedValue, ResolvedVar, ValueSource};
+pub use env::{NameSource, Provenance, ResolvedEnv, ResolvedValue, ResolvedVar, ValueSource};
 pub use error::{Problem, ResolveError};
 pub use explain::{Considered, Explanation, LayerOutcome};
 use lookup::{Lookup, lookup};
@@ -297,7 +297,7 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> Resolver for ProjectV
                     scope: slot.connection.scope().clone(),
                     param: slot.param,
                     source,
-                    mapping: slot.kind,
+                    name_source: slot.kind,
                 };
                 ResolvedVar {
                     name: name.clone(),

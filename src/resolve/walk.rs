@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use indexmap::map::Entry;
 
 use super::env::VarHasher;
-use super::{AppField, MappingKind, Problem, ResolvedVar, find_connection};
+use super::{AppField, NameSource, Problem, ResolvedVar, find_connection};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
     Connection, ConnectionName, ConnectionUse, EnvMapping, EnvVarName, IntegrationId, ParamName, ParseError,
@@ -57,7 +57,7 @@ impl Claimed for (ConnectionName, ParamName) {
 pub(super) struct Slot<'s, V> {
     pub(super) connection: &'s Connection,
     pub(super) param: ParamName,
-    pub(super) kind: MappingKind,
+    pub(super) kind: NameSource,
     pub(super) value: V,
 }
 
@@ -86,8 +86,8 @@ pub(super) fn walk<'s, V, T: Claimed>(
             continue;
         };
         let connection: &'s Connection = &found.value;
-        let mut add = |name: EnvVarName, param: &ParamName, kind: MappingKind| {
-            let value = match value(connection, param, kind == MappingKind::Explicit) {
+        let mut add = |name: EnvVarName, param: &ParamName, kind: NameSource| {
+            let value = match value(connection, param, kind == NameSource::Explicit) {
                 Ok(Some(v)) => Some(v),
                 Ok(None) => return,
                 Err(problem) => {
@@ -106,13 +106,13 @@ pub(super) fn walk<'s, V, T: Claimed>(
         match &use_.env {
             EnvMapping::Explicit(entries) => {
                 for entry in entries {
-                    add(entry.to.clone(), &entry.from, MappingKind::Explicit);
+                    add(entry.to.clone(), &entry.from, NameSource::Explicit);
                 }
             }
             EnvMapping::Defaults => {
                 for param in default_params(connection) {
                     let name = EnvVarName::default_for(policy.prefix(), connection.name(), &param);
-                    add(name, &param, MappingKind::Default);
+                    add(name, &param, NameSource::Default);
                 }
             }
         }

@@ -11,7 +11,7 @@ use anstyle::{AnsiColor, Style};
 use comfy_table::{Attribute, Cell, Table, presets};
 use connective::manifest::{Applied, ComponentConfig, ComponentImport, Plan};
 use connective::model::{ConnectionRef, EnvMapping, EnvVarName, Layer, ParamName, Revision};
-use connective::resolve::{Explanation, LayerOutcome, MappingKind, ResolveRequest, ResolvedEnv};
+use connective::resolve::{Explanation, LayerOutcome, NameSource, ResolveRequest, ResolvedEnv};
 
 const BOLD: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();
@@ -295,8 +295,8 @@ pub fn explanation(why: &Explanation, request: &ResolveRequest) {
         p.connection, p.connection_id, p.scope
     ));
     text.push_str(&format!("  parameter   {}\n", p.param));
-    let naming = match p.mapping {
-        MappingKind::Explicit => "explicit mapping (from/to)",
+    let naming = match p.name_source {
+        NameSource::Explicit => "explicit mapping (from/to)",
         _ => "default variable name (PREFIX_CONNECTION_PARAM)",
     };
     text.push_str(&format!("  name        {naming}\n"));
