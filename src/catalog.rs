@@ -342,7 +342,7 @@ impl ProjectSnapshot {
                     },
                 );
             }
-            Record::References(f) if f.project == self.project => {
+            Record::ReferenceFence(f) if f.project == self.project => {
                 match self.fences.binary_search_by_key(&f.stripe, |(s, _)| *s) {
                     Ok(i) => self.fences[i].1 = version,
                     Err(i) => self.fences.insert(i, (f.stripe, version)),
@@ -374,7 +374,7 @@ impl ProjectSnapshot {
             RecordKey::OAuthApp(p, o) if p == &self.project => {
                 self.apps.remove(o);
             }
-            RecordKey::References(p, stripe) if p == &self.project => {
+            RecordKey::ReferenceFence(p, stripe) if p == &self.project => {
                 if let Ok(i) = self.fences.binary_search_by_key(stripe, |(s, _)| *s) {
                     self.fences.remove(i);
                 }
@@ -391,7 +391,7 @@ impl ProjectSnapshot {
             }
             RecordKey::Mappings(_, i) => self.mappings.get(i).map(|m| m.version),
             RecordKey::OAuthApp(_, o) => self.apps.get(o).map(|a| a.version),
-            RecordKey::References(_, stripe) => self
+            RecordKey::ReferenceFence(_, stripe) => self
                 .fences
                 .binary_search_by_key(stripe, |(s, _)| *s)
                 .ok()

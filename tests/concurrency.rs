@@ -327,7 +327,7 @@ fn a_stale_replica_cannot_delete_a_connection_another_replica_just_mapped() {
         .delete_connection(&acme(), id, version, DeleteMode::Refuse)
         .unwrap_err();
     assert!(
-        matches!(&err, RegistryError::Conflict { key: RecordKey::References(p, stripe), .. }
+        matches!(&err, RegistryError::Conflict { key: RecordKey::ReferenceFence(p, stripe), .. }
             if p == &acme() && *stripe == NameStripe::of(&"twilio".parse().unwrap())),
         "{err}"
     );
@@ -385,7 +385,7 @@ fn without_api_key() -> ConnectionSpec {
 }
 
 fn fence_conflict(err: &RegistryError, name: &str) -> bool {
-    matches!(err, RegistryError::Conflict { key: RecordKey::References(p, stripe), .. }
+    matches!(err, RegistryError::Conflict { key: RecordKey::ReferenceFence(p, stripe), .. }
         if p == &acme() && *stripe == NameStripe::of(&name.parse().unwrap()))
 }
 
@@ -492,7 +492,7 @@ fn name_stripes_are_fixed_forever() {
     for (name, stripe) in [("crm", 55), ("twilio", 45), ("a", 44), ("orders-db", 21)] {
         assert_eq!(NameStripe::of(&name.parse().unwrap()).index(), stripe, "{name}");
     }
-    let json = serde_json::to_string(&RecordKey::References(
+    let json = serde_json::to_string(&RecordKey::ReferenceFence(
         acme(),
         NameStripe::of(&"crm".parse().unwrap()),
     ))

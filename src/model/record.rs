@@ -47,8 +47,10 @@ pub enum RecordKey {
     Mappings(ProjectId, IntegrationId),
     /// An OAuth application.
     OAuthApp(ProjectId, AppOwner),
-    /// A reference fence of a project (see [`Record::References`]).
-    References(ProjectId, NameStripe),
+    /// A reference fence of a project (see [`Record::ReferenceFence`]).
+    /// Stored as `references`, its name before it was called a fence.
+    #[serde(rename = "references")]
+    ReferenceFence(ProjectId, NameStripe),
 }
 
 impl RecordKey {
@@ -58,7 +60,7 @@ impl RecordKey {
             RecordKey::Connection(p, _, _)
             | RecordKey::Mappings(p, _)
             | RecordKey::OAuthApp(p, _)
-            | RecordKey::References(p, _) => p,
+            | RecordKey::ReferenceFence(p, _) => p,
         }
     }
 }
@@ -69,7 +71,7 @@ impl fmt::Display for RecordKey {
             RecordKey::Connection(p, scope, name) => write!(f, "connection {name} ({scope}) of project {p}"),
             RecordKey::Mappings(p, i) => write!(f, "mappings of integration {i} of project {p}"),
             RecordKey::OAuthApp(p, o) => write!(f, "{o} of project {p}"),
-            RecordKey::References(p, stripe) => write!(f, "reference fence {stripe} of project {p}"),
+            RecordKey::ReferenceFence(p, stripe) => write!(f, "reference fence {stripe} of project {p}"),
         }
     }
 }
@@ -84,12 +86,14 @@ pub enum Record {
     Mappings(Arc<Mappings>),
     /// An OAuth application.
     OAuthApp(Arc<OAuthApp>),
-    /// A reference fence: a record without content that every write able
-    /// to change what a mapping resolves to rewrites, for each connection
-    /// name it involves (see [`NameStripe`]). Two replicas making such writes
-    /// concurrently about one name thus conflict in the store instead of
-    /// together leaving a reference dangling (rules 9 and 10).
-    References(Arc<ReferenceFence>),
+    /// A reference fence, the concurrency fence of rule 10: a record
+    /// without content that every write able to change what a mapping
+    /// resolves to rewrites, for each connection name it involves (see
+    /// [`NameStripe`]). Two replicas making such writes concurrently about
+    /// one name thus conflict in the store instead of together leaving a
+    /// reference dangling (rules 9 and 10). Stored as `references`.
+    #[serde(rename = "references")]
+    ReferenceFence(Arc<ReferenceFence>),
 }
 
 impl Record {
@@ -99,7 +103,7 @@ impl Record {
             Record::Connection(c) => c.key(),
             Record::Mappings(m) => RecordKey::Mappings(m.project().clone(), m.integration().clone()),
             Record::OAuthApp(a) => RecordKey::OAuthApp(a.project().clone(), a.owner().clone()),
-            Record::References(f) => RecordKey::References(f.project.clone(), f.stripe),
+            Record::ReferenceFence(f) => RecordKey::ReferenceFence(f.project.clone(), f.stripe),
         }
     }
 }
@@ -172,7 +176,7 @@ impl fmt::Display for NameStripe {
     }
 }
 
-/// The content of a [`Record::References`]: which fence it is. It holds no
+/// The content of a [`Record::ReferenceFence`]: which fence it is. It holds no
 /// data; what matters is its version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ReferenceFence {

@@ -14,7 +14,7 @@
 //! shadows the mapped one. The store compares versions of the records a batch
 //! writes only, so such writes must share a record. Every write that can
 //! change what a mapping resolves to also rewrites a *reference fence*
-//! ([`Record::References`]) for each
+//! ([`Record::ReferenceFence`]) for each
 //! connection name it involves:
 //!
 //! - creating or deleting a connection (its name);

@@ -261,9 +261,9 @@ impl<'r> Tx<'r> {
     /// [module documentation](super)).
     fn fence(&mut self, project: &ProjectId, name: &ConnectionName) {
         let fence = ReferenceFence::of(project, name);
-        let key = RecordKey::References(fence.project.clone(), fence.stripe);
+        let key = RecordKey::ReferenceFence(fence.project.clone(), fence.stripe);
         if !self.pending.contains_key(&key) {
-            self.put(Record::References(Arc::new(fence)));
+            self.put(Record::ReferenceFence(Arc::new(fence)));
         }
     }
 

@@ -56,7 +56,7 @@ enum KeyRef<'a> {
     Connection(&'a ProjectId, &'a Scope, &'a ConnectionName),
     Mappings(&'a ProjectId, &'a IntegrationId),
     OAuthApp(&'a ProjectId, &'a AppOwner),
-    References(&'a ProjectId, NameStripe),
+    ReferenceFence(&'a ProjectId, NameStripe),
 }
 
 impl<'a> KeyRef<'a> {
@@ -65,7 +65,7 @@ impl<'a> KeyRef<'a> {
             RecordKey::Connection(p, s, n) => KeyRef::Connection(p, s, n),
             RecordKey::Mappings(p, i) => KeyRef::Mappings(p, i),
             RecordKey::OAuthApp(p, o) => KeyRef::OAuthApp(p, o),
-            RecordKey::References(p, s) => KeyRef::References(p, *s),
+            RecordKey::ReferenceFence(p, s) => KeyRef::ReferenceFence(p, *s),
         }
     }
 
@@ -75,7 +75,7 @@ impl<'a> KeyRef<'a> {
             Record::Connection(c) => KeyRef::Connection(c.project(), c.scope(), c.name()),
             Record::Mappings(m) => KeyRef::Mappings(m.project(), m.integration()),
             Record::OAuthApp(a) => KeyRef::OAuthApp(a.project(), a.owner()),
-            Record::References(f) => KeyRef::References(&f.project, f.stripe),
+            Record::ReferenceFence(f) => KeyRef::ReferenceFence(&f.project, f.stripe),
         }
     }
 }
@@ -391,7 +391,7 @@ mod tests {
     #[test]
     fn removals_keep_the_index_right() {
         let marker = |i: usize| {
-            Record::References(std::sync::Arc::new(crate::model::ReferenceFence {
+            Record::ReferenceFence(std::sync::Arc::new(crate::model::ReferenceFence {
                 project: format!("p{i}").parse().unwrap(),
                 stripe: crate::model::NameStripe::of(&"n".parse().unwrap()),
             }))

@@ -829,7 +829,7 @@ mod tests {
         use crate::model::{Record, Version};
         let ring = std::sync::Arc::new(KeyRing::new(key("k1", 7)));
         let marker = |i: usize| {
-            Record::References(std::sync::Arc::new(crate::model::ReferenceFence {
+            Record::ReferenceFence(std::sync::Arc::new(crate::model::ReferenceFence {
                 project: format!("p{i}").parse().expect("project"),
                 stripe: crate::model::NameStripe::of(&"n".parse().expect("name")),
             }))
