@@ -10,7 +10,7 @@ use crate::store::{CommitToken, Expect, StoreError};
 
 /// A refused or failed registry write. Nothing was written. Messages name
 /// identifiers and versions, never values.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
     /// The connection spec is invalid.

@@ -134,7 +134,7 @@ pub struct WriteReport {
     /// Set when the write committed but this registry could not read the
     /// change feed back (the store went away right after): why. Its catalog
     /// is behind until the next [`Registry::sync`] or write.
-    pub catalog_behind: Option<String>,
+    pub catalog_behind: Option<RegistryError>,
 }
 
 /// A connection as an integration sees it.
@@ -486,7 +486,7 @@ impl Registry {
             }
             self.catalog.set_revision(committed.revision);
         } else if let Err(e) = self.catch_up_locked() {
-            report.catalog_behind = Some(e.to_string());
+            report.catalog_behind = Some(e);
         }
         report.revision = committed.revision;
         report.rebindings = rebindings;
@@ -928,7 +928,7 @@ impl Registry {
                     match result {
                         Ok(()) => *slot = None,
                         Err(e) => {
-                            *slot = Some(e.to_string());
+                            *slot = Some(e);
                             drop(slot);
                             let mut slept = Duration::ZERO;
                             while slept < poll && !stop2.load(Ordering::Acquire) {
@@ -959,13 +959,13 @@ impl Resolver for Registry {
 pub struct Follower {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
-    last_error: Arc<Mutex<Option<String>>>,
+    last_error: Arc<Mutex<Option<RegistryError>>>,
 }
 
 impl Follower {
     /// The last error the follower met, if the latest attempt failed (e.g. the
     /// database is down; resolution keeps working from the catalog).
-    pub fn last_error(&self) -> Option<String> {
+    pub fn last_error(&self) -> Option<RegistryError> {
         self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
