@@ -20,6 +20,7 @@ mod target;
 pub use auth::{AuthScheme, OAuthClient};
 pub use connection::{Connection, ConnectionBuilder, ConnectionSpec, MAX_PARAMS, Scope};
 pub use description::MAX_DESCRIPTION_LEN;
+#[cfg(feature = "manifest")]
 pub(crate) use ident::shorten;
 pub use ident::{
     ConnectionId, ConnectionName, CustomerId, EnvVarName, Environment, IdentKind, IntegrationId, ParamName,

@@ -28,6 +28,8 @@
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod rows;
 #[cfg(feature = "seal")]
 pub mod seal;
 #[cfg(feature = "sqlite")]

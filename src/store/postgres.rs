@@ -8,11 +8,11 @@ use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
 
-use super::seal::rows::{
+use super::rows::{
     self, decode_changes, decode_key, decode_live, decode_record, encode_batch, encode_key, encode_record,
     in_feed, to_u64,
 };
-use super::seal::{KeyRing, Resealed};
+use super::seal::{self, KeyRing, Resealed};
 use super::{Batch, Change, CommitToken, Committed, Expect, Snapshot, Store, StoreError};
 use crate::model::{Record, RecordKey, Revision, Version};
 
@@ -250,7 +250,7 @@ impl PostgresStore {
         let ring = self.ring.clone();
         self.with_conn(|conn| {
             let tx = std::cell::RefCell::new(conn.client.transaction().ctx("cannot begin a transaction")?);
-            rows::bind_keys(
+            seal::bind_keys(
                 BACKEND,
                 &ring,
                 |id| {

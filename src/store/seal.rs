@@ -445,371 +445,60 @@ pub struct Resealed {
     pub changes: usize,
 }
 
-/// Row encoding shared by the durable backends: keys and records as JSON,
-/// secrets sealed under a [`KeyRing`].
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) mod rows {
-    use std::sync::{Arc, Mutex, PoisonError};
-
-    use super::{KeyRing, SealError};
-    use crate::model::{Record, RecordKey, SecretCodec, SecretValue, with_secret_codec};
+/// Binds each key of `ring` to its ID in a store (see "Key binding" in
+/// the [module documentation](self)): a stored check value must match
+/// the key's; without one, up to three values sealed under the ID
+/// (`sealed_bodies` finds rows whose text contains the needle it is
+/// given) must not all refuse the key, and then the key's check is
+/// stored (`insert` must keep a check stored concurrently) and read back.
+pub(crate) fn bind_keys<E: From<crate::store::StoreError>>(
+    backend: &'static str,
+    ring: &KeyRing,
+    mut stored_check: impl FnMut(&str) -> Result<Option<String>, E>,
+    mut sealed_bodies: impl FnMut(&str) -> Result<Vec<String>, E>,
+    mut insert: impl FnMut(&str, &str) -> Result<(), E>,
+) -> Result<(), E> {
     use crate::store::StoreError;
-
-    /// A codec that remembers the first typed error, so a failed decode can
-    /// say which key was missing instead of a serde message.
-    struct Capturing {
-        ring: Arc<KeyRing>,
-        error: Mutex<Option<SealError>>,
-    }
-
-    impl Capturing {
-        fn keep(&self, e: SealError) -> String {
-            let text = e.to_string();
-            let mut slot = self.error.lock().unwrap_or_else(PoisonError::into_inner);
-            if slot.is_none() {
-                *slot = Some(e);
-            }
-            text
-        }
-        fn take(&self) -> Option<SealError> {
-            self.error.lock().unwrap_or_else(PoisonError::into_inner).take()
-        }
-    }
-
-    impl SecretCodec for Capturing {
-        fn seal(&self, secret: &SecretValue) -> Result<String, String> {
-            self.ring.seal(secret).map_err(|e| self.keep(e))
-        }
-        fn open(&self, sealed: &str) -> Result<SecretValue, String> {
-            self.ring.open(sealed).map_err(|e| self.keep(e))
-        }
-    }
-
-    /// The stored text of a key.
-    pub(crate) fn encode_key(backend: &'static str, key: &RecordKey) -> Result<String, StoreError> {
-        serde_json::to_string(key).map_err(|e| StoreError::Unavailable {
+    let mismatch = |id: &str| StoreError::KeyMismatch {
+        backend,
+        key_id: id.to_owned(),
+    };
+    for key in ring.keys() {
+        let check = key.check_value().map_err(|e| StoreError::Unavailable {
             backend,
-            message: format!("cannot encode the key of {key}: {e}"),
-        })
-    }
-
-    /// A key from its stored text.
-    pub(crate) fn decode_key(backend: &'static str, text: &str) -> Result<RecordKey, StoreError> {
-        serde_json::from_str(text).map_err(|e| StoreError::Unreadable {
-            backend,
-            what: "a record key".into(),
-            message: format!("not a record key ({e})"),
-        })
-    }
-
-    /// The stored text of a record, its secrets sealed under the ring's newest key.
-    pub(crate) fn encode_record(
-        backend: &'static str,
-        ring: &Arc<KeyRing>,
-        record: &Record,
-    ) -> Result<String, StoreError> {
-        let codec = Arc::new(Capturing {
-            ring: ring.clone(),
-            error: Mutex::new(None),
-        });
-        let result = with_secret_codec(codec.clone(), || serde_json::to_string(record));
-        result.map_err(|e| StoreError::Unavailable {
-            backend,
-            message: match codec.take() {
-                Some(seal) => format!("cannot seal the secrets of {}: {seal}", record.key()),
-                None => format!("cannot encode {}: {e}", record.key()),
-            },
-        })
-    }
-
-    /// Every write of `batch` as (key text, sealed record text or `None` for a
-    /// delete), ready to store; done before taking any lock.
-    pub(crate) fn encode_batch(
-        backend: &'static str,
-        ring: &Arc<KeyRing>,
-        batch: &crate::store::Batch,
-    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
-        batch
-            .writes
-            .iter()
-            .map(|w| {
-                let body = match &w.op {
-                    crate::store::Op::Put(record) => Some(encode_record(backend, ring, record)?),
-                    crate::store::Op::Delete => None,
-                };
-                Ok((encode_key(backend, &w.key)?, body))
-            })
-            .collect()
-    }
-
-    /// A stored integer (revision, version) as `u64`; a negative one means the
-    /// row is corrupt.
-    pub(crate) fn to_u64(backend: &'static str, n: i64, what: &str) -> Result<u64, StoreError> {
-        u64::try_from(n).map_err(|_| StoreError::Unreadable {
-            backend,
-            what: what.to_string(),
-            message: format!("negative value {n}"),
-        })
-    }
-
-    /// The stored head revision and feed floor, checked.
-    pub(crate) fn head(
-        backend: &'static str,
-        revision: i64,
-        floor: i64,
-    ) -> Result<(crate::model::Revision, crate::model::Revision), StoreError> {
-        Ok((
-            crate::model::Revision(to_u64(backend, revision, "the head revision")?),
-            crate::model::Revision(to_u64(backend, floor, "the feed floor")?),
-        ))
-    }
-
-    /// Says that an unreadable record was found in the change feed.
-    pub(crate) fn in_feed(e: StoreError, revision: i64) -> StoreError {
-        match e {
-            StoreError::Unreadable {
-                backend,
-                what,
-                message,
-            } => StoreError::Unreadable {
-                backend,
-                what: format!("{what} in the change feed at r{revision}"),
-                message,
-            },
-            other => other,
-        }
-    }
-
-    /// Rows of live records from which [`decode_live`] uses more than one
-    /// thread: below, starting threads costs more than it saves.
-    pub(super) const PARALLEL_FROM: usize = 4_096;
-    /// The most threads [`decode_live`] uses.
-    const MAX_THREADS: usize = 4;
-
-    /// Live records decoded from rows, and those that could not be.
-    pub(crate) type Decoded = (
-        Vec<(crate::model::Version, Record)>,
-        Vec<crate::store::UnreadableRecord>,
-    );
-
-    /// Decodes live-record rows `(key, version, body)` in order, as
-    /// [`Store::load`](crate::store::Store::load) returns them. A body that
-    /// cannot be read (corrupt, or a secret no key of the ring opens) is
-    /// listed with its key instead; only a row whose key or version itself is
-    /// corrupt fails the whole load (the first such row's error). A large
-    /// load (a cold start: mostly JSON and opening sealed secrets) is split
-    /// over up to 4 threads, as many as the machine has cores.
-    pub(crate) fn decode_live(
-        backend: &'static str,
-        ring: &Arc<KeyRing>,
-        rows: Vec<(String, i64, String)>,
-    ) -> Result<Decoded, StoreError> {
-        let decode = |rows: Vec<(String, i64, String)>| -> Result<Decoded, StoreError> {
-            let mut records = Vec::with_capacity(rows.len());
-            let mut unreadable = Vec::new();
-            for (key_text, version, body) in rows {
-                let key = decode_key(backend, &key_text)?;
-                let version = crate::model::Version(to_u64(backend, version, "a version")?);
-                match decode_or_why(backend, ring, &key, &body) {
-                    Ok(record) => records.push((version, record)),
-                    Err((error, key_id)) => {
-                        unreadable.push(crate::store::UnreadableRecord::new(key, version, key_id, error));
-                    }
-                }
-            }
-            Ok((records, unreadable))
-        };
-        let threads = if rows.len() < PARALLEL_FROM {
-            1
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
-        };
-        if threads == 1 {
-            return decode(rows);
-        }
-        // Consecutive parts, each decoded (and its rows dropped) by a thread.
-        let total = rows.len();
-        let per = total.div_ceil(threads);
-        let mut parts = Vec::with_capacity(threads);
-        let mut rest = rows;
-        while rest.len() > per {
-            parts.push(rest.split_off(rest.len() - per));
-        }
-        parts.push(rest);
-        parts.reverse();
-        let decoded: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = parts
-                .into_iter()
-                .map(|part| s.spawn(move || decode(part)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-                .collect()
-        });
-        let (mut records, mut unreadable) = (Vec::with_capacity(total), Vec::new());
-        for part in decoded {
-            let (r, u) = part?;
-            records.extend(r);
-            unreadable.extend(u);
-        }
-        Ok((records, unreadable))
-    }
-
-    /// Decodes change-feed rows `(revision, key, version, body)`. A body that
-    /// cannot be read is a [`Changed::Unreadable`](crate::store::Changed::Unreadable)
-    /// change; a corrupt key, version or revision fails the whole page.
-    pub(crate) fn decode_changes(
-        backend: &'static str,
-        ring: &Arc<KeyRing>,
-        rows: Vec<(i64, String, i64, Option<String>)>,
-    ) -> Result<Vec<crate::store::Change>, StoreError> {
-        use crate::store::{Change, Changed, UnreadableRecord};
-        let mut out = Vec::with_capacity(rows.len());
-        for (rev, key_text, version, body) in rows {
-            let key = decode_key(backend, &key_text)?;
-            let version = crate::model::Version(to_u64(backend, version, "a version")?);
-            let change = match body {
-                Some(body) => match decode_or_why(backend, ring, &key, &body) {
-                    Ok(record) => Changed::Put(record),
-                    Err((error, key_id)) => Changed::Unreadable(Box::new(UnreadableRecord::new(
-                        key.clone(),
-                        version,
-                        key_id,
-                        in_feed(error, rev),
-                    ))),
-                },
-                None => Changed::Deleted,
-            };
-            out.push(Change {
-                revision: crate::model::Revision(to_u64(backend, rev, "a revision")?),
-                key,
-                version,
-                change,
-            });
-        }
-        Ok(out)
-    }
-
-    /// A record from its stored text, checked to be the record of `key`.
-    pub(crate) fn decode_record(
-        backend: &'static str,
-        ring: &Arc<KeyRing>,
-        key: &RecordKey,
-        text: &str,
-    ) -> Result<Record, StoreError> {
-        decode_or_why(backend, ring, key, text).map_err(|(e, _)| e)
-    }
-
-    /// Like [`decode_record`]; a failure also names the ID of the key whose
-    /// secret could not be opened, when that is why.
-    fn decode_or_why(
-        backend: &'static str,
-        ring: &Arc<KeyRing>,
-        key: &RecordKey,
-        text: &str,
-    ) -> Result<Record, (StoreError, Option<String>)> {
-        let codec = Arc::new(Capturing {
-            ring: ring.clone(),
-            error: Mutex::new(None),
-        });
-        let result: Result<Record, _> = with_secret_codec(codec.clone(), || serde_json::from_str(text));
-        let record = result.map_err(|e| {
-            let seal = codec.take();
-            let key_id = seal.as_ref().and_then(|s| s.key_id()).map(str::to_owned);
-            let error = StoreError::Unreadable {
-                backend,
-                what: key.to_string(),
-                message: match seal {
-                    Some(seal) => seal.to_string(),
-                    None => format!("not a valid record ({})", e.classify_text()),
-                },
-            };
-            (error, key_id)
+            message: format!("cannot check key {:?}: {e}", key.id()),
         })?;
-        if &record.key() != key {
-            return Err((
-                StoreError::Unreadable {
-                    backend,
-                    what: key.to_string(),
-                    message: format!("the row holds the record of {}", record.key()),
-                },
-                None,
-            ));
+        match stored_check(key.id())? {
+            Some(stored) if stored == check => continue,
+            Some(_) => return Err(mismatch(key.id()).into()),
+            None => {}
         }
-        Ok(record)
-    }
-
-    /// Binds each key of `ring` to its ID in a store (see "Key binding" in
-    /// the [module documentation](super)): a stored check value must match
-    /// the key's; without one, up to three values sealed under the ID
-    /// (`sealed_bodies` finds rows whose text contains the needle it is
-    /// given) must not all refuse the key, and then the key's check is
-    /// stored (`insert` must keep a check stored concurrently) and read back.
-    pub(crate) fn bind_keys<E: From<StoreError>>(
-        backend: &'static str,
-        ring: &KeyRing,
-        mut stored_check: impl FnMut(&str) -> Result<Option<String>, E>,
-        mut sealed_bodies: impl FnMut(&str) -> Result<Vec<String>, E>,
-        mut insert: impl FnMut(&str, &str) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let mismatch = |id: &str| StoreError::KeyMismatch {
-            backend,
-            key_id: id.to_owned(),
-        };
-        for key in ring.keys() {
-            let check = key.check_value().map_err(|e| StoreError::Unavailable {
-                backend,
-                message: format!("cannot check key {:?}: {e}", key.id()),
-            })?;
-            match stored_check(key.id())? {
-                Some(stored) if stored == check => continue,
-                Some(_) => return Err(mismatch(key.id()).into()),
-                None => {}
-            }
-            // A JSON string holding a value sealed under this key's ID.
-            let needle = format!("\"{}:{}:", super::FORMAT_TAG, key.id());
-            let alone = KeyRing::new(key.clone());
-            let bodies = sealed_bodies(&needle)?;
-            let samples: Vec<&str> = bodies
+        // A JSON string holding a value sealed under this key's ID.
+        let needle = format!("\"{}:{}:", FORMAT_TAG, key.id());
+        let alone = KeyRing::new(key.clone());
+        let bodies = sealed_bodies(&needle)?;
+        let samples: Vec<&str> = bodies
+            .iter()
+            .filter_map(|body| {
+                let start = body.find(&needle)? + 1;
+                let len = body[start..].find('"')?;
+                Some(&body[start..start + len])
+            })
+            .collect();
+        if !samples.is_empty()
+            && samples
                 .iter()
-                .filter_map(|body| {
-                    let start = body.find(&needle)? + 1;
-                    let len = body[start..].find('"')?;
-                    Some(&body[start..start + len])
-                })
-                .collect();
-            if !samples.is_empty()
-                && samples
-                    .iter()
-                    .all(|sealed| matches!(alone.open(sealed), Err(SealError::WrongKey { .. })))
-            {
-                return Err(mismatch(key.id()).into());
-            }
-            insert(key.id(), &check)?;
-            if stored_check(key.id())?.as_deref() != Some(check.as_str()) {
-                return Err(mismatch(key.id()).into());
-            }
+                .all(|sealed| matches!(alone.open(sealed), Err(SealError::WrongKey { .. })))
+        {
+            return Err(mismatch(key.id()).into());
         }
-        Ok(())
-    }
-
-    trait ClassifyText {
-        fn classify_text(&self) -> String;
-    }
-
-    impl ClassifyText for serde_json::Error {
-        /// A serde error without its message, which may quote stored values.
-        fn classify_text(&self) -> String {
-            let kind = match self.classify() {
-                serde_json::error::Category::Io => "i/o error",
-                serde_json::error::Category::Syntax => "syntax error",
-                serde_json::error::Category::Data => "unexpected content",
-                serde_json::error::Category::Eof => "truncated",
-            };
-            format!("{kind} at line {} column {}", self.line(), self.column())
+        insert(key.id(), &check)?;
+        if stored_check(key.id())?.as_deref() != Some(check.as_str()) {
+            return Err(mismatch(key.id()).into());
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -818,63 +507,6 @@ mod tests {
 
     fn key(id: &str, byte: u8) -> SealKey {
         SealKey::from_bytes(id, &[byte; KEY_LEN]).expect("valid key")
-    }
-
-    /// Enough rows for several threads: the records come back in row order,
-    /// and rows that cannot be read are listed (in row order) instead of
-    /// failing the load; a corrupt key fails it.
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    #[test]
-    fn a_large_load_decodes_in_order_on_several_threads() {
-        use crate::model::{Record, Version};
-        let ring = std::sync::Arc::new(KeyRing::new(key("k1", 7)));
-        let marker = |i: usize| {
-            Record::ReferenceFence(std::sync::Arc::new(crate::model::ReferenceFence {
-                project: format!("p{i}").parse().expect("project"),
-                stripe: crate::model::NameStripe::of(&"n".parse().expect("name")),
-            }))
-        };
-        let row = |i: usize| {
-            let record = marker(i);
-            (
-                rows::encode_key("test", &record.key()).expect("key"),
-                i as i64 + 1,
-                rows::encode_record("test", &ring, &record).expect("record"),
-            )
-        };
-        let n = 3 * rows::PARALLEL_FROM;
-        let (decoded, unreadable) =
-            rows::decode_live("test", &ring, (0..n).map(row).collect()).expect("decode");
-        assert_eq!(decoded.len(), n);
-        assert!(unreadable.is_empty());
-        for (i, (version, record)) in decoded.iter().enumerate() {
-            assert_eq!((*version, record.key()), (Version(i as u64 + 1), marker(i).key()));
-        }
-        let mut bad: Vec<_> = (0..n).map(row).collect();
-        // The end of one thread's part, and the start of the next one's.
-        let (first, second) = (n / 2 - 1, n / 2 + 1);
-        for i in [second, first] {
-            bad[i].2 = "{".into();
-        }
-        let (decoded, unreadable) = rows::decode_live("test", &ring, bad.clone()).expect("a partial load");
-        assert_eq!(decoded.len(), n - 2);
-        let keys: Vec<_> = unreadable.iter().map(|u| (u.key.clone(), u.version)).collect();
-        assert_eq!(
-            keys,
-            vec![
-                (marker(first).key(), Version(first as u64 + 1)),
-                (marker(second).key(), Version(second as u64 + 1)),
-            ]
-        );
-        assert!(matches!(
-            unreadable[0].error,
-            crate::store::StoreError::Unreadable { .. }
-        ));
-        bad[first].0 = "not a key".into();
-        assert!(matches!(
-            rows::decode_live("test", &ring, bad),
-            Err(crate::store::StoreError::Unreadable { .. })
-        ));
     }
 
     /// A key's check value depends on its bytes and its ID, and is stable.

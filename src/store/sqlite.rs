@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::seal::rows::{
+use super::rows::{
     self, decode_changes, decode_key, decode_live, decode_record, encode_batch, encode_key, encode_record,
     in_feed, to_u64,
 };
-use super::seal::{KeyRing, Resealed};
+use super::seal::{self, KeyRing, Resealed};
 use super::{Batch, Change, CommitToken, Committed, Expect, Snapshot, Store, StoreError};
 use crate::model::{Record, RecordKey, Revision, Version};
 
@@ -330,7 +330,7 @@ fn bind(conn: &mut Connection, ring: &KeyRing) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| unavailable("cannot lock the database to check the keys", e))?;
-    rows::bind_keys(
+    seal::bind_keys(
         BACKEND,
         ring,
         |id| {
