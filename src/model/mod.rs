@@ -39,5 +39,7 @@ pub use policy::{ReservedNames, ResolvePolicy};
 pub(crate) use problem::join;
 pub use problem::{IntoIdent, SpecError, SpecProblem};
 pub use record::{NameStripe, Record, RecordKey, ReferenceFence, Revision, Version, Versioned};
-pub use secret::{PlaintextCodec, SecretCodec, SecretValue, with_secret_codec};
+pub use secret::{
+    CodecError, PlaintextCodec, SecretCodec, SecretValue, with_secret_codec, with_secret_codec_reporting,
+};
 pub use target::{EndpointVisibility, MAX_TARGET_LEN, PlatformTarget, Target};

@@ -66,9 +66,44 @@ impl fmt::Debug for SecretValue {
 /// [`PlaintextCodec`] exists for tests that want to see the raw form.
 pub trait SecretCodec: Send + Sync {
     /// Seals a secret into a storable string.
-    fn seal(&self, secret: &SecretValue) -> Result<String, String>;
+    fn seal(&self, secret: &SecretValue) -> Result<String, CodecError>;
     /// Opens a string made by [`SecretCodec::seal`].
-    fn open(&self, sealed: &str) -> Result<SecretValue, String>;
+    fn open(&self, sealed: &str) -> Result<SecretValue, CodecError>;
+}
+
+/// Why a [`SecretCodec`] could not seal or open a secret: the codec's own
+/// error, kept typed. Serde passes on only its text; the first one of a
+/// [`with_secret_codec_reporting`] scope comes back whole. It must never
+/// hold a secret.
+///
+/// ```
+/// use connective::model::CodecError;
+/// #[derive(Debug, thiserror::Error, PartialEq)]
+/// #[error("no key {0}")]
+/// struct NoKey(String);
+/// let e = CodecError::new(NoKey("k2".into()));
+/// assert_eq!(e.to_string(), "no key k2");
+/// assert_eq!(e.downcast_ref::<NoKey>(), Some(&NoKey("k2".into())));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct CodecError(Box<dyn std::error::Error + Send + Sync>);
+
+impl CodecError {
+    /// Wraps a codec's error.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        CodecError(Box::new(error))
+    }
+
+    /// The codec's error, if it is an `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref()
+    }
+
+    /// The codec's error as an `E`, or this error back if it is not one.
+    pub fn downcast<E: std::error::Error + 'static>(self) -> Result<E, Self> {
+        self.0.downcast().map(|e| *e).map_err(CodecError)
+    }
 }
 
 /// A codec that stores secrets as they are. Only for tests and for exporting to
@@ -77,16 +112,23 @@ pub trait SecretCodec: Send + Sync {
 pub struct PlaintextCodec;
 
 impl SecretCodec for PlaintextCodec {
-    fn seal(&self, secret: &SecretValue) -> Result<String, String> {
+    fn seal(&self, secret: &SecretValue) -> Result<String, CodecError> {
         Ok(secret.expose().to_owned())
     }
-    fn open(&self, sealed: &str) -> Result<SecretValue, String> {
+    fn open(&self, sealed: &str) -> Result<SecretValue, CodecError> {
         Ok(SecretValue::new(sealed))
     }
 }
 
+/// One [`with_secret_codec`] scope: its codec, and the first error the codec
+/// reported in it.
+struct Scope {
+    codec: Arc<dyn SecretCodec>,
+    first_error: Option<CodecError>,
+}
+
 thread_local! {
-    static CODEC: RefCell<Vec<Arc<dyn SecretCodec>>> = const { RefCell::new(Vec::new()) };
+    static SCOPES: RefCell<Vec<Scope>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with `codec` installed on this thread, so that serializing or
@@ -101,21 +143,74 @@ thread_local! {
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 pub fn with_secret_codec<R>(codec: Arc<dyn SecretCodec>, f: impl FnOnce() -> R) -> R {
+    with_secret_codec_reporting(codec, f).0
+}
+
+/// Like [`with_secret_codec`], and also returns the first error `codec`
+/// reported inside `f`, typed: serde passes on only its text.
+///
+/// ```
+/// use std::sync::Arc;
+/// use connective::model::{with_secret_codec_reporting, CodecError, SecretCodec, SecretValue};
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("the vault is sealed")]
+/// struct Sealed;
+/// struct Vault;
+/// impl SecretCodec for Vault {
+///     fn seal(&self, _: &SecretValue) -> Result<String, CodecError> { Err(CodecError::new(Sealed)) }
+///     fn open(&self, _: &str) -> Result<SecretValue, CodecError> { Err(CodecError::new(Sealed)) }
+/// }
+/// let (json, error) = with_secret_codec_reporting(Arc::new(Vault), || {
+///     serde_json::to_string(&SecretValue::new("x"))
+/// });
+/// assert!(json.is_err());
+/// assert!(error.unwrap().downcast_ref::<Sealed>().is_some());
+/// ```
+pub fn with_secret_codec_reporting<R>(
+    codec: Arc<dyn SecretCodec>,
+    f: impl FnOnce() -> R,
+) -> (R, Option<CodecError>) {
+    /// Ends the scope however `f` ends (a panic included).
     struct Pop;
     impl Drop for Pop {
         fn drop(&mut self) {
-            CODEC.with(|c| {
-                c.borrow_mut().pop();
+            SCOPES.with(|s| {
+                s.borrow_mut().pop();
             });
         }
     }
-    CODEC.with(|c| c.borrow_mut().push(codec));
-    let _pop = Pop;
-    f()
+    SCOPES.with(|s| {
+        s.borrow_mut().push(Scope {
+            codec,
+            first_error: None,
+        })
+    });
+    let pop = Pop;
+    let result = f();
+    let first_error = SCOPES.with(|s| {
+        s.borrow_mut()
+            .last_mut()
+            .and_then(|scope| scope.first_error.take())
+    });
+    drop(pop);
+    (result, first_error)
 }
 
-fn current_codec() -> Option<Arc<dyn SecretCodec>> {
-    CODEC.with(|c| c.borrow().last().cloned())
+/// Runs `op` with the innermost scope's codec, or `None` outside any scope.
+/// A failure is kept in the scope (the first one) and given back as text,
+/// which is all serde can carry.
+fn with_codec<T>(op: impl FnOnce(&dyn SecretCodec) -> Result<T, CodecError>) -> Option<Result<T, String>> {
+    let codec = SCOPES.with(|s| s.borrow().last().map(|scope| Arc::clone(&scope.codec)))?;
+    // Called without borrowing the scopes: a codec may serialize too.
+    Some(op(&*codec).map_err(|error| {
+        let text = error.to_string();
+        SCOPES.with(|s| {
+            if let Some(scope) = s.borrow_mut().last_mut() {
+                scope.first_error.get_or_insert(error);
+            }
+        });
+        text
+    }))
 }
 
 const NO_CODEC: &str = "secret values are only serialized under an explicit SecretCodec \
@@ -123,11 +218,8 @@ const NO_CODEC: &str = "secret values are only serialized under an explicit Secr
 
 impl serde::Serialize for SecretValue {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match current_codec() {
-            Some(codec) => {
-                let sealed = codec.seal(self).map_err(serde::ser::Error::custom)?;
-                s.serialize_str(&sealed)
-            }
+        match with_codec(|codec| codec.seal(self)) {
+            Some(sealed) => s.serialize_str(&sealed.map_err(serde::ser::Error::custom)?),
             None => Err(serde::ser::Error::custom(NO_CODEC)),
         }
     }
@@ -136,8 +228,8 @@ impl serde::Serialize for SecretValue {
 impl<'de> serde::Deserialize<'de> for SecretValue {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        match current_codec() {
-            Some(codec) => codec.open(&text).map_err(serde::de::Error::custom),
+        match with_codec(|codec| codec.open(&text)) {
+            Some(opened) => opened.map_err(serde::de::Error::custom),
             None => Err(serde::de::Error::custom(NO_CODEC)),
         }
     }
@@ -159,5 +251,41 @@ mod tests {
     fn same_as_compares_contents() {
         assert!(SecretValue::new("a").same_as(&SecretValue::new("a")));
         assert!(!SecretValue::new("a").same_as(&SecretValue::new("ab")));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("refused {0}")]
+    struct Refused(u8);
+
+    /// Refuses everything with its own number.
+    struct Refusing(u8);
+
+    impl SecretCodec for Refusing {
+        fn seal(&self, _: &SecretValue) -> Result<String, CodecError> {
+            Err(CodecError::new(Refused(self.0)))
+        }
+        fn open(&self, _: &str) -> Result<SecretValue, CodecError> {
+            Err(CodecError::new(Refused(self.0)))
+        }
+    }
+
+    #[test]
+    fn a_scope_reports_its_own_first_codec_error_typed() {
+        let s = SecretValue::new("x");
+        let (outer, error) = with_secret_codec_reporting(Arc::new(Refusing(1)), || {
+            let (inner, error) =
+                with_secret_codec_reporting(Arc::new(Refusing(2)), || serde_json::to_string(&[&s, &s]));
+            assert!(inner.is_err());
+            assert_eq!(
+                error.and_then(|e| e.downcast::<Refused>().ok()).map(|r| r.0),
+                Some(2)
+            );
+            serde_json::from_str::<SecretValue>("\"sealed\"")
+        });
+        assert_eq!(outer.unwrap_err().to_string(), "refused 1");
+        assert_eq!(error.unwrap().downcast_ref::<Refused>().map(|r| r.0), Some(1));
+        let (ok, error) = with_secret_codec_reporting(Arc::new(PlaintextCodec), || serde_json::to_string(&s));
+        assert_eq!(ok.unwrap(), "\"x\"");
+        assert!(error.is_none());
     }
 }

@@ -3,40 +3,15 @@
 //! (a row holds the record of its key; what cannot be read is listed, not
 //! fatal).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use super::seal::{KeyRing, SealError};
-use crate::model::{Record, RecordKey, SecretCodec, SecretValue, with_secret_codec};
+use crate::model::{CodecError, Record, RecordKey, with_secret_codec_reporting};
 use crate::store::StoreError;
 
-/// A codec that remembers the first typed error, so a failed decode can
-/// say which key was missing instead of a serde message.
-struct Capturing {
-    ring: Arc<KeyRing>,
-    error: Mutex<Option<SealError>>,
-}
-
-impl Capturing {
-    fn keep(&self, e: SealError) -> String {
-        let text = e.to_string();
-        let mut slot = self.error.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            *slot = Some(e);
-        }
-        text
-    }
-    fn take(&self) -> Option<SealError> {
-        self.error.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
-}
-
-impl SecretCodec for Capturing {
-    fn seal(&self, secret: &SecretValue) -> Result<String, String> {
-        self.ring.seal(secret).map_err(|e| self.keep(e))
-    }
-    fn open(&self, sealed: &str) -> Result<SecretValue, String> {
-        self.ring.open(sealed).map_err(|e| self.keep(e))
-    }
+/// What a sealing error says, if a codec error is one.
+fn seal_error(error: Option<CodecError>) -> Option<SealError> {
+    error.and_then(|e| e.downcast::<SealError>().ok())
 }
 
 /// The stored text of a key.
@@ -62,14 +37,10 @@ pub(crate) fn encode_record(
     ring: &Arc<KeyRing>,
     record: &Record,
 ) -> Result<String, StoreError> {
-    let codec = Arc::new(Capturing {
-        ring: ring.clone(),
-        error: Mutex::new(None),
-    });
-    let result = with_secret_codec(codec.clone(), || serde_json::to_string(record));
+    let (result, codec_error) = with_secret_codec_reporting(ring.clone(), || serde_json::to_string(record));
     result.map_err(|e| StoreError::Unavailable {
         backend,
-        message: match codec.take() {
+        message: match seal_error(codec_error) {
             Some(seal) => format!("cannot seal the secrets of {}: {seal}", record.key()),
             None => format!("cannot encode {}: {e}", record.key()),
         },
@@ -263,13 +234,10 @@ fn decode_or_why(
     key: &RecordKey,
     text: &str,
 ) -> Result<Record, (StoreError, Option<String>)> {
-    let codec = Arc::new(Capturing {
-        ring: ring.clone(),
-        error: Mutex::new(None),
-    });
-    let result: Result<Record, _> = with_secret_codec(codec.clone(), || serde_json::from_str(text));
+    let (result, codec_error) =
+        with_secret_codec_reporting(ring.clone(), || serde_json::from_str::<Record>(text));
     let record = result.map_err(|e| {
-        let seal = codec.take();
+        let seal = seal_error(codec_error);
         let key_id = seal.as_ref().and_then(|s| s.key_id()).map(str::to_owned);
         let error = StoreError::Unreadable {
             backend,

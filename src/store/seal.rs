@@ -57,7 +57,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
-use crate::model::{SecretCodec, SecretValue};
+use crate::model::{CodecError, SecretCodec, SecretValue};
 
 /// The format tag every sealed text starts with.
 pub const FORMAT_TAG: &str = "cs1";
@@ -428,11 +428,11 @@ impl fmt::Debug for KeyRing {
 }
 
 impl SecretCodec for KeyRing {
-    fn seal(&self, secret: &SecretValue) -> Result<String, String> {
-        KeyRing::seal(self, secret).map_err(|e| e.to_string())
+    fn seal(&self, secret: &SecretValue) -> Result<String, CodecError> {
+        KeyRing::seal(self, secret).map_err(CodecError::new)
     }
-    fn open(&self, sealed: &str) -> Result<SecretValue, String> {
-        KeyRing::open(self, sealed).map_err(|e| e.to_string())
+    fn open(&self, sealed: &str) -> Result<SecretValue, CodecError> {
+        KeyRing::open(self, sealed).map_err(CodecError::new)
     }
 }
 
