@@ -6,7 +6,7 @@ use crate::model::{
 };
 use crate::oauth::ProvisionError;
 use crate::resolve::Problem;
-use crate::store::{CommitToken, Expect, StoreError};
+use crate::store::{CommitToken, ConflictMessage, Expect, StoreError};
 
 /// A refused or failed registry write. Nothing was written. Messages name
 /// identifiers and versions, never values.
@@ -48,7 +48,7 @@ pub enum RegistryError {
         owner: AppOwner,
     },
     /// The version read is stale: somebody else wrote first (rule 8).
-    #[error("conflict on {key}: expected {expected}, found {}", found.map_or("no record".to_string(), |v| format!("version {v}")))]
+    #[error("{}", ConflictMessage { key, expected, found })]
     Conflict {
         /// The record.
         key: RecordKey,

@@ -269,19 +269,7 @@ impl<'r> Tx<'r> {
 
     fn check_version(&mut self, key: &RecordKey, expected: Expect) -> Result<(), RegistryError> {
         let found = self.working_mut(key.project()).version_of(key);
-        let ok = match expected {
-            Expect::Absent => found.is_none(),
-            Expect::Version(v) => found == Some(v),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(RegistryError::Conflict {
-                key: key.clone(),
-                expected,
-                found,
-            })
-        }
+        Ok(expected.check(key, found)?)
     }
 
     /// Creates a connection and returns its new Connection ID. A managed OAuth

@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use super::{Batch, Change, Changed, CommitToken, Committed, Expect, Op, Snapshot, Store, StoreError};
+use super::{Batch, Change, Changed, CommitToken, Committed, Op, Snapshot, Store, StoreError};
 use crate::model::{
     AppOwner, ConnectionName, IntegrationId, NameStripe, ProjectId, Record, RecordKey, Revision, Scope,
     Version,
@@ -277,17 +277,7 @@ impl Store for MemoryStore {
         let mut versions = Vec::with_capacity(batch.writes.len());
         for w in &batch.writes {
             let found = inner.position(&w.key).map(|i| inner.records[i].0);
-            let ok = match w.expect {
-                Expect::Absent => found.is_none(),
-                Expect::Version(v) => found == Some(v),
-            };
-            if !ok {
-                return Err(StoreError::Conflict {
-                    key: w.key.clone(),
-                    expected: w.expect,
-                    found,
-                });
-            }
+            w.expect.check(&w.key, found)?;
             let previous = found.or_else(|| inner.tombstone(&w.key)).map_or(0, |v| v.0);
             versions.push(Version(previous + 1));
         }
@@ -377,6 +367,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Expect;
 
     #[test]
     fn layout_sizes() {

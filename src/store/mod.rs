@@ -56,12 +56,70 @@ pub enum Expect {
     Version(Version),
 }
 
+impl Expect {
+    /// **Rule 8, no lost updates**: whether a write expecting `self` may go
+    /// ahead on `key`, whose live record is at version `found` (`None`: no
+    /// live record). The one check of an expectation: every backend of this
+    /// crate runs it on each write of a batch before writing anything, and
+    /// the registry's transaction on each edit; a host's own backend should
+    /// too. A failure is the [`StoreError::Conflict`] to answer.
+    ///
+    /// ```
+    /// use connective::model::{ProjectId, RecordKey, Version};
+    /// use connective::store::Expect;
+    /// let key = RecordKey::Mappings("acme".parse()?, "orders".parse()?);
+    /// assert!(Expect::Version(Version(2)).check(&key, Some(Version(2))).is_ok());
+    /// let stale = Expect::Version(Version(1)).check(&key, Some(Version(2))).unwrap_err();
+    /// assert_eq!(
+    ///     stale.to_string(),
+    ///     "conflict on mappings of integration orders of project acme: expected version v1, found version v2"
+    /// );
+    /// assert!(Expect::Absent.check(&key, Some(Version(2))).is_err());
+    /// # Ok::<(), connective::model::ParseError>(())
+    /// ```
+    pub fn check(self, key: &RecordKey, found: Option<Version>) -> Result<(), StoreError> {
+        let met = match self {
+            Expect::Absent => found.is_none(),
+            Expect::Version(v) => found == Some(v),
+        };
+        if met {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                key: key.clone(),
+                expected: self,
+                found,
+            })
+        }
+    }
+}
+
 impl std::fmt::Display for Expect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Expect::Absent => f.write_str("no record"),
             Expect::Version(v) => write!(f, "version {v}"),
         }
+    }
+}
+
+/// The one wording of a version conflict (rule 8), shared by
+/// [`StoreError::Conflict`] and the registry's conflict.
+pub(crate) struct ConflictMessage<'a> {
+    pub(crate) key: &'a RecordKey,
+    pub(crate) expected: &'a Expect,
+    pub(crate) found: &'a Option<Version>,
+}
+
+impl std::fmt::Display for ConflictMessage<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // What was found, in the words of an expectation.
+        let found = self.found.map_or(Expect::Absent, Expect::Version);
+        write!(
+            f,
+            "conflict on {}: expected {}, found {found}",
+            self.key, self.expected
+        )
     }
 }
 
@@ -322,7 +380,7 @@ pub struct Snapshot {
 #[non_exhaustive]
 pub enum StoreError {
     /// A write's expectation failed: somebody else wrote first.
-    #[error("conflict on {key}: expected {expected}, found {}", found.map_or("no record".to_string(), |v| format!("version {v}")))]
+    #[error("{}", ConflictMessage { key, expected, found })]
     Conflict {
         /// The record.
         key: RecordKey,

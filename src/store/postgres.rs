@@ -13,7 +13,7 @@ use super::rows::{
     in_feed, to_u64,
 };
 use super::seal::{self, KeyRing, Resealed};
-use super::{Batch, Change, CommitToken, Committed, Expect, Snapshot, Store, StoreError};
+use super::{Batch, Change, CommitToken, Committed, Snapshot, Store, StoreError};
 use crate::model::{Record, RecordKey, Revision, Version};
 
 const BACKEND: &str = "postgres";
@@ -1002,19 +1002,9 @@ fn commit_once(
             Some((v, true)) => (None, *v),
             None => (None, 0),
         };
-        let ok = match w.expect {
-            Expect::Absent => found.is_none(),
-            Expect::Version(v) => found == Some(v),
-        };
-        if !ok {
-            // Dropping the transaction rolls it back: no revision is consumed.
-            return Err(StoreError::Conflict {
-                key: w.key.clone(),
-                expected: w.expect,
-                found,
-            }
-            .into());
-        }
+        // On a conflict, dropping the transaction rolls it back: no
+        // revision is consumed.
+        w.expect.check(&w.key, found)?;
         versions.push(Version(previous + 1));
     }
     if let Some(token) = batch.token {

@@ -11,7 +11,7 @@ use super::rows::{
     in_feed, to_u64,
 };
 use super::seal::{self, KeyRing, Resealed};
-use super::{Batch, Change, CommitToken, Committed, Expect, Snapshot, Store, StoreError};
+use super::{Batch, Change, CommitToken, Committed, Snapshot, Store, StoreError};
 use crate::model::{Record, RecordKey, Revision, Version};
 
 const BACKEND: &str = "sqlite";
@@ -430,17 +430,7 @@ impl Store for SqliteStore {
                     Some((v, true)) => (None, to_u64(BACKEND, v, "a version")?),
                     None => (None, 0),
                 };
-                let ok = match w.expect {
-                    Expect::Absent => found.is_none(),
-                    Expect::Version(v) => found == Some(v),
-                };
-                if !ok {
-                    return Err(StoreError::Conflict {
-                        key: w.key.clone(),
-                        expected: w.expect,
-                        found,
-                    });
-                }
+                w.expect.check(&w.key, found)?;
                 versions.push(Version(previous + 1));
             }
         }
