@@ -178,11 +178,16 @@ impl<'r> Tx<'r> {
         }
     }
 
-    /// The same check over every project this transaction writes to.
-    pub(super) fn check_writable(&mut self) -> Result<(), RegistryError> {
-        let projects: HashSet<ProjectId> = self.pending.keys().map(|k| k.project().clone()).collect();
-        for project in &projects {
-            self.writable(project)?;
+    /// The same check over every project this transaction writes to (free
+    /// when no project it touched has unreadable records).
+    pub(super) fn check_writable(&self) -> Result<(), RegistryError> {
+        for (project, snapshot) in &self.working {
+            if !snapshot.unreadable().is_empty() && self.pending.keys().any(|k| k.project() == project) {
+                return Err(RegistryError::ProjectUnreadable {
+                    project: project.clone(),
+                    records: snapshot.unreadable().to_vec(),
+                });
+            }
         }
         Ok(())
     }
