@@ -16,8 +16,9 @@
 //! - `feed`: the most recent batches, each a boxed slice of (version, record
 //!   or deleted key), 24 bytes a change, and the batch's token if any.
 //!
-//! At 1,000,000 connections that is about 44 bytes a connection, plus 4 for
-//! a full change feed of 100,000 changes (`benches/memory.rs`).
+//! At 1,000,000 connections that is about 36 bytes a connection, plus 2 for
+//! a full change feed of 100,000 changes (`benches/memory.rs`). A registry's
+//! reference fences add at most 64 small records a project.
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
