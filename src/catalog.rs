@@ -396,6 +396,9 @@ impl ProjectSnapshot {
                 .binary_search_by_key(stripe, |(s, _)| *s)
                 .ok()
                 .map(|i| self.fences[i].1),
+            // The OAuth runtime's records are not resolution's: the
+            // registry keeps them in `oauth::RuntimeRecords`.
+            RecordKey::TokenSet(_) | RecordKey::PendingAuthorization(..) | RecordKey::Status(_) => None,
         }
     }
 

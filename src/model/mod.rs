@@ -16,6 +16,7 @@ pub(crate) mod random;
 mod record;
 mod secret;
 mod target;
+mod token;
 
 pub use auth::{AuthScheme, OAuthClient};
 pub use connection::{Connection, ConnectionBuilder, ConnectionSpec, MAX_PARAMS, Scope};
@@ -43,3 +44,9 @@ pub use secret::{
     CodecError, PlaintextCodec, SecretCodec, SecretValue, with_secret_codec, with_secret_codec_reporting,
 };
 pub use target::{EndpointVisibility, MAX_TARGET_LEN, PlatformTarget, Target};
+pub(crate) use token::valid_state_id;
+pub use token::{
+    AuthorizationOutcome, ConnectionStatus, CredentialKey, Health, HealthKind, MAX_NOTE_LEN, MAX_SCOPE_LEN,
+    MAX_SCOPES, MAX_TOKEN_LEN, MAX_URI_LEN, PendingAuthorization, ReauthReason, RefreshLease, TestResult,
+    Timestamp, TokenSet,
+};

@@ -9,6 +9,7 @@ use super::connection::{Connection, Scope};
 use super::ident::{ConnectionName, IntegrationId, ProjectId};
 use super::mapping::Mappings;
 use super::oauth::{AppOwner, OAuthApp};
+use super::token::{ConnectionStatus, CredentialKey, PendingAuthorization, TokenSet};
 
 /// A record's version. Starts at 1 on creation and grows by one on every write
 /// of the key; versions of a key never repeat, not even across delete and
@@ -51,6 +52,13 @@ pub enum RecordKey {
     /// Stored as `references`, its name before it was called a fence.
     #[serde(rename = "references")]
     ReferenceFence(ProjectId, NameStripe),
+    /// A connection's OAuth token set, for one environment and customer.
+    TokenSet(CredentialKey),
+    /// An OAuth authorization waiting for its callback, under the random part
+    /// of its `state`.
+    PendingAuthorization(ProjectId, String),
+    /// A connection's status, for one environment and customer.
+    Status(CredentialKey),
 }
 
 impl RecordKey {
@@ -60,7 +68,9 @@ impl RecordKey {
             RecordKey::Connection(p, _, _)
             | RecordKey::Mappings(p, _)
             | RecordKey::OAuthApp(p, _)
-            | RecordKey::ReferenceFence(p, _) => p,
+            | RecordKey::ReferenceFence(p, _)
+            | RecordKey::PendingAuthorization(p, _) => p,
+            RecordKey::TokenSet(k) | RecordKey::Status(k) => &k.project,
         }
     }
 }
@@ -72,6 +82,10 @@ impl fmt::Display for RecordKey {
             RecordKey::Mappings(p, i) => write!(f, "mappings of integration {i} of project {p}"),
             RecordKey::OAuthApp(p, o) => write!(f, "{o} of project {p}"),
             RecordKey::ReferenceFence(p, stripe) => write!(f, "reference fence {stripe} of project {p}"),
+            RecordKey::TokenSet(k) => write!(f, "token set of {k}"),
+            // The state is a bearer of the authorization: not shown.
+            RecordKey::PendingAuthorization(p, _) => write!(f, "pending authorization of project {p}"),
+            RecordKey::Status(k) => write!(f, "status of {k}"),
         }
     }
 }
@@ -94,6 +108,12 @@ pub enum Record {
     /// reference dangling (rules 9 and 10). Stored as `references`.
     #[serde(rename = "references")]
     ReferenceFence(Arc<ReferenceFence>),
+    /// A connection's OAuth tokens (rule 11); its tokens are secrets.
+    TokenSet(Arc<TokenSet>),
+    /// An OAuth authorization waiting for its callback.
+    PendingAuthorization(Arc<PendingAuthorization>),
+    /// A connection's status (rule 11).
+    Status(Arc<ConnectionStatus>),
 }
 
 impl Record {
@@ -104,6 +124,11 @@ impl Record {
             Record::Mappings(m) => RecordKey::Mappings(m.project().clone(), m.integration().clone()),
             Record::OAuthApp(a) => RecordKey::OAuthApp(a.project().clone(), a.owner().clone()),
             Record::ReferenceFence(f) => RecordKey::ReferenceFence(f.project.clone(), f.stripe),
+            Record::TokenSet(t) => RecordKey::TokenSet(t.key().clone()),
+            Record::PendingAuthorization(p) => {
+                RecordKey::PendingAuthorization(p.credentials().project.clone(), p.state_id().to_owned())
+            }
+            Record::Status(s) => RecordKey::Status(s.key().clone()),
         }
     }
 }

@@ -94,6 +94,7 @@ impl EnvReport {
                     ValueSource::Layer(Layer::Customer(_)) => "customer",
                     ValueSource::Layer(Layer::CustomerEnvironment(..)) => "customer-environment",
                     ValueSource::OAuthApp { .. } => "oauth-app",
+                    ValueSource::AccessToken { .. } => "access-token",
                 };
                 ReportVar {
                     name: var.name.to_string(),

@@ -62,7 +62,7 @@ use crate::model::{
     AppOwner, Connection, ConnectionId, ConnectionName, ConnectionSpec, EnvVarName, IntegrationId, Mappings,
     OAuthApp, ProjectId, Record, RecordKey, ReservedNames, ResolvePolicy, Revision, Version, Versioned,
 };
-use crate::oauth::{LocalProvisioner, OAuthProvisioner, ProvisionError};
+use crate::oauth::{LocalProvisioner, OAuthProvisioner, ProvisionError, RuntimeRecords};
 use crate::resolve::{ProjectView, ResolveError, ResolveRequest, ResolvedEnv, Resolver, Usage, is_visible};
 use crate::store::{
     Batch, Changed, CommitToken, Committed, MemoryStore, Snapshot, Store, StoreError, UnreadableRecord,
@@ -225,6 +225,7 @@ impl RegistryBuilder {
             writer: Mutex::new(()),
             tokens: Tokens::new(),
             unsettled: Mutex::new(Vec::new()),
+            oauth_records: Arc::new(RuntimeRecords::new()),
             unreadable: Mutex::new(BTreeMap::new()),
         };
         let snapshot = registry.store.load()?;
@@ -271,6 +272,8 @@ pub struct Registry {
     unsettled: Mutex<Vec<Unsettled>>,
     /// Records the store holds but this registry cannot read back.
     unreadable: Mutex<BTreeMap<RecordKey, UnreadableRecord>>,
+    /// Token sets and statuses, fed with the catalog (rule 11).
+    oauth_records: Arc<RuntimeRecords>,
 }
 
 /// The tokens of one registry's batches: a random prefix of its own and a
@@ -353,6 +356,7 @@ impl Registry {
             tokens: Tokens::new(),
             unsettled: Mutex::new(Vec::new()),
             unreadable: Mutex::new(BTreeMap::new()),
+            oauth_records: Arc::new(RuntimeRecords::new()),
         }
     }
 
@@ -373,6 +377,14 @@ impl Registry {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The OAuth token sets and connection statuses this registry has seen
+    /// (rule 11): kept up to date like the catalog, by [`Registry::sync`] and
+    /// [`Registry::follow`], and by the OAuth runtime's own writes. List
+    /// statuses with [`RuntimeRecords::statuses`].
+    pub fn oauth_records(&self) -> &Arc<RuntimeRecords> {
+        &self.oauth_records
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {
@@ -820,6 +832,7 @@ impl Registry {
 
     /// Replaces the catalog with everything in `snapshot`.
     fn replace_all(&self, snapshot: Snapshot) {
+        self.oauth_records.replace_all(&snapshot.records);
         let keys = snapshot.unreadable.iter().map(|u| u.key.clone()).collect();
         self.catalog
             .replace_all(snapshot.revision, snapshot.records, keys);
@@ -847,6 +860,10 @@ impl Registry {
             };
             let mut touched: HashMap<ProjectId, ProjectSnapshot> = HashMap::new();
             for change in &changes {
+                if !matches!(change.change, Changed::Unreadable(_)) {
+                    self.oauth_records
+                        .apply(&change.key, change.version, change.record());
+                }
                 let project = change.key.project();
                 let snapshot = touched.entry(project.clone()).or_insert_with(|| {
                     self.catalog
@@ -993,3 +1010,57 @@ const _: () = {
     assert_send_sync::<ResolvedEnv>();
     assert_send_sync::<Record>();
 };
+
+#[cfg(feature = "oauth-runtime")]
+impl crate::oauth::runtime::Host for Registry {
+    fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+    fn connection(&self, project: &ProjectId, id: ConnectionId) -> Option<Arc<Connection>> {
+        self.catalog
+            .with_project(project, |s| s.connection(id).map(|c| Arc::clone(&c.value)))
+            .flatten()
+    }
+    fn app(&self, project: &ProjectId, owner: &AppOwner) -> Option<(Version, Arc<OAuthApp>)> {
+        self.catalog
+            .with_project(project, |s| {
+                s.app(owner).map(|a| (a.version, Arc::clone(&a.value)))
+            })
+            .flatten()
+    }
+    fn app_version(&self, project: &ProjectId, owner: &AppOwner) -> Option<Version> {
+        self.catalog
+            .with_project(project, |s| s.app(owner).map(|a| a.version))
+            .flatten()
+    }
+    fn records(&self) -> &RuntimeRecords {
+        &self.oauth_records
+    }
+}
+
+#[cfg(feature = "oauth-runtime")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth-runtime")))]
+impl Registry {
+    /// Starts configuring the OAuth runtime on this registry (rule 11): its
+    /// token sets and statuses live in this registry's store, its
+    /// connections and applications are this registry's.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use connective::prelude::*;
+    /// use connective::model::CredentialKey;
+    /// let registry = Arc::new(Registry::in_memory());
+    /// let runtime = registry.oauth_runtime().build()?;
+    /// let key = CredentialKey::new("acme".parse()?, ConnectionId::random(), "production".parse()?, None);
+    /// assert_eq!(runtime.status(&key).health(), &connective::model::Health::Untested);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn oauth_runtime(self: &Arc<Self>) -> crate::oauth::runtime::OAuthRuntimeBuilder {
+        crate::oauth::runtime::OAuthRuntimeBuilder::new(
+            Arc::clone(self) as Arc<dyn crate::oauth::runtime::Host>
+        )
+    }
+}

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use super::ResolveRequest;
 use crate::model::{
     AppField, AppOwner, ConnectionId, ConnectionName, EnteredBy, EnvVarName, Layer, ParamName, Revision,
-    Scope, SecretValue,
+    Scope, SecretValue, Timestamp,
 };
 
 /// A resolved value: plain text or a secret.
@@ -75,6 +75,12 @@ pub enum ValueSource {
         /// Which field.
         field: AppField,
     },
+    /// A current access token the host asked the OAuth runtime for: valid
+    /// until `expires_at` (if the server said), not a deploy-time value.
+    AccessToken {
+        /// When the token expires.
+        expires_at: Option<Timestamp>,
+    },
 }
 
 impl fmt::Display for ValueSource {
@@ -82,6 +88,10 @@ impl fmt::Display for ValueSource {
         match self {
             ValueSource::Layer(l) => write!(f, "{l}"),
             ValueSource::OAuthApp { owner, field } => write!(f, "{} of the {owner}", field.param()),
+            ValueSource::AccessToken { expires_at: Some(at) } => {
+                write!(f, "current OAuth access token, expires at {at} (Unix time)")
+            }
+            ValueSource::AccessToken { expires_at: None } => f.write_str("current OAuth access token"),
         }
     }
 }
@@ -250,6 +260,16 @@ impl ResolvedEnv {
         for var in self.vars.values() {
             command.env(var.name.as_str(), var.value.expose());
         }
+    }
+
+    /// Adds `var` after the others; `false` (and nothing added) if a
+    /// variable of its name is there already.
+    pub(crate) fn push(&mut self, var: ResolvedVar) -> bool {
+        if self.vars.contains_key(var.name.as_str()) {
+            return false;
+        }
+        self.vars.insert(var.name.clone(), var);
+        true
     }
 
     /// The plain variables only, as name → value.

@@ -28,8 +28,8 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::{Batch, Change, Changed, CommitToken, Committed, Op, Snapshot, Store, StoreError};
 use crate::model::{
-    AppOwner, ConnectionName, IntegrationId, NameStripe, ProjectId, Record, RecordKey, Revision, Scope,
-    Version,
+    AppOwner, ConnectionName, CredentialKey, IntegrationId, NameStripe, ProjectId, Record, RecordKey,
+    Revision, Scope, Version,
 };
 
 /// Keeps records in memory. Fast, `Send + Sync`, gone with the process.
@@ -58,6 +58,9 @@ enum KeyRef<'a> {
     Mappings(&'a ProjectId, &'a IntegrationId),
     OAuthApp(&'a ProjectId, &'a AppOwner),
     ReferenceFence(&'a ProjectId, NameStripe),
+    TokenSet(&'a CredentialKey),
+    PendingAuthorization(&'a ProjectId, &'a str),
+    Status(&'a CredentialKey),
 }
 
 impl<'a> KeyRef<'a> {
@@ -67,6 +70,9 @@ impl<'a> KeyRef<'a> {
             RecordKey::Mappings(p, i) => KeyRef::Mappings(p, i),
             RecordKey::OAuthApp(p, o) => KeyRef::OAuthApp(p, o),
             RecordKey::ReferenceFence(p, s) => KeyRef::ReferenceFence(p, *s),
+            RecordKey::TokenSet(k) => KeyRef::TokenSet(k),
+            RecordKey::PendingAuthorization(p, s) => KeyRef::PendingAuthorization(p, s),
+            RecordKey::Status(k) => KeyRef::Status(k),
         }
     }
 
@@ -77,6 +83,11 @@ impl<'a> KeyRef<'a> {
             Record::Mappings(m) => KeyRef::Mappings(m.project(), m.integration()),
             Record::OAuthApp(a) => KeyRef::OAuthApp(a.project(), a.owner()),
             Record::ReferenceFence(f) => KeyRef::ReferenceFence(&f.project, f.stripe),
+            Record::TokenSet(t) => KeyRef::TokenSet(t.key()),
+            Record::PendingAuthorization(p) => {
+                KeyRef::PendingAuthorization(&p.credentials().project, p.state_id())
+            }
+            Record::Status(st) => KeyRef::Status(st.key()),
         }
     }
 }

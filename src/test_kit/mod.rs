@@ -142,6 +142,85 @@ pub fn sample_oauth_app(project: &ProjectId, secret: &str) -> Record {
     )))
 }
 
+/// The credential key the OAuth samples use: connection `00000000-0000-4000-8000-000000000001`
+/// of `project` in production for customer `globex`.
+pub fn sample_credential_key(project: &ProjectId) -> crate::model::CredentialKey {
+    crate::model::CredentialKey::new(
+        project.clone(),
+        ConnectionId::parse("00000000-0000-4000-8000-000000000001")
+            .unwrap_or_else(|e| panic!("test_kit: bad sample connection ID: {e}")),
+        crate::model::Environment::production(),
+        Some(
+            "globex"
+                .parse()
+                .unwrap_or_else(|e| panic!("test_kit: bad sample customer: {e}")),
+        ),
+    )
+}
+
+/// An OAuth token set of [`sample_credential_key`] with these tokens (secrets)
+/// and a refresh lease.
+pub fn sample_token_set(project: &ProjectId, access: &str, refresh: Option<&str>) -> Record {
+    use crate::model::{RefreshLease, Timestamp, TokenSet};
+    match TokenSet::new(
+        sample_credential_key(project),
+        SecretValue::new(access),
+        refresh.map(SecretValue::new),
+        "Bearer",
+        vec!["api:read".into(), "offline_access".into()],
+        Timestamp(1_700_000_000_000),
+        Some(Timestamp(1_700_000_003_600)),
+    ) {
+        Ok(set) => Record::TokenSet(Arc::new(set.with_lease(Some(RefreshLease {
+            holder: "replica-a".into(),
+            until: Timestamp(1_700_000_000_060),
+        })))),
+        Err(e) => panic!("test_kit: bad sample token set: {e}"),
+    }
+}
+
+/// A pending OAuth authorization of [`sample_credential_key`] whose PKCE
+/// verifier (a secret, 43 to 128 characters) is `verifier`.
+pub fn sample_pending_authorization(project: &ProjectId, verifier: &str) -> Record {
+    use crate::model::{PendingAuthorization, Timestamp};
+    match PendingAuthorization::new(
+        "k1tStateAbcdefghijklmnop".into(),
+        sample_credential_key(project),
+        "https://host.example.com/oauth/callback".into(),
+        vec!["api:read".into()],
+        SecretValue::new(verifier),
+        Timestamp(1_700_000_000_000),
+        Timestamp(1_700_000_600_000),
+    ) {
+        Ok(p) => Record::PendingAuthorization(Arc::new(p)),
+        Err(e) => panic!("test_kit: bad sample pending authorization: {e}"),
+    }
+}
+
+/// A failing connection status of [`sample_credential_key`] with a test
+/// result.
+pub fn sample_status(project: &ProjectId) -> Record {
+    use crate::model::{ConnectionStatus, Health, TestResult, Timestamp};
+    Record::Status(Arc::new(
+        ConnectionStatus::new(
+            sample_credential_key(project),
+            Health::Failing {
+                since: Timestamp(1_700_000_000_000),
+                last_error: "HTTP 503".into(),
+                attempts: 2,
+                next_retry: Timestamp(1_700_000_000_800),
+            },
+            Timestamp(1_700_000_000_000),
+        )
+        .with_test(Some(TestResult {
+            ok: false,
+            latency_ms: 12,
+            message: "HTTP 503".into(),
+            at: Timestamp(1_700_000_000_000),
+        })),
+    ))
+}
+
 /// The record's full content as JSON, secrets in plaintext: what equality of
 /// records means here. Never write it anywhere.
 pub fn record_json(record: &Record) -> String {
@@ -680,6 +759,9 @@ pub fn records_round_trip(store: &dyn Store) {
         sample_mappings(&p, "orders", "db"),
         sample_oauth_app(&p, &unique_secret("client-secret")),
         sample_connection(&p, "unicode", "pässwörd ✓ \"quoted\" \\ \n newline"),
+        sample_token_set(&p, &unique_secret("access"), Some(&unique_secret("refresh"))),
+        sample_pending_authorization(&p, &unique_secret("verifier-0123456789-0123456789-0123456789")),
+        sample_status(&p),
     ];
     let r0 = revision_ok(store);
     commit_ok(

@@ -9,6 +9,18 @@
 //! application of its own. The registry provisions an application when the
 //! first connection needs it and releases it when the last one is gone, in the
 //! same atomic write. See [`app_owner_for`].
+//!
+//! The OAuth runtime's records (token sets and connection statuses) are
+//! indexed for every registry in [`RuntimeRecords`]; with the
+//! `oauth-runtime` feature, [`runtime`] authorizes connections, keeps their
+//! tokens fresh and tracks their health (rule 11).
+
+mod records;
+#[cfg(feature = "oauth-runtime")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth-runtime")))]
+pub mod runtime;
+
+pub use records::{RuntimeRecords, SHARDS};
 
 use std::fmt;
 

@@ -1,0 +1,160 @@
+//! What the OAuth runtime can fail with. Messages name identifiers, never a
+//! token, secret, code or `state`.
+
+use std::fmt;
+
+use crate::model::{AppOwner, AuthScheme, CredentialKey, ProjectId, ReauthReason, Timestamp};
+
+/// Whose tokens an error is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Subject {
+    /// A connection's credentials (authorization code or client credentials).
+    Credentials(CredentialKey),
+    /// A shared OAuth application's client credentials.
+    App(ProjectId, AppOwner),
+    /// A pending authorization of a project.
+    Authorization(ProjectId),
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Credentials(k) => write!(f, "{k}"),
+            Subject::App(p, o) => write!(f, "the {o} of project {p}"),
+            Subject::Authorization(p) => write!(f, "a pending authorization of project {p}"),
+        }
+    }
+}
+
+/// An OAuth runtime failure. `Clone`, so one failed refresh can answer every
+/// caller that waited for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OAuthError {
+    /// The runtime itself could not be set up.
+    #[error("oauth runtime: {problem}")]
+    Setup {
+        /// What failed.
+        problem: String,
+    },
+    /// No connection has this ID in this project.
+    #[error("{subject}: no such connection")]
+    UnknownConnection {
+        /// Whose.
+        subject: Subject,
+    },
+    /// The connection does not authenticate with OAuth 2.0.
+    #[error("{subject}: the connection does not use OAuth 2.0 (it uses {auth})")]
+    NotOAuth {
+        /// Whose.
+        subject: Subject,
+        /// What it uses.
+        auth: AuthScheme,
+    },
+    /// The connection's OAuth settings are missing or invalid (a parameter
+    /// such as `TokenURL`, or a URL that is not HTTPS).
+    #[error("{subject}: {problem}")]
+    Misconfigured {
+        /// Whose.
+        subject: Subject,
+        /// What is wrong (names parameters, never values of secret ones).
+        problem: String,
+    },
+    /// No pending authorization has this `state` (wrong or forged).
+    #[error("no pending authorization has this state")]
+    UnknownState,
+    /// The pending authorization expired before its callback.
+    #[error("the authorization of {key} expired at {at}")]
+    StateExpired {
+        /// Whose.
+        key: CredentialKey,
+        /// When it expired.
+        at: Timestamp,
+    },
+    /// The pending authorization was already completed or denied: a `state`
+    /// is single use.
+    #[error("the authorization of {key} was already used")]
+    StateUsed {
+        /// Whose.
+        key: CredentialKey,
+    },
+    /// The authorization server sent the user back with an error.
+    #[error("the authorization of {key} was denied ({error})")]
+    Denied {
+        /// Whose.
+        key: CredentialKey,
+        /// The error code it sent (`access_denied`, ...).
+        error: String,
+    },
+    /// A person must authorize the connection again.
+    #[error("{key} needs re-authorization: {reason}")]
+    NeedsReauthorization {
+        /// Whose.
+        key: CredentialKey,
+        /// Why.
+        reason: ReauthReason,
+    },
+    /// The token server cannot serve now (a timeout, a refused connection, a
+    /// 5xx, a 429): transient, retried with backoff.
+    #[error("{subject}: the token server is unavailable for now ({message})")]
+    Unavailable {
+        /// Whose.
+        subject: Subject,
+        /// What happened (no secrets).
+        message: String,
+        /// When the next attempt will be made.
+        retry_at: Option<Timestamp>,
+    },
+    /// The token server refused the request for another reason than a bad
+    /// grant (`invalid_client`, `invalid_scope`, ...).
+    #[error("{subject}: the token server refused the request: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Refused {
+        /// Whose.
+        subject: Subject,
+        /// The OAuth error code.
+        error: String,
+        /// The server's description, bounded and with anything token-like
+        /// redacted.
+        description: Option<String>,
+    },
+    /// Another replica holds the refresh lease and did not finish in time.
+    #[error("{key}: another replica is refreshing the tokens and did not finish in time")]
+    Busy {
+        /// Whose.
+        key: CredentialKey,
+    },
+    /// The store failed; nothing the caller could use was lost.
+    #[error("{subject}: store failed: {message}")]
+    Store {
+        /// Whose.
+        subject: Subject,
+        /// The store's error (names keys and versions only).
+        message: String,
+    },
+    /// The token server issued new tokens but they could not be stored; they
+    /// are not handed out (a rotated refresh token must be stored first) and
+    /// are kept in memory to be stored on the next call.
+    #[error(
+        "{key}: new tokens could not be stored ({message}); not handed out, storing them again on the next call"
+    )]
+    NotStored {
+        /// Whose.
+        key: CredentialKey,
+        /// The store's error.
+        message: String,
+    },
+}
+
+impl OAuthError {
+    /// Whether trying again later may succeed without a person acting.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            OAuthError::Unavailable { .. }
+                | OAuthError::Busy { .. }
+                | OAuthError::Store { .. }
+                | OAuthError::NotStored { .. }
+        )
+    }
+}

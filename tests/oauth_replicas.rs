@@ -1,0 +1,147 @@
+//! Two registries (host replicas) on one PostgreSQL database, each with its
+//! own OAuth runtime, against a real authorization server: one refresh for
+//! all their callers, the tokens sealed in the database.
+#![cfg(all(feature = "oauth-runtime", feature = "postgres", feature = "test-kit"))]
+
+#[path = "oauth-server/mod.rs"]
+mod oauth_server;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use connective::model::{CredentialKey, Health, PlaintextCodec, RecordKey, Timestamp, with_secret_codec};
+use connective::oauth::runtime::OAuthRuntime;
+use connective::prelude::*;
+use connective::store::seal::{KeyRing, SealKey};
+use connective::test_kit::postgres::database;
+use oauth_server::{APP_ID, APP_SECRET, OAuthServer, REDIRECT};
+
+fn ring() -> KeyRing {
+    KeyRing::new(SealKey::from_bytes("k1", &[5; 32]).expect("key"))
+}
+
+fn crm(server: &OAuthServer) -> ConnectionSpec {
+    ConnectionSpec::project("acme", "crm")
+        .target(Target::external("crm"))
+        .auth(AuthScheme::OAuth2(OAuthClient::Supplied))
+        .param(Param::plain("AuthorizeURL").default(server.authorize_url()))
+        .param(Param::plain("TokenURL").default(server.token_url()))
+        .param(Param::plain("ClientID").default(APP_ID))
+        .param(Param::secret("ClientSecret").default(APP_SECRET))
+        .param(Param::plain("Scopes").default("api:read"))
+        .build()
+        .expect("spec")
+}
+
+#[test]
+fn two_replicas_on_postgres_refresh_a_token_set_once() {
+    let Some(server) = OAuthServer::start(4) else {
+        return;
+    };
+    // The test kit's database set-up blocks: outside the async runtime.
+    let Some(db) = database("oauth-replicas") else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    runtime.block_on(replicas(&server, &db));
+}
+
+async fn replicas(server: &OAuthServer, db: &connective::test_kit::postgres::TestDatabase) {
+    // The stores are synchronous: they do their blocking off the runtime's
+    // threads themselves.
+    let open = || {
+        let store = db.open(ring()).expect("store");
+        Arc::new(Registry::builder().store(store).build().expect("registry"))
+    };
+    let (a, b) = (open(), open());
+    let (id, _) = a.create_connection(crm(server)).expect("create");
+    let key = CredentialKey::new("acme".parse().unwrap(), id, "production".parse().unwrap(), None);
+    let followers = (
+        a.follow(Duration::from_millis(20)),
+        b.follow(Duration::from_millis(20)),
+    );
+    let runtime = |r: &Arc<Registry>| -> OAuthRuntime {
+        r.oauth_runtime()
+            .lease_poll(Duration::from_millis(10))
+            .build()
+            .expect("runtime")
+    };
+    let (ra, rb) = (runtime(&a), runtime(&b));
+
+    // B waits for the connection A created, then A authorizes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while b.connection(&key.project, id).is_none() {
+        assert!(std::time::Instant::now() < deadline, "B never saw the connection");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = ra.start_authorization(&key, REDIRECT, None).await.expect("start");
+    let callback = server.consent(started.url(), false).await;
+    // The callback lands on the other replica.
+    rb.complete_authorization(&callback.state, callback.code.as_deref().expect("code"))
+        .await
+        .expect("complete on B");
+    let first = ra.access_token(&key).await.expect("A's token");
+    let expires = first.expires_at().expect("expiry").0;
+    tokio::time::sleep(Duration::from_millis(
+        expires.saturating_sub(Timestamp::now().0) + 50,
+    ))
+    .await;
+
+    // A slow token server: the loser replica must find the winner's lease
+    // and wait for its result, not refresh again.
+    server
+        .fault(serde_json::json!({"mode": "slow", "delayMs": 400, "count": 4}))
+        .await;
+    let before = server.stats().await;
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let (runtime, key) = (if i % 2 == 0 { ra.clone() } else { rb.clone() }, key.clone());
+        tasks.push(tokio::spawn(async move { runtime.access_token(&key).await }));
+    }
+    let mut tokens = HashSet::new();
+    for t in tasks {
+        tokens.insert(t.await.expect("task").expect("token").expose().to_owned());
+    }
+    let after = server.stats().await;
+    assert_eq!(after.refresh - before.refresh, 1, "one refresh for two replicas");
+    assert_eq!(after.token - before.token, 1, "one token request");
+    assert_eq!(tokens.len(), 1, "both replicas hand out the one new token");
+    assert!(!tokens.contains(first.expose()));
+    assert_eq!(ra.status(&key).health(), &Health::Active);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while rb.status(&key).health() != &Health::Active {
+        assert!(std::time::Instant::now() < deadline, "B never saw the status");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Sealed at rest: neither token is in the database in plaintext.
+    let (_, record) = {
+        let store = Arc::clone(a.store());
+        let k = RecordKey::TokenSet(key.clone());
+        tokio::task::spawn_blocking(move || store.get(&k))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    };
+    let json = with_secret_codec(Arc::new(PlaintextCodec), || serde_json::to_value(&record)).unwrap();
+    let refresh = json["token_set"]["refresh_token"].as_str().unwrap().to_owned();
+    let dump = db.pg_dump().expect("pg_dump");
+    let text = String::from_utf8_lossy(&dump);
+    assert!(
+        !text.contains(&refresh),
+        "the refresh token is stored in plaintext"
+    );
+    for t in &tokens {
+        assert!(
+            !text.contains(t.as_str()),
+            "the access token is stored in plaintext"
+        );
+    }
+    drop(followers);
+}
