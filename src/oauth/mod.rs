@@ -15,6 +15,7 @@
 //! `oauth-runtime` feature, [`runtime`] authorizes connections, keeps their
 //! tokens fresh and tracks their health (rule 11).
 
+pub(crate) mod ledger;
 mod records;
 #[cfg(feature = "oauth-runtime")]
 #[cfg_attr(docsrs, doc(cfg(feature = "oauth-runtime")))]

@@ -62,12 +62,12 @@ use crate::model::{
     AppOwner, Connection, ConnectionId, ConnectionName, ConnectionSpec, EnvVarName, IntegrationId, Mappings,
     OAuthApp, ProjectId, Record, RecordKey, ReservedNames, ResolvePolicy, Revision, Version, Versioned,
 };
+use crate::oauth::ledger::AppLedger;
 use crate::oauth::{LocalProvisioner, OAuthProvisioner, ProvisionError, RuntimeRecords};
 use crate::resolve::{ProjectView, ResolveError, ResolveRequest, ResolvedEnv, Resolver, Usage, is_visible};
 use crate::store::{
     Batch, Changed, CommitToken, Committed, MemoryStore, Snapshot, Store, StoreError, UnreadableRecord,
 };
-use tx::ProvisionerWork;
 
 /// Whether deleting a connection that integrations still use is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -305,7 +305,7 @@ struct Unsettled {
     token: CommitToken,
     /// The batch, if applied, has a revision after this one.
     after: Revision,
-    work: ProvisionerWork,
+    work: AppLedger,
 }
 
 /// What became of a batch handed to the store.
@@ -546,7 +546,7 @@ impl Registry {
 
     /// Undoes the provisioner's work for a write that was not applied; a
     /// failure to undo is reported with the write's own error.
-    fn undo(&self, work: &ProvisionerWork, error: RegistryError) -> RegistryError {
+    fn undo(&self, work: &AppLedger, error: RegistryError) -> RegistryError {
         let (_, failures) = work.undo(&*self.provisioner);
         if failures.is_empty() {
             error

@@ -9,9 +9,10 @@ use super::{DeleteMode, Rebinding, Registry, RegistryError, WriteReport};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
     AppOwner, Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionSpec, Mappings, OAuthApp,
-    PlatformTarget, ProjectId, Record, RecordKey, ReferenceFence, ResolvePolicy, Target, Version,
+    PlatformTarget, ProjectId, Record, RecordKey, ReferenceFence, ResolvePolicy, Version,
 };
-use crate::oauth::{OAuthProvisioner, ProvisionError, ProvisionRequest, app_owner_for};
+use crate::oauth::app_owner_for;
+use crate::oauth::ledger::{AppBook, AppLedger, platform_target};
 use crate::resolve::{Problem, ProjectView};
 use crate::store::{Batch, CommitToken, Expect, Op, Write};
 
@@ -29,7 +30,7 @@ pub struct Tx<'r> {
     working: HashMap<ProjectId, ProjectSnapshot>,
     pending: IndexMap<RecordKey, Pending>,
     /// What the provisioner did and is still to do for this write.
-    pub(super) work: ProvisionerWork,
+    pub(super) work: AppLedger,
     /// Connections written here, by (project, name) and by ID: the mappings
     /// that refer to them are re-checked before the commit.
     touched_names: HashSet<(ProjectId, ConnectionName)>,
@@ -39,82 +40,34 @@ pub struct Tx<'r> {
     pub(super) report: WriteReport,
 }
 
+/// The ledger's view of the applications: this transaction's records.
+impl AppBook for Tx<'_> {
+    fn app(&mut self, project: &ProjectId, owner: &AppOwner) -> Option<Arc<OAuthApp>> {
+        self.working_mut(project).app(owner).map(|a| a.value.clone())
+    }
+
+    fn app_users(&mut self, project: &ProjectId, owner: &AppOwner) -> Vec<Arc<Connection>> {
+        self.working_mut(project)
+            .app_users(owner)
+            .into_iter()
+            .map(|c| Arc::clone(&c.value))
+            .collect()
+    }
+
+    fn put_app(&mut self, app: OAuthApp) {
+        self.put(Record::OAuthApp(Arc::new(app)));
+    }
+
+    fn delete_app(&mut self, project: &ProjectId, owner: &AppOwner) {
+        self.delete(RecordKey::OAuthApp(project.clone(), owner.clone()));
+    }
+}
+
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tx")
             .field("pending", &self.pending.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
-    }
-}
-
-/// What the OAuth provisioner did for one write, and what it is still to do
-/// once the write has committed.
-#[derive(Debug, Default)]
-pub(super) struct ProvisionerWork {
-    /// Applications provisioned for the write: released again if it fails.
-    provisioned: Vec<OAuthApp>,
-    /// Grants issued for it on existing applications: revoked if it fails.
-    granted: Vec<(OAuthApp, PlatformTarget)>,
-    /// Applications to release once it has committed.
-    to_release: Vec<OAuthApp>,
-    /// Grants to revoke once it has committed.
-    to_revoke: Vec<(OAuthApp, PlatformTarget)>,
-}
-
-impl ProvisionerWork {
-    /// The applications provisioned or granted a target for the write.
-    pub(super) fn kept(&self) -> Vec<(ProjectId, AppOwner)> {
-        let mut out: Vec<(ProjectId, AppOwner)> = self
-            .provisioned
-            .iter()
-            .chain(self.granted.iter().map(|(app, _)| app))
-            .map(|app| (app.project().clone(), app.owner().clone()))
-            .collect();
-        out.dedup();
-        out
-    }
-
-    /// Undoes what was done for a write that did not commit: releases the
-    /// applications provisioned for it, revokes the grants issued for it.
-    /// Returns what was released, and every failure.
-    pub(super) fn undo(
-        &self,
-        provisioner: &dyn OAuthProvisioner,
-    ) -> (Vec<(ProjectId, AppOwner)>, Vec<ProvisionError>) {
-        let (mut released, mut failures) = (Vec::new(), Vec::new());
-        for app in &self.provisioned {
-            match provisioner.release(app) {
-                Ok(()) => released.push((app.project().clone(), app.owner().clone())),
-                Err(e) => failures.push(e),
-            }
-        }
-        for (app, target) in &self.granted {
-            if let Err(e) = provisioner.revoke(app, target) {
-                failures.push(e);
-            }
-        }
-        (released, failures)
-    }
-
-    /// Finishes the work of a committed write: releases and revokes what it
-    /// no longer uses. Returns what was released, and every failure.
-    pub(super) fn finish(
-        &mut self,
-        provisioner: &dyn OAuthProvisioner,
-    ) -> (Vec<(ProjectId, AppOwner)>, Vec<ProvisionError>) {
-        let (mut released, mut failures) = (Vec::new(), Vec::new());
-        for app in std::mem::take(&mut self.to_release) {
-            match provisioner.release(&app) {
-                Ok(()) => released.push((app.project().clone(), app.owner().clone())),
-                Err(e) => failures.push(e),
-            }
-        }
-        for (app, target) in std::mem::take(&mut self.to_revoke) {
-            if let Err(e) = provisioner.revoke(&app, &target) {
-                failures.push(e);
-            }
-        }
-        (released, failures)
     }
 }
 
@@ -137,13 +90,6 @@ fn same_mapping_surface(old: &Connection, new: &Connection) -> bool {
         })
 }
 
-fn platform_target(spec: &ConnectionSpec) -> Option<&PlatformTarget> {
-    match spec.target() {
-        Target::Platform(t) => Some(t),
-        _ => None,
-    }
-}
-
 impl<'r> Tx<'r> {
     pub(super) fn new(registry: &'r Registry) -> Self {
         Tx {
@@ -151,7 +97,7 @@ impl<'r> Tx<'r> {
             base: HashMap::new(),
             working: HashMap::new(),
             pending: IndexMap::new(),
-            work: ProvisionerWork::default(),
+            work: AppLedger::default(),
             touched_names: HashSet::new(),
             touched_ids: HashSet::new(),
             forced: false,
@@ -542,53 +488,26 @@ impl<'r> Tx<'r> {
                 owner: owner.clone(),
             });
         };
-        let secret = self.registry.provisioner.rotate(&app)?;
-        self.put(Record::OAuthApp(Arc::new(app.with_secret(secret))));
+        let rotated = AppLedger::rotated(&*self.registry.provisioner, &app)?;
+        self.put(Record::OAuthApp(Arc::new(rotated)));
         self.report.rotated.push((project.clone(), owner.clone()));
         Ok(())
     }
 
-    /// Makes sure `owner`'s application exists and is granted `target`.
+    /// Makes sure `owner`'s application exists and is granted `target`
+    /// (the ledger's work, on this transaction's records).
     fn ensure_app(
         &mut self,
         project: &ProjectId,
         owner: &AppOwner,
         target: Option<&PlatformTarget>,
     ) -> Result<(), RegistryError> {
-        let provisioner = self.registry.provisioner.clone();
-        let existing = self.working_mut(project).app(owner).map(|a| a.value.clone());
-        let (app, fresh) = match existing {
-            Some(app) => (app, false),
-            None => {
-                let creds = provisioner.provision(&ProvisionRequest {
-                    project: project.clone(),
-                    owner: owner.clone(),
-                })?;
-                let app = OAuthApp::new(
-                    project.clone(),
-                    owner.clone(),
-                    creds.client_id,
-                    creds.client_secret,
-                    creds.token_url,
-                    Vec::new(),
-                );
-                self.work.provisioned.push(app.clone());
-                self.report.provisioned.push((project.clone(), owner.clone()));
-                (Arc::new(app), true)
-            }
-        };
-        let mut grants = app.grants().to_vec();
-        if let Some(target) = target
-            && !grants.contains(target)
-        {
-            provisioner.grant(&app, target)?;
-            if !fresh {
-                self.work.granted.push(((*app).clone(), target.clone()));
-            }
-            grants.push(target.clone());
-        }
-        if fresh || grants.len() != app.grants().len() {
-            self.put(Record::OAuthApp(Arc::new(app.with_grants(grants))));
+        let provisioner = Arc::clone(&self.registry.provisioner);
+        let mut ledger = std::mem::take(&mut self.work);
+        let provisioned = ledger.ensure(self, &*provisioner, project, owner, target);
+        self.work = ledger;
+        if provisioned? {
+            self.report.provisioned.push((project.clone(), owner.clone()));
         }
         Ok(())
     }
@@ -596,27 +515,11 @@ impl<'r> Tx<'r> {
     /// After a connection left `owner`'s application: release it if nobody
     /// uses it any more, else drop grants nobody needs.
     fn collect_app(&mut self, project: &ProjectId, owner: &AppOwner) -> Result<(), RegistryError> {
-        let snapshot = self.working_mut(project);
-        let Some(app) = snapshot.app(owner).map(|a| a.value.clone()) else {
-            return Ok(());
-        };
-        let users = snapshot.app_users(owner);
-        if users.is_empty() {
-            self.delete(RecordKey::OAuthApp(project.clone(), owner.clone()));
-            self.work.to_release.push((*app).clone());
+        let mut ledger = std::mem::take(&mut self.work);
+        let released = ledger.collect(self, project, owner);
+        self.work = ledger;
+        if released {
             self.report.released.push((project.clone(), owner.clone()));
-            return Ok(());
-        }
-        let needed: Vec<PlatformTarget> = users
-            .iter()
-            .filter_map(|c| platform_target(c.value.spec()).cloned())
-            .collect();
-        let (keep, drop): (Vec<_>, Vec<_>) = app.grants().iter().cloned().partition(|g| needed.contains(g));
-        if !drop.is_empty() {
-            for g in drop {
-                self.work.to_revoke.push(((*app).clone(), g));
-            }
-            self.put(Record::OAuthApp(Arc::new(app.with_grants(keep))));
         }
         Ok(())
     }
