@@ -186,18 +186,7 @@ fn cached_figures() {
 async fn storm(server: &oauth_server::OAuthServer) {
     let registry = Arc::new(Registry::in_memory());
     let (id, _) = registry
-        .create_connection(
-            ConnectionSpec::project("acme", "crm")
-                .target(Target::external("crm"))
-                .auth(AuthScheme::OAuth2(OAuthClient::Supplied))
-                .param(Param::plain("AuthorizeURL").default(server.authorize_url()))
-                .param(Param::plain("TokenURL").default(server.token_url()))
-                .param(Param::plain("ClientID").default(oauth_server::APP_ID))
-                .param(Param::secret("ClientSecret").default(oauth_server::APP_SECRET))
-                .param(Param::plain("Scopes").default("api:read"))
-                .build()
-                .expect("spec"),
-        )
+        .create_connection(oauth_server::crm_spec(server))
         .expect("create");
     let key = key(id);
     let runtime = registry.oauth_runtime().build().expect("runtime");

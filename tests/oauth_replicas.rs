@@ -15,23 +15,14 @@ use connective::oauth::runtime::OAuthRuntime;
 use connective::prelude::*;
 use connective::store::seal::{KeyRing, SealKey};
 use connective::test_kit::postgres::database;
-use oauth_server::{APP_ID, APP_SECRET, OAuthServer, REDIRECT};
+use oauth_server::{OAuthServer, REDIRECT};
 
 fn ring() -> KeyRing {
     KeyRing::new(SealKey::from_bytes("k1", &[5; 32]).expect("key"))
 }
 
 fn crm(server: &OAuthServer) -> ConnectionSpec {
-    ConnectionSpec::project("acme", "crm")
-        .target(Target::external("crm"))
-        .auth(AuthScheme::OAuth2(OAuthClient::Supplied))
-        .param(Param::plain("AuthorizeURL").default(server.authorize_url()))
-        .param(Param::plain("TokenURL").default(server.token_url()))
-        .param(Param::plain("ClientID").default(APP_ID))
-        .param(Param::secret("ClientSecret").default(APP_SECRET))
-        .param(Param::plain("Scopes").default("api:read"))
-        .build()
-        .expect("spec")
+    oauth_server::crm_spec(server)
 }
 
 #[test]

@@ -20,22 +20,13 @@ use connective::oauth::runtime::{AccessToken, HttpTester, OAuthError, OAuthRunti
 use connective::oauth::{OAuthCredentials, OAuthProvisioner, ProvisionError, ProvisionRequest};
 use connective::prelude::*;
 use connective::store::{Batch, Change, Committed, MemoryStore, Op, Snapshot, Store, StoreError};
-use oauth_server::{APP_ID, APP_SECRET, OAuthServer, REDIRECT, SVC_ID, SVC_SECRET};
+use oauth_server::{APP_SECRET, OAuthServer, REDIRECT, SVC_ID, SVC_SECRET};
 
 /// Access tokens live this long at the test server.
 const TTL: u32 = 4;
 
 fn crm(server: &OAuthServer) -> ConnectionSpec {
-    ConnectionSpec::project("acme", "crm")
-        .target(Target::external("crm"))
-        .auth(AuthScheme::OAuth2(OAuthClient::Supplied))
-        .param(Param::plain("AuthorizeURL").default(server.authorize_url()))
-        .param(Param::plain("TokenURL").default(server.token_url()))
-        .param(Param::plain("ClientID").default(APP_ID))
-        .param(Param::secret("ClientSecret").default(APP_SECRET))
-        .param(Param::plain("Scopes").default("api:read"))
-        .build()
-        .expect("spec")
+    oauth_server::crm_spec(server)
 }
 
 struct Setup {

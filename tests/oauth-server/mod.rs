@@ -252,6 +252,22 @@ impl OAuthServer {
     }
 }
 
+/// The connection the tests authorize: project `acme`'s `crm`, an OAuth 2.0
+/// connection whose supplied client is this server's `app`.
+pub fn crm_spec(server: &OAuthServer) -> connective::model::ConnectionSpec {
+    use connective::model::{AuthScheme, ConnectionSpec, OAuthClient, Param, Target};
+    ConnectionSpec::project("acme", "crm")
+        .target(Target::external("crm"))
+        .auth(AuthScheme::OAuth2(OAuthClient::Supplied))
+        .param(Param::plain("AuthorizeURL").default(server.authorize_url()))
+        .param(Param::plain("TokenURL").default(server.token_url()))
+        .param(Param::plain("ClientID").default(APP_ID))
+        .param(Param::secret("ClientSecret").default(APP_SECRET))
+        .param(Param::plain("Scopes").default("api:read"))
+        .build()
+        .expect("spec")
+}
+
 impl Drop for OAuthServer {
     fn drop(&mut self) {
         self.stop();
