@@ -60,10 +60,13 @@ pub use tx::Tx;
 use crate::catalog::{Catalog, ProjectSnapshot};
 use crate::model::{
     AppOwner, Connection, ConnectionId, ConnectionName, ConnectionSpec, EnvVarName, IntegrationId, Mappings,
-    OAuthApp, ProjectId, Record, RecordKey, ReservedNames, ResolvePolicy, Revision, Version, Versioned,
+    OAuthApp, ProjectId, Record, RecordKey, ReservedNames, ResolvePolicy, Revision, SecretValue, Version,
+    Versioned,
 };
 use crate::oauth::ledger::AppLedger;
-use crate::oauth::{LocalProvisioner, OAuthProvisioner, ProvisionError, RuntimeRecords};
+use crate::oauth::{
+    LocalProvisioner, OAuthCredentials, OAuthProvisioner, ProvisionError, ProvisionRequest, RuntimeRecords,
+};
 use crate::resolve::{ProjectView, ResolveError, ResolveRequest, ResolvedEnv, Resolver, Usage, is_visible};
 use crate::store::{
     Batch, Changed, CommitToken, Committed, MemoryStore, Snapshot, Store, StoreError, UnreadableRecord,
@@ -298,6 +301,25 @@ impl Tokens {
     }
 }
 
+/// Stands in for the host's provisioner in a [`Registry::dry_run`]: calls
+/// nothing, and hands out placeholder credentials (empty) that never leave
+/// the dry run.
+struct DryRunProvisioner;
+
+impl OAuthProvisioner for DryRunProvisioner {
+    fn provision(&self, _: &ProvisionRequest) -> Result<OAuthCredentials, ProvisionError> {
+        Ok(OAuthCredentials {
+            client_id: String::new(),
+            client_secret: SecretValue::new(""),
+            token_url: String::new(),
+        })
+    }
+
+    fn rotate(&self, _: &OAuthApp) -> Result<SecretValue, ProvisionError> {
+        Ok(SecretValue::new(""))
+    }
+}
+
 /// A write whose commit answer was lost: what was provisioned for it stays
 /// until the store says whether it was applied.
 #[derive(Debug)]
@@ -440,8 +462,8 @@ impl Registry {
         {
             return Err(e);
         }
-        let mut tx = Tx::new(self);
-        let value = match f(&mut tx) {
+        let mut tx = Tx::new(self, Arc::clone(&self.provisioner));
+        let value = match Self::prepare(&mut tx, f) {
             Ok(v) => v,
             Err(e) => return Err(self.undo(&tx.work, e)),
         };
@@ -451,9 +473,6 @@ impl Registry {
             self.settle_locked(&mut report);
             return Ok((value, report));
         }
-        if let Err(e) = tx.check_writable().and_then(|()| tx.check_dependents()) {
-            return Err(self.undo(&tx.work, e));
-        }
         let token = self.tokens.next();
         // If the batch is applied, its revision comes after this one.
         let after = self.catalog.revision();
@@ -462,22 +481,7 @@ impl Registry {
         let committed = match self.commit_batch(&batch, token, after) {
             Outcome::Applied(c) => c,
             Outcome::NotApplied(e) => return Err(self.undo(&tx.work, e.into())),
-            Outcome::Unknown(e) => {
-                let kept = tx.work.kept();
-                self.unsettled
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(Unsettled {
-                        token,
-                        after,
-                        work: std::mem::take(&mut tx.work),
-                    });
-                return Err(RegistryError::OutcomeUnknown {
-                    token,
-                    kept,
-                    message: e.to_string(),
-                });
-            }
+            Outcome::Unknown(e) => return Err(self.keep_unsettled(&mut tx, token, after, e)),
         };
         #[cfg(feature = "tracing")]
         {
@@ -489,6 +493,101 @@ impl Registry {
                 tracing::debug!(key = %w.key, "committed");
             }
         }
+        let mut report = self.publish(tx, &committed);
+        report.rebindings = rebindings;
+        self.settle_locked(&mut report);
+        Ok((value, report))
+    }
+
+    /// Runs `f` on `tx`, then the checks a write makes before it commits:
+    /// every project it writes is readable, and no integration's mappings
+    /// got worse (rule 9).
+    fn prepare<R>(
+        tx: &mut Tx<'_>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError>,
+    ) -> Result<R, RegistryError> {
+        let value = f(tx)?;
+        if !tx.is_empty() {
+            tx.check_writable()?;
+            tx.check_dependents()?;
+        }
+        Ok(value)
+    }
+
+    /// A dry run of [`Registry::write`]: runs `f` on a transaction exactly as
+    /// a write would (every check, the whole batch computed, rule 9's check
+    /// of dependents) and then drops it. Nothing is committed and no
+    /// provisioner is called: an application the write would provision gets
+    /// placeholder credentials that go nowhere, a rotation a placeholder
+    /// secret. The report says what the write would do (connections
+    /// created, rebindings, applications provisioned, released and rotated)
+    /// against this registry's catalog as it is now; the Connection IDs in it
+    /// are drawn for the dry run only.
+    ///
+    /// A write running the same `f` against the same catalog does the same,
+    /// so a dry run previews a write ([`Manifest::plan`](crate::manifest::Manifest::plan)
+    /// is one). Unlike a write, a dry run does not first catch up with the
+    /// store.
+    ///
+    /// ```
+    /// # use connective::prelude::*;
+    /// let registry = Registry::in_memory();
+    /// let spec = ConnectionSpec::project("acme", "inventory")
+    ///     .platform_target("acme", "inventory-api")
+    ///     .auth(AuthScheme::OAuth2(OAuthClient::Shared))
+    ///     .build()?;
+    /// let (_, report) = registry.dry_run(|tx| tx.create_connection(spec))?;
+    /// assert_eq!(report.provisioned, vec![("acme".parse()?, AppOwner::Project)]);
+    /// assert!(registry.snapshot(&"acme".parse()?).is_none()); // nothing written
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn dry_run<R>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError>,
+    ) -> Result<(R, WriteReport), RegistryError> {
+        let mut tx = Tx::new(self, Arc::new(DryRunProvisioner));
+        let value = Self::prepare(&mut tx, f)?;
+        let rebindings = if tx.is_empty() {
+            Vec::new()
+        } else {
+            tx.rebindings()
+        };
+        let mut report = std::mem::take(&mut tx.report);
+        report.revision = self.catalog.revision();
+        report.rebindings = rebindings;
+        Ok((value, report))
+    }
+
+    /// A write whose commit answer was lost and could not be looked up: what
+    /// was provisioned for it stays until the store can tell (see
+    /// [`Registry::settle`]).
+    fn keep_unsettled(
+        &self,
+        tx: &mut Tx<'_>,
+        token: CommitToken,
+        after: Revision,
+        e: StoreError,
+    ) -> RegistryError {
+        let kept = tx.work.kept();
+        self.unsettled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Unsettled {
+                token,
+                after,
+                work: std::mem::take(&mut tx.work),
+            });
+        RegistryError::OutcomeUnknown {
+            token,
+            kept,
+            message: e.to_string(),
+        }
+    }
+
+    /// After a commit: finishes the provisioner's work and publishes the
+    /// transaction's snapshots (or, if another batch came in between, catches
+    /// up with the store instead).
+    fn publish(&self, mut tx: Tx<'_>, committed: &Committed) -> WriteReport {
         tx.after_commit();
         let contiguous = committed.revision.0 == self.catalog.revision().0 + 1;
         let (snapshots, mut report) = tx.into_snapshots(&committed.versions, committed.revision);
@@ -501,9 +600,7 @@ impl Registry {
             report.catalog_behind = Some(e);
         }
         report.revision = committed.revision;
-        report.rebindings = rebindings;
-        self.settle_locked(&mut report);
-        Ok((value, report))
+        report
     }
 
     /// Commits `batch`; when the store loses the answer, looks it up before

@@ -11,8 +11,8 @@ use crate::model::{
     AppOwner, Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionSpec, Mappings, OAuthApp,
     PlatformTarget, ProjectId, Record, RecordKey, ReferenceFence, ResolvePolicy, Version,
 };
-use crate::oauth::app_owner_for;
 use crate::oauth::ledger::{AppBook, AppLedger, platform_target};
+use crate::oauth::{OAuthProvisioner, app_owner_for};
 use crate::resolve::{Problem, ProjectView};
 use crate::store::{Batch, CommitToken, Expect, Op, Write};
 
@@ -26,6 +26,8 @@ struct Pending {
 /// stored until the closure returns `Ok`, and then all of it is, atomically.
 pub struct Tx<'r> {
     registry: &'r Registry,
+    /// The registry's provisioner, or a dry run's stand-in.
+    provisioner: Arc<dyn OAuthProvisioner>,
     base: HashMap<ProjectId, Option<Arc<ProjectSnapshot>>>,
     working: HashMap<ProjectId, ProjectSnapshot>,
     pending: IndexMap<RecordKey, Pending>,
@@ -91,9 +93,10 @@ fn same_mapping_surface(old: &Connection, new: &Connection) -> bool {
 }
 
 impl<'r> Tx<'r> {
-    pub(super) fn new(registry: &'r Registry) -> Self {
+    pub(super) fn new(registry: &'r Registry, provisioner: Arc<dyn OAuthProvisioner>) -> Self {
         Tx {
             registry,
+            provisioner,
             base: HashMap::new(),
             working: HashMap::new(),
             pending: IndexMap::new(),
@@ -151,8 +154,10 @@ impl<'r> Tx<'r> {
         })
     }
 
-    /// This transaction's view of a project under the registry's policy.
-    fn view(&mut self, project: &ProjectId) -> ProjectView<&ProjectSnapshot, &ResolvePolicy> {
+    /// This transaction's view of a project under the registry's policy:
+    /// [`Tx::project`] as resolution reads it (which connection a reference
+    /// finds, what a mapping check says).
+    pub fn view(&mut self, project: &ProjectId) -> ProjectView<&ProjectSnapshot, &ResolvePolicy> {
         let policy = self.registry.catalog.policy();
         ProjectView::of(self.working_mut(project), policy)
     }
@@ -488,7 +493,7 @@ impl<'r> Tx<'r> {
                 owner: owner.clone(),
             });
         };
-        let rotated = AppLedger::rotated(&*self.registry.provisioner, &app)?;
+        let rotated = AppLedger::rotated(&*self.provisioner, &app)?;
         self.put(Record::OAuthApp(Arc::new(rotated)));
         self.report.rotated.push((project.clone(), owner.clone()));
         Ok(())
@@ -502,7 +507,7 @@ impl<'r> Tx<'r> {
         owner: &AppOwner,
         target: Option<&PlatformTarget>,
     ) -> Result<(), RegistryError> {
-        let provisioner = Arc::clone(&self.registry.provisioner);
+        let provisioner = Arc::clone(&self.provisioner);
         let mut ledger = std::mem::take(&mut self.work);
         let provisioned = ledger.ensure(self, &*provisioner, project, owner, target);
         self.work = ledger;
@@ -633,7 +638,7 @@ impl<'r> Tx<'r> {
     /// warnings.
     pub(super) fn after_commit(&mut self) {
         // What is released was listed in the report when it was decided.
-        let (_, failures) = self.work.finish(&*self.registry.provisioner);
+        let (_, failures) = self.work.finish(&*self.provisioner);
         self.report.warnings.extend(failures);
     }
 
