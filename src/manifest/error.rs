@@ -219,6 +219,9 @@ pub enum Rule {
     /// a reserved name).
     #[error("{0}")]
     Mapping(Problem),
+    /// The registry would refuse the plan's writes (its dry run says why).
+    #[error("the registry would refuse this: {0}")]
+    Refused(Box<RegistryError>),
 }
 
 /// Which of the [`ManifestLimits`](super::ManifestLimits) a manifest exceeds.

@@ -97,10 +97,9 @@ pub use secret::{
 };
 
 use crate::model::{
-    APP_PARAMS, AuthScheme, ConnectionId, ConnectionName, ConnectionSpec, CustomerId, EndpointVisibility,
-    EnteredBy, EnvEntry, EnvVarName, Environment, IntegrationId, Layer, MAX_ENTRIES, MAX_USES, OAuthClient,
-    Param, ParamName, ParseError, PlatformTarget, ProjectId, Requirement, Scope, SpecProblem, Target,
-    Tenancy,
+    AuthScheme, ConnectionId, ConnectionName, ConnectionSpec, CustomerId, EndpointVisibility, EnteredBy,
+    EnvEntry, EnvVarName, Environment, IntegrationId, Layer, MAX_ENTRIES, MAX_USES, OAuthClient, Param,
+    ParamName, ParseError, PlatformTarget, ProjectId, Requirement, Scope, SpecProblem, Target, Tenancy,
 };
 
 /// The text formats a manifest can be written in.
@@ -1173,8 +1172,7 @@ pub(crate) fn find_declared<'a>(
 /// Whether a mapping may take `param` from `c` (a declared parameter, or one
 /// the managed OAuth application supplies).
 fn declares(c: &DeclaredConnection, param: &ParamName) -> bool {
-    c.params.iter().any(|p| &p.name == param)
-        || (c.auth.managed_oauth().is_some() && APP_PARAMS.contains(&param.as_str()))
+    c.params.iter().any(|p| &p.name == param) || c.auth.supplies(param.as_str())
 }
 
 fn spec_problem_path(path: &str, problem: &SpecProblem) -> String {

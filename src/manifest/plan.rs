@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
 
 use super::{
     ApplyError, DeclaredConnection, DeclaredMappings, Manifest, ManifestProblem, RefSpec, Rule,
@@ -11,12 +10,11 @@ use super::{
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
     Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionSpec, ConnectionUse, EnvEntry,
-    EnvMapping, IntegrationId, Layer, Mappings, MappingsError, ParamValues, ProjectId, Record, Revision,
-    Scope, Version, shorten,
+    EnvMapping, IntegrationId, Layer, Mappings, MappingsError, ParamValues, ProjectId, ResolvePolicy,
+    Revision, Scope, Version, shorten,
 };
-use crate::oauth::app_owner_for;
-use crate::registry::{DeleteMode, Registry, WriteReport};
-use crate::resolve::{ProjectView, find_connection};
+use crate::registry::{DeleteMode, Registry, RegistryError, Tx, WriteReport};
+use crate::resolve::ProjectView;
 
 /// What a plan does with one connection or one integration's mappings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,6 +31,15 @@ pub enum Action {
 }
 
 impl Action {
+    /// [`Action::Update`] with what differs, or [`Action::Unchanged`].
+    fn update_or_not(changes: Vec<String>) -> (Action, Vec<String>) {
+        if changes.is_empty() {
+            (Action::Unchanged, changes)
+        } else {
+            (Action::Update, changes)
+        }
+    }
+
     fn sign(self) -> char {
         match self {
             Action::Create => '+',
@@ -59,6 +66,8 @@ pub struct ConnectionChange {
     pub changes: Vec<String>,
     version: Option<Version>,
     spec: Option<ConnectionSpec>,
+    /// Where the manifest declares it (empty for a deletion).
+    path: String,
 }
 
 /// How a mapping names its connection, independent of Connection IDs.
@@ -95,6 +104,8 @@ pub struct MappingsChange {
     pub changes: Vec<String>,
     version: Option<Version>,
     uses: Option<Uses>,
+    /// Where the manifest declares them (empty for a deletion).
+    path: String,
 }
 
 /// How many of each action a plan has (connections and mappings together).
@@ -121,6 +132,7 @@ pub struct Plan {
     revision: Revision,
     connections: Vec<ConnectionChange>,
     mappings: Vec<MappingsChange>,
+    preview: WriteReport,
 }
 
 /// What [`Plan::apply`] did.
@@ -139,47 +151,70 @@ pub struct Applied {
 impl Manifest {
     /// Compares the manifest with `registry`'s project: resolves the secret
     /// references through `sources`, matches connections by (scope, name),
-    /// and checks the mappings against the host's policy (reserved names,
-    /// variables produced twice). Every problem is reported at once.
+    /// and replays the writes the plan would make in a
+    /// [`Registry::dry_run`], so whatever the registry would refuse when the
+    /// plan is applied (a mapping against the host's policy, a reference left
+    /// dangling, a project it cannot write) is found now. Every problem is
+    /// reported at once.
     pub fn plan(&self, registry: &Registry, sources: &SecretSources) -> Result<Plan, super::ManifestError> {
-        let snapshot = registry
-            .snapshot(&self.project)
-            .unwrap_or_else(|| Arc::new(ProjectSnapshot::empty(self.project.clone())));
         let mut problems = Vec::new();
-        let context = self.source_context();
+        // Set once a refusal in the replay was recorded and stopped it.
+        let mut stopped = false;
+        let outcome = registry.dry_run(|tx| {
+            let plan = self.changes(&tx.view(&self.project), sources, &mut problems);
+            let replayed = plan.replay(tx, |step, error| {
+                let go_on = self.refused(step, error.clone(), &mut problems);
+                stopped = !go_on;
+                if go_on { Ok(()) } else { Err(error) }
+            });
+            replayed.map(|_| plan)
+        });
+        let plan = match outcome {
+            Ok((mut plan, report)) => {
+                plan.preview = report;
+                Some(plan)
+            }
+            Err(_) if stopped => None,
+            // Refused by the checks a write makes before it commits.
+            Err(error) => {
+                self.refused(Step::Commit, error, &mut problems);
+                None
+            }
+        };
+        match plan {
+            Some(plan) if problems.is_empty() => Ok(plan),
+            _ => Err(self.invalid(problems)),
+        }
+    }
 
+    /// What the manifest changes in the project `view` shows: the plan
+    /// before it is replayed. A connection whose secrets could not be fetched
+    /// is planned with them left out (its problems are recorded), so that
+    /// the replay can still check the mappings that use it.
+    fn changes(
+        &self,
+        view: &ProjectView<&ProjectSnapshot, &ResolvePolicy>,
+        sources: &SecretSources,
+        problems: &mut Vec<ManifestProblem>,
+    ) -> Plan {
+        let snapshot = view.snapshot;
+        let context = self.source_context();
         let mut connections = Vec::new();
-        // The project as the manifest wants it (secrets left out), for
-        // checking mappings against the host's policy before anything is
-        // written.
-        let mut desired = ProjectSnapshot::empty(self.project.clone());
         for decl in &self.connections {
             let existing = snapshot.by_name(decl.scope.integration(), &decl.name);
-            if let Ok(placeholder) = decl.spec(&self.project, |_| None) {
-                let id = existing.map_or_else(ConnectionId::random, |c| c.value.id());
-                let owner = app_owner_for(&placeholder, id);
-                let record = Record::Connection(Arc::new(Connection::new(id, placeholder, owner)));
-                desired.put(Version(1), &record);
-            }
-            let spec = self.desired_spec(
-                decl,
-                existing.map(|c| &*c.value),
-                sources,
-                &context,
-                &mut problems,
-            );
-            let Some(spec) = spec else { continue };
+            let before = problems.len();
+            let spec = self.desired_spec(decl, existing.map(|c| &*c.value), sources, &context, problems);
+            let spec = match spec {
+                Some(spec) => spec,
+                // The secrets failed (recorded); without them, for the replay.
+                None => match decl.spec(&self.project, |_| None) {
+                    Ok(placeholder) if problems.len() > before => placeholder,
+                    _ => continue,
+                },
+            };
             let (action, changes) = match existing {
                 None => (Action::Create, Vec::new()),
-                Some(c) => {
-                    let changes = diff_specs(c.value.spec(), &spec);
-                    let action = if changes.is_empty() {
-                        Action::Unchanged
-                    } else {
-                        Action::Update
-                    };
-                    (action, changes)
-                }
+                Some(c) => Action::update_or_not(diff_specs(c.value.spec(), &spec)),
             };
             connections.push(ConnectionChange {
                 action,
@@ -189,6 +224,7 @@ impl Manifest {
                 changes,
                 version: existing.map(|c| c.version),
                 spec: Some(spec),
+                path: decl.path.clone(),
             });
         }
         let mut gone: Vec<_> = snapshot
@@ -196,51 +232,41 @@ impl Manifest {
             .filter(|c| find_declared(&self.connections, c.value.scope(), c.value.name()).is_none())
             .collect();
         gone.sort_by(|a, b| (a.value.scope(), a.value.name()).cmp(&(b.value.scope(), b.value.name())));
-        for c in gone {
-            connections.push(ConnectionChange {
-                action: Action::Delete,
-                scope: c.value.scope().clone(),
-                name: c.value.name().clone(),
-                id: Some(c.value.id()),
-                changes: Vec::new(),
-                version: Some(c.version),
-                spec: None,
-            });
+        connections.extend(gone.into_iter().map(|c| ConnectionChange {
+            action: Action::Delete,
+            scope: c.value.scope().clone(),
+            name: c.value.name().clone(),
+            id: Some(c.value.id()),
+            changes: Vec::new(),
+            version: Some(c.version),
+            spec: None,
+            path: String::new(),
+        }));
+        Plan {
+            project: self.project.clone(),
+            revision: snapshot.revision(),
+            connections,
+            mappings: self.mappings_changes(view, problems),
+            preview: WriteReport::default(),
         }
+    }
 
+    /// What the manifest changes in the project's mappings.
+    fn mappings_changes(
+        &self,
+        view: &ProjectView<&ProjectSnapshot, &ResolvePolicy>,
+        problems: &mut Vec<ManifestProblem>,
+    ) -> Vec<MappingsChange> {
+        let snapshot = view.snapshot;
         let mut mappings = Vec::new();
         for decl in &self.integrations {
-            let Some(uses) = self.desired_uses(decl, &snapshot, &mut problems) else {
+            let Some(uses) = self.desired_uses(decl, view, problems) else {
                 continue;
             };
-            match to_mappings(&self.project, &decl.integration, &uses, |scope, name| {
-                desired.by_name(scope.integration(), name).map(|c| c.value.id())
-            }) {
-                Some(Ok(m)) => {
-                    for problem in ProjectView::of(&desired, registry.catalog().policy()).check_mappings(&m) {
-                        problems.push(ManifestProblem::at(&decl.path, Rule::Mapping(problem)));
-                    }
-                }
-                Some(Err(e)) => {
-                    for problem in e.problems {
-                        problems.push(ManifestProblem::at(&decl.path, Rule::Spec(problem)));
-                    }
-                }
-                None => {}
-            }
             let existing = snapshot.mappings(&decl.integration);
             let (action, changes) = match existing {
                 None => (Action::Create, Vec::new()),
-                Some(m) => {
-                    let before = existing_uses(&snapshot, m.value.uses());
-                    let changes = diff_uses(&before, &uses);
-                    let action = if changes.is_empty() {
-                        Action::Unchanged
-                    } else {
-                        Action::Update
-                    };
-                    (action, changes)
-                }
+                Some(m) => Action::update_or_not(diff_uses(&existing_uses(snapshot, m.value.uses()), &uses)),
             };
             mappings.push(MappingsChange {
                 action,
@@ -248,6 +274,7 @@ impl Manifest {
                 changes,
                 version: existing.map(|m| m.version),
                 uses: Some(uses),
+                path: decl.path.clone(),
             });
         }
         let declared: HashSet<&IntegrationId> = self.integrations.iter().map(|m| &m.integration).collect();
@@ -256,25 +283,55 @@ impl Manifest {
             .filter(|m| !declared.contains(m.value.integration()))
             .collect();
         gone.sort_by(|a, b| a.value.integration().cmp(b.value.integration()));
-        for m in gone {
-            mappings.push(MappingsChange {
-                action: Action::Delete,
-                integration: m.value.integration().clone(),
-                changes: Vec::new(),
-                version: Some(m.version),
-                uses: None,
-            });
-        }
+        mappings.extend(gone.into_iter().map(|m| MappingsChange {
+            action: Action::Delete,
+            integration: m.value.integration().clone(),
+            changes: Vec::new(),
+            version: Some(m.version),
+            uses: None,
+            path: String::new(),
+        }));
+        mappings
+    }
 
-        if !problems.is_empty() {
-            return Err(self.invalid(problems));
+    /// Records a write the registry refused in the plan's dry run, where the
+    /// manifest asked for it; returns whether the replay may go on (a
+    /// refused mapping changes nothing, so the next ones are still checked).
+    fn refused(&self, step: Step<'_>, error: RegistryError, problems: &mut Vec<ManifestProblem>) -> bool {
+        let path = match step {
+            Step::Connection(c) => c.path.clone(),
+            Step::Mappings(m) => m.path.clone(),
+            Step::Commit => match &error {
+                RegistryError::InvalidMappings { integration, .. } => self
+                    .integrations
+                    .iter()
+                    .find(|d| &d.integration == integration)
+                    .map_or_else(String::new, |d| d.path.clone()),
+                _ => String::new(),
+            },
+        };
+        match error {
+            RegistryError::InvalidMappings { problems: found, .. } => {
+                problems.extend(
+                    found
+                        .into_iter()
+                        .map(|p| ManifestProblem::at(&path, Rule::Mapping(p))),
+                );
+                true
+            }
+            RegistryError::MappingsSyntax(e) => {
+                problems.extend(
+                    e.problems
+                        .into_iter()
+                        .map(|p| ManifestProblem::at(&path, Rule::Spec(p))),
+                );
+                true
+            }
+            other => {
+                problems.push(ManifestProblem::at(&path, Rule::Refused(Box::new(other))));
+                false
+            }
         }
-        Ok(Plan {
-            project: self.project.clone(),
-            revision: snapshot.revision(),
-            connections,
-            mappings,
-        })
     }
 
     /// The spec a declaration asks for, with its secrets fetched.
@@ -354,7 +411,7 @@ impl Manifest {
     fn desired_uses(
         &self,
         decl: &DeclaredMappings,
-        snapshot: &ProjectSnapshot,
+        view: &ProjectView<&ProjectSnapshot, &ResolvePolicy>,
         problems: &mut Vec<ManifestProblem>,
     ) -> Option<Uses> {
         let before = problems.len();
@@ -365,8 +422,7 @@ impl Manifest {
                 RefSpec::Pinned(s, n) => UseKey::Conn(s.clone(), n.clone()),
                 RefSpec::Id(id) => {
                     let at = format!("{}.connectionConfig", u.path);
-                    let Some(c) = find_connection(snapshot, &decl.integration, &ConnectionRef::Id(*id))
-                    else {
+                    let Some(c) = view.find_connection(&decl.integration, &ConnectionRef::Id(*id)) else {
                         problems.push(ManifestProblem::at(
                             at,
                             Rule::UnknownConnectionId {
@@ -615,6 +671,15 @@ impl Plan {
         s
     }
 
+    /// What applying the plan would do, as the registry's dry run of its
+    /// writes reported it: the OAuth applications provisioned and released,
+    /// the name references that would resolve to another connection, the
+    /// connections created (their Connection IDs here are the dry run's,
+    /// not the ones applying gives them).
+    pub fn preview(&self) -> &WriteReport {
+        &self.preview
+    }
+
     /// Whether applying would change nothing.
     pub fn is_empty(&self) -> bool {
         let s = self.summary();
@@ -623,14 +688,11 @@ impl Plan {
 
     /// Applies the plan as one atomic [`Registry::write`]: creates and
     /// updates connections, sets and deletes mappings, then deletes
-    /// connections, each naming the version the plan read. If the registry
-    /// changed since the plan, nothing is written and the error is retryable
-    /// (plan again). An empty plan writes nothing.
+    /// connections, each naming the version the plan read: the writes the
+    /// plan replayed in its dry run. If the registry changed since the plan,
+    /// nothing is written and the error is retryable (plan again). An empty
+    /// plan writes nothing.
     pub fn apply(&self, registry: &Registry) -> Result<Applied, ApplyError> {
-        let fail = |source| ApplyError::Registry {
-            project: self.project.clone(),
-            source: Box::new(source),
-        };
         let current = registry
             .snapshot(&self.project)
             .map_or(Revision(0), |s| s.revision());
@@ -652,60 +714,89 @@ impl Plan {
             });
         }
         let (created, report) = registry
-            .write(|tx| {
-                let mut ids: HashMap<(Scope, ConnectionName), ConnectionId> = self
-                    .connections
-                    .iter()
-                    .filter(|c| c.action != Action::Delete)
-                    .filter_map(|c| Some(((c.scope.clone(), c.name.clone()), c.id?)))
-                    .collect();
-                let mut created = Vec::new();
-                for c in &self.connections {
-                    match (c.action, &c.spec, c.id, c.version) {
-                        (Action::Create, Some(spec), _, _) => {
-                            let id = tx.create_connection(spec.clone())?;
-                            ids.insert((c.scope.clone(), c.name.clone()), id);
-                            created.push((c.scope.clone(), c.name.clone(), id));
-                        }
-                        (Action::Update, Some(spec), Some(id), Some(version)) => {
-                            tx.update_connection(id, version, spec.clone())?;
-                        }
-                        _ => {}
-                    }
-                }
-                for m in &self.mappings {
-                    match (m.action, &m.uses) {
-                        (Action::Create | Action::Update, Some(uses)) => {
-                            let mappings = to_mappings(&self.project, &m.integration, uses, |s, n| {
-                                ids.get(&(s.clone(), n.clone())).copied()
-                            });
-                            // Every pinned key and bound was checked by the plan.
-                            if let Some(mappings) = mappings {
-                                tx.set_mappings(mappings?, m.version)?;
-                            }
-                        }
-                        (Action::Delete, _) => {
-                            if let Some(version) = m.version {
-                                tx.delete_mappings(&self.project, &m.integration, version)?;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                for c in &self.connections {
-                    if let (Action::Delete, Some(id), Some(version)) = (c.action, c.id, c.version) {
-                        tx.delete_connection(&self.project, id, version, DeleteMode::Refuse)?;
-                    }
-                }
-                Ok(created)
-            })
-            .map_err(fail)?;
+            .write(|tx| self.replay(tx, |_, error| Err(error)))
+            .map_err(|source| ApplyError::Registry {
+                project: self.project.clone(),
+                source: Box::new(source),
+            })?;
         Ok(Applied {
             report,
             created,
             summary: self.summary(),
         })
     }
+
+    /// **The plan's writes, in the one order both [`Plan::apply`] and the
+    /// plan's dry run make them**, so the two cannot disagree: connections
+    /// created and updated, then mappings set and deleted, then connections
+    /// deleted, each naming the version the plan read. `refused` decides
+    /// what a refused write does: its error stops the replay, `Ok` goes on.
+    fn replay(
+        &self,
+        tx: &mut Tx<'_>,
+        mut refused: impl FnMut(Step<'_>, RegistryError) -> Result<(), RegistryError>,
+    ) -> Result<Created, RegistryError> {
+        let mut ids: HashMap<(Scope, ConnectionName), ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|c| c.action != Action::Delete)
+            .filter_map(|c| Some(((c.scope.clone(), c.name.clone()), c.id?)))
+            .collect();
+        let mut created = Vec::new();
+        for c in &self.connections {
+            let done = match (c.action, &c.spec, c.id, c.version) {
+                (Action::Create, Some(spec), _, _) => tx.create_connection(spec.clone()).map(|id| {
+                    ids.insert((c.scope.clone(), c.name.clone()), id);
+                    created.push((c.scope.clone(), c.name.clone(), id));
+                }),
+                (Action::Update, Some(spec), Some(id), Some(version)) => {
+                    tx.update_connection(id, version, spec.clone())
+                }
+                _ => Ok(()),
+            };
+            done.or_else(|e| refused(Step::Connection(c), e))?;
+        }
+        for m in &self.mappings {
+            let done = match (m.action, &m.uses, m.version) {
+                (Action::Create | Action::Update, Some(uses), version) => {
+                    // `None`: a pinned connection that is not planned (its
+                    // declaration is invalid, which the plan reports).
+                    match to_mappings(&self.project, &m.integration, uses, |s, n| {
+                        ids.get(&(s.clone(), n.clone())).copied()
+                    }) {
+                        Some(mappings) => mappings
+                            .map_err(RegistryError::from)
+                            .and_then(|mappings| tx.set_mappings(mappings, version)),
+                        None => Ok(()),
+                    }
+                }
+                (Action::Delete, _, Some(version)) => {
+                    tx.delete_mappings(&self.project, &m.integration, version)
+                }
+                _ => Ok(()),
+            };
+            done.or_else(|e| refused(Step::Mappings(m), e))?;
+        }
+        for c in &self.connections {
+            if let (Action::Delete, Some(id), Some(version)) = (c.action, c.id, c.version) {
+                tx.delete_connection(&self.project, id, version, DeleteMode::Refuse)
+                    .or_else(|e| refused(Step::Connection(c), e))?;
+            }
+        }
+        Ok(created)
+    }
+}
+
+/// The connections a write created, with the IDs the registry gave them.
+type Created = Vec<(Scope, ConnectionName, ConnectionId)>;
+
+/// Which write of a plan the registry refused, to say where in the
+/// manifest; [`Step::Commit`] for the checks of the whole write before it
+/// commits.
+enum Step<'p> {
+    Connection(&'p ConnectionChange),
+    Mappings(&'p MappingsChange),
+    Commit,
 }
 
 impl fmt::Display for Summary {

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::oauth::AppField;
+
 /// Where an OAuth 2.0 client-credentials connection gets its client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,6 +45,19 @@ impl AuthScheme {
             AuthScheme::OAuth2(c @ (OAuthClient::Shared | OAuthClient::Dedicated)) => Some(*c),
             _ => None,
         }
+    }
+
+    /// Whether a connection with this scheme gets parameter `param` from
+    /// its managed OAuth application ([`AppField`]) rather than declaring it.
+    ///
+    /// ```
+    /// use connective::model::{AuthScheme, OAuthClient};
+    /// assert!(AuthScheme::OAuth2(OAuthClient::Shared).supplies("ConsumerSecret"));
+    /// assert!(!AuthScheme::OAuth2(OAuthClient::Supplied).supplies("ConsumerSecret"));
+    /// assert!(!AuthScheme::ApiKey.supplies("ConsumerSecret"));
+    /// ```
+    pub fn supplies(&self, param: &str) -> bool {
+        self.managed_oauth().is_some() && AppField::for_param(param).is_some()
     }
 }
 

@@ -10,7 +10,7 @@ use super::auth::AuthScheme;
 use super::description::{Text, check_description};
 use super::ident::{ConnectionId, ConnectionName, IntegrationId, ParamName, ParseError, ProjectId, shorten};
 use super::layer::Layer;
-use super::oauth::{APP_PARAMS, AppOwner};
+use super::oauth::AppOwner;
 use super::param::{Param, ParamBuilder, ParamKind, check_params};
 use super::problem::{IntoIdent, SpecError, SpecProblem, ident_or_problem};
 use super::target::{Target, check_target};
@@ -196,7 +196,7 @@ impl ConnectionSpec {
         self.auth
     }
     /// The declared parameters, in order (a managed OAuth application's
-    /// parameters are not among them; see [`APP_PARAMS`]).
+    /// parameters are not among them; see [`AppField`](super::AppField)).
     pub fn params(&self) -> &[Param] {
         &self.params
     }
@@ -392,18 +392,16 @@ fn check_auth_and_target(
     params: &[Param],
     problems: &mut Vec<SpecProblem>,
 ) {
-    if auth.managed_oauth().is_some() {
-        if !matches!(target, Target::Platform(_)) {
-            problems.push(SpecProblem::ManagedOAuthNeedsPlatform {
-                target: shorten(&target.to_string()),
+    if auth.managed_oauth().is_some() && !matches!(target, Target::Platform(_)) {
+        problems.push(SpecProblem::ManagedOAuthNeedsPlatform {
+            target: shorten(&target.to_string()),
+        });
+    }
+    for p in params {
+        if auth.supplies(p.name().as_str()) {
+            problems.push(SpecProblem::AppSuppliedParam {
+                param: p.name().clone(),
             });
-        }
-        for p in params {
-            if APP_PARAMS.contains(&p.name().as_str()) {
-                problems.push(SpecProblem::AppSuppliedParam {
-                    param: p.name().clone(),
-                });
-            }
         }
     }
     if matches!(auth, AuthScheme::ApiKey | AuthScheme::Basic)
