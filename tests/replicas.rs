@@ -243,21 +243,28 @@ fn rounds() -> usize {
         .unwrap_or(300)
 }
 
+/// Two registries, each on its own handle from `open`, race; a third one
+/// checks the outcome.
+fn race_on(backend: &str, open: impl Fn() -> Arc<dyn Store>) {
+    let registry = || {
+        Registry::builder()
+            .shared_store(open())
+            .build()
+            .expect("registry")
+    };
+    let (a, b) = (Arc::new(registry()), Arc::new(registry()));
+    let start = Instant::now();
+    let tally = race(&a, &b, registry, rounds());
+    eprintln!("{backend}: {tally:?} in {:?}", start.elapsed());
+}
+
 #[test]
 fn two_registries_on_one_sqlite_file_never_leave_a_mapping_dangling() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("replicas.db");
-    let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, ring()).expect("open")) };
-    let a = Arc::new(Registry::builder().shared_store(open()).build().expect("a"));
-    let b = Arc::new(Registry::builder().shared_store(open()).build().expect("b"));
-    let start = Instant::now();
-    let tally = race(
-        &a,
-        &b,
-        || Registry::builder().shared_store(open()).build().expect("fresh"),
-        rounds(),
-    );
-    eprintln!("sqlite: {tally:?} in {:?}", start.elapsed());
+    race_on("sqlite", || {
+        Arc::new(SqliteStore::open(&path, ring()).expect("open"))
+    });
 }
 
 #[test]
@@ -266,17 +273,9 @@ fn two_registries_on_one_postgres_database_never_leave_a_mapping_dangling() {
         return;
     };
     let url = db.connection_string();
-    let open = || -> Arc<dyn Store> { Arc::new(PostgresStore::connect(&url, ring()).expect("connect")) };
-    let a = Arc::new(Registry::builder().shared_store(open()).build().expect("a"));
-    let b = Arc::new(Registry::builder().shared_store(open()).build().expect("b"));
-    let start = Instant::now();
-    let tally = race(
-        &a,
-        &b,
-        || Registry::builder().shared_store(open()).build().expect("fresh"),
-        rounds(),
-    );
-    eprintln!("postgres: {tally:?} in {:?}", start.elapsed());
+    race_on("postgres", || {
+        Arc::new(PostgresStore::connect(&url, ring()).expect("connect"))
+    });
 }
 
 // ---------------------------------------------------------------------------

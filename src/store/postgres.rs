@@ -829,16 +829,8 @@ impl Store for PostgresStore {
                     &[],
                 )
                 .ctx("cannot wait for committers to finish")?;
-            let (revision, floor) = head_of(&row)?;
-            if after >= revision {
+            if !rows::batches_after(after, head_of(&row)?)? {
                 return Ok(None);
-            }
-            if after < floor {
-                return Err(StoreError::FeedTruncated {
-                    requested: after,
-                    oldest: Revision(floor.0 + 1),
-                }
-                .into());
             }
             let Some(row) = tx
                 .query_opt(
@@ -862,16 +854,9 @@ impl Store for PostgresStore {
             tx.commit().ctx("cannot end the look-up")?;
             Ok(Some((rev, versions)))
         })?;
-        let Some((rev, versions)) = found else {
-            return Ok(None);
-        };
-        Ok(Some(Committed {
-            revision: Revision(to_u64(BACKEND, rev, "a revision")?),
-            versions: versions
-                .into_iter()
-                .map(|v| to_u64(BACKEND, v, "a version").map(Version))
-                .collect::<Result<_, _>>()?,
-        }))
+        found
+            .map(|(rev, versions)| rows::committed(BACKEND, rev, versions))
+            .transpose()
     }
 
     fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {
@@ -881,15 +866,8 @@ impl Store for PostgresStore {
         let after_i = to_i64(after.0, "revision")?;
         let rows = self.with_conn(|conn| {
             let (mut tx, (revision, floor)) = snapshot(&mut conn.client, &conn.head)?;
-            if after >= revision {
+            if !rows::batches_after(after, (revision, floor))? {
                 return Ok(Vec::new());
-            }
-            if after < floor {
-                return Err(StoreError::FeedTruncated {
-                    requested: after,
-                    oldest: Revision(floor.0 + 1),
-                }
-                .into());
             }
             // Revisions are consecutive, so `limit` batches end at after + limit.
             let last = to_i64(after.0.saturating_add(limit as u64).min(revision.0), "revision")?;

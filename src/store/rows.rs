@@ -89,6 +89,41 @@ pub(crate) fn head(
     ))
 }
 
+/// Whether the change feed, at head `revision` with everything after `floor`
+/// kept, has batches after `after`; [`StoreError::FeedTruncated`] when it no
+/// longer holds all of them.
+pub(crate) fn batches_after(
+    after: crate::model::Revision,
+    (revision, floor): (crate::model::Revision, crate::model::Revision),
+) -> Result<bool, StoreError> {
+    if after >= revision {
+        return Ok(false);
+    }
+    if after < floor {
+        return Err(StoreError::FeedTruncated {
+            requested: after,
+            oldest: crate::model::Revision(floor.0 + 1),
+        });
+    }
+    Ok(true)
+}
+
+/// What a commit answered, from a batch's stored revision and its changes'
+/// versions in order.
+pub(crate) fn committed(
+    backend: &'static str,
+    revision: i64,
+    versions: Vec<i64>,
+) -> Result<crate::store::Committed, StoreError> {
+    Ok(crate::store::Committed {
+        revision: crate::model::Revision(to_u64(backend, revision, "a revision")?),
+        versions: versions
+            .into_iter()
+            .map(|v| to_u64(backend, v, "a version").map(crate::model::Version))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
 /// Says that an unreadable record was found in the change feed.
 pub(crate) fn in_feed(e: StoreError, revision: i64) -> StoreError {
     match e {

@@ -488,15 +488,8 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction()
             .map_err(|e| unavailable("cannot begin a transaction", e))?;
-        let (revision, floor) = head(&tx)?;
-        if after >= revision {
+        if !rows::batches_after(after, head(&tx)?)? {
             return Ok(None);
-        }
-        if after < floor {
-            return Err(StoreError::FeedTruncated {
-                requested: after,
-                oldest: Revision(floor.0 + 1),
-            });
         }
         let after = to_i64(after.0, "revision")?;
         let found: Option<i64> = tx
@@ -513,13 +506,7 @@ impl Store for SqliteStore {
             .prepare_cached("SELECT version FROM changes WHERE revision = ?1 ORDER BY seq")
             .and_then(|mut stmt| stmt.query_map([rev], |r| r.get(0))?.collect())
             .map_err(|e| unavailable("cannot look up a commit", e))?;
-        Ok(Some(Committed {
-            revision: Revision(to_u64(BACKEND, rev, "a revision")?),
-            versions: versions
-                .into_iter()
-                .map(|v| to_u64(BACKEND, v, "a version").map(Version))
-                .collect::<Result<_, _>>()?,
-        }))
+        rows::committed(BACKEND, rev, versions).map(Some)
     }
 
     fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<Change>, StoreError> {
@@ -528,14 +515,8 @@ impl Store for SqliteStore {
             .transaction()
             .map_err(|e| unavailable("cannot begin a transaction", e))?;
         let (revision, floor) = head(&tx)?;
-        if after >= revision || limit == 0 {
+        if limit == 0 || !rows::batches_after(after, (revision, floor))? {
             return Ok(Vec::new());
-        }
-        if after < floor {
-            return Err(StoreError::FeedTruncated {
-                requested: after,
-                oldest: Revision(floor.0 + 1),
-            });
         }
         // Revisions are consecutive, so `limit` batches end at after + limit.
         let last = after.0.saturating_add(limit as u64).min(revision.0);
