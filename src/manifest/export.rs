@@ -275,39 +275,6 @@ fn param_doc(
         },
         ..ParamDoc::default()
     };
-    let mut values: Vec<(Layer, Text)> = Vec::new();
-    match p.values() {
-        ParamValues::Plain(layers) => {
-            for (layer, value) in layers.iter() {
-                values.push((layer.clone(), Text::from(value)));
-            }
-        }
-        ParamValues::Secret(layers) => {
-            for layer in layers.layers() {
-                let text = match &options.namer {
-                    None => KEEP.to_owned(),
-                    Some(namer) => {
-                        let text = namer(&SecretSlot {
-                            project,
-                            scope: c.scope(),
-                            connection: c.name(),
-                            param: p.name(),
-                            layer,
-                        });
-                        if SecretRef::parse(&text).is_err() {
-                            return Err(ExportError::NotAReference {
-                                connection: c.name().clone(),
-                                param: p.name().clone(),
-                                layer: layer.to_string(),
-                            });
-                        }
-                        text
-                    }
-                };
-                values.push((layer.clone(), Text::from(text)));
-            }
-        }
-    }
     // Customers in order of first appearance; one value alone stays short.
     let mut customers: Vec<(String, CustomerLayersDoc)> = Vec::new();
     fn entry(customers: &mut Vec<(String, CustomerLayersDoc)>, name: String) -> &mut CustomerLayersDoc {
@@ -320,7 +287,7 @@ fn param_doc(
         };
         &mut customers[i].1
     }
-    for (layer, text) in values {
+    for (layer, text) in param_values(project, c, p, options)? {
         match layer {
             Layer::Default => doc.default = Some(text),
             Layer::Environment(e) => {
@@ -347,6 +314,51 @@ fn param_doc(
         doc.customers.insert(name, value);
     }
     Ok(doc)
+}
+
+/// A parameter's values as the manifest writes them, in order: plain values
+/// as they are, secrets as the reference `options` names for each (by
+/// default `keep:existing`), never their value.
+fn param_values(
+    project: &ProjectId,
+    c: &Connection,
+    p: &Param,
+    options: &ExportOptions,
+) -> Result<Vec<(Layer, Text)>, ExportError> {
+    let layers = match p.values() {
+        ParamValues::Plain(layers) => {
+            return Ok(layers
+                .iter()
+                .map(|(layer, value)| (layer.clone(), Text::from(value)))
+                .collect());
+        }
+        ParamValues::Secret(layers) => layers,
+    };
+    let mut values = Vec::with_capacity(layers.len());
+    for layer in layers.layers() {
+        let text = match &options.namer {
+            None => KEEP.to_owned(),
+            Some(namer) => {
+                let text = namer(&SecretSlot {
+                    project,
+                    scope: c.scope(),
+                    connection: c.name(),
+                    param: p.name(),
+                    layer,
+                });
+                if SecretRef::parse(&text).is_err() {
+                    return Err(ExportError::NotAReference {
+                        connection: c.name().clone(),
+                        param: p.name().clone(),
+                        layer: layer.to_string(),
+                    });
+                }
+                text
+            }
+        };
+        values.push((layer.clone(), Text::from(text)));
+    }
+    Ok(values)
 }
 
 impl Document {

@@ -887,56 +887,8 @@ impl Validator<'_> {
                 .ident(&format!("{path}.integration"), i.parse::<IntegrationId>())
                 .map(Scope::Integration),
         };
-        let target = match &c.target {
-            None => Some(Target::external("")),
-            Some(TargetDoc::External(s)) => Some(Target::external(s.clone())),
-            Some(TargetDoc::Database(e)) => Some(Target::database(e.clone())),
-            Some(TargetDoc::Platform(p)) => {
-                let tp = format!("{path}.target.platform");
-                let tproject = match &p.project {
-                    Some(text) => self.ident(&format!("{tp}.project"), text.parse::<ProjectId>()),
-                    None => project.cloned(),
-                };
-                let integration = self.ident(
-                    &format!("{tp}.integration"),
-                    p.integration.parse::<IntegrationId>(),
-                );
-                match (tproject, integration) {
-                    (Some(project), Some(integration)) => Some(Target::Platform(Box::new(PlatformTarget {
-                        project,
-                        integration,
-                        endpoint: p.endpoint.clone(),
-                        visibility: match p.visibility.unwrap_or(VisibilityDoc::Project) {
-                            VisibilityDoc::Project => EndpointVisibility::Project,
-                            VisibilityDoc::Organization => EndpointVisibility::Organization,
-                            VisibilityDoc::Public => EndpointVisibility::Public,
-                        },
-                    }))),
-                    _ => None,
-                }
-            }
-        };
-        let auth = match (c.auth, c.client) {
-            (AuthDoc::Oauth2, client) => AuthScheme::OAuth2(match client.unwrap_or(ClientDoc::Shared) {
-                ClientDoc::Shared => OAuthClient::Shared,
-                ClientDoc::Dedicated => OAuthClient::Dedicated,
-                ClientDoc::Supplied => OAuthClient::Supplied,
-            }),
-            (other, client) => {
-                if client.is_some() {
-                    self.push(
-                        format!("{path}.client"),
-                        Rule::Misplaced("`client` only applies to `auth: oauth2`"),
-                    );
-                }
-                match other {
-                    AuthDoc::None => AuthScheme::None,
-                    AuthDoc::ApiKey => AuthScheme::ApiKey,
-                    AuthDoc::Basic => AuthScheme::Basic,
-                    AuthDoc::Custom | AuthDoc::Oauth2 => AuthScheme::Custom,
-                }
-            }
-        };
+        let target = self.target(path, c.target.as_ref(), project);
+        let auth = self.auth(path, c);
         let mut params = Vec::with_capacity(c.parameters.len());
         for (index, (key, p)) in c.parameters.iter().enumerate() {
             let (ppath, pname) = self.key::<ParamName>(&format!("{path}.parameters"), index, key);
@@ -980,6 +932,66 @@ impl Validator<'_> {
             }
         }
         Some(decl)
+    }
+
+    /// A connection's target (default: an unnamed external service); a
+    /// platform target's project defaults to the manifest's.
+    fn target(
+        &mut self,
+        path: &str,
+        target: Option<&TargetDoc>,
+        project: Option<&ProjectId>,
+    ) -> Option<Target> {
+        let p = match target {
+            None => return Some(Target::external("")),
+            Some(TargetDoc::External(s)) => return Some(Target::external(s.clone())),
+            Some(TargetDoc::Database(e)) => return Some(Target::database(e.clone())),
+            Some(TargetDoc::Platform(p)) => p,
+        };
+        let tp = format!("{path}.target.platform");
+        let tproject = match &p.project {
+            Some(text) => self.ident(&format!("{tp}.project"), text.parse::<ProjectId>()),
+            None => project.cloned(),
+        };
+        let integration = self.ident(
+            &format!("{tp}.integration"),
+            p.integration.parse::<IntegrationId>(),
+        );
+        Some(Target::Platform(Box::new(PlatformTarget {
+            project: tproject?,
+            integration: integration?,
+            endpoint: p.endpoint.clone(),
+            visibility: match p.visibility.unwrap_or(VisibilityDoc::Project) {
+                VisibilityDoc::Project => EndpointVisibility::Project,
+                VisibilityDoc::Organization => EndpointVisibility::Organization,
+                VisibilityDoc::Public => EndpointVisibility::Public,
+            },
+        })))
+    }
+
+    /// A connection's auth scheme; `client` belongs to `auth: oauth2` only.
+    fn auth(&mut self, path: &str, c: &ConnectionDoc) -> AuthScheme {
+        match (c.auth, c.client) {
+            (AuthDoc::Oauth2, client) => AuthScheme::OAuth2(match client.unwrap_or(ClientDoc::Shared) {
+                ClientDoc::Shared => OAuthClient::Shared,
+                ClientDoc::Dedicated => OAuthClient::Dedicated,
+                ClientDoc::Supplied => OAuthClient::Supplied,
+            }),
+            (other, client) => {
+                if client.is_some() {
+                    self.push(
+                        format!("{path}.client"),
+                        Rule::Misplaced("`client` only applies to `auth: oauth2`"),
+                    );
+                }
+                match other {
+                    AuthDoc::None => AuthScheme::None,
+                    AuthDoc::ApiKey => AuthScheme::ApiKey,
+                    AuthDoc::Basic => AuthScheme::Basic,
+                    AuthDoc::Custom | AuthDoc::Oauth2 => AuthScheme::Custom,
+                }
+            }
+        }
     }
 
     fn values(&mut self, ppath: &str, p: &ParamDoc) -> Vec<DeclaredValue> {
@@ -1044,83 +1056,10 @@ impl Validator<'_> {
         integration: &IntegrationId,
         connections: &[DeclaredConnection],
     ) -> Option<DeclaredUse> {
-        let pinned = u.scope.map(|s| match s {
-            ScopeDoc::Project => Scope::Project,
-            ScopeDoc::Integration => Scope::Integration(integration.clone()),
-        });
-        let reference = match (&u.connection, &u.connection_config) {
-            (Some(_), Some(_)) | (None, None) => {
-                self.push(
-                    path,
-                    Rule::Misplaced(
-                        "give exactly one of `connection` (a name) and `connectionConfig` (an ID)",
-                    ),
-                );
-                None
-            }
-            (Some(name), None) => self
-                .ident(&format!("{path}.connection"), name.parse::<ConnectionName>())
-                .map(|n| match &pinned {
-                    Some(scope) => RefSpec::Pinned(scope.clone(), n),
-                    None => RefSpec::Name(n),
-                }),
-            (None, Some(text)) => {
-                let at = format!("{path}.connectionConfig");
-                match text.parse::<ConnectionId>() {
-                    Ok(id) => {
-                        if pinned.is_some() {
-                            self.push(
-                                format!("{path}.scope"),
-                                Rule::Misplaced(
-                                    "`scope` pins a name; a Connection ID already names one connection",
-                                ),
-                            );
-                        }
-                        Some(RefSpec::Id(id))
-                    }
-                    Err(_) => self
-                        .ident(&at, text.parse::<ConnectionName>())
-                        .map(|n| match &pinned {
-                            Some(scope) => RefSpec::Pinned(scope.clone(), n),
-                            None => RefSpec::Name(n),
-                        }),
-                }
-            }
-        };
-        // Which declared connection a name reference means (rule 2 within the
-        // manifest, which declares the whole project).
+        let reference = self.reference(path, u, integration);
         let target = match &reference {
-            Some(RefSpec::Name(n)) => {
-                let own = Scope::Integration(integration.clone());
-                let found = find_declared(connections, &own, n)
-                    .or_else(|| find_declared(connections, &Scope::Project, n));
-                if found.is_none() {
-                    self.push(
-                        format!("{path}.{}", ref_field(u)),
-                        Rule::UnknownConnection {
-                            integration: integration.clone(),
-                            name: n.clone(),
-                            scope: None,
-                        },
-                    );
-                }
-                found
-            }
-            Some(RefSpec::Pinned(scope, n)) => {
-                let found = find_declared(connections, scope, n);
-                if found.is_none() {
-                    self.push(
-                        format!("{path}.{}", ref_field(u)),
-                        Rule::UnknownConnection {
-                            integration: integration.clone(),
-                            name: n.clone(),
-                            scope: Some(scope.clone()),
-                        },
-                    );
-                }
-                found
-            }
-            Some(RefSpec::Id(_)) | None => None,
+            Some(reference) => self.declared(path, u, integration, reference, connections),
+            None => None,
         };
         let env = u.env.as_ref().map(|entries| {
             let mut out = Vec::with_capacity(entries.len());
@@ -1150,6 +1089,86 @@ impl Validator<'_> {
             reference: reference?,
             env,
         })
+    }
+
+    /// How a use names its connection: exactly one of `connection` (a name,
+    /// maybe pinned to a scope) and `connectionConfig` (an ID, or a name).
+    fn reference(&mut self, path: &str, u: &UseDoc, integration: &IntegrationId) -> Option<RefSpec> {
+        let pinned = u.scope.map(|s| match s {
+            ScopeDoc::Project => Scope::Project,
+            ScopeDoc::Integration => Scope::Integration(integration.clone()),
+        });
+        let by_name = |n: ConnectionName| match &pinned {
+            Some(scope) => RefSpec::Pinned(scope.clone(), n),
+            None => RefSpec::Name(n),
+        };
+        match (&u.connection, &u.connection_config) {
+            (Some(_), Some(_)) | (None, None) => {
+                self.push(
+                    path,
+                    Rule::Misplaced(
+                        "give exactly one of `connection` (a name) and `connectionConfig` (an ID)",
+                    ),
+                );
+                None
+            }
+            (Some(name), None) => self
+                .ident(&format!("{path}.connection"), name.parse::<ConnectionName>())
+                .map(by_name),
+            (None, Some(text)) => match text.parse::<ConnectionId>() {
+                Ok(id) => {
+                    if pinned.is_some() {
+                        self.push(
+                            format!("{path}.scope"),
+                            Rule::Misplaced(
+                                "`scope` pins a name; a Connection ID already names one connection",
+                            ),
+                        );
+                    }
+                    Some(RefSpec::Id(id))
+                }
+                Err(_) => self
+                    .ident(
+                        &format!("{path}.connectionConfig"),
+                        text.parse::<ConnectionName>(),
+                    )
+                    .map(by_name),
+            },
+        }
+    }
+
+    /// Which declared connection a name reference means (rule 2 within the
+    /// manifest, which declares the whole project); a reference by ID is
+    /// looked up in the registry when the manifest is planned.
+    fn declared<'c>(
+        &mut self,
+        path: &str,
+        u: &UseDoc,
+        integration: &IntegrationId,
+        reference: &RefSpec,
+        connections: &'c [DeclaredConnection],
+    ) -> Option<&'c DeclaredConnection> {
+        let (found, name, scope) = match reference {
+            RefSpec::Name(n) => {
+                let own = Scope::Integration(integration.clone());
+                let found = find_declared(connections, &own, n)
+                    .or_else(|| find_declared(connections, &Scope::Project, n));
+                (found, n, None)
+            }
+            RefSpec::Pinned(scope, n) => (find_declared(connections, scope, n), n, Some(scope.clone())),
+            RefSpec::Id(_) => return None,
+        };
+        if found.is_none() {
+            self.push(
+                format!("{path}.{}", ref_field(u)),
+                Rule::UnknownConnection {
+                    integration: integration.clone(),
+                    name: name.clone(),
+                    scope,
+                },
+            );
+        }
+        found
     }
 }
 
