@@ -312,38 +312,10 @@ impl ComponentConfig {
 
     /// [`ComponentConfig::parse`] within `limits`.
     pub fn parse_with(text: &str, file: &str, limits: &ManifestLimits) -> Result<Self, ManifestError> {
-        let raw: RawConfig = super::parse_yaml(text, file, limits)?;
+        let mut raw: RawConfig = super::parse_yaml(text, file, limits)?;
         let mut problems = Vec::new();
         let at = |path: &str, rule| ManifestProblem::at(path, rule);
-        let (version, dependencies) = match (&raw.schema_version, &raw.api_version) {
-            (Some(v), None) => {
-                if !VERSIONS.contains(&v.as_str()) {
-                    problems.push(at(
-                        "schemaVersion",
-                        Rule::ComponentVersion {
-                            found: if v.len() <= 8 { v.0.clone() } else { String::new() },
-                        },
-                    ));
-                }
-                (v.0.clone(), raw.dependencies.unwrap_or_default())
-            }
-            (None, Some(api)) if api == "core.choreo.dev/v1beta1" => {
-                (api.clone(), raw.spec.and_then(|s| s.outbound).unwrap_or_default())
-            }
-            (None, Some(_)) => {
-                problems.push(at("apiVersion", Rule::ComponentVersion { found: String::new() }));
-                (String::new(), Dependencies::default())
-            }
-            _ => {
-                problems.push(at(
-                    "",
-                    Rule::Misplaced(
-                        "give `schemaVersion` (component.yaml) or `apiVersion` (component-config.yaml)",
-                    ),
-                ));
-                (String::new(), Dependencies::default())
-            }
-        };
+        let (version, dependencies) = raw.version_and_dependencies(&mut problems);
         let legacy = version == "1.0" || version.starts_with("core.");
         let mut connection_references = Vec::new();
         for (i, c) in dependencies.connection_references.into_iter().enumerate() {
@@ -453,49 +425,103 @@ impl ComponentConfig {
         let view = registry.view(project);
         let policy = &view.policy;
         let mut problems = Vec::new();
-        let mut uses = Vec::new();
-        let mut push = |path: String, rule| problems.push(ManifestProblem::at(path, rule));
         if !self.connection_references.is_empty() && policy.prefix() != Some(options.prefix()) {
-            push(
-                "dependencies.connectionReferences".into(),
+            problems.push(ManifestProblem::at(
+                "dependencies.connectionReferences",
                 Rule::DefaultPrefix {
                     expected: options.prefix().clone(),
                     found: policy.prefix().cloned(),
                 },
-            );
+            ));
         }
+        let target_of = |reference: &ConnectionRef| {
+            view.find_connection(integration, reference)
+                .map(|c| c.value.spec().target().clone())
+        };
+        let (mut uses, names) = self.connection_uses(integration, target_of, &mut problems);
+        uses.extend(self.service_uses(&mut problems));
+        uses.extend(self.configuration_uses(&names, &mut problems));
+        let mappings = match Mappings::new(project.clone(), integration.clone(), uses) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                for p in e.problems {
+                    problems.push(ManifestProblem::at("", Rule::Spec(p)));
+                }
+                None
+            }
+        };
+        if let Some(m) = &mappings {
+            for p in view.check_mappings(m) {
+                // Visibility was reported above with the reference's path.
+                if !matches!(
+                    p,
+                    crate::resolve::Problem::NotVisible {
+                        reference: ConnectionRef::Name(_),
+                        ..
+                    }
+                ) {
+                    problems.push(ManifestProblem::at("", Rule::Mapping(p)));
+                }
+            }
+        }
+        match mappings {
+            Some(mappings) if problems.is_empty() => Ok(ComponentImport {
+                mappings,
+                skipped: self.skipped.clone(),
+            }),
+            _ => Err(ManifestError::Invalid {
+                file: self.file.clone(),
+                problems,
+            }),
+        }
+    }
+
+    /// `dependencies.connectionReferences`: each a use with default variable
+    /// names of a connection `integration` can see (`target_of` says what it
+    /// reaches), of the kind its `resourceRef` says. Also returns each
+    /// reference's name as written and as parsed, for `configuration.env`.
+    fn connection_uses(
+        &self,
+        integration: &IntegrationId,
+        target_of: impl Fn(&ConnectionRef) -> Option<Target>,
+        problems: &mut Vec<ManifestProblem>,
+    ) -> (Vec<ConnectionUse>, Vec<(String, ConnectionName)>) {
+        let mut uses = Vec::new();
         let mut names: Vec<(String, ConnectionName)> = Vec::new();
         for (i, c) in self.connection_references.iter().enumerate() {
             let path = format!("dependencies.connectionReferences[{i}]");
             let name = match c.name.parse::<ConnectionName>() {
                 Ok(n) => n,
                 Err(e) => {
-                    push(format!("{path}.name"), Rule::Ident(redacted(e)));
+                    problems.push(ManifestProblem::at(
+                        format!("{path}.name"),
+                        Rule::Ident(redacted(e)),
+                    ));
                     continue;
                 }
             };
             let reference = ConnectionRef::Name(name.clone());
-            match view.find_connection(integration, &reference) {
-                None => push(
+            match target_of(&reference) {
+                None => problems.push(ManifestProblem::at(
                     format!("{path}.name"),
                     Rule::UnknownConnection {
                         integration: integration.clone(),
                         name: name.clone(),
                         scope: None,
                     },
-                ),
-                Some(found) => {
+                )),
+                Some(target) => {
                     if let Some(r) = &c.resource_ref
-                        && !r.matches(found.value.spec().target())
+                        && !r.matches(&target)
                     {
-                        push(
+                        problems.push(ManifestProblem::at(
                             format!("{path}.resourceRef"),
                             Rule::TargetMismatch {
                                 connection: name.clone(),
                                 resource: r.kind(),
-                                target: found.value.spec().target().to_string(),
+                                target: target.to_string(),
                             },
-                        );
+                        ));
                     }
                 }
             }
@@ -505,6 +531,14 @@ impl ComponentConfig {
                 env: EnvMapping::Defaults,
             });
         }
+        (uses, names)
+    }
+
+    /// `dependencies.serviceReferences`: each a use with explicit entries,
+    /// by Connection ID (or name).
+    fn service_uses(&self, problems: &mut Vec<ManifestProblem>) -> Vec<ConnectionUse> {
+        let mut push = |path: String, rule| problems.push(ManifestProblem::at(path, rule));
+        let mut uses = Vec::new();
         for (i, s) in self.service_references.iter().enumerate() {
             let path = format!("dependencies.serviceReferences[{i}]");
             let reference = match s.connection_config.parse::<ConnectionId>() {
@@ -539,8 +573,18 @@ impl ComponentConfig {
                 });
             }
         }
-        // `configuration.env`: one explicit use per connection, in the order
-        // the connections first appear.
+        uses
+    }
+
+    /// `configuration.env`: one explicit use per connection of
+    /// `dependencies.connectionReferences` (`names`), in the order the
+    /// connections first appear.
+    fn configuration_uses(
+        &self,
+        names: &[(String, ConnectionName)],
+        problems: &mut Vec<ManifestProblem>,
+    ) -> Vec<ConnectionUse> {
+        let mut push = |path: String, rule| problems.push(ManifestProblem::at(path, rule));
         let mut by_connection: Vec<(ConnectionName, Vec<EnvEntry>)> = Vec::new();
         for (i, e) in self.env.iter().enumerate() {
             let path = format!("configuration.env[{i}]");
@@ -571,45 +615,13 @@ impl ComponentConfig {
                 }
             }
         }
-        for (name, entries) in by_connection {
-            uses.push(ConnectionUse {
+        by_connection
+            .into_iter()
+            .map(|(name, entries)| ConnectionUse {
                 reference: ConnectionRef::Name(name),
                 env: EnvMapping::Explicit(entries),
-            });
-        }
-        let mappings = match Mappings::new(project.clone(), integration.clone(), uses) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                for p in e.problems {
-                    push(String::new(), Rule::Spec(p));
-                }
-                None
-            }
-        };
-        if let Some(m) = &mappings {
-            for p in view.check_mappings(m) {
-                // Visibility was reported above with the reference's path.
-                if !matches!(
-                    p,
-                    crate::resolve::Problem::NotVisible {
-                        reference: ConnectionRef::Name(_),
-                        ..
-                    }
-                ) {
-                    push(String::new(), Rule::Mapping(p));
-                }
-            }
-        }
-        match mappings {
-            Some(mappings) if problems.is_empty() => Ok(ComponentImport {
-                mappings,
-                skipped: self.skipped.clone(),
-            }),
-            _ => Err(ManifestError::Invalid {
-                file: self.file.clone(),
-                problems,
-            }),
-        }
+            })
+            .collect()
     }
 }
 
@@ -631,6 +643,45 @@ struct RawConfig {
     spec: Option<Spec>,
     #[serde(default, rename = "endpoints")]
     _endpoints: Option<IgnoredAny>,
+}
+
+impl RawConfig {
+    /// The file's version (`schemaVersion` of a component.yaml, `apiVersion`
+    /// of a component-config.yaml) and its dependencies, where that version
+    /// keeps them.
+    fn version_and_dependencies(&mut self, problems: &mut Vec<ManifestProblem>) -> (String, Dependencies) {
+        let at = |path: &str, rule| ManifestProblem::at(path, rule);
+        match (&self.schema_version, &self.api_version) {
+            (Some(v), None) => {
+                if !VERSIONS.contains(&v.as_str()) {
+                    problems.push(at(
+                        "schemaVersion",
+                        Rule::ComponentVersion {
+                            found: if v.len() <= 8 { v.0.clone() } else { String::new() },
+                        },
+                    ));
+                }
+                (v.0.clone(), self.dependencies.take().unwrap_or_default())
+            }
+            (None, Some(api)) if api == "core.choreo.dev/v1beta1" => (
+                api.clone(),
+                self.spec.take().and_then(|s| s.outbound).unwrap_or_default(),
+            ),
+            (None, Some(_)) => {
+                problems.push(at("apiVersion", Rule::ComponentVersion { found: String::new() }));
+                (String::new(), Dependencies::default())
+            }
+            _ => {
+                problems.push(at(
+                    "",
+                    Rule::Misplaced(
+                        "give `schemaVersion` (component.yaml) or `apiVersion` (component-config.yaml)",
+                    ),
+                ));
+                (String::new(), Dependencies::default())
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
