@@ -27,6 +27,32 @@
 //!
 //! With the `postgres` feature, [`postgres`] finds or starts a PostgreSQL
 //! server and gives each test a database of its own.
+//!
+//! # What is stable
+//!
+//! This module is public so that a host can hold its own [`Store`] to the
+//! contract, and it follows the crate's semantic versioning like any other
+//! public API, as follows:
+//!
+//! - **The checks** ([`run_all`] and each check it runs,
+//!   [`reopen_keeps_everything`], [`concurrent_writers`],
+//!   [`racing_creators`], [`follower_sees_every_revision`]) keep their
+//!   names and signatures. What they check may grow within a minor release:
+//!   a check asks more of a store only where the contract in the
+//!   [`store`](crate::store) module documentation already says so (a store
+//!   that keeps the documented contract keeps passing); a check that asks
+//!   for something the contract does not say yet is a breaking change.
+//! - **The sample records** ([`sample_connection`], [`connection_with`],
+//!   [`sample_mappings`], [`sample_oauth_app`], the OAuth runtime's samples,
+//!   [`unique_project`], [`unique_secret`]) and the comparison helpers
+//!   ([`record_json`], [`same_record`], [`marker_of`]) keep their
+//!   signatures; the field values of a sample may change (a test should not
+//!   depend on them beyond what the function's documentation promises).
+//! - **[`postgres`] is test support**, not part of the library's working
+//!   surface: it starts throwaway servers for tests (this crate's, and a
+//!   host's that wants the same), and its behaviour (where it looks for
+//!   binaries, how it cleans up, what it prints when no server can be had)
+//!   may change in any release. Do not use it outside tests.
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -441,6 +467,8 @@ pub fn commits_are_found_by_token(store: &dyn Store) {
 /// is a conflict that changes nothing and names the key and versions (but
 /// never a value).
 pub fn versions_and_conflicts(store: &dyn Store) {
+    // One scenario of the contract, told in order: its steps share the
+    // store's state and the revisions seen so far, so it stays one function.
     let p = unique_project("kit-versions");
     let secret = unique_secret("never-in-messages");
     let r0 = revision_ok(store);
@@ -538,6 +566,8 @@ fn connection_id(record: &Record) -> ConnectionId {
 /// A batch whose third write conflicts leaves nothing behind: not the writes
 /// before it, not the ones after, no revision, no change.
 pub fn batches_are_atomic(store: &dyn Store) {
+    // One scenario of the contract, told in order: its steps share the
+    // store's state and the revisions seen so far, so it stays one function.
     let p = unique_project("kit-atomic");
     let a = sample_connection(&p, "a", "secret-a");
     let b = sample_connection(&p, "b", "secret-b");
@@ -848,6 +878,8 @@ pub fn snapshot_matches(store: &dyn Store) {
 /// write order; `limit` counts batches and never splits one; paging from any
 /// revision yields the same sequence.
 pub fn change_feed_order_and_limits(store: &dyn Store) {
+    // One scenario of the contract, told in order: its steps share the
+    // store's state and the revisions seen so far, so it stays one function.
     let p = unique_project("kit-feed");
     let r0 = revision_ok(store);
     let mut live: HashMap<String, (Record, Version)> = HashMap::new();
@@ -990,6 +1022,8 @@ pub fn wait_for_change_wakes(store: &dyn Store) {
 /// every acknowledged write is in the change feed with its content; the final
 /// version counts them all (no lost update).
 pub fn concurrent_writers(stores: &[&dyn Store], threads_per_store: usize, attempts: usize) {
+    // One scenario of the contract, told in order: its steps share the
+    // store's state and the revisions seen so far, so it stays one function.
     assert!(!stores.is_empty(), "concurrent_writers needs a store");
     let first = stores[0];
     let p = unique_project("kit-race");
@@ -1124,6 +1158,8 @@ pub fn follower_sees_every_revision(
     threads_per_writer: usize,
     batches_per_thread: usize,
 ) {
+    // One scenario of the contract, told in order: its steps share the
+    // store's state and the revisions seen so far, so it stays one function.
     assert!(!writers.is_empty(), "follower_sees_every_revision needs a writer");
     let p = unique_project("kit-follow");
     let r0 = revision_ok(follower);
@@ -1217,6 +1253,8 @@ pub fn follower_sees_every_revision(
 /// the revision and the change feed. With `durable == false` (an in-memory
 /// store) it only checks that `open` gives a working, empty store.
 pub fn reopen_keeps_everything<S: Store>(open: impl Fn() -> S, durable: bool) {
+    // One scenario of the contract, told in order: its steps share the
+    // store's state and the revisions seen so far, so it stays one function.
     let p = unique_project("kit-reopen");
     let secret = unique_secret("reopen");
     let (r0, revision, feed, records, deleted, kept) = {

@@ -1,5 +1,11 @@
 //! A PostgreSQL server for tests (features `test-kit` and `postgres`).
 //!
+//! **Test support:** usable by a host's own tests (it is how this crate's
+//! tests reach PostgreSQL), but not a stable interface: where it finds the
+//! server binaries, how it cleans up and what it prints may change in any
+//! release (see "What is stable" in the [`test_kit`](super) documentation).
+//! Never use it outside tests: it starts and deletes database clusters.
+//!
 //! [`database`] gives each test a database of its own, dropped when the test
 //! ends (also when it panics), so tests run in parallel:
 //!
