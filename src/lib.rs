@@ -109,6 +109,7 @@
 
 #[doc = include_str!("../docs/architecture.md")]
 pub mod architecture {}
+mod block_on;
 pub mod catalog;
 pub mod fixture;
 #[cfg(feature = "manifest")]

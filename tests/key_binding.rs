@@ -70,9 +70,9 @@ impl Backend for Postgres<'_> {
             .replace("{changes}", "connective_changes")
             .replace("{seal_keys}", "connective_seal_keys");
         let mut client = self.0.client().expect("client");
-        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
             .iter()
-            .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+            .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
             .collect();
         client.execute(&sql, &params).expect("tamper");
     }

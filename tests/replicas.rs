@@ -531,7 +531,7 @@ impl OAuthProvisioner for Counting {
 /// The server `db` is on, and a connection string to it through a proxy on
 /// loopback port `port`.
 fn upstream_and_proxied(db: &test_kit::postgres::TestDatabase) -> (proxy::Upstream, impl Fn(u16) -> String) {
-    let config: postgres::Config = db.connection_string().parse().expect("connection string");
+    let config: tokio_postgres::Config = db.connection_string().parse().expect("connection string");
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let port = config
         .get_ports()
@@ -540,8 +540,8 @@ fn upstream_and_proxied(db: &test_kit::postgres::TestDatabase) -> (proxy::Upstre
         .or_else(|| env("PGPORT").and_then(|p| p.parse().ok()))
         .unwrap_or(5432);
     let upstream = match config.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(h)) => proxy::Upstream::Tcp(h.clone(), port),
-        Some(postgres::config::Host::Unix(dir)) => {
+        Some(tokio_postgres::config::Host::Tcp(h)) => proxy::Upstream::Tcp(h.clone(), port),
+        Some(tokio_postgres::config::Host::Unix(dir)) => {
             proxy::Upstream::Unix(dir.join(format!(".s.PGSQL.{port}")))
         }
         None => match env("PGHOST") {

@@ -45,18 +45,23 @@
 //! writes never contend with mappings.
 
 mod error;
+mod follow;
+mod io;
 mod tx;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use error::RegistryError;
+#[cfg(feature = "async")]
+pub use follow::AsyncFollower;
+pub use follow::{FollowStatus, Follower};
 pub use tx::Tx;
 
+use crate::block_on::block_on;
 use crate::catalog::{Catalog, ProjectSnapshot};
 use crate::model::{
     AppOwner, Connection, ConnectionId, ConnectionName, ConnectionSpec, EnvVarName, IntegrationId, Mappings,
@@ -68,8 +73,11 @@ use crate::oauth::{
     LocalProvisioner, OAuthCredentials, OAuthProvisioner, ProvisionError, ProvisionRequest, RuntimeRecords,
 };
 use crate::resolve::{ProjectView, ResolveError, ResolveRequest, ResolvedEnv, Resolver, Usage, is_visible};
+#[cfg(feature = "async")]
+use crate::store::AsyncStore;
 use crate::store::{
-    Batch, Changed, CommitToken, Committed, MemoryStore, Snapshot, Store, StoreError, UnreadableRecord,
+    Batch, Change, Changed, CommitToken, Committed, MemoryStore, Snapshot, Store, StoreError,
+    UnreadableRecord,
 };
 
 /// Whether deleting a connection that integrations still use is refused.
@@ -163,6 +171,8 @@ pub struct AppInfo {
 /// Configures a [`Registry`].
 pub struct RegistryBuilder {
     store: Arc<dyn Store>,
+    #[cfg(feature = "async")]
+    async_store: Option<Arc<dyn AsyncStore>>,
     provisioner: Arc<dyn OAuthProvisioner>,
     policy: ResolvePolicy,
 }
@@ -180,12 +190,40 @@ impl RegistryBuilder {
     /// Uses `store` (default: a new [`MemoryStore`]).
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Arc::new(store);
+        #[cfg(feature = "async")]
+        {
+            self.async_store = None;
+        }
         self
     }
 
     /// Uses a shared store.
     pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = store;
+        #[cfg(feature = "async")]
+        {
+            self.async_store = None;
+        }
+        self
+    }
+
+    /// Uses `store` through its async calls (feature `async`): the async
+    /// forms of the writes ([`Registry::write_async`] and the others ending
+    /// in `_async`) await it without blocking, and the blocking forms use
+    /// its blocking calls. Every store of this crate that has async calls
+    /// ([`PostgresStore`](crate::store::PostgresStore), [`MemoryStore`])
+    /// has both.
+    #[cfg(feature = "async")]
+    pub fn async_store<S: AsyncStore + Store>(self, store: S) -> Self {
+        self.shared_async_store(Arc::new(store))
+    }
+
+    /// Uses a shared store through its async calls, see
+    /// [`RegistryBuilder::async_store`].
+    #[cfg(feature = "async")]
+    pub fn shared_async_store<S: AsyncStore + Store>(mut self, store: Arc<S>) -> Self {
+        self.store = store.clone();
+        self.async_store = Some(store);
         self
     }
 
@@ -221,19 +259,38 @@ impl RegistryBuilder {
     /// ([`RegistryError::ProjectUnreadable`]), while every other project
     /// serves as usual.
     pub fn build(self) -> Result<Registry, RegistryError> {
-        let registry = Registry {
+        let registry = self.registry();
+        let snapshot = registry.store.load()?;
+        registry.replace_all(snapshot);
+        Ok(registry)
+    }
+
+    /// [`RegistryBuilder::build`] for async hosts (feature `async`): loads
+    /// the store through its async calls when it has them.
+    #[cfg(feature = "async")]
+    pub async fn build_async(self) -> Result<Registry, RegistryError> {
+        let registry = self.registry();
+        let snapshot = match &registry.async_store {
+            Some(store) => store.load().await?,
+            None => registry.store.load()?,
+        };
+        registry.replace_all(snapshot);
+        Ok(registry)
+    }
+
+    fn registry(self) -> Registry {
+        Registry {
             store: self.store,
+            #[cfg(feature = "async")]
+            async_store: self.async_store,
             catalog: Catalog::new(self.policy),
             provisioner: self.provisioner,
-            writer: Mutex::new(()),
+            writer: async_lock::Mutex::new(()),
             tokens: Tokens::new(),
             unsettled: Mutex::new(Vec::new()),
             oauth_records: Arc::new(RuntimeRecords::new()),
             unreadable: Mutex::new(BTreeMap::new()),
-        };
-        let snapshot = registry.store.load()?;
-        registry.replace_all(snapshot);
-        Ok(registry)
+        }
     }
 }
 
@@ -267,9 +324,14 @@ impl RegistryBuilder {
 /// ```
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// The same store through its async calls, when it has them.
+    #[cfg(feature = "async")]
+    async_store: Option<Arc<dyn AsyncStore>>,
     catalog: Catalog,
     provisioner: Arc<dyn OAuthProvisioner>,
-    writer: Mutex<()>,
+    /// Serializes writes, blocking and async alike (a lock either can wait
+    /// for: async writers without blocking their thread).
+    writer: async_lock::Mutex<()>,
     tokens: Tokens,
     /// Writes whose commit answer was lost and could not be looked up yet.
     unsettled: Mutex<Vec<Unsettled>>,
@@ -372,9 +434,11 @@ impl Registry {
     pub fn in_memory() -> Registry {
         Registry {
             store: Arc::new(MemoryStore::new()),
+            #[cfg(feature = "async")]
+            async_store: None,
             catalog: Catalog::new(ResolvePolicy::default()),
             provisioner: Arc::new(LocalProvisioner::default()),
-            writer: Mutex::new(()),
+            writer: async_lock::Mutex::new(()),
             tokens: Tokens::new(),
             unsettled: Mutex::new(Vec::new()),
             unreadable: Mutex::new(BTreeMap::new()),
@@ -386,6 +450,8 @@ impl Registry {
     pub fn builder() -> RegistryBuilder {
         RegistryBuilder {
             store: Arc::new(MemoryStore::new()),
+            #[cfg(feature = "async")]
+            async_store: None,
             provisioner: Arc::new(LocalProvisioner::default()),
             policy: ResolvePolicy::default(),
         }
@@ -409,10 +475,11 @@ impl Registry {
         &self.oauth_records
     }
 
-    fn lock(&self) -> MutexGuard<'_, ()> {
-        // The guarded state is the catalog, which is only ever replaced whole:
-        // a panic in another writer leaves nothing half-done.
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    /// The store's async calls, if the registry was built with
+    /// [`RegistryBuilder::async_store`] (feature `async`).
+    #[cfg(feature = "async")]
+    pub fn async_store(&self) -> Option<&Arc<dyn AsyncStore>> {
+        self.async_store.as_ref()
     }
 
     /// Runs `f` as one atomic write: everything it does commits together, or
@@ -427,8 +494,10 @@ impl Registry {
     /// answer is [`RegistryError::OutcomeUnknown`] and nothing is undone until
     /// a later write (or [`Registry::settle`]) finds out.
     ///
-    /// Writes of one registry are serialized; `f` may read the registry but
-    /// must not call its write methods (that would wait for itself).
+    /// Writes of one registry are serialized (blocking and async ones
+    /// alike); `f` may read the registry but must not call its write methods
+    /// (that would wait for itself). This blocks the calling thread on the
+    /// store: from async code use [`Registry::write_async`].
     ///
     /// ```
     /// # use connective::prelude::*;
@@ -445,20 +514,76 @@ impl Registry {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError>,
     ) -> Result<(R, WriteReport), RegistryError> {
+        block_on(self.write_with(&io::Blocking(&*self.store), f))
+    }
+
+    /// [`Registry::write`] for async hosts (feature `async`): the same write,
+    /// awaiting the store instead of blocking a thread. It uses the
+    /// registry's [`AsyncStore`] when it was built with one
+    /// ([`RegistryBuilder::async_store`]); on a blocking store (memory,
+    /// SQLite) the store's calls run on the calling task, which is fine for
+    /// [`MemoryStore`] and blocks the task for the commit of a durable one.
+    ///
+    /// `f` runs on the calling task, as do the provisioner's calls it makes.
+    ///
+    /// ```
+    /// # use connective::prelude::*;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let registry = Registry::in_memory();
+    /// let (id, report) = registry
+    ///     .write_async(|tx| tx.create_connection(ConnectionSpec::project("acme", "a").build()?))
+    ///     .await?;
+    /// assert_eq!(report.created, vec![id]);
+    /// # Ok::<(), RegistryError>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(feature = "async")]
+    pub async fn write_async<R: Send>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError> + Send,
+    ) -> Result<(R, WriteReport), RegistryError> {
+        match &self.async_store {
+            Some(store) => self.write_with(&io::Async(&**store), f).await,
+            None => self.write_with(&io::Blocking(&*self.store), f).await,
+        }
+    }
+
+    /// The write path, once for both front doors: catch up, run `f`, check,
+    /// commit (looking up a lost answer), install, settle.
+    async fn write_with<I: io::Io, R>(
+        &self,
+        io: &I,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError>,
+    ) -> Result<(R, WriteReport), RegistryError> {
         #[cfg(feature = "tracing")]
-        let span = tracing::debug_span!(
-            "connective.write",
-            backend = self.store.backend(),
-            writes = tracing::field::Empty,
-            revision = tracing::field::Empty
-        );
-        #[cfg(feature = "tracing")]
-        let _entered = span.enter();
-        let _guard = self.lock();
+        {
+            use tracing::Instrument as _;
+            let span = tracing::debug_span!(
+                "connective.write",
+                backend = io.backend(),
+                writes = tracing::field::Empty,
+                revision = tracing::field::Empty
+            );
+            self.write_locked(io, f, &span).instrument(span.clone()).await
+        }
+        #[cfg(not(feature = "tracing"))]
+        self.write_locked(io, f).await
+    }
+
+    async fn write_locked<I: io::Io, R>(
+        &self,
+        io: &I,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError>,
+        #[cfg(feature = "tracing")] span: &tracing::Span,
+    ) -> Result<(R, WriteReport), RegistryError> {
+        let _guard = self.writer.lock().await;
         // Validate against the freshest state we can get cheaply; if the store
         // is unreachable the commit below will say so.
-        if let Err(e) = self.catch_up_locked()
-            && !matches!(e, RegistryError::Store(StoreError::Unavailable { .. }))
+        if let Err(e) = self.catch_up_locked(io).await
+            && !matches!(
+                e,
+                RegistryError::Store(StoreError::Unavailable { .. } | StoreError::Timeout { .. })
+            )
         {
             return Err(e);
         }
@@ -470,7 +595,7 @@ impl Registry {
         if tx.is_empty() {
             let mut report = std::mem::take(&mut tx.report);
             report.revision = self.catalog.revision();
-            self.settle_locked(&mut report);
+            self.settle_locked(io, &mut report).await;
             return Ok((value, report));
         }
         let token = self.tokens.next();
@@ -478,7 +603,7 @@ impl Registry {
         let after = self.catalog.revision();
         let batch = tx.batch(token);
         let rebindings = tx.rebindings();
-        let committed = match self.commit_batch(&batch, token, after) {
+        let committed = match self.commit_batch(io, &batch, token, after).await {
             Outcome::Applied(c) => c,
             Outcome::NotApplied(e) => return Err(self.undo(&tx.work, e.into())),
             Outcome::Unknown(e) => return Err(self.keep_unsettled(&mut tx, token, after, e)),
@@ -493,9 +618,9 @@ impl Registry {
                 tracing::debug!(key = %w.key, "committed");
             }
         }
-        let mut report = self.publish(tx, &committed);
+        let mut report = self.publish(io, tx, &committed).await;
         report.rebindings = rebindings;
-        self.settle_locked(&mut report);
+        self.settle_locked(io, &mut report).await;
         Ok((value, report))
     }
 
@@ -569,14 +694,11 @@ impl Registry {
         e: StoreError,
     ) -> RegistryError {
         let kept = tx.work.kept();
-        self.unsettled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Unsettled {
-                token,
-                after,
-                work: std::mem::take(&mut tx.work),
-            });
+        self.unsettled_list().push(Unsettled {
+            token,
+            after,
+            work: std::mem::take(&mut tx.work),
+        });
         RegistryError::OutcomeUnknown {
             token,
             kept,
@@ -587,7 +709,7 @@ impl Registry {
     /// After a commit: finishes the provisioner's work and publishes the
     /// transaction's snapshots (or, if another batch came in between, catches
     /// up with the store instead).
-    fn publish(&self, mut tx: Tx<'_>, committed: &Committed) -> WriteReport {
+    async fn publish<I: io::Io>(&self, io: &I, mut tx: Tx<'_>, committed: &Committed) -> WriteReport {
         tx.after_commit();
         let contiguous = committed.revision.0 == self.catalog.revision().0 + 1;
         let (snapshots, mut report) = tx.into_snapshots(&committed.versions, committed.revision);
@@ -596,7 +718,7 @@ impl Registry {
                 self.catalog.install(snapshot);
             }
             self.catalog.set_revision(committed.revision);
-        } else if let Err(e) = self.catch_up_locked() {
+        } else if let Err(e) = self.catch_up_locked(io).await {
             report.catalog_behind = Some(e);
         }
         report.revision = committed.revision;
@@ -605,11 +727,17 @@ impl Registry {
 
     /// Commits `batch`; when the store loses the answer, looks it up before
     /// deciding (and commits it again if it was not applied).
-    fn commit_batch(&self, batch: &Batch, token: CommitToken, after: Revision) -> Outcome {
+    async fn commit_batch<I: io::Io>(
+        &self,
+        io: &I,
+        batch: &Batch,
+        token: CommitToken,
+        after: Revision,
+    ) -> Outcome {
         for _ in 0..COMMIT_ATTEMPTS {
-            match self.store.commit(batch) {
+            match io.commit(batch).await {
                 Ok(c) => return Outcome::Applied(c),
-                Err(StoreError::OutcomeUnknown { .. }) => match self.look_up(token, after) {
+                Err(StoreError::OutcomeUnknown { .. }) => match self.look_up(io, token, after).await {
                     Ok(Some(c)) => return Outcome::Applied(c),
                     // Not applied: the same batch, with the same
                     // expectations, may be committed again.
@@ -620,7 +748,7 @@ impl Registry {
             }
         }
         Outcome::NotApplied(StoreError::Unavailable {
-            backend: self.store.backend(),
+            backend: io.backend(),
             message: format!(
                 "the answer to commit {token} was lost {COMMIT_ATTEMPTS} times, and each time it had not been applied"
             ),
@@ -629,12 +757,20 @@ impl Registry {
 
     /// Looks up the batch named `token`, retrying a little while the store is
     /// unavailable.
-    fn look_up(&self, token: CommitToken, after: Revision) -> Result<Option<Committed>, StoreError> {
+    async fn look_up<I: io::Io>(
+        &self,
+        io: &I,
+        token: CommitToken,
+        after: Revision,
+    ) -> Result<Option<Committed>, StoreError> {
         let mut result = Ok(None);
         for pause in LOOKUP_PAUSES {
-            std::thread::sleep(pause);
-            result = self.store.find_commit(token, after);
-            if !matches!(result, Err(StoreError::Unavailable { .. })) {
+            io.pause(pause).await;
+            result = io.find_commit(token, after).await;
+            if !matches!(
+                result,
+                Err(StoreError::Unavailable { .. } | StoreError::Timeout { .. })
+            ) {
                 break;
             }
         }
@@ -655,17 +791,31 @@ impl Registry {
         }
     }
 
+    fn unsettled_list(&self) -> MutexGuard<'_, Vec<Unsettled>> {
+        self.unsettled.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Looks up the writes whose commit answer was lost: the provisioner's
     /// work for each is finished if it was applied, undone if not; what is
     /// released and what fails is added to `report`. Writes the store cannot
     /// tell about yet stay pending.
-    fn settle_locked(&self, report: &mut WriteReport) {
-        let mut unsettled = self.unsettled.lock().unwrap_or_else(|e| e.into_inner());
-        unsettled.retain_mut(|u| {
-            let (released, failures) = match self.store.find_commit(u.token, u.after) {
-                Ok(Some(_)) => u.work.finish(&*self.provisioner),
-                Ok(None) => u.work.undo(&*self.provisioner),
-                Err(_) => return true,
+    async fn settle_locked<I: io::Io>(&self, io: &I, report: &mut WriteReport) {
+        let pending: Vec<(CommitToken, Revision)> =
+            self.unsettled_list().iter().map(|u| (u.token, u.after)).collect();
+        if pending.is_empty() {
+            return;
+        }
+        let mut answers = HashMap::with_capacity(pending.len());
+        for (token, after) in pending {
+            if let Ok(found) = io.find_commit(token, after).await {
+                answers.insert(token, found.is_some());
+            }
+        }
+        self.unsettled_list().retain_mut(|u| {
+            let (released, failures) = match answers.get(&u.token) {
+                Some(true) => u.work.finish(&*self.provisioner),
+                Some(false) => u.work.undo(&*self.provisioner),
+                None => return true,
             };
             report.released.extend(released);
             report.warnings.extend(failures);
@@ -681,26 +831,33 @@ impl Registry {
     /// which provisioner calls failed; writes the store still cannot tell
     /// about stay pending ([`Registry::unsettled`]).
     pub fn settle(&self) -> WriteReport {
-        let _guard = self.lock();
+        block_on(self.settle_with(&io::Blocking(&*self.store)))
+    }
+
+    /// [`Registry::settle`] for async hosts (feature `async`).
+    #[cfg(feature = "async")]
+    pub async fn settle_async(&self) -> WriteReport {
+        match &self.async_store {
+            Some(store) => self.settle_with(&io::Async(&**store)).await,
+            None => self.settle_with(&io::Blocking(&*self.store)).await,
+        }
+    }
+
+    async fn settle_with<I: io::Io>(&self, io: &I) -> WriteReport {
+        let _guard = self.writer.lock().await;
         let mut report = WriteReport {
             revision: self.catalog.revision(),
             ..WriteReport::default()
         };
-        self.settle_locked(&mut report);
+        self.settle_locked(io, &mut report).await;
         report
     }
 
     /// The tokens of writes whose outcome is still unknown (see
     /// [`Registry::settle`]).
     pub fn unsettled(&self) -> Vec<CommitToken> {
-        self.unsettled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|u| u.token)
-            .collect()
+        self.unsettled_list().iter().map(|u| u.token).collect()
     }
-
     /// Creates a connection; returns its Connection ID and the write report.
     pub fn create_connection(
         &self,
@@ -764,6 +921,83 @@ impl Registry {
         owner: &AppOwner,
     ) -> Result<WriteReport, RegistryError> {
         self.write(|tx| tx.rotate_app_secret(project, owner))
+            .map(|(_, r)| r)
+    }
+
+    /// [`Registry::create_connection`] for async hosts (feature `async`; see
+    /// [`Registry::write_async`]).
+    #[cfg(feature = "async")]
+    pub async fn create_connection_async(
+        &self,
+        spec: ConnectionSpec,
+    ) -> Result<(ConnectionId, WriteReport), RegistryError> {
+        self.write_async(|tx| tx.create_connection(spec)).await
+    }
+
+    /// [`Registry::update_connection`] for async hosts (feature `async`).
+    #[cfg(feature = "async")]
+    pub async fn update_connection_async(
+        &self,
+        id: ConnectionId,
+        version: Version,
+        spec: ConnectionSpec,
+    ) -> Result<WriteReport, RegistryError> {
+        self.write_async(|tx| tx.update_connection(id, version, spec))
+            .await
+            .map(|(_, r)| r)
+    }
+
+    /// [`Registry::delete_connection`] for async hosts (feature `async`).
+    #[cfg(feature = "async")]
+    pub async fn delete_connection_async(
+        &self,
+        project: &ProjectId,
+        id: ConnectionId,
+        version: Version,
+        mode: DeleteMode,
+    ) -> Result<WriteReport, RegistryError> {
+        self.write_async(|tx| tx.delete_connection(project, id, version, mode))
+            .await
+            .map(|(_, r)| r)
+    }
+
+    /// [`Registry::set_value`] for async hosts (feature `async`).
+    #[cfg(feature = "async")]
+    pub async fn set_value_async(
+        &self,
+        project: &ProjectId,
+        id: ConnectionId,
+        version: Version,
+        param: &crate::model::ParamName,
+        layer: crate::model::Layer,
+        value: impl Into<String> + Send,
+    ) -> Result<WriteReport, RegistryError> {
+        self.write_async(|tx| tx.set_value(project, id, version, param, layer, value))
+            .await
+            .map(|(_, r)| r)
+    }
+
+    /// [`Registry::set_mappings`] for async hosts (feature `async`).
+    #[cfg(feature = "async")]
+    pub async fn set_mappings_async(
+        &self,
+        mappings: Mappings,
+        expected: Option<Version>,
+    ) -> Result<WriteReport, RegistryError> {
+        self.write_async(|tx| tx.set_mappings(mappings, expected))
+            .await
+            .map(|(_, r)| r)
+    }
+
+    /// [`Registry::rotate_app_secret`] for async hosts (feature `async`).
+    #[cfg(feature = "async")]
+    pub async fn rotate_app_secret_async(
+        &self,
+        project: &ProjectId,
+        owner: &AppOwner,
+    ) -> Result<WriteReport, RegistryError> {
+        self.write_async(|tx| tx.rotate_app_secret(project, owner))
+            .await
             .map(|(_, r)| r)
     }
 
@@ -904,10 +1138,25 @@ impl Registry {
     }
 
     /// Catches up with writes other replicas committed to the shared store;
-    /// returns the revision now reflected.
+    /// returns the revision now reflected. Blocks on the store: from async
+    /// code use [`Registry::sync_async`].
     pub fn sync(&self) -> Result<Revision, RegistryError> {
-        let _guard = self.lock();
-        self.catch_up_locked()?;
+        block_on(self.sync_with(&io::Blocking(&*self.store)))
+    }
+
+    /// [`Registry::sync`] for async hosts (feature `async`), on the
+    /// registry's [`AsyncStore`] when it has one.
+    #[cfg(feature = "async")]
+    pub async fn sync_async(&self) -> Result<Revision, RegistryError> {
+        match &self.async_store {
+            Some(store) => self.sync_with(&io::Async(&**store)).await,
+            None => self.sync_with(&io::Blocking(&*self.store)).await,
+        }
+    }
+
+    async fn sync_with<I: io::Io>(&self, io: &I) -> Result<Revision, RegistryError> {
+        let _guard = self.writer.lock().await;
+        self.catch_up_locked(io).await?;
         Ok(self.catalog.revision())
     }
 
@@ -940,70 +1189,19 @@ impl Registry {
             .collect();
     }
 
-    fn catch_up_locked(&self) -> Result<(), RegistryError> {
+    async fn catch_up_locked<I: io::Io>(&self, io: &I) -> Result<(), RegistryError> {
         loop {
             let from = self.catalog.revision();
-            let changes = match self.store.changes_since(from, SYNC_PAGE) {
+            let changes = match io.changes_since(from, SYNC_PAGE).await {
                 Ok(c) => c,
                 Err(StoreError::FeedTruncated { .. }) => {
-                    let snapshot = self.store.load()?;
+                    let snapshot = io.load().await?;
                     self.replace_all(snapshot);
                     return Ok(());
                 }
                 Err(e) => return Err(e.into()),
             };
-            let Some(last) = changes.last().map(|c| c.revision) else {
-                return Ok(());
-            };
-            let mut touched: HashMap<ProjectId, ProjectSnapshot> = HashMap::new();
-            for change in &changes {
-                if !matches!(change.change, Changed::Unreadable(_)) {
-                    self.oauth_records
-                        .apply(&change.key, change.version, change.record());
-                }
-                let project = change.key.project();
-                let snapshot = touched.entry(project.clone()).or_insert_with(|| {
-                    self.catalog
-                        .project(project)
-                        .map(|s| (*s).clone())
-                        .unwrap_or_else(|| ProjectSnapshot::empty(project.clone()))
-                });
-                let readable = match &change.change {
-                    Changed::Put(record) => {
-                        snapshot.put(change.version, record);
-                        true
-                    }
-                    Changed::Deleted => {
-                        snapshot.remove(&change.key);
-                        true
-                    }
-                    Changed::Unreadable(why) => {
-                        snapshot.mark_unreadable(&change.key);
-                        self.unreadable_map().insert(change.key.clone(), (**why).clone());
-                        false
-                    }
-                };
-                if readable {
-                    let mut unreadable = self.unreadable_map();
-                    if !unreadable.is_empty() {
-                        unreadable.remove(&change.key);
-                    }
-                }
-                snapshot.set_revision(change.revision);
-            }
-            for snapshot in touched.into_values() {
-                self.catalog.install(snapshot);
-            }
-            self.catalog.set_revision(last);
-            let mut batches = 0usize;
-            let mut previous = None;
-            for c in &changes {
-                if previous != Some(c.revision) {
-                    batches += 1;
-                    previous = Some(c.revision);
-                }
-            }
-            if batches < SYNC_PAGE {
+            if !self.apply_changes(&changes) {
                 // Probably caught up; one more round trip would confirm, but
                 // the next sync does that.
                 return Ok(());
@@ -1011,53 +1209,119 @@ impl Registry {
         }
     }
 
+    /// Applies a page of the change feed to the catalog; whether the page
+    /// was full (more may follow).
+    fn apply_changes(&self, changes: &[Change]) -> bool {
+        let Some(last) = changes.last().map(|c| c.revision) else {
+            return false;
+        };
+        let mut touched: HashMap<ProjectId, ProjectSnapshot> = HashMap::new();
+        for change in changes {
+            if !matches!(change.change, Changed::Unreadable(_)) {
+                self.oauth_records
+                    .apply(&change.key, change.version, change.record());
+            }
+            let project = change.key.project();
+            let snapshot = touched.entry(project.clone()).or_insert_with(|| {
+                self.catalog
+                    .project(project)
+                    .map(|s| (*s).clone())
+                    .unwrap_or_else(|| ProjectSnapshot::empty(project.clone()))
+            });
+            let readable = match &change.change {
+                Changed::Put(record) => {
+                    snapshot.put(change.version, record);
+                    true
+                }
+                Changed::Deleted => {
+                    snapshot.remove(&change.key);
+                    true
+                }
+                Changed::Unreadable(why) => {
+                    snapshot.mark_unreadable(&change.key);
+                    self.unreadable_map().insert(change.key.clone(), (**why).clone());
+                    false
+                }
+            };
+            if readable {
+                let mut unreadable = self.unreadable_map();
+                if !unreadable.is_empty() {
+                    unreadable.remove(&change.key);
+                }
+            }
+            snapshot.set_revision(change.revision);
+        }
+        for snapshot in touched.into_values() {
+            self.catalog.install(snapshot);
+        }
+        self.catalog.set_revision(last);
+        let mut batches = 0usize;
+        let mut previous = None;
+        for c in changes {
+            if previous != Some(c.revision) {
+                batches += 1;
+                previous = Some(c.revision);
+            }
+        }
+        batches >= SYNC_PAGE
+    }
+
     /// Follows the store's change feed on a background thread, so writes from
     /// other replicas become resolvable here. Waits with
-    /// [`Store::wait_for_change`] for at most `poll` between checks. Stops when
-    /// the returned [`Follower`] is dropped.
+    /// [`Store::wait_for_change`] for at most `poll` between checks; after a
+    /// failure (the database is down) it tries again with a pause that
+    /// doubles up to `poll` ([`FollowStatus`]). Stops when the returned
+    /// [`Follower`] is dropped. Async hosts use [`Registry::follow_async`].
     pub fn follow(self: &Arc<Self>, poll: Duration) -> Follower {
-        let stop = Arc::new(AtomicBool::new(false));
-        let last_error = Arc::new(Mutex::new(None));
-        let registry = Arc::clone(self);
-        let (stop2, errors) = (Arc::clone(&stop), Arc::clone(&last_error));
-        let handle = std::thread::Builder::new()
-            .name("connective-follower".into())
-            .spawn(move || {
-                while !stop2.load(Ordering::Acquire) {
-                    let seen = registry.catalog.revision();
-                    // Wait in short slices so that dropping the follower
-                    // stops it promptly whatever `poll` is.
-                    let result = registry
-                        .store
-                        .wait_for_change(seen, poll.min(STOP_CHECK))
-                        .map_err(RegistryError::from)
-                        .and_then(|latest| {
-                            if latest > seen {
-                                registry.sync().map(|_| ())
-                            } else {
-                                Ok(())
-                            }
-                        });
-                    let mut slot = errors.lock().unwrap_or_else(|e| e.into_inner());
-                    match result {
-                        Ok(()) => *slot = None,
-                        Err(e) => {
-                            *slot = Some(e);
-                            drop(slot);
-                            let mut slept = Duration::ZERO;
-                            while slept < poll && !stop2.load(Ordering::Acquire) {
-                                std::thread::sleep(STOP_CHECK.min(poll - slept));
-                                slept += STOP_CHECK;
-                            }
-                        }
+        follow::spawn_thread(Arc::clone(self), poll)
+    }
+
+    /// The follower's loop, once for the thread and the task: wait for a
+    /// change (in slices of at most `slice`), catch up, report the status;
+    /// after a failure pause (doubling up to `poll`) and try again.
+    async fn follow_with<I: io::Io>(
+        &self,
+        io: &I,
+        poll: Duration,
+        slice: Duration,
+        stop: &AtomicBool,
+        report: &(dyn Fn(FollowStatus) + Sync),
+    ) {
+        let mut failures = 0u32;
+        let mut reported = None;
+        while !stop.load(Ordering::Acquire) {
+            let seen = self.catalog.revision();
+            let result = match io.wait_for_change(seen, poll.min(slice)).await {
+                Ok(latest) if latest > seen => self.sync_with(io).await.map(|_| ()),
+                Ok(_) => Ok(()),
+                Err(e) => Err(RegistryError::from(e)),
+            };
+            match result {
+                Ok(()) => {
+                    let revision = self.catalog.revision();
+                    if failures > 0 || reported != Some(revision) {
+                        report(FollowStatus::Following { revision });
+                        reported = Some(revision);
+                    }
+                    failures = 0;
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let pause = follow::backoff(failures, poll);
+                    report(FollowStatus::Retrying {
+                        attempt: failures,
+                        error,
+                        retry_in: pause,
+                    });
+                    reported = None;
+                    let mut slept = Duration::ZERO;
+                    while slept < pause && !stop.load(Ordering::Acquire) {
+                        let step = slice.min(pause - slept);
+                        io.pause(step).await;
+                        slept += step;
                     }
                 }
-            })
-            .ok();
-        Follower {
-            stop,
-            handle,
-            last_error,
+            }
         }
     }
 }
@@ -1068,37 +1332,19 @@ impl Resolver for Registry {
     }
 }
 
-/// A background thread following the change feed; stops on drop.
-#[derive(Debug)]
-pub struct Follower {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-    last_error: Arc<Mutex<Option<RegistryError>>>,
-}
-
-impl Follower {
-    /// The last error the follower met, if the latest attempt failed (e.g. the
-    /// database is down; resolution keeps working from the catalog).
-    pub fn last_error(&self) -> Option<RegistryError> {
-        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+// Compile-time proof that the front door is shareable across threads, and
+// that its async writes can be spawned on a multi-threaded runtime.
+#[cfg(feature = "async")]
+const _: () = {
+    fn assert_send<T: Send>(_: &T) {}
+    #[allow(dead_code)]
+    fn writes_are_send(registry: &Registry, spec: ConnectionSpec) {
+        assert_send(&registry.create_connection_async(spec));
+        assert_send(&registry.sync_async());
+        assert_send(&registry.settle_async());
     }
+};
 
-    /// Whether the thread is running.
-    pub fn is_running(&self) -> bool {
-        self.handle.as_ref().is_some_and(|h| !h.is_finished())
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
-    }
-}
-
-// Compile-time proof that the front door is shareable across threads.
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Registry>();

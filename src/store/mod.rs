@@ -25,9 +25,11 @@
 //!   all, and `find_commit` says which. Every other error means nothing was
 //!   written.
 
+#[cfg(feature = "async")]
+mod async_store;
 mod memory;
 #[cfg(feature = "postgres")]
-mod postgres;
+pub mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod rows;
 #[cfg(feature = "seal")]
@@ -38,9 +40,11 @@ mod sqlite;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "async")]
+pub use async_store::{AsyncStore, StoreFuture};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{NOTIFY_CHANNEL, POSTGRES_SCHEMA_VERSION, PostgresStore};
+pub use postgres::{NOTIFY_CHANNEL, POSTGRES_SCHEMA_VERSION, PostgresSettings, PostgresStore, SslMode};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteStore};
 
@@ -434,6 +438,31 @@ pub enum StoreError {
         /// The key ID.
         key_id: String,
     },
+    /// A call did not finish within its deadline (a statement waiting on a
+    /// lock, a server that stopped answering, no pooled connection free): it
+    /// was cancelled and nothing was written. Retryable.
+    #[error("{backend} store: {what} did not finish within {after:?} and was cancelled")]
+    Timeout {
+        /// Which backend.
+        backend: &'static str,
+        /// What timed out (never a value).
+        what: String,
+        /// The deadline it had.
+        after: Duration,
+    },
+    /// A TLS connection to the server could not be set up as configured
+    /// (an untrusted certificate, a host name the certificate does not
+    /// name, a server without TLS when TLS is required). Not retryable:
+    /// the configuration or the server must change.
+    #[error("{backend} store: TLS with {server} failed: {failure}")]
+    Tls {
+        /// Which backend.
+        backend: &'static str,
+        /// The server (host and port; never a password).
+        server: String,
+        /// What failed.
+        failure: TlsFailure,
+    },
     /// A stored record cannot be read back (corruption, a missing or wrong key
     /// for sealed secrets, a schema newer than this code). Nothing is changed.
     #[error("{backend} store cannot read {what}: {message}")]
@@ -445,6 +474,44 @@ pub enum StoreError {
         /// Why (never a value).
         message: String,
     },
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later without any change on the
+    /// caller's side: the backend was unavailable or too slow, or the
+    /// answer to a commit was lost. A conflict is not (re-read first).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable { .. } | StoreError::Timeout { .. } | StoreError::OutcomeUnknown { .. }
+        )
+    }
+}
+
+/// Why a TLS connection could not be set up ([`StoreError::Tls`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The server's certificate does not chain to a trusted root (the CA
+    /// file given, or the system's roots).
+    #[error("the server's certificate is not signed by a trusted certificate authority")]
+    UntrustedCertificate,
+    /// The certificate is trusted but names another host (`verify-full`).
+    #[error("the server's certificate is not valid for host {host}")]
+    WrongHostName {
+        /// The host name connected to.
+        host: String,
+    },
+    /// TLS is required but the server does not offer it.
+    #[error("the server does not accept TLS connections, and the TLS mode requires it")]
+    NotOffered,
+    /// The trusted roots could not be read (a CA file that is missing or
+    /// holds no certificate).
+    #[error("cannot read the trusted certificates: {0}")]
+    Roots(String),
+    /// Another handshake failure.
+    #[error("handshake failed: {0}")]
+    Handshake(String),
 }
 
 /// Durable (or not) storage of records, shared between host replicas.

@@ -75,8 +75,68 @@ pub struct Server {
     bin: PathBuf,
 }
 
+/// A blocking client for tests, to look at or tamper with tables: a
+/// `tokio-postgres` client on a runtime of its own (call it from plain
+/// threads, not from inside a tokio runtime).
+pub struct TestClient {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl std::fmt::Debug for TestClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestClient").finish_non_exhaustive()
+    }
+}
+
+/// A statement parameter of [`TestClient`].
+pub type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
+impl TestClient {
+    /// Connects with a `tokio-postgres` configuration, without TLS.
+    pub fn connect(config: &tokio_postgres::Config) -> Result<Self, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let (client, connection) = runtime
+            .block_on(config.connect(tokio_postgres::NoTls))
+            .map_err(|e| e.to_string())?;
+        runtime.spawn(connection);
+        Ok(TestClient { runtime, client })
+    }
+
+    /// Runs statements separated by `;`, without parameters.
+    pub fn batch_execute(&mut self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.runtime.block_on(self.client.batch_execute(sql))
+    }
+
+    /// Runs one statement; the number of rows it changed.
+    pub fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, tokio_postgres::Error> {
+        self.runtime.block_on(self.client.execute(sql, params))
+    }
+
+    /// The rows of one query.
+    pub fn query(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        self.runtime.block_on(self.client.query(sql, params))
+    }
+
+    /// The one row of a query.
+    pub fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
+        self.runtime.block_on(self.client.query_one(sql, params))
+    }
+}
+
 impl Server {
-    fn admin(&self) -> Result<postgres::Client, String> {
+    fn admin(&self) -> Result<TestClient, String> {
         let params = if self.params.is_empty() {
             let db = std::env::var("PGDATABASE").unwrap_or_else(|_| "postgres".into());
             format!("dbname={db}")
@@ -99,12 +159,13 @@ impl Server {
 
 /// A libpq-style connection to `params`, with the `PG*` variables filling in
 /// what it leaves out (the store's own rules).
-fn connect_plain(params: &str) -> Result<postgres::Client, String> {
+fn connect_plain(params: &str) -> Result<TestClient, String> {
     // Resolve like the store does, through a throwaway parse.
-    let mut config: postgres::Config = params.parse().map_err(|e: postgres::Error| e.to_string())?;
+    let mut config: tokio_postgres::Config =
+        params.parse().map_err(|e: tokio_postgres::Error| e.to_string())?;
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if config.get_hosts().is_empty() {
-        config.host(&env("PGHOST").unwrap_or_else(|| "localhost".into()));
+        config.host(env("PGHOST").unwrap_or_else(|| "localhost".into()));
     }
     if config.get_ports().is_empty()
         && let Some(p) = env("PGPORT").and_then(|p| p.parse().ok())
@@ -113,7 +174,7 @@ fn connect_plain(params: &str) -> Result<postgres::Client, String> {
     }
     if config.get_user().is_none() {
         config.user(
-            &env("PGUSER")
+            env("PGUSER")
                 .or_else(|| env("USER"))
                 .unwrap_or_else(|| "postgres".into()),
         );
@@ -124,7 +185,7 @@ fn connect_plain(params: &str) -> Result<postgres::Client, String> {
         config.password(p);
     }
     config.connect_timeout(std::time::Duration::from_secs(10));
-    config.connect(postgres::NoTls).map_err(|e| e.to_string())
+    TestClient::connect(&config)
 }
 
 /// A database of one test, dropped (with `WITH (FORCE)`) when this is.
@@ -156,7 +217,7 @@ impl TestDatabase {
     }
 
     /// A plain client on this database, to look at or tamper with tables.
-    pub fn client(&self) -> Result<postgres::Client, String> {
+    pub fn client(&self) -> Result<TestClient, String> {
         connect_plain(&self.connection_string())
     }
 

@@ -1,0 +1,999 @@
+//! The store's calls on the async client: one implementation, awaited by
+//! async callers and driven to completion for blocking ones.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, TimeoutType};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{AsyncMessage, CancelToken, Config, IsolationLevel};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::settings::PostgresSettings;
+use super::tls::{self, Roots, SslMode};
+use super::{BACKEND, NOTIFY_CHANNEL, POSTGRES_SCHEMA_VERSION};
+use crate::block_on::block_on;
+use crate::model::{Record, RecordKey, Revision, Version};
+use crate::store::rows::{
+    self, decode_changes, decode_key, decode_live, decode_record, encode_batch, encode_key, encode_record,
+    in_feed, to_u64,
+};
+use crate::store::seal::{self, KeyRing, Resealed};
+use crate::store::{Batch, Change, CommitToken, Committed, Snapshot, StoreError};
+
+/// The schema, one migration per version: `MIGRATIONS[n]` takes version `n`
+/// to `n + 1`. Never edit a released entry; append a new one. Plain SQL that
+/// Postgres-wire distributed databases accept as well.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: records with tombstones, the change feed, the head revision.
+    "CREATE TABLE connective_head (
+         id INT PRIMARY KEY,
+         revision BIGINT NOT NULL,
+         feed_floor BIGINT NOT NULL
+     );
+     INSERT INTO connective_head (id, revision, feed_floor) VALUES (1, 0, 0);
+     CREATE TABLE connective_records (
+         key TEXT PRIMARY KEY,
+         project TEXT NOT NULL,
+         version BIGINT NOT NULL,
+         revision BIGINT NOT NULL,
+         body TEXT
+     );
+     CREATE INDEX connective_records_project ON connective_records (project);
+     CREATE TABLE connective_changes (
+         revision BIGINT NOT NULL,
+         seq INT NOT NULL,
+         key TEXT NOT NULL,
+         version BIGINT NOT NULL,
+         body TEXT,
+         PRIMARY KEY (revision, seq)
+     );",
+    // 2: the tokens of committed batches, kept as long as the feed keeps them.
+    "CREATE TABLE connective_commits (
+         revision BIGINT PRIMARY KEY,
+         token TEXT NOT NULL
+     );",
+    // 3: the check value of each sealing key ID's key, from its first use.
+    "CREATE TABLE connective_seal_keys (
+         key_id TEXT PRIMARY KEY,
+         key_check TEXT NOT NULL
+     );",
+];
+
+/// How often a transaction that lost a serialization race is retried.
+const RETRIES: usize = 8;
+
+const BUMP: &str = "UPDATE connective_head SET revision = revision + 1 WHERE id = 1 RETURNING revision";
+const READ_VERSIONS: &str = "SELECT key, version, body IS NULL FROM connective_records WHERE key = ANY($1)";
+const UPSERT: &str = "INSERT INTO connective_records (key, project, version, revision, body)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version,
+         revision = EXCLUDED.revision, body = EXCLUDED.body";
+const APPEND: &str =
+    "INSERT INTO connective_changes (revision, seq, key, version, body) VALUES ($1, $2, $3, $4, $5)";
+const TOKEN: &str = "INSERT INTO connective_commits (revision, token) VALUES ($1, $2)";
+const HEAD: &str = "SELECT revision, feed_floor FROM connective_head WHERE id = 1";
+const LIVE: &str = "SELECT key, version, body FROM connective_records WHERE body IS NOT NULL";
+const ONE: &str = "SELECT version, body FROM connective_records WHERE key = $1 AND body IS NOT NULL";
+const FEED: &str = "SELECT revision, key, version, body FROM connective_changes
+     WHERE revision > $1 AND revision <= $2 ORDER BY revision, seq";
+
+/// The store's state, shared by its calls and its listener task.
+pub(super) struct Inner {
+    pub(super) pool: Pool,
+    pub(super) shown: String,
+    pub(super) ring: Arc<KeyRing>,
+    /// The host name certificates are checked against.
+    tls_host: String,
+    /// TLS for the listener's connection and for cancel requests.
+    tls: MakeRustlsConnect,
+    /// How the listener connects (`None`: a host's pool without settings,
+    /// so followers poll).
+    listen: Option<Config>,
+    notify: AtomicBool,
+    poll_interval_us: AtomicU64,
+    statement_timeout: Duration,
+    connect_timeout: Duration,
+    listener: tokio::sync::Mutex<Option<Listener>>,
+    /// Woken by each notification (and when the listener dies).
+    wake: Arc<Notify>,
+}
+
+/// The connection that `LISTEN`s, driven by a task of its own.
+struct Listener {
+    _client: tokio_postgres::Client,
+    task: tokio::task::JoinHandle<()>,
+    alive: Arc<AtomicBool>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Why a call failed: the store's own answer, or the database's.
+pub(super) enum Failure {
+    Store(StoreError),
+    Db(&'static str, tokio_postgres::Error),
+    /// The connection was lost while committing: the outcome is unknown.
+    LostCommit(tokio_postgres::Error),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+trait Context<T> {
+    fn ctx(self, what: &'static str) -> Result<T, Failure>;
+}
+
+impl<T> Context<T> for Result<T, tokio_postgres::Error> {
+    fn ctx(self, what: &'static str) -> Result<T, Failure> {
+        self.map_err(|e| Failure::Db(what, e))
+    }
+}
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+/// Whether the server cancelled the statement for taking too long.
+fn cancelled(e: &tokio_postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if *c == SqlState::QUERY_CANCELED || *c == SqlState::LOCK_NOT_AVAILABLE)
+}
+
+fn to_i64(n: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::InvalidBatch {
+        reason: format!("{what} {n} is out of range"),
+    })
+}
+
+/// A column of a row, as a typed error instead of a panic.
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    i: usize,
+) -> Result<T, StoreError> {
+    row.try_get(i).map_err(|e| StoreError::Unreadable {
+        backend: BACKEND,
+        what: format!("column {i} of a row"),
+        message: e.to_string(),
+    })
+}
+
+fn head_of(row: &tokio_postgres::Row) -> Result<(Revision, Revision), StoreError> {
+    let (revision, floor): (i64, i64) = (col(row, 0)?, col(row, 1)?);
+    rows::head(BACKEND, revision, floor)
+}
+
+fn pool_of(settings: &PostgresSettings, tls: MakeRustlsConnect) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        settings.pool_config(),
+        tls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(settings.pool_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(settings.connect_timeout))
+        .build()
+        .map_err(|e| StoreError::Unavailable {
+            backend: BACKEND,
+            message: format!("cannot build the connection pool: {e}"),
+        })
+}
+
+impl Inner {
+    /// The store's state from `settings`, on `pool` if given, else on a
+    /// pool of its own.
+    pub(super) fn new(
+        settings: &PostgresSettings,
+        pool: Option<Pool>,
+        keys: KeyRing,
+    ) -> Result<Self, StoreError> {
+        let shown = settings.server();
+        let tls = tls::connector(settings.ssl_mode, &settings.roots, &shown)?;
+        let pool = match pool {
+            Some(pool) => pool,
+            None => pool_of(settings, tls.clone())?,
+        };
+        Ok(Inner {
+            pool,
+            shown,
+            ring: Arc::new(keys),
+            tls_host: settings.tls_host(),
+            tls,
+            listen: Some(settings.config.clone()),
+            notify: AtomicBool::new(settings.notify),
+            poll_interval_us: AtomicU64::new(settings.poll_interval.as_micros() as u64),
+            statement_timeout: settings.statement_timeout,
+            connect_timeout: settings.connect_timeout,
+            listener: tokio::sync::Mutex::new(None),
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The store's state on a host's pool, without connection settings:
+    /// default deadlines, no listener.
+    pub(super) fn for_pool(pool: Pool, keys: KeyRing) -> Result<Self, StoreError> {
+        let tls = tls::connector(SslMode::Prefer, &Roots::Default, "the host's pool")?;
+        Ok(Inner {
+            pool,
+            shown: "the host's pool".into(),
+            ring: Arc::new(keys),
+            tls_host: String::new(),
+            tls,
+            listen: None,
+            notify: AtomicBool::new(true),
+            poll_interval_us: AtomicU64::new(200_000),
+            statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            listener: tokio::sync::Mutex::new(None),
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    pub(super) fn set_poll_interval(&self, interval: Duration) {
+        let us = interval.max(Duration::from_millis(1)).as_micros() as u64;
+        self.poll_interval_us.store(us, Ordering::Relaxed);
+    }
+
+    fn poll_interval(&self) -> Duration {
+        Duration::from_micros(self.poll_interval_us.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn disable_notify(&self) {
+        self.notify.store(false, Ordering::Relaxed);
+    }
+
+    /// Creates or migrates the schema, then binds the key ring's keys.
+    pub(super) async fn start(&self) -> Result<(), StoreError> {
+        self.migrate().await?;
+        self.bind_keys().await
+    }
+
+    fn pool_error(&self, e: PoolError) -> StoreError {
+        match e {
+            PoolError::Timeout(kind) => {
+                let (what, after) = match kind {
+                    TimeoutType::Wait => ("waiting for a free pooled connection", self.statement_timeout),
+                    TimeoutType::Create => ("connecting", self.connect_timeout),
+                    TimeoutType::Recycle => ("checking a pooled connection", self.connect_timeout),
+                };
+                StoreError::Timeout {
+                    backend: BACKEND,
+                    what: format!("{what} to {}", self.shown),
+                    after,
+                }
+            }
+            PoolError::Backend(e) => match tls::classify(&e, &self.tls_host) {
+                Some(failure) => StoreError::Tls {
+                    backend: BACKEND,
+                    server: self.shown.clone(),
+                    failure,
+                },
+                None => StoreError::Unavailable {
+                    backend: BACKEND,
+                    message: format!("cannot connect to {}: {e}", self.shown),
+                },
+            },
+            other => StoreError::Unavailable {
+                backend: BACKEND,
+                message: format!("no connection to {}: {other}", self.shown),
+            },
+        }
+    }
+
+    fn db_error(&self, what: &'static str, e: &tokio_postgres::Error) -> StoreError {
+        if cancelled(e) {
+            return StoreError::Timeout {
+                backend: BACKEND,
+                what: format!("{what} on {}", self.shown),
+                after: self.statement_timeout,
+            };
+        }
+        StoreError::Unavailable {
+            backend: BACKEND,
+            message: format!("{what} on {}: {e}", self.shown),
+        }
+    }
+
+    /// Asks the server to cancel what the connection of `token` runs
+    /// (bounded by the connect timeout; best effort).
+    async fn cancel(&self, token: &CancelToken) {
+        let _ = tokio::time::timeout(self.connect_timeout, token.cancel_query(self.tls.clone())).await;
+    }
+
+    /// Runs `body` on a pooled connection within the statement timeout. A
+    /// connection that failed is dropped rather than pooled again; one that
+    /// ran out of time has its statement cancelled and is dropped, and the
+    /// call answers [`StoreError::Timeout`] (or
+    /// [`StoreError::OutcomeUnknown`] if `committing` was set by then).
+    async fn with_conn<T>(
+        &self,
+        what: &'static str,
+        committing: Option<&AtomicBool>,
+        body: impl AsyncFnOnce(&mut Object) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.pool.get().await.map_err(|e| self.pool_error(e))?;
+        let token = conn.cancel_token();
+        let outcome = tokio::time::timeout(self.statement_timeout, body(&mut conn)).await;
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(Failure::Store(e))) => Err(e),
+            Ok(Err(Failure::Db(context, e))) => {
+                if e.as_db_error().is_none() {
+                    drop(Object::take(conn));
+                }
+                Err(self.db_error(context, &e))
+            }
+            Ok(Err(Failure::LostCommit(e))) => {
+                drop(Object::take(conn));
+                Err(StoreError::OutcomeUnknown {
+                    backend: BACKEND,
+                    message: format!("the connection to {} was lost while committing: {e}", self.shown),
+                })
+            }
+            Err(_) => {
+                self.cancel(&token).await;
+                drop(Object::take(conn));
+                if committing.is_some_and(|c| c.load(Ordering::Acquire)) {
+                    Err(StoreError::OutcomeUnknown {
+                        backend: BACKEND,
+                        message: format!(
+                            "the commit on {} did not answer within {:?}",
+                            self.shown, self.statement_timeout
+                        ),
+                    })
+                } else {
+                    Err(StoreError::Timeout {
+                        backend: BACKEND,
+                        what: format!("{what} on {}", self.shown),
+                        after: self.statement_timeout,
+                    })
+                }
+            }
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let shown = self.shown.clone();
+            let outcome = self
+                .with_conn("migrating the schema", None, async |conn| {
+                    match try_migrate(conn, &shown).await {
+                        // Replicas starting together race to create the
+                        // tables; the loser of a race sees a duplicate and
+                        // retries.
+                        Err(Failure::Db(_, e))
+                            if attempt < RETRIES
+                                && (retryable(&e)
+                                    || e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+                                    || e.code() == Some(&SqlState::DUPLICATE_TABLE)
+                                    || e.code() == Some(&SqlState::DUPLICATE_OBJECT)) =>
+                        {
+                            Ok(false)
+                        }
+                        Err(Failure::LostCommit(e)) => Err(Failure::Db("cannot migrate the schema", e)),
+                        other => other.map(|()| true),
+                    }
+                })
+                .await?;
+            if outcome {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10 * attempt as u64)).await;
+        }
+    }
+
+    /// Binds the ring's keys to their IDs (see "Key binding" in
+    /// [`seal`](crate::store::seal)), in one transaction (concurrent
+    /// replicas binding one ID wait for each other; the second reads the
+    /// first's check). The binding rules are blocking code shared with the
+    /// SQLite store: they run on a blocking thread, each statement awaited
+    /// there while the runtime drives the connection.
+    async fn bind_keys(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.get().await.map_err(|e| self.pool_error(e))?;
+        let token = conn.cancel_token();
+        let ring = Arc::clone(&self.ring);
+        let work = tokio::task::spawn_blocking(move || -> Result<(), Failure> {
+            let tx = block_on(conn.transaction()).ctx("cannot begin a transaction")?;
+            seal::bind_keys(
+                BACKEND,
+                &ring,
+                |id| {
+                    let row = block_on(tx.query_opt(
+                        "SELECT key_check FROM connective_seal_keys WHERE key_id = $1",
+                        &[&id],
+                    ))
+                    .ctx("cannot read the key checks")?;
+                    Ok(row.map(|r| col::<String>(&r, 0)).transpose()?)
+                },
+                |needle| {
+                    let rows = block_on(tx.query(
+                        "(SELECT body FROM connective_records WHERE strpos(body, $1) > 0 LIMIT 3)
+                         UNION ALL
+                         (SELECT body FROM connective_changes WHERE strpos(body, $1) > 0 LIMIT 3)
+                         LIMIT 3",
+                        &[&needle],
+                    ))
+                    .ctx("cannot look for sealed values")?;
+                    Ok(rows
+                        .iter()
+                        .map(|r| col::<String>(r, 0))
+                        .collect::<Result<_, _>>()?)
+                },
+                |id, check| {
+                    block_on(tx.execute(
+                        "INSERT INTO connective_seal_keys (key_id, key_check) VALUES ($1, $2)
+                         ON CONFLICT (key_id) DO NOTHING",
+                        &[&id, &check],
+                    ))
+                    .map(drop)
+                    .ctx("cannot record a key check")
+                },
+            )?;
+            block_on(tx.commit()).ctx("cannot commit the key checks")
+        });
+        match tokio::time::timeout(self.statement_timeout, work).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(Failure::Store(e)))) => Err(e),
+            Ok(Ok(Err(Failure::Db(what, e)))) => Err(self.db_error(what, &e)),
+            Ok(Ok(Err(Failure::LostCommit(e)))) => Err(self.db_error("binding the key ring's keys", &e)),
+            Ok(Err(join)) => Err(StoreError::Unavailable {
+                backend: BACKEND,
+                message: format!("binding the key ring's keys failed: {join}"),
+            }),
+            Err(_) => {
+                self.cancel(&token).await;
+                Err(StoreError::Timeout {
+                    backend: BACKEND,
+                    what: format!("binding the key ring's keys on {}", self.shown),
+                    after: self.statement_timeout,
+                })
+            }
+        }
+    }
+
+    pub(super) async fn load(&self) -> Result<Snapshot, StoreError> {
+        let (revision, rows) = self
+            .with_conn("reading records", None, async |conn| {
+                let tx = snapshot(conn).await?;
+                let head = head_of(
+                    &tx.query_one(HEAD, &[])
+                        .await
+                        .ctx("cannot read the head revision")?,
+                )?;
+                let live = tx.prepare_cached(LIVE).await.ctx("cannot prepare a statement")?;
+                let rows = tx.query(&live, &[]).await.ctx("cannot read records")?;
+                tx.commit().await.ctx("cannot end the snapshot")?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    out.push((
+                        col::<String>(row, 0)?,
+                        col::<i64>(row, 1)?,
+                        col::<String>(row, 2)?,
+                    ));
+                }
+                Ok((head.0, out))
+            })
+            .await?;
+        let (records, unreadable) = decode_live(BACKEND, &self.ring, rows)?;
+        Ok(Snapshot {
+            revision,
+            records,
+            unreadable,
+        })
+    }
+
+    pub(super) async fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
+        batch.validate()?;
+        // Seal and encode before taking the lock.
+        let encoded = encode_batch(BACKEND, &self.ring, batch)?;
+        let keys: Vec<&str> = encoded.iter().map(|(k, _)| k.as_str()).collect();
+        let committing = AtomicBool::new(false);
+        let notify = self.notify.load(Ordering::Relaxed);
+        let (committed, notify_failed) = self
+            .with_conn("committing", Some(&committing), async |conn| {
+                let mut attempt = 0;
+                let committed = loop {
+                    attempt += 1;
+                    match commit_once(conn, batch, &encoded, &keys, &committing).await {
+                        Err(Failure::Db(_, e)) if retryable(&e) && attempt < RETRIES => {
+                            committing.store(false, Ordering::Release);
+                            tokio::time::sleep(Duration::from_millis(2 * attempt as u64)).await;
+                        }
+                        other => break other?,
+                    }
+                };
+                // Wake followers early; best effort (some Postgres-wire
+                // databases lack NOTIFY, and polling is correct without it).
+                let mut unsupported = false;
+                if notify {
+                    let payload = committed.revision.0.to_string();
+                    match conn
+                        .execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &payload])
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(e) if e.as_db_error().is_some() => unsupported = true,
+                        // The connection broke after the commit: the next
+                        // call finds out; this one stands.
+                        Err(_) => {}
+                    }
+                }
+                Ok((committed, unsupported))
+            })
+            .await?;
+        if notify_failed {
+            self.disable_notify();
+        }
+        Ok(committed)
+    }
+
+    pub(super) async fn find_commit(
+        &self,
+        token: CommitToken,
+        after: Revision,
+    ) -> Result<Option<Committed>, StoreError> {
+        let after_i = to_i64(after.0, "revision")?;
+        let token = token.to_string();
+        let found = self
+            .with_conn("looking up a commit", None, async |conn| {
+                let tx = conn.transaction().await.ctx("cannot begin a transaction")?;
+                // A transaction that lost its client while committing holds
+                // the head row until the server has committed or aborted
+                // it: waiting for the row makes the answer final. Bounded,
+                // for a server that has not noticed yet that its client is
+                // gone.
+                tx.batch_execute("SET LOCAL lock_timeout = '10s'")
+                    .await
+                    .ctx("cannot set a lock timeout")?;
+                let row = tx
+                    .query_one(
+                        "SELECT revision, feed_floor FROM connective_head WHERE id = 1 FOR UPDATE",
+                        &[],
+                    )
+                    .await
+                    .ctx("cannot wait for committers to finish")?;
+                if !rows::batches_after(after, head_of(&row)?)? {
+                    return Ok(None);
+                }
+                let Some(row) = tx
+                    .query_opt(
+                        "SELECT revision FROM connective_commits WHERE revision > $1 AND token = $2",
+                        &[&after_i, &token],
+                    )
+                    .await
+                    .ctx("cannot look up a commit")?
+                else {
+                    return Ok(None);
+                };
+                let rev: i64 = col(&row, 0)?;
+                let versions = tx
+                    .query(
+                        "SELECT version FROM connective_changes WHERE revision = $1 ORDER BY seq",
+                        &[&rev],
+                    )
+                    .await
+                    .ctx("cannot look up a commit")?
+                    .iter()
+                    .map(|row| col::<i64>(row, 0))
+                    .collect::<Result<Vec<_>, _>>()?;
+                tx.commit().await.ctx("cannot end the look-up")?;
+                Ok(Some((rev, versions)))
+            })
+            .await?;
+        found
+            .map(|(rev, versions)| rows::committed(BACKEND, rev, versions))
+            .transpose()
+    }
+
+    pub(super) async fn changes_since(
+        &self,
+        after: Revision,
+        limit: usize,
+    ) -> Result<Vec<Change>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after_i = to_i64(after.0, "revision")?;
+        let rows = self
+            .with_conn("reading the change feed", None, async |conn| {
+                let tx = snapshot(conn).await?;
+                let (revision, floor) = head_of(
+                    &tx.query_one(HEAD, &[])
+                        .await
+                        .ctx("cannot read the head revision")?,
+                )?;
+                if !rows::batches_after(after, (revision, floor))? {
+                    return Ok(Vec::new());
+                }
+                // Revisions are consecutive, so `limit` batches end at
+                // after + limit.
+                let last = to_i64(after.0.saturating_add(limit as u64).min(revision.0), "revision")?;
+                let feed = tx.prepare_cached(FEED).await.ctx("cannot prepare a statement")?;
+                let rows = tx
+                    .query(&feed, &[&after_i, &last])
+                    .await
+                    .ctx("cannot read the change feed")?;
+                tx.commit().await.ctx("cannot end the snapshot")?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    out.push((
+                        col::<i64>(row, 0)?,
+                        col::<String>(row, 1)?,
+                        col::<i64>(row, 2)?,
+                        col::<Option<String>>(row, 3)?,
+                    ));
+                }
+                Ok(out)
+            })
+            .await?;
+        decode_changes(BACKEND, &self.ring, rows)
+    }
+
+    pub(super) async fn get(&self, key: &RecordKey) -> Result<Option<(Version, Record)>, StoreError> {
+        let key_text = encode_key(BACKEND, key)?;
+        let row = self
+            .with_conn("reading a record", None, async |conn| {
+                let one = conn.prepare_cached(ONE).await.ctx("cannot prepare a statement")?;
+                let row = conn
+                    .query_opt(&one, &[&key_text])
+                    .await
+                    .ctx("cannot read a record")?;
+                match row {
+                    None => Ok(None),
+                    Some(row) => Ok(Some((col::<i64>(&row, 0)?, col::<String>(&row, 1)?))),
+                }
+            })
+            .await?;
+        match row {
+            None => Ok(None),
+            Some((version, body)) => {
+                let record = decode_record(BACKEND, &self.ring, key, &body)?;
+                Ok(Some((Version(to_u64(BACKEND, version, "a version")?), record)))
+            }
+        }
+    }
+
+    pub(super) async fn revision(&self) -> Result<Revision, StoreError> {
+        self.with_conn("reading the head revision", None, async |conn| {
+            let head = conn
+                .prepare_cached(HEAD)
+                .await
+                .ctx("cannot prepare a statement")?;
+            let row = conn
+                .query_one(&head, &[])
+                .await
+                .ctx("cannot read the head revision")?;
+            Ok(head_of(&row)?.0)
+        })
+        .await
+    }
+
+    pub(super) async fn wait_for_change(
+        &self,
+        after: Revision,
+        timeout: Duration,
+    ) -> Result<Revision, StoreError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Listen and register for the wake-up before looking, so a
+            // commit between the look and the wait still wakes us.
+            let listening = self.ensure_listening().await;
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = self.revision().await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if now > after || left.is_zero() {
+                return Ok(now);
+            }
+            let slice = left.min(self.poll_interval());
+            if listening {
+                let _ = tokio::time::timeout(slice, notified).await;
+            } else {
+                tokio::time::sleep(slice).await;
+            }
+        }
+    }
+
+    /// Makes sure the listening connection is up (when `NOTIFY` is in use
+    /// and the store knows how to connect); whether it is.
+    async fn ensure_listening(&self) -> bool {
+        if !self.notify.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(config) = &self.listen else {
+            return false;
+        };
+        let mut slot = self.listener.lock().await;
+        if let Some(listener) = slot.as_ref()
+            && listener.alive.load(Ordering::Acquire)
+        {
+            return true;
+        }
+        *slot = None;
+        let connected = tokio::time::timeout(self.connect_timeout, config.connect(self.tls.clone())).await;
+        let Ok(Ok((client, mut connection))) = connected else {
+            return false;
+        };
+        let alive = Arc::new(AtomicBool::new(true));
+        let (wake, still) = (Arc::clone(&self.wake), Arc::clone(&alive));
+        let task = tokio::spawn(async move {
+            while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
+                if let AsyncMessage::Notification(_) = message {
+                    wake.notify_waiters();
+                }
+            }
+            still.store(false, Ordering::Release);
+            wake.notify_waiters();
+        });
+        match client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await {
+            Ok(()) => {
+                *slot = Some(Listener {
+                    _client: client,
+                    task,
+                    alive,
+                });
+                true
+            }
+            Err(e) => {
+                task.abort();
+                if e.as_db_error().is_some() {
+                    // The database does not do LISTEN: poll from now on.
+                    self.disable_notify();
+                }
+                false
+            }
+        }
+    }
+
+    pub(super) async fn reseal(&self) -> Result<Resealed, StoreError> {
+        let ring = Arc::clone(&self.ring);
+        self.with_conn("re-sealing", None, async |conn| {
+            let tx = conn.transaction().await.ctx("cannot begin the re-seal")?;
+            tx.execute(
+                "SELECT revision FROM connective_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await
+            .ctx("cannot lock the head revision")?;
+            let mut done = Resealed::default();
+            let rows = tx
+                .query(
+                    "SELECT key, body FROM connective_records WHERE body IS NOT NULL",
+                    &[],
+                )
+                .await
+                .ctx("cannot read records")?;
+            for row in &rows {
+                let key_text: String = col(row, 0)?;
+                let body: String = col(row, 1)?;
+                let key = decode_key(BACKEND, &key_text)?;
+                let record = decode_record(BACKEND, &ring, &key, &body)?;
+                let body = encode_record(BACKEND, &ring, &record)?;
+                tx.execute(
+                    "UPDATE connective_records SET body = $1 WHERE key = $2",
+                    &[&body, &key_text],
+                )
+                .await
+                .ctx("cannot rewrite a record")?;
+                done.records += 1;
+            }
+            let rows = tx
+                .query(
+                    "SELECT revision, seq, key, body FROM connective_changes WHERE body IS NOT NULL",
+                    &[],
+                )
+                .await
+                .ctx("cannot read the change feed")?;
+            for row in &rows {
+                let revision: i64 = col(row, 0)?;
+                let seq: i32 = col(row, 1)?;
+                let key_text: String = col(row, 2)?;
+                let body: String = col(row, 3)?;
+                let key = decode_key(BACKEND, &key_text)?;
+                let record = decode_record(BACKEND, &ring, &key, &body).map_err(|e| in_feed(e, revision))?;
+                let body = encode_record(BACKEND, &ring, &record)?;
+                tx.execute(
+                    "UPDATE connective_changes SET body = $1 WHERE revision = $2 AND seq = $3",
+                    &[&body, &revision, &seq],
+                )
+                .await
+                .ctx("cannot rewrite a change")?;
+                done.changes += 1;
+            }
+            tx.commit().await.ctx("cannot commit the re-seal")?;
+            Ok(done)
+        })
+        .await
+    }
+
+    pub(super) async fn prune_feed(&self, through: Revision) -> Result<usize, StoreError> {
+        self.with_conn("pruning the change feed", None, async |conn| {
+            let tx = conn.transaction().await.ctx("cannot begin a transaction")?;
+            let row = tx
+                .query_one(
+                    "SELECT revision, feed_floor FROM connective_head WHERE id = 1 FOR UPDATE",
+                    &[],
+                )
+                .await
+                .ctx("cannot lock the head revision")?;
+            let (revision, floor): (i64, i64) = (col(&row, 0)?, col(&row, 1)?);
+            let through = to_i64(through.0, "revision")?.min(revision);
+            if through <= floor {
+                return Ok(0);
+            }
+            let removed = tx
+                .execute("DELETE FROM connective_changes WHERE revision <= $1", &[&through])
+                .await
+                .ctx("cannot prune the change feed")?;
+            tx.execute("DELETE FROM connective_commits WHERE revision <= $1", &[&through])
+                .await
+                .ctx("cannot prune the change feed")?;
+            tx.execute(
+                "UPDATE connective_head SET feed_floor = $1 WHERE id = 1",
+                &[&through],
+            )
+            .await
+            .ctx("cannot prune the change feed")?;
+            tx.commit().await.ctx("cannot commit the pruning")?;
+            Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+        })
+        .await
+    }
+}
+
+/// A read-only repeatable-read transaction: the consistent view `load` and
+/// `changes_since` read from.
+async fn snapshot(conn: &mut Object) -> Result<deadpool_postgres::Transaction<'_>, Failure> {
+    conn.build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .ctx("cannot begin a snapshot")
+}
+
+async fn try_migrate(conn: &mut Object, shown: &str) -> Result<(), Failure> {
+    conn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS connective_schema (id INT PRIMARY KEY, version INT NOT NULL);
+         INSERT INTO connective_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;",
+    )
+    .await
+    .ctx("cannot create the schema table")?;
+    let tx = conn.transaction().await.ctx("cannot begin the migration")?;
+    let row = tx
+        .query_one(
+            "SELECT version FROM connective_schema WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await
+        .ctx("cannot read the schema version")?;
+    let version: i32 = col(&row, 0)?;
+    let version = u32::try_from(version).map_err(|_| StoreError::Unreadable {
+        backend: BACKEND,
+        what: format!("the schema of {shown}"),
+        message: format!("invalid schema version {version}"),
+    })?;
+    if version > POSTGRES_SCHEMA_VERSION {
+        return Err(StoreError::Unreadable {
+            backend: BACKEND,
+            what: format!("the schema of {shown}"),
+            message: format!(
+                "its schema version {version} is newer than this code's {POSTGRES_SCHEMA_VERSION}; \
+                 upgrade connective on this replica"
+            ),
+        }
+        .into());
+    }
+    if version == POSTGRES_SCHEMA_VERSION {
+        return Ok(());
+    }
+    for sql in &MIGRATIONS[version as usize..] {
+        tx.batch_execute(sql).await.ctx("cannot migrate the schema")?;
+    }
+    let new = i32::try_from(POSTGRES_SCHEMA_VERSION).unwrap_or(i32::MAX);
+    tx.execute("UPDATE connective_schema SET version = $1 WHERE id = 1", &[&new])
+        .await
+        .ctx("cannot record the schema version")?;
+    tx.commit().await.ctx("cannot commit the migration")
+}
+
+/// One attempt at a commit, inside one transaction. Sets `committing` just
+/// before the `COMMIT` is sent: from then on a lost answer is an unknown
+/// outcome.
+async fn commit_once(
+    conn: &mut Object,
+    batch: &Batch,
+    encoded: &[(String, Option<String>)],
+    keys: &[&str],
+    committing: &AtomicBool,
+) -> Result<Committed, Failure> {
+    let tx = conn.transaction().await.ctx("cannot begin a transaction")?;
+    let (bump, read_versions, upsert, append) = (
+        tx.prepare_cached(BUMP).await.ctx("cannot prepare a statement")?,
+        tx.prepare_cached(READ_VERSIONS)
+            .await
+            .ctx("cannot prepare a statement")?,
+        tx.prepare_cached(UPSERT)
+            .await
+            .ctx("cannot prepare a statement")?,
+        tx.prepare_cached(APPEND)
+            .await
+            .ctx("cannot prepare a statement")?,
+    );
+    // Taking the next revision locks the head row until commit: committers are
+    // serialized, so revision order is commit order and the expectations below
+    // are checked against everything committed before.
+    let row = tx
+        .query_one(&bump, &[])
+        .await
+        .ctx("cannot take the next revision")?;
+    let rev: i64 = col(&row, 0)?;
+    let revision = Revision(to_u64(BACKEND, rev, "the head revision")?);
+    let rows = tx
+        .query(&read_versions, &[&keys])
+        .await
+        .ctx("cannot read records")?;
+    let mut current = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let key: String = col(row, 0)?;
+        let version: i64 = col(row, 1)?;
+        let deleted: bool = col(row, 2)?;
+        current.insert(key, (to_u64(BACKEND, version, "a version")?, deleted));
+    }
+    let mut versions = Vec::with_capacity(batch.writes.len());
+    for (w, (key_text, _)) in batch.writes.iter().zip(encoded) {
+        let (found, previous) = match current.get(key_text) {
+            Some((v, false)) => (Some(Version(*v)), *v),
+            Some((v, true)) => (None, *v),
+            None => (None, 0),
+        };
+        // On a conflict, dropping the transaction rolls it back: no
+        // revision is consumed.
+        w.expect.check(&w.key, found)?;
+        versions.push(Version(previous + 1));
+    }
+    if let Some(token) = batch.token {
+        let insert = tx.prepare_cached(TOKEN).await.ctx("cannot prepare a statement")?;
+        tx.execute(&insert, &[&rev, &token.to_string()])
+            .await
+            .ctx("cannot record the batch's token")?;
+    }
+    for (seq, ((w, (key_text, body)), version)) in batch.writes.iter().zip(encoded).zip(&versions).enumerate()
+    {
+        let v = to_i64(version.0, "version")?;
+        let seq = i32::try_from(seq).map_err(|_| StoreError::InvalidBatch {
+            reason: "too many writes".into(),
+        })?;
+        tx.execute(&upsert, &[key_text, &w.key.project().as_str(), &v, &rev, body])
+            .await
+            .ctx("cannot write a record")?;
+        tx.execute(&append, &[&rev, &seq, key_text, &v, body])
+            .await
+            .ctx("cannot write the change feed")?;
+    }
+    committing.store(true, Ordering::Release);
+    match tx.commit().await {
+        Ok(()) => Ok(Committed { revision, versions }),
+        Err(e) if retryable(&e) => Err(Failure::Db("cannot commit", e)),
+        Err(e) if e.as_db_error().is_some() => Err(Failure::Db("the server refused the commit", e)),
+        Err(e) => Err(Failure::LostCommit(e)),
+    }
+}
