@@ -97,7 +97,8 @@
 //! | --- | --- |
 //! | *(default)* | everything above, with the in-memory store |
 //! | `sqlite` | `SqliteStore`: one durable file |
-//! | `postgres` | `PostgresStore`: many replicas on one database |
+//! | `async` | async forms of every write, `sync` and `follow` (tokio), and the `AsyncStore` trait |
+//! | `postgres` | `PostgresStore`: many replicas on one database (`tokio-postgres`, a pool, rustls TLS; brings `async`) |
 //! | `test-kit` | the `Store` conformance suite, for your own backend too |
 //! | `manifest` | declarative YAML/TOML/JSON manifests: plan, apply, export |
 //! | `kubernetes` | a container's `env`, Secret and ConfigMap as `k8s-openapi` types |

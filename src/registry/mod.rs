@@ -44,6 +44,30 @@
 //! values (a missing value is reported at resolution), so the most frequent
 //! writes never contend with mappings.
 
+//!
+//! # Blocking and async
+//!
+//! Every write has a blocking form ([`Registry::write`],
+//! [`Registry::create_connection`], [`Registry::sync`], [`Registry::follow`],
+//! ...) and, with the `async` feature, an async one ([`Registry::write_async`],
+//! [`Registry::create_connection_async`], [`Registry::sync_async`],
+//! [`Registry::follow_async`], ...). Both run the same write path: it is
+//! written once as `async` code over the store calls it makes; the blocking
+//! form drives it on the calling thread against a blocking [`Store`] (whose
+//! calls complete when made), the async form awaits the registry's
+//! [async store](crate::store::AsyncStore). The transaction ([`Tx`]) computes
+//! the batch in memory and does no I/O, so no rule exists twice.
+//!
+//! Which to use: a synchronous host uses the blocking forms with any store.
+//! An async host on tokio builds the registry on an async store
+//! ([`RegistryBuilder::async_store`], e.g. a
+//! [`PostgresStore`](crate::store::PostgresStore) made with
+//! `connect_async`) and awaits the `_async` forms, which never block a
+//! runtime thread; reads (resolution, listings) stay synchronous and are
+//! called directly. With SQLite, an async host calls the blocking forms
+//! through `tokio::task::spawn_blocking`. Blocking and async writers may use
+//! one registry together: they share its writer lock.
+
 mod error;
 mod follow;
 mod io;

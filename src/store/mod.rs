@@ -24,6 +24,18 @@
 //!   [`StoreError::OutcomeUnknown`]; the batch was then applied whole or not at
 //!   all, and `find_commit` says which. Every other error means nothing was
 //!   written.
+//!
+//! # Blocking and async stores
+//! [`Store`] is the contract with blocking calls; [`AsyncStore`] (feature
+//! `async`) is the same contract with calls that return futures, for hosts on
+//! tokio. A backend implements the contract once: [`MemoryStore`] answers both
+//! at once (nothing waits), and [`PostgresStore`] is async code whose blocking
+//! calls are driven on its own runtime. `SqliteStore` is blocking only (a
+//! local file; async hosts call it through `spawn_blocking`). A store of
+//! your own implements [`Store`], and [`AsyncStore`] too if it can wait
+//! without blocking; the registry's async writes use [`AsyncStore`] when the
+//! registry was built with one. [`StoreError::is_retryable`] tells which
+//! failures may pass by themselves.
 
 #[cfg(feature = "async")]
 mod async_store;

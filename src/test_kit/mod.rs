@@ -25,6 +25,10 @@
 //! store (e.g. two `PostgresStore`s on one database) to check what replicas
 //! rely on.
 //!
+//! With the `async` feature, [`run_all_async`] runs the same checks through
+//! an [`AsyncStore`](crate::store::AsyncStore)'s async calls, and
+//! [`concurrent_async_writers`] commits from many tasks at once.
+//!
 //! With the `postgres` feature, [`postgres`] finds or starts a PostgreSQL
 //! server and gives each test a database of its own.
 //!
@@ -54,8 +58,13 @@
 //!   binaries, how it cleans up, what it prints when no server can be had)
 //!   may change in any release. Do not use it outside tests.
 
+#[cfg(feature = "async")]
+mod async_kit;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+
+#[cfg(feature = "async")]
+pub use async_kit::{AsyncAsBlocking, concurrent_async_writers, run_all_async};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Barrier, Mutex};

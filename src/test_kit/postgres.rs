@@ -572,6 +572,50 @@ impl PgCluster {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Writes `name` into the data directory (e.g. a TLS certificate and
+    /// key, or `pg_hba.conf`), owned by the user the server runs as, with
+    /// permission bits `mode`. Takes effect once the server reads it (a
+    /// [`PgCluster::reload`], or a restart).
+    pub fn install_file(&self, name: &str, contents: &[u8], mode: u32) -> Result<PathBuf, String> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.data().join(name);
+        std::fs::write(&path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+        if self.as_postgres {
+            let (uid, gid) = (id_of("-u", "postgres")?, id_of("-g", "postgres")?);
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                .map_err(|e| format!("cannot give {} to the postgres user: {e}", path.display()))?;
+        }
+        Ok(path)
+    }
+
+    /// A client on database `postgres` as the `postgres` user, over TCP
+    /// without TLS.
+    pub fn admin(&self) -> Result<TestClient, String> {
+        self.server().admin()
+    }
+
+    /// Runs `ALTER SYSTEM SET` for each setting, then reloads the
+    /// configuration (settings that need a restart do not change).
+    pub fn reconfigure(&self, settings: &[(&str, &str)]) -> Result<(), String> {
+        let mut admin = self.admin()?;
+        for (name, value) in settings {
+            let value = value.replace('\'', "''");
+            admin
+                .batch_execute(&format!("ALTER SYSTEM SET {name} = '{value}'"))
+                .map_err(|e| format!("cannot set {name}: {e}"))?;
+        }
+        self.reload()
+    }
+
+    /// Makes the server read its configuration files again.
+    pub fn reload(&self) -> Result<(), String> {
+        self.admin()?
+            .batch_execute("SELECT pg_reload_conf()")
+            .map_err(|e| format!("cannot reload the configuration: {e}"))
+    }
 }
 
 impl Drop for PgCluster {

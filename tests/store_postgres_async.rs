@@ -1,0 +1,390 @@
+//! The PostgreSQL store through its async calls, as tokio hosts use it: the
+//! conformance suite on the async calls, blocking and async replicas on one
+//! database, many writers on a small pool, registries writing and following
+//! on tasks, statement deadlines, an outage and the recovery, secrets sealed
+//! at rest.
+#![cfg(all(feature = "postgres", feature = "test-kit"))]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use connective::prelude::*;
+use connective::registry::FollowStatus;
+use connective::store::seal::{KeyRing, SealKey};
+use connective::store::{
+    AsyncStore, Batch, Expect, PostgresSettings, PostgresStore, Store, StoreError, Write,
+};
+use connective::test_kit::postgres::{PgCluster, database, unavailable};
+use connective::test_kit::{self, AsyncAsBlocking};
+
+fn ring() -> KeyRing {
+    KeyRing::new(SealKey::from_bytes("k1", &[5; 32]).expect("key"))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn crm(key: &str) -> ConnectionSpec {
+    ConnectionSpec::project("acme", "crm")
+        .target(Target::external("crm"))
+        .auth(AuthScheme::ApiKey)
+        .param(Param::plain("ServiceURL").default("https://crm.example.com"))
+        .param(Param::secret("ApiKey").default(key))
+        .build()
+        .expect("spec")
+}
+
+fn orders() -> Mappings {
+    Mappings::of("acme", "orders")
+        .by_name("crm", [("ServiceURL", "CRM_URL"), ("ApiKey", "CRM_KEY")])
+        .build()
+        .expect("mappings")
+}
+
+fn crm_key(registry: &Registry) -> Option<String> {
+    let request = ResolveRequest::parse("acme", "orders", "production").expect("request");
+    let env = registry.resolve(&request).ok()?;
+    env.expose("CRM_KEY").map(str::to_owned)
+}
+
+async fn eventually(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    start.elapsed()
+}
+
+#[test]
+fn the_async_calls_pass_the_conformance_suite() {
+    let Some(db) = database("async_kit") else { return };
+    let rt = runtime();
+    let store = rt
+        .block_on(PostgresStore::connect_async(&db.connection_string(), ring()))
+        .expect("connect");
+    test_kit::run_all_async(Arc::new(store), rt.handle().clone());
+}
+
+#[test]
+fn a_blocking_and_an_async_replica_share_one_database() {
+    let Some(db) = database("async_mixed") else { return };
+    let rt = runtime();
+    let blocking = db.open(ring()).expect("blocking store");
+    let shared: Arc<dyn AsyncStore> = Arc::new(
+        rt.block_on(PostgresStore::connect_async(&db.connection_string(), ring()))
+            .expect("async store"),
+    );
+    let asynchronous = AsyncAsBlocking::new(shared, rt.handle().clone());
+    test_kit::concurrent_writers(&[&blocking, &asynchronous], 3, 15);
+    test_kit::racing_creators(&[&blocking, &asynchronous], 3);
+    test_kit::follower_sees_every_revision(&[&blocking, &asynchronous], &asynchronous, 2, 15);
+    test_kit::follower_sees_every_revision(&[&asynchronous], &blocking, 2, 15);
+}
+
+#[test]
+fn a_thousand_async_writers_on_a_pool_of_eight_all_commit() {
+    let Some(db) = database("async_pool") else { return };
+    let rt = runtime();
+    rt.block_on(async {
+        let store = PostgresSettings::from_connection_string(&db.connection_string())
+            .expect("settings")
+            .pool_size(8)
+            .connect_async(ring())
+            .await
+            .expect("connect");
+        let store = Arc::new(store);
+        let took = test_kit::concurrent_async_writers(store.clone(), 1000).await;
+        eprintln!("1,000 async commits on a pool of 8: {took:?}");
+        let status = store.pool_status();
+        assert_eq!(status.max_size, 8);
+        assert!(status.size <= 8, "the pool grew past its size: {status:?}");
+    });
+}
+
+#[test]
+fn async_registries_write_and_follow_on_one_database() {
+    let Some(db) = database("async_registries") else {
+        return;
+    };
+    let url = db.connection_string();
+    let rt = runtime();
+    rt.block_on(async {
+        let open = || async {
+            let store = PostgresStore::connect_async(&url, ring()).await.expect("connect");
+            Arc::new(
+                Registry::builder()
+                    .async_store(store)
+                    .build_async()
+                    .await
+                    .expect("registry"),
+            )
+        };
+        let (a, b) = (open().await, open().await);
+        assert!(b.async_store().is_some());
+        let follower = b.follow_async(Duration::from_secs(5));
+        let mut status = follower.subscribe();
+
+        let (id, report) = a
+            .create_connection_async(crm("key-one"))
+            .await
+            .expect("create on a");
+        a.set_mappings_async(orders(), None).await.expect("mappings on a");
+        let took = eventually("b resolves a's write", Duration::from_secs(10), || {
+            crm_key(&b).as_deref() == Some("key-one")
+        })
+        .await;
+        // Woken by NOTIFY through the async client: its poll is 5 s.
+        assert!(took < Duration::from_secs(4), "propagation took {took:?}");
+        assert!(
+            matches!(follower.status(), FollowStatus::Following { revision } if revision > report.revision),
+            "{:?}",
+            follower.status()
+        );
+        assert!(follower.last_error().is_none());
+
+        // Back the other way through the blocking sync of an async registry.
+        let version = b
+            .connection(&"acme".parse().expect("project"), id)
+            .expect("on b")
+            .version;
+        b.update_connection_async(id, version, crm("key-two"))
+            .await
+            .expect("update on b");
+        assert_eq!(a.sync_async().await.expect("sync a"), b.catalog().revision());
+        assert_eq!(crm_key(&a).as_deref(), Some("key-two"));
+
+        // Dropping the follower stops its task: the status sender goes away.
+        status.borrow_and_update();
+        drop(follower);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while status.changed().await.is_ok() {}
+        })
+        .await
+        .expect("the follower's task did not stop");
+    });
+}
+
+#[test]
+fn a_statement_held_up_by_a_lock_times_out_typed_and_retryable() {
+    let Some(db) = database("async_timeout") else {
+        return;
+    };
+    let rt = runtime();
+    let p = test_kit::unique_project("timeout");
+    let record = test_kit::sample_connection(&p, "held", "s");
+    let batch = Batch {
+        writes: vec![Write::put(record.clone(), Expect::Absent)],
+        token: None,
+    };
+    let settings = PostgresSettings::from_connection_string(&db.connection_string())
+        .expect("settings")
+        .statement_timeout(Duration::from_millis(400));
+    // The store's own pool: the server's statement_timeout cancels it.
+    let own = settings.clone().connect(ring()).expect("own pool");
+    // A host's pool whose connections have no statement_timeout: the
+    // store's deadline cancels it from the client side.
+    let host_pool = {
+        let config: tokio_postgres::Config = db.connection_string().parse().expect("config");
+        let config = {
+            let mut c = config;
+            if c.get_hosts().is_empty() {
+                c.host(std::env::var("PGHOST").unwrap_or_else(|_| "localhost".into()));
+            }
+            if let Some(port) = std::env::var("PGPORT").ok().and_then(|p| p.parse().ok())
+                && c.get_ports().is_empty()
+            {
+                c.port(port);
+            }
+            if c.get_user().is_none() {
+                c.user(std::env::var("PGUSER").unwrap_or_else(|_| "postgres".into()));
+            }
+            c
+        };
+        let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+        deadpool_postgres::Pool::builder(manager)
+            .max_size(2)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .expect("host pool")
+    };
+    let hosted = rt
+        .block_on(settings.connect_with_pool(host_pool, ring()))
+        .expect("host pool store");
+
+    // Another session holds the head row: every commit waits for it.
+    let mut holder = db.client().expect("client");
+    holder
+        .batch_execute("BEGIN; SELECT revision FROM connective_head WHERE id = 1 FOR UPDATE")
+        .expect("lock");
+    let started = Instant::now();
+    let e = Store::commit(&own, &batch).expect_err("the commit must time out");
+    assert!(matches!(e, StoreError::Timeout { .. }), "{e:?}");
+    assert!(e.is_retryable());
+    let e = rt
+        .block_on(AsyncStore::commit(&hosted, &batch))
+        .expect_err("the commit must time out");
+    assert!(matches!(e, StoreError::Timeout { .. }), "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the timeouts took {:?}",
+        started.elapsed()
+    );
+    // Both waiting statements were cancelled on the server.
+    let mut looker = db.client().expect("client");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let waiting: i64 = looker
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .expect("activity")
+            .get(0);
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} statements still wait for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Released, the same commit goes through (retryable indeed).
+    holder.batch_execute("ROLLBACK").expect("unlock");
+    Store::commit(&own, &batch).expect("commit after the lock is gone");
+    assert!(
+        Store::get(&own, &record.key()).expect("get").is_some(),
+        "the retried commit is not there"
+    );
+}
+
+#[test]
+fn the_async_follower_reports_an_outage_and_recovers() {
+    let cluster = match PgCluster::start() {
+        Ok(c) => c,
+        Err(reason) => return unavailable(&reason),
+    };
+    cluster.create_database("outage").expect("database");
+    let url = cluster.connection_string("outage");
+    let rt = runtime();
+    rt.block_on(async {
+        let open = || async {
+            let store = PostgresSettings::from_connection_string(&url)
+                .expect("settings")
+                .connect_timeout(Duration::from_secs(1))
+                .statement_timeout(Duration::from_secs(2))
+                .connect_async(ring())
+                .await
+                .expect("connect");
+            Arc::new(
+                Registry::builder()
+                    .async_store(store)
+                    .build_async()
+                    .await
+                    .expect("registry"),
+            )
+        };
+        let (a, b) = (open().await, open().await);
+        let follower = b.follow_async(Duration::from_millis(200));
+        a.create_connection_async(crm("before")).await.expect("write");
+        a.set_mappings_async(orders(), None).await.expect("mappings");
+        eventually("b follows", Duration::from_secs(10), || crm_key(&b).is_some()).await;
+
+        cluster.stop().expect("stop");
+        let mut status = follower.subscribe();
+        let seen = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let FollowStatus::Retrying { error, attempt, .. } = status.borrow_and_update().clone() {
+                    return (error, attempt);
+                }
+                status.changed().await.expect("follower alive");
+            }
+        })
+        .await
+        .expect("the outage was not reported");
+        assert!(seen.0.is_retryable(), "{:?}", seen.0);
+        assert!(
+            matches!(
+                seen.0,
+                RegistryError::Store(StoreError::Unavailable { .. } | StoreError::Timeout { .. })
+            ),
+            "{:?}",
+            seen.0
+        );
+        // Resolution keeps working from the catalog meanwhile.
+        assert_eq!(crm_key(&b).as_deref(), Some("before"));
+        let e = a
+            .create_connection_async(ConnectionSpec::project("acme", "down").build().expect("spec"))
+            .await
+            .expect_err("no database");
+        assert!(e.is_retryable(), "{e:?}");
+
+        cluster.start_again().expect("start");
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if matches!(*status.borrow_and_update(), FollowStatus::Following { .. }) {
+                    return;
+                }
+                status.changed().await.expect("follower alive");
+            }
+        })
+        .await
+        .expect("the follower did not recover");
+        let id = a
+            .snapshot(&"acme".parse().expect("project"))
+            .and_then(|s| s.by_name(None, &"crm".parse().expect("name")).cloned())
+            .expect("crm");
+        a.update_connection_async(id.value.id(), id.version, crm("after"))
+            .await
+            .expect("write after recovery");
+        eventually("b follows after recovery", Duration::from_secs(10), || {
+            crm_key(&b).as_deref() == Some("after")
+        })
+        .await;
+    });
+}
+
+#[test]
+fn async_writes_are_sealed_at_rest() {
+    let Some(db) = database("async_sealed") else {
+        return;
+    };
+    let secret = test_kit::unique_secret("async-sealed");
+    let rt = runtime();
+    rt.block_on(async {
+        let store = PostgresStore::connect_async(&db.connection_string(), ring())
+            .await
+            .expect("connect");
+        let registry = Registry::builder()
+            .async_store(store)
+            .build_async()
+            .await
+            .expect("registry");
+        registry
+            .create_connection_async(crm(&secret))
+            .await
+            .expect("write");
+        registry
+            .set_mappings_async(orders(), None)
+            .await
+            .expect("mappings");
+        assert_eq!(crm_key(&registry).as_deref(), Some(secret.as_str()));
+    });
+    let dump = db.pg_dump().expect("pg_dump");
+    assert!(
+        !dump.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "a secret is in the clear in the database"
+    );
+    // Another replica with the key reads it back.
+    let again = Registry::builder()
+        .store(db.open(ring()).expect("reopen"))
+        .build()
+        .expect("registry");
+    assert_eq!(crm_key(&again).as_deref(), Some(secret.as_str()));
+}
