@@ -2,7 +2,6 @@
 //! cargo-fuzz target in `fuzz/`): arbitrary text and mutated sample manifests,
 //! in every format, give a manifest or an error, never a panic; an accepted
 //! manifest writes and reads back unchanged in every format.
-#![cfg(feature = "manifest")]
 
 use connective::manifest::{Format, Manifest, SecretSources};
 use connective::registry::Registry;

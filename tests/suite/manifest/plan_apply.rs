@@ -3,7 +3,6 @@
 //! previewed), and what apply would refuse, the plan reports. Checked on
 //! every sample manifest and on generated manifests applied one after
 //! another.
-#![cfg(feature = "manifest")]
 
 use std::collections::BTreeMap;
 

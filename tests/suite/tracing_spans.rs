@@ -1,6 +1,5 @@
 //! With the `tracing` feature, resolution and registry writes open spans that
 //! carry identifiers and never a value.
-#![cfg(feature = "tracing")]
 
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -102,7 +101,7 @@ fn the_readme_lists_every_span_and_field() {
             .unwrap();
         fx.resolve_for("orders", "production", "globex").unwrap();
     });
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let section = readme
         .split("**Tracing (feature `tracing`).**")
         .nth(1)

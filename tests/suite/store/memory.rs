@@ -1,5 +1,4 @@
 //! The conformance suite on the in-memory store.
-#![cfg(feature = "test-kit")]
 
 use connective::store::MemoryStore;
 use connective::test_kit;

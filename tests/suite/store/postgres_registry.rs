@@ -2,7 +2,6 @@
 //! on one is resolved by the other once it follows the feed; racing writers
 //! get exactly one winner; a registry keeps resolving while the database is
 //! down and recovers when it returns.
-#![cfg(all(feature = "postgres", feature = "test-kit"))]
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};

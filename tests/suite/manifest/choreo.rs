@@ -3,7 +3,6 @@
 //! names, `configuration.env`), the older 1.0 `serviceReferences` and
 //! `component-config.yaml`, imported into an integration's mappings against
 //! a registry's connections.
-#![cfg(feature = "manifest")]
 
 use connective::manifest::{
     ComponentConfig, ImportOptions, Manifest, ManifestError, ResourceRef, SecretSources,

@@ -11,8 +11,6 @@
 //! The readers outside Rust are installed by `.ci/readers.sh`; without them
 //! these tests print `skipped: ...`, and fail under `CI=true`.
 
-mod readers;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::path::Path;
@@ -178,8 +176,8 @@ fn read(reader: Reader, file: &Path) -> Option<Result<HashMap<String, String>, S
                 .collect()
         }),
         Reader::PythonDotenv => output(
-            Command::new(readers::python()?)
-                .arg(readers::repo().join("tests/readers/read_dotenv.py"))
+            Command::new(crate::support::readers::python()?)
+                .arg(crate::support::readers::repo().join("tests/readers/read_dotenv.py"))
                 .arg(file)
                 .env_clear()
                 // What interpolation would find, had it a `${...}` to expand.
@@ -187,7 +185,7 @@ fn read(reader: Reader, file: &Path) -> Option<Result<HashMap<String, String>, S
         )
         .map(json),
         Reader::NodeDotenv | Reader::NodeDotenvFast => {
-            let dir = readers::node_dotenv()?;
+            let dir = crate::support::readers::node_dotenv()?;
             let mut cmd = Command::new("node");
             cmd.arg(dir.join("read_dotenv.js")).arg(file).current_dir(&dir);
             if reader == Reader::NodeDotenvFast {
@@ -196,7 +194,7 @@ fn read(reader: Reader, file: &Path) -> Option<Result<HashMap<String, String>, S
             output(&mut cmd).map(json)
         }
         Reader::Compose | Reader::DockerEnvFile => {
-            let compose = readers::compose()?;
+            let compose = crate::support::readers::compose()?;
             let format = if reader == Reader::DockerEnvFile {
                 "\n        format: raw"
             } else {

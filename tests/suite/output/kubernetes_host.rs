@@ -7,7 +7,6 @@
 //! builds it with `cargo build --offline` from the registry this build has
 //! already downloaded, and runs it. Its target folder is kept under this
 //! crate's `target/tmp`, so only the first run compiles the dependencies.
-#![cfg(feature = "kubernetes")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,9 +4,6 @@
 //! Kubernetes 1.33 and 1.37), wire every variable to the right place, and
 //! carry every plain value through the kubelet's `$(VAR)` expansion
 //! unchanged.
-#![cfg(feature = "kubernetes")]
-
-mod readers;
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -408,7 +405,7 @@ fn kubernetes_validate(
 
 #[test]
 fn the_objects_pass_kubernetes_validate_for_1_33_and_1_37() {
-    let Some(tool) = readers::kubernetes_validate() else {
+    let Some(tool) = crate::support::readers::kubernetes_validate() else {
         return;
     };
     let fx = fixture();

@@ -6,7 +6,6 @@
 //! The server comes from `connective::test_kit::postgres`: the `PG*`
 //! variables if set, else a throwaway cluster started here. Without one the
 //! tests print `skipped: ...`, and fail under `CI=true`.
-#![cfg(all(feature = "postgres", feature = "test-kit"))]
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,5 @@
 //! `SqliteStore`: the conformance suite, secrets at rest, key rotation,
 //! schema versions, and a SIGKILL crash test.
-#![cfg(all(feature = "sqlite", feature = "test-kit"))]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -380,7 +379,7 @@ fn acknowledged_writes_survive_sigkill() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "sqlite_crash_child",
+                "store::sqlite::sqlite_crash_child",
                 "--include-ignored",
                 "--nocapture",
                 "--test-threads=1",

@@ -1,5 +1,4 @@
 //! The storage examples run and say what they promise.
-#![cfg(all(feature = "sqlite", feature = "postgres", feature = "test-kit"))]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

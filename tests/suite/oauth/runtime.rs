@@ -3,15 +3,12 @@
 //! refresh themselves once however many ask, client credentials for shared
 //! applications, connection status, testers, and the faults a token server
 //! and a store can have.
-#![cfg(feature = "oauth-runtime")]
-
-#[path = "oauth-server/mod.rs"]
-mod oauth_server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::support::oauth_server::{APP_SECRET, OAuthServer, REDIRECT, SVC_ID, SVC_SECRET};
 use connective::model::{
     ConnectionStatus, CredentialKey, Health, HealthKind, OAuthApp, PlaintextCodec, ReauthReason, Record,
     RecordKey, SecretValue, with_secret_codec,
@@ -20,13 +17,12 @@ use connective::oauth::runtime::{AccessToken, HttpTester, OAuthError, OAuthRunti
 use connective::oauth::{OAuthCredentials, OAuthProvisioner, ProvisionError, ProvisionRequest};
 use connective::prelude::*;
 use connective::store::{Batch, Change, Committed, MemoryStore, Op, Snapshot, Store, StoreError};
-use oauth_server::{APP_SECRET, OAuthServer, REDIRECT, SVC_ID, SVC_SECRET};
 
 /// Access tokens live this long at the test server.
 const TTL: u32 = 4;
 
 fn crm(server: &OAuthServer) -> ConnectionSpec {
-    oauth_server::crm_spec(server)
+    crate::support::oauth_server::crm_spec(server)
 }
 
 struct Setup {

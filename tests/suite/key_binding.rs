@@ -3,7 +3,6 @@
 //! a record that cannot be read back (sealed by a rogue writer, or under a key
 //! the ring lacks) is reported with its key while every other project keeps
 //! serving. On a real SQLite file and a real PostgreSQL database.
-#![cfg(all(feature = "sqlite", feature = "postgres", feature = "test-kit"))]
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! Loading manifests: the same document in YAML, TOML and JSON; every problem
 //! reported at once with the file, the path inside it and the rule broken; a
 //! literal secret refused without being repeated.
-#![cfg(feature = "manifest")]
 
 use connective::manifest::{Format, Manifest, ManifestError, Rule};
 

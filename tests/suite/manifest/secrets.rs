@@ -3,7 +3,6 @@
 //! the size of a value; `env:` reads the variables the host allows and never
 //! the crate's own settings. Every escape attempt is refused with a reason
 //! that names the reference, never a value.
-#![cfg(all(feature = "manifest", unix))]
 
 use std::path::Path;
 use std::time::{Duration, Instant};

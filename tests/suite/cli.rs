@@ -1,6 +1,5 @@
 //! The `connective` program (feature `cli`), run as a user would on the sample
 //! manifests in `examples/manifests/`.
-#![cfg(feature = "cli")]
 
 use std::path::Path;
 
@@ -940,7 +939,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn the_readme_commands_run_as_written() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let section = readme
         .split("## The `connective` program (feature `cli`)")
         .nth(1)

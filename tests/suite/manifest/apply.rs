@@ -1,7 +1,6 @@
 //! Plan and apply: differences by stable key (project, scope, name), one
 //! atomic write, idempotent; Choreo `connectionConfig` IDs; export that
 //! round-trips without ever writing a secret.
-#![cfg(feature = "manifest")]
 
 use connective::manifest::{
     Action, ApplyError, ExportOptions, Format, LoadOptions, Manifest, ManifestError, Rule, SecretRef,

@@ -1,7 +1,6 @@
 //! Bounded work for hostile sizes: a manifest's size, YAML node count, aliases
 //! and nesting are limited, each limit is a typed error naming the setting,
 //! and a host that loads its own large manifests raises them.
-#![cfg(feature = "manifest")]
 
 use connective::manifest::{Format, Limit, LoadOptions, Manifest, ManifestLimits, Rule};
 

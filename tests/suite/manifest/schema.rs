@@ -1,7 +1,6 @@
 //! The manifest's JSON Schema: the committed file is the one the crate
 //! generates, and a real JSON Schema validator accepts every sample manifest
 //! and refuses what the loader refuses for its shape.
-#![cfg(feature = "schema")]
 
 use connective::manifest::{Format, Manifest, SCHEMA_PATH, schema, schema_text};
 

@@ -1,28 +1,24 @@
 //! Two registries (host replicas) on one PostgreSQL database, each with its
 //! own OAuth runtime, against a real authorization server: one refresh for
 //! all their callers, the tokens sealed in the database.
-#![cfg(all(feature = "oauth-runtime", feature = "postgres", feature = "test-kit"))]
-
-#[path = "oauth-server/mod.rs"]
-mod oauth_server;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::oauth_server::{OAuthServer, REDIRECT};
 use connective::model::{CredentialKey, Health, PlaintextCodec, RecordKey, Timestamp, with_secret_codec};
 use connective::oauth::runtime::OAuthRuntime;
 use connective::prelude::*;
 use connective::store::seal::{KeyRing, SealKey};
 use connective::test_kit::postgres::database;
-use oauth_server::{OAuthServer, REDIRECT};
 
 fn ring() -> KeyRing {
     KeyRing::new(SealKey::from_bytes("k1", &[5; 32]).expect("key"))
 }
 
 fn crm(server: &OAuthServer) -> ConnectionSpec {
-    oauth_server::crm_spec(server)
+    crate::support::oauth_server::crm_spec(server)
 }
 
 #[test]

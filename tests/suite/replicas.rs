@@ -3,7 +3,6 @@
 //! race a mapping write against writes that change what the mapping resolves
 //! to. At most one of them commits; the other, once it has caught up, is
 //! refused with a typed error; no mapping is ever left dangling.
-#![cfg(all(feature = "sqlite", feature = "postgres", feature = "test-kit"))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};

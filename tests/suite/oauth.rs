@@ -1,0 +1,6 @@
+//! The OAuth runtime against a real authorization server: tokens, statuses, replicas.
+
+#[cfg(all(feature = "oauth-runtime", feature = "postgres", feature = "test-kit"))]
+mod replicas;
+#[cfg(feature = "oauth-runtime")]
+mod runtime;

@@ -1,0 +1,14 @@
+//! Support shared by the suite's modules: identifiers every scenario uses,
+//! the real readers of the output formats, and the real OAuth server.
+
+#[cfg(feature = "oauth-runtime")]
+#[path = "../../oauth-server/mod.rs"]
+pub mod oauth_server;
+pub mod readers;
+
+use connective::model::ProjectId;
+
+/// The project most scenarios are about.
+pub fn acme() -> ProjectId {
+    "acme".parse().expect("a project id")
+}
