@@ -3,13 +3,14 @@
 //! round-trips without ever writing a secret.
 
 use connective::manifest::{
-    Action, ApplyError, ExportOptions, Format, LoadOptions, Manifest, ManifestError, Rule, SecretRef,
-    SecretSource, SecretSources, SourceContext, SourceError, export,
+    ExportOptions, Format, LoadOptions, Manifest, ManifestError, Rule, SecretRef, SecretSource,
+    SecretSources, SourceContext, SourceError, export,
 };
 use connective::model::SecretValue;
 use connective::prelude::*;
 
-const SAMPLE: &str = "examples/manifests/acme.yaml";
+use crate::support::manifests::{apply, resolve, sample, small, small_with};
+
 const SAMPLE_SECRETS: [&str; 8] = [
     "tw-dev-8f3a",
     "tw-live-91c2",
@@ -21,33 +22,6 @@ const SAMPLE_SECRETS: [&str; 8] = [
     "pr0d-crm",
 ];
 
-fn sample() -> Manifest {
-    Manifest::load(SAMPLE).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn apply(m: &Manifest, registry: &Registry) {
-    let plan = m
-        .plan(registry, &SecretSources::standard())
-        .unwrap_or_else(|e| panic!("{e}"));
-    plan.apply(registry).unwrap_or_else(|e| panic!("{e}"));
-}
-
-fn resolve(
-    registry: &Registry,
-    integration: &str,
-    env: &str,
-    customer: Option<&str>,
-) -> Vec<(String, String)> {
-    let mut req = ResolveRequest::parse("acme", integration, env).unwrap();
-    if let Some(c) = customer {
-        req = req.for_customer(c).unwrap();
-    }
-    let env = registry.resolve(&req).unwrap_or_else(|e| panic!("{e}"));
-    env.iter()
-        .map(|v| (v.name.to_string(), v.value.expose().to_owned()))
-        .collect()
-}
-
 /// A source standing in for a host's vault.
 struct Vault;
 impl SecretSource for Vault {
@@ -57,22 +31,6 @@ impl SecretSource for Vault {
             other => Err(SourceError(format!("no secret at {other}"))),
         }
     }
-}
-
-fn small(value_ref: &str, url: &str) -> Manifest {
-    small_with(value_ref, url, &LoadOptions::new())
-}
-
-fn small_with(value_ref: &str, url: &str, options: &LoadOptions) -> Manifest {
-    Manifest::parse_with(
-        &format!(
-            "project: acme\nconnections:\n  - name: api\n    auth: api-key\n    parameters:\n      URL: {{default: '{url}'}}\n      Key: {{secret: true, default: '{value_ref}'}}\nintegrations:\n  orders:\n    connections:\n      - connection: api\n        env: [{{from: URL, to: API_URL}}, {{from: Key, to: API_KEY}}]\n"
-        ),
-        Format::Yaml,
-        "small.yaml",
-        options,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -148,47 +106,6 @@ fn the_same_manifest_gives_the_same_result_on_two_registries() {
 }
 
 #[test]
-fn a_changed_value_plans_an_update_that_shows_plain_values_but_never_secrets() {
-    let registry = Registry::in_memory();
-    unsafe { std::env::set_var("CONNECTIVE_SECRET_APPLY_TEST_KEY_A", "first-secret-value") };
-    unsafe { std::env::set_var("CONNECTIVE_SECRET_APPLY_TEST_KEY_B", "second-secret-value") };
-    apply(
-        &small("env:CONNECTIVE_SECRET_APPLY_TEST_KEY_A", "https://one"),
-        &registry,
-    );
-    let plan = small("env:CONNECTIVE_SECRET_APPLY_TEST_KEY_B", "https://two")
-        .plan(&registry, &SecretSources::standard())
-        .unwrap();
-    let c = &plan.connections()[0];
-    assert_eq!(c.action, Action::Update);
-    assert_eq!(
-        c.changes,
-        [
-            "parameter URL: default value changed (\"https://one\" → \"https://two\")",
-            "parameter Key: secret default value changed",
-        ]
-    );
-    assert_eq!(plan.mappings()[0].action, Action::Unchanged);
-    let shown = format!("{plan} {plan:?}");
-    assert!(
-        !shown.contains("first-secret-value") && !shown.contains("second-secret-value"),
-        "{shown}"
-    );
-    let id = c.id.unwrap();
-    plan.apply(&registry).unwrap();
-    let env = resolve(&registry, "orders", "production", None);
-    assert_eq!(env[1].1, "second-secret-value");
-    assert_eq!(
-        registry.visible_connections(&"acme".parse().unwrap(), &"orders".parse().unwrap())[0]
-            .connection
-            .value
-            .id(),
-        id,
-        "an update keeps the Connection ID"
-    );
-}
-
-#[test]
 fn what_the_manifest_no_longer_declares_is_deleted_mappings_first() {
     let registry = Registry::in_memory();
     apply(&sample(), &registry);
@@ -221,72 +138,6 @@ fn what_the_manifest_no_longer_declares_is_deleted_mappings_first() {
 }
 
 #[test]
-fn connection_config_ids_are_looked_up_in_the_registry_applied_to() {
-    let registry = Registry::in_memory();
-    unsafe { std::env::set_var("CONNECTIVE_SECRET_APPLY_TEST_KEY_C", "c") };
-    apply(
-        &small("env:CONNECTIVE_SECRET_APPLY_TEST_KEY_C", "https://x"),
-        &registry,
-    );
-    let id = registry.visible_connections(&"acme".parse().unwrap(), &"orders".parse().unwrap())[0]
-        .connection
-        .value
-        .id();
-    let by_id = |id: &str| {
-        Manifest::parse(
-            &format!("project: acme\nconnections:\n  - name: api\n    auth: api-key\n    parameters:\n      URL: {{default: 'https://x'}}\n      Key: {{secret: true, default: 'keep:existing'}}\nintegrations:\n  orders:\n    connections:\n      - connectionConfig: {id}\n        env: [{{from: URL, to: API_URL}}, {{from: Key, to: API_KEY}}]\n"),
-            Format::Yaml,
-            "choreo.yaml",
-        )
-        .unwrap()
-    };
-    // Here the ID names `api`: the mapping now pins it (it was by name).
-    let plan = by_id(&id.to_string())
-        .plan(&registry, &SecretSources::standard())
-        .unwrap();
-    assert_eq!(plan.mappings()[0].action, Action::Update);
-    assert_eq!(
-        plan.mappings()[0].changes,
-        [
-            "uses connection api at project scope",
-            "no longer uses connection api"
-        ]
-    );
-    plan.apply(&registry).unwrap();
-    let m = registry
-        .mappings(&"acme".parse().unwrap(), &"orders".parse().unwrap())
-        .unwrap();
-    assert_eq!(
-        m.value.uses()[0].reference,
-        connective::model::ConnectionRef::Id(id)
-    );
-    // Export writes the pinned name, which applies anywhere and changes nothing here.
-    let text = export(&registry, &"acme".parse().unwrap(), &ExportOptions::keep())
-        .unwrap()
-        .to_text(Format::Yaml)
-        .unwrap();
-    assert!(
-        text.contains("- connection: api\n      scope: project\n"),
-        "{text}"
-    );
-    assert!(!text.contains(&id.to_string()), "{text}");
-    let back = Manifest::parse(&text, Format::Yaml, "export.yaml").unwrap();
-    assert!(
-        back.plan(&registry, &SecretSources::standard())
-            .unwrap()
-            .is_empty()
-    );
-
-    // Elsewhere the ID means nothing: the error says so, with the path.
-    let err = by_id(&id.to_string())
-        .plan(&Registry::in_memory(), &SecretSources::standard())
-        .unwrap_err();
-    let text = err.to_string();
-    assert!(text.contains(&format!("choreo.yaml: integrations.orders.connections[0].connectionConfig: connection id {id} is not a connection of project acme")), "{text}");
-    assert!(text.contains("refer to the connection by name"), "{text}");
-}
-
-#[test]
 fn export_round_trips_in_every_format_and_never_writes_a_secret() {
     let registry = Registry::in_memory();
     apply(&sample(), &registry);
@@ -311,72 +162,6 @@ fn export_round_trips_in_every_format_and_never_writes_a_secret() {
     assert!(
         err.to_string().contains("connections[1].parameters.AccessToken.customers.globex: keep:existing keeps the registry's current secret value, but the registry has none for salesforce.AccessToken (customer globex override)"),
         "{err}"
-    );
-}
-
-#[test]
-fn export_with_references_moves_a_project_to_another_registry() {
-    let source = Registry::in_memory();
-    apply(&sample(), &source);
-    let project: ProjectId = "acme".parse().unwrap();
-    let doc = export(
-        &source,
-        &project,
-        &ExportOptions::env_references("CONNECTIVE_SECRET_MOVE"),
-    )
-    .unwrap();
-    let text = doc.to_text(Format::Yaml).unwrap();
-    assert!(
-        text.contains("production: env:CONNECTIVE_SECRET_MOVE_ORDERS_LEGACY_CRM_PASSWORD_PRODUCTION"),
-        "{text}"
-    );
-    // The operator supplies the values under those names.
-    for (name, value) in [
-        ("CONNECTIVE_SECRET_MOVE_TWILIO_APIKEY_DEVELOPMENT", "tw-dev-8f3a"),
-        ("CONNECTIVE_SECRET_MOVE_TWILIO_APIKEY_PRODUCTION", "tw-live-91c2"),
-        ("CONNECTIVE_SECRET_MOVE_WAREHOUSE_PASSWORD", "pg-w4reh0use"),
-        (
-            "CONNECTIVE_SECRET_MOVE_SALESFORCE_ACCESSTOKEN_GLOBEX",
-            "sf-globex-7d1",
-        ),
-        (
-            "CONNECTIVE_SECRET_MOVE_SALESFORCE_ACCESSTOKEN_INITECH",
-            "sf-initech-2b9",
-        ),
-        (
-            "CONNECTIVE_SECRET_MOVE_SALESFORCE_ACCESSTOKEN_INITECH_TEST",
-            "sf-initech-sandbox-55e",
-        ),
-        ("CONNECTIVE_SECRET_MOVE_ORDERS_LEGACY_CRM_PASSWORD", "s3cr3t-crm"),
-        (
-            "CONNECTIVE_SECRET_MOVE_ORDERS_LEGACY_CRM_PASSWORD_PRODUCTION",
-            "pr0d-crm",
-        ),
-    ] {
-        unsafe { std::env::set_var(name, value) };
-    }
-    let target = Registry::in_memory();
-    apply(
-        &Manifest::parse(&text, Format::Yaml, "moved.yaml").unwrap(),
-        &target,
-    );
-    for env in ["development", "production"] {
-        let strip = |v: Vec<(String, String)>| {
-            v.into_iter()
-                .filter(|(n, _)| !n.contains("CLIENT"))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            strip(resolve(&source, "orders", env, None)),
-            strip(resolve(&target, "orders", env, None))
-        );
-    }
-    // The sample manifest itself now plans nothing against the moved project.
-    assert!(
-        sample()
-            .plan(&target, &SecretSources::standard())
-            .unwrap()
-            .is_empty()
     );
 }
 
@@ -458,27 +243,6 @@ fn mappings_are_checked_against_the_host_policy_at_plan_time() {
         "{text}"
     );
     assert_eq!(registry.catalog().revision().0, 0, "nothing was written");
-}
-
-#[test]
-fn a_plan_made_before_another_write_is_refused() {
-    let registry = Registry::in_memory();
-    unsafe { std::env::set_var("CONNECTIVE_SECRET_APPLY_TEST_KEY_D", "d") };
-    let m = small("env:CONNECTIVE_SECRET_APPLY_TEST_KEY_D", "https://x");
-    let plan = m.plan(&registry, &SecretSources::standard()).unwrap();
-    apply(
-        &small("env:CONNECTIVE_SECRET_APPLY_TEST_KEY_D", "https://y"),
-        &registry,
-    );
-    let err = plan.apply(&registry).unwrap_err();
-    assert!(matches!(err, ApplyError::Stale { .. }), "{err}");
-    assert!(err.is_retryable());
-    assert!(
-        err.to_string()
-            .starts_with("project acme changed since the plan was made"),
-        "{err}"
-    );
-    assert_eq!(resolve(&registry, "orders", "production", None)[0].1, "https://y");
 }
 
 #[test]

@@ -7,53 +7,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use connective::manifest::{
-    EnvSource, FileSource, Manifest, Rule, SecretRef, SecretSource, SecretSources, SourceContext,
-};
+use connective::manifest::{FileSource, SecretSource, SourceContext};
 use connective::model::MAX_VALUE_LEN;
-use connective::prelude::*;
 
-fn reference(text: &str) -> SecretRef {
-    text.parse().unwrap()
-}
-
-fn in_folder(dir: &Path) -> SourceContext {
-    let mut c = SourceContext::default();
-    c.base_dir = Some(dir.to_path_buf());
-    c
-}
-
-/// A folder holding a manifest's secrets, beside one holding a file it must
-/// not reach.
-struct Folders {
-    _tmp: tempfile::TempDir,
-    manifest: std::path::PathBuf,
-    outside: std::path::PathBuf,
-}
-
-fn folders() -> Folders {
-    let tmp = tempfile::tempdir().unwrap();
-    let manifest = tmp.path().join("repo");
-    let outside = tmp.path().join("elsewhere");
-    std::fs::create_dir_all(manifest.join("secrets")).unwrap();
-    std::fs::create_dir_all(&outside).unwrap();
-    std::fs::write(manifest.join("secrets/key.txt"), "the-key\n").unwrap();
-    std::fs::write(outside.join("private.txt"), "not-for-the-manifest").unwrap();
-    Folders {
-        _tmp: tmp,
-        manifest,
-        outside,
-    }
-}
-
-fn refused(source: &dyn SecretSource, text: &str, context: &SourceContext, why: &str) {
-    let err = source
-        .fetch(&reference(text), context)
-        .err()
-        .unwrap_or_else(|| panic!("{text} was read"));
-    assert!(err.to_string().contains(why), "{text}: {err} lacks {why:?}");
-    assert!(!err.to_string().contains("not-for-the-manifest"), "{err}");
-}
+use crate::support::manifests::{folders, in_folder, reference, refused};
 
 #[test]
 fn a_file_reference_reads_under_the_manifests_folder() {
@@ -195,91 +152,4 @@ fn the_host_chooses_the_folder() {
         .unwrap();
     assert_eq!(value.expose(), "not-for-the-manifest");
     assert_eq!(hosts.root(), Some(f.manifest.as_path()));
-}
-
-#[test]
-fn env_references_read_only_what_the_host_allows_and_never_the_crates_own_keys() {
-    let ctx = SourceContext::default();
-    unsafe {
-        std::env::set_var("CONNECTIVE_SEAL_KEY", "seal-key-material");
-        std::env::set_var("CONNECTIVE_SECRET_ENV_TEST", "allowed-value");
-        std::env::set_var("ENV_TEST_CI_TOKEN", "ci-token-value");
-        std::env::set_var("PGPASSWORD", "pg-password-value");
-    }
-    let default = EnvSource::default();
-    assert_eq!(
-        default
-            .fetch(&reference("env:CONNECTIVE_SECRET_ENV_TEST"), &ctx)
-            .unwrap()
-            .expose(),
-        "allowed-value"
-    );
-    refused(
-        &default,
-        "env:ENV_TEST_CI_TOKEN",
-        &ctx,
-        "is not one the host allows (it allows names starting with CONNECTIVE_SECRET_)",
-    );
-    for source in [
-        EnvSource::default(),
-        EnvSource::any(),
-        EnvSource::with_prefix(""),
-        EnvSource::with_prefix("CONNECTIVE_"),
-        EnvSource::allow(["CONNECTIVE_SEAL_KEY", "PGPASSWORD"]),
-    ] {
-        for name in ["CONNECTIVE_SEAL_KEY", "PGPASSWORD"] {
-            refused(
-                &source,
-                &format!("env:{name}"),
-                &ctx,
-                "is one of the crate's own settings and is never read",
-            );
-        }
-    }
-    let listed = EnvSource::allow(["ENV_TEST_CI_TOKEN"]);
-    assert_eq!(
-        listed
-            .fetch(&reference("env:ENV_TEST_CI_TOKEN"), &ctx)
-            .unwrap()
-            .expose(),
-        "ci-token-value"
-    );
-    refused(
-        &listed,
-        "env:CONNECTIVE_SECRET_ENV_TEST",
-        &ctx,
-        "not one the host allows",
-    );
-    refused(
-        &EnvSource::any(),
-        "env:../x",
-        &ctx,
-        "not an environment variable name",
-    );
-}
-
-#[test]
-fn an_escape_attempt_in_a_manifest_is_a_typed_problem_and_changes_nothing() {
-    let f = folders();
-    let text = "project: acme\nconnections:\n  - name: api\n    auth: api-key\n    parameters:\n      Key:\n        secret: true\n        environments:\n          development: file:../elsewhere/private.txt\n          production: env:CONNECTIVE_SEAL_KEY\n";
-    let path = f.manifest.join("acme.yaml");
-    std::fs::write(&path, text).unwrap();
-    unsafe { std::env::set_var("CONNECTIVE_SEAL_KEY", "seal-key-material") };
-    let manifest = Manifest::load(&path).unwrap();
-    let registry = Registry::in_memory();
-    let err = manifest.plan(&registry, &SecretSources::standard()).unwrap_err();
-    let rules: Vec<&Rule> = err.problems().iter().map(|p| &p.rule).collect();
-    assert!(
-        matches!(
-            &rules[..],
-            [Rule::SecretUnavailable { .. }, Rule::SecretUnavailable { .. }]
-        ),
-        "{err}"
-    );
-    let text = format!("{err} {err:?}");
-    assert!(
-        !text.contains("not-for-the-manifest") && !text.contains("seal-key-material"),
-        "{text}"
-    );
-    assert_eq!(registry.catalog().revision(), connective::model::Revision(0));
 }
