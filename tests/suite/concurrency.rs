@@ -11,9 +11,7 @@ use connective::prelude::*;
 use connective::registry::WriteReport;
 use connective::store::{Batch, Change, CommitToken, Committed, MemoryStore, Snapshot, Store, StoreError};
 
-fn acme() -> ProjectId {
-    "acme".parse().unwrap()
-}
+use crate::support::acme;
 
 /// Two parameters that every write sets to the same generation, so a reader
 /// that saw them differ would have seen half a write.

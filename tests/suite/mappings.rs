@@ -16,9 +16,7 @@ use connective::model::{
 use connective::prelude::*;
 use connective::resolve::{NameSource, Problem};
 
-fn acme() -> ProjectId {
-    "acme".parse().unwrap()
-}
+use crate::support::acme;
 
 fn production(integration: &str) -> ResolveRequest {
     ResolveRequest::parse("acme", integration, "production").unwrap()

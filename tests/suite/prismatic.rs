@@ -11,9 +11,7 @@ use connective::model::{CustomerId, Layer, ParamName, Tenancy};
 use connective::prelude::*;
 use connective::resolve::{Problem, ValueSource};
 
-fn acme() -> ProjectId {
-    "acme".parse().unwrap()
-}
+use crate::support::acme;
 
 fn customer(id: &str) -> CustomerId {
     id.parse().unwrap()

@@ -18,6 +18,8 @@ use connective::prelude::*;
 use connective::resolve::{AppField, ValueSource};
 use connective::store::{Batch, Change, CommitToken, Committed, MemoryStore, Snapshot, Store, StoreError};
 
+use crate::support::acme;
+
 const TOKEN_URL: &str = "https://idp.acme.test/oauth2/token";
 
 /// What the registry asked of the provisioner.
@@ -185,10 +187,6 @@ impl Store for FlakyStore {
 
 fn registry(recorder: &Recorder) -> Registry {
     Registry::builder().provisioner(recorder.clone()).build().unwrap()
-}
-
-fn acme() -> ProjectId {
-    "acme".parse().unwrap()
 }
 
 /// An OAuth 2.0 client-credentials connection to platform integration

@@ -9,9 +9,7 @@ use connective::prelude::*;
 use connective::resolve::Problem;
 use connective::store::Expect;
 
-fn acme() -> ProjectId {
-    "acme".parse().unwrap()
-}
+use crate::support::acme;
 
 fn orders() -> IntegrationId {
     "orders".parse().unwrap()

@@ -1,6 +1,11 @@
 //! Support shared by the suite's modules: identifiers every scenario uses,
-//! the real readers of the output formats, and the real OAuth server.
+//! manifests, the real readers of the output formats, and the real OAuth
+//! server. `tests/process_env.rs` includes it too.
 
+#![allow(dead_code)] // Each binary uses some of these.
+
+#[cfg(all(feature = "manifest", unix))]
+pub mod manifests;
 #[cfg(feature = "oauth-runtime")]
 #[path = "../../oauth-server/mod.rs"]
 pub mod oauth_server;
