@@ -1,4 +1,6 @@
-//! The stores: the conformance suite on each backend, durability, the examples of the store documentation.
+//! The stores: the conformance suite on each backend (PostgreSQL also through
+//! its async calls and over TLS), durability, the examples of the store
+//! documentation.
 
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "test-kit"))]
 mod examples;
@@ -7,6 +9,10 @@ mod memory;
 #[cfg(all(feature = "postgres", feature = "test-kit"))]
 mod postgres;
 #[cfg(all(feature = "postgres", feature = "test-kit"))]
+mod postgres_async;
+#[cfg(all(feature = "postgres", feature = "test-kit"))]
 mod postgres_registry;
+#[cfg(all(feature = "postgres", feature = "test-kit"))]
+mod postgres_tls;
 #[cfg(all(feature = "sqlite", feature = "test-kit"))]
 mod sqlite;

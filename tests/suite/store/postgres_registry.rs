@@ -11,6 +11,8 @@ use connective::store::seal::{KeyRing, SealKey};
 use connective::store::{PostgresStore, StoreError};
 use connective::test_kit::postgres::{PgCluster, database, unavailable};
 
+use crate::support::crm::{crm, crm_key, orders, request};
+
 fn ring() -> KeyRing {
     KeyRing::new(SealKey::from_bytes("k1", &[3; 32]).expect("key"))
 }
@@ -18,33 +20,6 @@ fn ring() -> KeyRing {
 fn registry(url: &str) -> Arc<Registry> {
     let store = PostgresStore::connect(url, ring()).expect("connect");
     Arc::new(Registry::builder().store(store).build().expect("registry"))
-}
-
-fn crm(key: &str) -> ConnectionSpec {
-    ConnectionSpec::project("acme", "crm")
-        .target(Target::external("crm"))
-        .auth(AuthScheme::ApiKey)
-        .param(Param::plain("ServiceURL").default("https://crm.example.com"))
-        .param(Param::secret("ApiKey").default(key))
-        .build()
-        .expect("spec")
-}
-
-fn orders() -> Mappings {
-    Mappings::of("acme", "orders")
-        .by_name("crm", [("ServiceURL", "CRM_URL"), ("ApiKey", "CRM_KEY")])
-        .build()
-        .expect("mappings")
-}
-
-fn request() -> ResolveRequest {
-    ResolveRequest::parse("acme", "orders", "production").expect("request")
-}
-
-/// The value `registry` resolves for `CRM_KEY`, if any.
-fn crm_key(registry: &Registry) -> Option<String> {
-    let env = registry.resolve(&request()).ok()?;
-    env.expose("CRM_KEY").map(str::to_owned)
 }
 
 fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Duration {

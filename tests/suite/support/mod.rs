@@ -1,9 +1,11 @@
 //! Support shared by the suite's modules: identifiers every scenario uses,
-//! manifests, the real readers of the output formats, and the real OAuth
-//! server. `tests/process_env.rs` includes it too.
+//! the replica scenarios' CRM connection, manifests, the real readers of the
+//! output formats, and the real OAuth server. `tests/process_env.rs` includes
+//! it too.
 
 #![allow(dead_code)] // Each binary uses some of these.
 
+pub mod crm;
 #[cfg(all(feature = "manifest", unix))]
 pub mod manifests;
 #[cfg(feature = "oauth-runtime")]

@@ -3,7 +3,6 @@
 //! database, many writers on a small pool, registries writing and following
 //! on tasks, statement deadlines, an outage and the recovery, secrets sealed
 //! at rest.
-#![cfg(all(feature = "postgres", feature = "test-kit"))]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +16,8 @@ use connective::store::{
 use connective::test_kit::postgres::{PgCluster, database, unavailable};
 use connective::test_kit::{self, AsyncAsBlocking};
 
+use crate::support::crm::{crm, crm_key, orders};
+
 fn ring() -> KeyRing {
     KeyRing::new(SealKey::from_bytes("k1", &[5; 32]).expect("key"))
 }
@@ -27,29 +28,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-fn crm(key: &str) -> ConnectionSpec {
-    ConnectionSpec::project("acme", "crm")
-        .target(Target::external("crm"))
-        .auth(AuthScheme::ApiKey)
-        .param(Param::plain("ServiceURL").default("https://crm.example.com"))
-        .param(Param::secret("ApiKey").default(key))
-        .build()
-        .expect("spec")
-}
-
-fn orders() -> Mappings {
-    Mappings::of("acme", "orders")
-        .by_name("crm", [("ServiceURL", "CRM_URL"), ("ApiKey", "CRM_KEY")])
-        .build()
-        .expect("mappings")
-}
-
-fn crm_key(registry: &Registry) -> Option<String> {
-    let request = ResolveRequest::parse("acme", "orders", "production").expect("request");
-    let env = registry.resolve(&request).ok()?;
-    env.expose("CRM_KEY").map(str::to_owned)
 }
 
 async fn eventually(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Duration {

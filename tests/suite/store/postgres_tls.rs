@@ -6,7 +6,6 @@
 //! refuses a server without TLS; the settings come from the connection
 //! string or `PGSSLMODE`/`PGSSLROOTCERT`. With a password, nothing the
 //! client logs, answers or prints holds it, nor a secret value.
-#![cfg(all(feature = "postgres", feature = "test-kit"))]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -376,7 +375,11 @@ fn tls_settings_come_from_pgsslmode_and_pgsslrootcert() {
     let Some(server) = tls_server() else { return };
     for (root, expect) in [(&server.ca, "connects"), (&server.other_ca, "untrusted")] {
         let out = Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--exact", "tls_environment_child", "--test-threads=1"])
+            .args([
+                "--exact",
+                "store::postgres_tls::tls_environment_child",
+                "--test-threads=1",
+            ])
             .env("CONNECTIVE_TLS_CHILD", server.params(HOST, ""))
             .env("CONNECTIVE_TLS_EXPECT", expect)
             .env("PGSSLMODE", "verify-full")
@@ -389,11 +392,18 @@ fn tls_settings_come_from_pgsslmode_and_pgsslrootcert() {
             root.display(),
             String::from_utf8_lossy(&out.stdout)
         );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "the child's filter matched no test: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 
 /// Every log line of this process (the PostgreSQL client logs through
-/// `log`).
+/// `log`) while the test below listens. The suite's other tests share the
+/// process, so their lines are captured too while it listens: that only adds
+/// lines to search, none of which can hold this test's password or secret.
 static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 struct Capture;
@@ -473,6 +483,8 @@ fn no_password_or_secret_in_a_log_line_an_error_or_debug() {
         refused.to_string(),
         format!("{refused:?}"),
     ];
+    // Stop listening: the rest of the suite need not format its log lines.
+    log::set_max_level(log::LevelFilter::Off);
     let lines = LINES.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
     assert!(
         lines.contains("executing statement"),
