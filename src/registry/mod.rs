@@ -1403,6 +1403,9 @@ impl crate::oauth::runtime::Host for Registry {
     fn records(&self) -> &RuntimeRecords {
         &self.oauth_records
     }
+    fn policy(&self) -> &ResolvePolicy {
+        self.catalog.policy()
+    }
 }
 
 #[cfg(feature = "oauth-runtime")]

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::model::{AppOwner, AuthScheme, CredentialKey, ProjectId, ReauthReason, Timestamp};
+use crate::model::{AppOwner, AuthScheme, CredentialKey, EnvVarName, ProjectId, ReauthReason, Timestamp};
 
 /// Whose tokens an error is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -123,6 +123,16 @@ pub enum OAuthError {
     Busy {
         /// Whose.
         key: CredentialKey,
+    },
+    /// The variable name asked for is one the registry's
+    /// [`ReservedNames`](crate::model::ReservedNames) refuse (rule 4, the
+    /// check resolution runs on every variable); nothing was added.
+    #[error("variable {name} is reserved ({reason})")]
+    ReservedVariable {
+        /// The refused name.
+        name: EnvVarName,
+        /// Why it is reserved.
+        reason: String,
     },
     /// The store failed; nothing the caller could use was lost.
     #[error("{subject}: store failed: {message}")]

@@ -98,6 +98,8 @@ pub(crate) trait Host: Send + Sync + 'static {
     /// The application's version, without taking a reference count.
     fn app_version(&self, project: &ProjectId, owner: &AppOwner) -> Option<Version>;
     fn records(&self) -> &RuntimeRecords;
+    /// The resolution policy (reserved variable names).
+    fn policy(&self) -> &crate::model::ResolvePolicy;
 }
 
 /// The one seam between the runtime and the synchronous store: each call runs
@@ -454,12 +456,26 @@ impl OAuthRuntime {
     /// Resolution never embeds a token by itself: a short-lived token in a
     /// deploy-time environment would outlive itself, so a host asks for one
     /// only where it starts the process right away.
+    ///
+    /// `name` passes the same reserved-name check as every resolved variable
+    /// (the registry's [`ReservedNames`](crate::model::ReservedNames)): a
+    /// reserved one is [`OAuthError::ReservedVariable`], checked before any
+    /// token is fetched.
     pub async fn with_token_variable(
         &self,
         mut env: crate::resolve::ResolvedEnv,
         key: &CredentialKey,
         name: crate::model::EnvVarName,
     ) -> Result<crate::resolve::ResolvedEnv, OAuthError> {
+        if let Err(e) = self.inner.host.policy().reserved().check(&name) {
+            return Err(OAuthError::ReservedVariable {
+                reason: match e {
+                    crate::model::ParseError::Reserved { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+                name,
+            });
+        }
         let connection = self.connection(key)?;
         let token = self.access_token(key).await?;
         let provenance = crate::resolve::Provenance {

@@ -850,3 +850,66 @@ async fn resolution_embeds_no_access_token_unless_the_host_asks() {
     );
     assert!(!env.to_string().contains(token.expose()), "Display redacts it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_variable_with_a_reserved_name_is_refused_naming_it() {
+    let server = server!();
+    let registry = Arc::new(
+        Registry::builder()
+            .policy(connective::model::ResolvePolicy::default().with_reserved(
+                connective::model::ReservedNames::default().with_name("CRM_TOKEN".parse().unwrap()),
+            ))
+            .build()
+            .expect("registry"),
+    );
+    let (id, _) = registry.create_connection(crm(&server)).expect("create");
+    let runtime = registry.oauth_runtime().build().expect("runtime");
+    let s = Setup {
+        key: CredentialKey::new(
+            "acme".parse().unwrap(),
+            id,
+            "production".parse().unwrap(),
+            Some("globex".parse().unwrap()),
+        ),
+        registry,
+        runtime,
+    };
+    authorize(&s, &server).await;
+    s.registry
+        .set_mappings(
+            Mappings::of("acme", "orders")
+                .by_name_defaults("crm")
+                .build()
+                .unwrap(),
+            None,
+        )
+        .unwrap();
+    let env = || {
+        let request = ResolveRequest::parse("acme", "orders", "production")
+            .unwrap()
+            .for_customer("globex")
+            .unwrap();
+        s.registry.resolve(&request).expect("resolve")
+    };
+    // A default reserved name, a reserved prefix and the host's own name.
+    for name in ["PATH", "LD_PRELOAD", "CRM_TOKEN"] {
+        let refused = s
+            .runtime
+            .with_token_variable(env(), &s.key, name.parse().unwrap())
+            .await;
+        match &refused {
+            Err(e @ OAuthError::ReservedVariable { name: got, reason }) => {
+                assert_eq!(got.as_str(), name);
+                assert!(!reason.is_empty());
+                assert!(e.to_string().contains(name), "{e}");
+            }
+            other => panic!("{name}: expected a reserved-variable refusal, got {other:?}"),
+        }
+    }
+    let env = s
+        .runtime
+        .with_token_variable(env(), &s.key, "CRM_ACCESS_TOKEN".parse().unwrap())
+        .await
+        .expect("a name nobody reserved");
+    assert!(env.get("CRM_ACCESS_TOKEN").is_some());
+}
