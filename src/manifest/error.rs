@@ -115,8 +115,8 @@ pub enum Rule {
     Ident(ParseError),
     /// A secret parameter's value is not a reference.
     #[error(
-        "a secret value must be a reference (env:NAME, file:PATH, keep:existing or a scheme the host \
-         registers), not the secret itself; the value is not repeated here"
+        "a secret value must be a reference (env:NAME, file:PATH, keep:existing, vault:MOUNT/PATH#KEY \
+         or a scheme the host registers), not the secret itself; the value is not repeated here"
     )]
     LiteralSecret,
     /// A secret reference's scheme is not registered with the
@@ -129,6 +129,10 @@ pub enum Rule {
         /// The schemes that are registered.
         known: Vec<String>,
     },
+    /// A secret value names an external secret store (`vault:`,
+    /// `openbao:`) but is not a reference to it. The value is not repeated.
+    #[error("{0}; the value is not repeated here")]
+    BadExternalRef(crate::model::ExternalRefError),
     /// A secret source could not supply a value.
     #[error("secret reference {reference} cannot be read: {reason}")]
     SecretUnavailable {

@@ -12,7 +12,7 @@ use super::{Format, KEEP, SecretRef};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
     AuthScheme, Connection, ConnectionName, ConnectionRef, EndpointVisibility, EnteredBy, EnvMapping, Layer,
-    OAuthClient, Param, ParamName, ParamValues, ProjectId, Requirement, Scope, Target, Tenancy,
+    OAuthClient, Param, ParamName, ParamValues, ProjectId, Requirement, Scope, SecretEntry, Target, Tenancy,
 };
 use crate::registry::Registry;
 
@@ -317,8 +317,9 @@ fn param_doc(
 }
 
 /// A parameter's values as the manifest writes them, in order: plain values
-/// as they are, secrets as the reference `options` names for each (by
-/// default `keep:existing`), never their value.
+/// as they are, references to external stores as they are, stored secrets
+/// as the reference `options` names for each (by default `keep:existing`),
+/// never their value.
 fn param_values(
     project: &ProjectId,
     c: &Connection,
@@ -335,10 +336,13 @@ fn param_values(
         ParamValues::Secret(layers) => layers,
     };
     let mut values = Vec::with_capacity(layers.len());
-    for layer in layers.layers() {
-        let text = match &options.namer {
-            None => KEEP.to_owned(),
-            Some(namer) => {
+    for (layer, entry) in layers.pairs() {
+        let text = match (entry, &options.namer) {
+            // A reference to an external store is not secret: it is exported
+            // as it is, and applies back as the same reference.
+            (SecretEntry::External(r), _) => r.to_string(),
+            (SecretEntry::Stored(_), None) => KEEP.to_owned(),
+            (SecretEntry::Stored(_), Some(namer)) => {
                 let text = namer(&SecretSlot {
                     project,
                     scope: c.scope(),

@@ -98,8 +98,9 @@ pub use secret::{
 
 use crate::model::{
     AuthScheme, ConnectionId, ConnectionName, ConnectionSpec, CustomerId, EndpointVisibility, EnteredBy,
-    EnvEntry, EnvVarName, Environment, IntegrationId, Layer, MAX_ENTRIES, MAX_USES, OAuthClient, Param,
-    ParamName, ParseError, PlatformTarget, ProjectId, Requirement, Scope, SpecProblem, Target, Tenancy,
+    EnvEntry, EnvVarName, Environment, ExternalRef, IntegrationId, Layer, MAX_ENTRIES, MAX_USES, OAuthClient,
+    Param, ParamName, ParseError, PlatformTarget, ProjectId, Requirement, Scope, SecretEntry, SpecProblem,
+    StoreName, Target, Tenancy,
 };
 
 /// The text formats a manifest can be written in.
@@ -208,14 +209,23 @@ impl ManifestLimits {
     }
 }
 
-/// How a manifest is loaded: its [`ManifestLimits`], and which secret
+/// How a manifest is loaded: its [`ManifestLimits`], which secret
 /// reference schemes it may use (by default `env`, `file` and `keep`; a host
-/// with its own sources passes them to [`LoadOptions::sources`]). A secret
-/// value whose scheme is not accepted is refused at load, and never repeated.
+/// with its own sources passes them to [`LoadOptions::sources`]), and which
+/// schemes name external secret stores (by default `vault` and `openbao`).
+/// A secret value whose scheme is not accepted is refused at load, and never
+/// repeated.
+///
+/// A reference to an external store
+/// ([`ExternalRef`],
+/// `vault:secret/crm#password`) is not read when the manifest is applied:
+/// it is kept as a reference in the registry, and resolution reads the
+/// store's current value from the host's cache.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     limits: ManifestLimits,
     schemes: BTreeSet<String>,
+    external: BTreeSet<StoreName>,
 }
 
 impl Default for LoadOptions {
@@ -223,6 +233,7 @@ impl Default for LoadOptions {
         LoadOptions {
             limits: ManifestLimits::default(),
             schemes: SecretSources::standard().schemes().into_iter().collect(),
+            external: [StoreName::vault(), StoreName::openbao()].into_iter().collect(),
         }
     }
 }
@@ -243,6 +254,20 @@ impl LoadOptions {
     pub fn sources(mut self, sources: &SecretSources) -> Self {
         self.schemes = sources.schemes().into_iter().collect();
         self
+    }
+
+    /// Takes secret values whose scheme is one of `stores` as references to
+    /// external secret stores, kept as references (default: `vault` and
+    /// `openbao`). A scheme also given as a source
+    /// ([`LoadOptions::sources`]) is read at apply by that source instead.
+    pub fn external_stores(mut self, stores: impl IntoIterator<Item = StoreName>) -> Self {
+        self.external = stores.into_iter().collect();
+        self
+    }
+
+    /// The schemes taken as external secret stores, sorted.
+    pub fn get_external_stores(&self) -> Vec<StoreName> {
+        self.external.iter().cloned().collect()
     }
 
     /// The limits.
@@ -559,8 +584,10 @@ fn toml_error(file: &str, e: &toml::de::Error, text: &str) -> ManifestError {
 pub(crate) enum ValueSpec {
     /// A plain value.
     Plain(String),
-    /// A reference to a secret.
+    /// A reference to a secret, read when the manifest is applied.
     Secret(SecretRef),
+    /// A reference to a secret in an external store, kept as a reference.
+    External(ExternalRef),
 }
 
 impl fmt::Debug for ValueSpec {
@@ -568,6 +595,7 @@ impl fmt::Debug for ValueSpec {
         match self {
             ValueSpec::Plain(v) => write!(f, "Plain({} bytes)", v.len()),
             ValueSpec::Secret(r) => write!(f, "Secret({r})"),
+            ValueSpec::External(r) => write!(f, "External({r})"),
         }
     }
 }
@@ -999,7 +1027,18 @@ impl Validator<'_> {
         let mut add = |this: &mut Self, layer: Layer, path: String, text: &Text| {
             let value = if p.secret {
                 match SecretRef::parse(text.as_str()) {
+                    // A scheme the host registered as a source is read at
+                    // apply, even one that names an external store.
                     Ok(r) if this.options.schemes.contains(r.scheme()) => ValueSpec::Secret(r),
+                    Ok(r) if this.options.external.iter().any(|s| s.as_str() == r.scheme()) => {
+                        match ExternalRef::parse(text.as_str()) {
+                            Ok(r) => ValueSpec::External(r),
+                            Err(error) => {
+                                this.push(path, Rule::BadExternalRef(error));
+                                return;
+                            }
+                        }
+                    }
                     // The shape of a reference (`user:password`), but not a
                     // scheme the host accepts: not repeated either.
                     Ok(_) => {
@@ -1205,12 +1244,13 @@ fn spec_problem_path(path: &str, problem: &SpecProblem) -> String {
 }
 
 impl DeclaredConnection {
-    /// The spec, with secret values from `secret` (`None`: left empty, for
-    /// checks that do not need them).
+    /// The spec, with the secret values of references read at apply from
+    /// `secret` (`None`: left empty, for checks that do not need them);
+    /// references to external stores stay references.
     pub(crate) fn spec(
         &self,
         project: &ProjectId,
-        mut secret: impl FnMut(&DeclaredValue) -> Option<crate::model::SecretValue>,
+        mut secret: impl FnMut(&DeclaredValue) -> Option<SecretEntry>,
     ) -> Result<ConnectionSpec, crate::model::SpecError> {
         let builder = match &self.scope {
             Scope::Project => ConnectionSpec::project(project, &self.name),
@@ -1234,11 +1274,16 @@ impl DeclaredConnection {
                 pb = pb.per_customer(by);
             }
             for v in &p.values {
-                let text = match &v.value {
-                    ValueSpec::Plain(s) => s.clone(),
-                    ValueSpec::Secret(_) => secret(v).map(|s| s.expose().to_owned()).unwrap_or_default(),
+                let layer = v.layer.clone();
+                pb = match &v.value {
+                    ValueSpec::Plain(s) => pb.value(layer, s.clone()),
+                    ValueSpec::External(r) => pb.value_ref(layer, r.clone()),
+                    ValueSpec::Secret(_) => match secret(v) {
+                        Some(SecretEntry::External(r)) => pb.value_ref(layer, (*r).clone()),
+                        Some(SecretEntry::Stored(s)) => pb.value(layer, s.expose()),
+                        None => pb.value(layer, ""),
+                    },
                 };
-                pb = pb.value(v.layer.clone(), text);
             }
             builder = builder.param(pb);
         }

@@ -11,7 +11,7 @@ use crate::catalog::ProjectSnapshot;
 use crate::model::{
     Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionSpec, ConnectionUse, EnvEntry,
     EnvMapping, IntegrationId, Layer, Mappings, MappingsError, ParamValues, ProjectId, ResolvePolicy,
-    Revision, Scope, Version, shorten,
+    Revision, Scope, SecretEntry, Version, shorten,
 };
 use crate::registry::{DeleteMode, Registry, RegistryError, Tx, WriteReport};
 use crate::resolve::ProjectView;
@@ -381,7 +381,7 @@ impl Manifest {
                 return None;
             }
             match sources.fetch(reference, context) {
-                Ok(value) => Some(value),
+                Ok(value) => Some(SecretEntry::Stored(value)),
                 Err(e) => {
                     problems.push(ManifestProblem::at(
                         &v.path,
@@ -595,10 +595,19 @@ fn diff_specs(old: &ConnectionSpec, new: &ConnectionSpec) -> Vec<String> {
             (ParamValues::Secret(a), ParamValues::Secret(b)) => {
                 for layer in b.layers() {
                     match (a.get_any(layer), b.get_any(layer)) {
+                        (None, Some(SecretEntry::External(r))) => out.push(format!(
+                            "parameter {name}: secret {layer} added, referring to {r}"
+                        )),
                         (None, _) => out.push(format!("parameter {name}: secret {layer} added")),
-                        (Some(x), Some(y)) if !x.same_as(y) => {
-                            out.push(format!("parameter {name}: secret {layer} changed"))
-                        }
+                        (Some(x), Some(y)) if !x.same_as(y) => match y {
+                            // A reference is not secret: saying which helps review.
+                            SecretEntry::External(r) => {
+                                out.push(format!("parameter {name}: secret {layer} now refers to {r}"))
+                            }
+                            SecretEntry::Stored(_) => {
+                                out.push(format!("parameter {name}: secret {layer} changed"))
+                            }
+                        },
                         _ => {}
                     }
                 }

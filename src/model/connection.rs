@@ -250,6 +250,34 @@ impl ConnectionSpec {
         }
     }
 
+    /// Sets one value of a declared secret parameter to a reference to an
+    /// external store (see [`ExternalRef`](super::ExternalRef)), validated
+    /// as the builder would: nothing of the secret is copied, resolution
+    /// reads the store's current value.
+    ///
+    /// ```
+    /// use connective::model::{ConnectionSpec, Layer, Param};
+    /// let mut spec = ConnectionSpec::project("acme", "crm")
+    ///     .param(Param::secret("Password").default("dev-password"))
+    ///     .param(Param::plain("ServiceURL").default("https://crm"))
+    ///     .build()?;
+    /// let prod = Layer::Environment("production".parse()?);
+    /// spec.set_external(&"Password".parse()?, prod.clone(), "vault:secret/crm#password".parse()?)?;
+    /// assert!(spec.set_external(&"ServiceURL".parse()?, prod, "vault:secret/crm#url".parse()?).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_external(
+        &mut self,
+        param: &ParamName,
+        layer: Layer,
+        reference: super::ExternalRef,
+    ) -> Result<(), SpecProblem> {
+        match self.params.iter_mut().find(|p| p.name() == param) {
+            Some(p) => p.set_external(layer, reference),
+            None => Err(SpecProblem::UnknownParam { param: param.clone() }),
+        }
+    }
+
     /// Removes one value of a declared parameter; returns whether it had one.
     pub fn remove_value(&mut self, param: &ParamName, layer: &Layer) -> Result<bool, SpecProblem> {
         match self.params.iter_mut().find(|p| p.name() == param) {
@@ -530,8 +558,11 @@ mod tests {
         // Every connection carries these (memory per connection is a performance target).
         assert_eq!(std::mem::size_of::<PlatformTarget>(), 80);
         assert_eq!(std::mem::size_of::<Target>(), 32);
-        assert_eq!(std::mem::size_of::<Param>(), 72);
+        // 72 before a secret layer could hold a reference to an external
+        // store: the layer's tag takes the niche `Option` used.
+        assert_eq!(std::mem::size_of::<Param>(), 80);
         assert_eq!(std::mem::size_of::<Connection>(), 160);
+        assert_eq!(std::mem::size_of::<crate::model::SecretEntry>(), 16);
     }
 
     #[test]

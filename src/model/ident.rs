@@ -33,6 +33,10 @@ pub enum IdentKind {
     Environment,
     /// [`CustomerId`].
     Customer,
+    /// [`StoreName`].
+    StoreName,
+    /// [`SecretVersion`].
+    SecretVersion,
 }
 
 impl fmt::Display for IdentKind {
@@ -46,6 +50,8 @@ impl fmt::Display for IdentKind {
             IdentKind::EnvVarName => "environment variable name",
             IdentKind::Environment => "environment",
             IdentKind::Customer => "customer id",
+            IdentKind::StoreName => "secret store name",
+            IdentKind::SecretVersion => "secret version",
         })
     }
 }
@@ -204,6 +210,10 @@ const SLUG: &str = "letters, digits, '-', '_' and '.'; starting with a letter or
 const NAME: &str = "letters, digits, '-' and '_'; starting with a letter";
 const ENV: &str = "lower-case letters, digits, '-' and '_'; starting with a lower-case letter";
 const VAR: &str = "letters, digits and '_'; not starting with a digit";
+const STORE: &str = "lower-case letters, digits, '+', '-' and '.'; starting with a lower-case letter";
+fn store_rest(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.')
+}
 
 macro_rules! ident {
     (
@@ -413,6 +423,49 @@ ident!(
     /// assert!("Prod".parse::<Environment>().is_err());
     /// ```
     Environment, IdentKind::Environment, 32, |c| c.is_ascii_lowercase(), env_rest, ENV
+);
+
+ident!(
+    /// The name under which a host configures an external secret store
+    /// (`vault`, `openbao`, or a name of its own for a cloud secret manager):
+    /// the scheme of an [`ExternalRef`](crate::model::ExternalRef).
+    ///
+    /// 1 to 32 lower-case ASCII letters, digits, `+`, `-` and `.`, starting
+    /// with a letter (a URI scheme in lower case).
+    ///
+    /// ```
+    /// use connective::model::StoreName;
+    /// assert_eq!(StoreName::vault().as_str(), "vault");
+    /// assert!("aws-sm".parse::<StoreName>().is_ok());
+    /// assert!("Vault".parse::<StoreName>().is_err());
+    /// ```
+    StoreName, IdentKind::StoreName, 32, |c| c.is_ascii_lowercase(), store_rest, STORE
+);
+
+impl StoreName {
+    /// `vault`: HashiCorp Vault's KV version 2.
+    pub fn vault() -> Self {
+        Self(SmolStr::new_static("vault"))
+    }
+    /// `openbao`: OpenBao's KV version 2.
+    pub fn openbao() -> Self {
+        Self(SmolStr::new_static("openbao"))
+    }
+}
+
+ident!(
+    /// A version of a secret in an external store, as the store names it
+    /// (KV version 2 counts from 1; other stores use other names).
+    ///
+    /// 1 to 64 ASCII letters, digits, `-`, `_` and `.`, starting with a letter
+    /// or digit.
+    ///
+    /// ```
+    /// use connective::model::SecretVersion;
+    /// assert!("3".parse::<SecretVersion>().is_ok());
+    /// assert!("".parse::<SecretVersion>().is_err());
+    /// ```
+    SecretVersion, IdentKind::SecretVersion, 64, |c| c.is_ascii_alphanumeric(), slug_rest, SLUG
 );
 
 impl Environment {

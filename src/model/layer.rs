@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::external::{ExternalRef, SecretEntry};
 use super::ident::{CustomerId, Environment};
 
 /// One value layer of a parameter. Also the provenance of a resolved value.
@@ -87,8 +88,9 @@ impl<T> Default for Layers<T> {
 }
 
 impl<T> Layers<T> {
-    /// Every layer and its value, in the order they were given.
-    pub(super) fn pairs(&self) -> impl Iterator<Item = (&Layer, &T)> {
+    /// Every layer and its value, in the order they were given
+    /// (crate-internal for secrets).
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&Layer, &T)> {
         self.default
             .iter()
             .map(|v| (&DEFAULT_LAYER, v))
@@ -242,6 +244,15 @@ impl Layers<String> {
     /// The plain value of exactly `layer`.
     pub fn get(&self, layer: &Layer) -> Option<&str> {
         self.get_any(layer).map(String::as_str)
+    }
+}
+
+impl Layers<SecretEntry> {
+    /// The reference to an external store that `layer` holds, if it holds
+    /// one (stored secrets have no accessor: they leave the library only
+    /// through resolution).
+    pub fn external(&self, layer: &Layer) -> Option<&ExternalRef> {
+        self.get_any(layer).and_then(SecretEntry::external)
     }
 }
 

@@ -5,6 +5,7 @@
 mod auth;
 mod connection;
 mod description;
+mod external;
 mod ident;
 mod layer;
 mod mapping;
@@ -21,11 +22,15 @@ mod token;
 pub use auth::{AuthScheme, OAuthClient};
 pub use connection::{Connection, ConnectionBuilder, ConnectionSpec, MAX_PARAMS, Scope};
 pub use description::MAX_DESCRIPTION_LEN;
+pub use external::{
+    ExternalFault, ExternalRef, ExternalRefError, ExternalSecrets, ExternalValue, FetchInfo, IntoExternalRef,
+    RefPart, SecretEntry, SecretLocation,
+};
 #[cfg(feature = "manifest")]
 pub(crate) use ident::shorten;
 pub use ident::{
     ConnectionId, ConnectionName, CustomerId, EnvVarName, Environment, IdentKind, IntegrationId, ParamName,
-    ParseError, ProjectId,
+    ParseError, ProjectId, SecretVersion, StoreName,
 };
 pub use layer::{Layer, Layers};
 pub use mapping::{

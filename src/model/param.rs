@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::description::{Text, check_description};
+use super::external::{ExternalRef, ExternalRefError, IntoExternalRef, SecretEntry};
 use super::ident::{CustomerId, Environment, ParamName, ParseError};
 use super::layer::{Layer, Layers};
 use super::problem::{IntoIdent, SpecProblem};
@@ -58,8 +59,9 @@ pub enum Tenancy {
 pub enum ParamValues {
     /// Plain text values.
     Plain(Layers<String>),
-    /// Secret values.
-    Secret(Layers<SecretValue>),
+    /// Secret values: each layer holds the secret or a reference to it in
+    /// an external store ([`SecretEntry`]).
+    Secret(Layers<SecretEntry>),
 }
 
 impl fmt::Debug for ParamValues {
@@ -149,10 +151,45 @@ impl Param {
                 l.set(layer, value);
             }
             ParamValues::Secret(l) => {
-                l.set(layer, SecretValue::new(value));
+                l.set(layer, SecretEntry::Stored(SecretValue::new(value)));
             }
         }
         Ok(())
+    }
+
+    /// Sets `layer` to a reference to an external store, validated as the
+    /// builder would (see
+    /// [`ConnectionSpec::set_external`](super::ConnectionSpec::set_external)).
+    pub(super) fn set_external(&mut self, layer: Layer, reference: ExternalRef) -> Result<(), SpecProblem> {
+        let mut problems = Vec::new();
+        self.check_value(&layer, 0, &mut problems);
+        if let Some(first) = problems.into_iter().next() {
+            return Err(first);
+        }
+        match &mut self.values {
+            ParamValues::Plain(_) => {
+                return Err(SpecProblem::ExternalOnPlain {
+                    param: self.name.clone(),
+                });
+            }
+            ParamValues::Secret(l) => {
+                l.set(layer, SecretEntry::from(reference));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every layer holding a reference to an external store, and the
+    /// reference, in the order given.
+    pub fn external_refs(&self) -> impl Iterator<Item = (&Layer, &ExternalRef)> {
+        let layers = match &self.values {
+            ParamValues::Secret(l) => Some(l),
+            ParamValues::Plain(_) => None,
+        };
+        layers
+            .into_iter()
+            .flat_map(|l| l.pairs())
+            .filter_map(|(layer, entry)| entry.external().map(|r| (layer, r)))
     }
 
     /// **The checks of one value** of this parameter, however it comes in
@@ -195,11 +232,19 @@ pub struct ParamBuilder {
     description: String,
     requirement: Requirement,
     tenancy: Tenancy,
-    values: Vec<(PendingLayer, SecretValue)>,
+    values: Vec<(PendingLayer, PendingValue)>,
 }
 
 /// A layer as given to a builder: parsed, or the field that failed and why.
 type PendingLayer = Result<Layer, (&'static str, ParseError)>;
+
+/// A value as given to a builder: text, or a reference to an external
+/// store (parsed, or why the text is not one).
+#[derive(Clone)]
+enum PendingValue {
+    Text(SecretValue),
+    External(Result<ExternalRef, ExternalRefError>),
+}
 
 impl fmt::Debug for ParamBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -286,7 +331,77 @@ impl ParamBuilder {
     }
 
     fn layer(mut self, layer: PendingLayer, value: impl Into<String>) -> Self {
-        self.values.push((layer, SecretValue::new(value)));
+        self.values
+            .push((layer, PendingValue::Text(SecretValue::new(value))));
+        self
+    }
+
+    /// Sets the default value to a reference to an external store (a secret
+    /// parameter only): the value is the store's current one at resolution.
+    ///
+    /// ```
+    /// use connective::model::{ConnectionSpec, Param};
+    /// let spec = ConnectionSpec::project("acme", "crm")
+    ///     .param(Param::secret("Password")
+    ///         .default_ref("vault:secret/crm/dev#password")
+    ///         .env_ref("production", "vault:secret/crm/prod#password"))
+    ///     .build()?;
+    /// let refs: Vec<String> = spec.params()[0].external_refs().map(|(_, r)| r.to_string()).collect();
+    /// assert_eq!(refs, ["vault:secret/crm/dev#password", "vault:secret/crm/prod#password"]);
+    /// # Ok::<(), connective::model::SpecError>(())
+    /// ```
+    pub fn default_ref(self, reference: impl IntoExternalRef) -> Self {
+        self.layer_ref(Ok(Layer::Default), reference)
+    }
+
+    /// Sets the value for one environment to a reference to an external
+    /// store (see [`ParamBuilder::default_ref`]).
+    pub fn env_ref<E: IntoIdent<Environment>>(self, env: E, reference: impl IntoExternalRef) -> Self {
+        let layer = env
+            .into_ident()
+            .map(Layer::Environment)
+            .map_err(|e| ("environment", e));
+        self.layer_ref(layer, reference)
+    }
+
+    /// Sets the value for one customer to a reference to an external store
+    /// (see [`ParamBuilder::default_ref`]).
+    pub fn customer_ref<C: IntoIdent<CustomerId>>(
+        self,
+        customer: C,
+        reference: impl IntoExternalRef,
+    ) -> Self {
+        let layer = customer
+            .into_ident()
+            .map(Layer::Customer)
+            .map_err(|e| ("customer", e));
+        self.layer_ref(layer, reference)
+    }
+
+    /// Sets the value for one customer in one environment to a reference to
+    /// an external store (see [`ParamBuilder::default_ref`]).
+    pub fn customer_env_ref<C: IntoIdent<CustomerId>, E: IntoIdent<Environment>>(
+        self,
+        customer: C,
+        env: E,
+        reference: impl IntoExternalRef,
+    ) -> Self {
+        let layer = match (customer.into_ident(), env.into_ident()) {
+            (Ok(c), Ok(e)) => Ok(Layer::CustomerEnvironment(c, e)),
+            (Err(err), _) => Err(("customer", err)),
+            (_, Err(err)) => Err(("environment", err)),
+        };
+        self.layer_ref(layer, reference)
+    }
+
+    /// Sets an already parsed layer to a reference to an external store.
+    pub fn value_ref(self, layer: Layer, reference: impl IntoExternalRef) -> Self {
+        self.layer_ref(Ok(layer), reference)
+    }
+
+    fn layer_ref(mut self, layer: PendingLayer, reference: impl IntoExternalRef) -> Self {
+        self.values
+            .push((layer, PendingValue::External(reference.into_external_ref())));
         self
     }
 
@@ -313,23 +428,42 @@ impl ParamBuilder {
                 None
             }
         };
-        let mut layers: Vec<(Layer, SecretValue)> = Vec::with_capacity(self.values.len());
+        let mut layers: Vec<(Layer, SecretEntry)> = Vec::with_capacity(self.values.len());
         for (layer, value) in self.values {
-            match layer {
-                Ok(l) => layers.push((l, value)),
-                Err((field, error)) => problems.push(SpecProblem::Ident {
-                    field: format!("{label}.{field}"),
+            let layer = match layer {
+                Ok(l) => l,
+                Err((field, error)) => {
+                    problems.push(SpecProblem::Ident {
+                        field: format!("{label}.{field}"),
+                        error,
+                    });
+                    continue;
+                }
+            };
+            match value {
+                PendingValue::Text(v) => layers.push((layer, SecretEntry::Stored(v))),
+                PendingValue::External(Ok(r)) => layers.push((layer, SecretEntry::from(r))),
+                PendingValue::External(Err(error)) => problems.push(SpecProblem::BadExternalRef {
+                    field: format!("{label} ({layer})"),
                     error,
                 }),
             }
         }
         let values = match self.kind {
-            ParamKind::Plain => ParamValues::Plain(Layers::from_vec(
-                layers
-                    .into_iter()
-                    .map(|(l, v)| (l, v.expose().to_owned()))
-                    .collect(),
-            )),
+            ParamKind::Plain => {
+                let mut plain = Vec::with_capacity(layers.len());
+                let mut external = false;
+                for (l, v) in layers {
+                    match v {
+                        SecretEntry::Stored(v) => plain.push((l, v.expose().to_owned())),
+                        SecretEntry::External(_) => external = true,
+                    }
+                }
+                if external && let Some(name) = &name {
+                    problems.push(SpecProblem::ExternalOnPlain { param: name.clone() });
+                }
+                ParamValues::Plain(Layers::from_vec(plain))
+            }
             ParamKind::Secret => ParamValues::Secret(Layers::from_vec(layers)),
         };
         Some(Param {
@@ -396,7 +530,14 @@ fn check_param(p: &Param, problems: &mut Vec<SpecProblem>) {
     );
     let values: Vec<(&Layer, usize)> = match &p.values {
         ParamValues::Plain(l) => l.pairs().map(|(layer, v)| (layer, v.len())).collect(),
-        ParamValues::Secret(l) => l.pairs().map(|(layer, v)| (layer, v.expose().len())).collect(),
+        ParamValues::Secret(l) => l
+            .pairs()
+            .map(|(layer, v)| match v {
+                SecretEntry::Stored(v) => (layer, v.expose().len()),
+                // Bounded by the reference's own rules.
+                SecretEntry::External(_) => (layer, 0),
+            })
+            .collect(),
     };
     let mut seen = Seen::with_capacity(values.len());
     for (layer, len) in values {

@@ -1,7 +1,9 @@
 //! The host's resolution settings: variable prefix and reserved names.
 
 use std::fmt;
+use std::sync::Arc;
 
+use super::external::ExternalSecrets;
 use super::ident::{EnvVarName, IdentKind, ParseError};
 
 /// Environment variable names the host reserves (rule 4): exact names and name
@@ -238,8 +240,9 @@ impl fmt::Debug for ReservedNames {
     }
 }
 
-/// How a host turns connections into variables: the default-name prefix and
-/// the reserved names.
+/// How a host turns connections into variables: the default-name prefix,
+/// the reserved names, and where values referenced in an external secret
+/// store are read from.
 ///
 /// ```
 /// use connective::model::ResolvePolicy;
@@ -247,11 +250,38 @@ impl fmt::Debug for ReservedNames {
 /// assert_eq!(policy.prefix().unwrap().as_str(), "CHOREO");
 /// # Ok::<(), connective::model::ParseError>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct ResolvePolicy {
     prefix: Option<EnvVarName>,
     reserved: ReservedNames,
+    external: Option<Arc<dyn ExternalSecrets>>,
 }
+
+impl fmt::Debug for ResolvePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolvePolicy")
+            .field("prefix", &self.prefix)
+            .field("reserved", &self.reserved)
+            .field("external_secrets", &self.external.is_some())
+            .finish()
+    }
+}
+
+/// Equal prefixes and reserved names, and the same external secret view
+/// (the same instance) or none.
+impl PartialEq for ResolvePolicy {
+    fn eq(&self, other: &Self) -> bool {
+        self.prefix == other.prefix
+            && self.reserved == other.reserved
+            && match (&self.external, &other.external) {
+                (None, None) => true,
+                (Some(a), Some(b)) => std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for ResolvePolicy {}
 
 impl ResolvePolicy {
     /// Sets the prefix of default variable names (`PREFIX_CONNECTION_PARAM`).
@@ -271,5 +301,18 @@ impl ResolvePolicy {
     /// The reserved names.
     pub fn reserved(&self) -> &ReservedNames {
         &self.reserved
+    }
+    /// Reads values that parameters reference in external secret stores
+    /// from `view` (an in-memory cache the host keeps fresh, such as the
+    /// `external` module's `SecretCache`). Without one, a referenced value
+    /// fails to resolve with
+    /// [`ExternalFault::NoCache`](super::ExternalFault::NoCache).
+    pub fn with_external_secrets(mut self, view: Arc<dyn ExternalSecrets>) -> Self {
+        self.external = Some(view);
+        self
+    }
+    /// Where referenced values are read from, if the host said.
+    pub fn external_secrets(&self) -> Option<&dyn ExternalSecrets> {
+        self.external.as_deref()
     }
 }

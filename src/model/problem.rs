@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::auth::AuthScheme;
+use super::external::ExternalRefError;
 use super::ident::{ParamName, ParseError};
 use super::layer::Layer;
 
@@ -116,6 +117,21 @@ pub enum SpecProblem {
     ControlCharacter {
         /// The field.
         field: String,
+    },
+    /// A value given as a reference to an external store is not one.
+    #[error("{field}: {error}")]
+    BadExternalRef {
+        /// The field, e.g. `params.Password (environment production override)`.
+        field: String,
+        /// Why (the text is not repeated).
+        error: ExternalRefError,
+    },
+    /// A plain parameter was given a reference to an external store: only
+    /// secret parameters take them.
+    #[error("parameter {param} is plain: only secret parameters take external secret references")]
+    ExternalOnPlain {
+        /// The parameter.
+        param: ParamName,
     },
     /// Too many parameters.
     #[error("{count} parameters, at most {max} allowed")]

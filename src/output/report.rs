@@ -36,8 +36,14 @@ pub struct ReportVar {
     pub param: String,
     /// The value layer or OAuth application that supplied the value, in words.
     pub source: String,
-    /// `default`, `environment`, `customer`, `customer-environment` or `oauth-app`.
+    /// `default`, `environment`, `customer`, `customer-environment` (the
+    /// value layer that won, stored or referenced), `oauth-app` or
+    /// `access-token`.
     pub source_kind: &'static str,
+    /// For a value read from an external secret store: the reference
+    /// (`vault:secret/crm#password`); not secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_ref: Option<String>,
     /// Whether the name is the default `PREFIX_CONNECTION_PARAM` one.
     pub default_name: bool,
 }
@@ -88,13 +94,17 @@ impl EnvReport {
                     (true, Secrets::Redact) => None,
                     _ => Some(var.value.expose().to_owned()),
                 };
-                let source_kind = match &p.source {
-                    ValueSource::Layer(Layer::Default) => "default",
-                    ValueSource::Layer(Layer::Environment(_)) => "environment",
-                    ValueSource::Layer(Layer::Customer(_)) => "customer",
-                    ValueSource::Layer(Layer::CustomerEnvironment(..)) => "customer-environment",
-                    ValueSource::OAuthApp { .. } => "oauth-app",
-                    ValueSource::AccessToken { .. } => "access-token",
+                let source_kind = match (&p.source, p.source.layer()) {
+                    (_, Some(Layer::Default)) => "default",
+                    (_, Some(Layer::Environment(_))) => "environment",
+                    (_, Some(Layer::Customer(_))) => "customer",
+                    (_, Some(Layer::CustomerEnvironment(..))) => "customer-environment",
+                    (ValueSource::OAuthApp { .. }, None) => "oauth-app",
+                    _ => "access-token",
+                };
+                let external_ref = match &p.source {
+                    ValueSource::External { reference, .. } => Some(reference.to_string()),
+                    _ => None,
                 };
                 ReportVar {
                     name: var.name.to_string(),
@@ -109,6 +119,7 @@ impl EnvReport {
                     param: p.param.to_string(),
                     source: p.source.to_string(),
                     source_kind,
+                    external_ref,
                     default_name: p.name_source == NameSource::Default,
                 }
             })

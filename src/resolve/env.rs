@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::process::Command;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 
 use super::ResolveRequest;
 use crate::model::{
-    AppField, AppOwner, ConnectionId, ConnectionName, EnteredBy, EnvVarName, Layer, ParamName, Revision,
-    Scope, SecretValue, Timestamp,
+    AppField, AppOwner, ConnectionId, ConnectionName, EnteredBy, EnvVarName, ExternalRef, FetchInfo, Layer,
+    ParamName, Revision, Scope, SecretValue, Timestamp,
 };
 
 /// A resolved value: plain text or a secret.
@@ -75,6 +76,17 @@ pub enum ValueSource {
         /// Which field.
         field: AppField,
     },
+    /// A value layer of the parameter won (rule 3), and it refers to a
+    /// secret in an external store: the value is the store's, read from the
+    /// host's cache.
+    External {
+        /// The layer that won.
+        layer: Layer,
+        /// Which store, mount, path, key (and pinned version).
+        reference: Arc<ExternalRef>,
+        /// The version served and when it was fetched.
+        fetch: FetchInfo,
+    },
     /// A current access token the host asked the OAuth runtime for: valid
     /// until `expires_at` (if the server said), not a deploy-time value.
     AccessToken {
@@ -83,10 +95,26 @@ pub enum ValueSource {
     },
 }
 
+impl ValueSource {
+    /// The value layer that won, for a value of the parameter's own (stored
+    /// or referenced).
+    pub fn layer(&self) -> Option<&Layer> {
+        match self {
+            ValueSource::Layer(l) | ValueSource::External { layer: l, .. } => Some(l),
+            ValueSource::OAuthApp { .. } | ValueSource::AccessToken { .. } => None,
+        }
+    }
+}
+
 impl fmt::Display for ValueSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ValueSource::Layer(l) => write!(f, "{l}"),
+            ValueSource::External {
+                layer,
+                reference,
+                fetch,
+            } => write!(f, "{layer}, from {reference} ({fetch})"),
             ValueSource::OAuthApp { owner, field } => write!(f, "{} of the {owner}", field.param()),
             ValueSource::AccessToken { expires_at: Some(at) } => {
                 write!(f, "current OAuth access token, expires at {at} (Unix time)")

@@ -1,11 +1,12 @@
 //! What can go wrong in a resolution; all problems are reported together.
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::ResolveRequest;
 use crate::model::{
     AppOwner, ConnectionId, ConnectionName, ConnectionRef, CustomerId, EnvVarName, Environment,
-    IntegrationId, ParamName, RecordKey,
+    ExternalFault, ExternalRef, IntegrationId, ParamName, RecordKey,
 };
 
 /// One problem of a resolution.
@@ -88,6 +89,23 @@ pub enum Problem {
         connection_id: ConnectionId,
         /// The application's owner.
         owner: AppOwner,
+    },
+    /// The winning value layer refers to a secret in an external store, and
+    /// the host's cache has no value to give for it (not fetched yet, gone
+    /// from the store, stale past the maximum staleness, ...). Names the
+    /// reference, never a value.
+    #[error("parameter {param} of connection {connection} ({connection_id}) refers to {reference}: {fault}")]
+    ExternalSecret {
+        /// The connection.
+        connection: ConnectionName,
+        /// Its ID.
+        connection_id: ConnectionId,
+        /// The parameter.
+        param: ParamName,
+        /// The reference.
+        reference: Arc<ExternalRef>,
+        /// Why there is no value.
+        fault: ExternalFault,
     },
     /// A record the resolution depends on is in the store but could not be
     /// read back by this replica (e.g. sealed under a key its ring lacks):

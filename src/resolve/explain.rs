@@ -6,8 +6,7 @@ use std::fmt;
 use std::borrow::Borrow;
 
 use super::{
-    ProjectView, Provenance, ResolveError, ResolveRequest, ResolvedValue, Resolver, ValueSource,
-    find_connection,
+    ProjectView, Provenance, ResolveError, ResolveRequest, ResolvedValue, Resolver, find_connection,
 };
 use crate::catalog::ProjectSnapshot;
 use crate::model::{ConnectionId, ConnectionRef, Layer, ParamValues, ResolvePolicy, Scope};
@@ -84,9 +83,10 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
         };
         let provenance = var.provenance.clone();
         let mut layers = Vec::new();
-        if let (ValueSource::Layer(won), Some(conn)) =
-            (&provenance.source, snapshot.connection(provenance.connection_id))
-            && let Some(param) = conn.value.spec().param(provenance.param.as_str())
+        if let (Some(won), Some(conn)) = (
+            provenance.source.layer(),
+            snapshot.connection(provenance.connection_id),
+        ) && let Some(param) = conn.value.spec().param(provenance.param.as_str())
         {
             let present: Vec<&Layer> = match param.values() {
                 ParamValues::Plain(l) => l.layers().collect(),

@@ -4,7 +4,9 @@
 
 use super::{AppField, Problem, ResolveRequest, ResolvedValue, ValueSource};
 use crate::catalog::ProjectSnapshot;
-use crate::model::{Connection, ParamName, ParamValues, Requirement, Tenancy};
+use crate::model::{
+    Connection, ExternalFault, ExternalSecrets, ParamName, ParamValues, Requirement, SecretEntry, Tenancy,
+};
 
 /// A parameter's value for a request, or why there is none.
 pub(super) enum Lookup {
@@ -23,6 +25,7 @@ pub(super) fn lookup(
     param: &ParamName,
     request: &ResolveRequest,
     explicit: bool,
+    external: Option<&dyn ExternalSecrets>,
 ) -> Result<Lookup, Problem> {
     let env = &request.environment;
     let customer = request.customer.as_ref();
@@ -72,9 +75,34 @@ pub(super) fn lookup(
         ParamValues::Plain(layers) => layers
             .pick(env, customer)
             .map(|(l, v)| (ResolvedValue::Plain(v.clone()), l)),
-        ParamValues::Secret(layers) => layers
-            .pick(env, customer)
-            .map(|(l, v)| (ResolvedValue::Secret(v.clone()), l)),
+        ParamValues::Secret(layers) => match layers.pick(env, customer) {
+            Some((l, SecretEntry::Stored(v))) => Some((ResolvedValue::Secret(v.clone()), l)),
+            // A value in an external store: read from the host's cache, in
+            // memory (no I/O); none there is this resolution's problem.
+            Some((l, SecretEntry::External(reference))) => {
+                let found = external
+                    .ok_or(ExternalFault::NoCache)
+                    .and_then(|view| view.lookup(reference));
+                return match found {
+                    Ok(v) => Ok(Lookup::Found(
+                        ResolvedValue::Secret(v.value),
+                        ValueSource::External {
+                            layer: l.clone(),
+                            reference: reference.clone(),
+                            fetch: v.fetch,
+                        },
+                    )),
+                    Err(fault) => Err(Problem::ExternalSecret {
+                        connection: connection.name().clone(),
+                        connection_id: connection.id(),
+                        param: param.clone(),
+                        reference: reference.clone(),
+                        fault,
+                    }),
+                };
+            }
+            None => None,
+        },
     };
     match found {
         Some((value, layer)) => Ok(Lookup::Found(value, ValueSource::Layer(layer.clone()))),

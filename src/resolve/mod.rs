@@ -270,14 +270,21 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> Resolver for ProjectV
             policy,
             &request.integration,
             mappings.value.uses(),
-            |connection, param, explicit| match lookup(snapshot, connection, param, request, explicit)? {
+            |connection, param, explicit| match lookup(
+                snapshot,
+                connection,
+                param,
+                request,
+                explicit,
+                policy.external_secrets(),
+            )? {
                 Lookup::Found(value, source) => Ok(Some((value, source))),
                 Lookup::Absent => Ok(None),
             },
             |name, slot| {
                 let (value, source) = slot.value;
-                let entered_by = match &source {
-                    ValueSource::Layer(layer) if layer.customer().is_some() => {
+                let entered_by = match source.layer() {
+                    Some(layer) if layer.customer().is_some() => {
                         match slot
                             .connection
                             .spec()

@@ -871,6 +871,13 @@ fn manifest_errors_never_repeat_a_misplaced_secret() {
             "a scheme the host did not register",
             Format::Yaml,
             yaml(&format!(
+                "    parameters:\n      Key: {{ secret: true, default: 'doppler:{S}' }}\n"
+            )),
+        ),
+        (
+            "an external store's scheme with a secret instead of a reference",
+            Format::Yaml,
+            yaml(&format!(
                 "    parameters:\n      Key: {{ secret: true, default: 'vault:{S}' }}\n"
             )),
         ),
@@ -885,7 +892,7 @@ fn manifest_errors_never_repeat_a_misplaced_secret() {
         assert!(!err.problems().is_empty(), "{what}");
     }
     // Reference-shaped literals are refused as such, not planned.
-    for value in [format!("admin:{S}"), format!("vault:{S}")] {
+    for value in [format!("admin:{S}"), format!("doppler:{S}")] {
         let err = Manifest::parse(
             &yaml(&format!(
                 "    parameters:\n      K: {{ secret: true, default: '{value}' }}\n"
@@ -899,6 +906,16 @@ fn manifest_errors_never_repeat_a_misplaced_secret() {
             "{err}"
         );
     }
+    // An external store's scheme is a reference that must parse as one.
+    let err = Manifest::parse(
+        &yaml(&format!(
+            "    parameters:\n      K: {{ secret: true, default: 'vault:{S}' }}\n"
+        )),
+        Format::Yaml,
+        "acme",
+    )
+    .unwrap_err();
+    assert!(matches!(err.problems()[0].rule, Rule::BadExternalRef(_)), "{err}");
     let err = Manifest::parse(
         &yaml(&format!(
             "    parameters:\n      K: {{ secret: true, default: 'postgresql://admin:{S}@db' }}\n"

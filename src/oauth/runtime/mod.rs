@@ -422,7 +422,12 @@ impl OAuthRuntime {
 
     fn client(&self, key: &CredentialKey) -> Result<settings::ClientKind, OAuthError> {
         let connection = self.connection(key)?;
-        settings::client_for(&connection, key, |owner| self.inner.host.app(&key.project, owner))
+        settings::client_for(
+            &connection,
+            key,
+            |owner| self.inner.host.app(&key.project, owner),
+            self.inner.host.policy().external_secrets(),
+        )
     }
 
     fn records(&self) -> &RuntimeRecords {

@@ -14,7 +14,8 @@
 use std::sync::Arc;
 
 use crate::model::{
-    AppOwner, AuthScheme, Connection, CredentialKey, OAuthApp, OAuthClient, ParamValues, SecretValue, Version,
+    AppOwner, AuthScheme, Connection, CredentialKey, ExternalFault, ExternalSecrets, OAuthApp, OAuthClient,
+    ParamValues, SecretEntry, SecretValue, Version,
 };
 
 use super::error::{OAuthError, Subject};
@@ -76,15 +77,42 @@ fn plain(connection: &Connection, key: &CredentialKey, name: &str) -> Result<Opt
     }
 }
 
-fn secret(connection: &Connection, key: &CredentialKey, name: &str) -> Option<SecretValue> {
-    let p = connection.spec().param(name)?;
+/// A secret parameter's value for the key (rule 3), or `None`; a value in
+/// an external store comes from the host's cache (`external`), as at
+/// resolution.
+fn secret(
+    connection: &Connection,
+    key: &CredentialKey,
+    name: &str,
+    external: Option<&dyn ExternalSecrets>,
+) -> Result<Option<SecretValue>, OAuthError> {
+    let Some(p) = connection.spec().param(name) else {
+        return Ok(None);
+    };
     match p.values() {
-        ParamValues::Secret(layers) => layers
+        ParamValues::Secret(layers) => match layers.pick(&key.environment, key.customer.as_ref()) {
+            None => Ok(None),
+            Some((_, SecretEntry::Stored(v))) => Ok(Some(v.clone())),
+            Some((_, SecretEntry::External(reference))) => external
+                .ok_or(ExternalFault::NoCache)
+                .and_then(|view| view.lookup(reference))
+                .map(|v| Some(v.value))
+                .map_err(|fault| {
+                    let problem = format!("parameter {name} refers to {reference}: {fault}");
+                    if fault.root().is_definitive() || fault == ExternalFault::NoCache {
+                        misconfigured(key, problem)
+                    } else {
+                        OAuthError::Unavailable {
+                            subject: Subject::Credentials(key.clone()),
+                            message: problem,
+                            retry_at: None,
+                        }
+                    }
+                }),
+        },
+        ParamValues::Plain(layers) => Ok(layers
             .pick(&key.environment, key.customer.as_ref())
-            .map(|(_, v)| v.clone()),
-        ParamValues::Plain(layers) => layers
-            .pick(&key.environment, key.customer.as_ref())
-            .map(|(_, v)| SecretValue::new(v.clone())),
+            .map(|(_, v)| SecretValue::new(v.clone()))),
     }
 }
 
@@ -122,6 +150,7 @@ pub(crate) fn client_for(
     connection: &Connection,
     key: &CredentialKey,
     app: impl FnOnce(&AppOwner) -> Option<(Version, Arc<OAuthApp>)>,
+    external: Option<&dyn ExternalSecrets>,
 ) -> Result<ClientKind, OAuthError> {
     let auth = connection.spec().auth();
     let AuthScheme::OAuth2(client) = auth else {
@@ -151,7 +180,7 @@ pub(crate) fn client_for(
                 authorize_url,
                 token_url,
                 client_id: required(CLIENT_ID)?,
-                client_secret: secret(connection, key, CLIENT_SECRET),
+                client_secret: secret(connection, key, CLIENT_SECRET, external)?,
                 scopes,
             }))
         }

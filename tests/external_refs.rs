@@ -1,0 +1,312 @@
+//! Secrets that live in an external store (Vault, OpenBao): a secret
+//! parameter's value layer holds a reference (`vault:secret/crm#password`),
+//! kept as a reference by manifests, the registry and the durable stores
+//! (nothing copied), resolved from the host's in-memory view with a
+//! provenance naming the store, path, key, version and fetch time, and a
+//! typed problem naming the reference (never a value) when there is none.
+#![cfg(all(feature = "manifest", feature = "sqlite"))]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use connective::manifest::{Format, Manifest, Rule, SecretSources};
+use connective::model::{
+    ExternalFault, ExternalRef, ExternalSecrets, ExternalValue, FetchInfo, Layer, ParamValues, ResolvePolicy,
+    SecretValue, SecretVersion, Timestamp,
+};
+use connective::prelude::*;
+use connective::resolve::{Problem, ValueSource};
+use connective::store::SqliteStore;
+use connective::store::seal::{KeyRing, SealKey};
+
+const MANIFEST: &str = "\
+project: acme
+connections:
+  - name: crm
+    auth: basic
+    parameters:
+      ServiceURL:
+        default: https://crm.example
+      Password:
+        secret: true
+        default: env:CONNECTIVE_SECRET_CRM_DEV
+        environments:
+          production: vault:secret/crm/prod#password
+          staging: openbao:kv/team-a:crm?version=3#password
+integrations:
+  orders:
+    connections:
+      - connection: crm
+        env: [{from: ServiceURL, to: CRM_URL}, {from: Password, to: CRM_PASSWORD}]
+";
+
+/// An in-memory view answering from a map, as a host's cache would.
+#[derive(Default)]
+struct MapView {
+    values: std::sync::Mutex<HashMap<String, (String, Option<&'static str>)>>,
+    generation: AtomicU64,
+}
+
+impl MapView {
+    fn put(&self, reference: &str, value: &str, version: Option<&'static str>) {
+        self.values
+            .lock()
+            .unwrap()
+            .insert(reference.to_owned(), (value.to_owned(), version));
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl ExternalSecrets for MapView {
+    fn lookup(&self, reference: &ExternalRef) -> Result<ExternalValue, ExternalFault> {
+        let values = self.values.lock().unwrap();
+        let (value, version) = values
+            .get(&reference.to_string())
+            .ok_or(ExternalFault::NotFetched)?;
+        Ok(ExternalValue {
+            value: SecretValue::new(value.clone()),
+            fetch: FetchInfo::new(
+                version.map(|v| v.parse::<SecretVersion>().unwrap()),
+                Timestamp(1_700_000_000),
+            ),
+        })
+    }
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}
+
+fn ring() -> KeyRing {
+    KeyRing::new(SealKey::from_bytes("k1", &[9; 32]).expect("key"))
+}
+
+fn raw_bytes(path: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        if let Ok(bytes) = std::fs::read(PathBuf::from(p)) {
+            all.extend(bytes);
+        }
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+fn registry(path: &Path, view: Option<Arc<MapView>>) -> Registry {
+    let mut policy = ResolvePolicy::default();
+    if let Some(view) = view {
+        policy = policy.with_external_secrets(view);
+    }
+    Registry::builder()
+        .store(SqliteStore::open(path, ring()).expect("open"))
+        .policy(policy)
+        .build()
+        .expect("registry")
+}
+
+fn apply(registry: &Registry) {
+    unsafe { std::env::set_var("CONNECTIVE_SECRET_CRM_DEV", "dev-pw-stored-41") };
+    let manifest = Manifest::parse(MANIFEST, Format::Yaml, "acme.yaml").expect("manifest");
+    let plan = manifest.plan(registry, &SecretSources::standard()).expect("plan");
+    plan.apply(registry).expect("apply");
+}
+
+fn request(env: &str) -> ResolveRequest {
+    ResolveRequest::parse("acme", "orders", env).unwrap()
+}
+
+#[test]
+fn a_manifest_reference_is_kept_as_a_reference_through_apply_the_store_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("connections.db");
+    {
+        let registry = registry(&path, None);
+        apply(&registry);
+    }
+    // Reopened from the file: the layers hold the references, not values.
+    let registry = registry(&path, None);
+    let snapshot = registry.snapshot(&"acme".parse().unwrap()).expect("project");
+    let crm = snapshot.connections().next().expect("crm");
+    let password = crm.value.spec().param("Password").expect("Password");
+    let ParamValues::Secret(layers) = password.values() else {
+        panic!("Password is secret")
+    };
+    let prod = Layer::Environment("production".parse().unwrap());
+    let staging = Layer::Environment("staging".parse().unwrap());
+    assert_eq!(
+        layers.external(&prod).map(ToString::to_string).as_deref(),
+        Some("vault:secret/crm/prod#password")
+    );
+    let pinned = layers.external(&staging).expect("staging reference");
+    assert_eq!(
+        (
+            pinned.store().as_str(),
+            pinned.mount(),
+            pinned.path(),
+            pinned.key()
+        ),
+        ("openbao", "kv/team-a", "crm", "password")
+    );
+    assert_eq!(pinned.version().map(|v| v.as_str()), Some("3"));
+    assert!(
+        layers.external(&Layer::Default).is_none(),
+        "the env: value is read at apply and stored"
+    );
+    // The file holds the reference as text, and the env: value only sealed.
+    let raw = raw_bytes(&path);
+    assert!(contains(&raw, "vault:secret/crm/prod#password"));
+    assert!(!contains(&raw, "dev-pw-stored-41"));
+
+    // Exported, the reference comes back as it is (and the stored one as keep:existing).
+    let doc = connective::manifest::export(&registry, &"acme".parse().unwrap(), &Default::default())
+        .expect("export")
+        .to_text(Format::Yaml)
+        .unwrap();
+    assert!(doc.contains("vault:secret/crm/prod#password"), "{doc}");
+    assert!(doc.contains("openbao:kv/team-a:crm?version=3#password"), "{doc}");
+    assert!(doc.contains("keep:existing"), "{doc}");
+    // And applying the export again changes nothing.
+    let again = Manifest::parse(&doc, Format::Yaml, "export.yaml").expect("export parses");
+    let plan = again.plan(&registry, &SecretSources::standard()).expect("plan");
+    assert!(plan.is_empty(), "{plan}");
+}
+
+#[test]
+fn resolution_reads_the_view_and_names_the_reference_in_provenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let view = Arc::new(MapView::default());
+    let registry = registry(&dir.path().join("c.db"), Some(view.clone()));
+    apply(&registry);
+
+    // Not in the view yet: a typed problem naming the reference, no value.
+    let err = registry
+        .view(&"acme".parse().unwrap())
+        .resolve(&request("production"))
+        .unwrap_err();
+    let problem = err.problems.first().expect("a problem").clone();
+    match &problem {
+        Problem::ExternalSecret {
+            reference,
+            fault,
+            param,
+            ..
+        } => {
+            assert_eq!(reference.to_string(), "vault:secret/crm/prod#password");
+            assert_eq!(param.as_str(), "Password");
+            assert_eq!(fault, &ExternalFault::NotFetched);
+        }
+        other => panic!("expected an external secret problem, got {other}"),
+    }
+    assert!(
+        problem.to_string().contains("vault:secret/crm/prod#password"),
+        "{problem}"
+    );
+
+    // In the view: the store's value, with where and when it came from.
+    view.put("vault:secret/crm/prod#password", "prod-pw-v1", Some("7"));
+    let env = registry
+        .view(&"acme".parse().unwrap())
+        .resolve(&request("production"))
+        .unwrap();
+    let var = env.get("CRM_PASSWORD").unwrap();
+    assert_eq!(var.value.expose(), "prod-pw-v1");
+    match &var.provenance.source {
+        ValueSource::External {
+            layer,
+            reference,
+            fetch,
+        } => {
+            assert_eq!(
+                layer.to_string(),
+                Layer::Environment("production".parse().unwrap()).to_string()
+            );
+            assert_eq!(reference.path(), "crm/prod");
+            assert_eq!(reference.key(), "password");
+            assert_eq!(fetch.version.as_ref().map(|v| v.as_str()), Some("7"));
+            assert_eq!(fetch.fetched_at, Timestamp(1_700_000_000));
+        }
+        other => panic!("expected an external source, got {other}"),
+    }
+    let said = var.provenance.to_string();
+    assert!(
+        said.contains("vault:secret/crm/prod#password") && said.contains("version 7"),
+        "{said}"
+    );
+    assert!(!said.contains("prod-pw-v1"), "{said}");
+
+    // Rotated in the store: the next resolution sees it, with no apply.
+    let before = registry.catalog().revision();
+    view.put("vault:secret/crm/prod#password", "prod-pw-v2", Some("8"));
+    let env = registry
+        .view(&"acme".parse().unwrap())
+        .resolve(&request("production"))
+        .unwrap();
+    assert_eq!(env.get("CRM_PASSWORD").unwrap().value.expose(), "prod-pw-v2");
+    assert_eq!(registry.catalog().revision(), before);
+
+    // A stored value resolves as before, beside.
+    let env = registry
+        .view(&"acme".parse().unwrap())
+        .resolve(&request("development"))
+        .unwrap();
+    let var = env.get("CRM_PASSWORD").unwrap();
+    assert_eq!(var.value.expose(), "dev-pw-stored-41");
+    assert!(matches!(
+        var.provenance.source,
+        ValueSource::Layer(Layer::Default)
+    ));
+}
+
+#[test]
+fn without_a_view_a_referenced_value_is_a_typed_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry(&dir.path().join("c.db"), None);
+    apply(&registry);
+    let err = registry
+        .view(&"acme".parse().unwrap())
+        .resolve(&request("production"))
+        .unwrap_err();
+    assert!(
+        err.problems.iter().any(|p| matches!(
+            p,
+            Problem::ExternalSecret {
+                fault: ExternalFault::NoCache,
+                ..
+            }
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_malformed_store_reference_is_refused_at_load_without_repeating_it() {
+    let text = MANIFEST.replace("vault:secret/crm/prod#password", "vault:hunter2-oops");
+    let err = Manifest::parse(&text, Format::Yaml, "acme.yaml").unwrap_err();
+    let problems = err.problems();
+    assert!(
+        problems.iter().any(|p| matches!(p.rule, Rule::BadExternalRef(_))),
+        "{err}"
+    );
+    let said = format!("{err} {err:?}");
+    assert!(!said.contains("hunter2"), "{said}");
+}
+
+#[test]
+fn a_reference_on_a_plain_parameter_is_refused_by_the_builder() {
+    let err = ConnectionSpec::project("acme", "crm")
+        .param(Param::plain("ServiceURL").default_ref("vault:secret/crm#url"))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("only secret parameters"), "{err}");
+    let err = ConnectionSpec::project("acme", "crm")
+        .param(Param::secret("Password").default_ref("vault:secret/crm"))
+        .build()
+        .unwrap_err();
+    assert!(!err.to_string().contains("secret/crm"), "{err}");
+}
