@@ -99,7 +99,9 @@
 //! | `sqlite` | `SqliteStore`: one durable file |
 //! | `async` | async forms of every write, `sync` and `follow` (tokio), and the `AsyncStore` trait |
 //! | `postgres` | `PostgresStore`: many replicas on one database (`tokio-postgres`, a pool, rustls TLS; brings `async`) |
-//! | `test-kit` | the `Store` conformance suite, for your own backend too |
+//! | `test-kit` | the `Store` conformance suite, for your own backend too (with `external-secrets`, the `SecretStore` one too) |
+//! | `external-secrets` | `SecretStore` and `SecretCache`: secrets referenced in an external store (`vault:secret/crm#password`), resolved from a cache kept fresh in the background |
+//! | `vault` | the built-in HashiCorp Vault / OpenBao KV version 2 client, token and AppRole (reqwest, rustls; brings `external-secrets`) |
 //! | `manifest` | declarative YAML/TOML/JSON manifests: plan, apply, export |
 //! | `kubernetes` | a container's `env`, Secret and ConfigMap as `k8s-openapi` types |
 //! | `tracing` | spans on resolution and writes (identifiers only) |
@@ -112,6 +114,8 @@
 pub mod architecture {}
 mod block_on;
 pub mod catalog;
+#[cfg(feature = "external-secrets")]
+pub mod external;
 pub mod fixture;
 #[cfg(feature = "manifest")]
 pub mod manifest;

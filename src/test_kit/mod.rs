@@ -62,6 +62,8 @@
 mod async_kit;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "external-secrets")]
+pub mod secret_store;
 
 #[cfg(feature = "async")]
 pub use async_kit::{AsyncAsBlocking, concurrent_async_writers, run_all_async};

@@ -1,0 +1,684 @@
+//! The in-memory cache of referenced secrets: the [`ExternalSecrets`] view
+//! resolution reads, kept fresh by one background task per secret location.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use super::{SecretStore, StoreSecret};
+use crate::model::{
+    ExternalFault, ExternalRef, ExternalSecrets, ExternalValue, FetchInfo, SecretLocation, StoreName,
+    Timestamp,
+};
+
+/// The locations the cache knows, each with its slot. Grows only (a
+/// reference once needed stays fresh), swapped whole when it grows so a
+/// lookup reads it without a lock.
+type Slots = hashbrown::HashMap<SecretLocation, Arc<Slot>>;
+
+/// How a [`SecretCache`] is set up: its stores, by the name references use
+/// (`vault`, `openbao`, a name of the host's own), and its timings.
+///
+/// ```no_run
+/// # #[cfg(feature = "vault")] {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use connective::external::SecretCache;
+/// use connective::external::vault::{VaultAuth, VaultStore};
+/// use connective::model::{ResolvePolicy, StoreName};
+///
+/// let vault = VaultStore::new("https://vault.internal:8200", VaultAuth::token_from_env("VAULT_TOKEN")?)?;
+/// let cache = SecretCache::builder()
+///     .store(StoreName::vault(), vault)
+///     .refresh_interval(Duration::from_secs(300))
+///     .max_staleness(Duration::from_secs(3600))
+///     .build()?;
+/// let policy = ResolvePolicy::default().with_external_secrets(Arc::new(cache));
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SecretCacheBuilder {
+    stores: HashMap<StoreName, Arc<dyn SecretStore>>,
+    settings: Settings,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    refresh: Duration,
+    max_staleness: Duration,
+    first_fetch_wait: Duration,
+    fetch_timeout: Duration,
+    retry_min: Duration,
+    jitter: f64,
+}
+
+/// Why a [`SecretCacheBuilder`] cannot build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// The refresh interval must be positive and shorter than the maximum
+    /// staleness, or a healthy value would go stale between refreshes.
+    #[error(
+        "the refresh interval ({refresh:?}) must be positive and shorter than the maximum staleness ({max_staleness:?})"
+    )]
+    Timings {
+        /// The refresh interval.
+        refresh: Duration,
+        /// The maximum staleness.
+        max_staleness: Duration,
+    },
+    /// The jitter is a fraction of the interval, from 0 to 0.5.
+    #[error("the refresh jitter must be between 0 and 0.5 of the interval")]
+    Jitter,
+    /// The cache's runtime could not start.
+    #[error("cannot start the secret cache's runtime: {0}")]
+    Runtime(String),
+}
+
+impl Default for SecretCacheBuilder {
+    fn default() -> Self {
+        SecretCacheBuilder {
+            stores: HashMap::new(),
+            settings: Settings {
+                refresh: Duration::from_secs(300),
+                max_staleness: Duration::from_secs(3600),
+                first_fetch_wait: Duration::from_secs(5),
+                fetch_timeout: Duration::from_secs(10),
+                retry_min: Duration::from_secs(1),
+                jitter: 0.1,
+            },
+        }
+    }
+}
+
+impl SecretCacheBuilder {
+    /// Serves references naming `name` from `store` (one store may serve
+    /// several names: `vault` and `openbao` both read KV version 2).
+    pub fn store(mut self, name: StoreName, store: impl SecretStore) -> Self {
+        self.stores.insert(name, Arc::new(store));
+        self
+    }
+
+    /// The same, with a shared store.
+    pub fn shared_store(mut self, name: StoreName, store: Arc<dyn SecretStore>) -> Self {
+        self.stores.insert(name, store);
+        self
+    }
+
+    /// How often a secret is fetched again (default 5 minutes), give or
+    /// take the jitter; a secret whose lease the store gives is fetched
+    /// again after two thirds of its lease if that is sooner. Rotation in
+    /// the store reaches resolution within this interval; the store sees
+    /// about `3600 / interval` requests an hour per secret location,
+    /// whatever the resolution rate.
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.settings.refresh = interval;
+        self
+    }
+
+    /// How long the last good value is served while refreshes fail
+    /// (default 1 hour); past it, a lookup fails with
+    /// [`ExternalFault::Stale`].
+    pub fn max_staleness(mut self, staleness: Duration) -> Self {
+        self.settings.max_staleness = staleness;
+        self
+    }
+
+    /// How long a lookup of a secret never fetched waits for its first
+    /// fetch (default 5 seconds; zero: not at all, the lookup answers
+    /// [`ExternalFault::NotFetched`] and the fetch goes on). Only a cold
+    /// secret waits; [`SecretCache::prefetch`] warms them at start.
+    pub fn first_fetch_wait(mut self, wait: Duration) -> Self {
+        self.settings.first_fetch_wait = wait;
+        self
+    }
+
+    /// How long one fetch may take before it counts as failed with
+    /// [`ExternalFault::Unavailable`] (default 10 seconds).
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.fetch_timeout = timeout;
+        self
+    }
+
+    /// The first wait before fetching again after a failure (default 1
+    /// second), doubled at each failure up to the refresh interval.
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.settings.retry_min = wait;
+        self
+    }
+
+    /// How far each refresh may fall from the interval, as a fraction of it
+    /// (default 0.1: ±10%), so secrets fetched together spread out.
+    pub fn jitter(mut self, fraction: f64) -> Self {
+        self.settings.jitter = fraction;
+        self
+    }
+
+    /// The cache, with a private runtime of one thread for its fetches.
+    pub fn build(self) -> Result<SecretCache, SettingsError> {
+        let s = self.settings;
+        if s.refresh.is_zero() || s.refresh >= s.max_staleness {
+            return Err(SettingsError::Timings {
+                refresh: s.refresh,
+                max_staleness: s.max_staleness,
+            });
+        }
+        if !(0.0..=0.5).contains(&s.jitter) {
+            return Err(SettingsError::Jitter);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("connective-secrets")
+            .enable_all()
+            .build()
+            .map_err(|e| SettingsError::Runtime(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            handle: runtime.handle().clone(),
+            stores: self.stores,
+            settings: s,
+            slots: ArcSwap::from_pointee(Slots::default()),
+            grow: Mutex::new(()),
+            generation: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        });
+        Ok(SecretCache {
+            inner,
+            _runtime: Arc::new(RuntimeGuard(Some(runtime))),
+        })
+    }
+}
+
+/// The in-memory cache of values referenced in external secret stores:
+/// the [`ExternalSecrets`] view a host gives resolution
+/// ([`ResolvePolicy::with_external_secrets`](crate::model::ResolvePolicy::with_external_secrets)).
+///
+/// - **Lookups are memory reads**: an atomic load and a hash lookup; a
+///   store is never called on them (a secret never fetched yet waits for
+///   its first fetch, up to [`SecretCacheBuilder::first_fetch_wait`]).
+/// - **One task per secret location** fetches it, first when it is needed
+///   (or at [`SecretCache::prefetch`]), then every refresh interval (±
+///   jitter, sooner for a lease): however many resolutions want a secret,
+///   the store sees one request at a time for it.
+/// - **A store that fails** leaves the last good value serving, its
+///   provenance saying since when refreshes fail, up to the maximum
+///   staleness; then lookups fail with [`ExternalFault::Stale`] naming the
+///   cause. A secret that is gone, a key that is missing, a path that may
+///   not be read are faults at once ([`ExternalFault::is_definitive`]).
+/// - **Values stay in memory**, in [`SecretValue`](crate::model::SecretValue)s
+///   (zeroed when dropped): nothing is written to disk, printed, or put in
+///   an error.
+///
+/// Cloning shares the cache; the fetching stops when the last clone is
+/// dropped.
+#[derive(Clone)]
+pub struct SecretCache {
+    inner: Arc<Inner>,
+    _runtime: Arc<RuntimeGuard>,
+}
+
+/// Counts of what a [`SecretCache`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Secret locations known (each fetched and kept fresh).
+    pub locations: usize,
+    /// Reads sent to the stores.
+    pub requests: u64,
+    /// Reads that failed.
+    pub failures: u64,
+}
+
+struct RuntimeGuard(Option<tokio::runtime::Runtime>);
+
+impl Drop for RuntimeGuard {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+struct Inner {
+    handle: tokio::runtime::Handle,
+    stores: HashMap<StoreName, Arc<dyn SecretStore>>,
+    settings: Settings,
+    slots: ArcSwap<Slots>,
+    grow: Mutex<()>,
+    generation: AtomicU64,
+    requests: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// One secret location: its last good value, its current failure, and a
+/// count of attempts its first-fetch waiters watch.
+struct Slot {
+    good: ArcSwapOption<Fetched>,
+    failure: ArcSwapOption<Failure>,
+    attempts: Mutex<u64>,
+    attempted: Condvar,
+}
+
+struct Fetched {
+    secret: StoreSecret,
+    fetched_at: Timestamp,
+    /// When it stops being served if refreshes keep failing.
+    stale_at: Instant,
+}
+
+struct Failure {
+    fault: ExternalFault,
+    since: Timestamp,
+}
+
+impl fmt::Debug for SecretCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut stores: Vec<&str> = self.inner.stores.keys().map(StoreName::as_str).collect();
+        stores.sort_unstable();
+        f.debug_struct("SecretCache")
+            .field("stores", &stores)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl SecretCache {
+    /// A builder with the default timings and no store.
+    pub fn builder() -> SecretCacheBuilder {
+        SecretCacheBuilder::default()
+    }
+
+    /// Fetches every secret `references` name that the cache does not know
+    /// yet (in parallel, one request per location), waiting at most
+    /// `wait` for them: warming the cache at start. Answers the references
+    /// that have no value, and why (as a lookup would).
+    pub fn prefetch<'r>(
+        &self,
+        references: impl IntoIterator<Item = &'r ExternalRef>,
+        wait: Duration,
+    ) -> Vec<(ExternalRef, ExternalFault)> {
+        let references: Vec<&ExternalRef> = references.into_iter().collect();
+        let slots: Vec<Option<Arc<Slot>>> =
+            references.iter().map(|r| self.inner.slot(r.location())).collect();
+        let deadline = Instant::now() + wait;
+        for slot in slots.iter().flatten() {
+            slot.wait_first(deadline.saturating_duration_since(Instant::now()));
+        }
+        references
+            .into_iter()
+            .filter_map(|r| self.inner.read(r).err().map(|fault| (r.clone(), fault)))
+            .collect()
+    }
+
+    /// [`SecretCache::prefetch`] for an async host: waits without blocking
+    /// its runtime.
+    pub async fn prefetch_async(
+        &self,
+        references: Vec<ExternalRef>,
+        wait: Duration,
+    ) -> Vec<(ExternalRef, ExternalFault)> {
+        let cache = self.clone();
+        let task = self
+            .inner
+            .handle
+            .spawn_blocking(move || cache.prefetch(references.iter(), wait));
+        task.await.unwrap_or_default()
+    }
+
+    /// What the cache did so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            locations: self.inner.slots.load().len(),
+            requests: self.inner.requests.load(Ordering::Relaxed),
+            failures: self.inner.failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl ExternalSecrets for SecretCache {
+    fn lookup(&self, reference: &ExternalRef) -> Result<ExternalValue, ExternalFault> {
+        match self.inner.read(reference) {
+            Err(ExternalFault::NotFetched) => {
+                // First need: start the fetch and wait for it, briefly.
+                if let Some(slot) = self.inner.slot(reference.location()) {
+                    slot.wait_first(self.inner.settings.first_fetch_wait);
+                }
+                self.inner.read(reference)
+            }
+            answer => answer,
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+}
+
+impl Inner {
+    /// The value of `reference` from memory, or why there is none
+    /// (`NotFetched` when its location is unknown or not fetched yet).
+    fn read(&self, reference: &ExternalRef) -> Result<ExternalValue, ExternalFault> {
+        let slots = self.slots.load();
+        let Some(slot) = slots.get(reference.location()) else {
+            return Err(if self.stores.contains_key(reference.store()) {
+                ExternalFault::NotFetched
+            } else {
+                ExternalFault::UnknownStore
+            });
+        };
+        let failure = slot.failure.load();
+        let Some(good) = &*slot.good.load() else {
+            return Err(failure
+                .as_ref()
+                .map_or(ExternalFault::NotFetched, |f| f.fault.clone()));
+        };
+        if let Some(failure) = &*failure
+            && Instant::now() >= good.stale_at
+        {
+            return Err(ExternalFault::Stale {
+                fetched_at: good.fetched_at,
+                cause: Box::new(failure.fault.clone()),
+            });
+        }
+        let value = good
+            .secret
+            .get(reference.key())
+            .ok_or(ExternalFault::KeyMissing)?;
+        let mut fetch = FetchInfo::new(good.secret.version().cloned(), good.fetched_at);
+        if let Some(failure) = &*failure {
+            fetch = fetch.failing_since(failure.since);
+        }
+        Ok(ExternalValue {
+            value: value.clone(),
+            fetch,
+        })
+    }
+
+    /// The slot of `location`, made (and its refresher started) if it is new;
+    /// `None` for a store the cache does not have.
+    fn slot(self: &Arc<Self>, location: &SecretLocation) -> Option<Arc<Slot>> {
+        if let Some(slot) = self.slots.load().get(location) {
+            return Some(slot.clone());
+        }
+        let store = self.stores.get(location.store())?.clone();
+        let _grow = self.grow.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = self.slots.load().get(location) {
+            return Some(slot.clone());
+        }
+        let slot = Arc::new(Slot {
+            good: ArcSwapOption::empty(),
+            failure: ArcSwapOption::empty(),
+            attempts: Mutex::new(0),
+            attempted: Condvar::new(),
+        });
+        let mut grown = Slots::clone(&self.slots.load());
+        grown.insert(location.clone(), slot.clone());
+        self.slots.store(Arc::new(grown));
+        let task = refresher(Arc::downgrade(self), store, location.clone(), slot.clone());
+        // The task reports to the subscriber of the thread that first
+        // needed the secret (the global one, for most hosts).
+        #[cfg(feature = "tracing")]
+        let task = tracing::instrument::WithSubscriber::with_current_subscriber(task);
+        self.handle.spawn(task);
+        Some(slot)
+    }
+
+    /// A jittered wait around `base`.
+    fn jittered(&self, base: Duration) -> Duration {
+        let spread = self.settings.jitter;
+        if spread == 0.0 {
+            return base;
+        }
+        let unit = getrandom::u64().map_or(0.5, |n| (n >> 11) as f64 / (1u64 << 53) as f64);
+        base.mul_f64(1.0 + spread * (2.0 * unit - 1.0))
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Slot {
+    /// Waits until the first fetch of this slot is done, at most `wait`.
+    fn wait_first(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        while *attempts == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            attempts = self
+                .attempted
+                .wait_timeout(attempts, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn attempted(&self) {
+        *self.attempts.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.attempted.notify_all();
+    }
+}
+
+/// Keeps one location fresh: fetches, stores the answer, sleeps until the
+/// next refresh (or retry), for as long as the cache lives.
+async fn refresher(
+    cache: Weak<Inner>,
+    store: Arc<dyn SecretStore>,
+    location: SecretLocation,
+    slot: Arc<Slot>,
+) {
+    let mut retry: Option<Duration> = None;
+    loop {
+        let Some(inner) = cache.upgrade() else { return };
+        let settings = inner.settings;
+        inner.requests.fetch_add(1, Ordering::Relaxed);
+        let read = store.read(&location);
+        #[cfg(feature = "tracing")]
+        let read = tracing::Instrument::instrument(
+            read,
+            tracing::debug_span!("connective.secret_fetch", store = %location.store(), location = %location),
+        );
+        let answer = match tokio::time::timeout(settings.fetch_timeout, read).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ExternalFault::Unavailable {
+                message: format!("no answer within {:?}", settings.fetch_timeout),
+            }),
+        };
+        let next = match answer {
+            Ok(secret) => {
+                retry = None;
+                let interval = match secret.ttl() {
+                    Some(lease) if !lease.is_zero() => settings.refresh.min(lease.mul_f64(2.0 / 3.0)),
+                    _ => settings.refresh,
+                };
+                slot.good.store(Some(Arc::new(Fetched {
+                    secret,
+                    fetched_at: Timestamp::now(),
+                    stale_at: Instant::now() + settings.max_staleness,
+                })));
+                slot.failure.store(None);
+                inner.bump();
+                inner.jittered(interval)
+            }
+            Err(fault) => {
+                inner.failures.fetch_add(1, Ordering::Relaxed);
+                #[cfg(feature = "tracing")]
+                tracing::warn!(store = %location.store(), location = %location, fault = %fault, "external secret fetch failed");
+                if fault.is_definitive() {
+                    slot.good.store(None);
+                }
+                let since = slot
+                    .failure
+                    .load()
+                    .as_ref()
+                    .map_or_else(Timestamp::now, |f| f.since);
+                slot.failure.store(Some(Arc::new(Failure { fault, since })));
+                inner.bump();
+                let wait = retry.map_or(settings.retry_min, |w| (w * 2).min(settings.refresh));
+                retry = Some(wait);
+                // Wake up when the last good value goes stale, so the
+                // generation says lookups changed.
+                match &*slot.good.load() {
+                    Some(good) => {
+                        let until_stale = good.stale_at.saturating_duration_since(Instant::now());
+                        if until_stale > Duration::ZERO {
+                            wait.min(until_stale)
+                        } else {
+                            wait
+                        }
+                    }
+                    None => wait,
+                }
+            }
+        };
+        slot.attempted();
+        drop(inner);
+        tokio::time::sleep(next).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::external::StoreFuture;
+    use crate::model::SecretValue;
+    use std::sync::atomic::AtomicBool;
+
+    /// A store answering `value-N` for the N-th read, or failing while `down`.
+    #[derive(Default)]
+    struct Counting {
+        reads: AtomicU64,
+        down: AtomicBool,
+    }
+
+    impl SecretStore for Arc<Counting> {
+        fn read<'a>(&'a self, location: &'a SecretLocation) -> StoreFuture<'a> {
+            Box::pin(async move {
+                let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if self.down.load(Ordering::SeqCst) {
+                    return Err(ExternalFault::Unavailable {
+                        message: "connection refused".into(),
+                    });
+                }
+                match location.path() {
+                    "gone" => Err(ExternalFault::NotFound),
+                    _ => Ok(StoreSecret::new()
+                        .with_key("k", SecretValue::new(format!("value-{n}")))
+                        .with_version(n.to_string().parse().unwrap())),
+                }
+            })
+        }
+    }
+
+    fn reference(text: &str) -> ExternalRef {
+        text.parse().unwrap()
+    }
+
+    fn cache(store: &Arc<Counting>, refresh_ms: u64, stale_ms: u64) -> SecretCache {
+        SecretCache::builder()
+            .store(StoreName::vault(), store.clone())
+            .refresh_interval(Duration::from_millis(refresh_ms))
+            .max_staleness(Duration::from_millis(stale_ms))
+            .retry_after(Duration::from_millis(20))
+            .jitter(0.0)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn timings_are_checked() {
+        let err = SecretCache::builder()
+            .refresh_interval(Duration::from_secs(10))
+            .max_staleness(Duration::from_secs(5))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, SettingsError::Timings { .. }));
+        assert_eq!(
+            SecretCache::builder().jitter(0.9).build().unwrap_err(),
+            SettingsError::Jitter
+        );
+    }
+
+    #[test]
+    fn concurrent_cold_lookups_share_one_fetch_and_warm_ones_fetch_nothing() {
+        let store = Arc::new(Counting::default());
+        let cache = cache(&store, 60_000, 120_000);
+        let r = reference("vault:secret/crm#k");
+        std::thread::scope(|s| {
+            for _ in 0..32 {
+                s.spawn(|| assert_eq!(cache.lookup(&r).unwrap().value.expose(), "value-1"));
+            }
+        });
+        for _ in 0..10_000 {
+            cache.lookup(&r).unwrap();
+        }
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.stats().requests, 1);
+        // Another key of the same secret is in the same answer.
+        assert_eq!(
+            cache.lookup(&reference("vault:secret/crm#other")).unwrap_err(),
+            ExternalFault::KeyMissing
+        );
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn refreshes_follow_the_interval_and_staleness_ends_the_last_good_value() {
+        let store = Arc::new(Counting::default());
+        let cache = cache(&store, 100, 600);
+        let r = reference("vault:secret/crm#k");
+        let first = cache.lookup(&r).unwrap();
+        std::thread::sleep(Duration::from_millis(350));
+        let later = cache.lookup(&r).unwrap();
+        assert_ne!(
+            later.value.expose(),
+            first.value.expose(),
+            "refreshed in the background"
+        );
+        assert!(later.fetch.version > first.fetch.version);
+        store.down.store(true, Ordering::SeqCst);
+        let generation = cache.generation();
+        std::thread::sleep(Duration::from_millis(250));
+        let serving = cache.lookup(&r).unwrap();
+        assert!(serving.fetch.failing_since.is_some(), "{:?}", serving.fetch);
+        assert!(cache.generation() > generation);
+        std::thread::sleep(Duration::from_millis(600));
+        match cache.lookup(&r).unwrap_err() {
+            ExternalFault::Stale { cause, .. } => {
+                assert!(matches!(*cause, ExternalFault::Unavailable { .. }))
+            }
+            other => panic!("expected stale, got {other}"),
+        }
+        store.down.store(false, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(cache.lookup(&r).is_ok(), "recovers when the store is back");
+    }
+
+    #[test]
+    fn definitive_faults_and_unknown_stores_are_typed() {
+        let store = Arc::new(Counting::default());
+        let cache = cache(&store, 60_000, 120_000);
+        assert_eq!(
+            cache.lookup(&reference("vault:secret/gone#k")).unwrap_err(),
+            ExternalFault::NotFound
+        );
+        assert_eq!(
+            cache.lookup(&reference("aws-sm:eu/db#k")).unwrap_err(),
+            ExternalFault::UnknownStore
+        );
+        let missing = cache.prefetch(
+            [&reference("vault:secret/a#k"), &reference("vault:secret/gone#k")],
+            Duration::from_secs(5),
+        );
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].1, ExternalFault::NotFound);
+    }
+}
