@@ -17,6 +17,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod examples;
+mod external_secrets;
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "test-kit"))]
 mod key_binding;
 mod leaks;

@@ -4,8 +4,6 @@
 //! (nothing copied), resolved from the host's in-memory view with a
 //! provenance naming the store, path, key, version and fetch time, and a
 //! typed problem naming the reference (never a value) when there is none.
-#![cfg(all(feature = "manifest", feature = "sqlite"))]
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,7 +29,7 @@ connections:
         default: https://crm.example
       Password:
         secret: true
-        default: env:CONNECTIVE_SECRET_CRM_DEV
+        default: file:dev-password.txt
         environments:
           production: vault:secret/crm/prod#password
           staging: openbao:kv/team-a:crm?version=3#password
@@ -110,9 +108,12 @@ fn registry(path: &Path, view: Option<Arc<MapView>>) -> Registry {
         .expect("registry")
 }
 
-fn apply(registry: &Registry) {
-    unsafe { std::env::set_var("CONNECTIVE_SECRET_CRM_DEV", "dev-pw-stored-41") };
-    let manifest = Manifest::parse(MANIFEST, Format::Yaml, "acme.yaml").expect("manifest");
+/// Applies [`MANIFEST`], written in `dir` beside the file its `file:`
+/// reference reads.
+fn apply(registry: &Registry, dir: &Path) {
+    std::fs::write(dir.join("dev-password.txt"), "dev-pw-stored-41").unwrap();
+    std::fs::write(dir.join("acme.yaml"), MANIFEST).unwrap();
+    let manifest = Manifest::load(dir.join("acme.yaml")).expect("manifest");
     let plan = manifest.plan(registry, &SecretSources::standard()).expect("plan");
     plan.apply(registry).expect("apply");
 }
@@ -127,7 +128,7 @@ fn a_manifest_reference_is_kept_as_a_reference_through_apply_the_store_and_expor
     let path = dir.path().join("connections.db");
     {
         let registry = registry(&path, None);
-        apply(&registry);
+        apply(&registry, dir.path());
     }
     // Reopened from the file: the layers hold the references, not values.
     let registry = registry(&path, None);
@@ -156,9 +157,9 @@ fn a_manifest_reference_is_kept_as_a_reference_through_apply_the_store_and_expor
     assert_eq!(pinned.version().map(|v| v.as_str()), Some("3"));
     assert!(
         layers.external(&Layer::Default).is_none(),
-        "the env: value is read at apply and stored"
+        "the file: value is read at apply and stored"
     );
-    // The file holds the reference as text, and the env: value only sealed.
+    // The file holds the reference as text, and the file: value only sealed.
     let raw = raw_bytes(&path);
     assert!(contains(&raw, "vault:secret/crm/prod#password"));
     assert!(!contains(&raw, "dev-pw-stored-41"));
@@ -182,7 +183,7 @@ fn resolution_reads_the_view_and_names_the_reference_in_provenance() {
     let dir = tempfile::tempdir().unwrap();
     let view = Arc::new(MapView::default());
     let registry = registry(&dir.path().join("c.db"), Some(view.clone()));
-    apply(&registry);
+    apply(&registry, dir.path());
 
     // Not in the view yet: a typed problem naming the reference, no value.
     let err = registry
@@ -267,7 +268,7 @@ fn resolution_reads_the_view_and_names_the_reference_in_provenance() {
 fn without_a_view_a_referenced_value_is_a_typed_problem() {
     let dir = tempfile::tempdir().unwrap();
     let registry = registry(&dir.path().join("c.db"), None);
-    apply(&registry);
+    apply(&registry, dir.path());
     let err = registry
         .view(&"acme".parse().unwrap())
         .resolve(&request("production"))
