@@ -10,7 +10,13 @@
 //! (an atomic pointer load each), and each key's current record is behind its
 //! own atomic pointer. Nothing on the read path writes shared memory, so
 //! readers on many threads do not slow each other down (a cached access token
-//! is one such read).
+//! is one such read). All keys of one connection share a shard, so the
+//! records of a connection are found without reading the others.
+//!
+//! Pending authorizations are indexed too, by their expiry and connection
+//! only (never their verifier): what expiring them and deleting a
+//! connection need. A deleted one is remembered until it expires, so that a
+//! late change cannot bring it back.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
@@ -20,7 +26,8 @@ use arc_swap::ArcSwap;
 use hashbrown::DefaultHashBuilder;
 
 use crate::model::{
-    ConnectionStatus, CredentialKey, HealthKind, ProjectId, Record, RecordKey, TokenSet, Version, Versioned,
+    ConnectionId, ConnectionStatus, CredentialKey, HealthKind, PendingAuthorization, ProjectId, Record,
+    RecordKey, Timestamp, TokenSet, Version, Versioned,
 };
 
 /// How many maps the keys are spread over (a new key copies one of them).
@@ -65,8 +72,27 @@ impl<V> Sharded<V> {
         }
     }
 
+    /// The shard of a connection's keys: every environment and customer of
+    /// one connection share it.
+    fn shard_of_connection(&self, project: &ProjectId, connection: ConnectionId) -> usize {
+        (self.hasher.hash_one((project, connection)) % SHARDS as u64) as usize
+    }
+
     fn shard_of(&self, key: &CredentialKey) -> usize {
-        (self.hasher.hash_one(key) % SHARDS as u64) as usize
+        self.shard_of_connection(&key.project, key.connection)
+    }
+
+    /// The live keys of one connection, with their versions.
+    fn of_connection(&self, project: &ProjectId, connection: ConnectionId) -> Vec<(CredentialKey, Version)> {
+        let shard = self.shards[self.shard_of_connection(project, connection)].load();
+        shard
+            .iter()
+            .filter(|(k, _)| k.connection == connection && &k.project == project)
+            .filter_map(|(k, slot)| {
+                let entry = slot.current.load();
+                entry.value.as_ref().map(|_| (k.clone(), entry.version))
+            })
+            .collect()
     }
 
     /// Runs `f` on the live record under `key`, without taking a reference
@@ -147,9 +173,22 @@ impl<V> Sharded<V> {
     }
 }
 
-/// Token sets and statuses, by credential key, with versions: fed in any
-/// order (a record replaces what is there only if its version is higher),
-/// read without locks. A registry keeps one:
+/// What the index keeps of a pending authorization.
+#[derive(Debug)]
+struct PendingEntry {
+    version: Version,
+    /// Whose it is; `None` once deleted.
+    credentials: Option<CredentialKey>,
+    expires_at: Timestamp,
+}
+
+/// Pending authorizations by (project, state ID).
+type PendingMap = HashMap<(ProjectId, String), PendingEntry>;
+
+/// Token sets, statuses and pending authorizations, by key, with versions:
+/// fed in any order (a record replaces what is there only if its version is
+/// higher); token sets and statuses are read without locks. A registry
+/// keeps one:
 /// [`Registry::oauth_records`](crate::registry::Registry::oauth_records).
 ///
 /// ```
@@ -161,6 +200,7 @@ impl<V> Sharded<V> {
 pub struct RuntimeRecords {
     tokens: Sharded<TokenSet>,
     statuses: Sharded<ConnectionStatus>,
+    pending: Mutex<PendingMap>,
 }
 
 impl std::fmt::Debug for RuntimeRecords {
@@ -168,6 +208,7 @@ impl std::fmt::Debug for RuntimeRecords {
         f.debug_struct("RuntimeRecords")
             .field("token_sets", &self.tokens.len())
             .field("statuses", &self.statuses.len())
+            .field("pending_authorizations", &self.pending_authorizations())
             .finish()
     }
 }
@@ -184,7 +225,12 @@ impl RuntimeRecords {
         RuntimeRecords {
             tokens: Sharded::new(),
             statuses: Sharded::new(),
+            pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn pending_map(&self) -> std::sync::MutexGuard<'_, PendingMap> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes in one record (or the deletion of `key`) at `version`; records
@@ -199,14 +245,119 @@ impl RuntimeRecords {
                 self.statuses.apply(k, version, Some(Arc::clone(s)));
             }
             (RecordKey::Status(k), None) => self.statuses.apply(k, version, None),
+            (RecordKey::PendingAuthorization(p, id), Some(Record::PendingAuthorization(a))) => {
+                self.apply_pending(p, id, version, Some(a));
+            }
+            (RecordKey::PendingAuthorization(p, id), None) => self.apply_pending(p, id, version, None),
             _ => {}
         }
+    }
+
+    fn apply_pending(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        version: Version,
+        pending: Option<&PendingAuthorization>,
+    ) {
+        let mut map = self.pending_map();
+        match map.get_mut(&(project.clone(), id.to_owned())) {
+            Some(entry) if entry.version >= version => {}
+            Some(entry) => {
+                entry.version = version;
+                entry.credentials = pending.map(|a| a.credentials().clone());
+                if let Some(a) = pending {
+                    entry.expires_at = a.expires_at();
+                }
+            }
+            // A deletion of a key never seen leaves nothing to remember.
+            None => {
+                if let Some(a) = pending {
+                    map.insert(
+                        (project.clone(), id.to_owned()),
+                        PendingEntry {
+                            version,
+                            credentials: Some(a.credentials().clone()),
+                            expires_at: a.expires_at(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// How many pending authorizations (open or already used, and not yet
+    /// removed) this registry knows of.
+    pub fn pending_authorizations(&self) -> usize {
+        self.pending_map()
+            .values()
+            .filter(|e| e.credentials.is_some())
+            .count()
+    }
+
+    /// The pending authorizations that expired before `now`, with their
+    /// versions. Deleted ones whose expiry passed are forgotten here: no
+    /// change can bring them back any more that a purge would not remove.
+    pub(crate) fn expired_authorizations(&self, now: Timestamp) -> Vec<(RecordKey, Version)> {
+        let mut map = self.pending_map();
+        map.retain(|_, e| e.credentials.is_some() || e.expires_at >= now);
+        let mut out: Vec<_> = map
+            .iter()
+            .filter(|(_, e)| e.expires_at < now)
+            .map(|((p, id), e)| (RecordKey::PendingAuthorization(p.clone(), id.clone()), e.version))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Drops `key` from the pending authorizations (the store no longer has
+    /// it).
+    pub(crate) fn forget_authorization(&self, key: &RecordKey) {
+        if let RecordKey::PendingAuthorization(p, id) = key {
+            self.pending_map().remove(&(p.clone(), id.clone()));
+        }
+    }
+
+    /// Every runtime record of connection `id` (token sets, statuses and
+    /// pending authorizations, of every environment and customer), with the
+    /// versions this registry knows: what deleting the connection deletes.
+    pub(crate) fn of_connection(&self, project: &ProjectId, id: ConnectionId) -> Vec<(RecordKey, Version)> {
+        let mut out: Vec<(RecordKey, Version)> = self
+            .tokens
+            .of_connection(project, id)
+            .into_iter()
+            .map(|(k, v)| (RecordKey::TokenSet(k), v))
+            .chain(
+                self.statuses
+                    .of_connection(project, id)
+                    .into_iter()
+                    .map(|(k, v)| (RecordKey::Status(k), v)),
+            )
+            .collect();
+        out.extend(
+            self.pending_map()
+                .iter()
+                .filter(|(_, e)| {
+                    e.credentials
+                        .as_ref()
+                        .is_some_and(|c| c.connection == id && &c.project == project)
+                })
+                .map(|((p, state), e)| {
+                    (
+                        RecordKey::PendingAuthorization(p.clone(), state.clone()),
+                        e.version,
+                    )
+                }),
+        );
+        out.sort();
+        out
     }
 
     /// Forgets everything and takes in `records` (a store's whole load).
     pub(crate) fn replace_all<'a>(&self, records: impl IntoIterator<Item = &'a (Version, Record)>) {
         self.tokens.clear();
         self.statuses.clear();
+        self.pending_map().clear();
         for (version, record) in records {
             self.apply(&record.key(), *version, Some(record));
         }

@@ -100,7 +100,7 @@ use crate::resolve::{ProjectView, ResolveError, ResolveRequest, ResolvedEnv, Res
 #[cfg(feature = "async")]
 use crate::store::AsyncStore;
 use crate::store::{
-    Batch, Change, Changed, CommitToken, Committed, MemoryStore, Snapshot, Store, StoreError,
+    Batch, Change, Changed, CommitToken, Committed, MemoryStore, Op, Snapshot, Store, StoreError,
     UnreadableRecord,
 };
 
@@ -632,6 +632,15 @@ impl Registry {
             Outcome::NotApplied(e) => return Err(self.undo(&tx.work, e.into())),
             Outcome::Unknown(e) => return Err(self.keep_unsettled(&mut tx, token, after, e)),
         };
+        // The runtime records the batch wrote (a deleted connection's) are
+        // indexed at once; the catalog gets the rest below.
+        for (w, version) in batch.writes.iter().zip(&committed.versions) {
+            let record = match &w.op {
+                Op::Put(r) => Some(r),
+                Op::Delete => None,
+            };
+            self.oauth_records.apply(&w.key, *version, record);
+        }
         #[cfg(feature = "tracing")]
         {
             // Record keys are identifiers (project, connection ID, integration,

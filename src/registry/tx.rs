@@ -328,7 +328,8 @@ impl<'r> Tx<'r> {
     /// Deletes connection `id` of `project`, expecting `version`. Refused while
     /// integrations' mappings resolve to it, unless `mode` is
     /// [`DeleteMode::Force`]. Releases its OAuth application if it was the last
-    /// user.
+    /// user, and deletes the OAuth runtime's records of it (token sets,
+    /// statuses, pending authorizations) in the same batch.
     pub fn delete_connection(
         &mut self,
         project: &ProjectId,
@@ -360,10 +361,28 @@ impl<'r> Tx<'r> {
         }
         self.fence(project, old.name());
         self.delete(key);
+        self.delete_runtime_records(project, id);
         if let Some(owner) = old.oauth_app() {
             self.collect_app(project, owner)?;
         }
         Ok(())
+    }
+
+    /// Deletes what the OAuth runtime keeps of connection `id` (its token
+    /// sets, statuses and pending authorizations), in this transaction's
+    /// batch, expecting the versions the registry's index holds (caught up
+    /// at the start of the write): a runtime writing one of them
+    /// concurrently makes the batch conflict rather than leave it behind.
+    fn delete_runtime_records(&mut self, project: &ProjectId, id: ConnectionId) {
+        for (key, version) in self.registry.oauth_records.of_connection(project, id) {
+            self.pending.insert(
+                key,
+                Pending {
+                    expect: Expect::Version(version),
+                    record: None,
+                },
+            );
+        }
     }
 
     /// Sets one value of one parameter of connection `id`, expecting

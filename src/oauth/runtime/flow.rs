@@ -2,6 +2,7 @@
 //! pending authorization) and complete on any replica.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use oauth2::basic::BasicClient;
 use oauth2::{
@@ -11,7 +12,7 @@ use oauth2::{
 
 use crate::model::{
     AuthorizationOutcome, CredentialKey, PendingAuthorization, ProjectId, ReauthReason, Record, RecordKey,
-    SecretValue, Timestamp, TokenSet, valid_state_id,
+    SecretValue, Timestamp, TokenSet, Version, valid_state_id,
 };
 use crate::store::{Batch, Expect, StoreError, Write};
 
@@ -60,6 +61,17 @@ impl Authorization {
 /// The `state` separator: after it comes the project (project IDs never
 /// contain it).
 const SEP: char = '~';
+
+/// The most expired authorizations
+/// [`OAuthRuntime::purge_expired_authorizations`] removes in one batch.
+pub const PURGE_BATCH: usize = 100;
+
+fn purge_error(key: &RecordKey, e: StoreError) -> OAuthError {
+    OAuthError::Store {
+        subject: Subject::Authorization(key.project().clone()),
+        message: e.to_string(),
+    }
+}
 
 fn parse_state(state: &str) -> Result<(ProjectId, &str), OAuthError> {
     let (id, project) = state.split_once(SEP).ok_or(OAuthError::UnknownState)?;
@@ -127,12 +139,11 @@ impl OAuthRuntime {
             subject: Self::subject(key),
             problem,
         })?;
+        let record = Record::PendingAuthorization(Arc::new(pending));
         let mut batch = Batch::new();
-        batch.push(Write::put(
-            Record::PendingAuthorization(Arc::new(pending)),
-            Expect::Absent,
-        ));
-        self.inner
+        batch.push(Write::put(record.clone(), Expect::Absent));
+        let committed = self
+            .inner
             .seam
             .commit(batch)
             .await
@@ -140,6 +151,13 @@ impl OAuthRuntime {
                 subject: Self::subject(key),
                 message: e.to_string(),
             })?;
+        if let Some(v) = committed.versions.first() {
+            self.records().apply(&record.key(), *v, Some(&record));
+        }
+        if self.purge_due(now) {
+            // Housekeeping: a failure here is not this authorization's.
+            let _ = self.purge_expired_authorizations().await;
+        }
         Ok(Authorization {
             url: url.to_string(),
             state: SecretValue::new(state),
@@ -170,23 +188,97 @@ impl OAuthRuntime {
             return Err(OAuthError::StateUsed { key: credentials });
         }
         if Timestamp::now() >= pending.expires_at() {
+            // Nobody can complete it any more: remove it (unless another
+            // replica changed or removed it meanwhile).
+            let _ = self.delete_authorizations(&[(key, version)]).await;
             return Err(OAuthError::StateExpired {
                 key: credentials,
                 at: pending.expires_at(),
             });
         }
+        let record = Record::PendingAuthorization(Arc::new((*pending).clone().with_outcome(outcome)));
         let mut batch = Batch::new();
-        batch.push(Write::put(
-            Record::PendingAuthorization(Arc::new((*pending).clone().with_outcome(outcome))),
-            Expect::Version(version),
-        ));
+        batch.push(Write::put(record.clone(), Expect::Version(version)));
         match self.inner.seam.commit(batch).await {
-            Ok(_) => Ok((*pending).clone()),
+            Ok(committed) => {
+                if let Some(v) = committed.versions.first() {
+                    self.records().apply(&key, *v, Some(&record));
+                }
+                Ok((*pending).clone())
+            }
             Err(StoreError::Conflict { .. }) => Err(OAuthError::StateUsed { key: credentials }),
             Err(e) => Err(OAuthError::Store {
                 subject: Self::subject(&credentials),
                 message: e.to_string(),
             }),
+        }
+    }
+
+    /// Whether `start_authorization` should purge now (at most once per
+    /// purge interval and runtime; the first caller of an interval wins).
+    fn purge_due(&self, now: Timestamp) -> bool {
+        let interval = u64::try_from(self.inner.config.purge_interval.as_millis()).unwrap_or(u64::MAX);
+        let last = self.inner.last_purge.load(Ordering::Relaxed);
+        now.0.saturating_sub(last) >= interval
+            && self
+                .inner
+                .last_purge
+                .compare_exchange(last, now.0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Removes every pending authorization whose expiry has passed (open,
+    /// completed or denied: past its expiry a `state` can only be refused)
+    /// among those this registry knows of (its own and, as it follows the
+    /// change feed, other replicas'), in batches of at most
+    /// [`PURGE_BATCH`]. Returns how many it removed.
+    ///
+    /// Safe on several replicas at once: each removal expects the version
+    /// this registry read; one that another replica removed or changed
+    /// meanwhile is skipped (and re-read), not an error. A store failure is
+    /// [`OAuthError::Store`]; what was removed before it stays removed.
+    pub async fn purge_expired_authorizations(&self) -> Result<usize, OAuthError> {
+        let expired = self.records().expired_authorizations(Timestamp::now());
+        let mut removed = 0;
+        for chunk in expired.chunks(PURGE_BATCH) {
+            match self.delete_authorizations(chunk).await {
+                Ok(()) => removed += chunk.len(),
+                // One of them changed: each on its own, then.
+                Err(StoreError::Conflict { .. }) => {
+                    for one in chunk {
+                        match self.delete_authorizations(std::slice::from_ref(one)).await {
+                            Ok(()) => removed += 1,
+                            Err(StoreError::Conflict { .. }) => self.reread_authorization(&one.0).await,
+                            Err(e) => return Err(purge_error(&one.0, e)),
+                        }
+                    }
+                }
+                Err(e) => return Err(purge_error(&chunk[0].0, e)),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Deletes pending authorizations in one batch, each expecting its
+    /// version; the index learns of it at once.
+    async fn delete_authorizations(&self, keys: &[(RecordKey, Version)]) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        for (key, version) in keys {
+            batch.push(Write::delete(key.clone(), Expect::Version(*version)));
+        }
+        let committed = self.inner.seam.commit(batch).await?;
+        for ((key, _), version) in keys.iter().zip(&committed.versions) {
+            self.records().apply(key, *version, None);
+        }
+        Ok(())
+    }
+
+    /// After a conflict: what the store has under `key` now, into the index.
+    async fn reread_authorization(&self, key: &RecordKey) {
+        match self.inner.seam.get(key.clone()).await {
+            Ok(Some((version, record))) => self.records().apply(key, version, Some(&record)),
+            Ok(None) => self.records().forget_authorization(key),
+            Err(_) => {}
         }
     }
 

@@ -45,6 +45,21 @@
 //!   new set in memory to store it on the next call (the old refresh token is
 //!   already spent at a rotating server).
 //!
+//! # Pending authorizations
+//!
+//! [`OAuthRuntime::start_authorization`] stores a pending authorization
+//! that any replica can complete until it expires; completing or denying it
+//! marks it used, and it stays, so a reused `state` is
+//! [`OAuthError::StateUsed`], until its expiry. Expired ones are removed by
+//! [`OAuthRuntime::purge_expired_authorizations`], which a host may call on a
+//! schedule and which `start_authorization` runs by itself at most once per
+//! [`OAuthRuntimeBuilder::purge_interval`]; a callback that finds its
+//! authorization expired removes it too. Each removal expects the version
+//! the registry read, so replicas purging at once never remove a record
+//! another replica changed, and none fails for it. Deleting a connection
+//! removes its pending authorizations, token sets and statuses in the same
+//! write ([`Tx::delete_connection`](crate::registry::Tx::delete_connection)).
+//!
 //! # Status
 //!
 //! Every outcome updates the key's status: success makes it active; a
@@ -73,11 +88,12 @@ mod tester;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use error::{OAuthError, Subject};
-pub use flow::Authorization;
+pub use flow::{Authorization, PURGE_BATCH};
 pub use settings::{AUTHORIZE_URL, CLIENT_ID, CLIENT_SECRET, SCOPES, TOKEN_URL};
 pub use tester::{ConnectionTester, HttpTester, TestFuture, TestTarget, TokenTester, Verdict};
 
@@ -221,6 +237,7 @@ pub(crate) struct Config {
     pub lease_ttl: Duration,
     pub lease_poll: Duration,
     pub authorization_ttl: Duration,
+    pub purge_interval: Duration,
     pub attempts: u32,
     pub retry_base: Duration,
     pub retry_cap: Duration,
@@ -239,6 +256,7 @@ impl Default for Config {
             lease_ttl: Duration::from_secs(60),
             lease_poll: Duration::from_millis(25),
             authorization_ttl: Duration::from_secs(600),
+            purge_interval: Duration::from_secs(60),
             attempts: 3,
             retry_base: Duration::from_millis(200),
             retry_cap: Duration::from_secs(300),
@@ -330,6 +348,16 @@ impl OAuthRuntimeBuilder {
         self
     }
 
+    /// How often [`OAuthRuntime::start_authorization`] also removes the
+    /// expired pending authorizations
+    /// ([`OAuthRuntime::purge_expired_authorizations`]): at most once per
+    /// this interval and runtime (default 1 minute; [`Duration::MAX`]:
+    /// never, for a host that purges on a schedule of its own).
+    pub fn purge_interval(mut self, d: Duration) -> Self {
+        self.config.purge_interval = d;
+        self
+    }
+
     /// Attempts one call makes at a transient failure (default 3), waiting
     /// with backoff and jitter between them (from `base`, default 200 ms,
     /// at least the server's `Retry-After` when it is at most 5 s).
@@ -373,6 +401,7 @@ impl OAuthRuntimeBuilder {
                 holder,
                 gates: Mutex::new(HashMap::new()),
                 apps: apps::AppTokens::default(),
+                last_purge: AtomicU64::new(0),
             }),
         })
     }
@@ -388,6 +417,9 @@ pub(crate) struct Inner {
     /// One refresh gate per token set.
     gates: Mutex<HashMap<CredentialKey, Arc<refresh::Gate>>>,
     apps: apps::AppTokens,
+    /// When start_authorization last purged expired authorizations (ms
+    /// since the epoch).
+    last_purge: AtomicU64,
 }
 
 /// Authorizes connections, keeps their tokens fresh and their status known

@@ -132,3 +132,84 @@ async fn replicas(server: &OAuthServer, db: &connective::test_kit::postgres::Tes
     }
     drop(followers);
 }
+
+#[test]
+fn two_replicas_purging_at_once_remove_each_expired_authorization_once() {
+    let Some(server) = OAuthServer::start(4) else {
+        return;
+    };
+    let Some(db) = database("oauth-purge") else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    runtime.block_on(async {
+        let open = || {
+            let store = db.open(ring()).expect("store");
+            Arc::new(Registry::builder().store(store).build().expect("registry"))
+        };
+        let (a, b) = (open(), open());
+        let (id, _) = a.create_connection(crm(&server)).expect("create");
+        let key = CredentialKey::new("acme".parse().unwrap(), id, "production".parse().unwrap(), None);
+        let followers = (
+            a.follow(Duration::from_millis(20)),
+            b.follow(Duration::from_millis(20)),
+        );
+        let runtime = |r: &Arc<Registry>| -> OAuthRuntime {
+            r.oauth_runtime()
+                .authorization_ttl(Duration::from_millis(500))
+                .purge_interval(Duration::MAX)
+                .build()
+                .expect("runtime")
+        };
+        let (ra, rb) = (runtime(&a), runtime(&b));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while b.connection(&key.project, id).is_none() {
+            assert!(std::time::Instant::now() < deadline, "B never saw the connection");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for r in [&ra, &rb, &ra, &rb, &ra] {
+            r.start_authorization(&key, REDIRECT, None).await.expect("start");
+        }
+        // Each replica learns of the other's from the change feed.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while a.oauth_records().pending_authorizations() < 5 || b.oauth_records().pending_authorizations() < 5
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replicas never saw every authorization"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (x, y) = tokio::join!(
+            ra.purge_expired_authorizations(),
+            rb.purge_expired_authorizations()
+        );
+        let (x, y) = (x.expect("A purges"), y.expect("B purges"));
+        assert_eq!(x + y, 5, "each removed once: A {x}, B {y}");
+        let store = Arc::clone(a.store());
+        let left = tokio::task::spawn_blocking(move || store.load())
+            .await
+            .unwrap()
+            .unwrap()
+            .records
+            .iter()
+            .filter(|(_, r)| matches!(r, connective::model::Record::PendingAuthorization(_)))
+            .count();
+        assert_eq!(left, 0, "no pending authorization is left in the database");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while a.oauth_records().pending_authorizations() + b.oauth_records().pending_authorizations() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "an index kept a removed authorization"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(ra.purge_expired_authorizations().await, Ok(0));
+        drop(followers);
+    });
+}

@@ -913,3 +913,185 @@ async fn a_token_variable_with_a_reserved_name_is_refused_naming_it() {
         .expect("a name nobody reserved");
     assert!(env.get("CRM_ACCESS_TOKEN").is_some());
 }
+
+/// The pending authorizations in `store`.
+fn pending_in(store: &dyn Store) -> usize {
+    store
+        .load()
+        .expect("load")
+        .records
+        .iter()
+        .filter(|(_, r)| matches!(r, Record::PendingAuthorization(_)))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_pending_authorizations_are_removed() {
+    let server = server!();
+    // Starting purges every time here; the callback of an expired one
+    // removes it too.
+    let s = setup_on(&server, MemoryStore::new(), |b| {
+        b.authorization_ttl(Duration::from_millis(300))
+            .purge_interval(Duration::ZERO)
+    });
+    let store = Arc::clone(s.registry.store());
+    let open = s
+        .runtime
+        .start_authorization(&s.key, REDIRECT, None)
+        .await
+        .expect("start");
+    let used = s
+        .runtime
+        .start_authorization(&s.key, REDIRECT, None)
+        .await
+        .expect("start");
+    let callback = server.consent(used.url(), false).await;
+    s.runtime
+        .complete_authorization(&callback.state, callback.code.as_deref().unwrap())
+        .await
+        .expect("complete");
+    let expiring = s
+        .runtime
+        .start_authorization(&s.key, REDIRECT, None)
+        .await
+        .expect("start");
+    assert_eq!(
+        pending_in(&*store),
+        3,
+        "used and open ones stay until they expire"
+    );
+    assert_eq!(s.registry.oauth_records().pending_authorizations(), 3);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // A late callback finds its authorization expired and removes it.
+    let late = s.runtime.complete_authorization(expiring.state(), "code").await;
+    assert!(matches!(late, Err(OAuthError::StateExpired { .. })), "{late:?}");
+    assert_eq!(pending_in(&*store), 2);
+    assert_eq!(
+        s.runtime.complete_authorization(expiring.state(), "code").await,
+        Err(OAuthError::UnknownState)
+    );
+
+    // Starting another removes the expired rest (open and used alike).
+    let fresh = s
+        .runtime
+        .start_authorization(&s.key, REDIRECT, None)
+        .await
+        .expect("start");
+    assert_eq!(pending_in(&*store), 1, "only the fresh one is left");
+    assert_eq!(s.registry.oauth_records().pending_authorizations(), 1);
+    assert_eq!(
+        s.runtime.complete_authorization(open.state(), "code").await,
+        Err(OAuthError::UnknownState)
+    );
+    assert_eq!(
+        s.runtime.purge_expired_authorizations().await,
+        Ok(0),
+        "nothing expired is left"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.runtime.purge_expired_authorizations().await, Ok(1));
+    assert_eq!(pending_in(&*store), 0);
+    drop(fresh);
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_connection_removes_its_tokens_statuses_and_pending_authorizations() {
+    use connective::store::SqliteStore;
+    use connective::store::seal::{KeyRing, SealKey};
+    let ring = || KeyRing::new(SealKey::from_bytes("k1", &[7; 32]).unwrap());
+    let server = server!();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oauth.db");
+    let s = setup_on(&server, SqliteStore::open(&path, ring()).unwrap(), |b| b);
+    // Another connection with records of its own, which must stay.
+    let (other, _) = s
+        .registry
+        .create_connection(
+            ConnectionSpec::project("acme", "erp")
+                .auth(connective::model::AuthScheme::OAuth2(
+                    connective::model::OAuthClient::Supplied,
+                ))
+                .param(Param::plain("AuthorizeURL").default(server.authorize_url()))
+                .param(Param::plain("TokenURL").default(server.token_url()))
+                .param(Param::plain("ClientID").default(crate::support::oauth_server::APP_ID))
+                .param(Param::secret("ClientSecret").default(APP_SECRET))
+                .param(Param::plain("Scopes").default("api:read"))
+                .build()
+                .unwrap(),
+        )
+        .expect("create erp");
+    let other_key = CredentialKey::new(
+        "acme".parse().unwrap(),
+        other,
+        "production".parse().unwrap(),
+        None,
+    );
+    let t = Setup {
+        registry: Arc::clone(&s.registry),
+        runtime: s.runtime.clone(),
+        key: other_key.clone(),
+    };
+    authorize(&t, &server).await;
+
+    // The connection: a token set and a status (two customers), a used and an
+    // open pending authorization.
+    authorize(&s, &server).await;
+    let second = CredentialKey::new(
+        "acme".parse().unwrap(),
+        s.key.connection,
+        "development".parse().unwrap(),
+        None,
+    );
+    // No tokens for development: the test fails, and says so in a status.
+    let _ = s.runtime.test_connection(&second, &TokenTester).await;
+    s.runtime
+        .start_authorization(&s.key, REDIRECT, None)
+        .await
+        .expect("start");
+    let of = |records: &[(connective::model::Version, Record)], id| {
+        records
+            .iter()
+            .filter(|(_, r)| match r {
+                Record::TokenSet(t) => t.key().connection == id,
+                Record::Status(st) => st.key().connection == id,
+                Record::PendingAuthorization(p) => p.credentials().connection == id,
+                _ => false,
+            })
+            .count()
+    };
+    let before = s.registry.store().load().unwrap().records;
+    assert_eq!(
+        of(&before, s.key.connection),
+        5,
+        "1 token set, 2 statuses, 2 pending"
+    );
+    let kept = of(&before, other);
+    assert_eq!(kept, 3, "erp: a token set, a status, a used authorization");
+
+    let project: ProjectId = "acme".parse().unwrap();
+    let version = s.registry.connection(&project, s.key.connection).unwrap().version;
+    s.registry
+        .delete_connection(&project, s.key.connection, version, DeleteMode::Refuse)
+        .expect("delete");
+    assert!(s.registry.oauth_records().token_set(&s.key).is_none());
+    assert!(s.registry.oauth_records().status(&second).is_none());
+    assert_eq!(s.registry.oauth_records().pending_authorizations(), 1, "erp's");
+    let deleted = s.key.connection;
+    drop(t);
+    drop(s);
+
+    // What is on disk, read by a store opened afresh.
+    let records = SqliteStore::open(&path, ring()).unwrap().load().unwrap().records;
+    assert_eq!(
+        of(&records, deleted),
+        0,
+        "nothing of the deleted connection is left"
+    );
+    assert_eq!(
+        of(&records, other),
+        kept,
+        "the other connection keeps its records"
+    );
+}
