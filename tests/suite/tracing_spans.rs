@@ -10,10 +10,11 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-/// Writes every span name, field and event into one log.
+/// Writes every span name, field and event into one log (also used by the
+/// external secret tests).
 #[derive(Clone, Default)]
-struct Capture(
-    Arc<Mutex<Vec<String>>>,
+pub(crate) struct Capture(
+    pub(crate) Arc<Mutex<Vec<String>>>,
     Arc<Mutex<Vec<&'static Metadata<'static>>>>,
 );
 

