@@ -268,6 +268,45 @@ pub fn crm_spec(server: &OAuthServer) -> connective::model::ConnectionSpec {
         .expect("spec")
 }
 
+/// Hands out the test server's `svc` client, then an unknown secret on
+/// rotation.
+pub struct SvcProvisioner {
+    pub token_url: String,
+}
+
+impl connective::oauth::OAuthProvisioner for SvcProvisioner {
+    fn provision(
+        &self,
+        _: &connective::oauth::ProvisionRequest,
+    ) -> Result<connective::oauth::OAuthCredentials, connective::oauth::ProvisionError> {
+        Ok(connective::oauth::OAuthCredentials {
+            client_id: SVC_ID.into(),
+            client_secret: connective::model::SecretValue::new(SVC_SECRET),
+            token_url: self.token_url.clone(),
+        })
+    }
+    fn rotate(
+        &self,
+        _: &connective::model::OAuthApp,
+    ) -> Result<connective::model::SecretValue, connective::oauth::ProvisionError> {
+        Ok(connective::model::SecretValue::new(
+            "svc-rotated-secret-not-yet-known",
+        ))
+    }
+}
+
+/// A project-scope connection to platform integration `name` on the
+/// project's shared application (client credentials), asking for `scopes`.
+pub fn managed(name: &str, scopes: &str) -> connective::model::ConnectionSpec {
+    use connective::model::{AuthScheme, ConnectionSpec, OAuthClient, Param};
+    ConnectionSpec::project("acme", name)
+        .platform_target("acme", format!("{name}-api").as_str())
+        .auth(AuthScheme::OAuth2(OAuthClient::Shared))
+        .param(Param::plain("Scopes").default(scopes))
+        .build()
+        .expect("spec")
+}
+
 impl Drop for OAuthServer {
     fn drop(&mut self) {
         self.stop();

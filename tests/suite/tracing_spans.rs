@@ -10,48 +10,7 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-/// Writes every span name, field and event into one log (also used by the
-/// external secret tests).
-#[derive(Clone, Default)]
-pub(crate) struct Capture(
-    pub(crate) Arc<Mutex<Vec<String>>>,
-    Arc<Mutex<Vec<&'static Metadata<'static>>>>,
-);
-
-struct Fields<'a>(&'a mut String);
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-        self.0.push_str(&format!(" {}={:?}", field.name(), value));
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &Attributes<'_>) -> Id {
-        let mut line = format!("span {}", span.metadata().name());
-        span.record(&mut Fields(&mut line));
-        let mut log = self.0.lock().unwrap();
-        log.push(line);
-        let mut metas = self.1.lock().unwrap();
-        metas.push(span.metadata());
-        Id::from_u64(metas.len() as u64)
-    }
-    fn record(&self, span: &Id, values: &Record<'_>) {
-        let mut line = format!("record {}", span.into_u64());
-        values.record(&mut Fields(&mut line));
-        self.0.lock().unwrap().push(line);
-    }
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut line = String::from("event");
-        event.record(&mut Fields(&mut line));
-        self.0.lock().unwrap().push(line);
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
+use crate::support::spans::Capture;
 
 #[test]
 fn resolve_and_write_spans_name_identifiers_never_values() {

@@ -21,6 +21,7 @@ use super::http::{Exchange, Failure, classify};
 use super::refresh::token_of_response;
 use super::settings::{AppClient, parse_url};
 use super::status::{Outcome, backoff};
+use super::trace::traced;
 use super::{AccessToken, OAuthRuntime};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -121,6 +122,24 @@ impl OAuthRuntime {
     }
 
     async fn app_token_of(
+        &self,
+        project: &ProjectId,
+        client: AppClient,
+        status_of: Option<&CredentialKey>,
+    ) -> Result<AccessToken, OAuthError> {
+        traced!(
+            tracing::debug_span!(
+                "connective.oauth.client_credentials",
+                project = %project,
+                owner = %client.owner,
+                scopes = %client.scopes.join(" "),
+                outcome = tracing::field::Empty
+            ),
+            self.app_token_untraced(project, client, status_of)
+        )
+    }
+
+    async fn app_token_untraced(
         &self,
         project: &ProjectId,
         client: AppClient,

@@ -157,6 +157,29 @@ pub enum OAuthError {
 }
 
 impl OAuthError {
+    /// The error's kind as one fixed word (`unknown_state`,
+    /// `needs_reauthorization`, ...), e.g. for metrics and the outcome of a
+    /// tracing span: never a value.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OAuthError::Setup { .. } => "setup",
+            OAuthError::UnknownConnection { .. } => "unknown_connection",
+            OAuthError::NotOAuth { .. } => "not_oauth",
+            OAuthError::Misconfigured { .. } => "misconfigured",
+            OAuthError::UnknownState => "unknown_state",
+            OAuthError::StateExpired { .. } => "state_expired",
+            OAuthError::StateUsed { .. } => "state_used",
+            OAuthError::Denied { .. } => "denied",
+            OAuthError::NeedsReauthorization { .. } => "needs_reauthorization",
+            OAuthError::Unavailable { .. } => "unavailable",
+            OAuthError::Refused { .. } => "refused",
+            OAuthError::Busy { .. } => "busy",
+            OAuthError::ReservedVariable { .. } => "reserved_variable",
+            OAuthError::Store { .. } => "store",
+            OAuthError::NotStored { .. } => "not_stored",
+        }
+    }
+
     /// Whether trying again later may succeed without a person acting.
     pub fn is_transient(&self) -> bool {
         matches!(

@@ -21,6 +21,9 @@ use super::http::{Exchange, Failure, bounded_code, classify};
 use super::refresh::set_from_response;
 use super::settings::{ClientKind, CodeClient, check_url};
 use super::status::Outcome;
+#[cfg(feature = "tracing")]
+use super::trace::key_span;
+use super::trace::traced;
 use super::{AUTHORIZE_URL, OAuthRuntime, TOKEN_URL};
 
 /// A started authorization: send the user to [`Authorization::url`]; the
@@ -105,6 +108,18 @@ impl OAuthRuntime {
         redirect_uri: &str,
         scopes: Option<Vec<String>>,
     ) -> Result<Authorization, OAuthError> {
+        traced!(
+            key_span!("connective.oauth.authorize.start", key),
+            self.start_authorization_untraced(key, redirect_uri, scopes)
+        )
+    }
+
+    async fn start_authorization_untraced(
+        &self,
+        key: &CredentialKey,
+        redirect_uri: &str,
+        scopes: Option<Vec<String>>,
+    ) -> Result<Authorization, OAuthError> {
         let client = code_client(self, key)?;
         let scopes = scopes.unwrap_or_else(|| client.scopes.clone());
         let auth_url = check_url(key, AUTHORIZE_URL, &client.authorize_url)?;
@@ -184,6 +199,9 @@ impl OAuthRuntime {
             return Err(OAuthError::UnknownState);
         };
         let credentials = pending.credentials().clone();
+        // Whose it is, for the completion's (or denial's) span.
+        #[cfg(feature = "tracing")]
+        super::trace::record_key(&credentials);
         if *pending.outcome() != AuthorizationOutcome::Open {
             return Err(OAuthError::StateUsed { key: credentials });
         }
@@ -238,6 +256,17 @@ impl OAuthRuntime {
     /// meanwhile is skipped (and re-read), not an error. A store failure is
     /// [`OAuthError::Store`]; what was removed before it stays removed.
     pub async fn purge_expired_authorizations(&self) -> Result<usize, OAuthError> {
+        traced!(
+            tracing::debug_span!(
+                "connective.oauth.purge",
+                removed = tracing::field::Empty,
+                outcome = tracing::field::Empty
+            ),
+            self.purge_untraced()
+        )
+    }
+
+    async fn purge_untraced(&self) -> Result<usize, OAuthError> {
         let expired = self.records().expired_authorizations(Timestamp::now());
         let mut removed = 0;
         for chunk in expired.chunks(PURGE_BATCH) {
@@ -256,6 +285,8 @@ impl OAuthRuntime {
                 Err(e) => return Err(purge_error(&chunk[0].0, e)),
             }
         }
+        #[cfg(feature = "tracing")]
+        tracing::Span::current().record("removed", removed);
         Ok(removed)
     }
 
@@ -289,6 +320,24 @@ impl OAuthRuntime {
     /// `state` is [`OAuthError::UnknownState`], [`OAuthError::StateExpired`]
     /// or [`OAuthError::StateUsed`], and stores nothing.
     pub async fn complete_authorization(&self, state: &str, code: &str) -> Result<CredentialKey, OAuthError> {
+        traced!(
+            tracing::debug_span!(
+                "connective.oauth.authorize.complete",
+                project = tracing::field::Empty,
+                connection = tracing::field::Empty,
+                environment = tracing::field::Empty,
+                customer = tracing::field::Empty,
+                outcome = tracing::field::Empty
+            ),
+            self.complete_authorization_untraced(state, code)
+        )
+    }
+
+    async fn complete_authorization_untraced(
+        &self,
+        state: &str,
+        code: &str,
+    ) -> Result<CredentialKey, OAuthError> {
         let pending = self
             .claim(state, AuthorizationOutcome::Completed { at: Timestamp::now() })
             .await?;
@@ -342,6 +391,24 @@ impl OAuthRuntime {
     /// authorization is closed with the error code, and the status says the
     /// connection needs (re-)authorization. Returns whose it was.
     pub async fn deny_authorization(&self, state: &str, error: &str) -> Result<CredentialKey, OAuthError> {
+        traced!(
+            tracing::debug_span!(
+                "connective.oauth.authorize.deny",
+                project = tracing::field::Empty,
+                connection = tracing::field::Empty,
+                environment = tracing::field::Empty,
+                customer = tracing::field::Empty,
+                outcome = tracing::field::Empty
+            ),
+            self.deny_authorization_untraced(state, error)
+        )
+    }
+
+    async fn deny_authorization_untraced(
+        &self,
+        state: &str,
+        error: &str,
+    ) -> Result<CredentialKey, OAuthError> {
         let error = bounded_code(error);
         let pending = self
             .claim(

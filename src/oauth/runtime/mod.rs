@@ -70,6 +70,15 @@
 //! needs-re-authorization. Statuses are records, so every replica and the
 //! host's UI read the same, and each change is on the change feed.
 //!
+//! # Tracing
+//!
+//! With the `tracing` feature, authorization (start, complete, deny), an
+//! access token not served from memory, a refresh, a client-credentials
+//! token, a connection test and a purge each run in a `DEBUG` span
+//! (`connective.oauth.*`) naming the connection's key or the application and
+//! recording the outcome (`ok` or [`OAuthError::kind`]). No span carries a
+//! token, secret, code or `state`.
+//!
 //! # Resolution stays deploy-time
 //!
 //! [`ResolvedEnv`](crate::resolve::ResolvedEnv) never embeds an access
@@ -85,6 +94,7 @@ mod refresh;
 mod settings;
 mod status;
 mod tester;
+mod trace;
 
 use std::collections::HashMap;
 use std::fmt;

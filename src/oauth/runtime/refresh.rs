@@ -17,6 +17,9 @@ use super::error::OAuthError;
 use super::http::{Exchange, Failure, classify};
 use super::settings::{ClientKind, CodeClient};
 use super::status::{Outcome, backoff};
+#[cfg(feature = "tracing")]
+use super::trace::key_span;
+use super::trace::traced;
 use super::{AccessToken, OAuthRuntime};
 
 /// One token set's refresh gate: whoever holds it refreshes; the others wait
@@ -147,10 +150,12 @@ impl OAuthRuntime {
         if let Some(token) = self.cached_access_token(key) {
             return Ok(token);
         }
-        match self.client(key)? {
-            ClientKind::App(app) => self.connection_app_token(key, app).await,
-            ClientKind::Code(client) => self.refreshed(key, &client).await,
-        }
+        traced!(key_span!("connective.oauth.token", key), async {
+            match self.client(key)? {
+                ClientKind::App(app) => self.connection_app_token(key, app).await,
+                ClientKind::Code(client) => self.refreshed(key, &client).await,
+            }
+        })
     }
 
     fn gate(&self, key: &CredentialKey) -> Arc<Gate> {
@@ -192,7 +197,10 @@ impl OAuthRuntime {
             }
             state.memo = None;
         }
-        let result = self.refresh_locked(key, client, &mut state).await;
+        let result = traced!(
+            key_span!("connective.oauth.refresh", key),
+            self.refresh_locked(key, client, &mut state)
+        );
         if let Err(e) = &result
             && !matches!(e, OAuthError::NotStored { .. })
         {

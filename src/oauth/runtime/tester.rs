@@ -11,6 +11,9 @@ use super::OAuthRuntime;
 use super::error::OAuthError;
 use super::http::read_bounded;
 use super::status::Outcome;
+#[cfg(feature = "tracing")]
+use super::trace::key_span;
+use super::trace::traced;
 
 /// What a tester found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +146,22 @@ impl OAuthRuntime {
         key: &CredentialKey,
         tester: &dyn ConnectionTester,
     ) -> Result<TestResult, OAuthError> {
+        traced!(
+            key_span!(
+                "connective.oauth.test",
+                key,
+                passed = tracing::field::Empty,
+                latency_ms = tracing::field::Empty
+            ),
+            self.test_connection_untraced(key, tester)
+        )
+    }
+
+    async fn test_connection_untraced(
+        &self,
+        key: &CredentialKey,
+        tester: &dyn ConnectionTester,
+    ) -> Result<TestResult, OAuthError> {
         let connection = self.connection(key)?;
         let started = Instant::now();
         let verdict = tester
@@ -167,6 +186,12 @@ impl OAuthRuntime {
                 (false, reason.to_string(), Outcome::Reauthorize(reason))
             }
         };
+        #[cfg(feature = "tracing")]
+        {
+            let span = tracing::Span::current();
+            span.record("passed", ok);
+            span.record("latency_ms", latency_ms);
+        }
         let result = TestResult {
             ok,
             latency_ms,

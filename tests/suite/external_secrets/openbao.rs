@@ -501,7 +501,7 @@ fn no_secret_reaches_a_log_an_error_a_debug_or_a_span() {
     bao.put("app/leak", &[("password", &value)]);
     bao.put("other/leak", &[("password", &value)]);
     let token = bao.app_token(&["-ttl=1h"]);
-    let capture = crate::tracing_spans::Capture::default();
+    let capture = crate::support::spans::Capture::default();
     let log = capture.0.clone();
     let store = bao.store(VaultAuth::token(token.clone()));
     let cache = cache(store.clone(), Duration::from_millis(200), Duration::from_secs(1));

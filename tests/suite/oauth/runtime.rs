@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::support::oauth_server::{APP_SECRET, OAuthServer, REDIRECT, SVC_ID, SVC_SECRET};
+use crate::support::oauth_server::{APP_SECRET, OAuthServer, REDIRECT, SvcProvisioner, managed};
 use connective::model::{
-    ConnectionStatus, CredentialKey, Health, HealthKind, OAuthApp, PlaintextCodec, ReauthReason, Record,
-    RecordKey, SecretValue, with_secret_codec,
+    ConnectionStatus, CredentialKey, Health, HealthKind, PlaintextCodec, ReauthReason, Record, RecordKey,
+    with_secret_codec,
 };
 use connective::oauth::runtime::{AccessToken, HttpTester, OAuthError, OAuthRuntime, TokenTester};
-use connective::oauth::{OAuthCredentials, OAuthProvisioner, ProvisionError, ProvisionRequest};
 use connective::prelude::*;
 use connective::store::{Batch, Change, Committed, MemoryStore, Op, Snapshot, Store, StoreError};
 
@@ -603,34 +602,6 @@ async fn no_token_or_secret_reaches_an_error_debug_or_status() {
         }
     }
     assert!(err.to_string().contains("[REDACTED]"), "{err}");
-}
-
-/// Hands out the test server's `svc` client, then an unknown secret on
-/// rotation.
-struct SvcProvisioner {
-    token_url: String,
-}
-
-impl OAuthProvisioner for SvcProvisioner {
-    fn provision(&self, _: &ProvisionRequest) -> Result<OAuthCredentials, ProvisionError> {
-        Ok(OAuthCredentials {
-            client_id: SVC_ID.into(),
-            client_secret: SecretValue::new(SVC_SECRET),
-            token_url: self.token_url.clone(),
-        })
-    }
-    fn rotate(&self, _: &OAuthApp) -> Result<SecretValue, ProvisionError> {
-        Ok(SecretValue::new("svc-rotated-secret-not-yet-known"))
-    }
-}
-
-fn managed(name: &str, scopes: &str) -> ConnectionSpec {
-    ConnectionSpec::project("acme", name)
-        .platform_target("acme", format!("{name}-api").as_str())
-        .auth(AuthScheme::OAuth2(OAuthClient::Shared))
-        .param(Param::plain("Scopes").default(scopes))
-        .build()
-        .expect("spec")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

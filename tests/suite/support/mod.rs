@@ -12,6 +12,8 @@ pub mod manifests;
 #[path = "../../oauth-server/mod.rs"]
 pub mod oauth_server;
 pub mod readers;
+#[cfg(feature = "tracing")]
+pub mod spans;
 
 use connective::model::ProjectId;
 
