@@ -46,6 +46,9 @@ fn cached() -> (Arc<Registry>, OAuthRuntime, CredentialKey) {
                 .param(Param::plain("AuthorizeURL").default("https://idp.example.com/auth"))
                 .param(Param::plain("TokenURL").default("https://idp.example.com/token"))
                 .param(Param::plain("ClientID").default("app"))
+                // A public client: a secret declared and left empty.
+                .param(Param::secret("ClientSecret").optional())
+                .param(Param::plain("Scopes").optional())
                 .build()
                 .expect("spec"),
         )

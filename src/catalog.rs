@@ -16,8 +16,9 @@ use hashbrown::DefaultHashBuilder;
 use hashbrown::{HashMap, HashTable};
 
 use crate::model::{
-    AppOwner, Connection, ConnectionId, ConnectionName, ConnectionRef, IntegrationId, Mappings, NameStripe,
-    OAuthApp, ProjectId, Record, RecordKey, ResolvePolicy, Revision, Scope, Version, Versioned,
+    AppOwner, Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionTemplate, IntegrationId,
+    Mappings, NameStripe, OAuthApp, ProjectId, ProjectType, Record, RecordKey, ResolvePolicy, Revision,
+    Scope, TemplateName, TypeName, Version, Versioned,
 };
 
 /// One project's connections, mappings and OAuth applications at one revision.
@@ -34,6 +35,10 @@ pub struct ProjectSnapshot {
     by_name: HashTable<Arc<Connection>>,
     mappings: HashMap<IntegrationId, Versioned<Arc<Mappings>>>,
     apps: HashMap<AppOwner, Versioned<Arc<OAuthApp>>>,
+    /// The project's own connection types.
+    types: HashMap<TypeName, Versioned<Arc<ProjectType>>>,
+    /// The project's templates.
+    templates: HashMap<TemplateName, Versioned<Arc<ConnectionTemplate>>>,
     /// The versions of the project's reference fences, sorted by stripe (at
     /// most [`NameStripe::COUNT`]).
     fences: Vec<(NameStripe, Version)>,
@@ -109,6 +114,8 @@ impl ProjectSnapshot {
             by_name: HashTable::new(),
             mappings: HashMap::new(),
             apps: HashMap::new(),
+            types: HashMap::new(),
+            templates: HashMap::new(),
             fences: Vec::new(),
             unreadable: Vec::new(),
         }
@@ -206,6 +213,27 @@ impl ProjectSnapshot {
     /// Every OAuth application.
     pub fn apps(&self) -> impl Iterator<Item = &Versioned<Arc<OAuthApp>>> {
         self.apps.values()
+    }
+
+    /// A project's own connection type by name (the host's are in the
+    /// policy: [`ResolvePolicy::types`]).
+    pub fn project_type(&self, name: &TypeName) -> Option<&Versioned<Arc<ProjectType>>> {
+        self.types.get(name)
+    }
+
+    /// Every connection type of the project.
+    pub fn project_types(&self) -> impl Iterator<Item = &Versioned<Arc<ProjectType>>> {
+        self.types.values()
+    }
+
+    /// A template by name.
+    pub fn template(&self, name: &TemplateName) -> Option<&Versioned<Arc<ConnectionTemplate>>> {
+        self.templates.get(name)
+    }
+
+    /// Every template of the project.
+    pub fn templates(&self) -> impl Iterator<Item = &Versioned<Arc<ConnectionTemplate>>> {
+        self.templates.values()
     }
 
     /// The connections using an OAuth application.
@@ -342,6 +370,24 @@ impl ProjectSnapshot {
                     },
                 );
             }
+            Record::ConnectionType(t) if t.project() == &self.project => {
+                self.types.insert(
+                    t.name().clone(),
+                    Versioned {
+                        version,
+                        value: t.clone(),
+                    },
+                );
+            }
+            Record::Template(t) if t.project() == &self.project => {
+                self.templates.insert(
+                    t.name().clone(),
+                    Versioned {
+                        version,
+                        value: t.clone(),
+                    },
+                );
+            }
             Record::ReferenceFence(f) if f.project == self.project => {
                 match self.fences.binary_search_by_key(&f.stripe, |(s, _)| *s) {
                     Ok(i) => self.fences[i].1 = version,
@@ -374,6 +420,12 @@ impl ProjectSnapshot {
             RecordKey::OAuthApp(p, o) if p == &self.project => {
                 self.apps.remove(o);
             }
+            RecordKey::ConnectionType(p, t) if p == &self.project => {
+                self.types.remove(t);
+            }
+            RecordKey::Template(p, t) if p == &self.project => {
+                self.templates.remove(t);
+            }
             RecordKey::ReferenceFence(p, stripe) if p == &self.project => {
                 if let Ok(i) = self.fences.binary_search_by_key(stripe, |(s, _)| *s) {
                     self.fences.remove(i);
@@ -391,6 +443,8 @@ impl ProjectSnapshot {
             }
             RecordKey::Mappings(_, i) => self.mappings.get(i).map(|m| m.version),
             RecordKey::OAuthApp(_, o) => self.apps.get(o).map(|a| a.version),
+            RecordKey::ConnectionType(_, t) => self.types.get(t).map(|x| x.version),
+            RecordKey::Template(_, t) => self.templates.get(t).map(|x| x.version),
             RecordKey::ReferenceFence(_, stripe) => self
                 .fences
                 .binary_search_by_key(stripe, |(s, _)| *s)

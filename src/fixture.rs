@@ -61,7 +61,7 @@ pub enum FixtureError {
 /// One write of the fixture. The closures run when they are given, so they
 /// may borrow the test's data; the builders' problems surface in `build()`.
 enum Step {
-    Connection(ConnectionBuilder),
+    Connection(Box<ConnectionBuilder>),
     Mappings(MappingsBuilder),
 }
 
@@ -100,7 +100,7 @@ impl FixtureBuilder {
     /// parameters.
     pub fn connection(mut self, name: &str, f: impl FnOnce(ConnectionBuilder) -> ConnectionBuilder) -> Self {
         let builder = f(ConnectionSpec::project(&self.project, name));
-        self.steps.push(Step::Connection(builder));
+        self.steps.push(Step::Connection(Box::new(builder)));
         self
     }
 
@@ -112,7 +112,7 @@ impl FixtureBuilder {
         f: impl FnOnce(ConnectionBuilder) -> ConnectionBuilder,
     ) -> Self {
         let builder = f(ConnectionSpec::integration(&self.project, integration, name));
-        self.steps.push(Step::Connection(builder));
+        self.steps.push(Step::Connection(Box::new(builder)));
         self
     }
 

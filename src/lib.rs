@@ -131,8 +131,9 @@ pub mod test_kit;
 /// The names most hosts need, in one `use`.
 pub mod prelude {
     pub use crate::model::{
-        AppOwner, AuthScheme, ConnectionId, ConnectionSpec, CustomerId, EnteredBy, EnvVarName, Environment,
-        IntegrationId, Mappings, OAuthClient, Param, ParamName, ProjectId, Scope, Target, Version,
+        AppOwner, AuthScheme, ConnectionId, ConnectionSpec, ConnectionTemplate, ConnectionType, CustomerId,
+        EnteredBy, EnvVarName, Environment, Field, IntegrationId, Mappings, OAuthClient, Param, ParamName,
+        ProjectId, Scope, Target, TemplateField, Version, Visibility,
     };
     pub use crate::registry::{DeleteMode, Registry, RegistryError};
     pub use crate::resolve::{ResolveRequest, ResolvedEnv, Resolver};

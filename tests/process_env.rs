@@ -144,6 +144,7 @@ mod manifest_apply {
             ("CONNECTIVE_SECRET_MOVE_TWILIO_APIKEY_DEVELOPMENT", "tw-dev-8f3a"),
             ("CONNECTIVE_SECRET_MOVE_TWILIO_APIKEY_PRODUCTION", "tw-live-91c2"),
             ("CONNECTIVE_SECRET_MOVE_WAREHOUSE_PASSWORD", "pg-w4reh0use"),
+            ("CONNECTIVE_SECRET_MOVE_SALESFORCE_CLIENTSECRET", "sf-client-3c9"),
             (
                 "CONNECTIVE_SECRET_MOVE_SALESFORCE_ACCESSTOKEN_GLOBEX",
                 "sf-globex-7d1",

@@ -6,14 +6,19 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::auth::AuthScheme;
+use super::auth::{AuthField, AuthScheme, FieldNeed};
 use super::description::{Text, check_description};
-use super::ident::{ConnectionId, ConnectionName, IntegrationId, ParamName, ParseError, ProjectId, shorten};
+use super::ident::{
+    ConnectionId, ConnectionName, IntegrationId, ParamName, ParseError, ProjectId, TemplateName, TypeName,
+    shorten,
+};
 use super::layer::Layer;
 use super::oauth::AppOwner;
-use super::param::{Param, ParamBuilder, ParamKind, check_params};
+use super::param::{Param, ParamBuilder, ParamKind, Requirement, Tenancy, check_params};
 use super::problem::{IntoIdent, SpecError, SpecProblem, ident_or_problem};
 use super::target::{Target, check_target};
+use super::template::ConnectionTemplate;
+use super::types::{ConnectionType, DataKind};
 
 /// Who may use a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -57,9 +62,16 @@ fn check_spec_body(
     target: Option<&Target>,
     auth: AuthScheme,
     params: &[Param],
+    extras: Option<&Extras>,
     problems: &mut Vec<SpecProblem>,
 ) {
     check_description(|| "description".into(), description, problems);
+    if let Some(x) = extras
+        && x.template.is_some()
+        && x.connection_type.is_none()
+    {
+        problems.push(SpecProblem::TemplateWithoutType);
+    }
     if let Some(target) = target {
         check_target(target, problems);
     }
@@ -72,6 +84,58 @@ fn check_spec_body(
     check_params(params, problems);
     if let Some(target) = target {
         check_auth_and_target(auth, target, params, problems);
+    }
+}
+
+/// Whether customers' own flows in the host's embedded builder may use a
+/// connection (Prismatic's embedded workflow builder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BuilderAccess {
+    /// Not offered to customers' flows (the default).
+    #[default]
+    Hidden,
+    /// Offered to the flows customers build, within its scope.
+    Available,
+}
+
+/// What few connections have: a description, a type, a template, builder
+/// access. Boxed behind one pointer (memory per connection is a performance
+/// target).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Extras {
+    #[serde(default, skip_serializing_if = "Text::is_empty")]
+    description: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connection_type: Option<TypeName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    template: Option<TemplateName>,
+    #[serde(default, skip_serializing_if = "is_hidden")]
+    builder: BuilderAccess,
+}
+
+fn is_hidden(b: &BuilderAccess) -> bool {
+    *b == BuilderAccess::Hidden
+}
+
+impl Extras {
+    /// `None` when everything is at its default.
+    fn boxed(
+        description: Text,
+        connection_type: Option<TypeName>,
+        template: Option<TemplateName>,
+        builder: BuilderAccess,
+    ) -> Option<Box<Extras>> {
+        let empty = description.is_empty() && connection_type.is_none() && template.is_none();
+        (!empty || builder != BuilderAccess::Hidden).then(|| {
+            Box::new(Extras {
+                description,
+                connection_type,
+                template,
+                builder,
+            })
+        })
     }
 }
 
@@ -99,11 +163,13 @@ pub struct ConnectionSpec {
     project: ProjectId,
     scope: Scope,
     name: ConnectionName,
-    #[serde(default, skip_serializing_if = "Text::is_empty")]
-    description: Text,
     target: Target,
     auth: AuthScheme,
     params: Box<[Param]>,
+    /// The description, type, template and builder access, serialized as
+    /// fields of their own.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extras: Option<Box<Extras>>,
 }
 
 /// A serialized [`ConnectionSpec`] before its checks run.
@@ -118,6 +184,12 @@ struct SpecFields {
     target: Target,
     auth: AuthScheme,
     params: Box<[Param]>,
+    #[serde(default)]
+    connection_type: Option<TypeName>,
+    #[serde(default)]
+    template: Option<TemplateName>,
+    #[serde(default)]
+    builder: BuilderAccess,
 }
 
 impl TryFrom<SpecFields> for ConnectionSpec {
@@ -127,10 +199,10 @@ impl TryFrom<SpecFields> for ConnectionSpec {
             project: f.project,
             scope: f.scope,
             name: f.name,
-            description: f.description,
             target: f.target,
             auth: f.auth,
             params: f.params,
+            extras: Extras::boxed(f.description, f.connection_type, f.template, f.builder),
         }
         .checked()
     }
@@ -185,7 +257,7 @@ impl ConnectionSpec {
     }
     /// The description.
     pub fn description(&self) -> &str {
-        self.description.as_str()
+        self.extras.as_ref().map_or("", |x| x.description.as_str())
     }
     /// What the connection reaches.
     pub fn target(&self) -> &Target {
@@ -204,15 +276,30 @@ impl ConnectionSpec {
     pub fn param(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name().as_str() == name)
     }
+    /// The connection type it follows, if any: the registry checks the
+    /// connection against it on every write.
+    pub fn connection_type(&self) -> Option<&TypeName> {
+        self.extras.as_ref()?.connection_type.as_ref()
+    }
+    /// The template it was made from, if any: values of the template's
+    /// fields come from the template.
+    pub fn template(&self) -> Option<&TemplateName> {
+        self.extras.as_ref()?.template.as_ref()
+    }
+    /// Whether customers' own flows may use it.
+    pub fn builder_access(&self) -> BuilderAccess {
+        self.extras.as_ref().map_or(BuilderAccess::Hidden, |x| x.builder)
+    }
 
     /// The spec, if it passes the checks every constructor runs.
     fn checked(self) -> Result<Self, SpecError> {
         let mut problems = Vec::new();
         check_spec_body(
-            self.description.as_str(),
+            self.description(),
             Some(&self.target),
             self.auth,
             &self.params,
+            self.extras.as_deref(),
             &mut problems,
         );
         if problems.is_empty() {
@@ -298,6 +385,11 @@ pub struct ConnectionBuilder {
     target: Result<Target, (&'static str, ParseError)>,
     auth: AuthScheme,
     params: Vec<ParamBuilder>,
+    connection_type: Option<Result<TypeName, ParseError>>,
+    template: Option<Result<TemplateName, ParseError>>,
+    builder: BuilderAccess,
+    /// Problems of [`ConnectionBuilder::value`] calls, reported by `build`.
+    deferred: Vec<SpecProblem>,
 }
 
 impl ConnectionBuilder {
@@ -316,6 +408,10 @@ impl ConnectionBuilder {
             }),
             auth: AuthScheme::None,
             params: Vec::new(),
+            connection_type: None,
+            template: None,
+            builder: BuilderAccess::Hidden,
+            deferred: Vec::new(),
         }
     }
 
@@ -357,6 +453,108 @@ impl ConnectionBuilder {
         self
     }
 
+    /// Names the connection type the connection follows (checked by the
+    /// registry on every write), without declaring anything; see
+    /// [`ConnectionBuilder::of_type`] to declare its fields too.
+    pub fn type_name<T: IntoIdent<TypeName>>(mut self, name: T) -> Self {
+        self.connection_type = Some(name.into_ident());
+        self
+    }
+
+    /// Follows `connection_type`: names it, takes its auth scheme, and
+    /// declares each of its fields not declared yet as the field says
+    /// (secret or plain, required or optional, global or per customer, its
+    /// default as the default value).
+    ///
+    /// ```
+    /// use connective::model::{ConnectionSpec, ConnectionType, Field, Target, TargetKind};
+    /// let postgres = ConnectionType::builder("postgresql").target(TargetKind::Database)
+    ///     .field(Field::string("HostName")).field(Field::integer("Port").default("5432"))
+    ///     .field(Field::string("Username")).field(Field::secret("Password"))
+    ///     .field(Field::string("DatabaseName")).build()?;
+    /// let spec = ConnectionSpec::project("acme", "warehouse")
+    ///     .target(Target::database("postgresql"))
+    ///     .of_type(&postgres)
+    ///     .value("HostName", connective::model::Layer::Default, "db.internal")
+    ///     .build()?;
+    /// assert_eq!(spec.connection_type().unwrap().as_str(), "postgresql");
+    /// assert_eq!(spec.params().len(), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn of_type(self, connection_type: &ConnectionType) -> Self {
+        self.declare(connection_type, None)
+    }
+
+    /// Follows `template` of `connection_type`, as [`ConnectionBuilder::of_type`]
+    /// does, and names the template: the fields it fills get no value of
+    /// their own (their values come from the template).
+    pub fn of_template(mut self, connection_type: &ConnectionType, template: &ConnectionTemplate) -> Self {
+        self.template = Some(Ok(template.name().clone()));
+        self.declare(connection_type, Some(template))
+    }
+
+    fn declare(mut self, ty: &ConnectionType, template: Option<&ConnectionTemplate>) -> Self {
+        self.connection_type = Some(Ok(ty.name().clone()));
+        self.auth = ty.auth();
+        for field in ty.fields() {
+            let declared = self.params.iter().any(|p| p.name_is(field.name().as_str()));
+            if declared {
+                continue;
+            }
+            let mut p = match field.param_kind() {
+                ParamKind::Plain => Param::plain(field.name()),
+                ParamKind::Secret => Param::secret(field.name()),
+            };
+            if field.requirement() == Requirement::Optional {
+                p = p.optional();
+            }
+            if let Tenancy::PerCustomer(by) = field.tenancy() {
+                p = p.per_customer(by);
+            }
+            let filled = template.is_some_and(|t| t.field(field.name().as_str()).is_some());
+            if let Some(default) = field.default_value()
+                && !filled
+            {
+                p = p.default(default);
+            }
+            self.params.push(p);
+        }
+        self
+    }
+
+    /// Sets one value of a declared parameter (e.g. one [`ConnectionBuilder::of_type`]
+    /// declared), replacing the one given for that layer before (a type's
+    /// default); a parameter not declared is reported by
+    /// [`ConnectionBuilder::build`].
+    pub fn value<N: IntoIdent<ParamName>>(
+        mut self,
+        param: N,
+        layer: Layer,
+        value: impl Into<String>,
+    ) -> Self {
+        match param.into_ident() {
+            Ok(name) => match self.params.iter().position(|p| p.name_is(name.as_str())) {
+                Some(i) => {
+                    let p = self.params.remove(i);
+                    self.params.insert(i, p.replace(layer, value));
+                }
+                None => self.deferred.push(SpecProblem::UnknownParam { param: name }),
+            },
+            Err(error) => self.deferred.push(SpecProblem::Ident {
+                field: "value.param".into(),
+                error,
+            }),
+        }
+        self
+    }
+
+    /// Offers the connection to customers' own flows in the embedded
+    /// builder, or not.
+    pub fn builder_access(mut self, access: BuilderAccess) -> Self {
+        self.builder = access;
+        self
+    }
+
     /// Validates everything and returns the spec, or every problem found.
     pub fn build(self) -> Result<ConnectionSpec, SpecError> {
         let mut problems = Vec::new();
@@ -387,11 +585,25 @@ impl ConnectionBuilder {
             .enumerate()
             .filter_map(|(index, builder)| builder.build(index, &mut problems))
             .collect();
+        problems.extend(self.deferred);
+        let connection_type = self
+            .connection_type
+            .and_then(|t| ident_or_problem(t, "connection_type", &mut problems));
+        let template = self
+            .template
+            .and_then(|t| ident_or_problem(t, "template", &mut problems));
+        let extras = Extras::boxed(
+            Text::new(self.description.clone()),
+            connection_type,
+            template,
+            self.builder,
+        );
         check_spec_body(
             &self.description,
             target.as_ref(),
             self.auth,
             &params,
+            extras.as_deref(),
             &mut problems,
         );
         match (project, scope, name, target) {
@@ -400,10 +612,10 @@ impl ConnectionBuilder {
                     project,
                     scope,
                     name,
-                    description: Text::new(self.description),
                     target,
                     auth: self.auth,
                     params: params.into_boxed_slice(),
+                    extras,
                 })
             }
             _ => Err(SpecError {
@@ -437,19 +649,45 @@ fn check_auth_and_target(
     {
         problems.push(SpecProblem::NeedsSecret { scheme: auth });
     }
+    let on_connection = auth.fields().iter().filter(|f| f.on_connection());
+    check_declared(None, on_connection, params, problems);
     if let Target::Database { engine } = target {
-        for required in Target::DATABASE_PARAMS {
-            match params.iter().find(|p| p.name().as_str() == required) {
-                None => problems.push(SpecProblem::MissingParam {
-                    what: format!("{engine} database"),
-                    param: required,
-                }),
-                Some(p) if required == "Password" && p.kind() != ParamKind::Secret => {
+        let what = format!("a {engine} database connection");
+        check_declared(Some(&what), AuthField::DATABASE.iter(), params, problems);
+    }
+}
+
+/// **The fields an auth scheme or a database target needs**, on a
+/// connection: each declared, secret exactly when its kind is, and required
+/// when the scheme needs it so.
+fn check_declared<'a>(
+    what: Option<&str>,
+    needs: impl Iterator<Item = &'a AuthField>,
+    params: &[Param],
+    problems: &mut Vec<SpecProblem>,
+) {
+    for need in needs {
+        match params.iter().find(|p| p.name().as_str() == need.param) {
+            None => problems.push(SpecProblem::MissingParam {
+                what: what.unwrap_or(need.needed_by).to_owned(),
+                param: need.param,
+            }),
+            Some(p) => {
+                let secret = need.kind == DataKind::Secret;
+                if secret && p.kind() != ParamKind::Secret {
                     problems.push(SpecProblem::MustBeSecret {
                         param: p.name().clone(),
-                    })
+                    });
+                } else if !secret && p.kind() == ParamKind::Secret {
+                    problems.push(SpecProblem::MustBePlain {
+                        param: p.name().clone(),
+                    });
                 }
-                Some(_) => {}
+                if need.need == FieldNeed::Required && p.requirement() != Requirement::Required {
+                    problems.push(SpecProblem::MustBeRequired {
+                        param: p.name().clone(),
+                    });
+                }
             }
         }
     }
@@ -489,6 +727,12 @@ impl<'de> Deserialize<'de> for Connection {
             auth: AuthScheme,
             params: Box<[Param]>,
             #[serde(default)]
+            connection_type: Option<TypeName>,
+            #[serde(default)]
+            template: Option<TemplateName>,
+            #[serde(default)]
+            builder: BuilderAccess,
+            #[serde(default)]
             oauth_app: Option<Box<AppOwner>>,
         }
         let f = Flat::deserialize(d)?;
@@ -497,10 +741,10 @@ impl<'de> Deserialize<'de> for Connection {
             project: f.project,
             scope: f.scope,
             name: f.name,
-            description: f.description,
             target: f.target,
             auth: f.auth,
             params: f.params,
+            extras: Extras::boxed(f.description, f.connection_type, f.template, f.builder),
         }
         .checked()
         .map_err(serde::de::Error::custom)?;

@@ -37,6 +37,12 @@ pub enum IdentKind {
     StoreName,
     /// [`SecretVersion`].
     SecretVersion,
+    /// [`TypeName`].
+    TypeName,
+    /// [`TemplateName`].
+    TemplateName,
+    /// [`ActorId`].
+    Actor,
 }
 
 impl fmt::Display for IdentKind {
@@ -52,6 +58,9 @@ impl fmt::Display for IdentKind {
             IdentKind::Customer => "customer id",
             IdentKind::StoreName => "secret store name",
             IdentKind::SecretVersion => "secret version",
+            IdentKind::TypeName => "connection type name",
+            IdentKind::TemplateName => "template name",
+            IdentKind::Actor => "actor id",
         })
     }
 }
@@ -213,6 +222,11 @@ const VAR: &str = "letters, digits and '_'; not starting with a digit";
 const STORE: &str = "lower-case letters, digits, '+', '-' and '.'; starting with a lower-case letter";
 fn store_rest(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.')
+}
+const ACTOR: &str = "letters, digits and '-', '_', '.', '@', '+', ':', '/'; starting with a letter or digit";
+
+fn actor_rest(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+' | ':' | '/')
 }
 
 macro_rules! ident {
@@ -383,6 +397,44 @@ ident!(
     /// assert!("2fa".parse::<ConnectionName>().is_err());
     /// ```
     ConnectionName, IdentKind::ConnectionName, 64, |c| c.is_ascii_alphabetic(), name_rest, NAME
+);
+
+ident!(
+    /// A connection type's name (`slack-oauth2`, `postgresql`, ...): same
+    /// rules as [`ConnectionName`].
+    ///
+    /// ```
+    /// use connective::model::TypeName;
+    /// assert!("slack-oauth2".parse::<TypeName>().is_ok());
+    /// assert!("slack oauth".parse::<TypeName>().is_err());
+    /// ```
+    TypeName, IdentKind::TypeName, 64, |c| c.is_ascii_alphabetic(), name_rest, NAME
+);
+
+ident!(
+    /// A connection template's name, unique in its project: same rules as
+    /// [`ConnectionName`].
+    ///
+    /// ```
+    /// use connective::model::TemplateName;
+    /// assert!("acme-slack".parse::<TemplateName>().is_ok());
+    /// ```
+    TemplateName, IdentKind::TemplateName, 64, |c| c.is_ascii_alphabetic(), name_rest, NAME
+);
+
+ident!(
+    /// Who asked for a write or a read, as the host names it (a user, a
+    /// service account): 1 to 128 ASCII letters, digits and `-`, `_`, `.`,
+    /// `@`, `+`, `:`, `/`, starting with a letter or digit, so an e-mail
+    /// address or a `service:deployer` name fits. Recorded in the audit trail.
+    ///
+    /// ```
+    /// use connective::model::ActorId;
+    /// assert!("alice@acme.example".parse::<ActorId>().is_ok());
+    /// assert!("service:deployer".parse::<ActorId>().is_ok());
+    /// assert!("alice smith".parse::<ActorId>().is_err());
+    /// ```
+    ActorId, IdentKind::Actor, 128, |c| c.is_ascii_alphanumeric(), actor_rest, ACTOR
 );
 
 ident!(

@@ -17,10 +17,15 @@ pub(crate) mod random;
 mod record;
 mod secret;
 mod target;
+mod template;
 mod token;
+mod types;
 
-pub use auth::{AuthScheme, OAuthClient};
-pub use connection::{Connection, ConnectionBuilder, ConnectionSpec, MAX_PARAMS, Scope};
+pub use auth::{
+    AUTHORIZE_URL, AuthField, AuthScheme, CLIENT_ID, CLIENT_SECRET, FieldNeed, FieldSource, OAuthClient,
+    SCOPES, TOKEN_URL,
+};
+pub use connection::{BuilderAccess, Connection, ConnectionBuilder, ConnectionSpec, MAX_PARAMS, Scope};
 pub use description::MAX_DESCRIPTION_LEN;
 pub use external::{
     ExternalFault, ExternalRef, ExternalRefError, ExternalSecrets, ExternalValue, FetchInfo, IntoExternalRef,
@@ -29,8 +34,8 @@ pub use external::{
 #[cfg(feature = "manifest")]
 pub(crate) use ident::shorten;
 pub use ident::{
-    ConnectionId, ConnectionName, CustomerId, EnvVarName, Environment, IdentKind, IntegrationId, ParamName,
-    ParseError, ProjectId, SecretVersion, StoreName,
+    ActorId, ConnectionId, ConnectionName, CustomerId, EnvVarName, Environment, IdentKind, IntegrationId,
+    ParamName, ParseError, ProjectId, SecretVersion, StoreName, TemplateName, TypeName,
 };
 pub use layer::{Layer, Layers};
 pub use mapping::{
@@ -39,7 +44,7 @@ pub use mapping::{
 };
 pub use oauth::{APP_PARAMS, AppField, AppOwner, OAuthApp};
 pub use param::{
-    EnteredBy, MAX_VALUE_LEN, Param, ParamBuilder, ParamKind, ParamValues, Requirement, Tenancy,
+    EnteredBy, MAX_VALUE_LEN, Param, ParamBuilder, ParamKind, ParamValues, Requirement, Tenancy, ValueRef,
 };
 pub use policy::{ReservedNames, ResolvePolicy};
 pub(crate) use problem::join;
@@ -49,9 +54,19 @@ pub use secret::{
     CodecError, PlaintextCodec, SecretCodec, SecretValue, with_secret_codec, with_secret_codec_reporting,
 };
 pub use target::{EndpointVisibility, MAX_TARGET_LEN, PlatformTarget, Target};
+pub use template::{
+    ConnectionTemplate, ConnectionTemplateBuilder, Overrides, Presentation, TemplateField,
+    TemplateFieldBuilder, ValueOrigin, effective_value,
+};
 pub(crate) use token::valid_state_id;
 pub use token::{
     AuthorizationOutcome, ConnectionStatus, CredentialKey, Health, HealthKind, MAX_NOTE_LEN, MAX_SCOPE_LEN,
     MAX_SCOPES, MAX_TOKEN_LEN, MAX_URI_LEN, PendingAuthorization, ReauthReason, RefreshLease, TestResult,
     Timestamp, TokenSet,
+};
+pub(crate) use types::visibility_allows;
+pub use types::{
+    ConnectionType, ConnectionTypeBuilder, DataKind, DataType, Field, FieldBuilder, MAX_CHOICE_LEN,
+    MAX_CHOICES, MAX_LABEL_LEN, MAX_PATTERN_LEN, MAX_SCHEMES, Pattern, PatternError, ProjectType, TargetKind,
+    TypeError, TypeLibrary, TypeProblem, TypeSubject, Validation, ValueProblem, Viewer, Visibility,
 };

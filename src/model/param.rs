@@ -73,6 +73,44 @@ impl fmt::Debug for ParamValues {
     }
 }
 
+/// A value as stored, plain or secret (the secret, or a reference to it in
+/// an external store), borrowed.
+#[derive(Clone, Copy)]
+pub enum ValueRef<'a> {
+    /// Plain text.
+    Plain(&'a str),
+    /// A secret.
+    Secret(&'a SecretEntry),
+}
+
+impl fmt::Debug for ValueRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueRef::Plain(s) => f.debug_tuple("Plain").field(s).finish(),
+            ValueRef::Secret(_) => f.write_str("Secret([REDACTED])"),
+        }
+    }
+}
+
+impl ParamValues {
+    /// The value for (`env`, `customer`) by rule 3 ([`Layers::value_for`])
+    /// and its layer.
+    pub fn pick(&self, env: &Environment, customer: Option<&CustomerId>) -> Option<(&Layer, ValueRef<'_>)> {
+        match self {
+            ParamValues::Plain(l) => l.pick(env, customer).map(|(l, v)| (l, ValueRef::Plain(v))),
+            ParamValues::Secret(l) => l.pick(env, customer).map(|(l, v)| (l, ValueRef::Secret(v))),
+        }
+    }
+
+    /// Whether a value for (`env`, `customer`) is there, without reading it.
+    pub fn has_value(&self, env: &Environment, customer: Option<&CustomerId>) -> bool {
+        match self {
+            ParamValues::Plain(l) => l.winning_layer(env, customer).is_some(),
+            ParamValues::Secret(l) => l.winning_layer(env, customer).is_some(),
+        }
+    }
+}
+
 /// One named field of a connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Param {
@@ -330,6 +368,12 @@ impl ParamBuilder {
         self.layer(Ok(layer), value)
     }
 
+    /// Sets the value of `layer`, replacing one given before for it.
+    pub(super) fn replace(mut self, layer: Layer, value: impl Into<String>) -> Self {
+        self.values.retain(|(l, _)| l.as_ref() != Ok(&layer));
+        self.layer(Ok(layer), value)
+    }
+
     fn layer(mut self, layer: PendingLayer, value: impl Into<String>) -> Self {
         self.values
             .push((layer, PendingValue::Text(SecretValue::new(value))));
@@ -403,6 +447,11 @@ impl ParamBuilder {
         self.values
             .push((layer, PendingValue::External(reference.into_external_ref())));
         self
+    }
+
+    /// Whether the name as given is `name`.
+    pub(super) fn name_is(&self, name: &str) -> bool {
+        self.name.as_ref().is_ok_and(|n| n.as_str() == name)
     }
 
     /// The name as given (for error paths).

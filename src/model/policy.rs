@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::external::ExternalSecrets;
 use super::ident::{EnvVarName, IdentKind, ParseError};
+use super::types::TypeLibrary;
 
 /// Environment variable names the host reserves (rule 4): exact names and name
 /// prefixes. Matching is exact-case, as environments are.
@@ -255,6 +256,7 @@ pub struct ResolvePolicy {
     prefix: Option<EnvVarName>,
     reserved: ReservedNames,
     external: Option<Arc<dyn ExternalSecrets>>,
+    types: TypeLibrary,
 }
 
 impl fmt::Debug for ResolvePolicy {
@@ -263,16 +265,18 @@ impl fmt::Debug for ResolvePolicy {
             .field("prefix", &self.prefix)
             .field("reserved", &self.reserved)
             .field("external_secrets", &self.external.is_some())
+            .field("types", &self.types)
             .finish()
     }
 }
 
-/// Equal prefixes and reserved names, and the same external secret view
+/// Equal prefixes, reserved names and host types, and the same external secret view
 /// (the same instance) or none.
 impl PartialEq for ResolvePolicy {
     fn eq(&self, other: &Self) -> bool {
         self.prefix == other.prefix
             && self.reserved == other.reserved
+            && self.types == other.types
             && match (&self.external, &other.external) {
                 (None, None) => true,
                 (Some(a), Some(b)) => std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)),
@@ -293,6 +297,16 @@ impl ResolvePolicy {
     pub fn with_reserved(mut self, reserved: ReservedNames) -> Self {
         self.reserved = reserved;
         self
+    }
+    /// Sets the host's own connection types, known to every project
+    /// ([`TypeLibrary`]).
+    pub fn with_types(mut self, types: TypeLibrary) -> Self {
+        self.types = types;
+        self
+    }
+    /// The host's own connection types.
+    pub fn types(&self) -> &TypeLibrary {
+        &self.types
     }
     /// The prefix.
     pub fn prefix(&self) -> Option<&EnvVarName> {

@@ -87,9 +87,9 @@ pub enum SpecProblem {
         target: String,
     },
     /// A required parameter of the target or auth kind is missing.
-    #[error("a {what} connection needs parameter {param}")]
+    #[error("{what} needs parameter {param}")]
     MissingParam {
-        /// The target or auth kind.
+        /// The target or auth kind, as "a postgresql database connection".
         what: String,
         /// The parameter.
         param: &'static str,
@@ -106,6 +106,21 @@ pub enum SpecProblem {
         /// The parameter.
         param: ParamName,
     },
+    /// A parameter that must be plain is secret.
+    #[error("parameter {param} must be plain, not secret")]
+    MustBePlain {
+        /// The parameter.
+        param: ParamName,
+    },
+    /// A parameter that must be required is optional.
+    #[error("parameter {param} must be required")]
+    MustBeRequired {
+        /// The parameter.
+        param: ParamName,
+    },
+    /// A template is named without the connection type it is of.
+    #[error("a connection made from a template must name the template's connection type")]
+    TemplateWithoutType,
     /// The auth scheme needs a secret parameter.
     #[error("a {scheme} connection needs at least one secret parameter")]
     NeedsSecret {

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::connection::{Connection, Scope};
-use super::ident::{ConnectionName, IntegrationId, ProjectId};
+use super::ident::{ConnectionName, IntegrationId, ProjectId, TemplateName, TypeName};
 use super::mapping::Mappings;
 use super::oauth::{AppOwner, OAuthApp};
+use super::template::ConnectionTemplate;
 use super::token::{ConnectionStatus, CredentialKey, PendingAuthorization, TokenSet};
+use super::types::ProjectType;
 
 /// A record's version. Starts at 1 on creation and grows by one on every write
 /// of the key; versions of a key never repeat, not even across delete and
@@ -59,6 +61,10 @@ pub enum RecordKey {
     PendingAuthorization(ProjectId, String),
     /// A connection's status, for one environment and customer.
     Status(CredentialKey),
+    /// A project's connection type.
+    ConnectionType(ProjectId, TypeName),
+    /// A project's connection template.
+    Template(ProjectId, TemplateName),
 }
 
 impl RecordKey {
@@ -69,7 +75,9 @@ impl RecordKey {
             | RecordKey::Mappings(p, _)
             | RecordKey::OAuthApp(p, _)
             | RecordKey::ReferenceFence(p, _)
-            | RecordKey::PendingAuthorization(p, _) => p,
+            | RecordKey::PendingAuthorization(p, _)
+            | RecordKey::ConnectionType(p, _)
+            | RecordKey::Template(p, _) => p,
             RecordKey::TokenSet(k) | RecordKey::Status(k) => &k.project,
         }
     }
@@ -86,6 +94,8 @@ impl fmt::Display for RecordKey {
             // The state is a bearer of the authorization: not shown.
             RecordKey::PendingAuthorization(p, _) => write!(f, "pending authorization of project {p}"),
             RecordKey::Status(k) => write!(f, "status of {k}"),
+            RecordKey::ConnectionType(p, t) => write!(f, "connection type {t} of project {p}"),
+            RecordKey::Template(p, t) => write!(f, "template {t} of project {p}"),
         }
     }
 }
@@ -114,6 +124,10 @@ pub enum Record {
     PendingAuthorization(Arc<PendingAuthorization>),
     /// A connection's status (rule 11).
     Status(Arc<ConnectionStatus>),
+    /// A project's connection type: the field schema its connections follow.
+    ConnectionType(Arc<ProjectType>),
+    /// A project's connection template.
+    Template(Arc<ConnectionTemplate>),
 }
 
 impl Record {
@@ -129,6 +143,8 @@ impl Record {
                 RecordKey::PendingAuthorization(p.credentials().project.clone(), p.state_id().to_owned())
             }
             Record::Status(s) => RecordKey::Status(s.key().clone()),
+            Record::ConnectionType(t) => RecordKey::ConnectionType(t.project().clone(), t.name().clone()),
+            Record::Template(t) => RecordKey::Template(t.project().clone(), t.name().clone()),
         }
     }
 }
@@ -162,10 +178,28 @@ impl NameStripe {
 
     /// The stripe of `name`.
     pub fn of(name: &ConnectionName) -> Self {
+        Self::hash([name.as_str().as_bytes()])
+    }
+
+    /// The stripe guarding the uses of connection type `name`: a write
+    /// making a connection follow the type and the type's deletion rewrite
+    /// it, so across replicas one of the two conflicts. Hashed as
+    /// `type:NAME` (a colon is in no connection name).
+    pub fn of_type(name: &TypeName) -> Self {
+        Self::hash([b"type:".as_slice(), name.as_str().as_bytes()])
+    }
+
+    /// The stripe guarding the uses of template `name`, as
+    /// [`NameStripe::of_type`] does for types; hashed as `template:NAME`.
+    pub fn of_template(name: &TemplateName) -> Self {
+        Self::hash([b"template:".as_slice(), name.as_str().as_bytes()])
+    }
+
+    fn hash<const N: usize>(parts: [&[u8]; N]) -> Self {
         // FNV-1a, 32 bits: fixed forever (see the type's documentation).
         let mut hash: u32 = 0x811c_9dc5;
-        for byte in name.as_str().bytes() {
-            hash ^= u32::from(byte);
+        for byte in parts.into_iter().flatten() {
+            hash ^= u32::from(*byte);
             hash = hash.wrapping_mul(0x0100_0193);
         }
         NameStripe((hash % u32::from(Self::COUNT)) as u8)

@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::auth::AuthField;
 use super::ident::{IntegrationId, ProjectId};
 use super::problem::SpecProblem;
 
@@ -82,9 +83,15 @@ impl Target {
         }
     }
 
-    /// The parameters a database connection must declare.
-    pub const DATABASE_PARAMS: [&'static str; 5] =
-        ["HostName", "Port", "Username", "Password", "DatabaseName"];
+    /// The parameters a database connection must declare (the names of
+    /// [`AuthField::DATABASE`](super::AuthField::DATABASE)).
+    pub const DATABASE_PARAMS: [&'static str; 5] = [
+        AuthField::DATABASE[0].param,
+        AuthField::DATABASE[1].param,
+        AuthField::DATABASE[2].param,
+        AuthField::DATABASE[3].param,
+        AuthField::DATABASE[4].param,
+    ];
 }
 
 impl fmt::Display for Target {

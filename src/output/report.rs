@@ -37,8 +37,8 @@ pub struct ReportVar {
     /// The value layer or OAuth application that supplied the value, in words.
     pub source: String,
     /// `default`, `environment`, `customer`, `customer-environment` (the
-    /// value layer that won, stored or referenced), `oauth-app` or
-    /// `access-token`.
+    /// value layer that won, stored or referenced), `template` (a value of
+    /// the connection's template), `oauth-app` or `access-token`.
     pub source_kind: &'static str,
     /// For a value read from an external secret store: the reference
     /// (`vault:secret/crm#password`); not secret.
@@ -95,6 +95,7 @@ impl EnvReport {
                     _ => Some(var.value.expose().to_owned()),
                 };
                 let source_kind = match (&p.source, p.source.layer()) {
+                    (ValueSource::Template { .. }, _) => "template",
                     (_, Some(Layer::Default)) => "default",
                     (_, Some(Layer::Environment(_))) => "environment",
                     (_, Some(Layer::Customer(_))) => "customer",

@@ -2,7 +2,7 @@
 
 use crate::model::{
     AppOwner, ConnectionId, ConnectionName, IntegrationId, MappingsError, ProjectId, RecordKey, Scope,
-    SpecError, Version, join,
+    SpecError, TemplateName, TypeError, TypeName, Version, join,
 };
 use crate::oauth::ProvisionError;
 use crate::resolve::Problem;
@@ -19,6 +19,54 @@ pub enum RegistryError {
     /// The mappings are malformed.
     #[error(transparent)]
     MappingsSyntax(#[from] MappingsError),
+    /// A connection or template does not fit its connection type, or a type
+    /// change would make one misfit; every problem is listed.
+    #[error(transparent)]
+    Type(#[from] TypeError),
+    /// The connection type named is neither the project's nor the host's.
+    #[error("project {project} has no connection type {name}, and the host defines none")]
+    UnknownType {
+        /// The project.
+        project: ProjectId,
+        /// The type.
+        name: TypeName,
+    },
+    /// The template named does not exist in the project.
+    #[error("project {project} has no template {name}")]
+    UnknownTemplate {
+        /// The project.
+        project: ProjectId,
+        /// The template.
+        name: TemplateName,
+    },
+    /// A project's connection type still has connections or templates.
+    #[error(
+        "connection type {name} of project {project} is still used by {}",
+        in_use(connections, templates)
+    )]
+    TypeInUse {
+        /// The project.
+        project: ProjectId,
+        /// The type.
+        name: TypeName,
+        /// The connections following it.
+        connections: Vec<ConnectionName>,
+        /// The templates of it.
+        templates: Vec<TemplateName>,
+    },
+    /// A template still has connections made from it.
+    #[error(
+        "template {name} of project {project} is still used by connection(s) {}",
+        join(connections)
+    )]
+    TemplateInUse {
+        /// The project.
+        project: ProjectId,
+        /// The template.
+        name: TemplateName,
+        /// The connections made from it.
+        connections: Vec<ConnectionName>,
+    },
     /// Another connection already has this name in this scope (rule 2).
     #[error("project {project} already has a connection named {name} at {scope}: {existing}")]
     NameTaken {
@@ -133,6 +181,18 @@ pub enum RegistryError {
         /// Why it could not be looked up (never a value).
         message: String,
     },
+}
+
+fn in_use(connections: &[ConnectionName], templates: &[TemplateName]) -> String {
+    match (connections.is_empty(), templates.is_empty()) {
+        (false, true) => format!("connection(s) {}", join(connections)),
+        (true, false) => format!("template(s) {}", join(templates)),
+        _ => format!(
+            "connection(s) {} and template(s) {}",
+            join(connections),
+            join(templates)
+        ),
+    }
 }
 
 impl From<StoreError> for RegistryError {

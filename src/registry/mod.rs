@@ -72,6 +72,7 @@ mod error;
 mod follow;
 mod io;
 mod tx;
+mod types;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -1143,6 +1144,59 @@ impl Registry {
         }
     }
 
+    /// Connection `id` of `project` as `viewer` may see it, with values for
+    /// `env` (see [`ProjectView::listing`]): never a field the viewer may not
+    /// see, never a secret's value.
+    pub fn listing(
+        &self,
+        project: &ProjectId,
+        id: ConnectionId,
+        viewer: &crate::model::Viewer,
+        env: &crate::model::Environment,
+    ) -> Option<crate::resolve::ConnectionListing> {
+        self.current_view(project)?.listing(id, viewer, env)
+    }
+
+    /// Every connection of `project` as `viewer` may see it (see
+    /// [`ProjectView::listings`]).
+    pub fn listings(
+        &self,
+        project: &ProjectId,
+        viewer: &crate::model::Viewer,
+        env: &crate::model::Environment,
+    ) -> Vec<crate::resolve::ConnectionListing> {
+        self.current_view(project)
+            .map(|v| v.listings(viewer, env))
+            .unwrap_or_default()
+    }
+
+    /// The connections `customer`'s own flows may use in `env` (see
+    /// [`ProjectView::builder_connections`]).
+    pub fn builder_connections(
+        &self,
+        project: &ProjectId,
+        customer: &crate::model::CustomerId,
+        env: &crate::model::Environment,
+    ) -> Vec<crate::resolve::BuilderConnection> {
+        self.current_view(project)
+            .map(|v| v.builder_connections(customer, env))
+            .unwrap_or_default()
+    }
+
+    /// What the request's customer must still provide before its
+    /// integration can deploy (see [`ProjectView::onboarding`]): nothing
+    /// owed and nothing blocked means [`Resolver::resolve`] succeeds.
+    pub fn onboarding(&self, request: &ResolveRequest) -> crate::resolve::Onboarding {
+        match self.current_view(&request.project) {
+            Some(view) => view.onboarding(request),
+            None => crate::resolve::Onboarding {
+                request: request.clone(),
+                owed: Vec::new(),
+                blocked: Vec::new(),
+            },
+        }
+    }
+
     /// The integrations whose mappings resolve to a connection (rule 9).
     pub fn dependents(&self, project: &ProjectId, id: ConnectionId) -> Vec<IntegrationId> {
         self.current_view(project)
@@ -1402,6 +1456,15 @@ impl crate::oauth::runtime::Host for Registry {
             .with_project(project, |s| {
                 s.app(owner).map(|a| (a.version, Arc::clone(&a.value)))
             })
+            .flatten()
+    }
+    fn template(
+        &self,
+        project: &ProjectId,
+        name: &crate::model::TemplateName,
+    ) -> Option<Arc<crate::model::ConnectionTemplate>> {
+        self.catalog
+            .with_project(project, |s| s.template(name).map(|t| Arc::clone(&t.value)))
             .flatten()
     }
     fn app_version(&self, project: &ProjectId, owner: &AppOwner) -> Option<Version> {

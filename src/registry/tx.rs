@@ -25,7 +25,7 @@ struct Pending {
 /// the registry's catalog plus this transaction's earlier writes; nothing is
 /// stored until the closure returns `Ok`, and then all of it is, atomically.
 pub struct Tx<'r> {
-    registry: &'r Registry,
+    pub(super) registry: &'r Registry,
     /// The registry's provisioner, or a dry run's stand-in.
     provisioner: Arc<dyn OAuthProvisioner>,
     base: HashMap<ProjectId, Option<Arc<ProjectSnapshot>>>,
@@ -115,7 +115,7 @@ impl<'r> Tx<'r> {
     }
 
     /// Refuses to write to a project with records this registry cannot read.
-    fn writable(&mut self, project: &ProjectId) -> Result<(), RegistryError> {
+    pub(super) fn writable(&mut self, project: &ProjectId) -> Result<(), RegistryError> {
         let unreadable = self.working_mut(project).unreadable();
         if unreadable.is_empty() {
             Ok(())
@@ -141,7 +141,7 @@ impl<'r> Tx<'r> {
         Ok(())
     }
 
-    fn working_mut(&mut self, project: &ProjectId) -> &mut ProjectSnapshot {
+    pub(super) fn working_mut(&mut self, project: &ProjectId) -> &mut ProjectSnapshot {
         let (registry, base) = (self.registry, &mut self.base);
         self.working.entry(project.clone()).or_insert_with(|| {
             let snapshot = registry.catalog.project(project);
@@ -162,7 +162,7 @@ impl<'r> Tx<'r> {
         ProjectView::of(self.working_mut(project), policy)
     }
 
-    fn put(&mut self, record: Record) {
+    pub(super) fn put(&mut self, record: Record) {
         let key = record.key();
         self.touch(&key, &record);
         let snapshot = self.working_mut(key.project());
@@ -183,7 +183,7 @@ impl<'r> Tx<'r> {
         }
     }
 
-    fn delete(&mut self, key: RecordKey) {
+    pub(super) fn delete(&mut self, key: RecordKey) {
         if let RecordKey::Connection(project, _, name) = &key {
             self.touched_names.insert((project.clone(), name.clone()));
         }
@@ -210,6 +210,11 @@ impl<'r> Tx<'r> {
         }
     }
 
+    /// Whether this transaction writes `key`.
+    pub(super) fn has_pending(&self, key: &RecordKey) -> bool {
+        self.pending.contains_key(key)
+    }
+
     /// Rewrites the reference fence guarding `name` in `project`, once per
     /// transaction and fence, expecting the version this registry's catalog
     /// holds: a concurrent write about a name of the same stripe then makes
@@ -223,7 +228,7 @@ impl<'r> Tx<'r> {
         }
     }
 
-    fn check_version(&mut self, key: &RecordKey, expected: Expect) -> Result<(), RegistryError> {
+    pub(super) fn check_version(&mut self, key: &RecordKey, expected: Expect) -> Result<(), RegistryError> {
         let found = self.working_mut(key.project()).version_of(key);
         Ok(expected.check(key, found)?)
     }
@@ -246,12 +251,14 @@ impl<'r> Tx<'r> {
         while snapshot.connection(id).is_some() {
             id = ConnectionId::random();
         }
+        self.check_typed(&spec)?;
         let owner = app_owner_for(&spec, id);
         if let Some(owner) = &owner {
             self.ensure_app(&project, owner, platform_target(&spec))?;
         }
         // A new connection may shadow another of its name (rule 2).
         self.fence(&project, spec.name());
+        self.fence_typing(&spec, None);
         self.put(Record::Connection(Arc::new(Connection::new(id, spec, owner))));
         self.report.created.push(id);
         Ok(id)
@@ -284,6 +291,8 @@ impl<'r> Tx<'r> {
                 existing: other.value.id(),
             });
         }
+        self.check_typed(&spec)?;
+        self.fence_typing(&spec, Some(old.spec()));
         let used_by = self.view(&project).usages(id);
         let owner = app_owner_for(&spec, id);
         if let Some(owner) = &owner {
@@ -440,6 +449,7 @@ impl<'r> Tx<'r> {
                 problems: vec![problem],
             })
         })?;
+        self.check_typed(&spec)?;
         self.put(Record::Connection(Arc::new(Connection::new(
             id,
             spec,

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use super::ResolveRequest;
 use crate::model::{
     AppField, AppOwner, ConnectionId, ConnectionName, EnteredBy, EnvVarName, ExternalRef, FetchInfo, Layer,
-    ParamName, Revision, Scope, SecretValue, Timestamp,
+    ParamName, Revision, Scope, SecretValue, TemplateName, Timestamp,
 };
 
 /// A resolved value: plain text or a secret.
@@ -69,6 +69,14 @@ impl fmt::Display for ResolvedValue {
 pub enum ValueSource {
     /// A value layer of the parameter won (rule 3).
     Layer(Layer),
+    /// The connection has no value of its own that applies: the template it
+    /// was made from supplied it, from this layer of the template's field.
+    Template {
+        /// The template.
+        template: TemplateName,
+        /// Which of its value layers.
+        layer: Layer,
+    },
     /// The connection's OAuth application supplied it (rule 5).
     OAuthApp {
         /// Whose application.
@@ -101,7 +109,9 @@ impl ValueSource {
     pub fn layer(&self) -> Option<&Layer> {
         match self {
             ValueSource::Layer(l) | ValueSource::External { layer: l, .. } => Some(l),
-            ValueSource::OAuthApp { .. } | ValueSource::AccessToken { .. } => None,
+            ValueSource::Template { .. } | ValueSource::OAuthApp { .. } | ValueSource::AccessToken { .. } => {
+                None
+            }
         }
     }
 }
@@ -115,6 +125,7 @@ impl fmt::Display for ValueSource {
                 reference,
                 fetch,
             } => write!(f, "{layer}, from {reference} ({fetch})"),
+            ValueSource::Template { template, layer } => write!(f, "template {template}, {layer}"),
             ValueSource::OAuthApp { owner, field } => write!(f, "{} of the {owner}", field.param()),
             ValueSource::AccessToken { expires_at: Some(at) } => {
                 write!(f, "current OAuth access token, expires at {at} (Unix time)")

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::ResolveRequest;
 use crate::model::{
     AppOwner, ConnectionId, ConnectionName, ConnectionRef, CustomerId, EnvVarName, Environment,
-    ExternalFault, ExternalRef, IntegrationId, ParamName, RecordKey,
+    ExternalFault, ExternalRef, IntegrationId, ParamName, RecordKey, TemplateName,
 };
 
 /// One problem of a resolution.
@@ -106,6 +106,19 @@ pub enum Problem {
         reference: Arc<ExternalRef>,
         /// Why there is no value.
         fault: ExternalFault,
+    },
+    /// The template the connection was made from is missing from the
+    /// catalog, and the connection has no value of its own.
+    #[error(
+        "connection {connection} ({connection_id}) was made from template {template}, which does not exist"
+    )]
+    TemplateMissing {
+        /// The connection.
+        connection: ConnectionName,
+        /// Its ID.
+        connection_id: ConnectionId,
+        /// The template.
+        template: TemplateName,
     },
     /// A record the resolution depends on is in the store but could not be
     /// read back by this replica (e.g. sealed under a key its ring lacks):

@@ -6,10 +6,11 @@ use std::fmt;
 use std::borrow::Borrow;
 
 use super::{
-    ProjectView, Provenance, ResolveError, ResolveRequest, ResolvedValue, Resolver, find_connection,
+    ProjectView, Provenance, ResolveError, ResolveRequest, ResolvedValue, Resolver, ValueSource,
+    find_connection,
 };
 use crate::catalog::ProjectSnapshot;
-use crate::model::{ConnectionId, ConnectionRef, Layer, ParamValues, ResolvePolicy, Scope};
+use crate::model::{ConnectionId, ConnectionRef, Layer, ParamValues, ResolvePolicy, Scope, TemplateName};
 
 /// What happened to one value layer of the parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub struct Considered {
     pub layer: Layer,
     /// What happened to it.
     pub outcome: LayerOutcome,
+    /// The template whose layer it is, for a connection made from one;
+    /// `None` for the connection's own layers.
+    pub template: Option<TemplateName>,
 }
 
 /// The full story of one resolved variable.
@@ -42,7 +46,9 @@ pub struct Explanation {
     /// Where the value came from.
     pub provenance: Provenance,
     /// Every value layer of the parameter, in the order they were given, and
-    /// what happened to each. Empty for a value an OAuth application supplied.
+    /// what happened to each: the connection's own, then (for a connection
+    /// made from a template) the template's. Empty for a value an OAuth
+    /// application supplied.
     pub layers: Vec<Considered>,
     /// Project-scope connections of the same name that the winning
     /// integration-scope connection shadows (rule 2).
@@ -62,7 +68,10 @@ impl fmt::Display for Explanation {
                 LayerOutcome::Outranked => "outranked by a more specific layer",
                 LayerOutcome::NotApplicable => "not applicable to this request",
             };
-            writeln!(f, "  {}: {what}", c.layer)?;
+            match &c.template {
+                Some(t) => writeln!(f, "  template {t}, {}: {what}", c.layer)?,
+                None => writeln!(f, "  {}: {what}", c.layer)?,
+            }
         }
         Ok(())
     }
@@ -83,27 +92,39 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
         };
         let provenance = var.provenance.clone();
         let mut layers = Vec::new();
-        if let (Some(won), Some(conn)) = (
-            provenance.source.layer(),
-            snapshot.connection(provenance.connection_id),
-        ) && let Some(param) = conn.value.spec().param(provenance.param.as_str())
+        let won = match &provenance.source {
+            ValueSource::Template { template, layer } => Some((Some(template), layer)),
+            other => other.layer().map(|l| (None, l)),
+        };
+        if let (Some((won_template, won)), Some(conn)) = (won, snapshot.connection(provenance.connection_id))
+            && let Some(param) = conn.value.spec().param(provenance.param.as_str())
         {
-            let present: Vec<&Layer> = match param.values() {
-                ParamValues::Plain(l) => l.layers().collect(),
-                ParamValues::Secret(l) => l.layers().collect(),
-            };
-            for layer in present {
-                let outcome = if layer == won {
-                    LayerOutcome::Won
-                } else if layer.applies(&request.environment, request.customer.as_ref()) {
-                    LayerOutcome::Outranked
-                } else {
-                    LayerOutcome::NotApplicable
+            let mut consider = |values: &ParamValues, template: Option<&TemplateName>| {
+                let present: Vec<&Layer> = match values {
+                    ParamValues::Plain(l) => l.layers().collect(),
+                    ParamValues::Secret(l) => l.layers().collect(),
                 };
-                layers.push(Considered {
-                    layer: layer.clone(),
-                    outcome,
-                });
+                for layer in present {
+                    let outcome = if layer == won && template == won_template {
+                        LayerOutcome::Won
+                    } else if layer.applies(&request.environment, request.customer.as_ref()) {
+                        LayerOutcome::Outranked
+                    } else {
+                        LayerOutcome::NotApplicable
+                    };
+                    layers.push(Considered {
+                        layer: layer.clone(),
+                        outcome,
+                        template: template.cloned(),
+                    });
+                }
+            };
+            consider(param.values(), None);
+            if let Some(name) = conn.value.spec().template()
+                && let Some(t) = snapshot.template(name)
+                && let Some(field) = t.value.field(param.name().as_str())
+            {
+                consider(field.values(), Some(name));
             }
         }
         let mut shadows = Vec::new();

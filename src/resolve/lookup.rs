@@ -2,15 +2,38 @@
 //! application (rule 5) or the winning value layer (rule 3), or the problem
 //! that there is none.
 
-use super::{AppField, Problem, ResolveRequest, ResolvedValue, ValueSource};
+use std::sync::Arc;
+
+use super::{AppField, Problem, ResolvedValue, ValueSource};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
-    Connection, ExternalFault, ExternalSecrets, ParamName, ParamValues, Requirement, SecretEntry, Tenancy,
+    Connection, CustomerId, Environment, ExternalFault, ExternalRef, ExternalSecrets, Layer, ParamName,
+    Requirement, SecretEntry, SecretValue, Tenancy, ValueOrigin, ValueRef, effective_value,
 };
 
+/// A value found: borrowed from the snapshot (resolution copies it,
+/// onboarding only asks whether there is one), or read from the host's
+/// cache of external secrets.
+pub(super) enum Found<'s> {
+    Plain(&'s str),
+    Stored(&'s SecretValue),
+    Fetched(SecretValue),
+}
+
+impl Found<'_> {
+    /// The value, owned.
+    pub(super) fn into_resolved(self) -> ResolvedValue {
+        match self {
+            Found::Plain(v) => ResolvedValue::Plain(v.to_owned()),
+            Found::Stored(v) => ResolvedValue::Secret(v.clone()),
+            Found::Fetched(v) => ResolvedValue::Secret(v),
+        }
+    }
+}
+
 /// A parameter's value for a request, or why there is none.
-pub(super) enum Lookup {
-    Found(ResolvedValue, ValueSource),
+pub(super) enum Lookup<'s> {
+    Found(Found<'s>, ValueSource),
     /// No value, and the parameter is optional.
     Absent,
 }
@@ -19,16 +42,15 @@ pub(super) enum Lookup {
 // moved to its own module (a call costs about 2% of a resolve under
 // callgrind, `benches/profile.rs`).
 #[inline(always)]
-pub(super) fn lookup(
-    snapshot: &ProjectSnapshot,
-    connection: &Connection,
+pub(super) fn lookup<'s>(
+    snapshot: &'s ProjectSnapshot,
+    connection: &'s Connection,
     param: &ParamName,
-    request: &ResolveRequest,
+    env: &Environment,
+    customer: Option<&CustomerId>,
     explicit: bool,
     external: Option<&dyn ExternalSecrets>,
-) -> Result<Lookup, Problem> {
-    let env = &request.environment;
-    let customer = request.customer.as_ref();
+) -> Result<Lookup<'s>, Problem> {
     if let Some(owner) = connection.oauth_app()
         && let Some(field) = AppField::for_param(param.as_str())
     {
@@ -40,9 +62,9 @@ pub(super) fn lookup(
             });
         };
         let value = match field {
-            AppField::ClientId => ResolvedValue::Plain(app.value.client_id().to_owned()),
-            AppField::ClientSecret => ResolvedValue::Secret(app.value.client_secret().clone()),
-            AppField::TokenUrl => ResolvedValue::Plain(app.value.token_url().to_owned()),
+            AppField::ClientId => Found::Plain(app.value.client_id()),
+            AppField::ClientSecret => Found::Stored(app.value.client_secret()),
+            AppField::TokenUrl => Found::Plain(app.value.token_url()),
         };
         return Ok(Lookup::Found(
             value,
@@ -71,41 +93,39 @@ pub(super) fn lookup(
             param: param.clone(),
         });
     }
-    let found = match p.values() {
-        ParamValues::Plain(layers) => layers
-            .pick(env, customer)
-            .map(|(l, v)| (ResolvedValue::Plain(v.clone()), l)),
-        ParamValues::Secret(layers) => match layers.pick(env, customer) {
-            Some((l, SecretEntry::Stored(v))) => Some((ResolvedValue::Secret(v.clone()), l)),
-            // A value in an external store: read from the host's cache, in
-            // memory (no I/O); none there is this resolution's problem.
-            Some((l, SecretEntry::External(reference))) => {
-                let found = external
-                    .ok_or(ExternalFault::NoCache)
-                    .and_then(|view| view.lookup(reference));
-                return match found {
-                    Ok(v) => Ok(Lookup::Found(
-                        ResolvedValue::Secret(v.value),
-                        ValueSource::External {
-                            layer: l.clone(),
-                            reference: reference.clone(),
-                            fetch: v.fetch,
-                        },
-                    )),
-                    Err(fault) => Err(Problem::ExternalSecret {
-                        connection: connection.name().clone(),
-                        connection_id: connection.id(),
-                        param: param.clone(),
-                        reference: reference.clone(),
-                        fault,
-                    }),
-                };
+    let template = match connection.spec().template() {
+        None => None,
+        Some(name) => match snapshot.template(name) {
+            Some(t) => Some(&*t.value),
+            // Without its template the connection has only its own values.
+            None if p.values().has_value(env, customer) => None,
+            None => {
+                return Err(Problem::TemplateMissing {
+                    connection: connection.name().clone(),
+                    connection_id: connection.id(),
+                    template: name.clone(),
+                });
             }
-            None => None,
         },
     };
-    match found {
-        Some((value, layer)) => Ok(Lookup::Found(value, ValueSource::Layer(layer.clone()))),
+    match effective_value(p, template, env, customer) {
+        Some((origin, layer, value)) => {
+            let value = match value {
+                ValueRef::Plain(v) => Found::Plain(v),
+                ValueRef::Secret(SecretEntry::Stored(v)) => Found::Stored(v),
+                ValueRef::Secret(SecretEntry::External(reference)) => {
+                    return external_value(connection, param, layer, reference, external);
+                }
+            };
+            let source = match origin {
+                ValueOrigin::Connection => ValueSource::Layer(layer.clone()),
+                ValueOrigin::Template(name) => ValueSource::Template {
+                    template: name.clone(),
+                    layer: layer.clone(),
+                },
+            };
+            Ok(Lookup::Found(value, source))
+        }
         None if !explicit && p.requirement() == Requirement::Optional => Ok(Lookup::Absent),
         None => Err(Problem::MissingValue {
             connection: connection.name().clone(),
@@ -113,6 +133,38 @@ pub(super) fn lookup(
             param: param.clone(),
             environment: env.clone(),
             customer: customer.cloned(),
+        }),
+    }
+}
+
+/// A value in an external store (the connection's or its template's), read
+/// from the host's cache in memory (no I/O); none there is the
+/// resolution's problem.
+fn external_value<'s>(
+    connection: &Connection,
+    param: &ParamName,
+    layer: &Layer,
+    reference: &Arc<ExternalRef>,
+    external: Option<&dyn ExternalSecrets>,
+) -> Result<Lookup<'s>, Problem> {
+    let found = external
+        .ok_or(ExternalFault::NoCache)
+        .and_then(|view| view.lookup(reference));
+    match found {
+        Ok(v) => Ok(Lookup::Found(
+            Found::Fetched(v.value),
+            ValueSource::External {
+                layer: layer.clone(),
+                reference: reference.clone(),
+                fetch: v.fetch,
+            },
+        )),
+        Err(fault) => Err(Problem::ExternalSecret {
+            connection: connection.name().clone(),
+            connection_id: connection.id(),
+            param: param.clone(),
+            reference: reference.clone(),
+            fault,
         }),
     }
 }

@@ -14,7 +14,9 @@
 mod env;
 mod error;
 mod explain;
+mod listing;
 mod lookup;
+mod onboarding;
 mod walk;
 
 use std::borrow::Borrow;
@@ -25,13 +27,16 @@ pub use crate::model::AppField;
 pub use env::{NameSource, Provenance, ResolvedEnv, ResolvedValue, ResolvedVar, ValueSource};
 pub use error::{Problem, ResolveError};
 pub use explain::{Considered, Explanation, LayerOutcome};
+pub use listing::{BuilderConnection, ConnectionListing, ListedField, ListedValue};
 use lookup::{Lookup, lookup};
+pub use onboarding::{Onboarding, OwedField};
 use walk::walk;
 
 use crate::catalog::{Catalog, ProjectSnapshot};
 use crate::model::{
-    Connection, ConnectionId, ConnectionRef, CustomerId, EnteredBy, EnvMapping, Environment, IntegrationId,
-    IntoIdent, Mappings, ParseError, ProjectId, ResolvePolicy, Scope, Tenancy, Versioned,
+    Connection, ConnectionId, ConnectionRef, ConnectionType, CustomerId, EnteredBy, EnvMapping, Environment,
+    IntegrationId, IntoIdent, Mappings, ParseError, ProjectId, ResolvePolicy, Scope, Tenancy, TypeName,
+    Versioned,
 };
 
 /// What to resolve: one integration of one project, for an environment and
@@ -170,6 +175,17 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
         find_connection(self.snapshot.borrow(), integration, reference)
     }
 
+    /// The connection type `name` as the project sees it: the project's own
+    /// type of that name if it has one (the more specific wins, as in rule
+    /// 2), else the host's ([`ResolvePolicy::types`]).
+    pub fn connection_type(&self, name: &TypeName) -> Option<&Arc<ConnectionType>> {
+        let (snapshot, policy) = self.parts();
+        snapshot
+            .project_type(name)
+            .map(|t| t.value.definition())
+            .or_else(|| policy.types().get(name.as_str()))
+    }
+
     /// Checks mappings without looking at values: every reference visible
     /// (rules 1, 2), every explicit parameter known, no reserved name, no two
     /// entries producing one variable (rule 4). The registry refuses mappings
@@ -274,11 +290,12 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> Resolver for ProjectV
                 snapshot,
                 connection,
                 param,
-                request,
+                &request.environment,
+                request.customer.as_ref(),
                 explicit,
                 policy.external_secrets(),
             )? {
-                Lookup::Found(value, source) => Ok(Some((value, source))),
+                Lookup::Found(value, source) => Ok(Some((value.into_resolved(), source))),
                 Lookup::Absent => Ok(None),
             },
             |name, slot| {

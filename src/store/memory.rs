@@ -29,7 +29,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use super::{Batch, Change, Changed, CommitToken, Committed, Op, Snapshot, Store, StoreError};
 use crate::model::{
     AppOwner, ConnectionName, CredentialKey, IntegrationId, NameStripe, ProjectId, Record, RecordKey,
-    Revision, Scope, Version,
+    Revision, Scope, TemplateName, TypeName, Version,
 };
 
 /// Keeps records in memory. Fast, `Send + Sync`, gone with the process.
@@ -61,6 +61,8 @@ enum KeyRef<'a> {
     TokenSet(&'a CredentialKey),
     PendingAuthorization(&'a ProjectId, &'a str),
     Status(&'a CredentialKey),
+    ConnectionType(&'a ProjectId, &'a TypeName),
+    Template(&'a ProjectId, &'a TemplateName),
 }
 
 impl<'a> KeyRef<'a> {
@@ -73,6 +75,8 @@ impl<'a> KeyRef<'a> {
             RecordKey::TokenSet(k) => KeyRef::TokenSet(k),
             RecordKey::PendingAuthorization(p, s) => KeyRef::PendingAuthorization(p, s),
             RecordKey::Status(k) => KeyRef::Status(k),
+            RecordKey::ConnectionType(p, t) => KeyRef::ConnectionType(p, t),
+            RecordKey::Template(p, t) => KeyRef::Template(p, t),
         }
     }
 
@@ -88,6 +92,8 @@ impl<'a> KeyRef<'a> {
                 KeyRef::PendingAuthorization(&p.credentials().project, p.state_id())
             }
             Record::Status(st) => KeyRef::Status(st.key()),
+            Record::ConnectionType(t) => KeyRef::ConnectionType(t.project(), t.name()),
+            Record::Template(t) => KeyRef::Template(t.project(), t.name()),
         }
     }
 }

@@ -258,6 +258,67 @@ pub fn sample_status(project: &ProjectId) -> Record {
     ))
 }
 
+/// A connection type of `project` with fields of every data type, a
+/// pattern, a range and URL schemes.
+pub fn sample_connection_type(project: &ProjectId) -> Record {
+    use crate::model::{ConnectionType, DataType, EnteredBy, Field, ProjectType, Visibility};
+    let built = ConnectionType::builder("kit-type")
+        .label("Kit type ✓")
+        .describe("every data type")
+        .auth(crate::model::AuthScheme::ApiKey)
+        .field(
+            Field::string("Name")
+                .label("Name")
+                .pattern("[a-z]+")
+                .example("acme"),
+        )
+        .field(Field::secret("ApiKey").label("API key"))
+        .field(
+            Field::url("Endpoint")
+                .schemes(["https", "wss"])
+                .default("https://api.example.com"),
+        )
+        .field(Field::integer("Port").range(1, 65535).default("443"))
+        .field(Field::boolean("Verbose").optional().default("false"))
+        .field(Field::of_type("Region", DataType::picklist(["eu", "us"])).visibility(Visibility::Customer))
+        .field(
+            Field::text("Notes")
+                .optional()
+                .per_customer(EnteredBy::Customer)
+                .visibility(Visibility::Customer),
+        )
+        .field(
+            Field::string("TenantId")
+                .optional()
+                .visibility(Visibility::Programmatic),
+        )
+        .build();
+    match built {
+        Ok(t) => Record::ConnectionType(Arc::new(ProjectType::new(project.clone(), t))),
+        Err(e) => panic!("test_kit: bad sample connection type: {e}"),
+    }
+}
+
+/// A template of [`sample_connection_type`] whose secret `ApiKey` is `secret`
+/// (hidden), with a plain field overridable per environment.
+pub fn sample_template(project: &ProjectId, secret: &str) -> Record {
+    use crate::model::{ConnectionTemplate, TemplateField};
+    match ConnectionTemplate::builder(project, "kit-template", "kit-type")
+        .label("Kit template")
+        .field(TemplateField::secret("ApiKey").default(secret).hidden())
+        .field(
+            TemplateField::plain("Endpoint")
+                .default("https://api.example.com")
+                .env("production", "https://prod.example.com")
+                .overridable(),
+        )
+        .build()
+    {
+        Ok(t) => Record::Template(Arc::new(t)),
+        Err(e) => panic!("test_kit: bad sample template: {e}"),
+    }
+}
+
 /// The record's full content as JSON, secrets in plaintext: what equality of
 /// records means here. Never write it anywhere.
 pub fn record_json(record: &Record) -> String {
@@ -803,6 +864,8 @@ pub fn records_round_trip(store: &dyn Store) {
         sample_token_set(&p, &unique_secret("access"), Some(&unique_secret("refresh"))),
         sample_pending_authorization(&p, &unique_secret("verifier-0123456789-0123456789-0123456789")),
         sample_status(&p),
+        sample_connection_type(&p),
+        sample_template(&p, &unique_secret("template-secret")),
     ];
     let r0 = revision_ok(store);
     commit_ok(

@@ -10,10 +10,11 @@ use unicode_width::UnicodeWidthStr;
 
 const ACME: &str = "examples/manifests/acme.yaml";
 
-const SECRETS: [&str; 8] = [
+const SECRETS: [&str; 9] = [
     "tw-dev-8f3a",
     "tw-live-91c2",
     "pg-w4reh0use",
+    "sf-client-3c9",
     "sf-globex-7d1",
     "sf-initech-2b9",
     "sf-initech-sandbox-55e",

@@ -16,14 +16,17 @@ mod bad_input;
 #[cfg(feature = "cli")]
 mod cli;
 mod concurrency;
+mod connection_types;
 mod examples;
 mod external_secrets;
+mod field_visibility;
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "test-kit"))]
 mod key_binding;
 mod leaks;
 mod manifest;
 mod mappings;
 mod oauth;
+mod onboarding;
 mod output;
 mod prismatic;
 mod properties;
@@ -31,6 +34,7 @@ mod properties;
 mod replicas;
 mod shared_oauth;
 mod store;
+mod templates;
 #[cfg(feature = "tracing")]
 mod tracing_spans;
 mod versions_and_dependents;

@@ -535,9 +535,14 @@ fn a_supplied_client_is_the_connections_own_and_provisions_nothing() {
             ConnectionSpec::project("acme", "salesforce")
                 .target(Target::external("salesforce"))
                 .auth(AuthScheme::OAuth2(OAuthClient::Supplied))
-                .param(Param::plain("ConsumerKey").default("sf-client"))
-                .param(Param::secret("ConsumerSecret").default("sf-secret"))
+                .param(
+                    Param::plain("AuthorizeURL")
+                        .default("https://login.salesforce.com/services/oauth2/authorize"),
+                )
                 .param(Param::plain("TokenURL").default("https://login.salesforce.com/services/oauth2/token"))
+                .param(Param::plain("ClientID").default("sf-client"))
+                .param(Param::secret("ClientSecret").default("sf-secret"))
+                .param(Param::plain("Scopes").optional())
                 .build()
                 .unwrap(),
         )
@@ -550,10 +555,7 @@ fn a_supplied_client_is_the_connections_own_and_provisions_nothing() {
             Mappings::of("acme", "orders")
                 .by_name(
                     "salesforce",
-                    [
-                        ("ConsumerKey", "SF_CLIENT_ID"),
-                        ("ConsumerSecret", "SF_CLIENT_SECRET"),
-                    ],
+                    [("ClientID", "SF_CLIENT_ID"), ("ClientSecret", "SF_CLIENT_SECRET")],
                 )
                 .build()
                 .unwrap(),

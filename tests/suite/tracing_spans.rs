@@ -17,6 +17,11 @@ fn resolve_and_write_spans_name_identifiers_never_values() {
     let capture = Capture::default();
     let log = capture.0.clone();
     tracing::subscriber::with_default(capture, || {
+        // Other tests of the suite run on other threads without a
+        // subscriber: one registering a callsite while this one installs its
+        // subscriber can leave the callsite's interest at "never". Rebuilt
+        // now, with this subscriber registered, every callsite asks it.
+        tracing::callsite::rebuild_interest_cache();
         let fx = Fixture::project("acme")
             .connection("twilio", |c| {
                 c.param(Param::plain("ServiceURL").default("https://plain.example"))
@@ -52,6 +57,8 @@ fn the_readme_lists_every_span_and_field() {
     let metas = capture.1.clone();
     let events = Arc::new(Mutex::new(Vec::new()));
     tracing::subscriber::with_default(EventMetas(capture, events.clone()), || {
+        // See above: every callsite asks this subscriber.
+        tracing::callsite::rebuild_interest_cache();
         let fx = Fixture::project("acme")
             .connection("twilio", |c| {
                 c.param(Param::plain("ServiceURL").default("https://x.example"))

@@ -108,8 +108,8 @@ pub use settings::{AUTHORIZE_URL, CLIENT_ID, CLIENT_SECRET, SCOPES, TOKEN_URL};
 pub use tester::{ConnectionTester, HttpTester, TestFuture, TestTarget, TokenTester, Verdict};
 
 use crate::model::{
-    AppOwner, Connection, ConnectionId, CredentialKey, OAuthApp, ProjectId, Record, RecordKey, SecretValue,
-    Timestamp, TokenSet, Version,
+    AppOwner, Connection, ConnectionId, ConnectionTemplate, CredentialKey, OAuthApp, ProjectId, Record,
+    RecordKey, SecretValue, TemplateName, Timestamp, TokenSet, Version,
 };
 use crate::oauth::RuntimeRecords;
 use crate::store::{Batch, Committed, Store, StoreError};
@@ -121,6 +121,7 @@ pub(crate) trait Host: Send + Sync + 'static {
     fn store(&self) -> Arc<dyn Store>;
     fn connection(&self, project: &ProjectId, id: ConnectionId) -> Option<Arc<Connection>>;
     fn app(&self, project: &ProjectId, owner: &AppOwner) -> Option<(Version, Arc<OAuthApp>)>;
+    fn template(&self, project: &ProjectId, name: &TemplateName) -> Option<Arc<ConnectionTemplate>>;
     /// The application's version, without taking a reference count.
     fn app_version(&self, project: &ProjectId, owner: &AppOwner) -> Option<Version>;
     fn records(&self) -> &RuntimeRecords;
@@ -464,8 +465,16 @@ impl OAuthRuntime {
 
     fn client(&self, key: &CredentialKey) -> Result<settings::ClientKind, OAuthError> {
         let connection = self.connection(key)?;
+        let template = connection
+            .spec()
+            .template()
+            .and_then(|name| self.inner.host.template(&key.project, name));
+        let source = settings::Source {
+            connection: &connection,
+            template: template.as_deref(),
+        };
         settings::client_for(
-            &connection,
+            &source,
             key,
             |owner| self.inner.host.app(&key.project, owner),
             self.inner.host.policy().external_secrets(),

@@ -9,27 +9,23 @@
 //!   PKCE) with its own parameters, resolved for the credential key's
 //!   environment and customer by rule 3: [`AUTHORIZE_URL`], [`TOKEN_URL`],
 //!   [`CLIENT_ID`], [`CLIENT_SECRET`] (optional: a public client has none)
-//!   and [`SCOPES`] (optional, space-separated).
+//!   and [`SCOPES`] (optional, space-separated). A connection made from a
+//!   template takes the values it has none of its own for from the template
+//!   (the organization's client, typically).
 
 use std::sync::Arc;
 
 use crate::model::{
-    AppOwner, AuthScheme, Connection, CredentialKey, ExternalFault, ExternalSecrets, OAuthApp, OAuthClient,
-    ParamValues, SecretEntry, SecretValue, Version,
+    AppOwner, AuthScheme, Connection, ConnectionTemplate, CredentialKey, ExternalFault, ExternalSecrets,
+    OAuthApp, OAuthClient, SecretEntry, SecretValue, ValueRef, Version, effective_value,
 };
 
 use super::error::{OAuthError, Subject};
 
-/// The authorization endpoint parameter of a supplied client.
-pub const AUTHORIZE_URL: &str = "AuthorizeURL";
-/// The token endpoint parameter of a supplied client.
-pub const TOKEN_URL: &str = "TokenURL";
-/// The client ID parameter of a supplied client.
-pub const CLIENT_ID: &str = "ClientID";
-/// The client secret parameter of a supplied client (secret, optional).
-pub const CLIENT_SECRET: &str = "ClientSecret";
-/// The default scopes parameter, space-separated (optional).
-pub const SCOPES: &str = "Scopes";
+/// The parameters of a supplied client: one definition, the model's, which
+/// the checks of connections and connection types use too
+/// ([`AuthField::AUTHORIZATION_CODE`](crate::model::AuthField::AUTHORIZATION_CODE)).
+pub use crate::model::{AUTHORIZE_URL, CLIENT_ID, CLIENT_SECRET, SCOPES, TOKEN_URL};
 
 /// A supplied client, resolved.
 pub(crate) struct CodeClient {
@@ -61,16 +57,26 @@ fn misconfigured(key: &CredentialKey, problem: String) -> OAuthError {
     }
 }
 
+/// A connection and the template it was made from, if any: where its
+/// values come from.
+pub(crate) struct Source<'a> {
+    pub connection: &'a Connection,
+    pub template: Option<&'a ConnectionTemplate>,
+}
+
+impl Source<'_> {
+    fn value(&self, key: &CredentialKey, name: &str) -> Option<ValueRef<'_>> {
+        let p = self.connection.spec().param(name)?;
+        effective_value(p, self.template, &key.environment, key.customer.as_ref()).map(|(_, _, v)| v)
+    }
+}
+
 /// A plain parameter's value for the key (rule 3), or `None`.
-fn plain(connection: &Connection, key: &CredentialKey, name: &str) -> Result<Option<String>, OAuthError> {
-    let Some(p) = connection.spec().param(name) else {
-        return Ok(None);
-    };
-    match p.values() {
-        ParamValues::Plain(layers) => Ok(layers
-            .pick(&key.environment, key.customer.as_ref())
-            .map(|(_, v)| v.clone())),
-        ParamValues::Secret(_) => Err(misconfigured(
+fn plain(source: &Source<'_>, key: &CredentialKey, name: &str) -> Result<Option<String>, OAuthError> {
+    match source.value(key, name) {
+        None => Ok(None),
+        Some(ValueRef::Plain(v)) => Ok(Some(v.to_owned())),
+        Some(ValueRef::Secret(_)) => Err(misconfigured(
             key,
             format!("parameter {name} must be plain text, not secret"),
         )),
@@ -81,38 +87,31 @@ fn plain(connection: &Connection, key: &CredentialKey, name: &str) -> Result<Opt
 /// an external store comes from the host's cache (`external`), as at
 /// resolution.
 fn secret(
-    connection: &Connection,
+    source: &Source<'_>,
     key: &CredentialKey,
     name: &str,
     external: Option<&dyn ExternalSecrets>,
 ) -> Result<Option<SecretValue>, OAuthError> {
-    let Some(p) = connection.spec().param(name) else {
-        return Ok(None);
-    };
-    match p.values() {
-        ParamValues::Secret(layers) => match layers.pick(&key.environment, key.customer.as_ref()) {
-            None => Ok(None),
-            Some((_, SecretEntry::Stored(v))) => Ok(Some(v.clone())),
-            Some((_, SecretEntry::External(reference))) => external
-                .ok_or(ExternalFault::NoCache)
-                .and_then(|view| view.lookup(reference))
-                .map(|v| Some(v.value))
-                .map_err(|fault| {
-                    let problem = format!("parameter {name} refers to {reference}: {fault}");
-                    if fault.root().is_definitive() || fault == ExternalFault::NoCache {
-                        misconfigured(key, problem)
-                    } else {
-                        OAuthError::Unavailable {
-                            subject: Subject::Credentials(key.clone()),
-                            message: problem,
-                            retry_at: None,
-                        }
+    match source.value(key, name) {
+        None => Ok(None),
+        Some(ValueRef::Secret(SecretEntry::Stored(v))) => Ok(Some(v.clone())),
+        Some(ValueRef::Secret(SecretEntry::External(reference))) => external
+            .ok_or(ExternalFault::NoCache)
+            .and_then(|view| view.lookup(reference))
+            .map(|v| Some(v.value))
+            .map_err(|fault| {
+                let problem = format!("parameter {name} refers to {reference}: {fault}");
+                if fault.root().is_definitive() || fault == ExternalFault::NoCache {
+                    misconfigured(key, problem)
+                } else {
+                    OAuthError::Unavailable {
+                        subject: Subject::Credentials(key.clone()),
+                        message: problem,
+                        retry_at: None,
                     }
-                }),
-        },
-        ParamValues::Plain(layers) => Ok(layers
-            .pick(&key.environment, key.customer.as_ref())
-            .map(|(_, v)| SecretValue::new(v.clone()))),
+                }
+            }),
+        Some(ValueRef::Plain(v)) => Ok(Some(SecretValue::new(v))),
     }
 }
 
@@ -147,11 +146,12 @@ pub(crate) fn parse_url(param: &str, url: &str) -> Result<oauth2::url::Url, Stri
 
 /// How `key`'s connection gets its tokens.
 pub(crate) fn client_for(
-    connection: &Connection,
+    source: &Source<'_>,
     key: &CredentialKey,
     app: impl FnOnce(&AppOwner) -> Option<(Version, Arc<OAuthApp>)>,
     external: Option<&dyn ExternalSecrets>,
 ) -> Result<ClientKind, OAuthError> {
+    let connection = source.connection;
     let auth = connection.spec().auth();
     let AuthScheme::OAuth2(client) = auth else {
         return Err(OAuthError::NotOAuth {
@@ -159,13 +159,13 @@ pub(crate) fn client_for(
             auth,
         });
     };
-    let scopes = plain(connection, key, SCOPES)?
+    let scopes = plain(source, key, SCOPES)?
         .map(|s| split_scopes(&s))
         .unwrap_or_default();
     match client {
         OAuthClient::Supplied => {
             let required = |name: &str| -> Result<String, OAuthError> {
-                plain(connection, key, name)?.ok_or_else(|| {
+                plain(source, key, name)?.ok_or_else(|| {
                     misconfigured(
                         key,
                         format!("parameter {name} has no value for this environment and customer"),
@@ -180,7 +180,7 @@ pub(crate) fn client_for(
                 authorize_url,
                 token_url,
                 client_id: required(CLIENT_ID)?,
-                client_secret: secret(connection, key, CLIENT_SECRET, external)?,
+                client_secret: secret(source, key, CLIENT_SECRET, external)?,
                 scopes,
             }))
         }
@@ -202,5 +202,69 @@ pub(crate) fn client_for(
                 scopes,
             }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        ConnectionId, ConnectionSpec, ConnectionType, Environment, Field, Target, TemplateField,
+    };
+
+    /// A connection made from a template gets the client the template holds
+    /// (the organization's) where it has no value of its own.
+    #[test]
+    fn a_supplied_client_comes_from_the_template_where_the_connection_has_none() {
+        let ty = ConnectionType::builder("slack")
+            .auth(AuthScheme::OAuth2(OAuthClient::Supplied))
+            .field(Field::url("AuthorizeURL").default("https://slack.com/oauth/v2/authorize"))
+            .field(Field::url("TokenURL").default("https://slack.com/api/oauth.v2.access"))
+            .field(Field::string("ClientID"))
+            .field(Field::secret("ClientSecret"))
+            .field(Field::string("Scopes").default("chat:write"))
+            .build()
+            .unwrap();
+        let template = ConnectionTemplate::builder("acme", "acme-slack", "slack")
+            .field(TemplateField::plain("ClientID").default("acme-client").hidden())
+            .field(
+                TemplateField::secret("ClientSecret")
+                    .env("production", "acme-prod-secret")
+                    .hidden(),
+            )
+            .field(TemplateField::plain("Scopes").default("chat:write").overridable())
+            .build()
+            .unwrap();
+        let spec = ConnectionSpec::project("acme", "slack")
+            .target(Target::external("slack"))
+            .of_template(&ty, &template)
+            .value("Scopes", crate::model::Layer::Default, "chat:write users:read")
+            .build()
+            .unwrap();
+        let connection = Connection::new(ConnectionId::random(), spec, None);
+        let key = CredentialKey::new(
+            "acme".parse().unwrap(),
+            connection.id(),
+            Environment::production(),
+            None,
+        );
+        let client = |template| {
+            let source = Source {
+                connection: &connection,
+                template,
+            };
+            match client_for(&source, &key, |_| None, None) {
+                Ok(ClientKind::Code(c)) => Ok(c),
+                Ok(ClientKind::App(_)) => panic!("a supplied client"),
+                Err(e) => Err(e),
+            }
+        };
+        let c = client(Some(&template)).unwrap();
+        assert_eq!(c.client_id, "acme-client");
+        assert_eq!(c.client_secret.unwrap().expose(), "acme-prod-secret");
+        assert_eq!(c.scopes, ["chat:write", "users:read"]);
+        // Without its template the connection has no client.
+        let err = client(None).err().unwrap();
+        assert!(err.to_string().contains("ClientID"), "{err}");
     }
 }

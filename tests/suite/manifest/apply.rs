@@ -11,10 +11,11 @@ use connective::prelude::*;
 
 use crate::support::manifests::{apply, resolve, sample, small, small_with};
 
-const SAMPLE_SECRETS: [&str; 8] = [
+const SAMPLE_SECRETS: [&str; 9] = [
     "tw-dev-8f3a",
     "tw-live-91c2",
     "pg-w4reh0use",
+    "sf-client-3c9",
     "sf-globex-7d1",
     "sf-initech-2b9",
     "sf-initech-sandbox-55e",
