@@ -10,8 +10,9 @@ use crate::support::oauth_server::{OAuthServer, REDIRECT};
 use connective::model::{CredentialKey, Health, PlaintextCodec, RecordKey, Timestamp, with_secret_codec};
 use connective::oauth::runtime::OAuthRuntime;
 use connective::prelude::*;
+use connective::registry::Follower;
 use connective::store::seal::{KeyRing, SealKey};
-use connective::test_kit::postgres::database;
+use connective::test_kit::postgres::{TestDatabase, database};
 
 fn ring() -> KeyRing {
     KeyRing::new(SealKey::from_bytes("k1", &[5; 32]).expect("key"))
@@ -21,13 +22,19 @@ fn crm(server: &OAuthServer) -> ConnectionSpec {
     crate::support::oauth_server::crm_spec(server)
 }
 
-#[test]
-fn two_replicas_on_postgres_refresh_a_token_set_once() {
+/// Runs `scenario` with the OAuth server (access tokens living 4 s) and a
+/// fresh database `name` on a tokio runtime; skips (or fails under
+/// `CI=true`) without them. They are dropped outside the runtime (dropping
+/// the database blocks).
+fn with_server_and_database<F: std::future::Future<Output = ()>>(
+    name: &str,
+    scenario: impl FnOnce(Arc<OAuthServer>, Arc<TestDatabase>) -> F,
+) {
     let Some(server) = OAuthServer::start(4) else {
         return;
     };
     // The test kit's database set-up blocks: outside the async runtime.
-    let Some(db) = database("oauth-replicas") else {
+    let Some(db) = database(name) else {
         return;
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -35,10 +42,23 @@ fn two_replicas_on_postgres_refresh_a_token_set_once() {
         .enable_all()
         .build()
         .expect("tokio");
-    runtime.block_on(replicas(&server, &db));
+    let (server, db) = (Arc::new(server), Arc::new(db));
+    runtime.block_on(scenario(Arc::clone(&server), Arc::clone(&db)));
+    drop(runtime);
 }
 
-async fn replicas(server: &OAuthServer, db: &connective::test_kit::postgres::TestDatabase) {
+/// Two registries (replicas A and B) on one database, following its feed.
+struct Replicas {
+    a: Arc<Registry>,
+    b: Arc<Registry>,
+    /// The crm connection's key (production, no customer).
+    key: CredentialKey,
+    _followers: (Follower, Follower),
+}
+
+/// Opens two registries on `db`; A creates the crm connection, and B has
+/// seen it when this returns.
+async fn two_replicas(server: &OAuthServer, db: &TestDatabase) -> Replicas {
     // The stores are synchronous: they do their blocking off the runtime's
     // threads themselves.
     let open = || {
@@ -52,6 +72,33 @@ async fn replicas(server: &OAuthServer, db: &connective::test_kit::postgres::Tes
         a.follow(Duration::from_millis(20)),
         b.follow(Duration::from_millis(20)),
     );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while b.connection(&key.project, id).is_none() {
+        assert!(std::time::Instant::now() < deadline, "B never saw the connection");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Replicas {
+        a,
+        b,
+        key,
+        _followers: followers,
+    }
+}
+
+#[test]
+fn two_replicas_on_postgres_refresh_a_token_set_once() {
+    with_server_and_database("oauth-replicas", |server, db| async move {
+        refresh_once(&server, &db).await
+    });
+}
+
+async fn refresh_once(server: &OAuthServer, db: &TestDatabase) {
+    let Replicas {
+        a,
+        b,
+        key,
+        _followers,
+    } = two_replicas(server, db).await;
     let runtime = |r: &Arc<Registry>| -> OAuthRuntime {
         r.oauth_runtime()
             .lease_poll(Duration::from_millis(10))
@@ -59,13 +106,6 @@ async fn replicas(server: &OAuthServer, db: &connective::test_kit::postgres::Tes
             .expect("runtime")
     };
     let (ra, rb) = (runtime(&a), runtime(&b));
-
-    // B waits for the connection A created, then A authorizes.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while b.connection(&key.project, id).is_none() {
-        assert!(std::time::Instant::now() < deadline, "B never saw the connection");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     let started = ra.start_authorization(&key, REDIRECT, None).await.expect("start");
     let callback = server.consent(started.url(), false).await;
     // The callback lands on the other replica.
@@ -130,34 +170,17 @@ async fn replicas(server: &OAuthServer, db: &connective::test_kit::postgres::Tes
             "the access token is stored in plaintext"
         );
     }
-    drop(followers);
 }
 
 #[test]
 fn two_replicas_purging_at_once_remove_each_expired_authorization_once() {
-    let Some(server) = OAuthServer::start(4) else {
-        return;
-    };
-    let Some(db) = database("oauth-purge") else {
-        return;
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
-    runtime.block_on(async {
-        let open = || {
-            let store = db.open(ring()).expect("store");
-            Arc::new(Registry::builder().store(store).build().expect("registry"))
-        };
-        let (a, b) = (open(), open());
-        let (id, _) = a.create_connection(crm(&server)).expect("create");
-        let key = CredentialKey::new("acme".parse().unwrap(), id, "production".parse().unwrap(), None);
-        let followers = (
-            a.follow(Duration::from_millis(20)),
-            b.follow(Duration::from_millis(20)),
-        );
+    with_server_and_database("oauth-purge", |server, db| async move {
+        let Replicas {
+            a,
+            b,
+            key,
+            _followers,
+        } = two_replicas(&server, &db).await;
         let runtime = |r: &Arc<Registry>| -> OAuthRuntime {
             r.oauth_runtime()
                 .authorization_ttl(Duration::from_millis(500))
@@ -166,11 +189,6 @@ fn two_replicas_purging_at_once_remove_each_expired_authorization_once() {
                 .expect("runtime")
         };
         let (ra, rb) = (runtime(&a), runtime(&b));
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while b.connection(&key.project, id).is_none() {
-            assert!(std::time::Instant::now() < deadline, "B never saw the connection");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         for r in [&ra, &rb, &ra, &rb, &ra] {
             r.start_authorization(&key, REDIRECT, None).await.expect("start");
         }
@@ -210,6 +228,5 @@ fn two_replicas_purging_at_once_remove_each_expired_authorization_once() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(ra.purge_expired_authorizations().await, Ok(0));
-        drop(followers);
     });
 }
