@@ -81,7 +81,14 @@ pub(crate) fn next_health(old: &Health, outcome: &Outcome, now: Timestamp, confi
 impl OAuthRuntime {
     /// Records `outcome` (and a test result) as `key`'s status, expecting the
     /// version it read; re-reads and tries again on a conflict. Returns the
-    /// status written (or that would have been, if the store failed).
+    /// status written (or that would have been, if the store failed or the
+    /// connection is gone).
+    ///
+    /// Nothing is written for a deleted connection: not when this registry
+    /// no longer has it, and not when the status it read was deleted
+    /// meanwhile (only deleting its connection deletes a status), so an
+    /// outcome arriving after a delete, on any replica, leaves no status
+    /// behind.
     pub(crate) async fn record_outcome(
         &self,
         key: &CredentialKey,
@@ -92,6 +99,7 @@ impl OAuthRuntime {
         let mut known = self.records().status(key);
         let mut last_err = None;
         for _ in 0..4 {
+            let gone = self.inner.host.connection(&key.project, key.connection).is_none();
             let now = Timestamp::now();
             let (old_health, old_changed, old_test, expect) = match &known {
                 Some(s) => (
@@ -110,7 +118,7 @@ impl OAuthRuntime {
             };
             let status = ConnectionStatus::new(key.clone(), health.clone(), changed_at)
                 .with_test(test.clone().or(old_test));
-            if known.as_ref().is_some_and(|k| *k.value == status) {
+            if gone || known.as_ref().is_some_and(|k| *k.value == status) {
                 return Ok(status);
             }
             let record = Record::Status(Arc::new(status.clone()));
@@ -124,8 +132,11 @@ impl OAuthRuntime {
                     return Ok(status);
                 }
                 Err(StoreError::Conflict { .. }) => {
-                    if let Ok(Some((v, r))) = self.inner.seam.get(store_key.clone()).await {
-                        self.records().apply(&store_key, v, Some(&r));
+                    match self.inner.seam.get(store_key.clone()).await {
+                        Ok(Some((v, r))) => self.records().apply(&store_key, v, Some(&r)),
+                        // Deleted under us: its connection was.
+                        Ok(None) if expect != Expect::Absent => return Ok(status),
+                        _ => {}
                     }
                     known = self.records().status(key);
                 }

@@ -37,7 +37,17 @@ fn setup_on(
         connective::oauth::runtime::OAuthRuntimeBuilder,
     ) -> connective::oauth::runtime::OAuthRuntimeBuilder,
 ) -> Setup {
-    let registry = Arc::new(Registry::builder().store(store).build().expect("registry"));
+    setup_with(server, Registry::builder().store(store), tune)
+}
+
+fn setup_with(
+    server: &OAuthServer,
+    registry: connective::registry::RegistryBuilder,
+    tune: impl FnOnce(
+        connective::oauth::runtime::OAuthRuntimeBuilder,
+    ) -> connective::oauth::runtime::OAuthRuntimeBuilder,
+) -> Setup {
+    let registry = Arc::new(registry.build().expect("registry"));
     let (id, _) = registry.create_connection(crm(server)).expect("create");
     let runtime = tune(
         registry
@@ -80,6 +90,28 @@ async fn authorize(s: &Setup, server: &OAuthServer) {
         .await
         .expect("complete");
     assert_eq!(key, s.key);
+}
+
+/// Integration `orders` maps every parameter of `crm` (default names).
+fn map_orders(s: &Setup) {
+    s.registry
+        .set_mappings(
+            Mappings::of("acme", "orders")
+                .by_name_defaults("crm")
+                .build()
+                .unwrap(),
+            None,
+        )
+        .unwrap();
+}
+
+/// What `orders` resolves to in production for customer globex.
+fn resolve_orders(s: &Setup) -> ResolvedEnv {
+    let request = ResolveRequest::parse("acme", "orders", "production")
+        .unwrap()
+        .for_customer("globex")
+        .unwrap();
+    s.registry.resolve(&request).expect("resolve")
 }
 
 /// The stored token set's tokens, in plaintext (test only).
@@ -781,20 +813,8 @@ async fn resolution_embeds_no_access_token_unless_the_host_asks() {
     let server = server!();
     let s = setup(&server);
     authorize(&s, &server).await;
-    s.registry
-        .set_mappings(
-            Mappings::of("acme", "orders")
-                .by_name_defaults("crm")
-                .build()
-                .unwrap(),
-            None,
-        )
-        .unwrap();
-    let request = ResolveRequest::parse("acme", "orders", "production")
-        .unwrap()
-        .for_customer("globex")
-        .unwrap();
-    let env = s.registry.resolve(&request).expect("resolve");
+    map_orders(&s);
+    let env = resolve_orders(&s);
     let token = s.runtime.access_token(&s.key).await.expect("token");
     assert!(
         env.iter().all(|v| v.value.expose() != token.expose()),
@@ -825,43 +845,15 @@ async fn resolution_embeds_no_access_token_unless_the_host_asks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_variable_with_a_reserved_name_is_refused_naming_it() {
     let server = server!();
-    let registry = Arc::new(
-        Registry::builder()
-            .policy(connective::model::ResolvePolicy::default().with_reserved(
-                connective::model::ReservedNames::default().with_name("CRM_TOKEN".parse().unwrap()),
-            ))
-            .build()
-            .expect("registry"),
+    let reserved = connective::model::ReservedNames::default().with_name("CRM_TOKEN".parse().unwrap());
+    let s = setup_with(
+        &server,
+        Registry::builder().policy(connective::model::ResolvePolicy::default().with_reserved(reserved)),
+        |b| b,
     );
-    let (id, _) = registry.create_connection(crm(&server)).expect("create");
-    let runtime = registry.oauth_runtime().build().expect("runtime");
-    let s = Setup {
-        key: CredentialKey::new(
-            "acme".parse().unwrap(),
-            id,
-            "production".parse().unwrap(),
-            Some("globex".parse().unwrap()),
-        ),
-        registry,
-        runtime,
-    };
     authorize(&s, &server).await;
-    s.registry
-        .set_mappings(
-            Mappings::of("acme", "orders")
-                .by_name_defaults("crm")
-                .build()
-                .unwrap(),
-            None,
-        )
-        .unwrap();
-    let env = || {
-        let request = ResolveRequest::parse("acme", "orders", "production")
-            .unwrap()
-            .for_customer("globex")
-            .unwrap();
-        s.registry.resolve(&request).expect("resolve")
-    };
+    map_orders(&s);
+    let env = || resolve_orders(&s);
     // A default reserved name, a reserved prefix and the host's own name.
     for name in ["PATH", "LD_PRELOAD", "CRM_TOKEN"] {
         let refused = s
@@ -1065,4 +1057,42 @@ async fn deleting_a_connection_removes_its_tokens_statuses_and_pending_authoriza
         kept,
         "the other connection keeps its records"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_arriving_after_the_connection_was_deleted_leaves_no_status() {
+    let server = server!();
+    // Three attempts 400 to 800 ms apart: the refresh is under way for a
+    // while.
+    let s = setup_on(&server, MemoryStore::new(), |b| {
+        b.retries(3, Duration::from_millis(800))
+    });
+    authorize(&s, &server).await;
+    let first = s.runtime.access_token(&s.key).await.expect("token");
+    until_expired(&first).await;
+    server.fault(serde_json::json!({"mode": "error500"})).await;
+    let refresh = {
+        let (runtime, key) = (s.runtime.clone(), s.key.clone());
+        tokio::spawn(async move { runtime.access_token(&key).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(server.stats().await.token > 0, "the refresh is under way");
+    let project: ProjectId = "acme".parse().unwrap();
+    let version = s.registry.connection(&project, s.key.connection).unwrap().version;
+    s.registry
+        .delete_connection(&project, s.key.connection, version, DeleteMode::Refuse)
+        .expect("delete while refreshing");
+    let err = refresh.await.unwrap().expect_err("the server fails");
+    assert!(matches!(err, OAuthError::Unavailable { .. }), "{err:?}");
+    let left: Vec<_> = s
+        .registry
+        .store()
+        .load()
+        .unwrap()
+        .records
+        .into_iter()
+        .filter(|(_, r)| matches!(r, Record::Status(_) | Record::TokenSet(_)))
+        .map(|(_, r)| r.key().to_string())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
