@@ -176,7 +176,9 @@ impl SecretCacheBuilder {
             .enable_all()
             .build()
             .map_err(|e| SettingsError::Runtime(e.to_string()))?;
+        static VIEWS: AtomicU64 = AtomicU64::new(1);
         let inner = Arc::new(Inner {
+            id: VIEWS.fetch_add(1, Ordering::Relaxed),
             handle: runtime.handle().clone(),
             stores: self.stores,
             settings: s,
@@ -244,6 +246,8 @@ impl Drop for RuntimeGuard {
 }
 
 struct Inner {
+    /// This cache's number, for the state it attaches to references.
+    id: u64,
     handle: tokio::runtime::Handle,
     stores: HashMap<StoreName, Arc<dyn SecretStore>>,
     settings: Settings,
@@ -254,13 +258,37 @@ struct Inner {
     failures: AtomicU64,
 }
 
-/// One secret location: its last good value, its current failure, and a
-/// count of attempts its first-fetch waiters watch.
+/// One secret location: its state (none before the first fetch ends), and
+/// a count of attempts its first-fetch waiters watch.
 struct Slot {
-    good: ArcSwapOption<Fetched>,
-    failure: ArcSwapOption<Failure>,
+    state: ArcSwapOption<State>,
     attempts: Mutex<u64>,
     attempted: Condvar,
+}
+
+/// What the last fetches of a location gave: one swap, so a lookup reads
+/// it with one load.
+struct State {
+    /// The last good value (none after a definitive fault).
+    good: Option<Arc<Fetched>>,
+    /// Why the refreshes fail, while they do.
+    failure: Option<Failure>,
+    /// The provenance lookups give the good value (built once per state:
+    /// lookups share it).
+    fetch: Option<Arc<FetchInfo>>,
+}
+
+impl State {
+    fn new(good: Option<Arc<Fetched>>, failure: Option<Failure>) -> Self {
+        let fetch = good.as_ref().map(|g| {
+            let info = FetchInfo::new(g.secret.version().cloned(), g.fetched_at);
+            Arc::new(match &failure {
+                Some(f) => info.failing_since(f.since),
+                None => info,
+            })
+        });
+        State { good, failure, fetch }
+    }
 }
 
 struct Fetched {
@@ -362,6 +390,14 @@ impl Inner {
     /// The value of `reference` from memory, or why there is none
     /// (`NotFetched` when its location is unknown or not fetched yet).
     fn read(&self, reference: &ExternalRef) -> Result<ExternalValue, ExternalFault> {
+        // The slot this cache attached to the reference at an earlier
+        // lookup, else from the index (attached for the next one).
+        if let Some(slot) = reference
+            .view_state(self.id)
+            .and_then(|state| state.downcast_ref::<Slot>())
+        {
+            return Self::read_slot(slot, reference);
+        }
         let slots = self.slots.load();
         let Some(slot) = slots.get(reference.location()) else {
             return Err(if self.stores.contains_key(reference.store()) {
@@ -370,13 +406,22 @@ impl Inner {
                 ExternalFault::UnknownStore
             });
         };
-        let failure = slot.failure.load();
-        let Some(good) = &*slot.good.load() else {
+        reference.attach_view_state(self.id, slot.clone());
+        Self::read_slot(slot, reference)
+    }
+
+    fn read_slot(slot: &Slot, reference: &ExternalRef) -> Result<ExternalValue, ExternalFault> {
+        let state = slot.state.load();
+        let Some(state) = &*state else {
+            return Err(ExternalFault::NotFetched);
+        };
+        let failure = &state.failure;
+        let (Some(good), Some(fetch)) = (&state.good, &state.fetch) else {
             return Err(failure
                 .as_ref()
                 .map_or(ExternalFault::NotFetched, |f| f.fault.clone()));
         };
-        if let Some(failure) = &*failure
+        if let Some(failure) = failure
             && Instant::now() >= good.stale_at
         {
             return Err(ExternalFault::Stale {
@@ -388,13 +433,9 @@ impl Inner {
             .secret
             .get(reference.key())
             .ok_or(ExternalFault::KeyMissing)?;
-        let mut fetch = FetchInfo::new(good.secret.version().cloned(), good.fetched_at);
-        if let Some(failure) = &*failure {
-            fetch = fetch.failing_since(failure.since);
-        }
         Ok(ExternalValue {
             value: value.clone(),
-            fetch,
+            fetch: fetch.clone(),
         })
     }
 
@@ -410,8 +451,7 @@ impl Inner {
             return Some(slot.clone());
         }
         let slot = Arc::new(Slot {
-            good: ArcSwapOption::empty(),
-            failure: ArcSwapOption::empty(),
+            state: ArcSwapOption::empty(),
             attempts: Mutex::new(0),
             attempted: Condvar::new(),
         });
@@ -498,12 +538,14 @@ async fn refresher(
                     Some(lease) if !lease.is_zero() => settings.refresh.min(lease.mul_f64(2.0 / 3.0)),
                     _ => settings.refresh,
                 };
-                slot.good.store(Some(Arc::new(Fetched {
-                    secret,
-                    fetched_at: Timestamp::now(),
-                    stale_at: Instant::now() + settings.max_staleness,
-                })));
-                slot.failure.store(None);
+                slot.state.store(Some(Arc::new(State::new(
+                    Some(Arc::new(Fetched {
+                        secret,
+                        fetched_at: Timestamp::now(),
+                        stale_at: Instant::now() + settings.max_staleness,
+                    })),
+                    None,
+                ))));
                 inner.bump();
                 inner.jittered(interval)
             }
@@ -511,21 +553,26 @@ async fn refresher(
                 inner.failures.fetch_add(1, Ordering::Relaxed);
                 #[cfg(feature = "tracing")]
                 tracing::warn!(store = %location.store(), location = %location, fault = %fault, "external secret fetch failed");
-                if fault.is_definitive() {
-                    slot.good.store(None);
-                }
-                let since = slot
-                    .failure
-                    .load()
+                let before = slot.state.load_full();
+                let since = before
                     .as_ref()
+                    .and_then(|s| s.failure.as_ref())
                     .map_or_else(Timestamp::now, |f| f.since);
-                slot.failure.store(Some(Arc::new(Failure { fault, since })));
+                // A definitive fault drops the value at once.
+                let good = match fault.is_definitive() {
+                    true => None,
+                    false => before.as_ref().and_then(|s| s.good.clone()),
+                };
+                slot.state.store(Some(Arc::new(State::new(
+                    good.clone(),
+                    Some(Failure { fault, since }),
+                ))));
                 inner.bump();
                 let wait = retry.map_or(settings.retry_min, |w| (w * 2).min(settings.refresh));
                 retry = Some(wait);
                 // Wake up when the last good value goes stale, so the
                 // generation says lookups changed.
-                match &*slot.good.load() {
+                match good {
                     Some(good) => {
                         let until_stale = good.stale_at.saturating_duration_since(Instant::now());
                         if until_stale > Duration::ZERO {

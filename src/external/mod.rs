@@ -20,7 +20,6 @@ mod cache;
 #[cfg(feature = "vault")]
 pub mod vault;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -74,7 +73,8 @@ pub trait SecretStore: Send + Sync + 'static {
 /// interval). `Debug` shows key names only.
 #[derive(Clone, Default)]
 pub struct StoreSecret {
-    keys: BTreeMap<String, SecretValue>,
+    /// Sorted by key (a secret has a few keys: a short scan finds one).
+    keys: Vec<(String, SecretValue)>,
     version: Option<SecretVersion>,
     ttl: Option<Duration>,
 }
@@ -87,13 +87,17 @@ impl StoreSecret {
 
     /// The same with `key` holding `value`.
     pub fn with_key(mut self, key: impl Into<String>, value: SecretValue) -> Self {
-        self.keys.insert(key.into(), value);
+        self.insert(key, value);
         self
     }
 
     /// Sets `key` to `value`.
     pub fn insert(&mut self, key: impl Into<String>, value: SecretValue) {
-        self.keys.insert(key.into(), value);
+        let key = key.into();
+        match self.keys.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self.keys[i].1 = value,
+            Err(i) => self.keys.insert(i, (key, value)),
+        }
     }
 
     /// The same, of `version`.
@@ -110,12 +114,23 @@ impl StoreSecret {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&SecretValue> {
-        self.keys.get(key)
+        if self.keys.len() <= 8 {
+            // Resolution asks on every referenced value: lengths first.
+            return self
+                .keys
+                .iter()
+                .find(|(k, _)| k.len() == key.len() && k == key)
+                .map(|(_, v)| v);
+        }
+        self.keys
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.keys[i].1)
     }
 
     /// The key names, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.keys.keys().map(String::as_str)
+        self.keys.iter().map(|(k, _)| k.as_str())
     }
 
     /// The version, if the store said.
@@ -132,7 +147,7 @@ impl StoreSecret {
 impl fmt::Debug for StoreSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreSecret")
-            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .field("keys", &self.keys().collect::<Vec<_>>())
             .field("version", &self.version)
             .field("ttl", &self.ttl)
             .finish()

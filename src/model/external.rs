@@ -9,9 +9,10 @@
 //! feature `external-secrets`); resolution only reads that cache's
 //! [`ExternalSecrets`] view, from memory.
 
+use std::any::Any;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use smol_str::SmolStr;
 
@@ -26,12 +27,33 @@ use super::token::Timestamp;
 /// For a KV version 2 engine (Vault, OpenBao) the mount is the engine's
 /// mount (`secret`, `kv/team-a`) and the path the secret's path under it;
 /// another store makes of them what its documentation says.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct SecretLocation {
     store: StoreName,
     mount: SmolStr,
     path: SmolStr,
     version: Option<SecretVersion>,
+    /// A hash of the fields above, computed once: a cache looks a location
+    /// up on every resolution of a referenced value, and hashing four
+    /// strings each time would cost more than the lookup itself.
+    hash: u64,
+}
+
+impl PartialEq for SecretLocation {
+    /// The hashes first: locations that differ mostly differ there.
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && self.store == other.store
+            && self.mount == other.mount
+            && self.path == other.path
+            && self.version == other.version
+    }
+}
+
+impl std::hash::Hash for SecretLocation {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 /// A reference to one key of a secret in an external store: what a secret
@@ -61,10 +83,39 @@ pub struct SecretLocation {
 /// assert!(!err.to_string().contains("crm"), "{err}");
 /// # Ok::<(), connective::model::ExternalRefError>(())
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone)]
 pub struct ExternalRef {
     location: SecretLocation,
     key: SmolStr,
+    /// State a view attached to this reference (see
+    /// [`ExternalRef::view_state`]); not part of its identity.
+    view: OnceLock<(u64, Arc<dyn Any + Send + Sync>)>,
+}
+
+impl PartialEq for ExternalRef {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.location, &self.key) == (&other.location, &other.key)
+    }
+}
+
+impl Eq for ExternalRef {}
+
+impl std::hash::Hash for ExternalRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.location, &self.key).hash(state);
+    }
+}
+
+impl PartialOrd for ExternalRef {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ExternalRef {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.location, &self.key).cmp(&(&other.location, &other.key))
+    }
 }
 
 /// The part of an [`ExternalRef`] that is wrong.
@@ -188,12 +239,22 @@ impl SecretLocation {
             mount: SmolStr::new(mount),
             path: SmolStr::new(path),
             version: None,
-        })
+            hash: 0,
+        }
+        .rehashed())
     }
 
     /// The same location pinned to `version`.
     pub fn with_version(mut self, version: SecretVersion) -> Self {
         self.version = Some(version);
+        self.rehashed()
+    }
+
+    fn rehashed(mut self) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (&self.store, &self.mount, &self.path, &self.version).hash(&mut h);
+        self.hash = h.finish();
         self
     }
 
@@ -280,10 +341,13 @@ impl ExternalRef {
         };
         check_key(key)?;
         let mut location = SecretLocation::new(store, mount, path)?;
-        location.version = version;
+        if let Some(version) = version {
+            location = location.with_version(version);
+        }
         Ok(ExternalRef {
             location,
             key: SmolStr::new(key),
+            view: OnceLock::new(),
         })
     }
 
@@ -293,6 +357,7 @@ impl ExternalRef {
         Ok(ExternalRef {
             location,
             key: SmolStr::new(key),
+            view: OnceLock::new(),
         })
     }
 
@@ -324,6 +389,28 @@ impl ExternalRef {
     /// The pinned version, if any.
     pub fn version(&self) -> Option<&SecretVersion> {
         self.location.version.as_ref()
+    }
+
+    /// The state the view numbered `view` attached to this reference with
+    /// [`ExternalRef::attach_view_state`], if it did.
+    ///
+    /// A reference in a record lives as long as the record, across
+    /// resolutions: a view ([`ExternalSecrets`]) may keep per-reference
+    /// state here (the cache's slot of the reference's location) and skip
+    /// its own index on the next lookup. Not part of the reference's
+    /// identity, text or serialized form.
+    pub fn view_state(&self, view: u64) -> Option<&(dyn Any + Send + Sync)> {
+        match self.view.get() {
+            Some((id, state)) if *id == view => Some(&**state),
+            _ => None,
+        }
+    }
+
+    /// Attaches `state` for the view numbered `view` (a number unique to
+    /// the view). The first view to attach keeps the place: later calls do
+    /// nothing.
+    pub fn attach_view_state(&self, view: u64, state: Arc<dyn Any + Send + Sync>) {
+        let _ = self.view.set((view, state));
     }
 }
 
@@ -569,8 +656,9 @@ impl fmt::Display for FetchInfo {
 pub struct ExternalValue {
     /// The value.
     pub value: SecretValue,
-    /// Where and when it was fetched.
-    pub fetch: FetchInfo,
+    /// Where and when it was fetched (shared: a view builds it once per
+    /// fetch, and resolution hands it on without a copy).
+    pub fetch: Arc<FetchInfo>,
 }
 
 /// Why an [`ExternalSecrets`] view has no value to give for a reference.

@@ -93,7 +93,7 @@ pub enum ValueSource {
         /// Which store, mount, path, key (and pinned version).
         reference: Arc<ExternalRef>,
         /// The version served and when it was fetched.
-        fetch: FetchInfo,
+        fetch: Arc<FetchInfo>,
     },
     /// A current access token the host asked the OAuth runtime for: valid
     /// until `expires_at` (if the server said), not a deploy-time value.

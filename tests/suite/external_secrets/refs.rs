@@ -65,10 +65,10 @@ impl ExternalSecrets for MapView {
             .ok_or(ExternalFault::NotFetched)?;
         Ok(ExternalValue {
             value: SecretValue::new(value.clone()),
-            fetch: FetchInfo::new(
+            fetch: Arc::new(FetchInfo::new(
                 version.map(|v| v.parse::<SecretVersion>().unwrap()),
                 Timestamp(1_700_000_000),
-            ),
+            )),
         })
     }
     fn generation(&self) -> u64 {
