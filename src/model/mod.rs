@@ -2,6 +2,7 @@
 //!
 //! Nothing here does I/O or knows about other modules of the crate.
 
+mod audit;
 mod auth;
 mod connection;
 mod description;
@@ -21,6 +22,7 @@ mod template;
 mod token;
 mod types;
 
+pub use audit::{AuditChange, AuditEntry, AuditNote, AuditOperation, AuditQuery};
 pub use auth::{
     AUTHORIZE_URL, AuthField, AuthScheme, CLIENT_ID, CLIENT_SECRET, FieldNeed, FieldSource, OAuthClient,
     SCOPES, TOKEN_URL,

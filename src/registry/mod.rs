@@ -89,9 +89,9 @@ pub use tx::Tx;
 use crate::block_on::block_on;
 use crate::catalog::{Catalog, ProjectSnapshot};
 use crate::model::{
-    AppOwner, Connection, ConnectionId, ConnectionName, ConnectionSpec, EnvVarName, IntegrationId, Mappings,
-    OAuthApp, ProjectId, Record, RecordKey, ReservedNames, ResolvePolicy, Revision, SecretValue, Version,
-    Versioned,
+    ActorId, AppOwner, AuditEntry, AuditNote, AuditQuery, Connection, ConnectionId, ConnectionName,
+    ConnectionSpec, EnvVarName, IntegrationId, Mappings, OAuthApp, ProjectId, Record, RecordKey,
+    ReservedNames, ResolvePolicy, Revision, SecretValue, Timestamp, Version, Versioned,
 };
 use crate::oauth::ledger::AppLedger;
 use crate::oauth::{
@@ -200,6 +200,7 @@ pub struct RegistryBuilder {
     async_store: Option<Arc<dyn AsyncStore>>,
     provisioner: Arc<dyn OAuthProvisioner>,
     policy: ResolvePolicy,
+    audit: Option<ActorId>,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -284,7 +285,7 @@ impl RegistryBuilder {
     /// ([`RegistryError::ProjectUnreadable`]), while every other project
     /// serves as usual.
     pub fn build(self) -> Result<Registry, RegistryError> {
-        let registry = self.registry();
+        let registry = self.registry()?;
         let snapshot = registry.store.load()?;
         registry.replace_all(snapshot);
         Ok(registry)
@@ -294,7 +295,7 @@ impl RegistryBuilder {
     /// the store through its async calls when it has them.
     #[cfg(feature = "async")]
     pub async fn build_async(self) -> Result<Registry, RegistryError> {
-        let registry = self.registry();
+        let registry = self.registry()?;
         let snapshot = match &registry.async_store {
             Some(store) => store.load().await?,
             None => registry.store.load()?,
@@ -303,8 +304,40 @@ impl RegistryBuilder {
         Ok(registry)
     }
 
-    fn registry(self) -> Registry {
-        Registry {
+    /// Turns on the **audit trail**: every write this registry commits is
+    /// recorded by the store, in the write's own transaction, as an
+    /// [`AuditEntry`] (who, when, each record key with its operation and
+    /// versions before and after; never a value), so each committed write
+    /// has exactly one entry and a refused one none. Writes made with
+    /// [`Registry::write_as`] are recorded as their actor's, the others as
+    /// `actor`'s (the host's own service name, say). Read it back with
+    /// [`Registry::audit`]. The memory, SQLite and PostgreSQL stores keep
+    /// one ([`Store::keeps_audit`]); building on a store that does not is
+    /// refused. Deleting old entries (retention) is the host's call.
+    ///
+    /// ```
+    /// use connective::model::AuditQuery;
+    /// use connective::prelude::*;
+    /// let registry = Registry::builder().audit("service:host".parse()?).build()?;
+    /// let alice = "alice@acme.example".parse()?;
+    /// registry.write_as(&alice, |tx| tx.create_connection(ConnectionSpec::project("acme", "crm").build()?))?;
+    /// let trail = registry.audit(&AuditQuery::all().by(alice))?;
+    /// assert_eq!(trail.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn audit(mut self, actor: ActorId) -> Self {
+        self.audit = Some(actor);
+        self
+    }
+
+    fn registry(self) -> Result<Registry, RegistryError> {
+        if self.audit.is_some() && !self.store.keeps_audit() {
+            return Err(RegistryError::Store(StoreError::Unsupported {
+                backend: self.store.backend(),
+                what: "an audit trail",
+            }));
+        }
+        Ok(Registry {
             store: self.store,
             #[cfg(feature = "async")]
             async_store: self.async_store,
@@ -315,7 +348,8 @@ impl RegistryBuilder {
             unsettled: Mutex::new(Vec::new()),
             oauth_records: Arc::new(RuntimeRecords::new()),
             unreadable: Mutex::new(BTreeMap::new()),
-        }
+            audit: self.audit,
+        })
     }
 }
 
@@ -364,6 +398,8 @@ pub struct Registry {
     unreadable: Mutex<BTreeMap<RecordKey, UnreadableRecord>>,
     /// Token sets and statuses, fed with the catalog (rule 11).
     oauth_records: Arc<RuntimeRecords>,
+    /// Who unattributed writes are recorded as; `None`: no audit trail.
+    audit: Option<ActorId>,
 }
 
 /// The tokens of one registry's batches: a random prefix of its own and a
@@ -468,6 +504,7 @@ impl Registry {
             unsettled: Mutex::new(Vec::new()),
             unreadable: Mutex::new(BTreeMap::new()),
             oauth_records: Arc::new(RuntimeRecords::new()),
+            audit: None,
         }
     }
 
@@ -479,6 +516,7 @@ impl Registry {
             async_store: None,
             provisioner: Arc::new(LocalProvisioner::default()),
             policy: ResolvePolicy::default(),
+            audit: None,
         }
     }
 
@@ -539,7 +577,25 @@ impl Registry {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError>,
     ) -> Result<(R, WriteReport), RegistryError> {
-        block_on(self.write_with(&io::Blocking(&*self.store), f))
+        block_on(self.write_with(&io::Blocking(&*self.store), None, f))
+    }
+
+    /// [`Registry::write`] on behalf of `actor`: with the audit trail on
+    /// ([`RegistryBuilder::audit`]), the write's entry names `actor`.
+    pub fn write_as<R>(
+        &self,
+        actor: &ActorId,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError>,
+    ) -> Result<(R, WriteReport), RegistryError> {
+        block_on(self.write_with(&io::Blocking(&*self.store), Some(actor), f))
+    }
+
+    /// The audit entries `query` selects, oldest first (see
+    /// [`RegistryBuilder::audit`]); [`StoreError::Unsupported`] from a store
+    /// that keeps none. A connection's entries:
+    /// `AuditQuery::all().of_record(connection.key())`.
+    pub fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, RegistryError> {
+        Ok(self.store.audit(query)?)
     }
 
     /// [`Registry::write`] for async hosts (feature `async`): the same write,
@@ -567,9 +623,28 @@ impl Registry {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError> + Send,
     ) -> Result<(R, WriteReport), RegistryError> {
+        self.write_as_async_inner(None, f).await
+    }
+
+    /// [`Registry::write_as`] for async hosts (feature `async`).
+    #[cfg(feature = "async")]
+    pub async fn write_as_async<R: Send>(
+        &self,
+        actor: &ActorId,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError> + Send,
+    ) -> Result<(R, WriteReport), RegistryError> {
+        self.write_as_async_inner(Some(actor), f).await
+    }
+
+    #[cfg(feature = "async")]
+    async fn write_as_async_inner<R: Send>(
+        &self,
+        actor: Option<&ActorId>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError> + Send,
+    ) -> Result<(R, WriteReport), RegistryError> {
         match &self.async_store {
-            Some(store) => self.write_with(&io::Async(&**store), f).await,
-            None => self.write_with(&io::Blocking(&*self.store), f).await,
+            Some(store) => self.write_with(&io::Async(&**store), actor, f).await,
+            None => self.write_with(&io::Blocking(&*self.store), actor, f).await,
         }
     }
 
@@ -578,6 +653,7 @@ impl Registry {
     async fn write_with<I: io::Io, R>(
         &self,
         io: &I,
+        actor: Option<&ActorId>,
         f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError>,
     ) -> Result<(R, WriteReport), RegistryError> {
         #[cfg(feature = "tracing")]
@@ -589,15 +665,18 @@ impl Registry {
                 writes = tracing::field::Empty,
                 revision = tracing::field::Empty
             );
-            self.write_locked(io, f, &span).instrument(span.clone()).await
+            self.write_locked(io, actor, f, &span)
+                .instrument(span.clone())
+                .await
         }
         #[cfg(not(feature = "tracing"))]
-        self.write_locked(io, f).await
+        self.write_locked(io, actor, f).await
     }
 
     async fn write_locked<I: io::Io, R>(
         &self,
         io: &I,
+        actor: Option<&ActorId>,
         f: impl FnOnce(&mut Tx<'_>) -> Result<R, RegistryError>,
         #[cfg(feature = "tracing")] span: &tracing::Span,
     ) -> Result<(R, WriteReport), RegistryError> {
@@ -626,7 +705,13 @@ impl Registry {
         let token = self.tokens.next();
         // If the batch is applied, its revision comes after this one.
         let after = self.catalog.revision();
-        let batch = tx.batch(token);
+        let mut batch = tx.batch(token);
+        if let Some(default) = &self.audit {
+            batch.audit = Some(AuditNote {
+                actor: actor.unwrap_or(default).clone(),
+                at: Timestamp::now(),
+            });
+        }
         let rebindings = tx.rebindings();
         let committed = match self.commit_batch(io, &batch, token, after).await {
             Outcome::Applied(c) => c,

@@ -31,6 +31,7 @@ use crate::model::{
     AppOwner, ConnectionName, CredentialKey, IntegrationId, NameStripe, ProjectId, Record, RecordKey,
     Revision, Scope, TemplateName, TypeName, Version,
 };
+use crate::model::{AuditEntry, AuditQuery};
 
 /// Keeps records in memory. Fast, `Send + Sync`, gone with the process.
 ///
@@ -129,6 +130,9 @@ struct Inner {
     feed: VecDeque<FeedBatch>,
     /// How many changes `feed` holds.
     feed_len: usize,
+    /// The audit trail: one entry per committed batch with an audit note,
+    /// oldest first, never changed.
+    audit: Vec<AuditEntry>,
 }
 
 impl Inner {
@@ -281,6 +285,21 @@ impl Store for MemoryStore {
         })
     }
 
+    fn keeps_audit(&self) -> bool {
+        true
+    }
+
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let inner = self.lock();
+        let start = inner.audit.partition_point(|e| e.revision <= query.after);
+        Ok(inner.audit[start..]
+            .iter()
+            .filter(|e| e.matches(query))
+            .take(query.limit)
+            .cloned()
+            .collect())
+    }
+
     fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
         batch.validate()?;
         let mut guard = self.lock();
@@ -293,9 +312,11 @@ impl Store for MemoryStore {
         }
         // Check every expectation before changing anything.
         let mut versions = Vec::with_capacity(batch.writes.len());
+        let mut before = Vec::with_capacity(batch.writes.len());
         for w in &batch.writes {
             let found = inner.position(&w.key).map(|i| inner.records[i].0);
             w.expect.check(&w.key, found)?;
+            before.push(found);
             let previous = found.or_else(|| inner.tombstone(&w.key)).map_or(0, |v| v.0);
             versions.push(Version(previous + 1));
         }
@@ -317,6 +338,9 @@ impl Store for MemoryStore {
                     changes.push((version, Fed::Delete(Box::new(w.key.clone()))));
                 }
             }
+        }
+        if let Some(entry) = batch.audit_entry(revision, &before, &versions) {
+            inner.audit.push(entry);
         }
         inner.feed_len += changes.len();
         inner.feed.push_back(FeedBatch {

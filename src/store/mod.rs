@@ -60,7 +60,9 @@ pub use postgres::{NOTIFY_CHANNEL, POSTGRES_SCHEMA_VERSION, PostgresSettings, Po
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteStore};
 
-use crate::model::{Record, RecordKey, Revision, Version};
+use crate::model::{
+    AuditChange, AuditEntry, AuditNote, AuditOperation, AuditQuery, Record, RecordKey, Revision, Version,
+};
 
 /// What a write expects to find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -251,6 +253,10 @@ pub struct Batch {
     pub writes: Vec<Write>,
     /// The batch's name, kept with it (see [`Store::find_commit`]).
     pub token: Option<CommitToken>,
+    /// Who made it and when: a store that keeps an audit trail
+    /// ([`Store::keeps_audit`]) writes the batch's [`AuditEntry`] in the
+    /// same transaction.
+    pub audit: Option<AuditNote>,
 }
 
 impl Batch {
@@ -263,6 +269,45 @@ impl Batch {
     pub fn with_token(mut self, token: CommitToken) -> Self {
         self.token = Some(token);
         self
+    }
+
+    /// Attaches the note of who made the batch and when.
+    pub fn with_audit(mut self, note: AuditNote) -> Self {
+        self.audit = Some(note);
+        self
+    }
+
+    /// The audit entry of this batch committed as `revision`, from each
+    /// write's live version before (`None`: absent) and after, in batch
+    /// order; `None` without an audit note.
+    pub(crate) fn audit_entry(
+        &self,
+        revision: Revision,
+        before: &[Option<Version>],
+        after: &[Version],
+    ) -> Option<AuditEntry> {
+        let note = self.audit.as_ref()?;
+        let changes = self
+            .writes
+            .iter()
+            .zip(before.iter().zip(after))
+            .map(|(w, (before, after))| AuditChange {
+                key: w.key.clone(),
+                operation: match (&w.op, before) {
+                    (Op::Delete, _) => AuditOperation::Deleted,
+                    (Op::Put(_), Some(_)) => AuditOperation::Updated,
+                    (Op::Put(_), None) => AuditOperation::Created,
+                },
+                before: *before,
+                after: *after,
+            })
+            .collect();
+        Some(AuditEntry {
+            revision,
+            at: note.at,
+            actor: note.actor.clone(),
+            changes,
+        })
     }
 
     /// Appends a write.
@@ -420,6 +465,15 @@ pub enum StoreError {
         /// The oldest revision still in the feed.
         oldest: Revision,
     },
+    /// The store does not do what was asked (an audit trail, from a store
+    /// that keeps none).
+    #[error("{backend} store does not support {what}")]
+    Unsupported {
+        /// Which backend.
+        backend: &'static str,
+        /// What it does not support.
+        what: &'static str,
+    },
     /// The backend cannot be reached or failed; nothing was written.
     #[error("{backend} store unavailable: {message}")]
     Unavailable {
@@ -562,6 +616,24 @@ pub trait Store: Send + Sync + 'static {
     /// The latest committed revision.
     fn revision(&self) -> Result<Revision, StoreError>;
 
+    /// Whether the store writes an [`AuditEntry`] for each committed batch
+    /// that carries an [`AuditNote`] (in the batch's transaction) and
+    /// answers [`Store::audit`]. The memory, SQLite and PostgreSQL stores
+    /// do; the default is no.
+    fn keeps_audit(&self) -> bool {
+        false
+    }
+
+    /// The audit entries `query` selects, oldest first (see
+    /// [`AuditQuery`]). The default answers [`StoreError::Unsupported`].
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let _ = query;
+        Err(StoreError::Unsupported {
+            backend: self.backend(),
+            what: "an audit trail",
+        })
+    }
+
     /// Blocks until the store may hold a revision greater than `after`, or
     /// `timeout` passes; returns the latest revision seen. Followers call this in
     /// a loop. The default polls [`Store::revision`] every 10 ms; backends with
@@ -604,5 +676,11 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     fn wait_for_change(&self, after: Revision, timeout: Duration) -> Result<Revision, StoreError> {
         (**self).wait_for_change(after, timeout)
+    }
+    fn keeps_audit(&self) -> bool {
+        (**self).keeps_audit()
+    }
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        (**self).audit(query)
     }
 }

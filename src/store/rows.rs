@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::seal::{KeyRing, SealError};
-use crate::model::{CodecError, Record, RecordKey, with_secret_codec_reporting};
+use crate::model::{AuditEntry, CodecError, Record, RecordKey, with_secret_codec_reporting};
 use crate::store::StoreError;
 
 /// What a sealing error says, if a codec error is one.
@@ -312,6 +312,26 @@ impl ClassifyText for serde_json::Error {
         };
         format!("{kind} at line {} column {}", self.line(), self.column())
     }
+}
+
+/// An audit entry as stored: JSON of record keys, versions, the actor and
+/// the instant (an entry never holds a value).
+pub(crate) fn encode_audit(backend: &'static str, entry: &AuditEntry) -> Result<String, StoreError> {
+    serde_json::to_string(entry).map_err(|e| StoreError::InvalidBatch {
+        reason: format!(
+            "{backend}: cannot encode the audit entry of {}: {e}",
+            entry.revision
+        ),
+    })
+}
+
+/// An audit entry read back.
+pub(crate) fn decode_audit(backend: &'static str, body: &str) -> Result<AuditEntry, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Unreadable {
+        backend,
+        what: "an audit entry".into(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -7,12 +7,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::rows::{
-    self, decode_changes, decode_key, decode_live, decode_record, encode_batch, encode_key, encode_record,
-    in_feed, to_u64,
+    self, decode_audit, decode_changes, decode_key, decode_live, decode_record, encode_audit, encode_batch,
+    encode_key, encode_record, in_feed, to_u64,
 };
 use super::seal::{self, KeyRing, Resealed};
 use super::{Batch, Change, CommitToken, Committed, Snapshot, Store, StoreError};
-use crate::model::{Record, RecordKey, Revision, Version};
+use crate::model::{AuditEntry, AuditQuery, Record, RecordKey, Revision, Version};
 
 const BACKEND: &str = "sqlite";
 
@@ -55,7 +55,34 @@ const MIGRATIONS: &[&str] = &[
          key_id TEXT PRIMARY KEY,
          key_check TEXT NOT NULL
      ) WITHOUT ROWID;",
+    // 4: the audit trail, append-only: one entry per audited batch, and the
+    // keys it changed (to find a record's entries). Rows are never updated;
+    // deleting old ones is the host's retention.
+    "CREATE TABLE audit (
+         revision INTEGER PRIMARY KEY,
+         at INTEGER NOT NULL,
+         actor TEXT NOT NULL,
+         body TEXT NOT NULL
+     );
+     CREATE INDEX audit_actor ON audit (actor, revision);
+     CREATE INDEX audit_at ON audit (at);
+     CREATE TABLE audit_keys (
+         key TEXT NOT NULL,
+         revision INTEGER NOT NULL,
+         PRIMARY KEY (key, revision)
+     ) WITHOUT ROWID;
+     CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
+     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+     CREATE TRIGGER audit_keys_append_only BEFORE UPDATE ON audit_keys
+     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
 ];
+
+/// The audit entries a query selects (see [`AuditQuery`]).
+const AUDIT_QUERY: &str = "SELECT body FROM audit
+     WHERE revision > ?1 AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR at >= ?3)
+         AND (?4 IS NULL OR at < ?4)
+         AND (?5 IS NULL OR revision IN (SELECT revision FROM audit_keys WHERE key = ?5))
+     ORDER BY revision LIMIT ?6";
 
 /// The schema version this code writes.
 pub const SQLITE_SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -413,6 +440,7 @@ impl Store for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| unavailable("cannot begin a transaction", e))?;
         let mut versions = Vec::with_capacity(batch.writes.len());
+        let mut before = Vec::with_capacity(batch.writes.len());
         {
             let mut stmt = tx
                 .prepare_cached("SELECT version, body IS NULL FROM records WHERE key = ?1")
@@ -431,6 +459,7 @@ impl Store for SqliteStore {
                     None => (None, 0),
                 };
                 w.expect.check(&w.key, found)?;
+                before.push(found);
                 versions.push(Version(previous + 1));
             }
         }
@@ -461,6 +490,20 @@ impl Store for SqliteStore {
                     .map_err(|e| unavailable(&format!("cannot write {}", w.key), e))?;
                 feed.execute(params![rev, seq as i64, key_text, v, body])
                     .map_err(|e| unavailable(&format!("cannot write the change of {}", w.key), e))?;
+            }
+        }
+        if let Some(entry) = batch.audit_entry(revision, &before, &versions) {
+            let body = encode_audit(BACKEND, &entry)?;
+            let at = to_i64(entry.at.0, "the audit instant")?;
+            tx.prepare_cached("INSERT INTO audit (revision, at, actor, body) VALUES (?1, ?2, ?3, ?4)")
+                .and_then(|mut stmt| stmt.execute(params![rev, at, entry.actor.as_str(), body]))
+                .map_err(|e| unavailable("cannot write the audit entry", e))?;
+            let mut keys = tx
+                .prepare_cached("INSERT INTO audit_keys (key, revision) VALUES (?1, ?2)")
+                .map_err(|e| unavailable("cannot write the audit entry", e))?;
+            for (key_text, _) in &encoded {
+                keys.execute(params![key_text, rev])
+                    .map_err(|e| unavailable("cannot write the audit entry", e))?;
             }
         }
         if let Some(token) = batch.token {
@@ -560,5 +603,39 @@ impl Store for SqliteStore {
 
     fn revision(&self) -> Result<Revision, StoreError> {
         Ok(head(&self.lock())?.0)
+    }
+
+    fn keeps_audit(&self) -> bool {
+        true
+    }
+
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let key = query.key.as_ref().map(|k| encode_key(BACKEND, k)).transpose()?;
+        let after = to_i64(query.after.0, "revision")?;
+        let from = query.from.map(|t| to_i64(t.0, "instant")).transpose()?;
+        let until = query.until.map(|t| to_i64(t.0, "instant")).transpose()?;
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let bodies: Vec<String> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare_cached(AUDIT_QUERY)
+                .map_err(|e| unavailable("cannot read the audit trail", e))?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        after,
+                        query.actor.as_ref().map(|a| a.as_str()),
+                        from,
+                        until,
+                        key,
+                        limit
+                    ],
+                    |r| r.get(0),
+                )
+                .map_err(|e| unavailable("cannot read the audit trail", e))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| unavailable("cannot read the audit trail", e))?
+        };
+        bodies.iter().map(|b| decode_audit(BACKEND, b)).collect()
     }
 }

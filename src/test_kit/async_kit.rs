@@ -100,6 +100,7 @@ pub async fn concurrent_async_writers(store: Arc<dyn AsyncStore>, writers: usize
             let batch = Batch {
                 writes: vec![Write::put(record, Expect::Absent)],
                 token: None,
+                audit: None,
             };
             (key, store.commit(&batch).await)
         });

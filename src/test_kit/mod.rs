@@ -393,7 +393,11 @@ fn changes_ok(store: &dyn Store, after: Revision, limit: usize) -> Vec<Change> {
 }
 
 fn batch(writes: Vec<Write>) -> Batch {
-    Batch { writes, token: None }
+    Batch {
+        writes,
+        token: None,
+        audit: None,
+    }
 }
 
 fn put(record: &Record, expect: Expect) -> Write {
@@ -456,6 +460,7 @@ pub fn run_all(store: &dyn Store) {
     change_feed_order_and_limits(store);
     wait_for_change_wakes(store);
     commits_are_found_by_token(store);
+    audited_batches_leave_one_entry(store);
     concurrent_writers(&[store], 4, 25);
     racing_creators(&[store], 4);
     follower_sees_every_revision(&[store], store, 3, 20);
@@ -470,6 +475,86 @@ fn find_ok(store: &dyn Store, token: CommitToken, after: Revision) -> Option<Com
             store.backend()
         ),
     }
+}
+
+/// For a store that keeps an audit trail ([`Store::keeps_audit`]): a
+/// committed batch with an audit note leaves exactly one entry, with each
+/// key's operation and versions before and after, selected by record,
+/// actor, time and revision; a batch that conflicted, or carried no note,
+/// leaves none; no entry holds a value. Nothing is checked on a store that
+/// keeps no trail.
+pub fn audited_batches_leave_one_entry(store: &dyn Store) {
+    if !store.keeps_audit() {
+        return;
+    }
+    let p = unique_project("kit-audit");
+    let secret = unique_secret("audit");
+    let actor: crate::model::ActorId = format!("kit:{}", p.as_str()).parse().expect("an actor");
+    let note = crate::model::AuditNote {
+        actor: actor.clone(),
+        at: crate::model::Timestamp(1_000),
+    };
+    let mine = || crate::model::AuditQuery::all().by(actor.clone());
+    let entries = |q: &crate::model::AuditQuery| match store.audit(q) {
+        Ok(e) => e,
+        Err(e) => panic!("{} store: audit failed: {e}", store.backend()),
+    };
+    let record = sample_connection(&p, "svc", &secret);
+    let created = commit_ok(
+        store,
+        &batch(vec![put(&record, Expect::Absent)]).with_audit(note.clone()),
+        "an audited batch",
+    );
+    // Refused: no entry. Unaudited: no entry.
+    let refused = store.commit(&batch(vec![put(&record, Expect::Absent)]).with_audit(note.clone()));
+    assert!(
+        matches!(refused, Err(StoreError::Conflict { .. })),
+        "{} store: a conflicting batch is refused",
+        store.backend()
+    );
+    commit_ok(
+        store,
+        &batch(vec![put(&sample_mappings(&p, "orders", "svc"), Expect::Absent)]),
+        "an unaudited batch",
+    );
+    let updated = commit_ok(
+        store,
+        &batch(vec![put(&record, Expect::Version(created.versions[0]))]).with_audit(note.clone()),
+        "an audited update",
+    );
+    let got = entries(&mine());
+    assert_eq!(
+        got.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        vec![created.revision, updated.revision],
+        "{} store: one entry per audited committed batch, oldest first",
+        store.backend()
+    );
+    let change = &got[1].changes[0];
+    assert_eq!(
+        (change.key.clone(), change.operation, change.before, change.after),
+        (
+            record.key(),
+            crate::model::AuditOperation::Updated,
+            Some(created.versions[0]),
+            updated.versions[0]
+        ),
+        "{} store: an entry names the key, the operation and the versions",
+        store.backend()
+    );
+    assert_eq!(got[0].changes[0].operation, crate::model::AuditOperation::Created);
+    assert_eq!(got[0].at, note.at);
+    assert_eq!(entries(&mine().of_record(record.key())).len(), 2);
+    assert_eq!(entries(&mine().after(created.revision)).len(), 1);
+    assert_eq!(entries(&mine().limit(1)).len(), 1);
+    let t = |n| crate::model::Timestamp(n);
+    assert_eq!(entries(&mine().between(t(1_000), t(1_001))).len(), 2);
+    assert!(entries(&mine().between(t(0), t(1_000))).is_empty());
+    let text = format!("{got:?}");
+    assert!(
+        !text.contains(&secret),
+        "{} store: an audit entry holds a value",
+        store.backend()
+    );
 }
 
 /// A batch committed with a token is found by it, among the batches after

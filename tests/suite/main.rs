@@ -12,6 +12,7 @@
 
 mod support;
 
+mod audit;
 mod bad_input;
 #[cfg(feature = "cli")]
 mod cli;

@@ -17,7 +17,7 @@ pub use tls::{BadSslMode, SslMode};
 
 use super::seal::{KeyRing, Resealed};
 use super::{AsyncStore, Batch, Change, CommitToken, Committed, Snapshot, Store, StoreError, StoreFuture};
-use crate::model::{Record, RecordKey, Revision, Version};
+use crate::model::{AuditEntry, AuditQuery, Record, RecordKey, Revision, Version};
 use ops::Inner;
 
 pub(crate) const BACKEND: &str = "postgres";
@@ -400,6 +400,14 @@ impl Store for PostgresStore {
 
     fn wait_for_change(&self, after: Revision, timeout: Duration) -> Result<Revision, StoreError> {
         self.block(self.inner.wait_for_change(after, timeout))
+    }
+
+    fn keeps_audit(&self) -> bool {
+        true
+    }
+
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.block(self.inner.audit(query))
     }
 }
 

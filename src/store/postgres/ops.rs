@@ -18,10 +18,10 @@ use super::settings::PostgresSettings;
 use super::tls::{self, Roots, SslMode};
 use super::{BACKEND, NOTIFY_CHANNEL, POSTGRES_SCHEMA_VERSION};
 use crate::block_on::block_on;
-use crate::model::{Record, RecordKey, Revision, Version};
+use crate::model::{AuditEntry, AuditQuery, Record, RecordKey, Revision, Version};
 use crate::store::rows::{
-    self, decode_changes, decode_key, decode_live, decode_record, encode_batch, encode_key, encode_record,
-    in_feed, to_u64,
+    self, decode_audit, decode_changes, decode_key, decode_live, decode_record, encode_audit, encode_batch,
+    encode_key, encode_record, in_feed, to_u64,
 };
 use crate::store::seal::{self, KeyRing, Resealed};
 use crate::store::{Batch, Change, CommitToken, Committed, Snapshot, StoreError};
@@ -63,7 +63,33 @@ pub(super) const MIGRATIONS: &[&str] = &[
          key_id TEXT PRIMARY KEY,
          key_check TEXT NOT NULL
      );",
+    // 4: the audit trail, append-only: one entry per audited batch, and the
+    // keys it changed (to find a record's entries). Rows are never updated
+    // (the application role needs only INSERT, SELECT and, for retention,
+    // DELETE on them).
+    "CREATE TABLE connective_audit (
+         revision BIGINT PRIMARY KEY,
+         at BIGINT NOT NULL,
+         actor TEXT NOT NULL,
+         body TEXT NOT NULL
+     );
+     CREATE INDEX connective_audit_actor ON connective_audit (actor, revision);
+     CREATE INDEX connective_audit_at ON connective_audit (at);
+     CREATE TABLE connective_audit_keys (
+         key TEXT NOT NULL,
+         revision BIGINT NOT NULL,
+         PRIMARY KEY (key, revision)
+     );",
 ];
+
+const AUDIT_ENTRY: &str = "INSERT INTO connective_audit (revision, at, actor, body) VALUES ($1, $2, $3, $4)";
+const AUDIT_KEY: &str = "INSERT INTO connective_audit_keys (key, revision) VALUES ($1, $2)";
+/// The audit entries a query selects (see [`AuditQuery`]).
+const AUDIT_QUERY: &str = "SELECT body FROM connective_audit
+     WHERE revision > $1 AND ($2::TEXT IS NULL OR actor = $2) AND ($3::BIGINT IS NULL OR at >= $3)
+         AND ($4::BIGINT IS NULL OR at < $4)
+         AND ($5::TEXT IS NULL OR revision IN (SELECT revision FROM connective_audit_keys WHERE key = $5))
+     ORDER BY revision LIMIT $6";
 
 /// How often a transaction that lost a serialization race is retried.
 const RETRIES: usize = 8;
@@ -670,6 +696,33 @@ impl Inner {
         }
     }
 
+    pub(super) async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let key = query.key.as_ref().map(|k| encode_key(BACKEND, k)).transpose()?;
+        let after = to_i64(query.after.0, "revision")?;
+        let from = query.from.map(|t| to_i64(t.0, "instant")).transpose()?;
+        let until = query.until.map(|t| to_i64(t.0, "instant")).transpose()?;
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let actor = query.actor.as_ref().map(|a| a.as_str().to_owned());
+        let bodies = self
+            .with_conn("reading the audit trail", None, async |conn| {
+                let stmt = conn
+                    .prepare_cached(AUDIT_QUERY)
+                    .await
+                    .ctx("cannot prepare a statement")?;
+                let rows = conn
+                    .query(&stmt, &[&after, &actor, &from, &until, &key, &limit])
+                    .await
+                    .ctx("cannot read the audit trail")?;
+                let mut bodies = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    bodies.push(col::<String>(row, 0)?);
+                }
+                Ok(bodies)
+            })
+            .await?;
+        bodies.iter().map(|b| decode_audit(BACKEND, b)).collect()
+    }
+
     pub(super) async fn revision(&self) -> Result<Revision, StoreError> {
         self.with_conn("reading the head revision", None, async |conn| {
             let head = conn
@@ -959,6 +1012,7 @@ async fn commit_once(
         current.insert(key, (to_u64(BACKEND, version, "a version")?, deleted));
     }
     let mut versions = Vec::with_capacity(batch.writes.len());
+    let mut before = Vec::with_capacity(batch.writes.len());
     for (w, (key_text, _)) in batch.writes.iter().zip(encoded) {
         let (found, previous) = match current.get(key_text) {
             Some((v, false)) => (Some(Version(*v)), *v),
@@ -968,7 +1022,28 @@ async fn commit_once(
         // On a conflict, dropping the transaction rolls it back: no
         // revision is consumed.
         w.expect.check(&w.key, found)?;
+        before.push(found);
         versions.push(Version(previous + 1));
+    }
+    if let Some(entry) = batch.audit_entry(revision, &before, &versions) {
+        let body = encode_audit(BACKEND, &entry)?;
+        let at = to_i64(entry.at.0, "the audit instant")?;
+        let insert = tx
+            .prepare_cached(AUDIT_ENTRY)
+            .await
+            .ctx("cannot prepare a statement")?;
+        tx.execute(&insert, &[&rev, &at, &entry.actor.as_str(), &body])
+            .await
+            .ctx("cannot write the audit entry")?;
+        let insert = tx
+            .prepare_cached(AUDIT_KEY)
+            .await
+            .ctx("cannot prepare a statement")?;
+        for key_text in keys {
+            tx.execute(&insert, &[key_text, &rev])
+                .await
+                .ctx("cannot write the audit entry")?;
+        }
     }
     if let Some(token) = batch.token {
         let insert = tx.prepare_cached(TOKEN).await.ctx("cannot prepare a statement")?;

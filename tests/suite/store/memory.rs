@@ -77,6 +77,7 @@ mod broken {
                         let one = Batch {
                             writes: vec![w.clone()],
                             token: batch.token,
+                            audit: None,
                         };
                         let c = self.inner.commit(&one)?;
                         versions.extend(c.versions);

@@ -24,7 +24,13 @@ fn ring() -> KeyRing {
 }
 
 fn commit(store: &dyn Store, writes: Vec<Write>) -> connective::store::Committed {
-    store.commit(&Batch { writes, token: None }).expect("commit")
+    store
+        .commit(&Batch {
+            writes,
+            token: None,
+            audit: None,
+        })
+        .expect("commit")
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -349,6 +355,7 @@ fn server_going_away_is_unavailable_and_the_store_recovers() {
             .commit(&Batch {
                 writes: vec![Write::put(b.clone(), Expect::Absent)],
                 token: None,
+                audit: None,
             })
             .map(|_| ()),
         store.get(&a.key()).map(|_| ()),
@@ -378,6 +385,7 @@ fn server_going_away_is_unavailable_and_the_store_recovers() {
         .commit(&Batch {
             writes: vec![Write::put(b.clone(), Expect::Absent)],
             token: None,
+            audit: None,
         })
         .expect("the store reconnects when the server is back");
     assert_eq!(
@@ -416,6 +424,7 @@ fn calls_from_inside_a_tokio_runtime_do_not_panic() {
             s2.commit(&Batch {
                 writes: vec![Write::put(rec, Expect::Absent)],
                 token: None,
+                audit: None,
             })
         })
         .expect("commit inside a runtime")

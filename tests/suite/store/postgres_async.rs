@@ -159,6 +159,7 @@ fn a_statement_held_up_by_a_lock_times_out_typed_and_retryable() {
     let batch = Batch {
         writes: vec![Write::put(record.clone(), Expect::Absent)],
         token: None,
+        audit: None,
     };
     let settings = PostgresSettings::from_connection_string(&db.connection_string())
         .expect("settings")

@@ -24,7 +24,13 @@ fn db(dir: &tempfile::TempDir) -> PathBuf {
 }
 
 fn commit(store: &dyn Store, writes: Vec<Write>) -> connective::store::Committed {
-    store.commit(&Batch { writes, token: None }).expect("commit")
+    store
+        .commit(&Batch {
+            writes,
+            token: None,
+            audit: None,
+        })
+        .expect("commit")
 }
 
 /// Every file SQLite keeps for `path`: the database, its WAL and shared memory.
@@ -179,6 +185,7 @@ fn a_missing_or_wrong_key_is_a_typed_error_and_loses_nothing() {
         store.commit(&Batch {
             writes: vec![Write::put(record.clone(), Expect::Absent)],
             token: None,
+            audit: None,
         }),
         Err(StoreError::Conflict {
             found: Some(Version(1)),
@@ -362,7 +369,11 @@ fn sqlite_crash_child() {
         let expect = version.map_or(Expect::Absent, Expect::Version);
         writes.push(Write::put(counter, expect));
         let done = store
-            .commit(&Batch { writes, token: None })
+            .commit(&Batch {
+                writes,
+                token: None,
+                audit: None,
+            })
             .expect("child commit");
         version = Some(done.versions[BATCH - 1]);
         println!("ACK {}", done.revision.0);
