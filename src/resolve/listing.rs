@@ -37,6 +37,7 @@ pub enum ListedValue {
 
 /// One field of a connection in a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListedField {
     /// The field (the connection's parameter).
     pub name: ParamName,
@@ -59,6 +60,7 @@ pub struct ListedField {
 
 /// A connection as one viewer may see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectionListing {
     /// The connection's ID.
     pub id: ConnectionId,
@@ -79,6 +81,7 @@ pub struct ConnectionListing {
 
 /// A connection a customer's own flow may use, as that customer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BuilderConnection {
     /// The connection, listed for the customer.
     pub listing: ConnectionListing,

@@ -20,6 +20,7 @@ use crate::model::{
 
 /// One field a customer must still provide.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OwedField {
     /// The connection.
     pub connection: ConnectionName,
@@ -40,6 +41,7 @@ pub struct OwedField {
 /// What a customer must still provide before an integration can deploy in
 /// an environment ([`ProjectView::onboarding`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Onboarding {
     /// The request: project, integration, environment and customer.
     pub request: ResolveRequest,
