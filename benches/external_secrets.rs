@@ -12,6 +12,15 @@
 //!
 //! The store is an in-memory `SecretStore` counting its reads: the figures
 //! are the cache's and resolution's, not a server's.
+//!
+//! For instruction counts, reproducible on a busy machine, the binary also
+//! resolves W `N` times under a profiler and does nothing else:
+//!
+//! ```text
+//! valgrind --tool=callgrind target/release/deps/external_secrets-<hash> profile stored 10000
+//! valgrind --tool=callgrind target/release/deps/external_secrets-<hash> profile referenced 10000
+//! valgrind --tool=callgrind target/release/deps/external_secrets-<hash> profile referenced 0   # set-up only
+//! ```
 
 mod common;
 
@@ -150,7 +159,49 @@ fn requests_per_hour(n: usize, interval: Duration, run: Duration, threads: usize
     (per_hour, resolutions.load(Ordering::Relaxed))
 }
 
+/// W twice: with stored secret values, and with them referenced in a cache
+/// (warmed: every location fetched once).
+fn w_registries(vault: &Arc<MemoryVault>) -> (Registry, Registry, SecretCache) {
+    let stored = common::registry_with_w(1_000);
+    let cache = cache(vault, Duration::from_secs(300));
+    let referenced = Registry::builder()
+        .store(common::filler_store(1_000))
+        .policy(ResolvePolicy::default().with_external_secrets(Arc::new(cache.clone())))
+        .build()
+        .expect("registry");
+    common::add_w(&referenced);
+    refer_w_secrets(&referenced);
+    let env = referenced
+        .resolve(&w_request())
+        .expect("resolve W with references");
+    assert_eq!(env.len(), 50);
+    (stored, referenced, cache)
+}
+
+/// `profile stored|referenced N`: resolves W `N` times, untimed.
+fn profile(args: &[String]) -> bool {
+    let [what, which, n] = args else { return false };
+    let (Some(n), true) = (n.parse::<usize>().ok(), what == "profile") else {
+        return false;
+    };
+    let vault = Arc::new(MemoryVault::default());
+    let (stored, referenced, _cache) = w_registries(&vault);
+    let registry = if which == "stored" { &stored } else { &referenced };
+    let request = w_request();
+    for _ in 0..n {
+        drop(std::hint::black_box(registry.resolve(&request)));
+    }
+    true
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if profile(&args) {
+        return;
+    }
     let (warm_up, measure, samples) = if quick() {
         (Duration::from_millis(300), Duration::from_secs(1), 20)
     } else {
@@ -163,19 +214,9 @@ fn main() {
         .configure_from_args();
 
     let request = w_request();
-    let stored = common::registry_with_w(1_000);
     let vault = Arc::new(MemoryVault::default());
-    let cache = cache(&vault, Duration::from_secs(300));
-    let referenced = Registry::builder()
-        .store(common::filler_store(1_000))
-        .policy(ResolvePolicy::default().with_external_secrets(Arc::new(cache.clone())))
-        .build()
-        .expect("registry");
-    common::add_w(&referenced);
-    refer_w_secrets(&referenced);
     // Warm: every referenced location fetched once, before measuring.
-    let env = referenced.resolve(&request).expect("resolve W with references");
-    assert_eq!(env.len(), 50);
+    let (stored, referenced, cache) = w_registries(&vault);
     let reads = vault.reads.load(Ordering::Relaxed);
 
     let mut g = c.benchmark_group("external_w");
