@@ -710,6 +710,49 @@ mod tests {
     }
 
     #[test]
+    fn an_async_host_prefetches_without_blocking_its_runtime() {
+        let store = Arc::new(Counting::default());
+        let cache = cache(&store, 60_000, 120_000);
+        let host = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let refs = vec![reference("vault:secret/a#k"), reference("vault:secret/gone#k")];
+        let missing = host.block_on(async {
+            // A timer on the host's one thread keeps running meanwhile.
+            let ticks = tokio::spawn(async {
+                let mut n = 0;
+                for _ in 0..5 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    n += 1;
+                }
+                n
+            });
+            let missing = cache.prefetch_async(refs, Duration::from_secs(5)).await;
+            assert_eq!(ticks.await.unwrap(), 5);
+            missing
+        });
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].1, ExternalFault::NotFound);
+        assert_eq!(cache.stats().locations, 2);
+        assert!(cache.lookup(&reference("vault:secret/a#k")).is_ok());
+    }
+
+    #[test]
+    fn a_reference_looked_up_in_two_caches_gets_each_ones_value() {
+        let (a, b) = (Arc::new(Counting::default()), Arc::new(Counting::default()));
+        b.reads.store(100, Ordering::SeqCst);
+        let (first, second) = (cache(&a, 60_000, 120_000), cache(&b, 60_000, 120_000));
+        let r = reference("vault:secret/crm#k");
+        for _ in 0..3 {
+            // The first cache attaches its slot to the reference; the second
+            // must not read it.
+            assert_eq!(first.lookup(&r).unwrap().value.expose(), "value-1");
+            assert_eq!(second.lookup(&r).unwrap().value.expose(), "value-101");
+        }
+    }
+
+    #[test]
     fn definitive_faults_and_unknown_stores_are_typed() {
         let store = Arc::new(Counting::default());
         let cache = cache(&store, 60_000, 120_000);
