@@ -1,8 +1,8 @@
 //! The PostgreSQL store through its async calls, as tokio hosts use it: the
 //! conformance suite on the async calls, blocking and async replicas on one
 //! database, many writers on a small pool, registries writing and following
-//! on tasks, statement deadlines, an outage and the recovery, secrets sealed
-//! at rest.
+//! on tasks, a store on the host's own pool, connect and statement
+//! deadlines, an outage and the recovery, secrets sealed at rest.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use connective::store::seal::{KeyRing, SealKey};
 use connective::store::{
     AsyncStore, Batch, Expect, PostgresSettings, PostgresStore, Store, StoreError, Write,
 };
-use connective::test_kit::postgres::{PgCluster, database, unavailable};
+use connective::test_kit::postgres::{PgCluster, TestDatabase, database, unavailable};
 use connective::test_kit::{self, AsyncAsBlocking};
 
 use crate::support::crm::{crm, crm_key, orders};
@@ -28,6 +28,29 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// A `deadpool-postgres` pool on `db` as a host builds its own: no TLS, no
+/// statement timeout, the `PG*` variables filling in the connection string.
+fn host_pool(db: &TestDatabase, size: usize) -> deadpool_postgres::Pool {
+    let mut config: tokio_postgres::Config = db.connection_string().parse().expect("config");
+    if config.get_hosts().is_empty() {
+        config.host(std::env::var("PGHOST").unwrap_or_else(|_| "localhost".into()));
+    }
+    if let Some(port) = std::env::var("PGPORT").ok().and_then(|p| p.parse().ok())
+        && config.get_ports().is_empty()
+    {
+        config.port(port);
+    }
+    if config.get_user().is_none() {
+        config.user(std::env::var("PGUSER").unwrap_or_else(|_| "postgres".into()));
+    }
+    let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .expect("host pool")
 }
 
 async fn eventually(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Duration {
@@ -168,30 +191,7 @@ fn a_statement_held_up_by_a_lock_times_out_typed_and_retryable() {
     let own = settings.clone().connect(ring()).expect("own pool");
     // A host's pool whose connections have no statement_timeout: the
     // store's deadline cancels it from the client side.
-    let host_pool = {
-        let config: tokio_postgres::Config = db.connection_string().parse().expect("config");
-        let config = {
-            let mut c = config;
-            if c.get_hosts().is_empty() {
-                c.host(std::env::var("PGHOST").unwrap_or_else(|_| "localhost".into()));
-            }
-            if let Some(port) = std::env::var("PGPORT").ok().and_then(|p| p.parse().ok())
-                && c.get_ports().is_empty()
-            {
-                c.port(port);
-            }
-            if c.get_user().is_none() {
-                c.user(std::env::var("PGUSER").unwrap_or_else(|_| "postgres".into()));
-            }
-            c
-        };
-        let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
-        deadpool_postgres::Pool::builder(manager)
-            .max_size(2)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .expect("host pool")
-    };
+    let host_pool = host_pool(&db, 2);
     let hosted = rt
         .block_on(settings.connect_with_pool(host_pool, ring()))
         .expect("host pool store");
@@ -326,6 +326,31 @@ fn the_async_follower_reports_an_outage_and_recovers() {
             crm_key(&b).as_deref() == Some("after")
         })
         .await;
+        // B's store listens again (every session before the restart is
+        // gone): later commits wake B through NOTIFY, not its polling.
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("look at the server");
+        tokio::spawn(connection);
+        let listening = async || -> i64 {
+            client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND query = 'LISTEN connective_feed'",
+                    &[],
+                )
+                .await
+                .expect("activity")
+                .get(0)
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while listening().await != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "b's store does not listen after the recovery"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     });
 }
 
@@ -366,4 +391,123 @@ fn async_writes_are_sealed_at_rest() {
         .build()
         .expect("registry");
     assert_eq!(crm_key(&again).as_deref(), Some(secret.as_str()));
+}
+
+#[test]
+fn connecting_to_a_server_that_never_answers_times_out_typed() {
+    // The kernel completes the TCP handshake for a listening socket nobody
+    // accepts on: the client is connected, and no answer ever comes (a hung
+    // server, or a proxy whose database is gone).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("address").port();
+    let params = format!("host=127.0.0.1 port={port} user=app password=hunter2-not-shown dbname=x");
+
+    let started = Instant::now();
+    let e = PostgresSettings::from_connection_string(&params)
+        .expect("settings")
+        .connect_timeout(Duration::from_millis(300))
+        .connect(ring())
+        .expect_err("nobody answers");
+    let took = started.elapsed();
+    assert!(matches!(e, StoreError::Timeout { .. }), "{e:?}");
+    assert!(e.is_retryable(), "{e:?}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "took {took:?} with a connect timeout of 300 ms"
+    );
+    assert!(e.to_string().contains(&format!("127.0.0.1:{port}/x")), "{e}");
+    assert!(!format!("{e} {e:?}").contains("hunter2"), "{e:?}");
+
+    // `connect_timeout` of the connection string (seconds, as libpq reads
+    // it), on an async host; the default would be 5 s.
+    let rt = runtime();
+    let started = Instant::now();
+    let e = rt
+        .block_on(PostgresStore::connect_async(
+            &format!("{params} connect_timeout=1"),
+            ring(),
+        ))
+        .expect_err("nobody answers");
+    let took = started.elapsed();
+    assert!(matches!(e, StoreError::Timeout { .. }), "{e:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "took {took:?} with connect_timeout=1"
+    );
+    drop(silent);
+}
+
+#[test]
+fn a_store_on_the_hosts_pool_alone_follows_by_polling() {
+    let Some(db) = database("host_pool_only") else {
+        return;
+    };
+    let rt = runtime();
+    rt.block_on(async {
+        let pool = host_pool(&db, 3);
+        let store = PostgresStore::from_pool(pool.clone(), ring())
+            .await
+            .expect("a store on the host's pool");
+        assert_eq!(store.server(), "the host's pool");
+        let b = Arc::new(
+            Registry::builder()
+                .async_store(store)
+                .build_async()
+                .await
+                .expect("registry on the host's pool"),
+        );
+        let follower = b.follow_async(Duration::from_millis(100));
+        let a = Arc::new(
+            Registry::builder()
+                .async_store(
+                    PostgresStore::connect_async(&db.connection_string(), ring())
+                        .await
+                        .expect("connect"),
+                )
+                .build_async()
+                .await
+                .expect("registry"),
+        );
+        a.create_connection_async(crm("from-a"))
+            .await
+            .expect("write on a");
+        a.set_mappings_async(orders(), None).await.expect("mappings on a");
+        eventually("b polls a's write", Duration::from_secs(10), || {
+            crm_key(&b).as_deref() == Some("from-a")
+        })
+        .await;
+        assert!(
+            matches!(follower.status(), FollowStatus::Following { .. }),
+            "{:?}",
+            follower.status()
+        );
+
+        // B's statements ran on the host's pool, and nobody listens: without
+        // connection settings the store cannot open a connection of its own.
+        let status = pool.status();
+        assert!(status.size >= 1 && status.max_size == 3, "{status:?}");
+        let client = pool.get().await.expect("a pooled connection");
+        let listening: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        assert_eq!(listening, 0);
+        drop(client);
+
+        // And B writes through it.
+        let id = b
+            .snapshot(&"acme".parse().expect("project"))
+            .and_then(|s| s.by_name(None, &"crm".parse().expect("name")).cloned())
+            .expect("crm on b");
+        b.update_connection_async(id.value.id(), id.version, crm("from-b"))
+            .await
+            .expect("write on b");
+        assert_eq!(a.sync_async().await.expect("sync a"), b.catalog().revision());
+        assert_eq!(crm_key(&a).as_deref(), Some("from-b"));
+    });
 }
