@@ -14,7 +14,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use oauth2::basic::BasicClient;
 use oauth2::{ClientId, ClientSecret, Scope, TokenUrl};
 
-use crate::model::{AppOwner, CredentialKey, Health, ProjectId, Timestamp, Version};
+use crate::model::{AppOwner, CredentialKey, Health, OAuthApp, ProjectId, Timestamp, Version};
 
 use super::error::{OAuthError, Subject};
 use super::http::{Exchange, Failure, classify};
@@ -183,89 +183,23 @@ impl OAuthRuntime {
             .host
             .app(project, &client.owner)
             .unwrap_or((client.version, Arc::clone(&client.app)));
-        let config = &self.inner.config;
-        let token_url =
-            parse_url("TokenURL", app.token_url()).map_err(|problem| OAuthError::Misconfigured {
-                subject: subject.clone(),
-                problem,
-            })?;
-        let secret = app.client_secret().clone();
-        let oauth = BasicClient::new(ClientId::new(app.client_id().to_owned()))
-            .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
-            .set_token_uri(TokenUrl::from_url(token_url));
-        let mut attempt = 1;
-        let failure = loop {
-            let exchange = Exchange::new(&self.inner.http, config.max_response_bytes);
-            let result = oauth
-                .exchange_client_credentials()
-                .add_scopes(key.scopes.iter().cloned().map(Scope::new))
-                .request_async(&exchange)
-                .await;
-            let failure = match result {
-                Ok(response) => match token_of_response(&response, Timestamp::now()) {
-                    Ok((token, obtained_at)) => {
-                        slot.current.store(Some(Arc::new(Cached {
-                            expires_at: token.expires_at(),
-                            token: token.clone(),
-                            obtained_at,
-                            app_version: version,
-                        })));
-                        if let Some(k) = status_of {
-                            let _ = self.record_outcome(k, &Outcome::Active, None).await;
-                        }
-                        return Ok(token);
-                    }
-                    Err(f) => break f,
-                },
-                Err(e) => classify(e, exchange.meta(), &[&secret]),
-            };
-            match failure {
-                Failure::Transient { retry_after, .. } if attempt < config.attempts => {
-                    let wait = backoff(config.retry_base, config.retry_cap, attempt, retry_after);
-                    if wait > config.max_in_call_wait {
-                        break failure;
-                    }
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
+        let failure = match self.request_app_token(&app, &key.scopes, &subject).await? {
+            Ok((token, obtained_at)) => {
+                slot.current.store(Some(Arc::new(Cached {
+                    expires_at: token.expires_at(),
+                    token: token.clone(),
+                    obtained_at,
+                    app_version: version,
+                })));
+                if let Some(k) = status_of {
+                    let _ = self.record_outcome(k, &Outcome::Active, None).await;
                 }
-                other => break other,
+                return Ok(token);
             }
+            Err(failure) => failure,
         };
-        let (error, outcome) = match failure {
-            Failure::Transient { message, retry_after } => (
-                OAuthError::Unavailable {
-                    subject,
-                    message: message.clone(),
-                    retry_at: None,
-                },
-                Outcome::Transient { message, retry_after },
-            ),
-            // Client credentials have no grant to lose: a refusal is the
-            // application's configuration (a secret not yet known to the
-            // server), retried with backoff.
-            Failure::Reauthorize(reason) => (
-                OAuthError::Refused {
-                    subject,
-                    error: "invalid_grant".into(),
-                    description: Some(reason.to_string()),
-                },
-                Outcome::Transient {
-                    message: "refused: invalid_grant".into(),
-                    retry_after: None,
-                },
-            ),
-            Failure::Refused { error, description } => (
-                OAuthError::Refused {
-                    subject,
-                    error: error.clone(),
-                    description,
-                },
-                Outcome::Transient {
-                    message: format!("refused: {error}"),
-                    retry_after: None,
-                },
-            ),
-        };
+        let (error, outcome) = app_failure(failure, subject);
+        let config = &self.inner.config;
         let wait = match status_of {
             Some(k) => match self
                 .record_outcome(k, &outcome, None)
@@ -279,5 +213,90 @@ impl OAuthRuntime {
         };
         *memo = Some((tokio::time::Instant::now() + wait, error.clone()));
         Err(error)
+    }
+
+    /// Asks the token server for a client-credentials token of `app` for
+    /// `scopes`, retrying transient failures within the call (backoff with
+    /// jitter, never waiting longer than the in-call limit). The outer error
+    /// is the application's configuration (a token URL that is not one).
+    async fn request_app_token(
+        &self,
+        app: &OAuthApp,
+        scopes: &[String],
+        subject: &Subject,
+    ) -> Result<Result<(AccessToken, Timestamp), Failure>, OAuthError> {
+        let config = &self.inner.config;
+        let token_url =
+            parse_url("TokenURL", app.token_url()).map_err(|problem| OAuthError::Misconfigured {
+                subject: subject.clone(),
+                problem,
+            })?;
+        let secret = app.client_secret().clone();
+        let oauth = BasicClient::new(ClientId::new(app.client_id().to_owned()))
+            .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
+            .set_token_uri(TokenUrl::from_url(token_url));
+        let mut attempt = 1;
+        loop {
+            let exchange = Exchange::new(&self.inner.http, config.max_response_bytes);
+            let result = oauth
+                .exchange_client_credentials()
+                .add_scopes(scopes.iter().cloned().map(Scope::new))
+                .request_async(&exchange)
+                .await;
+            let failure = match result {
+                Ok(response) => return Ok(token_of_response(&response, Timestamp::now())),
+                Err(e) => classify(e, exchange.meta(), &[&secret]),
+            };
+            match failure {
+                Failure::Transient { retry_after, .. } if attempt < config.attempts => {
+                    let wait = backoff(config.retry_base, config.retry_cap, attempt, retry_after);
+                    if wait > config.max_in_call_wait {
+                        return Ok(Err(failure));
+                    }
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                other => return Ok(Err(other)),
+            }
+        }
+    }
+}
+
+/// What a failed client-credentials request answers and records. Client
+/// credentials have no grant to lose: a refusal is the application's
+/// configuration (a secret not yet known to the server), retried with
+/// backoff, never a need to re-authorize.
+fn app_failure(failure: Failure, subject: Subject) -> (OAuthError, Outcome) {
+    match failure {
+        Failure::Transient { message, retry_after } => (
+            OAuthError::Unavailable {
+                subject,
+                message: message.clone(),
+                retry_at: None,
+            },
+            Outcome::Transient { message, retry_after },
+        ),
+        Failure::Reauthorize(reason) => (
+            OAuthError::Refused {
+                subject,
+                error: "invalid_grant".into(),
+                description: Some(reason.to_string()),
+            },
+            Outcome::Transient {
+                message: "refused: invalid_grant".into(),
+                retry_after: None,
+            },
+        ),
+        Failure::Refused { error, description } => (
+            OAuthError::Refused {
+                subject,
+                error: error.clone(),
+                description,
+            },
+            Outcome::Transient {
+                message: format!("refused: {error}"),
+                retry_after: None,
+            },
+        ),
     }
 }

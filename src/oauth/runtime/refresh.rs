@@ -228,20 +228,8 @@ impl OAuthRuntime {
         state: &mut GateState,
     ) -> Result<AccessToken, OAuthError> {
         let store_key = RecordKey::TokenSet(key.clone());
-        // New tokens that could not be stored last time go first.
-        if let Some((lease_version, set)) = state.uncommitted.take() {
-            match self.store_refreshed(key, lease_version, &set).await {
-                Ok(()) => return Ok(AccessToken::of(&set)),
-                Err(StoreError::Conflict { .. }) => {}
-                Err(e) => {
-                    let message = e.to_string();
-                    state.uncommitted = Some((lease_version, set));
-                    return Err(OAuthError::NotStored {
-                        key: key.clone(),
-                        message,
-                    });
-                }
-            }
+        if let Some(answer) = self.store_uncommitted(key, state).await {
+            return answer;
         }
         let config = &self.inner.config;
         let give_up = tokio::time::Instant::now() + config.lease_ttl + config.http_timeout;
@@ -253,14 +241,7 @@ impl OAuthRuntime {
                 .await
                 .map_err(|e| store_error(key, e))?;
             let Some((version, Record::TokenSet(set))) = got else {
-                let reason = ReauthReason::NeverAuthorized;
-                let _ = self
-                    .record_outcome(key, &Outcome::Reauthorize(reason), None)
-                    .await;
-                return Err(OAuthError::NeedsReauthorization {
-                    key: key.clone(),
-                    reason,
-                });
+                return Err(self.reauthorize(key, ReauthReason::NeverAuthorized).await);
             };
             self.records()
                 .apply(&store_key, version, Some(&Record::TokenSet(Arc::clone(&set))));
@@ -295,58 +276,112 @@ impl OAuthRuntime {
                 if let Some(token) = self.is_valid(&set, now).then(|| AccessToken::of(&set)) {
                     return Ok(token);
                 }
-                let reason = ReauthReason::NoRefreshToken;
-                let _ = self
-                    .record_outcome(key, &Outcome::Reauthorize(reason), None)
-                    .await;
-                return Err(OAuthError::NeedsReauthorization {
+                return Err(self.reauthorize(key, ReauthReason::NoRefreshToken).await);
+            };
+            let Some(lease_version) = self.take_lease(key, &set, version, now).await? else {
+                continue;
+            };
+            return self
+                .refresh_leased(key, client, &set, &refresh_token, lease_version, state)
+                .await;
+        }
+    }
+
+    /// Records that a person must authorize `key` again, for `reason`; the
+    /// error to answer.
+    async fn reauthorize(&self, key: &CredentialKey, reason: ReauthReason) -> OAuthError {
+        let _ = self
+            .record_outcome(key, &Outcome::Reauthorize(reason), None)
+            .await;
+        OAuthError::NeedsReauthorization {
+            key: key.clone(),
+            reason,
+        }
+    }
+
+    /// Takes the refresh lease on `set` (read at `version`): of two
+    /// replicas, one commits, the other conflicts (`None`: read again).
+    /// Returns the leased record's version.
+    async fn take_lease(
+        &self,
+        key: &CredentialKey,
+        set: &TokenSet,
+        version: Version,
+        now: Timestamp,
+    ) -> Result<Option<Version>, OAuthError> {
+        let leased = Record::TokenSet(Arc::new(set.clone().with_lease(Some(RefreshLease {
+            holder: self.inner.holder.clone(),
+            until: now.plus(self.inner.config.lease_ttl),
+        }))));
+        let mut batch = Batch::new();
+        batch.push(Write::put(leased.clone(), Expect::Version(version)));
+        let lease_version = match self.inner.seam.commit(batch).await {
+            Ok(c) => c.versions.first().copied().unwrap_or(Version(version.0 + 1)),
+            Err(StoreError::Conflict { .. }) => return Ok(None),
+            Err(e) => return Err(store_error(key, e)),
+        };
+        self.records()
+            .apply(&RecordKey::TokenSet(key.clone()), lease_version, Some(&leased));
+        Ok(Some(lease_version))
+    }
+
+    /// New tokens that could not be stored last time go first: stored now,
+    /// they are the answer; if the store fails again, so does the call
+    /// (they stay kept); if another replica took the token set over, they
+    /// are dropped and `None` says to go on.
+    async fn store_uncommitted(
+        &self,
+        key: &CredentialKey,
+        state: &mut GateState,
+    ) -> Option<Result<AccessToken, OAuthError>> {
+        let (lease_version, set) = state.uncommitted.take()?;
+        match self.store_refreshed(key, lease_version, &set).await {
+            Ok(()) => Some(Ok(AccessToken::of(&set))),
+            Err(StoreError::Conflict { .. }) => None,
+            Err(e) => {
+                let message = e.to_string();
+                state.uncommitted = Some((lease_version, set));
+                Some(Err(OAuthError::NotStored {
                     key: key.clone(),
-                    reason,
-                });
-            };
-            // Take the lease: of two replicas, one commits, the other
-            // conflicts and re-reads.
-            let leased = Arc::new((*set).clone().with_lease(Some(RefreshLease {
-                holder: self.inner.holder.clone(),
-                until: now.plus(config.lease_ttl),
-            })));
-            let mut batch = Batch::new();
-            batch.push(Write::put(
-                Record::TokenSet(Arc::clone(&leased)),
-                Expect::Version(version),
-            ));
-            let lease_version = match self.inner.seam.commit(batch).await {
-                Ok(c) => c.versions.first().copied().unwrap_or(Version(version.0 + 1)),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(store_error(key, e)),
-            };
-            self.records().apply(
-                &store_key,
-                lease_version,
-                Some(&Record::TokenSet(Arc::clone(&leased))),
-            );
-            return match self.exchange_refresh(key, client, &set, &refresh_token).await {
-                Ok(new_set) => match self.store_refreshed(key, lease_version, &new_set).await {
-                    Ok(()) => Ok(AccessToken::of(&new_set)),
-                    Err(StoreError::Conflict { .. }) => Err(OAuthError::NotStored {
+                    message,
+                }))
+            }
+        }
+    }
+
+    /// With the lease taken (at `lease_version`): exchanges the refresh
+    /// token and stores the new set before handing out its access token;
+    /// new tokens that cannot be stored are kept for the next call, and a
+    /// failed exchange gives the lease back and records the failure.
+    async fn refresh_leased(
+        &self,
+        key: &CredentialKey,
+        client: &CodeClient,
+        set: &TokenSet,
+        refresh_token: &crate::model::SecretValue,
+        lease_version: Version,
+        state: &mut GateState,
+    ) -> Result<AccessToken, OAuthError> {
+        match self.exchange_refresh(key, client, set, refresh_token).await {
+            Ok(new_set) => match self.store_refreshed(key, lease_version, &new_set).await {
+                Ok(()) => Ok(AccessToken::of(&new_set)),
+                Err(StoreError::Conflict { .. }) => Err(OAuthError::NotStored {
+                    key: key.clone(),
+                    message: "the refresh lease lapsed and another replica took the token set over".into(),
+                }),
+                Err(e) => {
+                    let message = e.to_string();
+                    state.uncommitted = Some((lease_version, new_set));
+                    Err(OAuthError::NotStored {
                         key: key.clone(),
-                        message: "the refresh lease lapsed and another replica took the token set over"
-                            .into(),
-                    }),
-                    Err(e) => {
-                        let message = e.to_string();
-                        state.uncommitted = Some((lease_version, new_set));
-                        Err(OAuthError::NotStored {
-                            key: key.clone(),
-                            message,
-                        })
-                    }
-                },
-                Err(failure) => {
-                    self.release_lease(key, lease_version, &set).await;
-                    self.failed(key, failure).await
+                        message,
+                    })
                 }
-            };
+            },
+            Err(failure) => {
+                self.release_lease(key, lease_version, set).await;
+                self.failed(key, failure).await
+            }
         }
     }
 
