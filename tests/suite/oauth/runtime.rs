@@ -890,14 +890,16 @@ fn pending_in(store: &dyn Store) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_pending_authorizations_are_removed() {
+    const LIFETIME: Duration = Duration::from_secs(4);
     let server = server!();
     // Starting purges every time here; the callback of an expired one
-    // removes it too.
+    // removes it too. The lifetime leaves room for three starts and a
+    // consent on a loaded machine (300 ms did not, under a busy CI).
     let s = setup_on(&server, MemoryStore::new(), |b| {
-        b.authorization_ttl(Duration::from_millis(300))
-            .purge_interval(Duration::ZERO)
+        b.authorization_ttl(LIFETIME).purge_interval(Duration::ZERO)
     });
     let store = Arc::clone(s.registry.store());
+    let started = std::time::Instant::now();
     let open = s
         .runtime
         .start_authorization(&s.key, REDIRECT, None)
@@ -918,13 +920,17 @@ async fn expired_pending_authorizations_are_removed() {
         .start_authorization(&s.key, REDIRECT, None)
         .await
         .expect("start");
+    assert!(
+        started.elapsed() < LIFETIME,
+        "the test itself took longer than the lifetime"
+    );
     assert_eq!(
         pending_in(&*store),
         3,
         "used and open ones stay until they expire"
     );
     assert_eq!(s.registry.oauth_records().pending_authorizations(), 3);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(LIFETIME + Duration::from_millis(200)).await;
 
     // A late callback finds its authorization expired and removes it.
     let late = s.runtime.complete_authorization(expiring.state(), "code").await;
@@ -952,7 +958,7 @@ async fn expired_pending_authorizations_are_removed() {
         Ok(0),
         "nothing expired is left"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(LIFETIME + Duration::from_millis(200)).await;
     assert_eq!(s.runtime.purge_expired_authorizations().await, Ok(1));
     assert_eq!(pending_in(&*store), 0);
     drop(fresh);
