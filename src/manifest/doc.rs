@@ -43,6 +43,13 @@ pub struct Document {
     pub version: Option<Text>,
     /// The project every connection and integration belongs to.
     pub project: String,
+    /// The project's connection types, by name: the field schemas its
+    /// connections and templates follow.
+    #[serde(default, skip_serializing_if = "UniqueMap::is_empty")]
+    pub types: UniqueMap<TypeDoc>,
+    /// The project's connection templates, by name.
+    #[serde(default, skip_serializing_if = "UniqueMap::is_empty")]
+    pub templates: UniqueMap<TemplateDoc>,
     /// The project's connections, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connections: Vec<ConnectionDoc>,
@@ -75,9 +82,226 @@ pub struct ConnectionDoc {
     /// For `auth: oauth2`: where the client comes from (default: `shared`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientDoc>,
+    /// The connection type it follows (one of `types`, or the host's),
+    /// checked by the registry on every write.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub connection_type: Option<String>,
+    /// The template it is made from (one of `templates`): the fields the
+    /// template fills take the template's values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Whether customers' own flows in the embedded builder may use it
+    /// (default: `hidden`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<BuilderDoc>,
     /// The parameters, in order, by name.
     #[serde(default, skip_serializing_if = "UniqueMap::is_empty")]
     pub parameters: UniqueMap<ParamDoc>,
+}
+
+/// Whether customers' own flows in the embedded builder may use a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub enum BuilderDoc {
+    /// Not offered to customers' flows.
+    Hidden,
+    /// Offered to the flows customers build, within the connection's scope.
+    Available,
+}
+
+/// A connection type: the fields its connections have, with their rules.
+///
+/// ```yaml
+/// types:
+///   twilio-api-key:
+///     label: Twilio API key
+///     auth: api-key
+///     target: external
+///     fields:
+///       AccountSID: { label: Account SID, pattern: "AC[0-9a-f]{32}", visibility: customer }
+///       ApiKey: { type: secret, label: API key, visibility: customer }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TypeDoc {
+    /// The label shown to people (default: the name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// How its connections authenticate (default: `none`); the scheme's
+    /// fields must be among `fields`.
+    #[serde(default, skip_serializing_if = "AuthDoc::is_none")]
+    pub auth: AuthDoc,
+    /// For `auth: oauth2`: where the client comes from (default: `shared`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientDoc>,
+    /// What kind of target its connections reach (default: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetKindDoc>,
+    /// The fields, in the order a wizard shows them, by name.
+    #[serde(default, skip_serializing_if = "UniqueMap::is_empty")]
+    pub fields: UniqueMap<FieldDoc>,
+}
+
+/// The kind of target a type's connections reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub enum TargetKindDoc {
+    /// Any target.
+    Any,
+    /// A platform integration.
+    Platform,
+    /// A managed database.
+    Database,
+    /// A third-party service.
+    External,
+}
+
+/// One field of a connection type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FieldDoc {
+    /// The label shown to people (default: the name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The data type (default: `string`).
+    #[serde(default, rename = "type", skip_serializing_if = "DataTypeDoc::is_string")]
+    pub data_type: DataTypeDoc,
+    /// Whether the field may be left without a value.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub optional: bool,
+    /// Makes the field per-customer, entered by the organization or the
+    /// customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_customer: Option<EnteredByDoc>,
+    /// Who sees and sets it (default: `organization`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<FieldVisibilityDoc>,
+    /// The value a connection of the type starts with (not for secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Text>,
+    /// An example value, shown to people (not for secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<Text>,
+    /// A regular expression the whole value matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// The smallest value allowed (integers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<i64>,
+    /// The largest value allowed (integers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+    /// The URL schemes allowed (URLs; default: `http` and `https`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemes: Vec<String>,
+}
+
+/// A field's data type: a name, or `{ picklist: [choices] }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub enum DataTypeDoc {
+    /// One line of text.
+    #[default]
+    String,
+    /// A secret: its values in connections and templates are references.
+    Secret,
+    /// An absolute URL.
+    Url,
+    /// A whole number.
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+    /// One of these choices, in the order shown.
+    Picklist(Vec<String>),
+    /// Text of several lines.
+    Text,
+}
+
+impl DataTypeDoc {
+    fn is_string(&self) -> bool {
+        *self == DataTypeDoc::String
+    }
+}
+
+/// Who may see and set a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub enum FieldVisibilityDoc {
+    /// The organization's people only.
+    Organization,
+    /// The customer too, in the configuration wizard.
+    Customer,
+    /// The host's own code only.
+    Programmatic,
+}
+
+/// A template of a connection type: values it pre-fills, hidden or not,
+/// locked or overridable.
+///
+/// As for parameters, a secret field's values are references (`env:NAME`,
+/// `file:PATH`, `keep:existing`, ...), never the secret itself.
+///
+/// ```yaml
+/// templates:
+///   acme-slack:
+///     type: slack-oauth2
+///     label: Acme's Slack app
+///     fields:
+///       ClientID: { default: acme-client, hidden: true }
+///       ClientSecret: { secret: true, default: "env:SLACK_SECRET", hidden: true }
+///       Scopes: { default: "chat:write", overridable: true }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TemplateDoc {
+    /// The type it fills.
+    #[serde(rename = "type")]
+    pub connection_type: String,
+    /// The label shown to people (default: the name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The fields it fills, by name.
+    #[serde(default, skip_serializing_if = "UniqueMap::is_empty")]
+    pub fields: UniqueMap<TemplateFieldDoc>,
+}
+
+/// One field a template fills.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TemplateFieldDoc {
+    /// Whether the field is secret (its values are then references).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub secret: bool,
+    /// The value for every environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Text>,
+    /// Values per environment.
+    #[serde(default, skip_serializing_if = "UniqueMap::is_empty")]
+    pub environments: UniqueMap<Text>,
+    /// Hides the field from people (only the host's code sees it).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hidden: bool,
+    /// Lets connections made from the template set their own value (by
+    /// default the field is locked to the template's value).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub overridable: bool,
 }
 
 /// What a connection reaches.

@@ -159,6 +159,26 @@ pub enum Rule {
     /// The connection spec breaks a rule of the model.
     #[error("{0}")]
     Spec(SpecProblem),
+    /// A connection type or template breaks a rule of the model.
+    #[error("{0}")]
+    Type(crate::model::TypeProblem),
+    /// `keep:existing` for a template's secret the registry's template has
+    /// no value of.
+    #[error("template {template} has no secret {field} ({layer}) in the registry to keep")]
+    NothingToKeepInTemplate {
+        /// The template.
+        template: crate::model::TemplateName,
+        /// The field.
+        field: ParamName,
+        /// The value layer, described.
+        layer: String,
+    },
+    /// A connection names a template the manifest does not declare.
+    #[error("no template named {name} is declared; templates are declared under `templates`")]
+    UnknownTemplate {
+        /// The template.
+        name: crate::model::TemplateName,
+    },
     /// Two connections share a name in one scope.
     #[error("connection {name} is declared more than once at {scope} (first at {first})")]
     DuplicateConnection {

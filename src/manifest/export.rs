@@ -4,8 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::doc::{
-    AuthDoc, ClientDoc, ConnectionDoc, CustomerDoc, CustomerLayersDoc, Document, EnteredByDoc, EnvEntryDoc,
-    IntegrationDoc, ParamDoc, PlatformDoc, ScopeDoc, TargetDoc, Text, UniqueMap, UseDoc, VERSION,
+    AuthDoc, BuilderDoc, ClientDoc, ConnectionDoc, CustomerDoc, CustomerLayersDoc, DataTypeDoc, Document,
+    EnteredByDoc, EnvEntryDoc, FieldDoc, FieldVisibilityDoc, IntegrationDoc, ParamDoc, PlatformDoc, ScopeDoc,
+    TargetDoc, TargetKindDoc, TemplateDoc, TemplateFieldDoc, Text, TypeDoc, UniqueMap, UseDoc, VERSION,
     VisibilityDoc,
 };
 use super::{Format, KEEP, SecretRef};
@@ -13,6 +14,10 @@ use crate::catalog::ProjectSnapshot;
 use crate::model::{
     AuthScheme, Connection, ConnectionName, ConnectionRef, EndpointVisibility, EnteredBy, EnvMapping, Layer,
     OAuthClient, Param, ParamName, ParamValues, ProjectId, Requirement, Scope, SecretEntry, Target, Tenancy,
+};
+use crate::model::{
+    BuilderAccess, ConnectionTemplate, ConnectionType, DataType, Field, Overrides, Presentation, TargetKind,
+    Visibility,
 };
 use crate::registry::Registry;
 
@@ -164,9 +169,24 @@ pub fn export(
         .unwrap_or_else(|| Arc::new(ProjectSnapshot::empty(project.clone())));
     let mut connections: Vec<&Connection> = snapshot.connections().map(|c| &*c.value).collect();
     connections.sort_by(|a, b| (a.scope(), a.name()).cmp(&(b.scope(), b.name())));
+    let mut types: Vec<&ConnectionType> = snapshot
+        .project_types()
+        .map(|t| &**t.value.definition())
+        .collect();
+    types.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut templates: Vec<&ConnectionTemplate> = snapshot.templates().map(|t| &*t.value).collect();
+    templates.sort_by(|a, b| a.name().cmp(b.name()));
     let mut doc = Document {
         version: Some(Text::from(VERSION)),
         project: project.to_string(),
+        types: types
+            .into_iter()
+            .map(|t| (t.name().to_string(), type_doc(t)))
+            .collect(),
+        templates: templates
+            .into_iter()
+            .map(|t| (t.name().to_string(), template_doc(t)))
+            .collect(),
         connections: Vec::with_capacity(connections.len()),
         integrations: UniqueMap::new(),
     };
@@ -219,15 +239,7 @@ fn connection_doc(
     options: &ExportOptions,
 ) -> Result<ConnectionDoc, ExportError> {
     let spec = c.spec();
-    let (auth, client) = match spec.auth() {
-        AuthScheme::None => (AuthDoc::None, None),
-        AuthScheme::ApiKey => (AuthDoc::ApiKey, None),
-        AuthScheme::Basic => (AuthDoc::Basic, None),
-        AuthScheme::OAuth2(OAuthClient::Shared) => (AuthDoc::Oauth2, None),
-        AuthScheme::OAuth2(OAuthClient::Dedicated) => (AuthDoc::Oauth2, Some(ClientDoc::Dedicated)),
-        AuthScheme::OAuth2(OAuthClient::Supplied) => (AuthDoc::Oauth2, Some(ClientDoc::Supplied)),
-        AuthScheme::Custom => (AuthDoc::Custom, None),
-    };
+    let (auth, client) = auth_doc(spec.auth());
     let target = match spec.target() {
         Target::External { service } if service.is_empty() => None,
         Target::External { service } => Some(TargetDoc::External(service.clone())),
@@ -254,8 +266,136 @@ fn connection_doc(
         target,
         auth,
         client,
+        connection_type: spec.connection_type().map(ToString::to_string),
+        template: spec.template().map(ToString::to_string),
+        builder: match spec.builder_access() {
+            BuilderAccess::Available => Some(BuilderDoc::Available),
+            _ => None,
+        },
         parameters,
     })
+}
+
+/// An auth scheme as a manifest writes it.
+fn auth_doc(auth: AuthScheme) -> (AuthDoc, Option<ClientDoc>) {
+    match auth {
+        AuthScheme::None => (AuthDoc::None, None),
+        AuthScheme::ApiKey => (AuthDoc::ApiKey, None),
+        AuthScheme::Basic => (AuthDoc::Basic, None),
+        AuthScheme::OAuth2(OAuthClient::Shared) => (AuthDoc::Oauth2, None),
+        AuthScheme::OAuth2(OAuthClient::Dedicated) => (AuthDoc::Oauth2, Some(ClientDoc::Dedicated)),
+        AuthScheme::OAuth2(OAuthClient::Supplied) => (AuthDoc::Oauth2, Some(ClientDoc::Supplied)),
+        AuthScheme::Custom => (AuthDoc::Custom, None),
+    }
+}
+
+/// A label as written: none when it is the name (the default).
+fn label_doc(label: &str, name: &str) -> Option<String> {
+    (label != name).then(|| label.to_owned())
+}
+
+fn type_doc(t: &ConnectionType) -> TypeDoc {
+    let (auth, client) = auth_doc(t.auth());
+    TypeDoc {
+        label: label_doc(t.label(), t.name().as_str()),
+        description: t.description().to_owned(),
+        auth,
+        client,
+        target: match t.target() {
+            TargetKind::Platform => Some(TargetKindDoc::Platform),
+            TargetKind::Database => Some(TargetKindDoc::Database),
+            TargetKind::External => Some(TargetKindDoc::External),
+            _ => None,
+        },
+        fields: t
+            .fields()
+            .iter()
+            .map(|f| (f.name().to_string(), field_doc(f)))
+            .collect(),
+    }
+}
+
+fn field_doc(f: &Field) -> FieldDoc {
+    let validation = f.validation();
+    FieldDoc {
+        label: label_doc(f.label(), f.name().as_str()),
+        description: f.description().to_owned(),
+        data_type: match f.data_type() {
+            DataType::Secret => DataTypeDoc::Secret,
+            DataType::Url => DataTypeDoc::Url,
+            DataType::Integer => DataTypeDoc::Integer,
+            DataType::Boolean => DataTypeDoc::Boolean,
+            DataType::Picklist(choices) => DataTypeDoc::Picklist(choices.clone()),
+            DataType::Text => DataTypeDoc::Text,
+            _ => DataTypeDoc::String,
+        },
+        optional: f.requirement() == Requirement::Optional,
+        per_customer: match f.tenancy() {
+            Tenancy::Global => None,
+            Tenancy::PerCustomer(EnteredBy::Organization) => Some(EnteredByDoc::Organization),
+            Tenancy::PerCustomer(EnteredBy::Customer) => Some(EnteredByDoc::Customer),
+        },
+        visibility: match f.visibility() {
+            Visibility::Customer => Some(FieldVisibilityDoc::Customer),
+            Visibility::Programmatic => Some(FieldVisibilityDoc::Programmatic),
+            _ => None,
+        },
+        default: f.default_value().map(Text::from),
+        example: f.example().map(Text::from),
+        pattern: validation.pattern.as_ref().map(|p| p.as_str().to_owned()),
+        min: validation.min,
+        max: validation.max,
+        schemes: validation.schemes.clone(),
+    }
+}
+
+/// A template as a manifest writes it; a stored secret as `keep:existing`,
+/// never its value.
+fn template_doc(t: &ConnectionTemplate) -> TemplateDoc {
+    let fields = t
+        .fields()
+        .iter()
+        .map(|f| {
+            let values: Vec<(Layer, Text)> = match f.values() {
+                ParamValues::Plain(layers) => layers
+                    .iter()
+                    .map(|(layer, value)| (layer.clone(), Text::from(value)))
+                    .collect(),
+                ParamValues::Secret(layers) => layers
+                    .pairs()
+                    .map(|(layer, entry)| {
+                        let text = match entry {
+                            SecretEntry::External(r) => r.to_string(),
+                            SecretEntry::Stored(_) => KEEP.to_owned(),
+                        };
+                        (layer.clone(), Text::from(text))
+                    })
+                    .collect(),
+            };
+            let mut doc = TemplateFieldDoc {
+                secret: matches!(f.values(), ParamValues::Secret(_)),
+                hidden: f.presentation() == Presentation::Hidden,
+                overridable: f.overrides() == Overrides::Allowed,
+                ..TemplateFieldDoc::default()
+            };
+            for (layer, text) in values {
+                match layer {
+                    Layer::Environment(e) => {
+                        doc.environments.insert(e.to_string(), text);
+                    }
+                    // A template has default and environment values only.
+                    _ => doc.default = Some(text),
+                }
+            }
+            (f.name().to_string(), doc)
+        })
+        .collect();
+    TemplateDoc {
+        connection_type: t.connection_type().to_string(),
+        label: label_doc(t.label(), t.name().as_str()),
+        description: t.description().to_owned(),
+        fields,
+    }
 }
 
 fn param_doc(

@@ -82,13 +82,16 @@ pub use choreo::{
     ServiceReference,
 };
 pub use doc::{
-    AuthDoc, ClientDoc, ConnectionDoc, CustomerDoc, CustomerLayersDoc, Document, EnteredByDoc, EnvEntryDoc,
-    IntegrationDoc, ParamDoc, PlatformDoc, ScopeDoc, TargetDoc, Text, UniqueMap, UseDoc, VERSION,
+    AuthDoc, BuilderDoc, ClientDoc, ConnectionDoc, CustomerDoc, CustomerLayersDoc, DataTypeDoc, Document,
+    EnteredByDoc, EnvEntryDoc, FieldDoc, FieldVisibilityDoc, IntegrationDoc, ParamDoc, PlatformDoc, ScopeDoc,
+    TargetDoc, TargetKindDoc, TemplateDoc, TemplateFieldDoc, Text, TypeDoc, UniqueMap, UseDoc, VERSION,
     VisibilityDoc,
 };
 pub use error::{ApplyError, Limit, Location, ManifestError, ManifestProblem, Rule};
 pub use export::{ExportError, ExportOptions, SecretSlot, export};
-pub use plan::{Action, Applied, ConnectionChange, MappingsChange, Plan, Summary};
+pub use plan::{
+    Action, Applied, ConnectionChange, MappingsChange, Plan, Summary, TemplateChange, TypeChange,
+};
 #[cfg(feature = "schema")]
 pub use schema::{SCHEMA_PATH, schema, schema_text};
 pub use secret::{
@@ -97,10 +100,11 @@ pub use secret::{
 };
 
 use crate::model::{
-    AuthScheme, ConnectionId, ConnectionName, ConnectionSpec, CustomerId, EndpointVisibility, EnteredBy,
-    EnvEntry, EnvVarName, Environment, ExternalRef, IntegrationId, Layer, MAX_ENTRIES, MAX_USES, OAuthClient,
-    Param, ParamName, ParseError, PlatformTarget, ProjectId, Requirement, Scope, SecretEntry, SpecProblem,
-    StoreName, Target, Tenancy,
+    AuthScheme, BuilderAccess, ConnectionId, ConnectionName, ConnectionSpec, ConnectionTemplate,
+    ConnectionType, CustomerId, DataType, EndpointVisibility, EnteredBy, EnvEntry, EnvVarName, Environment,
+    ExternalRef, Field, IntegrationId, Layer, MAX_ENTRIES, MAX_USES, OAuthClient, Param, ParamName,
+    ParseError, PlatformTarget, ProjectId, Requirement, Scope, SecretEntry, SpecProblem, StoreName, Target,
+    TargetKind, TemplateField, TemplateName, Tenancy, TypeName, Visibility,
 };
 
 /// The text formats a manifest can be written in.
@@ -625,7 +629,132 @@ pub(crate) struct DeclaredConnection {
     pub(crate) description: String,
     pub(crate) target: Target,
     pub(crate) auth: AuthScheme,
+    pub(crate) connection_type: Option<TypeName>,
+    pub(crate) template: Option<TemplateName>,
+    pub(crate) builder: BuilderAccess,
     pub(crate) params: Vec<DeclaredParam>,
+}
+
+/// A connection type the manifest declares, checked whole.
+#[derive(Debug, Clone)]
+pub(crate) struct DeclaredType {
+    pub(crate) path: String,
+    pub(crate) definition: ConnectionType,
+}
+
+/// One field of a declared template.
+#[derive(Debug, Clone)]
+pub(crate) struct DeclaredTemplateField {
+    pub(crate) name: ParamName,
+    pub(crate) secret: bool,
+    pub(crate) hidden: bool,
+    pub(crate) overridable: bool,
+    pub(crate) values: Vec<DeclaredValue>,
+}
+
+/// A template the manifest declares; its secret values are references until
+/// the manifest is planned.
+#[derive(Debug, Clone)]
+pub(crate) struct DeclaredTemplate {
+    pub(crate) path: String,
+    pub(crate) name: TemplateName,
+    pub(crate) connection_type: TypeName,
+    pub(crate) label: Option<String>,
+    pub(crate) description: String,
+    pub(crate) fields: Vec<DeclaredTemplateField>,
+}
+
+impl DeclaredTemplate {
+    /// The template, with the secret values of references read from
+    /// `secret` (`None`: left empty, for checks that do not need them).
+    pub(crate) fn template(
+        &self,
+        project: &ProjectId,
+        mut secret: impl FnMut(&DeclaredValue) -> Option<String>,
+    ) -> Result<ConnectionTemplate, crate::model::TypeError> {
+        let mut builder = ConnectionTemplate::builder(project, &self.name, &self.connection_type)
+            .describe(self.description.clone());
+        if let Some(label) = &self.label {
+            builder = builder.label(label.clone());
+        }
+        for f in &self.fields {
+            let mut fb = if f.secret {
+                TemplateField::secret(&f.name)
+            } else {
+                TemplateField::plain(&f.name)
+            };
+            for v in &f.values {
+                let value = match &v.value {
+                    ValueSpec::Plain(s) => s.clone(),
+                    ValueSpec::Secret(_) | ValueSpec::External(_) => secret(v).unwrap_or_default(),
+                };
+                fb = match &v.layer {
+                    Layer::Environment(e) => fb.env(e, value),
+                    _ => fb.default(value),
+                };
+            }
+            if f.hidden {
+                fb = fb.hidden();
+            }
+            if f.overridable {
+                fb = fb.overridable();
+            }
+            builder = builder.field(fb);
+        }
+        builder.build()
+    }
+}
+
+/// A type's field as the model builds it.
+fn field_builder(name: &str, f: &FieldDoc) -> crate::model::FieldBuilder {
+    let data_type = match &f.data_type {
+        DataTypeDoc::String => DataType::String,
+        DataTypeDoc::Secret => DataType::Secret,
+        DataTypeDoc::Url => DataType::Url,
+        DataTypeDoc::Integer => DataType::Integer,
+        DataTypeDoc::Boolean => DataType::Boolean,
+        DataTypeDoc::Picklist(choices) => DataType::picklist(choices.iter().cloned()),
+        DataTypeDoc::Text => DataType::Text,
+    };
+    let mut b = Field::of_type(name, data_type).describe(f.description.clone());
+    if let Some(label) = &f.label {
+        b = b.label(label.clone());
+    }
+    if f.optional {
+        b = b.optional();
+    }
+    if let Some(by) = f.per_customer {
+        b = b.per_customer(match by {
+            EnteredByDoc::Organization => EnteredBy::Organization,
+            EnteredByDoc::Customer => EnteredBy::Customer,
+        });
+    }
+    if let Some(v) = f.visibility {
+        b = b.visibility(match v {
+            FieldVisibilityDoc::Organization => Visibility::Organization,
+            FieldVisibilityDoc::Customer => Visibility::Customer,
+            FieldVisibilityDoc::Programmatic => Visibility::Programmatic,
+        });
+    }
+    if let Some(d) = &f.default {
+        b = b.default(d.as_str());
+    }
+    if let Some(e) = &f.example {
+        b = b.example(e.as_str());
+    }
+    if let Some(p) = &f.pattern {
+        b = b.pattern(p.clone());
+    }
+    if let Some(min) = f.min {
+        b = b.min(min);
+    }
+    if let Some(max) = f.max {
+        b = b.max(max);
+    }
+    if !f.schemes.is_empty() {
+        b = b.schemes(f.schemes.iter().cloned());
+    }
+    b
 }
 
 /// How a manifest refers to a connection.
@@ -661,6 +790,8 @@ pub struct Manifest {
     base_dir: Option<PathBuf>,
     document: Document,
     project: ProjectId,
+    pub(crate) types: Vec<DeclaredType>,
+    pub(crate) templates: Vec<DeclaredTemplate>,
     pub(crate) connections: Vec<DeclaredConnection>,
     pub(crate) integrations: Vec<DeclaredMappings>,
 }
@@ -727,13 +858,15 @@ impl Manifest {
         };
         let manifest = v.document(&document);
         match manifest {
-            Some((project, connections, integrations)) if v.problems.is_empty() => Ok(Manifest {
+            Some(valid) if v.problems.is_empty() => Ok(Manifest {
                 file: file.to_owned(),
                 base_dir: None,
                 document,
-                project,
-                connections,
-                integrations,
+                project: valid.project,
+                types: valid.types,
+                templates: valid.templates,
+                connections: valid.connections,
+                integrations: valid.integrations,
             }),
             _ => Err(ManifestError::Invalid {
                 file: file.to_owned(),
@@ -782,7 +915,14 @@ impl Manifest {
     }
 }
 
-type Validated = (ProjectId, Vec<DeclaredConnection>, Vec<DeclaredMappings>);
+/// What a valid document declares.
+struct Validated {
+    project: ProjectId,
+    types: Vec<DeclaredType>,
+    templates: Vec<DeclaredTemplate>,
+    connections: Vec<DeclaredConnection>,
+    integrations: Vec<DeclaredMappings>,
+}
 
 struct Validator<'o> {
     problems: Vec<ManifestProblem>,
@@ -835,11 +975,37 @@ impl Validator<'_> {
             );
         }
         let project = self.ident("project", doc.project.parse::<ProjectId>());
+        let mut types = Vec::with_capacity(doc.types.len());
+        for (index, (key, t)) in doc.types.iter().enumerate() {
+            let (path, name) = self.key::<TypeName>("types", index, key);
+            if let Some(name) = name
+                && let Some(definition) = self.connection_type(&path, name, t)
+            {
+                types.push(DeclaredType { path, definition });
+            }
+        }
+        let mut templates = Vec::with_capacity(doc.templates.len());
+        for (index, (key, t)) in doc.templates.iter().enumerate() {
+            let (path, name) = self.key::<TemplateName>("templates", index, key);
+            if let Some(name) = name
+                && let Some(decl) = self.template(&path, name, t, project.as_ref())
+            {
+                templates.push(decl);
+            }
+        }
         let mut connections = Vec::with_capacity(doc.connections.len());
         let mut seen: HashMap<(Scope, ConnectionName), String> = HashMap::new();
         for (i, c) in doc.connections.iter().enumerate() {
             let path = format!("connections[{i}]");
             if let Some(decl) = self.connection(&path, c, project.as_ref()) {
+                if let Some(t) = &decl.template
+                    && !templates.iter().any(|d| &d.name == t)
+                {
+                    self.push(
+                        format!("{path}.template"),
+                        Rule::UnknownTemplate { name: t.clone() },
+                    );
+                }
                 let key = (decl.scope.clone(), decl.name.clone());
                 if let Some(first) = seen.get(&key) {
                     self.push(
@@ -899,7 +1065,102 @@ impl Validator<'_> {
                 uses,
             });
         }
-        Some((project?, connections, integrations))
+        Some(Validated {
+            project: project?,
+            types,
+            templates,
+            connections,
+            integrations,
+        })
+    }
+
+    /// A connection type, built by the model (which checks it whole).
+    fn connection_type(&mut self, path: &str, name: TypeName, t: &TypeDoc) -> Option<ConnectionType> {
+        let auth = self.auth_scheme(path, t.auth, t.client);
+        let mut builder = ConnectionType::builder(name)
+            .describe(t.description.clone())
+            .auth(auth)
+            .target(match t.target {
+                None | Some(TargetKindDoc::Any) => TargetKind::Any,
+                Some(TargetKindDoc::Platform) => TargetKind::Platform,
+                Some(TargetKindDoc::Database) => TargetKind::Database,
+                Some(TargetKindDoc::External) => TargetKind::External,
+            });
+        if let Some(label) = &t.label {
+            builder = builder.label(label.clone());
+        }
+        for (key, f) in t.fields.iter() {
+            builder = builder.field(field_builder(key, f));
+        }
+        builder
+            .build()
+            .map_err(|e| {
+                for problem in e.problems {
+                    self.push(path, Rule::Type(problem));
+                }
+            })
+            .ok()
+    }
+
+    /// A template: its values as declared (secret ones references, read at
+    /// apply), checked by the model with placeholder secrets.
+    fn template(
+        &mut self,
+        path: &str,
+        name: TemplateName,
+        t: &TemplateDoc,
+        project: Option<&ProjectId>,
+    ) -> Option<DeclaredTemplate> {
+        let connection_type = self.ident(&format!("{path}.type"), t.connection_type.parse::<TypeName>());
+        let mut fields = Vec::with_capacity(t.fields.len());
+        for (index, (key, f)) in t.fields.iter().enumerate() {
+            let (fpath, fname) = self.key::<ParamName>(&format!("{path}.fields"), index, key);
+            let values = self.values(
+                &fpath,
+                &ParamDoc {
+                    secret: f.secret,
+                    default: f.default.clone(),
+                    environments: f.environments.clone(),
+                    ..ParamDoc::default()
+                },
+            );
+            for v in &values {
+                if matches!(v.value, ValueSpec::External(_)) {
+                    self.push(
+                        &v.path,
+                        Rule::Misplaced(
+                            "a template's secret is read when the manifest is applied: use a reference such as \
+                             env:NAME or file:PATH, not one to an external store",
+                        ),
+                    );
+                }
+            }
+            if let Some(name) = fname {
+                fields.push(DeclaredTemplateField {
+                    name,
+                    secret: f.secret,
+                    hidden: f.hidden,
+                    overridable: f.overridable,
+                    values,
+                });
+            }
+        }
+        let decl = DeclaredTemplate {
+            path: path.to_owned(),
+            name,
+            connection_type: connection_type?,
+            label: t.label.clone(),
+            description: t.description.clone(),
+            fields,
+        };
+        if let Some(project) = project
+            && let Err(e) = decl.template(project, |_| None)
+        {
+            for problem in e.problems {
+                self.push(path, Rule::Type(problem));
+            }
+        }
+        Some(decl)
     }
 
     fn connection(
@@ -917,6 +1178,14 @@ impl Validator<'_> {
         };
         let target = self.target(path, c.target.as_ref(), project);
         let auth = self.auth(path, c);
+        let connection_type = c
+            .connection_type
+            .as_ref()
+            .map(|t| self.ident(&format!("{path}.type"), t.parse::<TypeName>()));
+        let template = c
+            .template
+            .as_ref()
+            .map(|t| self.ident(&format!("{path}.template"), t.parse::<TemplateName>()));
         let mut params = Vec::with_capacity(c.parameters.len());
         for (index, (key, p)) in c.parameters.iter().enumerate() {
             let (ppath, pname) = self.key::<ParamName>(&format!("{path}.parameters"), index, key);
@@ -947,6 +1216,12 @@ impl Validator<'_> {
             description: c.description.clone(),
             target: target?,
             auth,
+            connection_type: connection_type.unwrap_or(None),
+            template: template.unwrap_or(None),
+            builder: match c.builder {
+                None | Some(BuilderDoc::Hidden) => BuilderAccess::Hidden,
+                Some(BuilderDoc::Available) => BuilderAccess::Available,
+            },
             params,
         };
         // The model's own rules (auth and target needs, per-customer values,
@@ -999,7 +1274,13 @@ impl Validator<'_> {
 
     /// A connection's auth scheme; `client` belongs to `auth: oauth2` only.
     fn auth(&mut self, path: &str, c: &ConnectionDoc) -> AuthScheme {
-        match (c.auth, c.client) {
+        self.auth_scheme(path, c.auth, c.client)
+    }
+
+    /// An auth scheme (of a connection or a type) from its `auth` and
+    /// `client`.
+    fn auth_scheme(&mut self, path: &str, auth: AuthDoc, client: Option<ClientDoc>) -> AuthScheme {
+        match (auth, client) {
             (AuthDoc::Oauth2, client) => AuthScheme::OAuth2(match client.unwrap_or(ClientDoc::Shared) {
                 ClientDoc::Shared => OAuthClient::Shared,
                 ClientDoc::Dedicated => OAuthClient::Dedicated,
@@ -1259,7 +1540,14 @@ impl DeclaredConnection {
         let mut builder = builder
             .describe(self.description.clone())
             .target(self.target.clone())
-            .auth(self.auth);
+            .auth(self.auth)
+            .builder_access(self.builder);
+        if let Some(t) = &self.connection_type {
+            builder = builder.type_name(t);
+        }
+        if let Some(t) = &self.template {
+            builder = builder.template_name(t);
+        }
         for p in &self.params {
             let mut pb = if p.secret {
                 Param::secret(&p.name)

@@ -4,8 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use super::{
-    ApplyError, DeclaredConnection, DeclaredMappings, Manifest, ManifestProblem, RefSpec, Rule,
-    SecretSources, ValueSpec, find_declared,
+    ApplyError, DeclaredConnection, DeclaredMappings, DeclaredTemplate, DeclaredValue, Manifest,
+    ManifestProblem, RefSpec, Rule, SecretSources, ValueSpec, find_declared,
 };
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
@@ -13,6 +13,7 @@ use crate::model::{
     EnvMapping, IntegrationId, Layer, Mappings, MappingsError, ParamValues, ProjectId, ResolvePolicy,
     Revision, Scope, SecretEntry, Version, shorten,
 };
+use crate::model::{ConnectionTemplate, ConnectionType, TemplateName, TypeName};
 use crate::registry::{DeleteMode, Registry, RegistryError, Tx, WriteReport};
 use crate::resolve::ProjectView;
 
@@ -66,6 +67,37 @@ pub struct ConnectionChange {
     pub changes: Vec<String>,
     version: Option<Version>,
     spec: Option<ConnectionSpec>,
+    /// Where the manifest declares it (empty for a deletion).
+    path: String,
+}
+
+/// The plan for one connection type of the project, by name.
+#[derive(Debug, Clone)]
+pub struct TypeChange {
+    /// What happens.
+    pub action: Action,
+    /// The type.
+    pub name: TypeName,
+    /// What differs (for [`Action::Update`]).
+    pub changes: Vec<String>,
+    version: Option<Version>,
+    definition: Option<ConnectionType>,
+    /// Where the manifest declares it (empty for a deletion).
+    path: String,
+}
+
+/// The plan for one template of the project, by name.
+#[derive(Debug, Clone)]
+pub struct TemplateChange {
+    /// What happens.
+    pub action: Action,
+    /// The template.
+    pub name: TemplateName,
+    /// What differs (for [`Action::Update`]); secret values are never
+    /// shown, only that they changed.
+    pub changes: Vec<String>,
+    version: Option<Version>,
+    template: Option<ConnectionTemplate>,
     /// Where the manifest declares it (empty for a deletion).
     path: String,
 }
@@ -130,6 +162,8 @@ pub struct Summary {
 pub struct Plan {
     project: ProjectId,
     revision: Revision,
+    types: Vec<TypeChange>,
+    templates: Vec<TemplateChange>,
     connections: Vec<ConnectionChange>,
     mappings: Vec<MappingsChange>,
     preview: WriteReport,
@@ -245,9 +279,171 @@ impl Manifest {
         Plan {
             project: self.project.clone(),
             revision: snapshot.revision(),
+            types: self.type_changes(snapshot),
+            templates: self.template_changes(snapshot, sources, &context, problems),
             connections,
             mappings: self.mappings_changes(view, problems),
             preview: WriteReport::default(),
+        }
+    }
+
+    /// What the manifest changes in the project's own connection types.
+    fn type_changes(&self, snapshot: &ProjectSnapshot) -> Vec<TypeChange> {
+        let mut out = Vec::with_capacity(self.types.len());
+        for decl in &self.types {
+            let existing = snapshot
+                .project_types()
+                .find(|t| t.value.name() == decl.definition.name());
+            let (action, changes) = match existing {
+                None => (Action::Create, Vec::new()),
+                Some(t) => Action::update_or_not(diff_types(t.value.definition(), &decl.definition)),
+            };
+            out.push(TypeChange {
+                action,
+                name: decl.definition.name().clone(),
+                changes,
+                version: existing.map(|t| t.version),
+                definition: Some(decl.definition.clone()),
+                path: decl.path.clone(),
+            });
+        }
+        let mut gone: Vec<_> = snapshot
+            .project_types()
+            .filter(|t| !self.types.iter().any(|d| d.definition.name() == t.value.name()))
+            .collect();
+        gone.sort_by(|a, b| a.value.name().cmp(b.value.name()));
+        out.extend(gone.into_iter().map(|t| TypeChange {
+            action: Action::Delete,
+            name: t.value.name().clone(),
+            changes: Vec::new(),
+            version: Some(t.version),
+            definition: None,
+            path: String::new(),
+        }));
+        out
+    }
+
+    /// What the manifest changes in the project's templates, with their
+    /// secrets fetched (a template whose secrets could not be is left out;
+    /// its problems are recorded).
+    fn template_changes(
+        &self,
+        snapshot: &ProjectSnapshot,
+        sources: &SecretSources,
+        context: &super::SourceContext,
+        problems: &mut Vec<ManifestProblem>,
+    ) -> Vec<TemplateChange> {
+        let mut out = Vec::with_capacity(self.templates.len());
+        for decl in &self.templates {
+            let existing = snapshot.template(&decl.name);
+            let Some(template) =
+                self.desired_template(decl, existing.map(|t| &*t.value), sources, context, problems)
+            else {
+                continue;
+            };
+            let (action, changes) = match existing {
+                None => (Action::Create, Vec::new()),
+                Some(t) => Action::update_or_not(diff_templates(&t.value, &template)),
+            };
+            out.push(TemplateChange {
+                action,
+                name: decl.name.clone(),
+                changes,
+                version: existing.map(|t| t.version),
+                template: Some(template),
+                path: decl.path.clone(),
+            });
+        }
+        let mut gone: Vec<_> = snapshot
+            .templates()
+            .filter(|t| !self.templates.iter().any(|d| &d.name == t.value.name()))
+            .collect();
+        gone.sort_by(|a, b| a.value.name().cmp(b.value.name()));
+        out.extend(gone.into_iter().map(|t| TemplateChange {
+            action: Action::Delete,
+            name: t.value.name().clone(),
+            changes: Vec::new(),
+            version: Some(t.version),
+            template: None,
+            path: String::new(),
+        }));
+        out
+    }
+
+    /// The template a declaration asks for, with its secrets fetched
+    /// (`keep:existing` keeps the registry's template's value of the layer).
+    fn desired_template(
+        &self,
+        decl: &DeclaredTemplate,
+        existing: Option<&ConnectionTemplate>,
+        sources: &SecretSources,
+        context: &super::SourceContext,
+        problems: &mut Vec<ManifestProblem>,
+    ) -> Option<ConnectionTemplate> {
+        let before = problems.len();
+        let template = decl.template(&self.project, |v: &DeclaredValue| {
+            let ValueSpec::Secret(reference) = &v.value else {
+                return None;
+            };
+            let field = decl
+                .fields
+                .iter()
+                .find(|f| f.values.iter().any(|x| x.path == v.path))?;
+            if reference.is_keep() {
+                let kept =
+                    existing
+                        .and_then(|t| t.field(field.name.as_str()))
+                        .and_then(|f| match f.values() {
+                            ParamValues::Secret(layers) => match layers.get_any(&v.layer) {
+                                Some(SecretEntry::Stored(s)) => Some(s.expose().to_owned()),
+                                _ => None,
+                            },
+                            ParamValues::Plain(_) => None,
+                        });
+                if kept.is_none() {
+                    problems.push(ManifestProblem::at(
+                        &v.path,
+                        Rule::NothingToKeepInTemplate {
+                            template: decl.name.clone(),
+                            field: field.name.clone(),
+                            layer: v.layer.to_string(),
+                        },
+                    ));
+                }
+                return kept;
+            }
+            if !sources.knows(reference.scheme()) {
+                problems.push(ManifestProblem::at(
+                    &v.path,
+                    Rule::UnknownScheme {
+                        known: sources.schemes(),
+                    },
+                ));
+                return None;
+            }
+            match sources.fetch(reference, context) {
+                Ok(value) => Some(value.expose().to_owned()),
+                Err(e) => {
+                    problems.push(ManifestProblem::at(
+                        &v.path,
+                        Rule::SecretUnavailable {
+                            reference: reference.to_string(),
+                            reason: e.0,
+                        },
+                    ));
+                    None
+                }
+            }
+        });
+        match template {
+            Ok(t) if problems.len() == before => Some(t),
+            Ok(_) => None,
+            Err(e) => {
+                for p in e.problems {
+                    problems.push(ManifestProblem::at(&decl.path, Rule::Type(p)));
+                }
+                None
+            }
         }
     }
 
@@ -299,6 +495,8 @@ impl Manifest {
     /// refused mapping changes nothing, so the next ones are still checked).
     fn refused(&self, step: Step<'_>, error: RegistryError, problems: &mut Vec<ManifestProblem>) -> bool {
         let path = match step {
+            Step::Type(t) => t.path.clone(),
+            Step::Template(t) => t.path.clone(),
             Step::Connection(c) => c.path.clone(),
             Step::Mappings(m) => m.path.clone(),
             Step::Commit => match &error {
@@ -627,6 +825,115 @@ fn diff_specs(old: &ConnectionSpec, new: &ConnectionSpec) -> Vec<String> {
     out
 }
 
+/// What differs between two definitions of one type.
+fn diff_types(old: &ConnectionType, new: &ConnectionType) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.label() != new.label() {
+        out.push("label changed".into());
+    }
+    if old.description() != new.description() {
+        out.push("description changed".into());
+    }
+    if old.auth() != new.auth() {
+        out.push(format!("auth: {} → {}", old.auth(), new.auth()));
+    }
+    if old.target() != new.target() {
+        out.push(format!("target: {} → {}", old.target(), new.target()));
+    }
+    for f in new.fields() {
+        match old.field(f.name().as_str()) {
+            None => out.push(format!("field {} added", f.name())),
+            Some(g) if g != f => out.push(format!("field {} changed", f.name())),
+            Some(_) => {}
+        }
+    }
+    for g in old.fields() {
+        if new.field(g.name().as_str()).is_none() {
+            out.push(format!("field {} removed", g.name()));
+        }
+    }
+    let order = |t: &ConnectionType| t.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+    if out.is_empty() && order(old) != order(new) {
+        out.push("fields reordered".into());
+    }
+    out
+}
+
+/// What differs between two versions of one template; secret values are
+/// compared without being shown.
+fn diff_templates(old: &ConnectionTemplate, new: &ConnectionTemplate) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.label() != new.label() {
+        out.push("label changed".into());
+    }
+    if old.description() != new.description() {
+        out.push("description changed".into());
+    }
+    if old.connection_type() != new.connection_type() {
+        out.push(format!(
+            "type: {} → {}",
+            old.connection_type(),
+            new.connection_type()
+        ));
+    }
+    for f in new.fields() {
+        let name = f.name();
+        let Some(g) = old.field(name.as_str()) else {
+            out.push(format!("field {name} added"));
+            continue;
+        };
+        if g.presentation() != f.presentation() {
+            out.push(format!("field {name}: {:?} → {:?}", g.presentation(), f.presentation()).to_lowercase());
+        }
+        if g.overrides() != f.overrides() {
+            out.push(format!("field {name}: {:?} → {:?}", g.overrides(), f.overrides()).to_lowercase());
+        }
+        match (g.values(), f.values()) {
+            (ParamValues::Plain(a), ParamValues::Plain(b)) => {
+                for (layer, value) in b.iter() {
+                    match a.get(layer) {
+                        None => out.push(format!("field {name}: {layer} added")),
+                        Some(old) if old != value => out.push(format!(
+                            "field {name}: {layer} changed ({:?} → {:?})",
+                            shorten(old),
+                            shorten(value)
+                        )),
+                        Some(_) => {}
+                    }
+                }
+                for layer in a.layers() {
+                    if b.get(layer).is_none() {
+                        out.push(format!("field {name}: {layer} removed"));
+                    }
+                }
+            }
+            (ParamValues::Secret(a), ParamValues::Secret(b)) => {
+                for layer in b.layers() {
+                    match (a.get_any(layer), b.get_any(layer)) {
+                        (None, _) => out.push(format!("field {name}: secret {layer} added")),
+                        (Some(x), Some(y)) if !x.same_as(y) => {
+                            out.push(format!("field {name}: secret {layer} changed"))
+                        }
+                        _ => {}
+                    }
+                }
+                for layer in a.layers() {
+                    if b.get_any(layer).is_none() {
+                        out.push(format!("field {name}: {layer} removed"));
+                    }
+                }
+            }
+            _ => out.push(format!("field {name}: plain or secret changed")),
+        }
+    }
+    for g in old.fields() {
+        if new.field(g.name().as_str()).is_none() {
+            out.push(format!("field {} removed", g.name()));
+        }
+    }
+    out
+}
+
 fn removed_layers<'a>(
     out: &mut Vec<String>,
     name: &crate::model::ParamName,
@@ -661,13 +968,25 @@ impl Plan {
         &self.mappings
     }
 
+    /// What happens to the project's connection types.
+    pub fn types(&self) -> &[TypeChange] {
+        &self.types
+    }
+
+    /// What happens to the project's templates.
+    pub fn templates(&self) -> &[TemplateChange] {
+        &self.templates
+    }
+
     /// How many of each action.
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
         let actions = self
-            .connections
+            .types
             .iter()
-            .map(|c| c.action)
+            .map(|t| t.action)
+            .chain(self.templates.iter().map(|t| t.action))
+            .chain(self.connections.iter().map(|c| c.action))
             .chain(self.mappings.iter().map(|m| m.action));
         for a in actions {
             match a {
@@ -752,6 +1071,18 @@ impl Plan {
             .filter_map(|c| Some(((c.scope.clone(), c.name.clone()), c.id?)))
             .collect();
         let mut created = Vec::new();
+        for t in &self.types {
+            if let (Action::Create | Action::Update, Some(definition)) = (t.action, &t.definition) {
+                tx.put_type(&self.project, definition.clone(), t.version)
+                    .or_else(|e| refused(Step::Type(t), e))?;
+            }
+        }
+        for t in &self.templates {
+            if let (Action::Create | Action::Update, Some(template)) = (t.action, &t.template) {
+                tx.put_template(template.clone(), t.version)
+                    .or_else(|e| refused(Step::Template(t), e))?;
+            }
+        }
         for c in &self.connections {
             let done = match (c.action, &c.spec, c.id, c.version) {
                 (Action::Create, Some(spec), _, _) => tx.create_connection(spec.clone()).map(|id| {
@@ -792,6 +1123,18 @@ impl Plan {
                     .or_else(|e| refused(Step::Connection(c), e))?;
             }
         }
+        for t in &self.templates {
+            if let (Action::Delete, Some(version)) = (t.action, t.version) {
+                tx.delete_template(&self.project, &t.name, version)
+                    .or_else(|e| refused(Step::Template(t), e))?;
+            }
+        }
+        for t in &self.types {
+            if let (Action::Delete, Some(version)) = (t.action, t.version) {
+                tx.delete_type(&self.project, &t.name, version)
+                    .or_else(|e| refused(Step::Type(t), e))?;
+            }
+        }
         Ok(created)
     }
 }
@@ -803,6 +1146,8 @@ type Created = Vec<(Scope, ConnectionName, ConnectionId)>;
 /// manifest; [`Step::Commit`] for the checks of the whole write before it
 /// commits.
 enum Step<'p> {
+    Type(&'p TypeChange),
+    Template(&'p TemplateChange),
     Connection(&'p ConnectionChange),
     Mappings(&'p MappingsChange),
     Commit,
@@ -829,6 +1174,18 @@ impl fmt::Display for Plan {
             self.revision,
             self.summary()
         )?;
+        for t in &self.types {
+            writeln!(f, "{} type {}", t.action.sign(), t.name)?;
+            for change in &t.changes {
+                writeln!(f, "    {change}")?;
+            }
+        }
+        for t in &self.templates {
+            writeln!(f, "{} template {}", t.action.sign(), t.name)?;
+            for change in &t.changes {
+                writeln!(f, "    {change}")?;
+            }
+        }
         for c in &self.connections {
             write!(f, "{} connection {} ({})", c.action.sign(), c.name, c.scope)?;
             if let Some(id) = c.id {

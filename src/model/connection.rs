@@ -461,6 +461,14 @@ impl ConnectionBuilder {
         self
     }
 
+    /// Names the template the connection is made from (checked by the
+    /// registry on every write), without declaring anything; see
+    /// [`ConnectionBuilder::of_template`] to declare the type's fields too.
+    pub fn template_name<T: IntoIdent<TemplateName>>(mut self, name: T) -> Self {
+        self.template = Some(name.into_ident());
+        self
+    }
+
     /// Follows `connection_type`: names it, takes its auth scheme, and
     /// declares each of its fields not declared yet as the field says
     /// (secret or plain, required or optional, global or per customer, its

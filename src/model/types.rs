@@ -755,6 +755,16 @@ impl FieldBuilder {
         self.validation.max = Some(max);
         self
     }
+    /// Integers must be at least `min`.
+    pub fn min(mut self, min: i64) -> Self {
+        self.validation.min = Some(min);
+        self
+    }
+    /// Integers must be at most `max`.
+    pub fn max(mut self, max: i64) -> Self {
+        self.validation.max = Some(max);
+        self
+    }
     /// URLs must use one of `schemes` (default: `http` and `https`).
     pub fn schemes<S: Into<String>>(mut self, schemes: impl IntoIterator<Item = S>) -> Self {
         self.validation.schemes = schemes.into_iter().map(Into::into).collect();

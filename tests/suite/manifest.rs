@@ -16,3 +16,5 @@ mod plan_apply;
 mod schema;
 #[cfg(all(feature = "manifest", unix))]
 mod secrets;
+#[cfg(feature = "manifest")]
+mod types;
