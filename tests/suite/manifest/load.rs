@@ -157,7 +157,7 @@ fn shape_errors_point_at_the_field_with_line_and_column() {
     assert_eq!(
         text,
         "acme.yaml: connections[0] (line 4 column 5): unknown field (not repeated here), expected one of name, \
-         integration, description, target, auth, client, parameters"
+         integration, description, target, auth, client, type, template, builder, parameters"
     );
     let text = err_text(yaml("project: acme\nconnections: [\n"));
     assert!(
