@@ -412,28 +412,7 @@ impl Manifest {
                 }
                 return kept;
             }
-            if !sources.knows(reference.scheme()) {
-                problems.push(ManifestProblem::at(
-                    &v.path,
-                    Rule::UnknownScheme {
-                        known: sources.schemes(),
-                    },
-                ));
-                return None;
-            }
-            match sources.fetch(reference, context) {
-                Ok(value) => Some(value.expose().to_owned()),
-                Err(e) => {
-                    problems.push(ManifestProblem::at(
-                        &v.path,
-                        Rule::SecretUnavailable {
-                            reference: reference.to_string(),
-                            reason: e.0,
-                        },
-                    ));
-                    None
-                }
-            }
+            fetch(reference, &v.path, sources, context, problems).map(|value| value.expose().to_owned())
         });
         match template {
             Ok(t) if problems.len() == before => Some(t),
@@ -569,28 +548,7 @@ impl Manifest {
                 }
                 return kept;
             }
-            if !sources.knows(reference.scheme()) {
-                problems.push(ManifestProblem::at(
-                    &v.path,
-                    Rule::UnknownScheme {
-                        known: sources.schemes(),
-                    },
-                ));
-                return None;
-            }
-            match sources.fetch(reference, context) {
-                Ok(value) => Some(SecretEntry::Stored(value)),
-                Err(e) => {
-                    problems.push(ManifestProblem::at(
-                        &v.path,
-                        Rule::SecretUnavailable {
-                            reference: reference.to_string(),
-                            reason: e.0,
-                        },
-                    ));
-                    None
-                }
-            }
+            fetch(reference, &v.path, sources, context, problems).map(SecretEntry::Stored)
         });
         match spec {
             Ok(spec) if problems.len() == before => Some(spec),
@@ -661,6 +619,40 @@ impl Manifest {
             out.push((key, env));
         }
         (problems.len() == before).then_some(out)
+    }
+}
+
+/// A secret reference's value from `sources`, or `None` after recording at
+/// `path` why there is none (an unknown scheme, a failed fetch; never a
+/// value).
+fn fetch(
+    reference: &super::SecretRef,
+    path: &str,
+    sources: &SecretSources,
+    context: &super::SourceContext,
+    problems: &mut Vec<ManifestProblem>,
+) -> Option<crate::model::SecretValue> {
+    if !sources.knows(reference.scheme()) {
+        problems.push(ManifestProblem::at(
+            path,
+            Rule::UnknownScheme {
+                known: sources.schemes(),
+            },
+        ));
+        return None;
+    }
+    match sources.fetch(reference, context) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            problems.push(ManifestProblem::at(
+                path,
+                Rule::SecretUnavailable {
+                    reference: reference.to_string(),
+                    reason: e.0,
+                },
+            ));
+            None
+        }
     }
 }
 

@@ -273,3 +273,32 @@ fn a_type_breaking_the_models_rules_is_reported_at_its_path() {
         "{err}"
     );
 }
+
+#[test]
+fn a_template_secret_that_cannot_be_fetched_is_reported_at_its_path() {
+    let sources = vault();
+    let text = TYPED.replace("vault:kv/twilio", "vault:kv/missing");
+    let err = load(&text, &sources)
+        .unwrap()
+        .plan(&Registry::in_memory(), &sources)
+        .unwrap_err();
+    let ManifestError::Invalid { problems, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(
+        problems.iter().any(|p| p.location.path == "templates.acme-twilio.fields.ApiKey.default"
+            && matches!(&p.rule, Rule::SecretUnavailable { reference, .. } if reference == "vault:kv/missing")),
+        "{err}"
+    );
+    // On an empty registry `keep:existing` has nothing to keep.
+    let text = TYPED.replace("\"vault:kv/twilio\"", "keep:existing");
+    let err = load(&text, &sources)
+        .unwrap()
+        .plan(&Registry::in_memory(), &sources)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("template acme-twilio has no secret ApiKey (default value) in the registry to keep"),
+        "{err}"
+    );
+}
