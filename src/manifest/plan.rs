@@ -140,7 +140,8 @@ pub struct MappingsChange {
     path: String,
 }
 
-/// How many of each action a plan has (connections and mappings together).
+/// How many of each action a plan has (types, templates, connections and
+/// mappings together).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Summary {
@@ -1006,9 +1007,9 @@ impl Plan {
         s.create + s.update + s.delete == 0
     }
 
-    /// Applies the plan as one atomic [`Registry::write`]: creates and
-    /// updates connections, sets and deletes mappings, then deletes
-    /// connections, each naming the version the plan read: the writes the
+    /// Applies the plan as one atomic [`Registry::write`]: puts types and
+    /// templates, creates and updates connections, sets and deletes
+    /// mappings, then deletes connections, templates and types, each naming the version the plan read: the writes the
     /// plan replayed in its dry run. If the registry changed since the plan,
     /// nothing is written and the error is retryable (plan again). An empty
     /// plan writes nothing.
@@ -1047,9 +1048,9 @@ impl Plan {
     }
 
     /// **The plan's writes, in the one order both [`Plan::apply`] and the
-    /// plan's dry run make them**, so the two cannot disagree: connections
-    /// created and updated, then mappings set and deleted, then connections
-    /// deleted, each naming the version the plan read. `refused` decides
+    /// plan's dry run make them**, so the two cannot disagree: types and
+    /// templates put, connections created and updated, then mappings set and
+    /// deleted, then connections, templates and types deleted, each naming the version the plan read. `refused` decides
     /// what a refused write does: its error stops the replay, `Ok` goes on.
     fn replay(
         &self,
