@@ -13,14 +13,14 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::description::{MAX_DESCRIPTION_LEN, Text};
+use super::description::Text;
 use super::external::SecretEntry;
 use super::ident::{CustomerId, Environment, ParamName, ParseError, ProjectId, TemplateName, TypeName};
 use super::layer::{Layer, Layers};
 use super::param::{MAX_VALUE_LEN, Param, ParamKind, ParamValues, ValueRef};
 use super::problem::IntoIdent;
 use super::secret::SecretValue;
-use super::types::{MAX_LABEL_LEN, TypeError, TypeProblem, TypeSubject};
+use super::types::{TypeError, TypeProblem, TypeSubject};
 
 /// Where a connection's value came from: its own value layers, or the
 /// template it was made from.
@@ -419,26 +419,7 @@ fn check_template_value(field: &ParamName, layer: &Layer, len: usize, problems: 
 
 /// **The checks of a template** on its own.
 fn check_template(label: &str, description: &str, fields: &[TemplateField], problems: &mut Vec<TypeProblem>) {
-    if label.is_empty() || label.len() > MAX_LABEL_LEN || label.chars().any(char::is_control) {
-        problems.push(TypeProblem::BadLabel {
-            field: None,
-            len: label.len(),
-        });
-    }
-    if description.len() > MAX_DESCRIPTION_LEN {
-        problems.push(TypeProblem::TooLong {
-            what: "the description".into(),
-            len: description.len(),
-            max: MAX_DESCRIPTION_LEN,
-        });
-    }
-    if fields.len() > super::connection::MAX_PARAMS {
-        problems.push(TypeProblem::TooMany {
-            what: "fields".into(),
-            count: fields.len(),
-            max: super::connection::MAX_PARAMS,
-        });
-    }
+    super::types::check_heading(label, description, fields.len(), problems);
     for (i, f) in fields.iter().enumerate() {
         if fields[..i].iter().any(|g| g.name == f.name) {
             problems.push(TypeProblem::DuplicateField {

@@ -679,6 +679,26 @@ pub(crate) fn visibility_allows(visibility: Visibility, viewer: &Viewer) -> bool
 }
 
 /// A label: 1 to [`MAX_LABEL_LEN`] bytes, no control characters.
+/// What a type and a template are both checked for before their fields: the
+/// label, the description's length and how many fields there are.
+pub(super) fn check_heading(label: &str, description: &str, fields: usize, problems: &mut Vec<TypeProblem>) {
+    check_label(None, label, problems);
+    if description.len() > MAX_DESCRIPTION_LEN {
+        problems.push(TypeProblem::TooLong {
+            what: "the description".into(),
+            len: description.len(),
+            max: MAX_DESCRIPTION_LEN,
+        });
+    }
+    if fields > super::connection::MAX_PARAMS {
+        problems.push(TypeProblem::TooMany {
+            what: "fields".into(),
+            count: fields,
+            max: super::connection::MAX_PARAMS,
+        });
+    }
+}
+
 fn check_label(field: Option<&ParamName>, label: &str, problems: &mut Vec<TypeProblem>) {
     if label.is_empty() || label.len() > MAX_LABEL_LEN || label.chars().any(char::is_control) {
         problems.push(TypeProblem::BadLabel {
@@ -1161,21 +1181,7 @@ fn check_type(
     fields: &[Field],
     problems: &mut Vec<TypeProblem>,
 ) {
-    check_label(None, label, problems);
-    if description.len() > MAX_DESCRIPTION_LEN {
-        problems.push(TypeProblem::TooLong {
-            what: "the description".into(),
-            len: description.len(),
-            max: MAX_DESCRIPTION_LEN,
-        });
-    }
-    if fields.len() > super::connection::MAX_PARAMS {
-        problems.push(TypeProblem::TooMany {
-            what: "fields".into(),
-            count: fields.len(),
-            max: super::connection::MAX_PARAMS,
-        });
-    }
+    check_heading(label, description, fields.len(), problems);
     for (i, f) in fields.iter().enumerate() {
         if fields[..i].iter().any(|g| g.name == f.name) {
             problems.push(TypeProblem::DuplicateField {
