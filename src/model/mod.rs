@@ -22,7 +22,10 @@ mod template;
 mod token;
 mod types;
 
-pub use audit::{AuditChange, AuditEntry, AuditNote, AuditOperation, AuditQuery};
+pub use audit::{
+    AuditAction, AuditChange, AuditEntry, AuditKind, AuditNote, AuditOperation, AuditPosition, AuditQuery,
+    ReadField, ReadNote, SecretRead,
+};
 pub use auth::{
     AUTHORIZE_URL, AuthField, AuthScheme, CLIENT_ID, CLIENT_SECRET, FieldNeed, FieldSource, OAuthClient,
     SCOPES, TOKEN_URL,

@@ -598,6 +598,16 @@ impl Registry {
         Ok(self.store.audit(query)?)
     }
 
+    /// [`Registry::audit`] for async hosts (feature `async`): on the
+    /// registry's [`AsyncStore`] when it was built with one.
+    #[cfg(feature = "async")]
+    pub async fn audit_async(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, RegistryError> {
+        match &self.async_store {
+            Some(store) => Ok(store.audit(query).await?),
+            None => Ok(self.store.audit(query)?),
+        }
+    }
+
     /// [`Registry::write`] for async hosts (feature `async`): the same write,
     /// awaiting the store instead of blocking a thread. It uses the
     /// registry's [`AsyncStore`] when it was built with one

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Batch, Change, CommitToken, Committed, MemoryStore, Snapshot, Store, StoreError};
-use crate::model::{Record, RecordKey, Revision, Version};
+use crate::model::{AuditEntry, AuditQuery, ReadNote, Record, RecordKey, Revision, Version};
 
 /// The future of one [`AsyncStore`] call.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -43,6 +43,32 @@ pub trait AsyncStore: Send + Sync + 'static {
 
     /// [`Store::revision`].
     fn revision(&self) -> StoreFuture<'_, Revision>;
+
+    /// [`Store::keeps_audit`]. The default is no.
+    fn keeps_audit(&self) -> bool {
+        false
+    }
+
+    /// [`Store::audit`]. The default answers [`StoreError::Unsupported`].
+    fn audit<'a>(&'a self, query: &'a AuditQuery) -> StoreFuture<'a, Vec<AuditEntry>> {
+        let _ = query;
+        let backend = self.backend();
+        Box::pin(std::future::ready(Err(StoreError::Unsupported {
+            backend,
+            what: "an audit trail",
+        })))
+    }
+
+    /// [`Store::append_reads`]. The default answers
+    /// [`StoreError::Unsupported`].
+    fn append_reads<'a>(&'a self, reads: &'a [ReadNote]) -> StoreFuture<'a, ()> {
+        let _ = reads;
+        let backend = self.backend();
+        Box::pin(std::future::ready(Err(StoreError::Unsupported {
+            backend,
+            what: "an audit trail",
+        })))
+    }
 
     /// [`Store::wait_for_change`], sleeping on tokio's timer. The default
     /// looks at [`AsyncStore::revision`] every 10 ms; backends with a
@@ -87,6 +113,15 @@ impl<S: AsyncStore + ?Sized> AsyncStore for Arc<S> {
     fn wait_for_change(&self, after: Revision, timeout: Duration) -> StoreFuture<'_, Revision> {
         (**self).wait_for_change(after, timeout)
     }
+    fn keeps_audit(&self) -> bool {
+        (**self).keeps_audit()
+    }
+    fn audit<'a>(&'a self, query: &'a AuditQuery) -> StoreFuture<'a, Vec<AuditEntry>> {
+        (**self).audit(query)
+    }
+    fn append_reads<'a>(&'a self, reads: &'a [ReadNote]) -> StoreFuture<'a, ()> {
+        (**self).append_reads(reads)
+    }
 }
 
 /// The memory store never waits on I/O: each call completes when polled
@@ -112,5 +147,14 @@ impl AsyncStore for MemoryStore {
     }
     fn revision(&self) -> StoreFuture<'_, Revision> {
         Box::pin(std::future::ready(Store::revision(self)))
+    }
+    fn keeps_audit(&self) -> bool {
+        Store::keeps_audit(self)
+    }
+    fn audit<'a>(&'a self, query: &'a AuditQuery) -> StoreFuture<'a, Vec<AuditEntry>> {
+        Box::pin(std::future::ready(Store::audit(self, query)))
+    }
+    fn append_reads<'a>(&'a self, reads: &'a [ReadNote]) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(Store::append_reads(self, reads)))
     }
 }

@@ -31,7 +31,7 @@ use crate::model::{
     AppOwner, ConnectionName, CredentialKey, IntegrationId, NameStripe, ProjectId, Record, RecordKey,
     Revision, Scope, TemplateName, TypeName, Version,
 };
-use crate::model::{AuditEntry, AuditQuery};
+use crate::model::{AuditEntry, AuditPosition, AuditQuery, ReadNote};
 
 /// Keeps records in memory. Fast, `Send + Sync`, gone with the process.
 ///
@@ -130,12 +130,17 @@ struct Inner {
     feed: VecDeque<FeedBatch>,
     /// How many changes `feed` holds.
     feed_len: usize,
-    /// The audit trail: one entry per committed batch with an audit note,
-    /// oldest first, never changed.
+    /// The audit trail: one entry per committed batch with an audit note
+    /// and per read appended, in position order (1, 2, ...), never changed.
     audit: Vec<AuditEntry>,
 }
 
 impl Inner {
+    /// The position the next audit entry gets.
+    fn next_audit_position(&self) -> AuditPosition {
+        AuditPosition(self.audit.len() as u64 + 1)
+    }
+
     /// Where the live record under `key` is in `records`.
     fn position(&self, key: &RecordKey) -> Option<usize> {
         let key = KeyRef::of_key(key);
@@ -291,13 +296,22 @@ impl Store for MemoryStore {
 
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let inner = self.lock();
-        let start = inner.audit.partition_point(|e| e.revision <= query.after);
+        let start = inner.audit.partition_point(|e| e.position <= query.after);
         Ok(inner.audit[start..]
             .iter()
             .filter(|e| e.matches(query))
             .take(query.limit)
             .cloned()
             .collect())
+    }
+
+    fn append_reads(&self, reads: &[ReadNote]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for read in reads {
+            let position = inner.next_audit_position();
+            inner.audit.push(AuditEntry::read(position, read.clone()));
+        }
+        Ok(())
     }
 
     fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
@@ -339,8 +353,14 @@ impl Store for MemoryStore {
                 }
             }
         }
-        if let Some(entry) = batch.audit_entry(revision, &before, &versions) {
-            inner.audit.push(entry);
+        if let Some((note, action)) = batch.audit_action(revision, &before, &versions) {
+            let position = inner.next_audit_position();
+            inner.audit.push(AuditEntry {
+                position,
+                at: note.at,
+                actor: note.actor.clone(),
+                action,
+            });
         }
         inner.feed_len += changes.len();
         inner.feed.push_back(FeedBatch {

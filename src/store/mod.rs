@@ -61,7 +61,8 @@ pub use postgres::{NOTIFY_CHANNEL, POSTGRES_SCHEMA_VERSION, PostgresSettings, Po
 pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteStore};
 
 use crate::model::{
-    AuditChange, AuditEntry, AuditNote, AuditOperation, AuditQuery, Record, RecordKey, Revision, Version,
+    AuditAction, AuditChange, AuditEntry, AuditNote, AuditOperation, AuditQuery, ReadNote, Record, RecordKey,
+    Revision, Version,
 };
 
 /// What a write expects to find.
@@ -277,15 +278,15 @@ impl Batch {
         self
     }
 
-    /// The audit entry of this batch committed as `revision`, from each
-    /// write's live version before (`None`: absent) and after, in batch
-    /// order; `None` without an audit note.
-    pub(crate) fn audit_entry(
+    /// The audit note and action of this batch committed as `revision`,
+    /// from each write's live version before (`None`: absent) and after, in
+    /// batch order; `None` without an audit note.
+    pub(crate) fn audit_action(
         &self,
         revision: Revision,
         before: &[Option<Version>],
         after: &[Version],
-    ) -> Option<AuditEntry> {
+    ) -> Option<(&AuditNote, AuditAction)> {
         let note = self.audit.as_ref()?;
         let changes = self
             .writes
@@ -302,12 +303,7 @@ impl Batch {
                 after: *after,
             })
             .collect();
-        Some(AuditEntry {
-            revision,
-            at: note.at,
-            actor: note.actor.clone(),
-            changes,
-        })
+        Some((note, AuditAction::Write { revision, changes }))
     }
 
     /// Appends a write.
@@ -616,18 +612,31 @@ pub trait Store: Send + Sync + 'static {
     /// The latest committed revision.
     fn revision(&self) -> Result<Revision, StoreError>;
 
-    /// Whether the store writes an [`AuditEntry`] for each committed batch
-    /// that carries an [`AuditNote`] (in the batch's transaction) and
+    /// Whether the store keeps an audit trail: it writes an [`AuditEntry`]
+    /// for each committed batch that carries an [`AuditNote`] (in the
+    /// batch's transaction), appends reads ([`Store::append_reads`]) and
     /// answers [`Store::audit`]. The memory, SQLite and PostgreSQL stores
     /// do; the default is no.
     fn keeps_audit(&self) -> bool {
         false
     }
 
-    /// The audit entries `query` selects, oldest first (see
+    /// The audit entries `query` selects, in trail order (see
     /// [`AuditQuery`]). The default answers [`StoreError::Unsupported`].
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let _ = query;
+        Err(StoreError::Unsupported {
+            backend: self.backend(),
+            what: "an audit trail",
+        })
+    }
+
+    /// Appends one entry per read to the audit trail, in order, all or
+    /// none: each gets the next [`AuditPosition`](crate::model::AuditPosition)
+    /// (after every entry appended or committed before). The default
+    /// answers [`StoreError::Unsupported`].
+    fn append_reads(&self, reads: &[ReadNote]) -> Result<(), StoreError> {
+        let _ = reads;
         Err(StoreError::Unsupported {
             backend: self.backend(),
             what: "an audit trail",
@@ -682,5 +691,8 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         (**self).audit(query)
+    }
+    fn append_reads(&self, reads: &[ReadNote]) -> Result<(), StoreError> {
+        (**self).append_reads(reads)
     }
 }

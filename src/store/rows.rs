@@ -6,7 +6,10 @@
 use std::sync::Arc;
 
 use super::seal::{KeyRing, SealError};
-use crate::model::{AuditEntry, CodecError, Record, RecordKey, with_secret_codec_reporting};
+use crate::model::{
+    ActorId, AuditAction, AuditChange, AuditEntry, AuditPosition, CodecError, Record, RecordKey, Revision,
+    Timestamp, with_secret_codec_reporting,
+};
 use crate::store::StoreError;
 
 /// What a sealing error says, if a codec error is one.
@@ -314,23 +317,76 @@ impl ClassifyText for serde_json::Error {
     }
 }
 
-/// An audit entry as stored: JSON of record keys, versions, the actor and
-/// the instant (an entry never holds a value).
-pub(crate) fn encode_audit(backend: &'static str, entry: &AuditEntry) -> Result<String, StoreError> {
-    serde_json::to_string(entry).map_err(|e| StoreError::InvalidBatch {
-        reason: format!(
-            "{backend}: cannot encode the audit entry of {}: {e}",
-            entry.revision
-        ),
+/// An audit entry as stored (its position is the row's): JSON of the
+/// instant, the actor and the action (record keys, versions, fields read;
+/// an entry never holds a value).
+#[derive(serde::Serialize)]
+struct StoredAudit<'a> {
+    at: Timestamp,
+    actor: &'a ActorId,
+    action: &'a AuditAction,
+}
+
+/// An audit entry read back: the current form, or a write's entry as
+/// schema version 4 stored it (with its revision and changes at the top).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum StoredAuditOwned {
+    Current {
+        at: Timestamp,
+        actor: ActorId,
+        action: AuditAction,
+    },
+    WriteV4 {
+        revision: Revision,
+        at: Timestamp,
+        actor: ActorId,
+        changes: Vec<AuditChange>,
+    },
+}
+
+/// The stored form of an entry (see [`decode_audit`]).
+pub(crate) fn encode_audit(
+    backend: &'static str,
+    at: Timestamp,
+    actor: &ActorId,
+    action: &AuditAction,
+) -> Result<String, StoreError> {
+    serde_json::to_string(&StoredAudit { at, actor, action }).map_err(|e| StoreError::InvalidBatch {
+        reason: format!("{backend}: cannot encode an audit entry: {e}"),
     })
 }
 
-/// An audit entry read back.
-pub(crate) fn decode_audit(backend: &'static str, body: &str) -> Result<AuditEntry, StoreError> {
-    serde_json::from_str(body).map_err(|e| StoreError::Unreadable {
+/// An audit entry read back from its position and stored form.
+pub(crate) fn decode_audit(
+    backend: &'static str,
+    position: i64,
+    body: &str,
+) -> Result<AuditEntry, StoreError> {
+    let position = AuditPosition(to_u64(backend, position, "an audit position")?);
+    let stored: StoredAuditOwned = serde_json::from_str(body).map_err(|e| StoreError::Unreadable {
         backend,
-        what: "an audit entry".into(),
-        message: e.to_string(),
+        what: format!("{position}"),
+        message: e.classify_text(),
+    })?;
+    Ok(match stored {
+        StoredAuditOwned::Current { at, actor, action } => AuditEntry {
+            position,
+            at,
+            actor,
+            action,
+        },
+        StoredAuditOwned::WriteV4 {
+            revision,
+            at,
+            actor,
+            changes,
+        } => AuditEntry {
+            position,
+            at,
+            actor,
+            action: AuditAction::Write { revision, changes },
+        },
     })
 }
 

@@ -12,7 +12,10 @@ use super::rows::{
 };
 use super::seal::{self, KeyRing, Resealed};
 use super::{Batch, Change, CommitToken, Committed, Snapshot, Store, StoreError};
-use crate::model::{AuditEntry, AuditQuery, Record, RecordKey, Revision, Version};
+use crate::model::{
+    ActorId, AuditAction, AuditEntry, AuditKind, AuditQuery, ReadNote, Record, RecordKey, Revision,
+    Timestamp, Version,
+};
 
 const BACKEND: &str = "sqlite";
 
@@ -75,14 +78,45 @@ const MIGRATIONS: &[&str] = &[
      BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
      CREATE TRIGGER audit_keys_append_only BEFORE UPDATE ON audit_keys
      BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
+    // 5: the audit trail keeps reads of secrets too, which have no revision:
+    // entries are keyed by their position in the trail (never reused, so
+    // AUTOINCREMENT), a write's entry keeps its revision. Version 4's
+    // entries move over at position = revision, their bodies as they were.
+    "CREATE TABLE audit_trail (
+         position INTEGER PRIMARY KEY AUTOINCREMENT,
+         revision INTEGER UNIQUE,
+         at INTEGER NOT NULL,
+         actor TEXT NOT NULL,
+         body TEXT NOT NULL
+     );
+     INSERT INTO audit_trail (position, revision, at, actor, body)
+         SELECT revision, revision, at, actor, body FROM audit ORDER BY revision;
+     CREATE INDEX audit_trail_actor ON audit_trail (actor, position);
+     CREATE INDEX audit_trail_at ON audit_trail (at);
+     CREATE TABLE audit_trail_keys (
+         key TEXT NOT NULL,
+         position INTEGER NOT NULL,
+         PRIMARY KEY (key, position)
+     ) WITHOUT ROWID;
+     INSERT INTO audit_trail_keys (key, position) SELECT key, revision FROM audit_keys;
+     DROP TABLE audit_keys;
+     DROP TABLE audit;
+     CREATE TRIGGER audit_trail_append_only BEFORE UPDATE ON audit_trail
+     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+     CREATE TRIGGER audit_trail_keys_append_only BEFORE UPDATE ON audit_trail_keys
+     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
 ];
 
-/// The audit entries a query selects (see [`AuditQuery`]).
-const AUDIT_QUERY: &str = "SELECT body FROM audit
-     WHERE revision > ?1 AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR at >= ?3)
+/// The audit entries a query selects (see [`AuditQuery`]); `?6` is 1 for
+/// writes only, 0 for reads only.
+const AUDIT_QUERY: &str = "SELECT position, body FROM audit_trail
+     WHERE position > ?1 AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR at >= ?3)
          AND (?4 IS NULL OR at < ?4)
-         AND (?5 IS NULL OR revision IN (SELECT revision FROM audit_keys WHERE key = ?5))
-     ORDER BY revision LIMIT ?6";
+         AND (?5 IS NULL OR position IN (SELECT position FROM audit_trail_keys WHERE key = ?5))
+         AND (?6 IS NULL OR (revision IS NOT NULL) = ?6)
+     ORDER BY position LIMIT ?7";
+const AUDIT_ENTRY: &str = "INSERT INTO audit_trail (revision, at, actor, body) VALUES (?1, ?2, ?3, ?4)";
+const AUDIT_KEY: &str = "INSERT INTO audit_trail_keys (key, position) VALUES (?1, ?2)";
 
 /// The schema version this code writes.
 pub const SQLITE_SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -132,6 +166,36 @@ impl std::fmt::Debug for SqliteStore {
             .field("keys", &self.ring)
             .finish()
     }
+}
+
+/// Appends one audit entry (a write's, with its revision, or a read's)
+/// and the keys it is about, inside `tx`.
+fn append_audit<'k>(
+    tx: &rusqlite::Transaction<'_>,
+    revision: Option<i64>,
+    at: Timestamp,
+    actor: &ActorId,
+    action: &AuditAction,
+    keys: impl Iterator<Item = &'k str>,
+) -> Result<(), StoreError> {
+    let body = encode_audit(BACKEND, at, actor, action)?;
+    let at = to_i64(at.0, "the audit instant")?;
+    let position: i64 = tx
+        .prepare_cached(AUDIT_ENTRY)
+        .and_then(|mut stmt| {
+            stmt.execute(params![revision, at, actor.as_str(), body])?;
+            Ok(tx.last_insert_rowid())
+        })
+        .map_err(|e| unavailable("cannot write the audit entry", e))?;
+    let mut insert = tx
+        .prepare_cached(AUDIT_KEY)
+        .map_err(|e| unavailable("cannot write the audit entry", e))?;
+    for key_text in keys {
+        insert
+            .execute(params![key_text, position])
+            .map_err(|e| unavailable("cannot write the audit entry", e))?;
+    }
+    Ok(())
 }
 
 fn unavailable(context: &str, e: rusqlite::Error) -> StoreError {
@@ -492,19 +556,9 @@ impl Store for SqliteStore {
                     .map_err(|e| unavailable(&format!("cannot write the change of {}", w.key), e))?;
             }
         }
-        if let Some(entry) = batch.audit_entry(revision, &before, &versions) {
-            let body = encode_audit(BACKEND, &entry)?;
-            let at = to_i64(entry.at.0, "the audit instant")?;
-            tx.prepare_cached("INSERT INTO audit (revision, at, actor, body) VALUES (?1, ?2, ?3, ?4)")
-                .and_then(|mut stmt| stmt.execute(params![rev, at, entry.actor.as_str(), body]))
-                .map_err(|e| unavailable("cannot write the audit entry", e))?;
-            let mut keys = tx
-                .prepare_cached("INSERT INTO audit_keys (key, revision) VALUES (?1, ?2)")
-                .map_err(|e| unavailable("cannot write the audit entry", e))?;
-            for (key_text, _) in &encoded {
-                keys.execute(params![key_text, rev])
-                    .map_err(|e| unavailable("cannot write the audit entry", e))?;
-            }
+        if let Some((note, action)) = batch.audit_action(revision, &before, &versions) {
+            let keys = encoded.iter().map(|(key_text, _)| key_text.as_str());
+            append_audit(&tx, Some(rev), note.at, &note.actor, &action, keys)?;
         }
         if let Some(token) = batch.token {
             tx.prepare_cached("INSERT INTO commits (revision, token) VALUES (?1, ?2)")
@@ -609,13 +663,48 @@ impl Store for SqliteStore {
         true
     }
 
+    fn append_reads(&self, reads: &[ReadNote]) -> Result<(), StoreError> {
+        if reads.is_empty() {
+            return Ok(());
+        }
+        // Encode before taking the lock.
+        let mut encoded = Vec::with_capacity(reads.len());
+        for read in reads {
+            let action = AuditAction::Read(read.read.clone());
+            let keys = read
+                .read
+                .keys()
+                .iter()
+                .map(|k| encode_key(BACKEND, k))
+                .collect::<Result<Vec<_>, _>>()?;
+            encoded.push((action, keys));
+        }
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| unavailable("cannot begin a transaction", e))?;
+        for (read, (action, keys)) in reads.iter().zip(&encoded) {
+            append_audit(
+                &tx,
+                None,
+                read.at,
+                &read.actor,
+                action,
+                keys.iter().map(String::as_str),
+            )?;
+        }
+        tx.commit()
+            .map_err(|e| unavailable("cannot commit the audit entries of reads", e))
+    }
+
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let key = query.key.as_ref().map(|k| encode_key(BACKEND, k)).transpose()?;
-        let after = to_i64(query.after.0, "revision")?;
+        let after = to_i64(query.after.0, "audit position")?;
         let from = query.from.map(|t| to_i64(t.0, "instant")).transpose()?;
         let until = query.until.map(|t| to_i64(t.0, "instant")).transpose()?;
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-        let bodies: Vec<String> = {
+        let writes = query.kind.map(|k| k == AuditKind::Write);
+        let rows: Vec<(i64, String)> = {
             let conn = self.lock();
             let mut stmt = conn
                 .prepare_cached(AUDIT_QUERY)
@@ -628,14 +717,17 @@ impl Store for SqliteStore {
                         from,
                         until,
                         key,
+                        writes,
                         limit
                     ],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(|e| unavailable("cannot read the audit trail", e))?;
             rows.collect::<Result<_, _>>()
                 .map_err(|e| unavailable("cannot read the audit trail", e))?
         };
-        bodies.iter().map(|b| decode_audit(BACKEND, b)).collect()
+        rows.iter()
+            .map(|(position, body)| decode_audit(BACKEND, *position, body))
+            .collect()
     }
 }

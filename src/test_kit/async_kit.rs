@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 use super::{sample_connection, unique_project};
-use crate::model::{Record, RecordKey, Revision, Version};
+use crate::model::{AuditEntry, AuditQuery, ReadNote, Record, RecordKey, Revision, Version};
 use crate::store::{
     AsyncStore, Batch, Change, CommitToken, Committed, Expect, Snapshot, Store, StoreError, Write,
 };
@@ -65,6 +65,15 @@ impl Store for AsyncAsBlocking {
     }
     fn wait_for_change(&self, after: Revision, timeout: Duration) -> Result<Revision, StoreError> {
         self.handle.block_on(self.store.wait_for_change(after, timeout))
+    }
+    fn keeps_audit(&self) -> bool {
+        self.store.keeps_audit()
+    }
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.handle.block_on(self.store.audit(query))
+    }
+    fn append_reads(&self, reads: &[ReadNote]) -> Result<(), StoreError> {
+        self.handle.block_on(self.store.append_reads(reads))
     }
 }
 

@@ -524,12 +524,12 @@ pub fn audited_batches_leave_one_entry(store: &dyn Store) {
     );
     let got = entries(&mine());
     assert_eq!(
-        got.iter().map(|e| e.revision).collect::<Vec<_>>(),
-        vec![created.revision, updated.revision],
+        got.iter().map(|e| e.revision()).collect::<Vec<_>>(),
+        vec![Some(created.revision), Some(updated.revision)],
         "{} store: one entry per audited committed batch, oldest first",
         store.backend()
     );
-    let change = &got[1].changes[0];
+    let change = &got[1].changes()[0];
     assert_eq!(
         (change.key.clone(), change.operation, change.before, change.after),
         (
@@ -541,10 +541,14 @@ pub fn audited_batches_leave_one_entry(store: &dyn Store) {
         "{} store: an entry names the key, the operation and the versions",
         store.backend()
     );
-    assert_eq!(got[0].changes[0].operation, crate::model::AuditOperation::Created);
+    assert_eq!(
+        got[0].changes()[0].operation,
+        crate::model::AuditOperation::Created
+    );
+    assert!(got[0].position < got[1].position);
     assert_eq!(got[0].at, note.at);
     assert_eq!(entries(&mine().of_record(record.key())).len(), 2);
-    assert_eq!(entries(&mine().after(created.revision)).len(), 1);
+    assert_eq!(entries(&mine().after(got[0].position)).len(), 1);
     assert_eq!(entries(&mine().limit(1)).len(), 1);
     let t = |n| crate::model::Timestamp(n);
     assert_eq!(entries(&mine().between(t(1_000), t(1_001))).len(), 2);
@@ -555,6 +559,75 @@ pub fn audited_batches_leave_one_entry(store: &dyn Store) {
         "{} store: an audit entry holds a value",
         store.backend()
     );
+    appended_reads_follow_in_order(store, &p, &actor, got[1].position);
+}
+
+/// Reads appended to the trail ([`Store::append_reads`]) come after every
+/// entry before them, in the order given, are selected by kind and by the
+/// records they read, and read back as they were appended.
+fn appended_reads_follow_in_order(
+    store: &dyn Store,
+    p: &ProjectId,
+    actor: &crate::model::ActorId,
+    last_write: crate::model::AuditPosition,
+) {
+    use crate::model::{AuditQuery, ReadField, ReadNote, SecretRead};
+    let read = |n: u64| ReadNote {
+        actor: actor.clone(),
+        at: crate::model::Timestamp(2_000 + n),
+        read: SecretRead::Resolution {
+            project: p.clone(),
+            integration: "orders".parse().expect("an integration"),
+            environment: "production".parse().expect("an environment"),
+            customer: None,
+            revision: Revision(n),
+            fields: vec![ReadField {
+                connection_id: crate::model::ConnectionId::random(),
+                connection: "svc".parse().expect("a name"),
+                scope: crate::model::Scope::Project,
+                param: "ApiKey".parse().expect("a parameter"),
+            }],
+        },
+    };
+    let reads = [read(1), read(2)];
+    if let Err(e) = store.append_reads(&reads) {
+        panic!("{} store: append_reads failed: {e}", store.backend());
+    }
+    let entries = |q: &AuditQuery| match store.audit(q) {
+        Ok(e) => e,
+        Err(e) => panic!("{} store: audit failed: {e}", store.backend()),
+    };
+    let got = entries(&AuditQuery::all().by(actor.clone()).reads());
+    assert_eq!(
+        got.iter()
+            .map(|e| (e.actor.clone(), e.at, e.secret_read().cloned()))
+            .collect::<Vec<_>>(),
+        reads
+            .iter()
+            .map(|r| (r.actor.clone(), r.at, Some(r.read.clone())))
+            .collect::<Vec<_>>(),
+        "{} store: reads read back as appended, in order",
+        store.backend()
+    );
+    assert!(
+        got[0].position > last_write && got[1].position > got[0].position,
+        "{} store: appended entries come after every entry before them",
+        store.backend()
+    );
+    let svc = crate::model::RecordKey::Connection(
+        p.clone(),
+        crate::model::Scope::Project,
+        "svc".parse().expect("a name"),
+    );
+    let of_svc = entries(&AuditQuery::all().by(actor.clone()).of_record(svc));
+    assert_eq!(
+        of_svc.len(),
+        4,
+        "{} store: writes and reads of one record",
+        store.backend()
+    );
+    assert_eq!(entries(&AuditQuery::all().by(actor.clone()).writes()).len(), 2);
+    assert!(store.append_reads(&[]).is_ok());
 }
 
 /// A batch committed with a token is found by it, among the batches after

@@ -67,14 +67,14 @@ fn each_committed_write_has_one_entry_naming_its_actor_and_a_refused_one_none() 
     let entries = registry.audit(&AuditQuery::all()).unwrap();
     assert_eq!(entries.len(), 3);
     assert_eq!(entries[0].actor, alice);
-    assert_eq!(entries[0].revision, report.revision);
+    assert_eq!(entries[0].revision(), Some(report.revision));
     assert!(entries[0].at >= started);
     assert_eq!(entries[1].actor, actor("service:host"));
     let key = RecordKey::Connection(acme(), Scope::Project, "crm".parse().unwrap());
-    let created = entries[0].changes.iter().find(|c| c.key == key).unwrap();
+    let created = entries[0].changes().iter().find(|c| c.key == key).unwrap();
     assert_eq!(created.operation, AuditOperation::Created);
     assert_eq!(created.before, None);
-    let updated = entries[2].changes.iter().find(|c| c.key == key).unwrap();
+    let updated = entries[2].changes().iter().find(|c| c.key == key).unwrap();
     assert_eq!(updated.operation, AuditOperation::Updated);
     assert_eq!(updated.before, Some(version));
     assert_eq!(updated.after, Version(version.0 + 1));
@@ -92,7 +92,7 @@ fn each_committed_write_has_one_entry_naming_its_actor_and_a_refused_one_none() 
     );
     assert_eq!(
         registry
-            .audit(&AuditQuery::all().after(entries[0].revision).limit(1))
+            .audit(&AuditQuery::all().after(entries[0].position).limit(1))
             .unwrap(),
         &entries[1..2]
     );
@@ -102,7 +102,7 @@ fn each_committed_write_has_one_entry_naming_its_actor_and_a_refused_one_none() 
         .unwrap();
     let last = registry.audit(&AuditQuery::all()).unwrap().pop().unwrap();
     assert!(
-        last.changes
+        last.changes()
             .iter()
             .any(|c| c.operation == AuditOperation::Deleted)
     );
@@ -208,9 +208,24 @@ fn racing_writers_leave_one_entry_per_committed_write(a: Arc<Registry>, b: Arc<R
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
+    let entries = a.audit(&AuditQuery::all().writes()).unwrap();
+    let checked = one_entry_per_committed_write(&results, entries, created.revision);
+    // Both registries read the same trail from the store.
+    assert_eq!(b.audit(&AuditQuery::all()).unwrap().len(), checked + 1);
+}
+
+/// Each writer's results against the trail's write entries after
+/// `created`: one entry per committed write, at its revision, naming its
+/// writer; none for a conflict; no value in any. Returns how many entries.
+fn one_entry_per_committed_write(
+    results: &[(usize, Vec<Result<connective::model::Revision, RegistryError>>)],
+    entries: Vec<AuditEntry>,
+    created: connective::model::Revision,
+) -> usize {
+    const ROUNDS: usize = 12;
     let mut committed: BTreeMap<u64, usize> = BTreeMap::new();
     let mut refused = 0;
-    for (w, out) in &results {
+    for (w, out) in results {
         for r in out {
             match r {
                 Ok(revision) => assert!(committed.insert(revision.0, *w).is_none()),
@@ -220,10 +235,13 @@ fn racing_writers_leave_one_entry_per_committed_write(a: Arc<Registry>, b: Arc<R
         }
     }
     assert!(!committed.is_empty());
-    let entries = a.audit(&AuditQuery::all().after(created.revision)).unwrap();
+    let entries: Vec<AuditEntry> = entries
+        .into_iter()
+        .filter(|e| e.revision() > Some(created))
+        .collect();
     let seen: BTreeMap<u64, String> = entries
         .iter()
-        .map(|e| (e.revision.0, e.actor.to_string()))
+        .filter_map(|e| Some((e.revision()?.0, e.actor.to_string())))
         .collect();
     assert_eq!(entries.len(), committed.len(), "{refused} refused");
     let expected: BTreeMap<u64, String> = committed
@@ -231,8 +249,6 @@ fn racing_writers_leave_one_entry_per_committed_write(a: Arc<Registry>, b: Arc<R
         .map(|(rev, w)| (*rev, format!("writer-{w}")))
         .collect();
     assert_eq!(seen, expected);
-    // Both registries read the same trail from the store.
-    assert_eq!(b.audit(&AuditQuery::all()).unwrap().len(), entries.len() + 1);
     let secrets: Vec<String> = (0..4)
         .flat_map(|w| (0..ROUNDS).map(move |r| secret(w, r)))
         .collect();
@@ -242,6 +258,7 @@ fn racing_writers_leave_one_entry_per_committed_write(a: Arc<Registry>, b: Arc<R
         committed.len(),
         entries.len()
     );
+    entries.len()
 }
 
 #[test]
@@ -268,7 +285,7 @@ fn racing_writers_on_two_registries_on_sqlite() {
     assert!(again.audit(&AuditQuery::all()).unwrap().len() > 1);
     let conn = rusqlite::Connection::open(&path).expect("open the file");
     let err = conn
-        .execute("UPDATE audit SET actor = 'mallory'", [])
+        .execute("UPDATE audit_trail SET actor = 'mallory'", [])
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
 }
@@ -284,4 +301,251 @@ fn racing_writers_on_two_registries_on_postgres() {
     let url = db.connection_string();
     let open = || -> Arc<dyn Store> { Arc::new(PostgresStore::connect(&url, ring()).expect("connect")) };
     racing_writers_leave_one_entry_per_committed_write(audited(open()), audited(open()));
+}
+
+/// The audit rows a database of schema version 4 held (entries keyed by
+/// revision, bodies with the revision and changes at the top), as
+/// `(revision, at, actor, body, key)`: two writes of the crm connection.
+fn v4_rows() -> Vec<(i64, i64, &'static str, String, String)> {
+    let key = RecordKey::Connection(acme(), Scope::Project, "crm".parse().unwrap());
+    let key_json = serde_json::to_value(&key).unwrap();
+    let body = |revision: i64, at: i64, actor: &str, op: &str, before: Option<i64>| {
+        serde_json::json!({
+            "revision": revision, "at": at, "actor": actor,
+            "changes": [{"key": key_json, "operation": op, "before": before, "after": revision}]
+        })
+        .to_string()
+    };
+    let key_text = serde_json::to_string(&key).unwrap();
+    vec![
+        (
+            1,
+            1_000,
+            "alice@acme.example",
+            body(1, 1_000, "alice@acme.example", "created", None),
+            key_text.clone(),
+        ),
+        (
+            2,
+            2_000,
+            "bob@acme.example",
+            body(2, 2_000, "bob@acme.example", "updated", Some(1)),
+            key_text,
+        ),
+    ]
+}
+
+/// After the migration, version 4's entries read back as the writes they
+/// were, at positions equal to their revisions, and new entries (a write,
+/// a read) follow them.
+fn v4_entries_read_on(registry: &Registry) {
+    let old = registry.audit(&AuditQuery::all()).unwrap();
+    assert_eq!(old.len(), 2, "{old:?}");
+    assert_eq!(old[0].position, connective::model::AuditPosition(1));
+    assert_eq!(old[0].revision(), Some(connective::model::Revision(1)));
+    assert_eq!(old[0].actor, actor("alice@acme.example"));
+    assert_eq!(old[0].at, Timestamp(1_000));
+    assert_eq!(old[0].changes()[0].operation, AuditOperation::Created);
+    assert_eq!(old[1].changes()[0].before, Some(Version(1)));
+    let key = RecordKey::Connection(acme(), Scope::Project, "crm".parse().unwrap());
+    assert_eq!(
+        registry.audit(&AuditQuery::all().of_record(key)).unwrap().len(),
+        2
+    );
+    assert_eq!(
+        registry
+            .audit(&AuditQuery::all().by(actor("bob@acme.example")))
+            .unwrap(),
+        &old[1..]
+    );
+    registry
+        .write_as(&actor("carol@acme.example"), |tx| {
+            tx.create_connection(crm("crm-secret-after-migration"))
+        })
+        .unwrap();
+    let all = registry.audit(&AuditQuery::all()).unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all[2].position > old[1].position);
+    assert_eq!(all[2].actor, actor("carol@acme.example"));
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn an_audit_trail_of_schema_version_4_reads_on_after_migrating_sqlite() {
+    use connective::store::{SQLITE_SCHEMA_VERSION, SqliteStore};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v4.db");
+    {
+        // The schema as version 4 created it (frozen here, whatever the
+        // code's migrations become), with a head at revision 2.
+        let conn = rusqlite::Connection::open(&path).expect("create the file");
+        conn.execute_batch(
+            "PRAGMA application_id = 1668184113;
+             CREATE TABLE head (id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL,
+                 feed_floor INTEGER NOT NULL);
+             INSERT INTO head (id, revision, feed_floor) VALUES (1, 2, 2);
+             CREATE TABLE records (key TEXT PRIMARY KEY, project TEXT NOT NULL, version INTEGER NOT NULL,
+                 revision INTEGER NOT NULL, body TEXT) WITHOUT ROWID;
+             CREATE INDEX records_project ON records (project);
+             CREATE TABLE changes (revision INTEGER NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL,
+                 version INTEGER NOT NULL, body TEXT, PRIMARY KEY (revision, seq)) WITHOUT ROWID;
+             CREATE TABLE commits (revision INTEGER PRIMARY KEY, token TEXT NOT NULL);
+             CREATE TABLE seal_keys (key_id TEXT PRIMARY KEY, key_check TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE audit (revision INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL,
+                 body TEXT NOT NULL);
+             CREATE INDEX audit_actor ON audit (actor, revision);
+             CREATE INDEX audit_at ON audit (at);
+             CREATE TABLE audit_keys (key TEXT NOT NULL, revision INTEGER NOT NULL,
+                 PRIMARY KEY (key, revision)) WITHOUT ROWID;
+             CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
+             BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+             CREATE TRIGGER audit_keys_append_only BEFORE UPDATE ON audit_keys
+             BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+             PRAGMA user_version = 4;",
+        )
+        .expect("the version 4 schema");
+        for (revision, at, actor, body, key) in v4_rows() {
+            conn.execute(
+                "INSERT INTO audit (revision, at, actor, body) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![revision, at, actor, body],
+            )
+            .expect("a version 4 entry");
+            conn.execute(
+                "INSERT INTO audit_keys (key, revision) VALUES (?1, ?2)",
+                rusqlite::params![key, revision],
+            )
+            .expect("a version 4 key");
+        }
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, ring()).expect("open and migrate"));
+    v4_entries_read_on(&audited(store));
+    let conn = rusqlite::Connection::open(&path).expect("open the file");
+    let version: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SQLITE_SCHEMA_VERSION);
+    let err = conn
+        .execute("UPDATE audit_trail SET actor = 'mallory' WHERE position = 1", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+}
+
+#[cfg(all(feature = "postgres", feature = "test-kit"))]
+#[test]
+fn an_audit_trail_of_schema_version_4_reads_on_after_migrating_postgres() {
+    use connective::store::PostgresStore;
+    use connective::test_kit::postgres::database;
+    let Some(db) = database("audit_v4") else {
+        return;
+    };
+    let mut client = db.client().expect("a client");
+    // The schema as version 4 created it (frozen here), head at revision 2.
+    client
+        .batch_execute(
+            "CREATE TABLE connective_schema (id INT PRIMARY KEY, version INT NOT NULL);
+             INSERT INTO connective_schema (id, version) VALUES (1, 4);
+             CREATE TABLE connective_head (id INT PRIMARY KEY, revision BIGINT NOT NULL,
+                 feed_floor BIGINT NOT NULL);
+             INSERT INTO connective_head (id, revision, feed_floor) VALUES (1, 2, 2);
+             CREATE TABLE connective_records (key TEXT PRIMARY KEY, project TEXT NOT NULL,
+                 version BIGINT NOT NULL, revision BIGINT NOT NULL, body TEXT);
+             CREATE INDEX connective_records_project ON connective_records (project);
+             CREATE TABLE connective_changes (revision BIGINT NOT NULL, seq INT NOT NULL, key TEXT NOT NULL,
+                 version BIGINT NOT NULL, body TEXT, PRIMARY KEY (revision, seq));
+             CREATE TABLE connective_commits (revision BIGINT PRIMARY KEY, token TEXT NOT NULL);
+             CREATE TABLE connective_seal_keys (key_id TEXT PRIMARY KEY, key_check TEXT NOT NULL);
+             CREATE TABLE connective_audit (revision BIGINT PRIMARY KEY, at BIGINT NOT NULL,
+                 actor TEXT NOT NULL, body TEXT NOT NULL);
+             CREATE INDEX connective_audit_actor ON connective_audit (actor, revision);
+             CREATE INDEX connective_audit_at ON connective_audit (at);
+             CREATE TABLE connective_audit_keys (key TEXT NOT NULL, revision BIGINT NOT NULL,
+                 PRIMARY KEY (key, revision));",
+        )
+        .expect("the version 4 schema");
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    for (revision, at, actor, body, key) in v4_rows() {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO connective_audit (revision, at, actor, body) VALUES ({revision}, {at}, {}, {});
+                 INSERT INTO connective_audit_keys (key, revision) VALUES ({}, {revision});",
+                quote(actor),
+                quote(&body),
+                quote(&key)
+            ))
+            .expect("a version 4 entry");
+    }
+    let url = db.connection_string();
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url, ring()).expect("connect and migrate"));
+    v4_entries_read_on(&audited(store));
+}
+
+#[cfg(all(feature = "postgres", feature = "async", feature = "test-kit"))]
+#[test]
+fn racing_async_writers_on_two_registries_on_postgres() {
+    use connective::store::PostgresStore;
+    use connective::test_kit::postgres::database;
+    const ROUNDS: usize = 12;
+    let Some(db) = database("audit_race_async") else {
+        return;
+    };
+    let url = db.connection_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let open = || async {
+            let store = PostgresStore::connect_async(&url, ring()).await.expect("connect");
+            Arc::new(
+                Registry::builder()
+                    .async_store(store)
+                    .audit(actor("service:host"))
+                    .build_async()
+                    .await
+                    .expect("registry"),
+            )
+        };
+        let (a, b) = (open().await, open().await);
+        let (id, created) = a
+            .write_as_async(&actor("setup"), |tx| {
+                tx.create_connection(crm("crm-secret-setup"))
+            })
+            .await
+            .unwrap();
+        b.sync_async().await.unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(4));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (registry, w) in [(&a, 0usize), (&a, 1), (&b, 2), (&b, 3)] {
+            let (registry, barrier) = (Arc::clone(registry), Arc::clone(&barrier));
+            tasks.spawn(async move {
+                let me = actor(&format!("writer-{w}"));
+                barrier.wait().await;
+                let mut out = Vec::new();
+                for round in 0..ROUNDS {
+                    let _ = registry.sync_async().await;
+                    let version = registry.connection(&acme(), id).unwrap().version;
+                    out.push(
+                        registry
+                            .write_as_async(&me, |tx| {
+                                tx.update_connection(id, version, crm(&secret(w, round)))
+                            })
+                            .await
+                            .map(|(_, report)| report.revision),
+                    );
+                }
+                (w, out)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            results.push(joined.expect("a writer task"));
+        }
+        let entries = a.audit_async(&AuditQuery::all().writes()).await.unwrap();
+        let checked = one_entry_per_committed_write(&results, entries, created.revision);
+        assert_eq!(
+            b.audit_async(&AuditQuery::all()).await.unwrap().len(),
+            checked + 1
+        );
+    });
 }

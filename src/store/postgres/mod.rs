@@ -17,7 +17,7 @@ pub use tls::{BadSslMode, SslMode};
 
 use super::seal::{KeyRing, Resealed};
 use super::{AsyncStore, Batch, Change, CommitToken, Committed, Snapshot, Store, StoreError, StoreFuture};
-use crate::model::{AuditEntry, AuditQuery, Record, RecordKey, Revision, Version};
+use crate::model::{AuditEntry, AuditQuery, ReadNote, Record, RecordKey, Revision, Version};
 use ops::Inner;
 
 pub(crate) const BACKEND: &str = "postgres";
@@ -409,6 +409,10 @@ impl Store for PostgresStore {
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         self.block(self.inner.audit(query))
     }
+
+    fn append_reads(&self, reads: &[ReadNote]) -> Result<(), StoreError> {
+        self.block(self.inner.append_reads(reads))
+    }
 }
 
 impl AsyncStore for PostgresStore {
@@ -452,5 +456,19 @@ impl AsyncStore for PostgresStore {
     fn wait_for_change(&self, after: Revision, timeout: Duration) -> StoreFuture<'_, Revision> {
         let inner = Arc::clone(&self.inner);
         Box::pin(self.run(async move { inner.wait_for_change(after, timeout).await }))
+    }
+
+    fn keeps_audit(&self) -> bool {
+        true
+    }
+
+    fn audit<'a>(&'a self, query: &'a AuditQuery) -> StoreFuture<'a, Vec<AuditEntry>> {
+        let (inner, query) = (Arc::clone(&self.inner), query.clone());
+        Box::pin(self.run(async move { inner.audit(&query).await }))
+    }
+
+    fn append_reads<'a>(&'a self, reads: &'a [ReadNote]) -> StoreFuture<'a, ()> {
+        let (inner, reads) = (Arc::clone(&self.inner), reads.to_vec());
+        Box::pin(self.run(async move { inner.append_reads(&reads).await }))
     }
 }

@@ -18,7 +18,9 @@ use super::settings::PostgresSettings;
 use super::tls::{self, Roots, SslMode};
 use super::{BACKEND, NOTIFY_CHANNEL, POSTGRES_SCHEMA_VERSION};
 use crate::block_on::block_on;
-use crate::model::{AuditEntry, AuditQuery, Record, RecordKey, Revision, Version};
+use crate::model::{
+    AuditAction, AuditEntry, AuditKind, AuditQuery, ReadNote, Record, RecordKey, Revision, Version,
+};
 use crate::store::rows::{
     self, decode_audit, decode_changes, decode_key, decode_live, decode_record, encode_audit, encode_batch,
     encode_key, encode_record, in_feed, to_u64,
@@ -80,16 +82,57 @@ pub(super) const MIGRATIONS: &[&str] = &[
          revision BIGINT NOT NULL,
          PRIMARY KEY (key, revision)
      );",
+    // 5: the audit trail keeps reads of secrets too, which have no revision:
+    // entries are keyed by their position in the trail, a write's entry
+    // keeps its revision. Positions come from a counter row that writers
+    // and readers lock until they commit, so position order is commit
+    // order (a reader paging with `after` misses nothing) and positions are
+    // never reused. Version 4's entries move over at position = revision,
+    // their bodies as they were.
+    "CREATE TABLE connective_audit_trail (
+         position BIGINT PRIMARY KEY,
+         revision BIGINT UNIQUE,
+         at BIGINT NOT NULL,
+         actor TEXT NOT NULL,
+         body TEXT NOT NULL
+     );
+     INSERT INTO connective_audit_trail (position, revision, at, actor, body)
+         SELECT revision, revision, at, actor, body FROM connective_audit;
+     CREATE INDEX connective_audit_trail_actor ON connective_audit_trail (actor, position);
+     CREATE INDEX connective_audit_trail_at ON connective_audit_trail (at);
+     CREATE TABLE connective_audit_trail_keys (
+         key TEXT NOT NULL,
+         position BIGINT NOT NULL,
+         PRIMARY KEY (key, position)
+     );
+     INSERT INTO connective_audit_trail_keys (key, position)
+         SELECT key, revision FROM connective_audit_keys;
+     CREATE TABLE connective_audit_head (
+         id INT PRIMARY KEY,
+         position BIGINT NOT NULL
+     );
+     INSERT INTO connective_audit_head (id, position)
+         SELECT 1, COALESCE(MAX(position), 0) FROM connective_audit_trail;
+     DROP TABLE connective_audit_keys;
+     DROP TABLE connective_audit;",
 ];
 
-const AUDIT_ENTRY: &str = "INSERT INTO connective_audit (revision, at, actor, body) VALUES ($1, $2, $3, $4)";
-const AUDIT_KEY: &str = "INSERT INTO connective_audit_keys (key, revision) VALUES ($1, $2)";
-/// The audit entries a query selects (see [`AuditQuery`]).
-const AUDIT_QUERY: &str = "SELECT body FROM connective_audit
-     WHERE revision > $1 AND ($2::TEXT IS NULL OR actor = $2) AND ($3::BIGINT IS NULL OR at >= $3)
+/// Takes the next `$1` audit positions (locking the counter until commit);
+/// returns the last.
+const AUDIT_POSITIONS: &str =
+    "UPDATE connective_audit_head SET position = position + $1 WHERE id = 1 RETURNING position";
+const AUDIT_ENTRY: &str =
+    "INSERT INTO connective_audit_trail (position, revision, at, actor, body) VALUES ($1, $2, $3, $4, $5)";
+const AUDIT_KEY: &str = "INSERT INTO connective_audit_trail_keys (key, position) VALUES ($1, $2)";
+/// The audit entries a query selects (see [`AuditQuery`]); `$6` is true
+/// for writes only, false for reads only.
+const AUDIT_QUERY: &str = "SELECT position, body FROM connective_audit_trail
+     WHERE position > $1 AND ($2::TEXT IS NULL OR actor = $2) AND ($3::BIGINT IS NULL OR at >= $3)
          AND ($4::BIGINT IS NULL OR at < $4)
-         AND ($5::TEXT IS NULL OR revision IN (SELECT revision FROM connective_audit_keys WHERE key = $5))
-     ORDER BY revision LIMIT $6";
+         AND ($5::TEXT IS NULL OR position IN
+             (SELECT position FROM connective_audit_trail_keys WHERE key = $5))
+         AND ($6::BOOLEAN IS NULL OR (revision IS NOT NULL) = $6)
+     ORDER BY position LIMIT $7";
 
 /// How often a transaction that lost a serialization race is retried.
 const RETRIES: usize = 8;
@@ -696,9 +739,52 @@ impl Inner {
         }
     }
 
+    pub(super) async fn append_reads(&self, reads: &[ReadNote]) -> Result<(), StoreError> {
+        if reads.is_empty() {
+            return Ok(());
+        }
+        let mut encoded = Vec::with_capacity(reads.len());
+        for read in reads {
+            let body = encode_audit(
+                BACKEND,
+                read.at,
+                &read.actor,
+                &AuditAction::Read(read.read.clone()),
+            )?;
+            let at = to_i64(read.at.0, "the audit instant")?;
+            let keys = read
+                .read
+                .keys()
+                .iter()
+                .map(|k| encode_key(BACKEND, k))
+                .collect::<Result<Vec<_>, _>>()?;
+            encoded.push((at, read.actor.as_str(), body, keys));
+        }
+        self.with_conn("recording reads in the audit trail", None, async |conn| {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match append_reads_once(conn, &encoded).await {
+                    Err(Failure::Db(_, e)) if retryable(&e) && attempt < RETRIES => {
+                        tokio::time::sleep(Duration::from_millis(2 * attempt as u64)).await;
+                    }
+                    // Nothing to look up: a lost answer is a failed append
+                    // (the registry appends again; an entry may then appear
+                    // twice, never be lost).
+                    Err(Failure::LostCommit(e)) => {
+                        break Err(Failure::Db("the answer to appending reads was lost", e));
+                    }
+                    other => break other,
+                }
+            }
+        })
+        .await
+    }
+
     pub(super) async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let key = query.key.as_ref().map(|k| encode_key(BACKEND, k)).transpose()?;
-        let after = to_i64(query.after.0, "revision")?;
+        let writes = query.kind.map(|k| k == AuditKind::Write);
+        let after = to_i64(query.after.0, "audit position")?;
         let from = query.from.map(|t| to_i64(t.0, "instant")).transpose()?;
         let until = query.until.map(|t| to_i64(t.0, "instant")).transpose()?;
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
@@ -710,17 +796,20 @@ impl Inner {
                     .await
                     .ctx("cannot prepare a statement")?;
                 let rows = conn
-                    .query(&stmt, &[&after, &actor, &from, &until, &key, &limit])
+                    .query(&stmt, &[&after, &actor, &from, &until, &key, &writes, &limit])
                     .await
                     .ctx("cannot read the audit trail")?;
                 let mut bodies = Vec::with_capacity(rows.len());
                 for row in &rows {
-                    bodies.push(col::<String>(row, 0)?);
+                    bodies.push((col::<i64>(row, 0)?, col::<String>(row, 1)?));
                 }
                 Ok(bodies)
             })
             .await?;
-        bodies.iter().map(|b| decode_audit(BACKEND, b)).collect()
+        bodies
+            .iter()
+            .map(|(position, body)| decode_audit(BACKEND, *position, body))
+            .collect()
     }
 
     pub(super) async fn revision(&self) -> Result<Revision, StoreError> {
@@ -968,6 +1057,72 @@ async fn try_migrate(conn: &mut Object, shown: &str) -> Result<(), Failure> {
     tx.commit().await.ctx("cannot commit the migration")
 }
 
+/// Takes the next `n` audit positions inside `tx` (the counter row stays
+/// locked until `tx` ends); returns the first.
+async fn take_audit_positions(tx: &deadpool_postgres::Transaction<'_>, n: usize) -> Result<i64, Failure> {
+    let n = i64::try_from(n).map_err(|_| StoreError::InvalidBatch {
+        reason: "too many audit entries".into(),
+    })?;
+    let take = tx
+        .prepare_cached(AUDIT_POSITIONS)
+        .await
+        .ctx("cannot prepare a statement")?;
+    let row = tx
+        .query_one(&take, &[&n])
+        .await
+        .ctx("cannot take the next audit position")?;
+    let last: i64 = col(&row, 0)?;
+    Ok(last - n + 1)
+}
+
+/// Appends one audit entry at `position` and the keys it is about, inside
+/// `tx`.
+async fn append_audit(
+    tx: &deadpool_postgres::Transaction<'_>,
+    position: i64,
+    revision: Option<i64>,
+    at: i64,
+    actor: &str,
+    body: &str,
+    keys: &[&str],
+) -> Result<(), Failure> {
+    let insert = tx
+        .prepare_cached(AUDIT_ENTRY)
+        .await
+        .ctx("cannot prepare a statement")?;
+    tx.execute(&insert, &[&position, &revision, &at, &actor, &body])
+        .await
+        .ctx("cannot write the audit entry")?;
+    let insert = tx
+        .prepare_cached(AUDIT_KEY)
+        .await
+        .ctx("cannot prepare a statement")?;
+    for key_text in keys {
+        tx.execute(&insert, &[key_text, &position])
+            .await
+            .ctx("cannot write the audit entry")?;
+    }
+    Ok(())
+}
+
+/// One attempt at appending reads to the audit trail, in one transaction.
+async fn append_reads_once(
+    conn: &mut Object,
+    encoded: &[(i64, &str, String, Vec<String>)],
+) -> Result<(), Failure> {
+    let tx = conn.transaction().await.ctx("cannot begin a transaction")?;
+    let first = take_audit_positions(&tx, encoded.len()).await?;
+    for (position, (at, actor, body, keys)) in (first..).zip(encoded) {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        append_audit(&tx, position, None, *at, actor, body, &keys).await?;
+    }
+    match tx.commit().await {
+        Ok(()) => Ok(()),
+        Err(e) if e.as_db_error().is_some() => Err(Failure::Db("the server refused the commit", e)),
+        Err(e) => Err(Failure::LostCommit(e)),
+    }
+}
+
 /// One attempt at a commit, inside one transaction. Sets `committing` just
 /// before the `COMMIT` is sent: from then on a lost answer is an unknown
 /// outcome.
@@ -1025,25 +1180,11 @@ async fn commit_once(
         before.push(found);
         versions.push(Version(previous + 1));
     }
-    if let Some(entry) = batch.audit_entry(revision, &before, &versions) {
-        let body = encode_audit(BACKEND, &entry)?;
-        let at = to_i64(entry.at.0, "the audit instant")?;
-        let insert = tx
-            .prepare_cached(AUDIT_ENTRY)
-            .await
-            .ctx("cannot prepare a statement")?;
-        tx.execute(&insert, &[&rev, &at, &entry.actor.as_str(), &body])
-            .await
-            .ctx("cannot write the audit entry")?;
-        let insert = tx
-            .prepare_cached(AUDIT_KEY)
-            .await
-            .ctx("cannot prepare a statement")?;
-        for key_text in keys {
-            tx.execute(&insert, &[key_text, &rev])
-                .await
-                .ctx("cannot write the audit entry")?;
-        }
+    if let Some((note, action)) = batch.audit_action(revision, &before, &versions) {
+        let body = encode_audit(BACKEND, note.at, &note.actor, &action)?;
+        let at = to_i64(note.at.0, "the audit instant")?;
+        let position = take_audit_positions(&tx, 1).await?;
+        append_audit(&tx, position, Some(rev), at, note.actor.as_str(), &body, keys).await?;
     }
     if let Some(token) = batch.token {
         let insert = tx.prepare_cached(TOKEN).await.ctx("cannot prepare a statement")?;
