@@ -63,6 +63,7 @@ pub use template::{
     ConnectionTemplate, ConnectionTemplateBuilder, Overrides, Presentation, TemplateField,
     TemplateFieldBuilder, ValueOrigin, effective_value,
 };
+#[cfg(feature = "oauth-runtime")]
 pub(crate) use token::valid_state_id;
 pub use token::{
     AuthorizationOutcome, ConnectionStatus, CredentialKey, Health, HealthKind, MAX_NOTE_LEN, MAX_SCOPE_LEN,

@@ -231,10 +231,12 @@ impl TokenSet {
         &self.key
     }
     /// The access token: crate-internal (the runtime hands it out).
+    #[cfg(feature = "oauth-runtime")]
     pub(crate) fn access_token(&self) -> &SecretValue {
         &self.access_token
     }
-    /// The refresh token: crate-internal.
+    /// The refresh token: crate-internal (the runtime refreshes with it).
+    #[cfg(feature = "oauth-runtime")]
     pub(crate) fn refresh_token(&self) -> Option<&SecretValue> {
         self.refresh_token.as_ref()
     }
@@ -397,7 +399,8 @@ impl PendingAuthorization {
     pub fn scopes(&self) -> &[String] {
         &self.scopes
     }
-    /// The PKCE verifier: crate-internal.
+    /// The PKCE verifier: crate-internal (the runtime sends it once).
+    #[cfg(feature = "oauth-runtime")]
     pub(crate) fn pkce_verifier(&self) -> &SecretValue {
         &self.pkce_verifier
     }

@@ -298,6 +298,7 @@ impl RuntimeRecords {
     /// The pending authorizations that expired before `now`, with their
     /// versions. Deleted ones whose expiry passed are forgotten here: no
     /// change can bring them back any more that a purge would not remove.
+    #[cfg(feature = "oauth-runtime")]
     pub(crate) fn expired_authorizations(&self, now: Timestamp) -> Vec<(RecordKey, Version)> {
         let mut map = self.pending_map();
         map.retain(|_, e| e.credentials.is_some() || e.expires_at >= now);
@@ -312,6 +313,7 @@ impl RuntimeRecords {
 
     /// Drops `key` from the pending authorizations (the store no longer has
     /// it).
+    #[cfg(feature = "oauth-runtime")]
     pub(crate) fn forget_authorization(&self, key: &RecordKey) {
         if let RecordKey::PendingAuthorization(p, id) = key {
             self.pending_map().remove(&(p.clone(), id.clone()));
@@ -369,6 +371,7 @@ impl RuntimeRecords {
     }
 
     /// Runs `f` on `key`'s token set without taking a reference count.
+    #[cfg(feature = "oauth-runtime")]
     pub(crate) fn with_token_set<R>(
         &self,
         key: &CredentialKey,

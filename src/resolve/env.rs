@@ -302,7 +302,9 @@ impl ResolvedEnv {
     }
 
     /// Adds `var` after the others; `false` (and nothing added) if a
-    /// variable of its name is there already.
+    /// variable of its name is there already (the OAuth runtime adds the
+    /// access tokens this way).
+    #[cfg(feature = "oauth-runtime")]
     pub(crate) fn push(&mut self, var: ResolvedVar) -> bool {
         if self.vars.contains_key(var.name.as_str()) {
             return false;
