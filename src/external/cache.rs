@@ -393,7 +393,7 @@ impl Inner {
         // The slot this cache attached to the reference at an earlier
         // lookup, else from the index (attached for the next one).
         if let Some(slot) = reference
-            .view_state(self.id)
+            .cache_state(self.id)
             .and_then(|state| state.downcast_ref::<Slot>())
         {
             return Self::read_slot(slot, reference);
@@ -406,7 +406,7 @@ impl Inner {
                 ExternalFault::UnknownStore
             });
         };
-        reference.attach_view_state(self.id, slot.clone());
+        reference.attach_cache_state(self.id, slot.clone());
         Self::read_slot(slot, reference)
     }
 

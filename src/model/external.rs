@@ -9,10 +9,13 @@
 //! feature `external-secrets`); resolution only reads that cache's
 //! [`ExternalSecrets`] view, from memory.
 
+#[cfg(feature = "external-secrets")]
 use std::any::Any;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+#[cfg(feature = "external-secrets")]
+use std::sync::OnceLock;
 
 use smol_str::SmolStr;
 
@@ -87,9 +90,11 @@ impl std::hash::Hash for SecretLocation {
 pub struct ExternalRef {
     location: SecretLocation,
     key: SmolStr,
-    /// State a view attached to this reference (see
-    /// [`ExternalRef::view_state`]); not part of its identity.
-    view: OnceLock<(u64, Arc<dyn Any + Send + Sync>)>,
+    /// What the crate's secret cache attached to this reference (see
+    /// [`ExternalRef::cache_state`]); not part of its identity, text or
+    /// serialized form, and not visible outside the crate.
+    #[cfg(feature = "external-secrets")]
+    cache: OnceLock<(u64, Arc<dyn Any + Send + Sync>)>,
 }
 
 impl PartialEq for ExternalRef {
@@ -344,21 +349,23 @@ impl ExternalRef {
         if let Some(version) = version {
             location = location.with_version(version);
         }
-        Ok(ExternalRef {
-            location,
-            key: SmolStr::new(key),
-            view: OnceLock::new(),
-        })
+        Ok(ExternalRef::unchecked(location, key))
     }
 
     /// A reference to `key` at `location`.
     pub fn new(location: SecretLocation, key: &str) -> Result<Self, ExternalRefError> {
         check_key(key)?;
-        Ok(ExternalRef {
+        Ok(ExternalRef::unchecked(location, key))
+    }
+
+    /// A reference to `key` (checked by the caller) at `location`.
+    fn unchecked(location: SecretLocation, key: &str) -> Self {
+        ExternalRef {
             location,
             key: SmolStr::new(key),
-            view: OnceLock::new(),
-        })
+            #[cfg(feature = "external-secrets")]
+            cache: OnceLock::new(),
+        }
     }
 
     /// Where the secret is.
@@ -391,26 +398,28 @@ impl ExternalRef {
         self.location.version.as_ref()
     }
 
-    /// The state the view numbered `view` attached to this reference with
-    /// [`ExternalRef::attach_view_state`], if it did.
+    /// The state the secret cache numbered `cache` attached to this
+    /// reference with [`ExternalRef::attach_cache_state`], if it did.
     ///
     /// A reference in a record lives as long as the record, across
-    /// resolutions: a view ([`ExternalSecrets`]) may keep per-reference
-    /// state here (the cache's slot of the reference's location) and skip
-    /// its own index on the next lookup. Not part of the reference's
-    /// identity, text or serialized form.
-    pub fn view_state(&self, view: u64) -> Option<&(dyn Any + Send + Sync)> {
-        match self.view.get() {
-            Some((id, state)) if *id == view => Some(&**state),
+    /// resolutions: the crate's `SecretCache` keeps its slot of the
+    /// reference's location here and skips its own index on the next
+    /// lookup. Crate-private: a host's own [`ExternalSecrets`] keeps its
+    /// state itself.
+    #[cfg(feature = "external-secrets")]
+    pub(crate) fn cache_state(&self, cache: u64) -> Option<&(dyn Any + Send + Sync)> {
+        match self.cache.get() {
+            Some((id, state)) if *id == cache => Some(&**state),
             _ => None,
         }
     }
 
-    /// Attaches `state` for the view numbered `view` (a number unique to
-    /// the view). The first view to attach keeps the place: later calls do
-    /// nothing.
-    pub fn attach_view_state(&self, view: u64, state: Arc<dyn Any + Send + Sync>) {
-        let _ = self.view.set((view, state));
+    /// Attaches `state` for the cache numbered `cache` (a number unique to
+    /// the cache). The first cache to attach keeps the place: later calls
+    /// do nothing.
+    #[cfg(feature = "external-secrets")]
+    pub(crate) fn attach_cache_state(&self, cache: u64, state: Arc<dyn Any + Send + Sync>) {
+        let _ = self.cache.set((cache, state));
     }
 }
 
