@@ -114,10 +114,9 @@ pub enum SecretRead {
     AccessToken {
         /// Whose token: connection, environment, customer.
         key: CredentialKey,
-        /// The connection's name.
-        connection: ConnectionName,
-        /// The connection's scope.
-        scope: Scope,
+        /// The connection's name and scope (`None`: the connection was no
+        /// longer in the registry's catalog).
+        connection: Option<(Scope, ConnectionName)>,
     },
     /// A client-credentials token of an OAuth application, handed out by
     /// the OAuth runtime.
@@ -139,7 +138,8 @@ impl SecretRead {
     }
 
     /// The records whose secrets were read (each connection once, in
-    /// order; an application): what [`AuditQuery::of_record`] matches.
+    /// order; for a token, the connection and its token set; an
+    /// application): what [`AuditQuery::of_record`] matches.
     pub fn keys(&self) -> Vec<RecordKey> {
         match self {
             SecretRead::Resolution { project, fields, .. } => {
@@ -152,15 +152,18 @@ impl SecretRead {
                 }
                 keys
             }
-            SecretRead::AccessToken {
-                key,
-                connection,
-                scope,
-            } => vec![RecordKey::Connection(
-                key.project.clone(),
-                scope.clone(),
-                connection.clone(),
-            )],
+            SecretRead::AccessToken { key, connection } => {
+                let mut keys = Vec::with_capacity(2);
+                if let Some((scope, name)) = connection {
+                    keys.push(RecordKey::Connection(
+                        key.project.clone(),
+                        scope.clone(),
+                        name.clone(),
+                    ));
+                }
+                keys.push(RecordKey::TokenSet(key.clone()));
+                keys
+            }
             SecretRead::AppToken { project, owner } => {
                 vec![RecordKey::OAuthApp(project.clone(), owner.clone())]
             }

@@ -13,6 +13,11 @@ use crate::store::{CommitToken, ConflictMessage, Expect, StoreError};
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
+    /// Reads of secrets can be audited only with the audit trail on
+    /// ([`RegistryBuilder::audit`](super::RegistryBuilder::audit), whose
+    /// actor is the default reader).
+    #[error("reads of secrets can be audited only with the audit trail on (RegistryBuilder::audit)")]
+    ReadAuditWithoutTrail,
     /// The connection spec is invalid.
     #[error(transparent)]
     Spec(#[from] SpecError),

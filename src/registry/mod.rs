@@ -71,6 +71,7 @@
 mod error;
 mod follow;
 mod io;
+mod reads;
 mod tx;
 mod types;
 
@@ -84,6 +85,7 @@ pub use error::RegistryError;
 #[cfg(feature = "async")]
 pub use follow::AsyncFollower;
 pub use follow::{FollowStatus, Follower};
+pub use reads::{QueueFull, ReadAudit, ReadAuditStats};
 pub use tx::Tx;
 
 use crate::block_on::block_on;
@@ -201,6 +203,7 @@ pub struct RegistryBuilder {
     provisioner: Arc<dyn OAuthProvisioner>,
     policy: ResolvePolicy,
     audit: Option<ActorId>,
+    read_audit: Option<ReadAudit>,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -330,6 +333,56 @@ impl RegistryBuilder {
         self
     }
 
+    /// Records **reads of secrets** in the audit trail too (off by default;
+    /// needs [`RegistryBuilder::audit`], whose actor is the default reader):
+    ///
+    /// - every resolution through the registry whose answer holds secret
+    ///   values ([`Resolver::resolve`], [`Registry::resolve_as`],
+    ///   [`Registry::explain`] of a secret variable), memoized answers
+    ///   included: who, when, which integration, environment and customer,
+    ///   and which connections and parameters, never a value. A resolution
+    ///   without secrets is not recorded;
+    /// - every OAuth access token the registry's OAuth runtime hands out
+    ///   (feature `oauth-runtime`; `access_token`, `cached_access_token`,
+    ///   `app_token`; the actor from `OAuthRuntime::acting_as`).
+    ///
+    /// `setting` says how ([`ReadAudit::queued`]: a bounded queue a thread
+    /// of the registry drains to the store, so a read costs no store round
+    /// trip, and what to do when it is full; [`ReadAudit::synchronous`]:
+    /// each read waits for its entry). A read that cannot be recorded and
+    /// must not go unrecorded fails ([`Problem::NotAudited`](crate::resolve::Problem::NotAudited))
+    /// and hands nothing out. Read the entries with
+    /// `registry.audit(&AuditQuery::all().reads())`.
+    ///
+    /// Only reads made through the registry are seen: a [`ProjectView`]
+    /// from [`Registry::view`], or the [`Catalog`] from
+    /// [`Registry::catalog`], resolves without the registry, so a host
+    /// that audits reads resolves through the registry.
+    ///
+    /// ```
+    /// use connective::model::AuditQuery;
+    /// use connective::prelude::*;
+    /// use connective::registry::{QueueFull, ReadAudit};
+    /// let registry = Registry::builder()
+    ///     .audit("service:host".parse()?)
+    ///     .audit_reads(ReadAudit::queued(10_000, QueueFull::Drop))
+    ///     .build()?;
+    /// registry.create_connection(
+    ///     ConnectionSpec::project("acme", "crm").param(Param::secret("ApiKey").default("k")).build()?,
+    /// )?;
+    /// registry.set_mappings(Mappings::of("acme", "orders").by_name("crm", [("ApiKey", "CRM_KEY")]).build()?, None)?;
+    /// let request = ResolveRequest::parse("acme", "orders", "production")?;
+    /// registry.resolve_as(&"deployer".parse()?, &request)?;
+    /// registry.flush_read_audit(std::time::Duration::from_secs(5))?;
+    /// let reads = registry.audit(&AuditQuery::all().reads())?;
+    /// assert_eq!(reads[0].actor.as_str(), "deployer");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn audit_reads(mut self, setting: ReadAudit) -> Self {
+        self.read_audit = Some(setting);
+        self
+    }
+
     fn registry(self) -> Result<Registry, RegistryError> {
         if self.audit.is_some() && !self.store.keeps_audit() {
             return Err(RegistryError::Store(StoreError::Unsupported {
@@ -337,6 +390,13 @@ impl RegistryBuilder {
                 what: "an audit trail",
             }));
         }
+        let reads = match (&self.read_audit, &self.audit) {
+            (None, _) => None,
+            (Some(_), None) => return Err(RegistryError::ReadAuditWithoutTrail),
+            (Some(setting), Some(actor)) => {
+                Some(reads::Reads::new(setting, actor.clone(), Arc::clone(&self.store)))
+            }
+        };
         Ok(Registry {
             store: self.store,
             #[cfg(feature = "async")]
@@ -349,6 +409,7 @@ impl RegistryBuilder {
             oauth_records: Arc::new(RuntimeRecords::new()),
             unreadable: Mutex::new(BTreeMap::new()),
             audit: self.audit,
+            reads,
         })
     }
 }
@@ -400,6 +461,8 @@ pub struct Registry {
     oauth_records: Arc<RuntimeRecords>,
     /// Who unattributed writes are recorded as; `None`: no audit trail.
     audit: Option<ActorId>,
+    /// Records reads of secrets; `None`: reads are not audited.
+    reads: Option<reads::Reads>,
 }
 
 /// The tokens of one registry's batches: a random prefix of its own and a
@@ -505,6 +568,7 @@ impl Registry {
             unreadable: Mutex::new(BTreeMap::new()),
             oauth_records: Arc::new(RuntimeRecords::new()),
             audit: None,
+            reads: None,
         }
     }
 
@@ -517,6 +581,7 @@ impl Registry {
             provisioner: Arc::new(LocalProvisioner::default()),
             policy: ResolvePolicy::default(),
             audit: None,
+            read_audit: None,
         }
     }
 
@@ -1233,10 +1298,21 @@ impl Registry {
         request: &ResolveRequest,
         variable: &str,
     ) -> Result<Option<crate::resolve::Explanation>, ResolveError> {
-        match self.current_view(&request.project) {
-            Some(view) => view.explain(request, variable),
-            None => Ok(None),
+        let Some(view) = self.current_view(&request.project) else {
+            return Ok(None);
+        };
+        let explanation = view.explain(request, variable)?;
+        if let (Some(reads), Some(why)) = (&self.reads, &explanation) {
+            let var = crate::resolve::ResolvedVar {
+                name: EnvVarName::parse(&why.variable).map_err(|e| not_audited(request, e.to_string()))?,
+                value: why.value.clone(),
+                provenance: why.provenance.clone(),
+            };
+            reads
+                .explained(request, view.snapshot.revision(), &var)
+                .map_err(|e| not_audited(request, e.to_string()))?;
         }
+        Ok(explanation)
     }
 
     /// Connection `id` of `project` as `viewer` may see it, with values for
@@ -1509,8 +1585,64 @@ impl Registry {
 }
 
 impl Resolver for Registry {
+    /// Resolves against the catalog; with reads audited
+    /// ([`RegistryBuilder::audit_reads`]), an answer holding secrets is
+    /// recorded as the registry's default actor's read.
     fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
-        self.catalog.resolve(request)
+        self.resolve_by(None, request)
+    }
+}
+
+/// The error of a read that holds secrets and could not be recorded.
+fn not_audited(request: &ResolveRequest, reason: String) -> ResolveError {
+    ResolveError {
+        request: request.clone(),
+        problems: vec![crate::resolve::Problem::NotAudited { reason }],
+    }
+}
+
+impl Registry {
+    /// [`Resolver::resolve`] on behalf of `actor`: with reads audited
+    /// ([`RegistryBuilder::audit_reads`]), an answer holding secrets is
+    /// recorded as `actor`'s read. Without read audit it is `resolve`.
+    pub fn resolve_as(&self, actor: &ActorId, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
+        self.resolve_by(Some(actor), request)
+    }
+
+    /// Resolution, recorded when reads are audited. The hook is here, over
+    /// whatever the catalog answers (computed or memoized alike: each
+    /// answer handed out is a read).
+    fn resolve_by(
+        &self,
+        actor: Option<&ActorId>,
+        request: &ResolveRequest,
+    ) -> Result<ResolvedEnv, ResolveError> {
+        let env = self.catalog.resolve(request)?;
+        if let Some(reads) = &self.reads {
+            reads
+                .resolution(actor, &env)
+                .map_err(|e| not_audited(request, e.to_string()))?;
+        }
+        Ok(env)
+    }
+
+    /// Waits until every read of secrets recorded so far is in the store
+    /// (see [`RegistryBuilder::audit_reads`]), at most `timeout`; for a
+    /// host shutting down, or a test. Answers the store's last error (or
+    /// a timeout) if the queue did not drain in time; `Ok` at once when
+    /// reads are not audited or recorded synchronously.
+    pub fn flush_read_audit(&self, timeout: Duration) -> Result<(), RegistryError> {
+        match &self.reads {
+            Some(reads) => Ok(reads.flush(timeout)?),
+            None => Ok(()),
+        }
+    }
+
+    /// How the recording of reads of secrets is doing (queued, recorded,
+    /// dropped, refused, the store's last error); `None` when reads are not
+    /// audited.
+    pub fn read_audit_stats(&self) -> Option<ReadAuditStats> {
+        self.reads.as_ref().map(reads::Reads::stats)
     }
 }
 
@@ -1572,6 +1704,16 @@ impl crate::oauth::runtime::Host for Registry {
     }
     fn policy(&self) -> &ResolvePolicy {
         self.catalog.policy()
+    }
+    fn record_read(
+        &self,
+        actor: Option<&ActorId>,
+        read: &dyn Fn() -> crate::model::SecretRead,
+    ) -> Result<(), String> {
+        match &self.reads {
+            Some(reads) => reads.record(actor, read()).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
     }
 }
 

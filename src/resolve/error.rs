@@ -128,6 +128,14 @@ pub enum Problem {
         /// The record.
         record: RecordKey,
     },
+    /// The answer holds secrets, the host records every read of secrets in
+    /// the audit trail, and this read could not be recorded: nothing is
+    /// handed out.
+    #[error("the answer holds secrets and its read could not be recorded in the audit trail: {reason}")]
+    NotAudited {
+        /// Why (never a value).
+        reason: String,
+    },
 }
 
 /// A resolution that failed, with every problem found.

@@ -549,3 +549,432 @@ fn racing_async_writers_on_two_registries_on_postgres() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------
+// Reads of secrets.
+
+use connective::model::{AuditKind, ReadNote, SecretRead};
+use connective::registry::{QueueFull, ReadAudit};
+use connective::resolve::Problem;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::support::crm::request;
+
+const FLUSH: Duration = Duration::from_secs(10);
+
+/// A registry auditing writes and reads on `store`.
+fn auditing_reads(store: Arc<dyn Store>, setting: ReadAudit) -> Registry {
+    Registry::builder()
+        .shared_store(store)
+        .audit(actor("service:host"))
+        .audit_reads(setting)
+        .build()
+        .expect("registry")
+}
+
+/// Integration `reports` maps only the CRM's URL: its answers hold no
+/// secret.
+fn reports() -> Mappings {
+    Mappings::of("acme", "reports")
+        .by_name("crm", [("ServiceURL", "CRM_URL")])
+        .build()
+        .expect("mappings")
+}
+
+fn setup_crm(registry: &Registry, key: &str) -> ConnectionId {
+    let (id, _) = registry.create_connection(crm(key)).unwrap();
+    registry.set_mappings(orders(), None).unwrap();
+    registry.set_mappings(reports(), None).unwrap();
+    id
+}
+
+fn reads_of(registry: &Registry) -> Vec<AuditEntry> {
+    registry.flush_read_audit(FLUSH).expect("flush");
+    registry.audit(&AuditQuery::all().reads()).unwrap()
+}
+
+#[test]
+fn reads_are_not_recorded_unless_the_host_turns_it_on() {
+    let registry = audited(Arc::new(MemoryStore::new()));
+    setup_crm(&registry, "crm-secret-off");
+    let env = registry.resolve(&request()).unwrap();
+    assert_eq!(env.expose("CRM_KEY"), Some("crm-secret-off"));
+    registry.resolve_as(&actor("deployer"), &request()).unwrap();
+    assert!(registry.audit(&AuditQuery::all().reads()).unwrap().is_empty());
+    assert!(registry.read_audit_stats().is_none());
+    registry.flush_read_audit(FLUSH).unwrap();
+    // Reads can be audited only with the trail on.
+    let err = Registry::builder()
+        .audit_reads(ReadAudit::synchronous())
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::ReadAuditWithoutTrail), "{err}");
+}
+
+fn resolutions_with_secrets_are_recorded(setting: ReadAudit) {
+    let registry = auditing_reads(Arc::new(MemoryStore::new()), setting);
+    let id = setup_crm(&registry, "crm-secret-read");
+    let deployer = actor("deployer");
+    let started = Timestamp::now();
+    // Twice the same request: the second answer may be memoized, and is
+    // a read all the same.
+    for _ in 0..2 {
+        let env = registry.resolve_as(&deployer, &request()).unwrap();
+        assert_eq!(env.expose("CRM_KEY"), Some("crm-secret-read"));
+    }
+    registry.resolve(&request()).unwrap();
+    // No secret in the answer: no read recorded.
+    let plain = registry
+        .resolve(&ResolveRequest::parse("acme", "reports", "production").unwrap())
+        .unwrap();
+    assert_eq!(plain.len(), 1);
+    // Explaining a secret variable hands its value out; a plain one does not.
+    let why = registry.explain(&request(), "CRM_KEY").unwrap().unwrap();
+    assert_eq!(why.value.expose(), "crm-secret-read");
+    registry.explain(&request(), "CRM_URL").unwrap().unwrap();
+
+    let reads = reads_of(&registry);
+    assert_eq!(reads.len(), 4, "{reads:#?}");
+    assert_eq!(
+        reads.iter().map(|e| e.actor.as_str()).collect::<Vec<_>>(),
+        ["deployer", "deployer", "service:host", "service:host"]
+    );
+    for entry in &reads {
+        assert_eq!(entry.kind(), AuditKind::Read);
+        assert!(entry.at >= started);
+        match entry.secret_read().unwrap() {
+            SecretRead::Resolution {
+                project,
+                integration,
+                environment,
+                customer,
+                revision,
+                fields,
+            } => {
+                assert_eq!(project, &acme());
+                assert_eq!(integration.as_str(), "orders");
+                assert_eq!(environment.as_str(), "production");
+                assert_eq!(customer, &None);
+                assert_eq!(*revision, registry.catalog().revision());
+                assert_eq!(fields.len(), 1, "only the secret field");
+                assert_eq!(fields[0].connection_id, id);
+                assert_eq!(fields[0].connection.as_str(), "crm");
+                assert_eq!(fields[0].param.as_str(), "ApiKey");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Queried by connection (with its writes), by actor, by kind.
+    let key = RecordKey::Connection(acme(), Scope::Project, "crm".parse().unwrap());
+    let of_crm = registry.audit(&AuditQuery::all().of_record(key)).unwrap();
+    assert_eq!(
+        of_crm.iter().map(AuditEntry::kind).collect::<Vec<_>>(),
+        [
+            AuditKind::Write,
+            AuditKind::Read,
+            AuditKind::Read,
+            AuditKind::Read,
+            AuditKind::Read
+        ]
+    );
+    assert_eq!(
+        registry
+            .audit(&AuditQuery::all().by(deployer).reads())
+            .unwrap()
+            .len(),
+        2
+    );
+    let stats = registry.read_audit_stats().unwrap();
+    assert_eq!(
+        (stats.recorded, stats.dropped, stats.refused, stats.queued),
+        (4, 0, 0, 0)
+    );
+    no_value_in(
+        &registry.audit(&AuditQuery::all()).unwrap(),
+        &["crm-secret-read".into()],
+    );
+}
+
+#[test]
+fn resolutions_with_secrets_are_recorded_through_the_queue() {
+    resolutions_with_secrets_are_recorded(ReadAudit::queued(64, QueueFull::Block));
+}
+
+#[test]
+fn resolutions_with_secrets_are_recorded_synchronously() {
+    resolutions_with_secrets_are_recorded(ReadAudit::synchronous());
+}
+
+/// A memory store whose appends of reads can be held up (the gate) or
+/// made to fail, to fill the queue.
+#[derive(Default)]
+struct Gated {
+    inner: MemoryStore,
+    closed: Mutex<bool>,
+    opened: std::sync::Condvar,
+    failing: AtomicBool,
+    attempts: AtomicUsize,
+}
+
+impl Gated {
+    fn closed() -> Arc<Gated> {
+        let g = Arc::new(Gated::default());
+        *g.closed.lock().unwrap() = true;
+        g
+    }
+    fn open(&self) {
+        *self.closed.lock().unwrap() = false;
+        self.opened.notify_all();
+    }
+}
+
+impl Store for Gated {
+    fn backend(&self) -> &'static str {
+        "gated"
+    }
+    fn load(&self) -> Result<connective::store::Snapshot, StoreError> {
+        self.inner.load()
+    }
+    fn commit(&self, b: &connective::store::Batch) -> Result<connective::store::Committed, StoreError> {
+        self.inner.commit(b)
+    }
+    fn find_commit(
+        &self,
+        t: connective::store::CommitToken,
+        a: connective::model::Revision,
+    ) -> Result<Option<connective::store::Committed>, StoreError> {
+        self.inner.find_commit(t, a)
+    }
+    fn changes_since(
+        &self,
+        a: connective::model::Revision,
+        l: usize,
+    ) -> Result<Vec<connective::store::Change>, StoreError> {
+        self.inner.changes_since(a, l)
+    }
+    fn get(&self, k: &RecordKey) -> Result<Option<(Version, connective::model::Record)>, StoreError> {
+        self.inner.get(k)
+    }
+    fn revision(&self) -> Result<connective::model::Revision, StoreError> {
+        self.inner.revision()
+    }
+    fn keeps_audit(&self) -> bool {
+        true
+    }
+    fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit(q)
+    }
+    fn append_reads(&self, reads: &[ReadNote]) -> Result<(), StoreError> {
+        let mut closed = self.closed.lock().unwrap();
+        while *closed {
+            closed = self.opened.wait(closed).unwrap();
+        }
+        drop(closed);
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                backend: "gated",
+                message: "down for the test".into(),
+            });
+        }
+        self.inner.append_reads(reads)
+    }
+}
+
+/// A registry on `store` whose connection is set up before reads are
+/// held up.
+fn gated_registry(store: &Arc<Gated>, setting: ReadAudit) -> Registry {
+    let registry = auditing_reads(store.clone(), setting);
+    setup_crm(&registry, "crm-secret-queue");
+    registry
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_reads_when_told_to() {
+    let store = Gated::closed();
+    let registry = gated_registry(&store, ReadAudit::queued(2, QueueFull::Drop));
+    for _ in 0..5 {
+        // Every read is answered, recorded or not.
+        assert!(registry.resolve(&request()).is_ok());
+    }
+    let stats = registry.read_audit_stats().unwrap();
+    assert_eq!((stats.queued, stats.dropped, stats.refused), (2, 3, 0));
+    store.open();
+    assert_eq!(reads_of(&registry).len(), 2);
+    assert_eq!(registry.read_audit_stats().unwrap().recorded, 2);
+}
+
+#[test]
+fn a_full_queue_refuses_reads_when_told_to() {
+    let store = Gated::closed();
+    let registry = gated_registry(&store, ReadAudit::queued(2, QueueFull::Fail));
+    registry.resolve(&request()).unwrap();
+    registry.resolve(&request()).unwrap();
+    let err = registry.resolve(&request()).unwrap_err();
+    assert!(
+        matches!(err.problems.as_slice(), [Problem::NotAudited { .. }]),
+        "{err}"
+    );
+    assert!(!format!("{err} {err:?}").contains("crm-secret-queue"));
+    // A resolution without secrets is not a secret read: it is answered.
+    registry
+        .resolve(&ResolveRequest::parse("acme", "reports", "production").unwrap())
+        .unwrap();
+    assert_eq!(registry.read_audit_stats().unwrap().refused, 1);
+    store.open();
+    assert_eq!(reads_of(&registry).len(), 2);
+    registry.resolve(&request()).unwrap();
+}
+
+#[test]
+fn a_full_queue_blocks_reads_until_there_is_room_when_told_to() {
+    let store = Gated::closed();
+    let registry = gated_registry(&store, ReadAudit::queued(1, QueueFull::Block));
+    registry.resolve(&request()).unwrap();
+    let (sent, answered) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let env = registry.resolve(&request());
+            sent.send(env.is_ok()).unwrap();
+        });
+        assert!(
+            answered.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the second read waits for room"
+        );
+        store.open();
+        assert!(answered.recv_timeout(FLUSH).unwrap());
+    });
+    assert_eq!(reads_of(&registry).len(), 2);
+}
+
+#[test]
+fn queued_reads_are_retried_while_the_store_fails_and_kept_in_order() {
+    let store = Arc::new(Gated::default());
+    store.failing.store(true, Ordering::SeqCst);
+    let registry = gated_registry(&store, ReadAudit::queued(100, QueueFull::Fail));
+    let readers = ["reader-1", "reader-2", "reader-3"];
+    for r in readers {
+        registry.resolve_as(&actor(r), &request()).unwrap();
+    }
+    let deadline = std::time::Instant::now() + FLUSH;
+    while store.attempts.load(Ordering::SeqCst) < 2 {
+        assert!(std::time::Instant::now() < deadline, "the thread retries");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stats = registry.read_audit_stats().unwrap();
+    assert!(
+        matches!(stats.last_error, Some(StoreError::Unavailable { .. })),
+        "{stats:?}"
+    );
+    assert_eq!((stats.queued, stats.recorded), (3, 0));
+    assert!(registry.flush_read_audit(Duration::from_millis(50)).is_err());
+    store.failing.store(false, Ordering::SeqCst);
+    let reads = reads_of(&registry);
+    assert_eq!(
+        reads.iter().map(|e| e.actor.as_str()).collect::<Vec<_>>(),
+        readers
+    );
+    assert!(registry.read_audit_stats().unwrap().last_error.is_none());
+}
+
+#[test]
+fn a_synchronous_read_the_store_cannot_record_is_refused() {
+    let store = Arc::new(Gated::default());
+    let registry = gated_registry(&store, ReadAudit::synchronous());
+    registry.resolve(&request()).unwrap();
+    store.failing.store(true, Ordering::SeqCst);
+    let err = registry.resolve(&request()).unwrap_err();
+    assert!(
+        matches!(err.problems.as_slice(), [Problem::NotAudited { reason }] if reason.contains("down for the test")),
+        "{err}"
+    );
+    let err = registry.explain(&request(), "CRM_KEY").unwrap_err();
+    assert!(matches!(err.problems.as_slice(), [Problem::NotAudited { .. }]));
+    // The plain variable is still explained.
+    assert!(registry.explain(&request(), "CRM_URL").unwrap().is_some());
+    let stats = registry.read_audit_stats().unwrap();
+    assert_eq!((stats.recorded, stats.refused), (1, 2));
+}
+
+#[test]
+fn dropping_the_registry_records_what_is_queued() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let registry = auditing_reads(store.clone(), ReadAudit::queued(1_000, QueueFull::Block));
+    setup_crm(&registry, "crm-secret-drop");
+    for _ in 0..50 {
+        registry.resolve(&request()).unwrap();
+    }
+    drop(registry);
+    assert_eq!(store.audit(&AuditQuery::all().reads()).unwrap().len(), 50);
+}
+
+/// Reads and writes of two registries on one store share one trail, in
+/// position order, each read after what it read; no value in any entry.
+fn reads_and_writes_share_one_trail(a: Registry, b: Registry) {
+    let secret_a = "crm-secret-shared-a";
+    let id = setup_crm(&a, secret_a);
+    b.sync().unwrap();
+    b.resolve_as(&actor("reader-b"), &request()).unwrap();
+    b.flush_read_audit(FLUSH).unwrap();
+    let version = a.connection(&acme(), id).unwrap().version;
+    a.write_as(&actor("writer-a"), |tx| {
+        tx.update_connection(id, version, crm("crm-secret-shared-b"))
+    })
+    .unwrap();
+    a.resolve_as(&actor("reader-a"), &request()).unwrap();
+    a.flush_read_audit(FLUSH).unwrap();
+    let trail = b.audit(&AuditQuery::all()).unwrap();
+    let tail: Vec<(AuditKind, &str)> = trail
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(|e| (e.kind(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            (AuditKind::Read, "reader-b"),
+            (AuditKind::Write, "writer-a"),
+            (AuditKind::Read, "reader-a")
+        ]
+    );
+    assert!(trail.windows(2).all(|w| w[0].position < w[1].position));
+    no_value_in(&trail, &[secret_a.into(), "crm-secret-shared-b".into()]);
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn reads_and_writes_share_one_trail_on_sqlite() {
+    use connective::store::SqliteStore;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("reads.db");
+    let open = |setting| auditing_reads(Arc::new(SqliteStore::open(&path, ring()).expect("open")), setting);
+    reads_and_writes_share_one_trail(
+        open(ReadAudit::queued(100, QueueFull::Block)),
+        open(ReadAudit::synchronous()),
+    );
+}
+
+#[cfg(all(feature = "postgres", feature = "test-kit"))]
+#[test]
+fn reads_and_writes_share_one_trail_on_postgres() {
+    use connective::store::PostgresStore;
+    use connective::test_kit::postgres::database;
+    let Some(db) = database("audit_reads") else {
+        return;
+    };
+    let url = db.connection_string();
+    let open = |setting| {
+        auditing_reads(
+            Arc::new(PostgresStore::connect(&url, ring()).expect("connect")),
+            setting,
+        )
+    };
+    reads_and_writes_share_one_trail(
+        open(ReadAudit::queued(100, QueueFull::Block)),
+        open(ReadAudit::synchronous()),
+    );
+}

@@ -89,7 +89,8 @@ impl OAuthRuntime {
     /// A client-credentials token of the `owner` application of `project`
     /// for `scopes`, from the application's cache when fresh (one cache per
     /// application and scope set, shared by all its connections; a rotated
-    /// secret invalidates it).
+    /// secret invalidates it). With reads audited, the token handed out is
+    /// recorded as a read, as [`OAuthRuntime::access_token`]'s are.
     pub async fn app_token(
         &self,
         project: &ProjectId,
@@ -108,7 +109,19 @@ impl OAuthRuntime {
             owner: owner.clone(),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         };
-        self.app_token_of(project, client, None).await
+        let token = self.app_token_of(project, client, None).await?;
+        let read = || crate::model::SecretRead::AppToken {
+            project: project.clone(),
+            owner: owner.clone(),
+        };
+        self.inner
+            .host
+            .record_read(self.actor.as_ref(), &read)
+            .map_err(|reason| OAuthError::NotAudited {
+                subject: Subject::App(project.clone(), owner.clone()),
+                reason,
+            })?;
+        Ok(token)
     }
 
     /// A connection's token from its application; the outcome is the

@@ -154,6 +154,17 @@ pub enum OAuthError {
         /// The store's error.
         message: String,
     },
+    /// The host records every read of secrets in the audit trail, and this
+    /// token's could not be recorded: it is not handed out.
+    #[error(
+        "{subject}: the token is not handed out, its read could not be recorded in the audit trail: {reason}"
+    )]
+    NotAudited {
+        /// Whose.
+        subject: Subject,
+        /// Why (never a value).
+        reason: String,
+    },
 }
 
 impl OAuthError {
@@ -177,6 +188,7 @@ impl OAuthError {
             OAuthError::ReservedVariable { .. } => "reserved_variable",
             OAuthError::Store { .. } => "store",
             OAuthError::NotStored { .. } => "not_stored",
+            OAuthError::NotAudited { .. } => "not_audited",
         }
     }
 

@@ -127,6 +127,14 @@ pub(crate) trait Host: Send + Sync + 'static {
     fn records(&self) -> &RuntimeRecords;
     /// The resolution policy (reserved variable names).
     fn policy(&self) -> &crate::model::ResolvePolicy;
+    /// Records a read of secrets by `actor` (the registry's default reader
+    /// if `None`) when the registry audits reads (`read` is called only
+    /// then); `Err` (why) when the read must be refused.
+    fn record_read(
+        &self,
+        actor: Option<&crate::model::ActorId>,
+        read: &dyn Fn() -> crate::model::SecretRead,
+    ) -> Result<(), String>;
 }
 
 /// The one seam between the runtime and the synchronous store: each call runs
@@ -404,6 +412,7 @@ impl OAuthRuntimeBuilder {
             store: self.host.store(),
         };
         Ok(OAuthRuntime {
+            actor: None,
             inner: Arc::new(Inner {
                 host: self.host,
                 seam,
@@ -438,6 +447,9 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct OAuthRuntime {
     inner: Arc<Inner>,
+    /// Who the tokens this handle hands out are recorded as read by (with
+    /// reads audited); `None`: the registry's default reader.
+    actor: Option<crate::model::ActorId>,
 }
 
 impl fmt::Debug for OAuthRuntime {
@@ -450,6 +462,18 @@ impl fmt::Debug for OAuthRuntime {
 }
 
 impl OAuthRuntime {
+    /// This runtime, handing out tokens on behalf of `actor`: with reads
+    /// audited (see
+    /// [`RegistryBuilder::audit_reads`](crate::registry::RegistryBuilder::audit_reads)),
+    /// the tokens it hands out are recorded as `actor`'s reads. Shares
+    /// everything else with `self` (caches, refresh gates).
+    pub fn acting_as(&self, actor: crate::model::ActorId) -> OAuthRuntime {
+        OAuthRuntime {
+            inner: Arc::clone(&self.inner),
+            actor: Some(actor),
+        }
+    }
+
     pub(crate) fn subject(key: &CredentialKey) -> Subject {
         Subject::Credentials(key.clone())
     }

@@ -133,7 +133,20 @@ impl OAuthRuntime {
     /// I/O, no await (the fast path of [`OAuthRuntime::access_token`], for
     /// synchronous hosts too). Only token sets (authorization code) are
     /// served here.
+    ///
+    /// With reads audited (see
+    /// [`RegistryBuilder::audit_reads`](crate::registry::RegistryBuilder::audit_reads)),
+    /// a token handed out is recorded; one that must be recorded and cannot
+    /// be is not handed out (`None`; [`OAuthRuntime::access_token`] then
+    /// says why).
     pub fn cached_access_token(&self, key: &CredentialKey) -> Option<AccessToken> {
+        let token = self.fresh_token(key)?;
+        self.record_token_read(key).ok()?;
+        Some(token)
+    }
+
+    /// A fresh access token of `key` from memory, not recorded as a read.
+    fn fresh_token(&self, key: &CredentialKey) -> Option<AccessToken> {
         let now = Timestamp::now();
         self.records()
             .with_token_set(key, |_, set| {
@@ -146,8 +159,22 @@ impl OAuthRuntime {
     /// refreshed (one refresh per token set at a time, across threads and
     /// replicas), or, for a connection on a shared application, obtained by
     /// client credentials. See the [module documentation](super).
+    ///
+    /// With reads audited (see
+    /// [`RegistryBuilder::audit_reads`](crate::registry::RegistryBuilder::audit_reads)),
+    /// each token handed out is recorded as a read by the runtime's actor
+    /// ([`OAuthRuntime::acting_as`]); one that must be recorded and cannot
+    /// be is [`OAuthError::NotAudited`].
     pub async fn access_token(&self, key: &CredentialKey) -> Result<AccessToken, OAuthError> {
-        if let Some(token) = self.cached_access_token(key) {
+        let token = self.token(key).await?;
+        self.record_token_read(key)?;
+        Ok(token)
+    }
+
+    /// [`OAuthRuntime::access_token`] without recording the read (for the
+    /// runtime's own uses of a token, such as testing a connection).
+    pub(crate) async fn token(&self, key: &CredentialKey) -> Result<AccessToken, OAuthError> {
+        if let Some(token) = self.fresh_token(key) {
             return Ok(token);
         }
         traced!(key_span!("connective.oauth.token", key), async {
@@ -156,6 +183,25 @@ impl OAuthRuntime {
                 ClientKind::Code(client) => self.refreshed(key, &client).await,
             }
         })
+    }
+
+    /// Records that a token of `key` is handed out, when reads are
+    /// audited.
+    fn record_token_read(&self, key: &CredentialKey) -> Result<(), OAuthError> {
+        let read = || {
+            let connection = self.inner.host.connection(&key.project, key.connection);
+            crate::model::SecretRead::AccessToken {
+                key: key.clone(),
+                connection: connection.map(|c| (c.scope().clone(), c.name().clone())),
+            }
+        };
+        self.inner
+            .host
+            .record_read(self.actor.as_ref(), &read)
+            .map_err(|reason| OAuthError::NotAudited {
+                subject: Self::subject(key),
+                reason,
+            })
     }
 
     fn gate(&self, key: &CredentialKey) -> Arc<Gate> {
@@ -188,7 +234,7 @@ impl OAuthRuntime {
         };
         // Re-check after taking the gate: the holder before us may have
         // refreshed already.
-        if let Some(token) = self.cached_access_token(key) {
+        if let Some(token) = self.fresh_token(key) {
             return Ok(token);
         }
         if let Some((until, error)) = &state.memo {

@@ -68,7 +68,7 @@ pub struct TokenTester;
 impl ConnectionTester for TokenTester {
     fn test<'a>(&'a self, target: TestTarget<'a>) -> TestFuture<'a> {
         Box::pin(async move {
-            match target.runtime.access_token(target.key).await {
+            match target.runtime.token(target.key).await {
                 Ok(token) => Verdict::Passed(match token.expires_at() {
                     Some(at) => format!(
                         "an access token was obtained, valid for {} s",
@@ -114,7 +114,7 @@ impl ConnectionTester for HttpTester {
         Box::pin(async move {
             let mut request = target.runtime.inner.http.get(&self.url);
             if self.with_token {
-                match target.runtime.access_token(target.key).await {
+                match target.runtime.token(target.key).await {
                     Ok(token) => request = request.bearer_auth(token.expose()),
                     Err(e) => return verdict_of(&e),
                 }

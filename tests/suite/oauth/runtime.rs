@@ -1102,3 +1102,63 @@ async fn an_outcome_arriving_after_the_connection_was_deleted_leaves_no_status()
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_out_tokens_are_recorded_as_reads_when_the_host_audits_them() {
+    use connective::model::{AuditKind, AuditQuery, SecretRead};
+    use connective::registry::ReadAudit;
+    let server = server!();
+    let s = setup_with(
+        &server,
+        Registry::builder()
+            .audit("service:host".parse().unwrap())
+            .audit_reads(ReadAudit::synchronous()),
+        |b| b,
+    );
+    authorize(&s, &server).await;
+    assert!(
+        s.registry.audit(&AuditQuery::all().reads()).unwrap().is_empty(),
+        "authorizing hands no token out"
+    );
+    let alice: connective::model::ActorId = "alice@acme.example".parse().unwrap();
+    let token = s
+        .runtime
+        .acting_as(alice.clone())
+        .access_token(&s.key)
+        .await
+        .expect("token");
+    let cached = s.runtime.cached_access_token(&s.key).expect("cached");
+    assert_eq!(cached.expose(), token.expose());
+    let reads = s.registry.audit(&AuditQuery::all().reads()).unwrap();
+    assert_eq!(
+        reads.iter().map(|e| e.actor.as_str()).collect::<Vec<_>>(),
+        [alice.as_str(), "service:host"]
+    );
+    let connection = s.registry.connection(&s.key.project, s.key.connection).unwrap();
+    for entry in &reads {
+        assert_eq!(entry.kind(), AuditKind::Read);
+        assert_eq!(
+            entry.secret_read(),
+            Some(&SecretRead::AccessToken {
+                key: s.key.clone(),
+                connection: Some((connection.value.scope().clone(), connection.value.name().clone())),
+            })
+        );
+    }
+    assert_eq!(
+        s.registry
+            .audit(
+                &AuditQuery::all()
+                    .of_record(RecordKey::TokenSet(s.key.clone()))
+                    .reads()
+            )
+            .unwrap()
+            .len(),
+        2
+    );
+    let trail = s.registry.audit(&AuditQuery::all()).unwrap();
+    let text = format!("{trail:?} {}", serde_json::to_string(&trail).unwrap());
+    let (access, refresh) = stored_tokens(&**s.registry.store(), &s.key);
+    assert!(!text.contains(&access), "an access token reached the audit trail");
+    assert!(!text.contains(&refresh.expect("a refresh token")));
+}
