@@ -3,9 +3,13 @@
 //!
 //! Readers load a project's current [`ProjectSnapshot`] (one atomic pointer
 //! load) and never wait on writers. A write builds the touched project's next
-//! snapshot and swaps it in, so it costs in proportion to that project, not to
-//! the whole catalog. Only the first write to a new project also rebuilds the
-//! small project directory.
+//! snapshot and swaps it in. The next snapshot shares the current one's
+//! connection tables in shards of a few dozen connections and copies only
+//! the shards it changes, so a write costs about the square root of the
+//! project's size, and nothing in proportion to the whole catalog. Only the
+//! first write to a new project also rebuilds the small project directory.
+
+mod shards;
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -13,7 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use hashbrown::DefaultHashBuilder;
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashMap;
+
+use self::shards::ShardedTable;
 
 use crate::model::{
     AppOwner, Connection, ConnectionId, ConnectionName, ConnectionRef, ConnectionTemplate, IntegrationId,
@@ -31,8 +37,9 @@ pub struct ProjectSnapshot {
     /// The per-name index: the connection with each (scope, name), hashed by
     /// [`name_hash`]. It holds no key of its own (a probe compares the
     /// connection's own scope and name), so it costs 8 bytes a connection
-    /// and a copy of the snapshot clones no identifier.
-    by_name: HashTable<Arc<Connection>>,
+    /// and a copy of the snapshot clones no identifier. Sharded like
+    /// [`ById`]: a write copies one shard of it.
+    by_name: ShardedTable<Arc<Connection>>,
     mappings: HashMap<IntegrationId, Versioned<Arc<Mappings>>>,
     apps: HashMap<AppOwner, Versioned<Arc<OAuthApp>>>,
     /// The project's own connection types.
@@ -59,9 +66,11 @@ static NAME_HASHER: std::sync::LazyLock<DefaultHashBuilder> =
     std::sync::LazyLock::new(DefaultHashBuilder::default);
 
 /// The connections of a project by ID: a table of the records themselves,
-/// keyed by their own ID (16 bytes a connection, no separate key).
+/// keyed by their own ID (16 bytes a connection, no separate key), in
+/// shards the snapshots of the project share, so a write copies one shard
+/// (a few dozen connections) rather than the whole project.
 #[derive(Debug, Clone, Default)]
-struct ById(HashTable<Versioned<Arc<Connection>>>);
+struct ById(ShardedTable<Versioned<Arc<Connection>>>);
 
 fn id_hash(id: &ConnectionId) -> u64 {
     NAME_HASHER.hash_one(id)
@@ -74,21 +83,16 @@ impl ById {
 
     fn insert(&mut self, c: Versioned<Arc<Connection>>) {
         let id = c.value.id();
-        match self
-            .0
-            .entry(id_hash(&id), |x| x.value.id() == id, |x| id_hash(&x.value.id()))
-        {
-            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = c,
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(c);
-            }
-        }
+        self.0.insert(
+            id_hash(&id),
+            c,
+            |x| x.value.id() == id,
+            |x| id_hash(&x.value.id()),
+        );
     }
 
     fn remove(&mut self, id: &ConnectionId) {
-        if let Ok(e) = self.0.find_entry(id_hash(id), |c| c.value.id() == *id) {
-            e.remove();
-        }
+        self.0.remove(id_hash(id), |c| c.value.id() == *id);
     }
 
     fn values(&self) -> impl Iterator<Item = &Versioned<Arc<Connection>>> {
@@ -111,7 +115,7 @@ impl ProjectSnapshot {
             project,
             revision: Revision(0),
             connections: ById::default(),
-            by_name: HashTable::new(),
+            by_name: ShardedTable::default(),
             mappings: HashMap::new(),
             apps: HashMap::new(),
             types: HashMap::new(),
@@ -135,27 +139,19 @@ impl ProjectSnapshot {
     /// Drops `c` from the per-name index, if it is there under its key.
     fn unindex(&mut self, c: &Connection) {
         let id = c.id();
-        if let Ok(entry) = self
-            .by_name
-            .find_entry(name_hash(key_of(c).0, c.name()), |x| x.id() == id)
-        {
-            entry.remove();
-        }
+        self.by_name
+            .remove(name_hash(key_of(c).0, c.name()), |x| x.id() == id);
     }
 
     /// Indexes `c` under its key, replacing whatever was there.
     fn index(&mut self, c: &Arc<Connection>) {
         let (integration, name) = key_of(c);
-        match self.by_name.entry(
+        self.by_name.insert(
             name_hash(integration, name),
+            Arc::clone(c),
             |other| key_of(other) == (integration, name),
             |other| name_hash(key_of(other).0, other.name()),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = Arc::clone(c),
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(Arc::clone(c));
-            }
-        }
+        );
     }
 
     /// The project.

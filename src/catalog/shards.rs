@@ -1,0 +1,250 @@
+//! A hash table that snapshots share in shards: a copy of the table shares
+//! every shard, and a change to the copy copies only the shard it touches.
+//!
+//! A project's snapshot is copied on every write to it; with one flat table
+//! that copy, and the reference count of every record it holds, is touched
+//! in full (about 2,000 cold cache lines for a project of 1,000
+//! connections). Split into shards of at most [`SHARD_MAX`] entries, a write
+//! copies the list of shards and one shard.
+
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+
+/// The most entries a shard holds on average before the table doubles its
+/// number of shards.
+pub(super) const SHARD_MAX: usize = 32;
+
+/// A hash table of `T`s (each holding its own key), split by hash into a
+/// power-of-two number of shards, each behind an `Arc`. Callers pass the
+/// hash of every key and an equality test, as with [`HashTable`].
+#[derive(Debug)]
+pub(super) struct ShardedTable<T> {
+    /// Empty, or a power-of-two number of shards.
+    shards: Box<[Arc<HashTable<T>>]>,
+    len: usize,
+}
+
+impl<T> Default for ShardedTable<T> {
+    fn default() -> Self {
+        ShardedTable {
+            shards: Box::default(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Clone for ShardedTable<T> {
+    /// Shares every shard (one reference count each).
+    fn clone(&self) -> Self {
+        ShardedTable {
+            shards: self.shards.clone(),
+            len: self.len,
+        }
+    }
+}
+
+/// The shard of `hash` among `count` (a power of two): bits the shard's
+/// own table does not use for a bucket (the low ones) nor for its control
+/// byte (the top seven).
+fn shard_index(hash: u64, count: usize) -> usize {
+    ((hash >> 32) as usize) & (count - 1)
+}
+
+impl<T: Clone> ShardedTable<T> {
+    /// How many entries the table holds.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The entry with `hash` for which `eq` holds.
+    pub(super) fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
+        if self.shards.is_empty() {
+            return None;
+        }
+        self.shards[shard_index(hash, self.shards.len())].find(hash, eq)
+    }
+
+    /// Every entry, in no particular order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+
+    /// Puts `value` (with `hash`) in place of the entry for which `eq`
+    /// holds and returns that entry, or adds it. `hasher` gives any entry's
+    /// hash. Copies the one shard it changes if another table shares it.
+    pub(super) fn insert(
+        &mut self,
+        hash: u64,
+        value: T,
+        mut eq: impl FnMut(&T) -> bool,
+        hasher: impl Fn(&T) -> u64,
+    ) -> Option<T> {
+        if self.len >= self.shards.len() * SHARD_MAX && self.find(hash, &mut eq).is_none() {
+            self.split(&hasher);
+        }
+        let count = self.shards.len();
+        let shard = Arc::make_mut(&mut self.shards[shard_index(hash, count)]);
+        match shard.entry(hash, eq, hasher) {
+            Entry::Occupied(mut e) => Some(std::mem::replace(e.get_mut(), value)),
+            Entry::Vacant(e) => {
+                e.insert(value);
+                self.len += 1;
+                None
+            }
+        }
+    }
+
+    /// Removes the entry with `hash` for which `eq` holds and returns it.
+    /// Copies the one shard it changes if another table shares it (and
+    /// nothing when there is no such entry).
+    pub(super) fn remove(&mut self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<T> {
+        self.find(hash, &mut eq)?;
+        let count = self.shards.len();
+        let shard = Arc::make_mut(&mut self.shards[shard_index(hash, count)]);
+        let (value, _) = shard.find_entry(hash, eq).ok()?.remove();
+        self.len -= 1;
+        Some(value)
+    }
+
+    /// Doubles the number of shards (one shard for an empty table),
+    /// redistributing every entry.
+    fn split(&mut self, hasher: &impl Fn(&T) -> u64) {
+        let count = (self.shards.len() * 2).max(1);
+        let mut shards: Vec<HashTable<T>> = (0..count)
+            .map(|_| HashTable::with_capacity(SHARD_MAX / 2))
+            .collect();
+        for value in self.iter() {
+            let hash = hasher(value);
+            shards[shard_index(hash, count)].insert_unique(hash, value.clone(), hasher);
+        }
+        self.shards = shards.into_iter().map(Arc::new).collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::hash::BuildHasher;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Entries keyed by their first field.
+    type Entry = (u32, u32);
+
+    static HASHER: std::sync::LazyLock<hashbrown::DefaultHashBuilder> =
+        std::sync::LazyLock::new(hashbrown::DefaultHashBuilder::default);
+
+    fn hash(key: u32) -> u64 {
+        HASHER.hash_one(key)
+    }
+
+    fn put(t: &mut ShardedTable<Entry>, hasher: &impl Fn(u32) -> u64, e: Entry) -> Option<Entry> {
+        t.insert(hasher(e.0), e, |x| x.0 == e.0, |x| hasher(x.0))
+    }
+
+    fn get(t: &ShardedTable<Entry>, hasher: &impl Fn(u32) -> u64, key: u32) -> Option<Entry> {
+        t.find(hasher(key), |x| x.0 == key).copied()
+    }
+
+    #[test]
+    fn a_change_to_a_copy_copies_one_shard_and_leaves_the_original_alone() {
+        let h = hash;
+        let mut t = ShardedTable::default();
+        for k in 0..1_000 {
+            assert_eq!(put(&mut t, &h, (k, 0)), None);
+        }
+        assert!(t.shards.len() >= 1_000 / SHARD_MAX);
+        let mut copy = t.clone();
+        assert_eq!(put(&mut copy, &h, (7, 1)), Some((7, 0)));
+        assert_eq!(copy.remove(h(8), |x| x.0 == 8), Some((8, 0)));
+        assert_eq!(get(&t, &h, 7), Some((7, 0)));
+        assert_eq!(get(&t, &h, 8), Some((8, 0)));
+        assert_eq!(get(&copy, &h, 7), Some((7, 1)));
+        assert_eq!(get(&copy, &h, 8), None);
+        assert_eq!((t.len(), copy.len()), (1_000, 999));
+        // Only the shards of keys 7 and 8 are no longer shared.
+        let unshared = t
+            .shards
+            .iter()
+            .zip(copy.shards.iter())
+            .filter(|(a, b)| !Arc::ptr_eq(a, b))
+            .count();
+        assert!((1..=2).contains(&unshared), "{unshared} shards copied");
+    }
+
+    #[test]
+    fn removing_what_is_not_there_copies_nothing() {
+        let mut t = ShardedTable::default();
+        for k in 0..100 {
+            put(&mut t, &hash, (k, k));
+        }
+        let mut copy = t.clone();
+        assert_eq!(copy.remove(hash(1_000), |x| x.0 == 1_000), None);
+        assert!(
+            t.shards
+                .iter()
+                .zip(copy.shards.iter())
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+        );
+        assert_eq!(
+            ShardedTable::<Entry>::default().remove(hash(1), |x| x.0 == 1),
+            None
+        );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u32, u32),
+        Remove(u32),
+        /// Keep a copy of the table (and of the model) to check later.
+        Copy,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..300u32, any::<u32>()).prop_map(|(k, v)| Op::Put(k, v)),
+            2 => (0..300u32).prop_map(Op::Remove),
+            1 => Just(Op::Copy),
+        ]
+    }
+
+    proptest! {
+        /// Every table, and every copy taken along the way, holds exactly
+        /// what a plain map given the same operations holds.
+        #[test]
+        fn tables_and_their_copies_agree_with_a_map(ops in prop::collection::vec(op(), 0..600)) {
+            let mut t = ShardedTable::default();
+            let mut model: HashMap<u32, u32> = HashMap::new();
+            let mut copies = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Put(k, v) => {
+                        let was = put(&mut t, &hash, (k, v)).map(|e| e.1);
+                        prop_assert_eq!(was, model.insert(k, v));
+                    }
+                    Op::Remove(k) => {
+                        let was = t.remove(hash(k), |x| x.0 == k).map(|e| e.1);
+                        prop_assert_eq!(was, model.remove(&k));
+                    }
+                    Op::Copy => copies.push((t.clone(), model.clone())),
+                }
+            }
+            copies.push((t, model));
+            for (t, model) in copies {
+                prop_assert_eq!(t.len(), model.len());
+                let mut all: Vec<Entry> = t.iter().copied().collect();
+                all.sort_unstable();
+                let mut expected: Vec<Entry> = model.iter().map(|(k, v)| (*k, *v)).collect();
+                expected.sort_unstable();
+                prop_assert_eq!(all, expected);
+                for k in 0..300 {
+                    prop_assert_eq!(get(&t, &hash, k).map(|e| e.1), model.get(&k).copied());
+                }
+            }
+        }
+    }
+}
