@@ -810,9 +810,9 @@ mod tests {
         // Every connection carries these (memory per connection is a performance target).
         assert_eq!(std::mem::size_of::<PlatformTarget>(), 80);
         assert_eq!(std::mem::size_of::<Target>(), 32);
-        // 72 before a secret layer could hold a reference to an external
-        // store: the layer's tag takes the niche `Option` used.
-        assert_eq!(std::mem::size_of::<Param>(), 80);
+        // 80 while plain values were `String`s: a `PlainValue` leaves a
+        // niche for the layers' `Option` again.
+        assert_eq!(std::mem::size_of::<Param>(), 72);
         assert_eq!(std::mem::size_of::<Connection>(), 160);
         assert_eq!(std::mem::size_of::<crate::model::SecretEntry>(), 16);
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::external::{ExternalRef, SecretEntry};
 use super::ident::{CustomerId, Environment};
+use super::value::PlainValue;
 
 /// One value layer of a parameter. Also the provenance of a resolved value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -213,7 +214,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Layers<T> {
     }
 }
 
-impl Layers<String> {
+impl Layers<PlainValue> {
     /// The plain value for (`env`, `customer`) and the layer it came from.
     ///
     /// **Rule 3:** the first value present in this order wins: (customer,
@@ -243,7 +244,7 @@ impl Layers<String> {
 
     /// The plain value of exactly `layer`.
     pub fn get(&self, layer: &Layer) -> Option<&str> {
-        self.get_any(layer).map(String::as_str)
+        self.get_any(layer).map(PlainValue::as_str)
     }
 }
 

@@ -21,6 +21,7 @@ mod target;
 mod template;
 mod token;
 mod types;
+mod value;
 
 pub use audit::{
     AuditAction, AuditChange, AuditEntry, AuditKind, AuditNote, AuditOperation, AuditPosition, AuditQuery,
@@ -76,3 +77,4 @@ pub use types::{
     MAX_CHOICES, MAX_LABEL_LEN, MAX_PATTERN_LEN, MAX_SCHEMES, Pattern, PatternError, ProjectType, TargetKind,
     TypeError, TypeLibrary, TypeProblem, TypeSubject, Validation, ValueProblem, Viewer, Visibility,
 };
+pub use value::PlainValue;

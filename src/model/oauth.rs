@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::ident::{ConnectionId, IntegrationId, ProjectId};
 use super::secret::SecretValue;
 use super::target::PlatformTarget;
+use super::value::PlainValue;
 
 /// Whose OAuth application it is, within a project. Together with the project
 /// this is the application's stable key.
@@ -40,9 +41,9 @@ impl fmt::Display for AppOwner {
 pub struct OAuthApp {
     project: ProjectId,
     owner: AppOwner,
-    client_id: String,
+    client_id: PlainValue,
     client_secret: SecretValue,
-    token_url: String,
+    token_url: PlainValue,
     grants: Vec<PlatformTarget>,
 }
 
@@ -59,9 +60,9 @@ impl OAuthApp {
         OAuthApp {
             project,
             owner,
-            client_id,
+            client_id: client_id.into(),
             client_secret,
-            token_url,
+            token_url: token_url.into(),
             grants,
         }
     }
@@ -79,6 +80,14 @@ impl OAuthApp {
     }
     /// The token endpoint (`TokenURL`).
     pub fn token_url(&self) -> &str {
+        &self.token_url
+    }
+    /// The client ID, shared (resolution hands it out without a copy).
+    pub(crate) fn client_id_value(&self) -> &PlainValue {
+        &self.client_id
+    }
+    /// The token endpoint, shared.
+    pub(crate) fn token_url_value(&self) -> &PlainValue {
         &self.token_url
     }
     /// The targets this application has been granted access to.

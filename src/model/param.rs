@@ -11,6 +11,7 @@ use super::ident::{CustomerId, Environment, ParamName, ParseError};
 use super::layer::{Layer, Layers};
 use super::problem::{IntoIdent, SpecProblem};
 use super::secret::SecretValue;
+use super::value::PlainValue;
 
 /// Whether a parameter is plain or secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,7 +59,7 @@ pub enum Tenancy {
 #[serde(rename_all = "snake_case")]
 pub enum ParamValues {
     /// Plain text values.
-    Plain(Layers<String>),
+    Plain(Layers<PlainValue>),
     /// Secret values: each layer holds the secret or a reference to it in
     /// an external store ([`SecretEntry`]).
     Secret(Layers<SecretEntry>),
@@ -78,7 +79,7 @@ impl fmt::Debug for ParamValues {
 #[derive(Clone, Copy)]
 pub enum ValueRef<'a> {
     /// Plain text.
-    Plain(&'a str),
+    Plain(&'a PlainValue),
     /// A secret.
     Secret(&'a SecretEntry),
 }
@@ -186,7 +187,7 @@ impl Param {
         }
         match &mut self.values {
             ParamValues::Plain(l) => {
-                l.set(layer, value);
+                l.set(layer, PlainValue::from(value));
             }
             ParamValues::Secret(l) => {
                 l.set(layer, SecretEntry::Stored(SecretValue::new(value)));
@@ -504,7 +505,7 @@ impl ParamBuilder {
                 let mut external = false;
                 for (l, v) in layers {
                     match v {
-                        SecretEntry::Stored(v) => plain.push((l, v.expose().to_owned())),
+                        SecretEntry::Stored(v) => plain.push((l, PlainValue::from(v.expose()))),
                         SecretEntry::External(_) => external = true,
                     }
                 }

@@ -1,7 +1,10 @@
 //! The host's resolution settings: variable prefix and reserved names.
 
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::external::ExternalSecrets;
 use super::ident::{EnvVarName, IdentKind, ParseError};
@@ -29,14 +32,24 @@ use super::types::TypeLibrary;
 /// assert!(reserved.check(&"TWILIO_URL".parse()?).is_ok());
 /// # Ok::<(), connective::model::ParseError>(())
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ReservedNames {
     names: Vec<(EnvVarName, Why)>,
     prefixes: Vec<(String, Why)>,
-    /// The length of the longest reserved name: a longer variable skips the
-    /// comparisons (derived from `names`).
-    longest: usize,
+    /// Positions in `names` by name (derived from `names`): the check runs
+    /// for every resolved variable, and a scan of the default list costs
+    /// more than the rest of the variable's resolution.
+    index: HashTable<usize>,
+    hasher: DefaultHashBuilder,
 }
+
+impl PartialEq for ReservedNames {
+    fn eq(&self, other: &Self) -> bool {
+        self.names == other.names && self.prefixes == other.prefixes
+    }
+}
+
+impl Eq for ReservedNames {}
 
 /// Why a name is reserved, for the error message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,9 +165,11 @@ impl Default for ReservedNames {
                     .map(|n| (n, why)),
             );
         }
+        let mut out = ReservedNames::none();
+        for (name, why) in names {
+            out.add(name, why);
+        }
         ReservedNames {
-            longest: names.iter().map(|(n, _)| n.as_str().len()).max().unwrap_or(0),
-            names,
             prefixes: vec![
                 ("LD_".into(), Why::Host),
                 ("DYLD_".into(), Why::Host),
@@ -162,6 +177,7 @@ impl Default for ReservedNames {
                 // `BASH_ENV` runs a file; the others bash owns.
                 ("BASH_".into(), Why::Shell),
             ],
+            ..out
         }
     }
 }
@@ -172,16 +188,34 @@ impl ReservedNames {
         ReservedNames {
             names: Vec::new(),
             prefixes: Vec::new(),
-            longest: 0,
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
         }
+    }
+
+    /// The position of `name` in `names`.
+    fn position(&self, name: &str) -> Option<usize> {
+        self.index
+            .find(self.hasher.hash_one(name), |&i| self.names[i].0.as_str() == name)
+            .copied()
+    }
+
+    /// Adds `name` unless it is there already.
+    fn add(&mut self, name: EnvVarName, why: Why) {
+        if self.position(name.as_str()).is_some() {
+            return;
+        }
+        let hash = self.hasher.hash_one(name.as_str());
+        let i = self.names.len();
+        self.names.push((name, why));
+        let (names, hasher) = (&self.names, &self.hasher);
+        self.index
+            .insert_unique(hash, i, |&j| hasher.hash_one(names[j].0.as_str()));
     }
 
     /// Also reserves `name`.
     pub fn with_name(mut self, name: EnvVarName) -> Self {
-        if !self.names.iter().any(|(n, _)| *n == name) {
-            self.longest = self.longest.max(name.as_str().len());
-            self.names.push((name, Why::Host));
-        }
+        self.add(name, Why::Host);
         self
     }
 
@@ -206,14 +240,11 @@ impl ReservedNames {
 
     /// Refuses a reserved name with [`ParseError::Reserved`].
     pub fn check(&self, name: &EnvVarName) -> Result<(), ParseError> {
-        // Called for every resolved variable: lengths and first bytes rule
-        // most names out before any bytes are compared in bulk.
+        // Called for every resolved variable: one hash probe for the names,
+        // and first bytes rule most prefixes out.
         let text = name.as_str();
-        let reason = if let Some((_, why)) = (text.len() <= self.longest)
-            .then(|| self.names.iter().find(|(n, _)| n == name))
-            .flatten()
-        {
-            why.name().to_string()
+        let reason = if let Some(i) = self.position(text) {
+            self.names[i].1.name().to_string()
         } else if let Some((p, why)) = self.prefixes.iter().find(|(p, _)| {
             p.as_bytes()
                 .first()

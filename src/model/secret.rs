@@ -8,9 +8,12 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// A secret parameter value (an API key, a password, an OAuth client secret).
 ///
-/// It lives in a [`secrecy::SecretString`] (zeroized on drop); `Debug` prints a
-/// redaction marker, there is no `Display` and no `PartialEq`, and reading it
-/// takes an explicit [`SecretValue::expose`]. Serializing it fails unless the
+/// It lives in a [`secrecy::SecretString`] (zeroized when the last copy is
+/// dropped); `Debug` prints a redaction marker, there is no `Display` and no
+/// `PartialEq`, and reading it takes an explicit [`SecretValue::expose`].
+/// Copies share the one secret: a clone takes a reference, it does not copy
+/// the text (so a resolution hands out the secrets a snapshot holds without
+/// copying them). Serializing it fails unless the
 /// caller installs a [`SecretCodec`] with [`with_secret_codec`] (what the durable
 /// stores do to seal secrets at rest).
 ///
@@ -22,12 +25,18 @@ use secrecy::{ExposeSecret, SecretString};
 /// assert!(serde_json::to_string(&key).is_err());
 /// ```
 #[derive(Clone)]
-pub struct SecretValue(SecretString);
+pub struct SecretValue(Arc<SecretString>);
 
 impl SecretValue {
     /// Wraps a secret.
     pub fn new(value: impl Into<String>) -> Self {
-        SecretValue(SecretString::from(value.into()))
+        SecretValue(Arc::new(SecretString::from(value.into())))
+    }
+
+    /// Whether two values are copies of one secret (as opposed to equal
+    /// secrets): for tests of sharing.
+    pub fn shares_secret_with(&self, other: &SecretValue) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// Reads the secret. Every call site of this is a place a secret leaves the
@@ -45,13 +54,14 @@ impl SecretValue {
 
 impl From<SecretString> for SecretValue {
     fn from(s: SecretString) -> Self {
-        SecretValue(s)
+        SecretValue(Arc::new(s))
     }
 }
 
 impl From<SecretValue> for SecretString {
+    /// The secret itself when this is its last copy, else a copy of it.
     fn from(s: SecretValue) -> Self {
-        s.0
+        Arc::try_unwrap(s.0).unwrap_or_else(|shared| SecretString::from(shared.expose_secret()))
     }
 }
 
@@ -245,6 +255,17 @@ mod tests {
         let r: Result<String, _> = with_secret_codec(Arc::new(PlaintextCodec), || serde_json::to_string(&s));
         assert!(r.is_ok());
         assert!(serde_json::to_string(&s).is_err());
+    }
+
+    #[test]
+    fn a_clone_shares_the_secret_and_the_last_copy_gives_it_back() {
+        let s = SecretValue::new("sk_live_shared");
+        let copy = s.clone();
+        assert!(copy.shares_secret_with(&s));
+        assert!(!SecretValue::new("sk_live_shared").shares_secret_with(&s));
+        drop(s);
+        let back: SecretString = copy.into();
+        assert_eq!(back.expose_secret(), "sk_live_shared");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use super::param::{MAX_VALUE_LEN, Param, ParamKind, ParamValues, ValueRef};
 use super::problem::IntoIdent;
 use super::secret::SecretValue;
 use super::types::{TypeError, TypeProblem, TypeSubject};
+use super::value::PlainValue;
 
 /// Where a connection's value came from: its own value layers, or the
 /// template it was made from.
@@ -220,7 +221,7 @@ impl TemplateFieldBuilder {
             ParamKind::Plain => ParamValues::Plain(Layers::from_vec(
                 layers
                     .into_iter()
-                    .map(|(l, v)| (l, v.expose().to_owned()))
+                    .map(|(l, v)| (l, PlainValue::from(v.expose())))
                     .collect(),
             )),
             ParamKind::Secret => ParamValues::Secret(Layers::from_vec(
@@ -366,7 +367,7 @@ impl ConnectionTemplate {
         }
         match &mut f.values {
             ParamValues::Plain(l) => {
-                l.set(layer, value);
+                l.set(layer, PlainValue::from(value));
             }
             ParamValues::Secret(l) => {
                 l.set(layer, SecretEntry::Stored(SecretValue::new(value)));

@@ -238,7 +238,7 @@ pub fn to_kubernetes(env: &ResolvedEnv, options: &KubernetesOptions) -> Result<K
             }
             (ResolvedValue::Plain(p), PlainValues::Literal) => (Some(escape_env_value(p)), None),
             (ResolvedValue::Plain(p), PlainValues::ConfigMap) => {
-                plain_data.insert(name.clone(), p.clone());
+                plain_data.insert(name.clone(), p.to_string());
                 let selector = ConfigMapKeySelector {
                     name: options.name.clone(),
                     key: name.clone(),

@@ -9,14 +9,15 @@ use indexmap::IndexMap;
 use super::ResolveRequest;
 use crate::model::{
     AppField, AppOwner, ConnectionId, ConnectionName, EnteredBy, EnvVarName, ExternalRef, FetchInfo, Layer,
-    ParamName, Revision, Scope, SecretValue, TemplateName, Timestamp,
+    ParamName, PlainValue, Revision, Scope, SecretValue, TemplateName, Timestamp,
 };
 
-/// A resolved value: plain text or a secret.
+/// A resolved value: plain text or a secret. Either shares the text the
+/// snapshot holds (a clone takes a reference, or copies a short text).
 #[derive(Clone)]
 pub enum ResolvedValue {
     /// Plain text.
-    Plain(String),
+    Plain(PlainValue),
     /// A secret; read it with [`SecretValue::expose`].
     Secret(SecretValue),
 }
@@ -204,6 +205,9 @@ pub struct ResolvedVar {
 /// The variables an integration gets, in mapping order, each with its
 /// provenance. `Debug` and `Display` redact secrets.
 ///
+/// Cheap to clone: the variables are shared (a clone takes a reference), so
+/// a registry can hand out a memoized answer again without copying it.
+///
 /// ```
 /// # use connective::resolve::{ResolvedEnv, ResolveRequest};
 /// # let env = ResolvedEnv::empty(ResolveRequest::parse("p", "i", "development")?);
@@ -213,8 +217,14 @@ pub struct ResolvedVar {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ResolvedEnv {
-    request: ResolveRequest,
     revision: Revision,
+    answer: Arc<Answer>,
+}
+
+/// What a [`ResolvedEnv`] shares between its copies.
+#[derive(Debug, Clone)]
+struct Answer {
+    request: ResolveRequest,
     vars: IndexMap<EnvVarName, ResolvedVar, VarHasher>,
 }
 
@@ -229,21 +239,17 @@ impl ResolvedEnv {
         vars: IndexMap<EnvVarName, ResolvedVar, VarHasher>,
     ) -> Self {
         ResolvedEnv {
-            request,
             revision,
-            vars,
+            answer: Arc::new(Answer { request, vars }),
         }
     }
 
     /// No variables (an integration without mappings).
     pub fn empty(request: ResolveRequest) -> Self {
-        ResolvedEnv {
-            request,
-            revision: Revision(0),
-            vars: IndexMap::default(),
-        }
+        ResolvedEnv::new(request, Revision(0), IndexMap::default())
     }
 
+    /// The same answer at `revision` (it holds there too).
     pub(crate) fn at(mut self, revision: Revision) -> Self {
         self.revision = revision;
         self
@@ -251,7 +257,7 @@ impl ResolvedEnv {
 
     /// What was resolved.
     pub fn request(&self) -> &ResolveRequest {
-        &self.request
+        &self.answer.request
     }
 
     /// The store revision the answer reflects.
@@ -261,23 +267,30 @@ impl ResolvedEnv {
 
     /// How many variables.
     pub fn len(&self) -> usize {
-        self.vars.len()
+        self.answer.vars.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.vars.is_empty()
+        self.answer.vars.is_empty()
+    }
+
+    /// Whether `self` and `other` are copies of one answer (not merely
+    /// equal): a memoized resolution hands out copies of the answer it
+    /// keeps.
+    pub fn shares_answer_with(&self, other: &ResolvedEnv) -> bool {
+        Arc::ptr_eq(&self.answer, &other.answer)
     }
 
     /// One variable.
     pub fn get(&self, name: &str) -> Option<&ResolvedVar> {
-        self.vars.get(name)
+        self.answer.vars.get(name)
     }
 
     /// The value of `name`, secret or not: an explicit exposure, handy in
     /// tests. Prefer [`ResolvedEnv::apply_to`] in production code.
     pub fn expose(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(|v| v.value.expose())
+        self.get(name).map(|v| v.value.expose())
     }
 
     /// Where `name`'s value came from (rule 7): connection, parameter, value
@@ -285,38 +298,38 @@ impl ResolvedEnv {
     /// the connections it shadows) ask the registry:
     /// [`Registry::explain`](crate::registry::Registry::explain).
     pub fn provenance(&self, name: &str) -> Option<&Provenance> {
-        self.vars.get(name).map(|v| &v.provenance)
+        self.get(name).map(|v| &v.provenance)
     }
 
     /// Every variable, in mapping order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &ResolvedVar> {
-        self.vars.values()
+        self.answer.vars.values()
     }
 
     /// Sets every variable on `command`: the one place secrets reach a child
     /// process without the host handling them.
     pub fn apply_to(&self, command: &mut Command) {
-        for var in self.vars.values() {
+        for var in self.iter() {
             command.env(var.name.as_str(), var.value.expose());
         }
     }
 
     /// Adds `var` after the others; `false` (and nothing added) if a
     /// variable of its name is there already (the OAuth runtime adds the
-    /// access tokens this way).
+    /// access tokens this way). Copies the variables first if the answer is
+    /// shared.
     #[cfg(feature = "oauth-runtime")]
     pub(crate) fn push(&mut self, var: ResolvedVar) -> bool {
-        if self.vars.contains_key(var.name.as_str()) {
+        if self.answer.vars.contains_key(var.name.as_str()) {
             return false;
         }
-        self.vars.insert(var.name.clone(), var);
+        Arc::make_mut(&mut self.answer).vars.insert(var.name.clone(), var);
         true
     }
 
     /// The plain variables only, as name → value.
     pub fn plain_vars(&self) -> impl Iterator<Item = (&EnvVarName, &str)> {
-        self.vars
-            .values()
+        self.iter()
             .filter_map(|v| v.value.as_plain().map(|s| (&v.name, s)))
     }
 }
@@ -325,15 +338,15 @@ impl<'a> IntoIterator for &'a ResolvedEnv {
     type Item = &'a ResolvedVar;
     type IntoIter = indexmap::map::Values<'a, EnvVarName, ResolvedVar>;
     fn into_iter(self) -> Self::IntoIter {
-        self.vars.values()
+        self.answer.vars.values()
     }
 }
 
 impl fmt::Display for ResolvedEnv {
     /// A table: `NAME=value  # provenance`, secrets redacted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "# {} ({})", self.request, self.revision)?;
-        for var in self.vars.values() {
+        writeln!(f, "# {} ({})", self.request(), self.revision)?;
+        for var in self.iter() {
             writeln!(f, "{}={}  # {}", var.name, var.value, var.provenance)?;
         }
         Ok(())

@@ -256,7 +256,7 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
                 let found = effective_value(p, template, env, customer);
                 let value = match found.as_ref().map(|(_, _, v)| v) {
                     None => ListedValue::Unset,
-                    Some(ValueRef::Plain(v)) => ListedValue::Plain((*v).to_owned()),
+                    Some(ValueRef::Plain(v)) => ListedValue::Plain(v.to_string()),
                     Some(ValueRef::Secret(_)) => ListedValue::SecretSet,
                 };
                 let source = found.map(|(origin, layer, _)| match origin {

@@ -8,14 +8,14 @@ use super::{AppField, Problem, ResolvedValue, ValueSource};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
     Connection, CustomerId, Environment, ExternalFault, ExternalRef, ExternalSecrets, Layer, ParamName,
-    Requirement, SecretEntry, SecretValue, Tenancy, ValueOrigin, ValueRef, effective_value,
+    PlainValue, Requirement, SecretEntry, SecretValue, Tenancy, ValueOrigin, ValueRef, effective_value,
 };
 
 /// A value found: borrowed from the snapshot (resolution copies it,
 /// onboarding only asks whether there is one), or read from the host's
 /// cache of external secrets.
 pub(super) enum Found<'s> {
-    Plain(&'s str),
+    Plain(&'s PlainValue),
     Stored(&'s SecretValue),
     Fetched(SecretValue),
 }
@@ -24,7 +24,7 @@ impl Found<'_> {
     /// The value, owned.
     pub(super) fn into_resolved(self) -> ResolvedValue {
         match self {
-            Found::Plain(v) => ResolvedValue::Plain(v.to_owned()),
+            Found::Plain(v) => ResolvedValue::Plain(v.clone()),
             Found::Stored(v) => ResolvedValue::Secret(v.clone()),
             Found::Fetched(v) => ResolvedValue::Secret(v),
         }
@@ -62,9 +62,9 @@ pub(super) fn lookup<'s>(
             });
         };
         let value = match field {
-            AppField::ClientId => Found::Plain(app.value.client_id()),
+            AppField::ClientId => Found::Plain(app.value.client_id_value()),
             AppField::ClientSecret => Found::Stored(app.value.client_secret()),
-            AppField::TokenUrl => Found::Plain(app.value.token_url()),
+            AppField::TokenUrl => Found::Plain(app.value.token_url_value()),
         };
         return Ok(Lookup::Found(
             value,

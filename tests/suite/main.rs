@@ -33,6 +33,7 @@ mod prismatic;
 mod properties;
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "test-kit"))]
 mod replicas;
+mod resolve_cost;
 mod shared_oauth;
 mod store;
 mod templates;

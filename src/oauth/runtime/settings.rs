@@ -75,7 +75,7 @@ impl Source<'_> {
 fn plain(source: &Source<'_>, key: &CredentialKey, name: &str) -> Result<Option<String>, OAuthError> {
     match source.value(key, name) {
         None => Ok(None),
-        Some(ValueRef::Plain(v)) => Ok(Some(v.to_owned())),
+        Some(ValueRef::Plain(v)) => Ok(Some(v.to_string())),
         Some(ValueRef::Secret(_)) => Err(misconfigured(
             key,
             format!("parameter {name} must be plain text, not secret"),
@@ -111,7 +111,7 @@ fn secret(
                     }
                 }
             }),
-        Some(ValueRef::Plain(v)) => Ok(Some(SecretValue::new(v))),
+        Some(ValueRef::Plain(v)) => Ok(Some(SecretValue::new(v.as_str()))),
     }
 }
 
