@@ -12,11 +12,34 @@
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> resolve 0   # set-up only, to subtract
 //! ```
 //!
+//! With reads of secrets audited (W's answer holds secrets, so each resolve
+//! is a recorded read), through the queue a registry thread drains to the
+//! memory store, or synchronously on the calling thread:
+//!
+//! ```text
+//! valgrind --tool=callgrind --separate-threads=yes target/release/deps/profile-<hash> resolve-audit-queued 10000
+//! valgrind --tool=callgrind target/release/deps/profile-<hash> resolve-audit-sync 10000
+//! ```
+//!
 //! Run by `cargo bench` without arguments it does nothing.
 
 mod common;
 
 use connective::prelude::{Registry, Resolver};
+use connective::registry::{QueueFull, ReadAudit};
+
+/// W on a registry that audits writes and reads of secrets as `setting`
+/// says.
+fn audited(setting: ReadAudit) -> Registry {
+    let registry = Registry::builder()
+        .store(common::filler_store(0))
+        .audit("service:bench".parse().expect("actor"))
+        .audit_reads(setting)
+        .build()
+        .expect("registry");
+    common::add_w(&registry);
+    registry
+}
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -30,21 +53,31 @@ fn main() {
         write(n);
         return;
     }
-    let registry = common::registry_with_w(0);
+    let registry = match what.as_str() {
+        "resolve-audit-queued" => audited(ReadAudit::queued(1 << 20, QueueFull::Block)),
+        "resolve-audit-sync" => audited(ReadAudit::synchronous()),
+        _ => common::registry_with_w(0),
+    };
     let request = common::w_request();
     let answer = common::w_answer(&registry);
     match what.as_str() {
-        "resolve" => {
+        "resolve" | "resolve-audit-queued" | "resolve-audit-sync" => {
             for _ in 0..n {
                 drop(std::hint::black_box(registry.resolve(&request)));
             }
+            // The queued reads reach the store before the run ends.
+            registry
+                .flush_read_audit(std::time::Duration::from_secs(600))
+                .expect("flush");
         }
         "copy" => {
             for _ in 0..n {
                 drop(std::hint::black_box(answer.clone()));
             }
         }
-        other => eprintln!("unknown mode {other:?}: resolve or copy"),
+        other => {
+            eprintln!("unknown mode {other:?}: resolve, resolve-audit-queued, resolve-audit-sync or copy")
+        }
     }
 }
 
