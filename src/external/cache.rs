@@ -44,6 +44,8 @@ type Slots = hashbrown::HashMap<SecretLocation, Arc<Slot>>;
 pub struct SecretCacheBuilder {
     stores: HashMap<StoreName, Arc<dyn SecretStore>>,
     settings: Settings,
+    /// The host's runtime, if it gave one (else the cache starts its own).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +93,7 @@ impl Default for SecretCacheBuilder {
                 retry_min: Duration::from_secs(1),
                 jitter: 0.1,
             },
+            runtime: None,
         }
     }
 }
@@ -158,7 +161,36 @@ impl SecretCacheBuilder {
         self
     }
 
-    /// The cache, with a private runtime of one thread for its fetches.
+    /// Runs the cache's refreshers and its stores' requests on the host's
+    /// tokio runtime (`handle`) instead of a private runtime of one thread.
+    /// The runtime needs its timers and I/O enabled
+    /// ([`enable_all`](tokio::runtime::Builder::enable_all)), and must
+    /// outlive the cache's use: once it shuts down, secrets are no longer
+    /// refreshed (their last values serve until the maximum staleness).
+    ///
+    /// Lookups (resolution) may be called from inside that runtime. A
+    /// secret never fetched yet is then waited for as
+    /// [`first_fetch_wait`](Self::first_fetch_wait) says on a
+    /// multi-thread runtime (the waiting worker hands its other tasks on,
+    /// [`block_in_place`](tokio::task::block_in_place)), but not at all on
+    /// a current-thread runtime, whose one thread is the one that would
+    /// fetch it: that lookup answers [`ExternalFault::NotFetched`] at once
+    /// and the fetch goes on. Such a host warms its secrets with
+    /// [`SecretCache::prefetch_async`] at start.
+    ///
+    /// ```
+    /// use connective::external::SecretCache;
+    /// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// let cache = SecretCache::builder().runtime(runtime.handle().clone()).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(handle);
+        self
+    }
+
+    /// The cache, with a private runtime of one thread for its fetches
+    /// (unless [`runtime`](Self::runtime) gave the host's).
     pub fn build(self) -> Result<SecretCache, SettingsError> {
         let s = self.settings;
         if s.refresh.is_zero() || s.refresh >= s.max_staleness {
@@ -170,16 +202,23 @@ impl SecretCacheBuilder {
         if !(0.0..=0.5).contains(&s.jitter) {
             return Err(SettingsError::Jitter);
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("connective-secrets")
-            .enable_all()
-            .build()
-            .map_err(|e| SettingsError::Runtime(e.to_string()))?;
+        let (handle, runtime) = match self.runtime {
+            Some(handle) => (handle, None),
+            None => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("connective-secrets")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| SettingsError::Runtime(e.to_string()))?;
+                (runtime.handle().clone(), Some(runtime))
+            }
+        };
         static VIEWS: AtomicU64 = AtomicU64::new(1);
         let inner = Arc::new(Inner {
             id: VIEWS.fetch_add(1, Ordering::Relaxed),
-            handle: runtime.handle().clone(),
+            handle,
+            tasks: Mutex::new(Vec::new()),
             stores: self.stores,
             settings: s,
             slots: ArcSwap::from_pointee(Slots::default()),
@@ -190,7 +229,7 @@ impl SecretCacheBuilder {
         });
         Ok(SecretCache {
             inner,
-            _runtime: Arc::new(RuntimeGuard(Some(runtime))),
+            _runtime: Arc::new(RuntimeGuard(runtime)),
         })
     }
 }
@@ -248,7 +287,11 @@ impl Drop for RuntimeGuard {
 struct Inner {
     /// This cache's number, for the state it attaches to references.
     id: u64,
+    /// The runtime the refreshers run on: the cache's own, or the host's.
     handle: tokio::runtime::Handle,
+    /// The refreshers, stopped when the cache is dropped (on a host's
+    /// runtime they would otherwise sleep on until their next refresh).
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     stores: HashMap<StoreName, Arc<dyn SecretStore>>,
     settings: Settings,
     slots: ArcSwap<Slots>,
@@ -303,6 +346,28 @@ struct Failure {
     since: Timestamp,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let tasks = self.tasks.get_mut().unwrap_or_else(|e| e.into_inner());
+        for task in tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Whether a lookup may block its thread to wait for a first fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Not on the refreshers' runtime: block.
+    Block,
+    /// On a worker (or in `block_on`) of the refreshers' multi-thread
+    /// runtime: block in place, the worker's other tasks handed on.
+    InPlace,
+    /// On the refreshers' current-thread runtime: blocking would stop the
+    /// very fetch waited for.
+    No,
+}
+
 impl fmt::Debug for SecretCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut stores: Vec<&str> = self.inner.stores.keys().map(StoreName::as_str).collect();
@@ -324,17 +389,30 @@ impl SecretCache {
     /// yet (in parallel, one request per location), waiting at most
     /// `wait` for them: warming the cache at start. Answers the references
     /// that have no value, and why (as a lookup would).
+    ///
+    /// Called from inside the host's current-thread runtime the cache runs
+    /// on (see [`SecretCacheBuilder::runtime`]), it starts the fetches but
+    /// does not wait: [`SecretCache::prefetch_async`] does.
     pub fn prefetch<'r>(
         &self,
         references: impl IntoIterator<Item = &'r ExternalRef>,
         wait: Duration,
+    ) -> Vec<(ExternalRef, ExternalFault)> {
+        self.prefetch_with(references, wait, self.inner.wait_here())
+    }
+
+    fn prefetch_with<'r>(
+        &self,
+        references: impl IntoIterator<Item = &'r ExternalRef>,
+        wait: Duration,
+        how: Wait,
     ) -> Vec<(ExternalRef, ExternalFault)> {
         let references: Vec<&ExternalRef> = references.into_iter().collect();
         let slots: Vec<Option<Arc<Slot>>> =
             references.iter().map(|r| self.inner.slot(r.location())).collect();
         let deadline = Instant::now() + wait;
         for slot in slots.iter().flatten() {
-            slot.wait_first(deadline.saturating_duration_since(Instant::now()));
+            slot.wait_first(deadline.saturating_duration_since(Instant::now()), how);
         }
         references
             .into_iter()
@@ -353,7 +431,8 @@ impl SecretCache {
         let task = self
             .inner
             .handle
-            .spawn_blocking(move || cache.prefetch(references.iter(), wait));
+            // A thread of the blocking pool: never one a refresher needs.
+            .spawn_blocking(move || cache.prefetch_with(references.iter(), wait, Wait::Block));
         task.await.unwrap_or_default()
     }
 
@@ -373,7 +452,7 @@ impl ExternalSecrets for SecretCache {
             Err(ExternalFault::NotFetched) => {
                 // First need: start the fetch and wait for it, briefly.
                 if let Some(slot) = self.inner.slot(reference.location()) {
-                    slot.wait_first(self.inner.settings.first_fetch_wait);
+                    slot.wait_first(self.inner.settings.first_fetch_wait, self.inner.wait_here());
                 }
                 self.inner.read(reference)
             }
@@ -463,8 +542,21 @@ impl Inner {
         // needed the secret (the global one, for most hosts).
         #[cfg(feature = "tracing")]
         let task = tracing::instrument::WithSubscriber::with_current_subscriber(task);
-        self.handle.spawn(task);
+        let task = self.handle.spawn(task).abort_handle();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.push(task);
         Some(slot)
+    }
+
+    /// How a lookup on this thread may wait for a first fetch.
+    fn wait_here(&self) -> Wait {
+        match tokio::runtime::Handle::try_current() {
+            Ok(current) if current.id() == self.handle.id() => match current.runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::MultiThread => Wait::InPlace,
+                _ => Wait::No,
+            },
+            _ => Wait::Block,
+        }
     }
 
     /// A jittered wait around `base`.
@@ -483,8 +575,17 @@ impl Inner {
 }
 
 impl Slot {
-    /// Waits until the first fetch of this slot is done, at most `wait`.
-    fn wait_first(&self, wait: Duration) {
+    /// Waits until the first fetch of this slot is done, at most `wait`,
+    /// as `how` allows.
+    fn wait_first(&self, wait: Duration, how: Wait) {
+        match how {
+            Wait::Block => self.block_first(wait),
+            Wait::InPlace => tokio::task::block_in_place(|| self.block_first(wait)),
+            Wait::No => {}
+        }
+    }
+
+    fn block_first(&self, wait: Duration) {
         let deadline = Instant::now() + wait;
         let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         while *attempts == 0 {
@@ -736,6 +837,137 @@ mod tests {
         assert_eq!(missing[0].1, ExternalFault::NotFound);
         assert_eq!(cache.stats().locations, 2);
         assert!(cache.lookup(&reference("vault:secret/a#k")).is_ok());
+    }
+
+    /// A store answering `value-N` and noting the thread of each read.
+    #[derive(Default)]
+    struct Noting {
+        counting: Arc<Counting>,
+        threads: Mutex<Vec<std::thread::ThreadId>>,
+    }
+
+    impl SecretStore for Arc<Noting> {
+        fn read<'a>(&'a self, location: &'a SecretLocation) -> StoreFuture<'a> {
+            self.threads.lock().unwrap().push(std::thread::current().id());
+            self.counting.read(location)
+        }
+    }
+
+    fn on_runtime(store: &Arc<Noting>, handle: tokio::runtime::Handle) -> SecretCache {
+        SecretCache::builder()
+            .store(StoreName::vault(), store.clone())
+            .refresh_interval(Duration::from_millis(100))
+            .max_staleness(Duration::from_secs(60))
+            .first_fetch_wait(Duration::from_secs(3))
+            .jitter(0.0)
+            .runtime(handle)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn on_a_host_current_thread_runtime_fetches_run_there_and_a_lookup_inside_it_does_not_wait() {
+        let host = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = Arc::new(Noting::default());
+        let cache = on_runtime(&store, host.handle().clone());
+        let r = reference("vault:secret/crm#k");
+        host.block_on(async {
+            // The one thread that would fetch is this one: no waiting.
+            let asked = Instant::now();
+            assert_eq!(cache.lookup(&r).unwrap_err(), ExternalFault::NotFetched);
+            assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+            assert_eq!(cache.prefetch([&r], Duration::from_secs(3)).len(), 1);
+            assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+            // Awaited, the fetch runs.
+            let missing = cache
+                .prefetch_async(vec![r.clone()], Duration::from_secs(3))
+                .await;
+            assert!(missing.is_empty(), "{missing:?}");
+            let first = cache.lookup(&r).unwrap();
+            // Refreshed in the background, on this runtime.
+            tokio::time::sleep(Duration::from_millis(350)).await;
+            let later = cache.lookup(&r).unwrap();
+            assert!(later.fetch.version > first.fetch.version, "{:?}", later.fetch);
+        });
+        let here = std::thread::current().id();
+        let threads = store.threads.lock().unwrap().clone();
+        assert!(
+            threads.len() >= 2 && threads.iter().all(|t| *t == here),
+            "{threads:?}"
+        );
+        assert_eq!(cache.stats().locations, 1);
+    }
+
+    #[test]
+    fn on_a_host_multi_thread_runtime_a_lookup_inside_a_task_waits_for_the_first_fetch_in_place() {
+        // One worker: a lookup blocking it would stop the fetch it waits for.
+        let host = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("host-worker")
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = Arc::new(Noting::default());
+        let cache = on_runtime(&store, host.handle().clone());
+        let (a, b) = (reference("vault:secret/a#k"), reference("vault:secret/b#k"));
+        let in_task = {
+            let cache = cache.clone();
+            host.block_on(async move {
+                tokio::spawn(async move {
+                    let asked = Instant::now();
+                    (
+                        cache.lookup(&a).map(|v| v.value.expose().to_owned()),
+                        asked.elapsed(),
+                    )
+                })
+                .await
+                .unwrap()
+            })
+        };
+        assert_eq!(in_task.0.unwrap(), "value-1");
+        assert!(in_task.1 < Duration::from_secs(2), "waited {:?}", in_task.1);
+        // From the runtime's own `block_on` too.
+        let in_block_on = host.block_on(async { cache.lookup(&b).map(|v| v.value.expose().to_owned()) });
+        assert_eq!(in_block_on.unwrap(), "value-2");
+        // No thread of the cache's own: every read ran on the host's worker.
+        drop(cache);
+        let names: Vec<_> = store.threads.lock().unwrap().clone();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(
+            !names.contains(&std::thread::current().id()),
+            "a read ran on the caller's thread"
+        );
+    }
+
+    #[test]
+    fn a_dropped_cache_stops_its_refreshers_on_the_host_runtime() {
+        let host = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = Arc::new(Noting::default());
+        let cache = SecretCache::builder()
+            .store(StoreName::vault(), store.clone())
+            .refresh_interval(Duration::from_secs(60))
+            .runtime(host.handle().clone())
+            .build()
+            .unwrap();
+        cache.lookup(&reference("vault:secret/a#k")).unwrap();
+        assert_eq!(Arc::strong_count(&store), 2, "the cache holds the store");
+        drop(cache);
+        // The refresher, asleep for a minute, is aborted and lets go of it.
+        let dropped = Instant::now();
+        while Arc::strong_count(&store) > 1 {
+            assert!(
+                dropped.elapsed() < Duration::from_secs(2),
+                "the refresher lives on"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub type StoreFuture<'a> = Pin<Box<dyn Future<Output = Result<StoreSecret, Exter
 
 /// An external secret store: reads every key of the secret at a location.
 /// The [`SecretCache`] calls it (never resolution), once per location at a
-/// time, from its own tokio runtime.
+/// time, on the cache's tokio runtime (its own, or the host's:
+/// [`SecretCacheBuilder::runtime`]).
 ///
 /// An implementation answers [`ExternalFault::NotFound`] for a missing
 /// secret (or version), [`ExternalFault::PermissionDenied`] for a path its

@@ -536,3 +536,71 @@ fn no_secret_reaches_a_log_an_error_a_debug_or_a_span() {
         assert!(!text.contains(&token), "the token leaked: {text}");
     }
 }
+
+#[test]
+fn on_the_hosts_runtime_resolution_inside_it_reads_the_server_without_deadlock() {
+    let Some(bao) = Bao::start() else { return };
+    bao.put("app/host", &[("password", "host-pw-1")]);
+    let reference = "openbao:secret/app/host#password";
+    let on = |handle: tokio::runtime::Handle| {
+        SecretCache::builder()
+            .store(StoreName::openbao(), bao.store(VaultAuth::token("root")))
+            .refresh_interval(Duration::from_secs(1))
+            .max_staleness(Duration::from_secs(30))
+            .first_fetch_wait(Duration::from_secs(5))
+            .runtime(handle)
+            .build()
+            .unwrap()
+    };
+
+    // A multi-thread runtime of one worker: a cold resolution inside a task
+    // waits for its fetch, which runs on that same runtime.
+    let multi = runtime();
+    let cache = on(multi.handle().clone());
+    let shared = Arc::new(registry(&cache, reference));
+    let asked = Instant::now();
+    let first = {
+        let shared = shared.clone();
+        multi.block_on(async move { tokio::spawn(async move { password(&shared) }).await.unwrap() })
+    };
+    assert_eq!(first, "host-pw-1");
+    assert!(asked.elapsed() < Duration::from_secs(3), "{:?}", asked.elapsed());
+    // Rotation reaches resolution within the interval, refreshed there.
+    bao.put("app/host", &[("password", "host-pw-2")]);
+    let rotated = Instant::now();
+    multi.block_on(async {
+        while password(&shared) != "host-pw-2" {
+            assert!(
+                rotated.elapsed() < Duration::from_millis(1_500),
+                "rotation not seen"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+
+    // A current-thread runtime: a cold resolution inside it answers at once
+    // (its one thread is the one that fetches); warmed with prefetch_async,
+    // it reads the value.
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = on(current.handle().clone());
+    let registry = registry(&cache, reference);
+    current.block_on(async {
+        let asked = Instant::now();
+        let err = resolve(&registry).unwrap_err();
+        assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+        match &err.problems[..] {
+            [Problem::ExternalSecret { fault, .. }] => assert_eq!(*fault, ExternalFault::NotFetched),
+            other => panic!("expected one external secret problem, got {other:?}"),
+        }
+        let missing = cache
+            .prefetch_async(vec![reference.parse().unwrap()], Duration::from_secs(5))
+            .await;
+        assert!(missing.is_empty(), "{missing:?}");
+        assert_eq!(password(&registry), "host-pw-2");
+    });
+    let reads = bao.requests_for("read", "secret/data/app/host");
+    assert!((3..=10).contains(&reads), "{reads} reads at the server");
+}
