@@ -159,11 +159,16 @@ impl VaultStore {
     }
 
     /// The same, trusting the PEM certificates `ca_pem` (a private CA) as
-    /// well.
+    /// well. A bundle without a certificate is refused.
     pub fn with_ca(address: &str, auth: VaultAuth, ca_pem: &[u8]) -> Result<Self, VaultError> {
         let certs = reqwest::Certificate::from_pem_bundle(ca_pem).map_err(|e| {
             VaultError::Setup(format!("the CA certificates are unusable: {}", e.without_url()))
         })?;
+        if certs.is_empty() {
+            return Err(VaultError::Setup(
+                "the CA certificates are unusable: no PEM certificate in them".into(),
+            ));
+        }
         Self::with_client(address, auth, |mut b| {
             for cert in certs {
                 b = b.add_root_certificate(cert);
@@ -191,34 +196,25 @@ impl VaultStore {
         let http = configure(builder)
             .build()
             .map_err(|e| VaultError::Setup(format!("cannot build the HTTP client: {}", e.without_url())))?;
-        let token = match &auth {
-            VaultAuth::Token(t) => Some(Token {
-                secret: t.clone(),
-                expires: None,
-                lease: Duration::ZERO,
-                renewable: true,
-            }),
-            VaultAuth::AppRole { .. } => None,
-        };
         Ok(VaultStore {
-            inner: Arc::new(Client {
-                address,
-                namespace: None,
-                http,
-                auth,
-                token: tokio::sync::Mutex::new(token),
-                renewing: AtomicBool::new(false),
-            }),
+            inner: Arc::new(Client::new(address, None, http, auth)),
         })
     }
 
     /// Sends `X-Vault-Namespace: namespace` (Vault Enterprise and OpenBao
-    /// namespaces).
-    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
-        if let Some(client) = Arc::get_mut(&mut self.inner) {
-            client.namespace = Some(namespace.into());
+    /// namespaces): mounts, paths, policies and AppRole logins are the
+    /// namespace's. A client of its own (a clone of this store keeps its
+    /// namespace and its token).
+    pub fn with_namespace(self, namespace: impl Into<String>) -> Self {
+        let c = &self.inner;
+        VaultStore {
+            inner: Arc::new(Client::new(
+                c.address.clone(),
+                Some(namespace.into()),
+                c.http.clone(),
+                c.auth.clone(),
+            )),
         }
-        self
     }
 }
 
@@ -235,6 +231,26 @@ struct Answer {
 }
 
 impl Client {
+    fn new(address: String, namespace: Option<String>, http: reqwest::Client, auth: VaultAuth) -> Self {
+        let token = match &auth {
+            VaultAuth::Token(t) => Some(Token {
+                secret: t.clone(),
+                expires: None,
+                lease: Duration::ZERO,
+                renewable: true,
+            }),
+            VaultAuth::AppRole { .. } => None,
+        };
+        Client {
+            address,
+            namespace,
+            http,
+            auth,
+            token: tokio::sync::Mutex::new(token),
+            renewing: AtomicBool::new(false),
+        }
+    }
+
     async fn read(self: Arc<Self>, location: SecretLocation) -> Result<StoreSecret, ExternalFault> {
         let mut url = format!(
             "{}/v1/{}/data/{}",
@@ -614,6 +630,22 @@ mod tests {
             VaultStore::new("http://127.0.0.1:8200", VaultAuth::token("hvs.tokentokentoken")).unwrap();
         assert!(!format!("{store:?}").contains("hvs."));
         assert!(VaultStore::new("ftp://x", VaultAuth::token("t")).is_err());
+    }
+
+    #[test]
+    fn a_namespace_is_set_on_a_shared_store_too_and_a_ca_bundle_needs_a_certificate() {
+        let store = VaultStore::new("http://127.0.0.1:8200", VaultAuth::token("t")).unwrap();
+        let kept = store.clone();
+        let scoped = store.with_namespace("team-a");
+        assert_eq!(scoped.inner.namespace.as_deref(), Some("team-a"));
+        assert_eq!(kept.inner.namespace, None);
+        let err = VaultStore::with_ca(
+            "https://127.0.0.1:8200",
+            VaultAuth::token("t"),
+            b"not a certificate",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
     }
 
     #[test]

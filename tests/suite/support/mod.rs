@@ -11,6 +11,8 @@ pub mod manifests;
 #[cfg(feature = "oauth-runtime")]
 #[path = "../../oauth-server/mod.rs"]
 pub mod oauth_server;
+#[cfg(feature = "vault")]
+pub mod openbao;
 pub mod readers;
 #[cfg(feature = "tracing")]
 pub mod spans;
