@@ -981,3 +981,315 @@ fn the_readme_commands_run_as_written() {
     }
     assert_eq!(ran, 10, "{section}");
 }
+
+// ---------------------------------------------------------------------------
+// Referenced secrets read from a real OpenBao server
+// ---------------------------------------------------------------------------
+
+mod vault {
+    use super::*;
+    use crate::support::openbao::{Bao, Listen};
+
+    /// The CRM's production password lives in the vault.
+    const MANIFEST: &str = "\
+project: acme
+connections:
+  - name: crm
+    auth: basic
+    parameters:
+      ServiceURL:
+        default: https://crm.example
+      Password:
+        secret: true
+        environments:
+          production: openbao:secret/app/crm#password
+          staging: vault:secret/app/crm?version=1#password
+integrations:
+  orders:
+    connections:
+      - connection: crm
+        env: [{from: ServiceURL, to: CRM_URL}, {from: Password, to: CRM_PASSWORD}]
+";
+
+    /// The program with none of the vault variables of the caller's
+    /// environment.
+    fn program() -> Command {
+        let mut cmd = connective();
+        for var in [
+            "VAULT_ADDR",
+            "BAO_ADDR",
+            "VAULT_TOKEN",
+            "BAO_TOKEN",
+            "VAULT_NAMESPACE",
+            "BAO_NAMESPACE",
+            "VAULT_CACERT",
+            "BAO_CACERT",
+            "CONNECTIVE_VAULT_ROLE_ID",
+            "CONNECTIVE_VAULT_SECRET_ID",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    fn manifest_in(dir: &Path) -> String {
+        let path = dir.join("acme.yaml");
+        std::fs::write(&path, MANIFEST).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn resolve_explain_and_check_read_references_with_a_token_from_the_environment() {
+        let Some(bao) = Bao::start() else { return };
+        bao.put("app/crm", &[("password", "crm-vault-pw-1")]);
+        bao.put("app/crm", &[("password", "crm-vault-pw-2")]);
+        let token = bao.app_token(&["-ttl=1h"]);
+        let (dir, db) = temp_db();
+        let manifest = manifest_in(dir.path());
+        program()
+            .args(["apply", &manifest, "--db", &db])
+            .assert()
+            .success();
+        let with_vault = || {
+            let mut cmd = program();
+            cmd.env("BAO_ADDR", bao.addr()).env("BAO_TOKEN", &token);
+            cmd
+        };
+
+        // The current version in production, the pinned one in staging.
+        let dotenv = text(&stdout_bytes(with_vault().args([
+            "resolve",
+            "--db",
+            &db,
+            "-p",
+            "acme",
+            "-i",
+            "orders",
+            "-e",
+            "production",
+            "-f",
+            "dotenv",
+        ])));
+        assert!(dotenv.contains("CRM_PASSWORD=crm-vault-pw-2"), "{dotenv}");
+        let staging = text(&stdout_bytes(with_vault().args([
+            "resolve",
+            &manifest,
+            "-i",
+            "orders",
+            "-e",
+            "staging",
+            "-f",
+            "json",
+            "--show-secrets",
+        ])));
+        assert!(staging.contains("crm-vault-pw-1"), "{staging}");
+        // The table names the reference and the version, never the value.
+        let out = with_vault()
+            .args([
+                "resolve",
+                "--db",
+                &db,
+                "-p",
+                "acme",
+                "-i",
+                "orders",
+                "-e",
+                "production",
+            ])
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        let table = text(&out.stdout) + &text(&out.stderr);
+        assert!(table.contains("from openbao:secret/app/cr"), "{table}");
+        assert!(
+            !table.contains("crm-vault-pw") && !table.contains(&token),
+            "{table}"
+        );
+        let explained = text(&stdout_bytes(with_vault().args([
+            "explain",
+            "--db",
+            &db,
+            "-p",
+            "acme",
+            "-i",
+            "orders",
+            "-e",
+            "production",
+            "CRM_PASSWORD",
+        ])));
+        assert!(
+            explained.contains("openbao:secret/app/crm#password"),
+            "{explained}"
+        );
+        assert!(explained.contains('2'), "the version: {explained}");
+        assert!(!explained.contains("crm-vault-pw"), "{explained}");
+        with_vault().args(["check", &manifest]).assert().success();
+        // Export writes the references back as they are.
+        let exported = text(&stdout_bytes(
+            program().args(["export", "--db", &db, "-p", "acme"]),
+        ));
+        assert!(exported.contains("openbao:secret/app/crm#password"), "{exported}");
+        assert!(!exported.contains("crm-vault-pw"), "{exported}");
+        // Only the one path was read, and only by the token given.
+        assert!(bao.requests_for("read", "secret/data/app/crm") >= 4);
+    }
+
+    #[test]
+    fn without_a_vault_a_reference_fails_naming_it_and_saying_what_to_set() {
+        let Some(bao) = Bao::start() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = manifest_in(dir.path());
+        let out = program()
+            .args(["resolve", &manifest, "-i", "orders", "-e", "production"])
+            .assert()
+            .code(1)
+            .get_output()
+            .clone();
+        let said = text(&out.stderr);
+        assert!(said.contains("openbao:secret/app/crm#password"), "{said}");
+        assert!(
+            said.contains("VAULT_ADDR") && said.contains("VAULT_TOKEN"),
+            "{said}"
+        );
+        // An address without credentials is a usage error, naming what to set.
+        let out = program()
+            .env("VAULT_ADDR", bao.addr())
+            .args(["resolve", &manifest, "-i", "orders", "-e", "production"])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        assert!(text(&out.stderr).contains("VAULT_TOKEN"), "{}", text(&out.stderr));
+        // A token is never an option.
+        program()
+            .args([
+                "resolve",
+                &manifest,
+                "-i",
+                "orders",
+                "-e",
+                "production",
+                "--vault-token",
+                "root",
+            ])
+            .assert()
+            .code(2);
+        // A refused token is a typed failure, the token not repeated.
+        let out = program()
+            .env("VAULT_ADDR", bao.addr())
+            .env("VAULT_TOKEN", "s.not-a-token-of-this-server")
+            .args(["resolve", &manifest, "-i", "orders", "-e", "production"])
+            .assert()
+            .code(1)
+            .get_output()
+            .clone();
+        let said = text(&out.stderr);
+        assert!(said.contains("credentials"), "{said}");
+        assert!(!said.contains("not-a-token-of-this-server"), "{said}");
+    }
+
+    #[test]
+    fn an_app_role_from_files_in_a_namespace_over_tls_with_a_private_ca() {
+        let Some(bao) = Bao::start_listening(Listen::Tls) else {
+            return;
+        };
+        bao.cli(&["namespace", "create", "team-a"]);
+        bao.cli(&["namespace", "create", "team-b"]);
+        bao.cli(&["auth", "enable", "-namespace=team-b", "approle"]);
+        bao.cli(&["secrets", "enable", "-namespace=team-a", "-path=secret", "kv-v2"]);
+        bao.cli(&[
+            "kv",
+            "put",
+            "-namespace=team-a",
+            "-mount=secret",
+            "app/crm",
+            "password=team-a-crm-pw",
+        ]);
+        bao.cli(&["auth", "enable", "-namespace=team-a", "approle"]);
+        let policy = bao.dir().join("team.hcl");
+        std::fs::write(
+            &policy,
+            "path \"secret/data/app/*\" { capabilities = [\"read\"] }\n",
+        )
+        .unwrap();
+        bao.cli(&[
+            "policy",
+            "write",
+            "-namespace=team-a",
+            "team",
+            policy.to_str().unwrap(),
+        ]);
+        bao.cli(&[
+            "write",
+            "-namespace=team-a",
+            "auth/approle/role/app",
+            "token_policies=team",
+        ]);
+        let role: serde_json::Value = serde_json::from_str(&bao.cli(&[
+            "read",
+            "-namespace=team-a",
+            "-format=json",
+            "auth/approle/role/app/role-id",
+        ]))
+        .unwrap();
+        let secret: serde_json::Value = serde_json::from_str(&bao.cli(&[
+            "write",
+            "-namespace=team-a",
+            "-f",
+            "-format=json",
+            "auth/approle/role/app/secret-id",
+        ]))
+        .unwrap();
+        let role_id = role["data"]["role_id"].as_str().unwrap();
+        let secret_id = secret["data"]["secret_id"].as_str().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = manifest_in(dir.path());
+        let secret_file = dir.path().join("secret-id");
+        std::fs::write(&secret_file, format!("{secret_id}\n")).unwrap();
+        let ca = bao.ca_file();
+        let run = |namespace: &str, ca: Option<&Path>| {
+            let mut cmd = program();
+            cmd.env("CONNECTIVE_VAULT_ROLE_ID", role_id)
+                .args([
+                    "resolve",
+                    &manifest,
+                    "-i",
+                    "orders",
+                    "-e",
+                    "production",
+                    "-f",
+                    "dotenv",
+                ])
+                .args(["--vault-addr", bao.addr(), "--vault-namespace", namespace])
+                .arg("--vault-secret-id-file")
+                .arg(&secret_file);
+            if let Some(ca) = ca {
+                cmd.arg("--vault-ca").arg(ca);
+            }
+            let out = cmd.output().unwrap();
+            let said = text(&out.stderr) + &text(&out.stdout);
+            assert!(!said.contains(secret_id) && !said.contains(role_id), "{said}");
+            out
+        };
+        let out = run("team-a", Some(&ca));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("CRM_PASSWORD=team-a-crm-pw"),
+            "{}",
+            text(&out.stdout)
+        );
+        // The same role is unknown in another namespace.
+        let out = run("team-b", Some(&ca));
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("credentials"), "{}", text(&out.stderr));
+        // Without the CA, the server's certificate is not trusted.
+        let out = run("team-a", None);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("unavailable"), "{}", text(&out.stderr));
+    }
+}

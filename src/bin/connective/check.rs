@@ -15,6 +15,7 @@ use connective::model::{CustomerId, EnvVarName, Environment, IntegrationId, Laye
 use connective::prelude::*;
 use connective::resolve::Problem;
 
+use crate::vault::VaultArgs;
 use crate::{Exit, Failure, show};
 
 /// Environments and customers one integration's connections name.
@@ -29,9 +30,10 @@ pub fn run(
     environments: &[Environment],
     customers: &[CustomerId],
     prefix: Option<EnvVarName>,
+    vault: &VaultArgs,
 ) -> Result<Exit, Failure> {
     let manifest = Manifest::load(path)?;
-    let mut builder = Registry::builder();
+    let mut builder = Registry::builder().policy(vault.policy(connective::model::ResolvePolicy::default())?);
     if let Some(prefix) = prefix {
         builder = builder.prefix(prefix);
     }
@@ -121,7 +123,7 @@ pub fn run(
                     }
                     Err(e) => {
                         failures += 1;
-                        show::check_line(false, &e.to_string());
+                        show::check_line(false, &crate::vault::resolve_failure(e).message);
                     }
                 }
             }

@@ -9,6 +9,7 @@
 mod check;
 mod show;
 mod source;
+mod vault;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,7 +52,15 @@ Exit codes:
 Environment:
   CONNECTIVE_SEAL_KEY  base64 key (32 bytes) sealing the secrets of a --db file; without it, the
                        key is kept in FILE.key beside the database (created by the first `apply`)
-  NO_COLOR             set to anything: no colours (also: --color never)";
+  NO_COLOR             set to anything: no colours (also: --color never)
+
+Vault / OpenBao (`resolve`, `explain` and `check` read vault: and openbao: references):
+  VAULT_ADDR, BAO_ADDR            the server (also: --vault-addr)
+  VAULT_TOKEN, BAO_TOKEN          its token (also: --vault-token-file)
+  CONNECTIVE_VAULT_ROLE_ID,       an AppRole login instead of a token (also: --vault-role-id-file,
+  CONNECTIVE_VAULT_SECRET_ID      --vault-secret-id-file); credentials are never options
+  VAULT_NAMESPACE, BAO_NAMESPACE  the namespace (also: --vault-namespace)
+  VAULT_CACERT, BAO_CACERT        the CA's PEM certificates (also: --vault-ca)";
 
 /// Connections for integration platforms: plan and apply manifests, resolve
 /// an integration's environment variables and explain where each came from.
@@ -113,6 +122,8 @@ enum Command {
         /// Prefix of default variable names (PREFIX_CONNECTION_PARAM), e.g. CHOREO.
         #[arg(long, value_name = "NAME")]
         prefix: Option<EnvVarName>,
+        #[command(flatten)]
+        vault: vault::VaultArgs,
     },
     /// Print an integration's environment variables, each with its provenance.
     ///
@@ -228,6 +239,8 @@ struct RequestArgs {
     /// The customer, for per-customer values.
     #[arg(short, long, value_name = "CUSTOMER")]
     customer: Option<CustomerId>,
+    #[command(flatten)]
+    vault: vault::VaultArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -347,6 +360,7 @@ fn run(command: Command) -> Outcome {
                     missing_is_empty: true,
                 },
                 store.prefix,
+                None,
             )?
             .registry;
             let plan = manifest.plan(&registry, &SecretSources::standard())?;
@@ -363,7 +377,7 @@ fn run(command: Command) -> Outcome {
             expect_revision,
         } => {
             let manifest = Manifest::load(&manifest)?;
-            let opened = source::open(store.db.as_deref(), Access::Write, store.prefix)?;
+            let opened = source::open(store.db.as_deref(), Access::Write, store.prefix, None)?;
             let registry = opened.registry;
             let plan = manifest.plan(&registry, &SecretSources::standard())?;
             show::plan(&plan);
@@ -398,7 +412,8 @@ fn run(command: Command) -> Outcome {
             environments,
             customers,
             prefix,
-        } => check::run(&manifest, &environments, &customers, prefix),
+            vault,
+        } => check::run(&manifest, &environments, &customers, prefix, &vault),
         Command::Resolve {
             manifest,
             request,
@@ -407,7 +422,7 @@ fn run(command: Command) -> Outcome {
             dialect,
         } => {
             let (registry, request) = open_for_request(manifest.as_deref(), request)?;
-            let env = registry.resolve(&request)?;
+            let env = registry.resolve(&request).map_err(vault::resolve_failure)?;
             match format {
                 ResolveFormat::Table => show::env_table(&env),
                 ResolveFormat::Json => {
@@ -430,13 +445,16 @@ fn run(command: Command) -> Outcome {
                 _ => unreachable!("clap takes one or two values"),
             };
             let (registry, request) = open_for_request(manifest.as_deref(), request)?;
-            match registry.explain(&request, variable)? {
+            match registry
+                .explain(&request, variable)
+                .map_err(vault::resolve_failure)?
+            {
                 Some(explanation) => {
                     show::explanation(&explanation, &request);
                     Ok(Exit::Ok)
                 }
                 None => {
-                    let env = registry.resolve(&request)?;
+                    let env = registry.resolve(&request).map_err(vault::resolve_failure)?;
                     let known: Vec<&str> = env.iter().map(|v| v.name.as_str()).collect();
                     Err(Failure::new(
                         Exit::Failure,
@@ -468,6 +486,7 @@ fn run(command: Command) -> Outcome {
                     missing_is_empty: false,
                 },
                 Some(options.prefix().clone()),
+                None,
             )?
             .registry;
             let import = config.mappings(&registry, &project, &integration, &options)?;
@@ -506,6 +525,7 @@ fn run(command: Command) -> Outcome {
                     missing_is_empty: false,
                 },
                 store.prefix,
+                None,
             )?
             .registry;
             let options = match &env_refs {
@@ -536,6 +556,7 @@ fn open_for_request(
             missing_is_empty: false,
         },
         args.store.prefix,
+        Some(&args.vault),
     )?;
     let project = match (args.project, &manifest) {
         (Some(p), _) => p,

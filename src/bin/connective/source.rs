@@ -12,6 +12,7 @@ use connective::store::SqliteStore;
 use connective::store::seal::{KeyRing, SealKey};
 use secrecy::ExposeSecret;
 
+use crate::vault::VaultArgs;
 use crate::{Exit, Failure};
 
 /// The variable holding the base64 sealing key.
@@ -38,9 +39,18 @@ pub struct Opened {
     pub in_memory: bool,
 }
 
-/// Opens the registry on `db` (or in memory, without one) for `access`.
-pub fn open(db: Option<&Path>, access: Access, prefix: Option<EnvVarName>) -> Result<Opened, Failure> {
+/// Opens the registry on `db` (or in memory, without one) for `access`,
+/// reading referenced secrets from the vault `vault` configures, if any.
+pub fn open(
+    db: Option<&Path>,
+    access: Access,
+    prefix: Option<EnvVarName>,
+    vault: Option<&VaultArgs>,
+) -> Result<Opened, Failure> {
     let mut builder = Registry::builder();
+    if let Some(vault) = vault {
+        builder = builder.policy(vault.policy(connective::model::ResolvePolicy::default())?);
+    }
     if let Some(prefix) = prefix {
         builder = builder.prefix(prefix);
     }
