@@ -1,5 +1,6 @@
 //! A driver for profilers (not timed): resolves workload W, clones the
-//! copy-out answer, or rewrites a connection of a 1,000-connection project,
+//! copy-out answer, or rewrites connections of a 1,000-connection project
+//! (or of a larger catalog, one connection of each project in turn),
 //! `N` times, so `valgrind --tool=callgrind` (instruction
 //! counts, reproducible on a busy machine) or `perf` can compare two versions
 //! of the code.
@@ -9,6 +10,9 @@
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> resolve 10000
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> copy 10000
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> write 10000
+//! # a write into a large catalog, counted inside the write only, with cache misses:
+//! valgrind --tool=callgrind --cache-sim=yes --collect-atstart=no \
+//!     '--toggle-collect=*Registry::update_connection*' target/release/deps/profile-<hash> write 5000 100000
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> resolve 0   # set-up only, to subtract
 //! ```
 //!
@@ -50,7 +54,11 @@ fn main() {
         return;
     };
     if what == "write" {
-        write(n);
+        let connections = args
+            .get(2)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(common::PER_PROJECT);
+        write(n, connections);
         return;
     }
     let registry = match what.as_str() {
@@ -81,25 +89,40 @@ fn main() {
     }
 }
 
-/// `n` updates of one connection of a 1,000-connection project on a memory
-/// store, alternating between two specs so every write changes something.
-fn write(n: usize) {
+/// `n` updates of connections in a catalog of `connections` (1,000 by
+/// default: one project) on a memory store, round-robin over the projects
+/// (connection `c0000` of each), alternating between two specs so every
+/// write changes something. The specs are built before the first write.
+fn write(n: usize, connections: usize) {
     let registry = Registry::builder()
-        .store(common::filler_store(common::PER_PROJECT))
+        .store(common::filler_store(connections))
         .build()
         .expect("registry");
-    let project = registry.catalog().projects().remove(0);
-    let c = registry
-        .snapshot(&project)
-        .expect("snapshot")
-        .connections()
-        .find(|c| c.value.name().as_str() == "c0000")
-        .map(|c| (c.value.id(), c.version))
-        .expect("filler connection");
-    let (id, mut version) = c;
-    for k in 0..n {
-        let spec = common::filler_spec_version(project.as_str(), 0, k % 2 + 1);
-        registry.update_connection(id, version, spec).expect("update");
-        version = registry.connection(&project, id).expect("connection").version;
+    let mut targets: Vec<_> = registry
+        .catalog()
+        .projects()
+        .into_iter()
+        .map(|project| {
+            let (id, version) = registry
+                .snapshot(&project)
+                .expect("snapshot")
+                .connections()
+                .find(|c| c.value.name().as_str() == "c0000")
+                .map(|c| (c.value.id(), c.version))
+                .expect("filler connection");
+            (project, id, version)
+        })
+        .collect();
+    let specs: Vec<_> = (0..n)
+        .map(|k| {
+            let (project, ..) = &targets[k % targets.len()];
+            common::filler_spec_version(project.as_str(), 0, k / targets.len() % 2 + 1)
+        })
+        .collect();
+    for (k, spec) in specs.into_iter().enumerate() {
+        let slot = k % targets.len();
+        let (_, id, version) = &mut targets[slot];
+        registry.update_connection(*id, *version, spec).expect("update");
+        version.0 += 1;
     }
 }
