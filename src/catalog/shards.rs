@@ -4,8 +4,10 @@
 //! A project's snapshot is copied on every write to it; with one flat table
 //! that copy, and the reference count of every record it holds, is touched
 //! in full (about 2,000 cold cache lines for a project of 1,000
-//! connections). Split into shards of at most [`SHARD_MAX`] entries, a write
-//! copies the list of shards and one shard.
+//! connections). Split into shards of at most [`SHARD_MAX`] entries on
+//! average, in groups, a write copies the list of groups, one group (a list
+//! of shards) and one shard: for 1,000 entries, 8 + 4 + about 31 reference
+//! counts rather than 1,000.
 
 use std::sync::Arc;
 
@@ -16,40 +18,57 @@ use hashbrown::hash_table::Entry;
 /// number of shards.
 pub(super) const SHARD_MAX: usize = 32;
 
+/// One shard: a plain hash table, shared between copies of the table.
+type Shard<T> = Arc<HashTable<T>>;
+
 /// A hash table of `T`s (each holding its own key), split by hash into a
-/// power-of-two number of shards, each behind an `Arc`. Callers pass the
-/// hash of every key and an equality test, as with [`HashTable`].
+/// power-of-two number of groups of a power-of-two number of shards, each
+/// group and each shard behind an `Arc`. Callers pass the hash of every key
+/// and an equality test, as with [`HashTable`].
 #[derive(Debug)]
 pub(super) struct ShardedTable<T> {
-    /// Empty, or a power-of-two number of shards.
-    shards: Box<[Arc<HashTable<T>>]>,
+    /// Empty, or a power-of-two number of groups, each of the same
+    /// power-of-two number of shards.
+    groups: Box<[Arc<[Shard<T>]>]>,
     len: usize,
 }
 
 impl<T> Default for ShardedTable<T> {
     fn default() -> Self {
         ShardedTable {
-            shards: Box::default(),
+            groups: Box::default(),
             len: 0,
         }
     }
 }
 
 impl<T> Clone for ShardedTable<T> {
-    /// Shares every shard (one reference count each).
+    /// Shares every group (one reference count each).
     fn clone(&self) -> Self {
         ShardedTable {
-            shards: self.shards.clone(),
+            groups: self.groups.clone(),
             len: self.len,
         }
     }
 }
 
-/// The shard of `hash` among `count` (a power of two): bits the shard's
-/// own table does not use for a bucket (the low ones) nor for its control
-/// byte (the top seven).
-fn shard_index(hash: u64, count: usize) -> usize {
-    ((hash >> 32) as usize) & (count - 1)
+/// Where `hash` goes among `groups` groups of `shards` shards (both powers
+/// of two): (group, shard in the group), from bits the shard's own table
+/// uses neither for a bucket (the low ones) nor for its control byte (the
+/// top seven).
+fn locate(hash: u64, groups: usize, shards: usize) -> (usize, usize) {
+    let bits = (hash >> 32) as usize;
+    (
+        bits & (groups - 1),
+        (bits >> groups.trailing_zeros()) & (shards - 1),
+    )
+}
+
+/// How `total` shards (a power of two) are laid out: (groups, shards per
+/// group), about the square root each.
+fn layout(total: usize) -> (usize, usize) {
+    let shards = 1usize << (total.trailing_zeros() / 2);
+    (total / shards, shards)
 }
 
 impl<T: Clone> ShardedTable<T> {
@@ -58,17 +77,36 @@ impl<T: Clone> ShardedTable<T> {
         self.len
     }
 
+    /// How many shards the table has.
+    fn shard_count(&self) -> usize {
+        self.groups.first().map_or(0, |g| self.groups.len() * g.len())
+    }
+
+    /// The (group, shard) of `hash`; the table has shards.
+    fn position(&self, hash: u64) -> (usize, usize) {
+        locate(hash, self.groups.len(), self.groups[0].len())
+    }
+
     /// The entry with `hash` for which `eq` holds.
     pub(super) fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
-        if self.shards.is_empty() {
+        if self.groups.is_empty() {
             return None;
         }
-        self.shards[shard_index(hash, self.shards.len())].find(hash, eq)
+        let (g, s) = self.position(hash);
+        self.groups[g][s].find(hash, eq)
     }
 
     /// Every entry, in no particular order.
     pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.shards.iter().flat_map(|s| s.iter())
+        self.groups.iter().flat_map(|g| g.iter()).flat_map(|s| s.iter())
+    }
+
+    /// The shard of `hash`, unshared: its group and itself are copied if
+    /// another table holds them. The table has shards.
+    fn shard_mut(&mut self, hash: u64) -> &mut HashTable<T> {
+        let (g, s) = self.position(hash);
+        let group = Arc::make_mut(&mut self.groups[g]);
+        Arc::make_mut(&mut group[s])
     }
 
     /// Puts `value` (with `hash`) in place of the entry for which `eq`
@@ -81,12 +119,10 @@ impl<T: Clone> ShardedTable<T> {
         mut eq: impl FnMut(&T) -> bool,
         hasher: impl Fn(&T) -> u64,
     ) -> Option<T> {
-        if self.len >= self.shards.len() * SHARD_MAX && self.find(hash, &mut eq).is_none() {
+        if self.len >= self.shard_count() * SHARD_MAX && self.find(hash, &mut eq).is_none() {
             self.split(&hasher);
         }
-        let count = self.shards.len();
-        let shard = Arc::make_mut(&mut self.shards[shard_index(hash, count)]);
-        match shard.entry(hash, eq, hasher) {
+        match self.shard_mut(hash).entry(hash, eq, hasher) {
             Entry::Occupied(mut e) => Some(std::mem::replace(e.get_mut(), value)),
             Entry::Vacant(e) => {
                 e.insert(value);
@@ -101,9 +137,7 @@ impl<T: Clone> ShardedTable<T> {
     /// nothing when there is no such entry).
     pub(super) fn remove(&mut self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<T> {
         self.find(hash, &mut eq)?;
-        let count = self.shards.len();
-        let shard = Arc::make_mut(&mut self.shards[shard_index(hash, count)]);
-        let (value, _) = shard.find_entry(hash, eq).ok()?.remove();
+        let (value, _) = self.shard_mut(hash).find_entry(hash, eq).ok()?.remove();
         self.len -= 1;
         Some(value)
     }
@@ -111,15 +145,23 @@ impl<T: Clone> ShardedTable<T> {
     /// Doubles the number of shards (one shard for an empty table),
     /// redistributing every entry.
     fn split(&mut self, hasher: &impl Fn(&T) -> u64) {
-        let count = (self.shards.len() * 2).max(1);
-        let mut shards: Vec<HashTable<T>> = (0..count)
-            .map(|_| HashTable::with_capacity(SHARD_MAX / 2))
+        let (groups, shards) = layout((self.shard_count() * 2).max(1));
+        let mut tables: Vec<Vec<HashTable<T>>> = (0..groups)
+            .map(|_| {
+                (0..shards)
+                    .map(|_| HashTable::with_capacity(SHARD_MAX / 2))
+                    .collect()
+            })
             .collect();
         for value in self.iter() {
             let hash = hasher(value);
-            shards[shard_index(hash, count)].insert_unique(hash, value.clone(), hasher);
+            let (g, s) = locate(hash, groups, shards);
+            tables[g][s].insert_unique(hash, value.clone(), hasher);
         }
-        self.shards = shards.into_iter().map(Arc::new).collect();
+        self.groups = tables
+            .into_iter()
+            .map(|g| g.into_iter().map(Arc::new).collect())
+            .collect();
     }
 }
 
@@ -157,7 +199,8 @@ mod tests {
         for k in 0..1_000 {
             assert_eq!(put(&mut t, &h, (k, 0)), None);
         }
-        assert!(t.shards.len() >= 1_000 / SHARD_MAX);
+        assert!(t.shard_count() >= 1_000 / SHARD_MAX);
+        assert_eq!(layout(t.shard_count()), (t.groups.len(), t.groups[0].len()));
         let mut copy = t.clone();
         assert_eq!(put(&mut copy, &h, (7, 1)), Some((7, 0)));
         assert_eq!(copy.remove(h(8), |x| x.0 == 8), Some((8, 0)));
@@ -166,14 +209,20 @@ mod tests {
         assert_eq!(get(&copy, &h, 7), Some((7, 1)));
         assert_eq!(get(&copy, &h, 8), None);
         assert_eq!((t.len(), copy.len()), (1_000, 999));
-        // Only the shards of keys 7 and 8 are no longer shared.
-        let unshared = t
-            .shards
+        // Only the shards of keys 7 and 8 (and their groups) are no longer
+        // shared.
+        let shards = |t: &ShardedTable<Entry>| -> Vec<*const HashTable<Entry>> {
+            t.groups.iter().flat_map(|g| g.iter()).map(Arc::as_ptr).collect()
+        };
+        let unshared = shards(&t)
             .iter()
-            .zip(copy.shards.iter())
-            .filter(|(a, b)| !Arc::ptr_eq(a, b))
+            .zip(shards(&copy))
+            .filter(|(a, b)| **a != *b)
             .count();
         assert!((1..=2).contains(&unshared), "{unshared} shards copied");
+        let groups = t.groups.iter().zip(copy.groups.iter());
+        let unshared = groups.filter(|(a, b)| !Arc::ptr_eq(a, b)).count();
+        assert!((1..=2).contains(&unshared), "{unshared} groups copied");
     }
 
     #[test]
@@ -185,9 +234,9 @@ mod tests {
         let mut copy = t.clone();
         assert_eq!(copy.remove(hash(1_000), |x| x.0 == 1_000), None);
         assert!(
-            t.shards
+            t.groups
                 .iter()
-                .zip(copy.shards.iter())
+                .zip(copy.groups.iter())
                 .all(|(a, b)| Arc::ptr_eq(a, b))
         );
         assert_eq!(
