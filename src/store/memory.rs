@@ -4,7 +4,7 @@
 //!
 //! The store holds every record the catalog holds (the `Arc`ed payloads are
 //! shared with it), so what counts is what it adds per record (the target:
-//! the whole registry within 700 bytes a connection). A record carries its own
+//! the whole registry within 500 bytes a connection). A record carries its own
 //! key, so no key is stored beside a live record:
 //!
 //! - `records`: a `Vec` of (version, record), 24 bytes each, in no order.
