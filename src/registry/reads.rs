@@ -4,9 +4,11 @@
 //! A read of secrets (a resolution whose answer holds secret values, an
 //! OAuth access token handed out) becomes a [`ReadNote`]. With
 //! [`ReadAudit::synchronous`] the note is appended to the store before the
-//! answer is returned; with [`ReadAudit::queued`] it goes into a bounded
-//! in-memory queue that a thread of the registry drains to the store in
-//! batches, so the read itself costs no store round trip. What happens when
+//! answer is returned; with [`ReadAudit::queued`] the read goes into a
+//! bounded in-memory queue that a thread of the registry drains to the
+//! store in batches, so the read itself costs no store round trip (a
+//! resolution is queued as its answer, shared rather than copied, and made
+//! into its note by that thread). What happens when
 //! that queue is full is the host's choice ([`QueueFull`]).
 
 use std::collections::VecDeque;
@@ -159,9 +161,34 @@ struct Shared {
     done: Condvar,
 }
 
+/// A read waiting in the queue.
+enum Pending {
+    Note(ReadNote),
+    /// A resolution's answer (shared, not copied), turned into its note by
+    /// the registry's thread: off the read's path.
+    Answer {
+        actor: ActorId,
+        at: Timestamp,
+        env: ResolvedEnv,
+    },
+}
+
+impl Pending {
+    fn into_note(self) -> ReadNote {
+        match self {
+            Pending::Note(note) => note,
+            Pending::Answer { actor, at, env } => ReadNote {
+                actor,
+                at,
+                read: resolution_read(&env),
+            },
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    queue: VecDeque<ReadNote>,
+    queue: VecDeque<Pending>,
     /// Taken by the thread and being appended (still counted as queued).
     in_flight: usize,
     /// Reads accepted into the queue so far.
@@ -225,22 +252,27 @@ impl Reads {
     /// Records the secret fields of `env` read by `actor` (the default
     /// actor if `None`); nothing for an answer without secrets.
     pub(crate) fn resolution(&self, actor: Option<&ActorId>, env: &ResolvedEnv) -> Result<(), NotRecorded> {
-        let fields = secret_fields(env.iter());
-        if fields.is_empty() {
+        if !env.iter().any(|v| v.value.is_secret()) {
             return Ok(());
         }
-        let request = env.request();
-        self.record(
-            actor,
-            SecretRead::Resolution {
-                project: request.project.clone(),
-                integration: request.integration.clone(),
-                environment: request.environment.clone(),
-                customer: request.customer.clone(),
-                revision: env.revision(),
-                fields,
-            },
-        )
+        let actor = actor.unwrap_or(&self.default_actor).clone();
+        let at = Timestamp::now();
+        match self.delivery {
+            Delivery::Synchronous => self.append_now(ReadNote {
+                actor,
+                at,
+                read: resolution_read(env),
+            }),
+            Delivery::Queued { capacity, when_full } => self.enqueue(
+                Pending::Answer {
+                    actor,
+                    at,
+                    env: env.clone(),
+                },
+                capacity,
+                when_full,
+            ),
+        }
     }
 
     /// Records one explained variable's value, if secret.
@@ -276,40 +308,50 @@ impl Reads {
             read,
         };
         match self.delivery {
-            Delivery::Synchronous => match self.store.append_reads(std::slice::from_ref(&note)) {
-                Ok(()) => {
-                    self.shared.lock().recorded += 1;
-                    Ok(())
-                }
-                Err(e) => {
-                    self.shared.lock().refused += 1;
-                    Err(NotRecorded::Store(e))
-                }
-            },
+            Delivery::Synchronous => self.append_now(note),
             Delivery::Queued { capacity, when_full } => {
-                let mut state = self.shared.lock();
-                while state.queue.len() + state.in_flight >= capacity {
-                    match when_full {
-                        QueueFull::Drop => {
-                            state.dropped += 1;
-                            return Ok(());
-                        }
-                        QueueFull::Fail => {
-                            state.refused += 1;
-                            return Err(NotRecorded::QueueFull(capacity));
-                        }
-                        QueueFull::Block => {
-                            state = self.shared.done.wait(state).unwrap_or_else(|e| e.into_inner());
-                        }
-                    }
-                }
-                state.queue.push_back(note);
-                state.accepted += 1;
-                drop(state);
-                self.shared.work.notify_one();
-                Ok(())
+                self.enqueue(Pending::Note(note), capacity, when_full)
             }
         }
+    }
+
+    /// Appends `note` to the store now (synchronous delivery).
+    fn append_now(&self, note: ReadNote) -> Result<(), NotRecorded> {
+        match self.store.append_reads(std::slice::from_ref(&note)) {
+            Ok(()) => {
+                self.shared.lock().recorded += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.lock().refused += 1;
+                Err(NotRecorded::Store(e))
+            }
+        }
+    }
+
+    /// Puts `pending` into the queue, or does what `when_full` says.
+    fn enqueue(&self, pending: Pending, capacity: usize, when_full: QueueFull) -> Result<(), NotRecorded> {
+        let mut state = self.shared.lock();
+        while state.queue.len() + state.in_flight >= capacity {
+            match when_full {
+                QueueFull::Drop => {
+                    state.dropped += 1;
+                    return Ok(());
+                }
+                QueueFull::Fail => {
+                    state.refused += 1;
+                    return Err(NotRecorded::QueueFull(capacity));
+                }
+                QueueFull::Block => {
+                    state = self.shared.done.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+        state.queue.push_back(pending);
+        state.accepted += 1;
+        drop(state);
+        self.shared.work.notify_one();
+        Ok(())
     }
 
     /// Waits until every read queued before the call is appended (or
@@ -364,6 +406,19 @@ impl Drop for Reads {
     }
 }
 
+/// The read a resolution's answer is: its request and its secret fields.
+fn resolution_read(env: &ResolvedEnv) -> SecretRead {
+    let request = env.request();
+    SecretRead::Resolution {
+        project: request.project.clone(),
+        integration: request.integration.clone(),
+        environment: request.environment.clone(),
+        customer: request.customer.clone(),
+        revision: env.revision(),
+        fields: secret_fields(env.iter()),
+    }
+}
+
 /// The secret fields among `vars`, in order.
 fn secret_fields<'a>(vars: impl Iterator<Item = &'a ResolvedVar>) -> Vec<ReadField> {
     vars.filter(|v| v.value.is_secret())
@@ -383,7 +438,7 @@ fn drain(shared: &Shared, store: &dyn Store) {
     let mut pause = RETRY_FIRST;
     let mut closing_since: Option<Instant> = None;
     loop {
-        let batch: Vec<ReadNote> = {
+        let batch: Vec<Pending> = {
             let mut state = shared.lock();
             while state.queue.is_empty() && !state.closed {
                 state = shared.work.wait(state).unwrap_or_else(|e| e.into_inner());
@@ -407,6 +462,8 @@ fn drain(shared: &Shared, store: &dyn Store) {
             state.in_flight = n;
             state.queue.drain(..n).collect()
         };
+        // Answers become notes here, off the reads' path.
+        let batch: Vec<ReadNote> = batch.into_iter().map(Pending::into_note).collect();
         let outcome = store.append_reads(&batch);
         let mut state = shared.lock();
         state.in_flight = 0;
@@ -422,7 +479,7 @@ fn drain(shared: &Shared, store: &dyn Store) {
             Err(e) => {
                 // Back at the front, in order; try again after a pause.
                 for note in batch.into_iter().rev() {
-                    state.queue.push_front(note);
+                    state.queue.push_front(Pending::Note(note));
                 }
                 state.last_error = Some(e);
                 drop(state);
