@@ -455,7 +455,11 @@ async fn the_refresh_is_refused_when_the_store_fails_and_the_token_expired() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_retry_with_backoff_and_never_need_reauthorization() {
     let server = server!();
-    let s = setup(&server);
+    // A base of 500 ms: the next retry across calls is 250-500 ms after the
+    // failure, long enough for the checks below on a loaded machine (at 50 ms
+    // a stalled scheduler made the retry time pass before they ran).
+    let base = Duration::from_millis(500);
+    let s = setup_on(&server, MemoryStore::new(), |b| b.retries(3, base));
     authorize(&s, &server).await;
     let first = s.runtime.access_token(&s.key).await.expect("token");
     until_expired(&first).await;
@@ -463,7 +467,9 @@ async fn transient_failures_retry_with_backoff_and_never_need_reauthorization() 
     // 500 on every request: three attempts, then failing with a next retry.
     server.fault(serde_json::json!({"mode": "error500"})).await;
     let before = server.stats().await.token;
+    let called = connective::model::Timestamp::now();
     let err = s.runtime.access_token(&s.key).await.expect_err("server error");
+    let answered = connective::model::Timestamp::now();
     assert!(matches!(err, OAuthError::Unavailable { .. }), "{err:?}");
     assert!(err.to_string().contains("HTTP 500"), "{err}");
     assert_eq!(server.stats().await.token - before, 3, "three attempts");
@@ -474,11 +480,23 @@ async fn transient_failures_retry_with_backoff_and_never_need_reauthorization() 
         panic!("failing expected: {:?}", health(&s));
     };
     assert_eq!(attempts, 1);
-    assert!(next_retry > connective::model::Timestamp::now());
+    // The next retry is the first backoff (base / 2 to base, jittered) after
+    // the failure, which happened while the call ran.
+    assert!(
+        next_retry.since(called) >= base / 2,
+        "{next_retry:?} vs {called:?}"
+    );
+    assert!(
+        next_retry.since(answered) <= base,
+        "{next_retry:?} vs {answered:?}"
+    );
     // Before the next retry, callers are answered without a request.
     let before = server.stats().await.token;
+    let asked = connective::model::Timestamp::now();
     assert!(s.runtime.access_token(&s.key).await.is_err());
-    assert_eq!(server.stats().await.token, before);
+    if asked < next_retry {
+        assert_eq!(server.stats().await.token, before);
+    }
 
     // 429 with Retry-After: 1 once, then served: the call waits and succeeds.
     server
