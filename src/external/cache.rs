@@ -238,8 +238,10 @@ impl SecretCacheBuilder {
 /// the [`ExternalSecrets`] view a host gives resolution
 /// ([`ResolvePolicy::with_external_secrets`](crate::model::ResolvePolicy::with_external_secrets)).
 ///
-/// - **Lookups are memory reads**: an atomic load and a hash lookup; a
-///   store is never called on them (a secret never fetched yet waits for
+/// - **Lookups are memory reads**: the cache attaches each reference's key
+///   entry to the reference at its first lookup, and keeps the entry's
+///   answer ready at every fetch, so a lookup is one atomic load of that
+///   answer (no index, no key search); a store is never called on them (a secret never fetched yet waits for
 ///   its first fetch, up to [`SecretCacheBuilder::first_fetch_wait`]).
 /// - **One task per secret location** fetches it, first when it is needed
 ///   (or at [`SecretCache::prefetch`]), then every refresh interval (±
@@ -301,12 +303,93 @@ struct Inner {
     failures: AtomicU64,
 }
 
-/// One secret location: its state (none before the first fetch ends), and
-/// a count of attempts its first-fetch waiters watch.
+/// One secret location: its state (none before the first fetch ends), the
+/// keys looked up there with their answers, and a count of attempts its
+/// first-fetch waiters watch.
 struct Slot {
     state: ArcSwapOption<State>,
+    /// One entry per key a reference attached to this cache asked for,
+    /// its answer made again at every change of `state` (under this lock,
+    /// which every change of `state` takes): a lookup reads the answer
+    /// ready, without finding the key in the secret.
+    keys: Mutex<Vec<Arc<KeyEntry>>>,
     attempts: Mutex<u64>,
     attempted: Condvar,
+}
+
+/// A key of a location and the answer a lookup of it gives, as of the
+/// location's last change.
+struct KeyEntry {
+    key: smol_str::SmolStr,
+    answer: ArcSwap<Answer>,
+}
+
+/// What a lookup of one key answers: a value (with the instant it goes
+/// stale if its refreshes are failing), or a fault.
+enum Answer {
+    Value {
+        value: ExternalValue,
+        /// Set while refreshes fail: past it, the value is stale.
+        failing: Option<Stale>,
+    },
+    Fault(ExternalFault),
+}
+
+/// When a value served while refreshes fail goes stale, and why.
+struct Stale {
+    at: Instant,
+    fetched_at: Timestamp,
+    cause: ExternalFault,
+}
+
+impl Answer {
+    /// The answer of `key` in `state`.
+    fn of(state: Option<&State>, key: &str) -> Answer {
+        let Some(state) = state else {
+            return Answer::Fault(ExternalFault::NotFetched);
+        };
+        let (Some(good), Some(fetch)) = (&state.good, &state.fetch) else {
+            return Answer::Fault(match &state.failure {
+                Some(f) => f.fault.clone(),
+                None => ExternalFault::NotFetched,
+            });
+        };
+        match good.secret.get(key) {
+            Some(value) => Answer::Value {
+                value: ExternalValue {
+                    value: value.clone(),
+                    fetch: fetch.clone(),
+                },
+                failing: state.failure.as_ref().map(|f| Stale {
+                    at: good.stale_at,
+                    fetched_at: good.fetched_at,
+                    cause: f.fault.clone(),
+                }),
+            },
+            None => Answer::Fault(ExternalFault::KeyMissing),
+        }
+    }
+
+    /// What a lookup gives now.
+    fn read(&self) -> Result<ExternalValue, ExternalFault> {
+        match self {
+            Answer::Value { value, failing: None } => Ok(value.clone()),
+            Answer::Value {
+                value,
+                failing: Some(stale),
+            } => {
+                if Instant::now() >= stale.at {
+                    Err(ExternalFault::Stale {
+                        fetched_at: stale.fetched_at,
+                        cause: Box::new(stale.cause.clone()),
+                    })
+                } else {
+                    Ok(value.clone())
+                }
+            }
+            Answer::Fault(fault) => Err(fault.clone()),
+        }
+    }
 }
 
 /// What the last fetches of a location gave: one swap, so a lookup reads
@@ -469,13 +552,13 @@ impl Inner {
     /// The value of `reference` from memory, or why there is none
     /// (`NotFetched` when its location is unknown or not fetched yet).
     fn read(&self, reference: &ExternalRef) -> Result<ExternalValue, ExternalFault> {
-        // The slot this cache attached to the reference at an earlier
-        // lookup, else from the index (attached for the next one).
-        if let Some(slot) = reference
+        // The entry of the reference's key this cache attached to the
+        // reference at an earlier lookup: its answer is ready.
+        if let Some(entry) = reference
             .cache_state(self.id)
-            .and_then(|state| state.downcast_ref::<Slot>())
+            .and_then(|state| state.downcast_ref::<KeyEntry>())
         {
-            return Self::read_slot(slot, reference);
+            return entry.answer.load().read();
         }
         let slots = self.slots.load();
         let Some(slot) = slots.get(reference.location()) else {
@@ -485,8 +568,15 @@ impl Inner {
                 ExternalFault::UnknownStore
             });
         };
-        reference.attach_cache_state(self.id, slot.clone());
-        Self::read_slot(slot, reference)
+        // Attached for the next lookups, unless another cache keeps the
+        // reference's place (then this cache reads the slot each time).
+        match reference
+            .cache_state_or_attach(self.id, || slot.entry(reference.key()))
+            .and_then(|state| state.downcast_ref::<KeyEntry>())
+        {
+            Some(entry) => entry.answer.load().read(),
+            None => Self::read_slot(slot, reference),
+        }
     }
 
     fn read_slot(slot: &Slot, reference: &ExternalRef) -> Result<ExternalValue, ExternalFault> {
@@ -508,14 +598,13 @@ impl Inner {
                 cause: Box::new(failure.fault.clone()),
             });
         }
-        let value = good
-            .secret
-            .get(reference.key())
-            .ok_or(ExternalFault::KeyMissing)?;
-        Ok(ExternalValue {
-            value: value.clone(),
-            fetch: fetch.clone(),
-        })
+        match good.secret.get(reference.key()) {
+            Some(value) => Ok(ExternalValue {
+                value: value.clone(),
+                fetch: fetch.clone(),
+            }),
+            None => Err(ExternalFault::KeyMissing),
+        }
     }
 
     /// The slot of `location`, made (and its refresher started) if it is new;
@@ -531,6 +620,7 @@ impl Inner {
         }
         let slot = Arc::new(Slot {
             state: ArcSwapOption::empty(),
+            keys: Mutex::new(Vec::new()),
             attempts: Mutex::new(0),
             attempted: Condvar::new(),
         });
@@ -575,6 +665,30 @@ impl Inner {
 }
 
 impl Slot {
+    /// The entry of `key`, made (with its answer as of now) if it is new.
+    fn entry(&self, key: &str) -> Arc<KeyEntry> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = keys.iter().find(|e| e.key == key) {
+            return entry.clone();
+        }
+        let entry = Arc::new(KeyEntry {
+            key: key.into(),
+            answer: ArcSwap::from_pointee(Answer::of(self.state.load().as_deref(), key)),
+        });
+        keys.push(entry.clone());
+        entry
+    }
+
+    /// Sets the state, and every key's answer with it.
+    fn set_state(&self, state: State) {
+        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let state = Arc::new(state);
+        for entry in keys.iter() {
+            entry.answer.store(Arc::new(Answer::of(Some(&state), &entry.key)));
+        }
+        self.state.store(Some(state));
+    }
+
     /// Waits until the first fetch of this slot is done, at most `wait`,
     /// as `how` allows.
     fn wait_first(&self, wait: Duration, how: Wait) {
@@ -639,14 +753,14 @@ async fn refresher(
                     Some(lease) if !lease.is_zero() => settings.refresh.min(lease.mul_f64(2.0 / 3.0)),
                     _ => settings.refresh,
                 };
-                slot.state.store(Some(Arc::new(State::new(
+                slot.set_state(State::new(
                     Some(Arc::new(Fetched {
                         secret,
                         fetched_at: Timestamp::now(),
                         stale_at: Instant::now() + settings.max_staleness,
                     })),
                     None,
-                ))));
+                ));
                 inner.bump();
                 inner.jittered(interval)
             }
@@ -664,10 +778,7 @@ async fn refresher(
                     true => None,
                     false => before.as_ref().and_then(|s| s.good.clone()),
                 };
-                slot.state.store(Some(Arc::new(State::new(
-                    good.clone(),
-                    Some(Failure { fault, since }),
-                ))));
+                slot.set_state(State::new(good.clone(), Some(Failure { fault, since })));
                 inner.bump();
                 let wait = retry.map_or(settings.retry_min, |w| (w * 2).min(settings.refresh));
                 retry = Some(wait);

@@ -399,7 +399,7 @@ impl ExternalRef {
     }
 
     /// The state the secret cache numbered `cache` attached to this
-    /// reference with [`ExternalRef::attach_cache_state`], if it did.
+    /// reference with [`ExternalRef::cache_state_or_attach`], if it did.
     ///
     /// A reference in a record lives as long as the record, across
     /// resolutions: the crate's `SecretCache` keeps its slot of the
@@ -414,12 +414,17 @@ impl ExternalRef {
         }
     }
 
-    /// Attaches `state` for the cache numbered `cache` (a number unique to
-    /// the cache). The first cache to attach keeps the place: later calls
-    /// do nothing.
+    /// The state of the cache numbered `cache` (a number unique to the
+    /// cache), attached first if no cache has attached any: `make` is
+    /// called only then. `None` when another cache keeps the place.
     #[cfg(feature = "external-secrets")]
-    pub(crate) fn attach_cache_state(&self, cache: u64, state: Arc<dyn Any + Send + Sync>) {
-        let _ = self.cache.set((cache, state));
+    pub(crate) fn cache_state_or_attach(
+        &self,
+        cache: u64,
+        make: impl FnOnce() -> Arc<dyn Any + Send + Sync>,
+    ) -> Option<&(dyn Any + Send + Sync)> {
+        let (id, state) = self.cache.get_or_init(|| (cache, make()));
+        (*id == cache).then_some(&**state)
     }
 }
 

@@ -147,9 +147,10 @@ fn external_value<'s>(
     reference: &Arc<ExternalRef>,
     external: Option<&dyn ExternalSecrets>,
 ) -> Result<Lookup<'s>, Problem> {
-    let found = external
-        .ok_or(ExternalFault::NoCache)
-        .and_then(|view| view.lookup(reference));
+    let found = match external {
+        Some(view) => view.lookup(reference),
+        None => Err(ExternalFault::NoCache),
+    };
     match found {
         Ok(v) => Ok(Lookup::Found(
             Found::Fetched(v.value),
