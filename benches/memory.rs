@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use common::{PER_PROJECT, figure, filler_project};
 use connective::catalog::Catalog;
 use connective::model::{ResolvePolicy, Revision, Version};
-use connective::prelude::Registry;
+use connective::prelude::{Registry, Resolver};
 use connective::store::MemoryStore;
 
 /// Counts the bytes and blocks live.
@@ -121,6 +121,40 @@ fn main() {
         projects,
         ", change feed of one batch",
         MemoryStore::with_feed_capacity(1),
+    );
+
+    memo_figure();
+}
+
+/// The memo of resolutions: W resolved for twice as many customers as the
+/// memo keeps; the bytes it holds per answer, and that it keeps no more than
+/// its capacity.
+fn memo_figure() {
+    const CAPACITY: usize = 1_000;
+    let registry = common::registry_with_w_memo(0, CAPACITY);
+    let base = common::w_request();
+    let (b0, _) = live();
+    for c in 0..2 * CAPACITY {
+        let request = base
+            .clone()
+            .for_customer(format!("customer-{c}"))
+            .expect("customer");
+        drop(registry.resolve(&request).expect("resolve"));
+    }
+    let (b1, _) = live();
+    let stats = registry.resolve_memo_stats();
+    let per = (b1 - b0) as f64 / stats.entries.max(1) as f64;
+    figure(
+        &format!(
+            "memory of the resolve memo, W (50 variables) for {} customers",
+            2 * CAPACITY
+        ),
+        &format!(
+            "{} answers kept of capacity {} ({} evicted), {per:.0} bytes an answer",
+            stats.entries, stats.capacity, stats.evictions
+        ),
+        "bounded by the capacity",
+        stats.entries <= stats.capacity,
     );
 }
 

@@ -1,5 +1,6 @@
-//! A driver for profilers (not timed): resolves workload W, clones the
-//! copy-out answer, or rewrites connections of a 1,000-connection project
+//! A driver for profilers (not timed): resolves workload W (a first
+//! resolution, or a repeated one from the memo), clones the copy-out
+//! answer, or rewrites connections of a 1,000-connection project
 //! (or of a larger catalog, one connection of each project in turn),
 //! `N` times, so `valgrind --tool=callgrind` (instruction
 //! counts, reproducible on a busy machine) or `perf` can compare two versions
@@ -8,6 +9,7 @@
 //! ```text
 //! cargo bench --bench profile --no-run          # prints the binary's path
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> resolve 10000
+//! valgrind --tool=callgrind target/release/deps/profile-<hash> memoized 10000
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> copy 10000
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> write 10000
 //! # a write into a large catalog, counted inside the write only, with cache misses:
@@ -33,12 +35,13 @@ use connective::prelude::{Registry, Resolver};
 use connective::registry::{QueueFull, ReadAudit};
 
 /// W on a registry that audits writes and reads of secrets as `setting`
-/// says.
+/// says (without a memo: every resolve is a first one).
 fn audited(setting: ReadAudit) -> Registry {
     let registry = Registry::builder()
         .store(common::filler_store(0))
         .audit("service:bench".parse().expect("actor"))
         .audit_reads(setting)
+        .resolve_memo(0)
         .build()
         .expect("registry");
     common::add_w(&registry);
@@ -64,12 +67,13 @@ fn main() {
     let registry = match what.as_str() {
         "resolve-audit-queued" => audited(ReadAudit::queued(1 << 20, QueueFull::Block)),
         "resolve-audit-sync" => audited(ReadAudit::synchronous()),
+        "memoized" => common::registry_with_w_memo(0, 1_024),
         _ => common::registry_with_w(0),
     };
     let request = common::w_request();
     let answer = common::w_answer(&registry);
     match what.as_str() {
-        "resolve" | "resolve-audit-queued" | "resolve-audit-sync" => {
+        "resolve" | "memoized" | "resolve-audit-queued" | "resolve-audit-sync" => {
             for _ in 0..n {
                 drop(std::hint::black_box(registry.resolve(&request)));
             }
@@ -83,9 +87,9 @@ fn main() {
                 drop(std::hint::black_box(answer.clone()));
             }
         }
-        other => {
-            eprintln!("unknown mode {other:?}: resolve, resolve-audit-queued, resolve-audit-sync or copy")
-        }
+        other => eprintln!(
+            "unknown mode {other:?}: resolve, memoized, resolve-audit-queued, resolve-audit-sync, copy or write"
+        ),
     }
 }
 

@@ -201,10 +201,18 @@ pub fn fill_store(store: &dyn Store, connections: usize) {
     }
 }
 
-/// A registry over a memory store with `others` filler connections and W.
+/// A registry over a memory store with `others` filler connections and W,
+/// without a memo of resolutions.
 pub fn registry_with_w(others: usize) -> Registry {
+    registry_with_w_memo(others, 0)
+}
+
+/// [`registry_with_w`] with a memo of `memo` resolutions (`0`: none, so
+/// every resolution is a first one, what the other benches measure).
+pub fn registry_with_w_memo(others: usize, memo: usize) -> Registry {
     let registry = Registry::builder()
         .store(filler_store(others))
+        .resolve_memo(memo)
         .build()
         .expect("registry");
     add_w(&registry);

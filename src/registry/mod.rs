@@ -99,7 +99,10 @@ use crate::oauth::ledger::AppLedger;
 use crate::oauth::{
     LocalProvisioner, OAuthCredentials, OAuthProvisioner, ProvisionError, ProvisionRequest, RuntimeRecords,
 };
-use crate::resolve::{ProjectView, ResolveError, ResolveRequest, ResolvedEnv, Resolver, Usage, is_visible};
+use crate::resolve::{
+    MemoStats, ProjectView, ResolveError, ResolveMemo, ResolveRequest, ResolvedEnv, Resolver, Usage,
+    is_visible,
+};
 #[cfg(feature = "async")]
 use crate::store::AsyncStore;
 use crate::store::{
@@ -204,6 +207,7 @@ pub struct RegistryBuilder {
     policy: ResolvePolicy,
     audit: Option<ActorId>,
     read_audit: Option<ReadAudit>,
+    memo_capacity: usize,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -383,6 +387,45 @@ impl RegistryBuilder {
         self
     }
 
+    /// Keeps at most about `capacity` resolutions for repeated requests
+    /// (default [`RegistryBuilder::DEFAULT_RESOLVE_MEMO`]); `0` keeps none.
+    ///
+    /// [`Resolver::resolve`] on the registry hands out the answer kept for
+    /// (project, integration, environment, customer) while the project's
+    /// snapshot is the one it was computed on: a copy of one shared answer,
+    /// no resolution. After a write the kept answer is carried over if the
+    /// write touched nothing it read (the integration's mappings, the
+    /// connection each entry finds, their OAuth applications and
+    /// templates), else resolved afresh; a resolution after a write never
+    /// returns the old answer. Answers holding a value of an external
+    /// secret store are not kept (the host's cache may change without a
+    /// write), nor are failed resolutions. Beyond `capacity`, a clock evicts
+    /// answers not asked for since it last passed. An answer costs about
+    /// 300 bytes per variable.
+    ///
+    /// ```
+    /// use connective::prelude::*;
+    /// use connective::model::Param;
+    /// let registry = Registry::builder().resolve_memo(10_000).build()?;
+    /// registry.create_connection(
+    ///     ConnectionSpec::project("acme", "crm").param(Param::plain("ServiceURL").default("https://crm")).build()?,
+    /// )?;
+    /// registry.set_mappings(Mappings::of("acme", "orders").by_name("crm", [("ServiceURL", "CRM_URL")]).build()?, None)?;
+    /// let request = ResolveRequest::parse("acme", "orders", "production")?;
+    /// let first = registry.resolve(&request)?;
+    /// let again = registry.resolve(&request)?;
+    /// assert!(again.shares_answer_with(&first));
+    /// assert_eq!(registry.resolve_memo_stats().hits, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resolve_memo(mut self, capacity: usize) -> Self {
+        self.memo_capacity = capacity;
+        self
+    }
+
+    /// The default of [`RegistryBuilder::resolve_memo`]: 1,024 answers.
+    pub const DEFAULT_RESOLVE_MEMO: usize = ResolveMemo::DEFAULT_CAPACITY;
+
     fn registry(self) -> Result<Registry, RegistryError> {
         if self.audit.is_some() && !self.store.keeps_audit() {
             return Err(RegistryError::Store(StoreError::Unsupported {
@@ -410,6 +453,7 @@ impl RegistryBuilder {
             unreadable: Mutex::new(BTreeMap::new()),
             audit: self.audit,
             reads,
+            memo: ResolveMemo::new(self.memo_capacity),
         })
     }
 }
@@ -463,6 +507,8 @@ pub struct Registry {
     audit: Option<ActorId>,
     /// Records reads of secrets; `None`: reads are not audited.
     reads: Option<reads::Reads>,
+    /// Answers kept for repeated resolutions.
+    memo: ResolveMemo,
 }
 
 /// The tokens of one registry's batches: a random prefix of its own and a
@@ -569,6 +615,7 @@ impl Registry {
             oauth_records: Arc::new(RuntimeRecords::new()),
             audit: None,
             reads: None,
+            memo: ResolveMemo::new(ResolveMemo::DEFAULT_CAPACITY),
         }
     }
 
@@ -582,6 +629,7 @@ impl Registry {
             policy: ResolvePolicy::default(),
             audit: None,
             read_audit: None,
+            memo_capacity: ResolveMemo::DEFAULT_CAPACITY,
         }
     }
 
@@ -1617,7 +1665,7 @@ impl Registry {
         actor: Option<&ActorId>,
         request: &ResolveRequest,
     ) -> Result<ResolvedEnv, ResolveError> {
-        let env = self.catalog.resolve(request)?;
+        let env = self.memo.resolve(&self.catalog, request)?;
         if let Some(reads) = &self.reads {
             reads
                 .resolution(actor, &env)
@@ -1636,6 +1684,12 @@ impl Registry {
             Some(reads) => Ok(reads.flush(timeout)?),
             None => Ok(()),
         }
+    }
+
+    /// What the memo of resolutions has done so far (see
+    /// [`RegistryBuilder::resolve_memo`]).
+    pub fn resolve_memo_stats(&self) -> MemoStats {
+        self.memo.stats()
     }
 
     /// How the recording of reads of secrets is doing (queued, recorded,

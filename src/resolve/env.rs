@@ -327,6 +327,12 @@ impl ResolvedEnv {
         true
     }
 
+    /// Whether any value was read from an external secret store.
+    pub(crate) fn has_external_values(&self) -> bool {
+        self.iter()
+            .any(|v| matches!(v.provenance.source, ValueSource::External { .. }))
+    }
+
     /// The plain variables only, as name → value.
     pub fn plain_vars(&self) -> impl Iterator<Item = (&EnvVarName, &str)> {
         self.iter()

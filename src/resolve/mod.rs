@@ -16,6 +16,7 @@ mod error;
 mod explain;
 mod listing;
 mod lookup;
+mod memo;
 mod onboarding;
 mod walk;
 
@@ -29,6 +30,8 @@ pub use error::{Problem, ResolveError};
 pub use explain::{Considered, Explanation, LayerOutcome};
 pub use listing::{BuilderConnection, ConnectionListing, ListedField, ListedValue};
 use lookup::{Lookup, lookup};
+pub use memo::MemoStats;
+pub(crate) use memo::ResolveMemo;
 pub use onboarding::{Onboarding, OwedField};
 use walk::walk;
 
