@@ -386,7 +386,15 @@ fn check_memo_agrees(ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: if std::env::var_os("CI").is_some() { 64 } else { 32 }, ..ProptestConfig::default() })]
+    // A failure is kept next to this file (`resolve_cost.proptest-regressions`),
+    // like the other property tests', and replayed first on the next run.
+    #![proptest_config(ProptestConfig {
+        cases: if std::env::var_os("CI").is_some() { 64 } else { 32 },
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn memoized_and_fresh_resolution_agree_on_every_write_sequence(ops in prop::collection::vec(gen_op(), 1..30)) {
