@@ -181,18 +181,26 @@ impl NameStripe {
         Self::hash([name.as_str().as_bytes()])
     }
 
-    /// The stripe guarding the uses of connection type `name`: a write
-    /// making a connection follow the type and the type's deletion rewrite
-    /// it, so across replicas one of the two conflicts. Hashed as
-    /// `type:NAME` (a colon is in no connection name).
-    pub fn of_type(name: &TypeName) -> Self {
-        Self::hash([b"type:".as_slice(), name.as_str().as_bytes()])
+    /// The stripe a write of connection `name` rewrites when the connection
+    /// follows a type: every write of a type or a template rewrites all
+    /// [`NameStripe::all`] stripes of its project, so across replicas a type
+    /// or template change and a write of a connection following it conflict
+    /// instead of together leaving a connection that does not fit its type.
+    /// Hashed as `typed:NAME` (a colon is in no connection name), so it is
+    /// seldom the stripe of [`NameStripe::of`] the same name: a value edit
+    /// of a typed connection and a mapping of it rarely contend.
+    pub fn of_typed(name: &ConnectionName) -> Self {
+        Self::hash([b"typed:".as_slice(), name.as_str().as_bytes()])
     }
 
-    /// The stripe guarding the uses of template `name`, as
-    /// [`NameStripe::of_type`] does for types; hashed as `template:NAME`.
-    pub fn of_template(name: &TemplateName) -> Self {
-        Self::hash([b"template:".as_slice(), name.as_str().as_bytes()])
+    /// Every stripe, in order.
+    ///
+    /// ```
+    /// use connective::model::NameStripe;
+    /// assert_eq!(NameStripe::all().count(), usize::from(NameStripe::COUNT));
+    /// ```
+    pub fn all() -> impl Iterator<Item = NameStripe> {
+        (0..Self::COUNT).map(NameStripe)
     }
 
     fn hash<const N: usize>(parts: [&[u8]; N]) -> Self {

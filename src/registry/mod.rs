@@ -40,9 +40,12 @@
 //! other, two mappings of one popular connection included: telling them apart
 //! would take read-only expectations the store contract does not have. Value
 //! edits ([`Tx::set_value`], [`Tx::remove_value`], an update changing values
-//! or descriptions only) touch no fence: a mapping's validity never depends on
-//! values (a missing value is reported at resolution), so the most frequent
-//! writes never contend with mappings.
+//! or descriptions only) touch no name fence: a mapping's validity never
+//! depends on values (a missing value is reported at resolution), so the most
+//! frequent writes seldom contend with mappings. Whether values fit a
+//! connection's type does depend on them: a write of a connection following a
+//! type rewrites one more fence, which type and template writes share (see
+//! "Across replicas" in [`Tx::put_type`]'s module, `registry::types`).
 
 //!
 //! # Blocking and async

@@ -258,7 +258,7 @@ impl<'r> Tx<'r> {
         }
         // A new connection may shadow another of its name (rule 2).
         self.fence(&project, spec.name());
-        self.fence_typing(&spec, None);
+        self.fence_typed(&spec);
         self.put(Record::Connection(Arc::new(Connection::new(id, spec, owner))));
         self.report.created.push(id);
         Ok(id)
@@ -292,7 +292,7 @@ impl<'r> Tx<'r> {
             });
         }
         self.check_typed(&spec)?;
-        self.fence_typing(&spec, Some(old.spec()));
+        self.fence_typed(&spec);
         let used_by = self.view(&project).usages(id);
         let owner = app_owner_for(&spec, id);
         if let Some(owner) = &owner {
@@ -441,7 +441,8 @@ impl<'r> Tx<'r> {
             });
         };
         self.check_version(&old.key(), Expect::Version(version))?;
-        // Values only: no mapping's validity depends on them, so no fence.
+        // Values only: no mapping's validity depends on them, so no name
+        // fence; whether they fit the connection's type does.
         let mut spec = old.spec().clone();
         edit(&mut spec).map_err(|problem| {
             RegistryError::Spec(crate::model::SpecError {
@@ -450,6 +451,7 @@ impl<'r> Tx<'r> {
             })
         })?;
         self.check_typed(&spec)?;
+        self.fence_typed(&spec);
         self.put(Record::Connection(Arc::new(Connection::new(
             id,
             spec,

@@ -4,16 +4,25 @@
 //! # Across replicas
 //!
 //! A connection that follows a type (or is made from a template) and the
-//! type's (or template's) deletion are different records, so, as for
-//! mappings, both writes rewrite a reference fence: the stripe of the type's
-//! name ([`NameStripe::of_type`]) or of the template's
-//! ([`NameStripe::of_template`]). Of a connection created with a type on one
-//! replica and the type deleted on another, one conflicts; retried, it is
-//! checked again and refused if it would leave a connection without its
-//! type. Changing a type or a template rewrites no fence: the change is
-//! checked against every connection this registry knows of, and a value
-//! written at the same moment on another replica under the old definition
-//! is reported by the next write of that connection.
+//! type (or template) are different records, and each write is checked
+//! against the other: a connection write against its type and template, a
+//! type or template write against every connection following it. Two
+//! replicas could each validate against the other's old state and both
+//! commit (a type tightening a field rule beside a value that breaks the new
+//! rule, a template locking a field beside an override of it), so, as for
+//! mappings, the writes share a reference fence. Every write of a
+//! connection that follows a type rewrites one fence, the stripe
+//! [`NameStripe::of_typed`] of its name; every write of a type or a
+//! template (definition or deletion) rewrites all [`NameStripe::COUNT`]
+//! fences of its project. Whichever of the two commits second conflicts;
+//! retried, it is checked again against the winner and refused with the
+//! typed error if the result would not fit.
+//!
+//! Type and template writes are rare and administrative, so they pay the
+//! cost: one conflicts with any concurrent structural write in its project.
+//! Writes of typed connections about different names contend with each
+//! other only when their stripes collide (1 chance in 64), as mapping
+//! writes do.
 
 use std::sync::Arc;
 
@@ -55,26 +64,26 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Rewrites the fences of the type and template `spec` follows, when
-    /// they differ from `old`'s (see "Across replicas" in the
-    /// [module documentation](self)).
-    pub(super) fn fence_typing(&mut self, spec: &ConnectionSpec, old: Option<&ConnectionSpec>) {
-        let project = spec.project_id();
-        if let Some(t) = spec.connection_type()
-            && old.and_then(ConnectionSpec::connection_type) != Some(t)
-        {
-            self.fence_stripe(project, NameStripe::of_type(t));
+    /// Rewrites the fence a write of a connection following a type shares
+    /// with the writes of its type and template (see "Across replicas" in
+    /// the [module documentation](self)); nothing for an untyped one.
+    pub(super) fn fence_typed(&mut self, spec: &ConnectionSpec) {
+        if spec.connection_type().is_some() {
+            self.fence_stripe(spec.project_id(), NameStripe::of_typed(spec.name()));
         }
-        if let Some(t) = spec.template()
-            && old.and_then(ConnectionSpec::template) != Some(t)
-        {
-            self.fence_stripe(project, NameStripe::of_template(t));
+    }
+
+    /// Rewrites every fence of `project`: a type or template write
+    /// conflicts with any concurrent write of a connection following one.
+    fn fence_all(&mut self, project: &ProjectId) {
+        for stripe in NameStripe::all() {
+            self.fence_stripe(project, stripe);
         }
     }
 
     /// Rewrites the reference fence of `stripe` in `project`, once per
     /// transaction.
-    pub(super) fn fence_stripe(&mut self, project: &ProjectId, stripe: NameStripe) {
+    fn fence_stripe(&mut self, project: &ProjectId, stripe: NameStripe) {
         let key = RecordKey::ReferenceFence(project.clone(), stripe);
         if !self.has_pending(&key) {
             self.put(Record::ReferenceFence(Arc::new(ReferenceFence {
@@ -100,6 +109,7 @@ impl Tx<'_> {
         if let Some(misfit) = self.misfits(project, &definition).into_iter().next() {
             return Err(RegistryError::Type(misfit));
         }
+        self.fence_all(project);
         self.put(Record::ConnectionType(Arc::new(ProjectType::new(
             project.clone(),
             definition,
@@ -148,7 +158,7 @@ impl Tx<'_> {
                 });
             }
         }
-        self.fence_stripe(project, NameStripe::of_type(name));
+        self.fence_all(project);
         self.delete(key);
         Ok(())
     }
@@ -215,6 +225,7 @@ impl Tx<'_> {
         {
             ty.check_connection(c.value.spec(), Some(&template))?;
         }
+        self.fence_all(&project);
         self.put(Record::Template(Arc::new(template)));
         Ok(())
     }
@@ -244,7 +255,7 @@ impl Tx<'_> {
                 connections,
             });
         }
-        self.fence_stripe(project, NameStripe::of_template(name));
+        self.fence_all(project);
         self.delete(key);
         Ok(())
     }

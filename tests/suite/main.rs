@@ -39,5 +39,7 @@ mod store;
 mod templates;
 #[cfg(feature = "tracing")]
 mod tracing_spans;
+#[cfg(all(feature = "sqlite", feature = "postgres", feature = "test-kit"))]
+mod typed_replicas;
 mod versions_and_dependents;
 mod visibility_and_precedence;
