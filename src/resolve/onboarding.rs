@@ -15,7 +15,8 @@ use super::walk::walk;
 use super::{Problem, ProjectView, ResolveRequest};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
-    ConnectionId, ConnectionName, DataKind, EnteredBy, ParamKind, ParamName, ResolvePolicy, Tenancy, TypeName,
+    Connection, ConnectionId, ConnectionName, CustomerId, DataKind, EnteredBy, Overrides, Param, ParamKind,
+    ParamName, ResolvePolicy, Tenancy, TypeName, Viewer,
 };
 
 /// One field a customer must still provide.
@@ -167,13 +168,26 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
         answer
     }
 
+    /// Whether `customer` may set its own value of `param` in the wizard:
+    /// each customer enters its own, the customer sees the field
+    /// ([`ProjectView::field_shown`]: not hidden by the template), and the
+    /// template, if it fills the field, allows overriding it.
+    fn customer_sets(&self, connection: &Connection, param: &Param, customer: &CustomerId) -> bool {
+        param.tenancy() == Tenancy::PerCustomer(EnteredBy::Customer)
+            && self.field_shown(connection, param, &Viewer::Customer(customer.clone()))
+            && self
+                .template_of(connection)
+                .and_then(|t| t.field(param.name().as_str()))
+                .is_none_or(|f| f.overrides() == Overrides::Allowed)
+    }
+
     /// The field `problem` says the customer must provide, with its
     /// position in the wizard, or `None` if the customer cannot provide it.
     fn owed_field(&self, problem: &Problem) -> Option<(usize, OwedField)> {
         let Problem::MissingValue {
             connection_id,
             param,
-            customer: Some(_),
+            customer: Some(customer),
             ..
         } = problem
         else {
@@ -182,7 +196,7 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
         let snapshot: &ProjectSnapshot = self.snapshot.borrow();
         let connection = &snapshot.connection(*connection_id)?.value;
         let p = connection.spec().param(param.as_str())?;
-        if p.tenancy() != Tenancy::PerCustomer(EnteredBy::Customer) {
+        if !self.customer_sets(connection, p, customer) {
             return None;
         }
         let ty = self.type_of(connection);

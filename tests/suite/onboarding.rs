@@ -3,7 +3,7 @@
 //! copying a value; nothing owed and nothing blocked exactly when resolving
 //! succeeds.
 
-use connective::model::{ConnectionType, Layer};
+use connective::model::{ConnectionTemplate, ConnectionType, Layer, TemplateField};
 use connective::prelude::*;
 use connective::resolve::Problem;
 use proptest::prelude::*;
@@ -144,15 +144,88 @@ fn the_wizard_asks_for_the_customers_fields_in_order_until_nothing_is_owed() {
     assert_eq!(registry.onboarding(&request("initech")).owed.len(), 3);
 }
 
+/// Acme's ERP template: the company is the organization's in production
+/// only, hidden from customers; `overrides` says whether a connection may
+/// set its own.
+fn acme_erp(overrides: bool) -> ConnectionTemplate {
+    let company = TemplateField::plain("Company")
+        .env("production", "Acme EU")
+        .hidden();
+    ConnectionTemplate::builder("acme", "acme-erp", "erp")
+        .field(if overrides { company.overridable() } else { company })
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_wizard_never_asks_for_a_field_the_template_hides_from_the_customer() {
+    for overrides in [false, true] {
+        let registry = Registry::in_memory();
+        registry.put_type(&acme(), erp(), None).unwrap();
+        registry.put_template(acme_erp(overrides), None).unwrap();
+        registry
+            .create_connection(
+                ConnectionSpec::project("acme", "erp")
+                    .target(Target::external("erp"))
+                    .of_template(&erp(), &acme_erp(overrides))
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
+        registry
+            .set_mappings(
+                Mappings::of("acme", "orders")
+                    .by_name("erp", [("Company", "ERP_COMPANY")])
+                    .build()
+                    .unwrap(),
+                None,
+            )
+            .unwrap();
+        // Production: the template fills it, nothing owed.
+        assert!(registry.onboarding(&request("globex")).is_complete());
+        // Development: no value, but the customer can neither see the field
+        // nor set it: blocked (the organization's to fix), not owed.
+        let request = ResolveRequest::parse("acme", "orders", "development")
+            .unwrap()
+            .for_customer("globex")
+            .unwrap();
+        let answer = registry.onboarding(&request);
+        assert!(answer.owed.is_empty(), "overrides {overrides}: {answer:?}");
+        assert!(
+            matches!(&answer.blocked[..], [Problem::MissingValue { param, .. }] if param == "Company"),
+            "overrides {overrides}: {answer:?}"
+        );
+        assert!(registry.resolve(&request).is_err());
+    }
+}
+
 /// A generated field: 0 global (organization), 1 per customer entered by the
 /// customer, 2 per customer set by the organization; required or not; which
-/// layers hold a value (0 default, 1 and 2 the customers).
+/// layers hold a value (0 default, 1 and 2 the customers); whether the
+/// connection's template fills it (0 no, 1 hidden and locked, 2 hidden and
+/// overridable, 3 shown and locked, 4 shown and overridable), in production
+/// only or by default.
 #[derive(Debug, Clone)]
 struct GenField {
     tenancy: u8,
     required: bool,
     layers: Vec<u8>,
     mapped: bool,
+    template: u8,
+    template_default: bool,
+}
+
+impl GenField {
+    /// Whether the template fills the field and refuses the connection's
+    /// own values.
+    fn locked(&self) -> bool {
+        matches!(self.template, 1 | 3)
+    }
+
+    /// Whether the customer may see and set the field.
+    fn customer_sets(&self) -> bool {
+        self.tenancy == 1 && matches!(self.template, 0 | 4)
+    }
 }
 
 fn gen_field() -> impl Strategy<Value = GenField> {
@@ -161,13 +234,19 @@ fn gen_field() -> impl Strategy<Value = GenField> {
         any::<bool>(),
         proptest::collection::vec(0u8..3, 0..3),
         any::<bool>(),
+        0u8..5,
+        any::<bool>(),
     )
-        .prop_map(|(tenancy, required, layers, mapped)| GenField {
-            tenancy,
-            required,
-            layers,
-            mapped,
-        })
+        .prop_map(
+            |(tenancy, required, layers, mapped, template, template_default)| GenField {
+                tenancy,
+                required,
+                layers,
+                mapped,
+                template,
+                template_default,
+            },
+        )
 }
 
 proptest! {
@@ -175,7 +254,8 @@ proptest! {
 
     /// Over generated types, connections, values and mappings: onboarding
     /// says "nothing owed, nothing blocked" exactly when resolution
-    /// succeeds; every owed field is one the customer enters; and owed plus
+    /// succeeds; every owed field is one the customer enters, sees and may
+    /// set (not hidden or locked by a template); and owed plus
     /// blocked are the problems resolution reports.
     #[test]
     fn nothing_owed_exactly_when_resolution_succeeds(
@@ -203,10 +283,29 @@ proptest! {
             }
             let ty = ty.build().unwrap();
             registry.put_type(&acme(), ty.clone(), None).unwrap();
-            let mut spec = ConnectionSpec::project("acme", format!("c{c}").as_str())
-                .target(Target::external("svc"))
-                .of_type(&ty);
-            for (i, f) in fields.iter().enumerate() {
+            let spec = ConnectionSpec::project("acme", format!("c{c}").as_str())
+                .target(Target::external("svc"));
+            let mut spec = if fields.iter().any(|f| f.template != 0) {
+                let mut template =
+                    ConnectionTemplate::builder("acme", format!("p{c}").as_str(), format!("t{c}").as_str());
+                for (i, f) in fields.iter().enumerate().filter(|(_, f)| f.template != 0) {
+                    let mut tf = TemplateField::plain(format!("F{i}").as_str());
+                    tf = if f.template_default { tf.default("t") } else { tf.env("production", "t") };
+                    if f.template <= 2 {
+                        tf = tf.hidden();
+                    }
+                    if f.template % 2 == 0 {
+                        tf = tf.overridable();
+                    }
+                    template = template.field(tf);
+                }
+                let template = template.build().unwrap();
+                registry.put_template(template.clone(), None).unwrap();
+                spec.of_template(&ty, &template)
+            } else {
+                spec.of_type(&ty)
+            };
+            for (i, f) in fields.iter().enumerate().filter(|(_, f)| !f.locked()) {
                 for &layer in &f.layers {
                     let layer = match layer {
                         0 if f.tenancy == 0 => Layer::Environment(Environment::production()),
@@ -246,7 +345,7 @@ proptest! {
         for owed in &answer.owed {
             let c: usize = owed.connection.as_str()[1..].parse().unwrap();
             let i: usize = owed.field.as_str()[1..].parse().unwrap();
-            prop_assert_eq!(connections[c][i].tenancy, 1);
+            prop_assert!(connections[c][i].customer_sets(), "owed {:?} the customer cannot set", owed);
         }
         if let Err(e) = resolved {
             let mut reported: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
