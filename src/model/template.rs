@@ -14,7 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::description::Text;
-use super::external::SecretEntry;
+use super::external::{ExternalRef, ExternalRefError, IntoExternalRef, SecretEntry};
 use super::ident::{CustomerId, Environment, ParamName, ParseError, ProjectId, TemplateName, TypeName};
 use super::layer::{Layer, Layers};
 use super::param::{MAX_VALUE_LEN, Param, ParamKind, ParamValues, ValueRef};
@@ -148,9 +148,16 @@ impl TemplateField {
 pub struct TemplateFieldBuilder {
     name: Result<ParamName, ParseError>,
     kind: ParamKind,
-    values: Vec<(Result<Layer, ParseError>, SecretValue)>,
+    values: Vec<(Result<Layer, ParseError>, PendingValue)>,
     presentation: Presentation,
     overrides: Overrides,
+}
+
+/// A value given to a [`TemplateFieldBuilder`], checked by `build`.
+#[derive(Clone)]
+enum PendingValue {
+    Text(SecretValue),
+    External(Result<ExternalRef, ExternalRefError>),
 }
 
 impl fmt::Debug for TemplateFieldBuilder {
@@ -175,13 +182,50 @@ impl TemplateFieldBuilder {
     }
     /// Sets the value for every environment.
     pub fn default(mut self, value: impl Into<String>) -> Self {
-        self.values.push((Ok(Layer::Default), SecretValue::new(value)));
+        self.values
+            .push((Ok(Layer::Default), PendingValue::Text(SecretValue::new(value))));
         self
     }
     /// Sets the value for one environment.
     pub fn env<E: IntoIdent<Environment>>(mut self, env: E, value: impl Into<String>) -> Self {
-        self.values
-            .push((env.into_ident().map(Layer::Environment), SecretValue::new(value)));
+        self.values.push((
+            env.into_ident().map(Layer::Environment),
+            PendingValue::Text(SecretValue::new(value)),
+        ));
+        self
+    }
+    /// Sets the value for every environment to a reference to a secret in
+    /// an external store (a secret field only), e.g. the organization's
+    /// OAuth client secret kept in its vault: connections made from the
+    /// template resolve to the store's current value, and the provenance
+    /// names the template and the reference.
+    ///
+    /// ```
+    /// use connective::model::{ConnectionTemplate, TemplateField};
+    /// let template = ConnectionTemplate::builder("acme", "acme-slack", "slack-oauth2")
+    ///     .field(TemplateField::secret("ClientSecret")
+    ///         .default_ref("vault:secret/slack#client_secret")
+    ///         .env_ref("production", "openbao:kv/prod:slack#client_secret")
+    ///         .hidden())
+    ///     .build()?;
+    /// let field = template.field("ClientSecret").unwrap();
+    /// assert_eq!(field.layers().len(), 2);
+    /// # Ok::<(), connective::model::TypeError>(())
+    /// ```
+    pub fn default_ref(mut self, reference: impl IntoExternalRef) -> Self {
+        self.values.push((
+            Ok(Layer::Default),
+            PendingValue::External(reference.into_external_ref()),
+        ));
+        self
+    }
+    /// Sets the value for one environment to a reference to a secret in an
+    /// external store (see [`TemplateFieldBuilder::default_ref`]).
+    pub fn env_ref<E: IntoIdent<Environment>>(mut self, env: E, reference: impl IntoExternalRef) -> Self {
+        self.values.push((
+            env.into_ident().map(Layer::Environment),
+            PendingValue::External(reference.into_external_ref()),
+        ));
         self
     }
     /// Hides the field from people ([`Presentation::Hidden`]).
@@ -209,27 +253,40 @@ impl TemplateFieldBuilder {
         };
         let mut layers = Vec::with_capacity(self.values.len());
         for (layer, value) in self.values {
-            match layer {
-                Ok(l) => layers.push((l, value)),
-                Err(error) => problems.push(TypeProblem::Ident {
-                    field: format!("fields.{name}.environment"),
+            let layer = match layer {
+                Ok(l) => l,
+                Err(error) => {
+                    problems.push(TypeProblem::Ident {
+                        field: format!("fields.{name}.environment"),
+                        error,
+                    });
+                    continue;
+                }
+            };
+            match value {
+                PendingValue::Text(v) => layers.push((layer, SecretEntry::Stored(v))),
+                PendingValue::External(Ok(r)) => layers.push((layer, SecretEntry::from(r))),
+                PendingValue::External(Err(error)) => problems.push(TypeProblem::BadExternalRef {
+                    field: name.clone(),
+                    layer,
                     error,
                 }),
             }
         }
         let values = match self.kind {
-            ParamKind::Plain => ParamValues::Plain(Layers::from_vec(
-                layers
-                    .into_iter()
-                    .map(|(l, v)| (l, PlainValue::from(v.expose())))
-                    .collect(),
-            )),
-            ParamKind::Secret => ParamValues::Secret(Layers::from_vec(
-                layers
-                    .into_iter()
-                    .map(|(l, v)| (l, SecretEntry::Stored(v)))
-                    .collect(),
-            )),
+            ParamKind::Plain => {
+                let mut plain = Vec::with_capacity(layers.len());
+                for (l, v) in layers {
+                    match v {
+                        SecretEntry::Stored(v) => plain.push((l, PlainValue::from(v.expose()))),
+                        SecretEntry::External(_) => {
+                            problems.push(TypeProblem::ExternalOnPlain { field: name.clone() });
+                        }
+                    }
+                }
+                ParamValues::Plain(Layers::from_vec(plain))
+            }
+            ParamKind::Secret => ParamValues::Secret(Layers::from_vec(layers)),
         };
         Some(TemplateField {
             name,
@@ -374,6 +431,46 @@ impl ConnectionTemplate {
             }
         }
         Ok(())
+    }
+
+    /// Sets one value of a secret field to a reference to an external
+    /// store, checked as the builder would (the organization moving its
+    /// client secret into its vault).
+    pub fn set_ref(
+        &mut self,
+        field: &ParamName,
+        layer: Layer,
+        reference: impl IntoExternalRef,
+    ) -> Result<(), TypeError> {
+        let mut problems = Vec::new();
+        let reference = match reference.into_external_ref() {
+            Ok(r) => Some(r),
+            Err(error) => {
+                problems.push(TypeProblem::BadExternalRef {
+                    field: field.clone(),
+                    layer: layer.clone(),
+                    error,
+                });
+                None
+            }
+        };
+        let len = reference.as_ref().map_or(0, |r| r.to_string().len());
+        check_template_value(field, &layer, len, &mut problems);
+        let Some(f) = self.fields.iter_mut().find(|f| &f.name == field) else {
+            problems.push(TypeProblem::UnknownField { field: field.clone() });
+            return Err(self.error(problems));
+        };
+        match (&mut f.values, reference) {
+            (ParamValues::Secret(l), Some(r)) if problems.is_empty() => {
+                l.set(layer, SecretEntry::from(r));
+                Ok(())
+            }
+            (ParamValues::Plain(_), _) => {
+                problems.push(TypeProblem::ExternalOnPlain { field: field.clone() });
+                Err(self.error(problems))
+            }
+            _ => Err(self.error(problems)),
+        }
     }
 
     fn error(&self, problems: Vec<TypeProblem>) -> TypeError {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{AuthField, AuthScheme, FieldNeed};
 use super::connection::ConnectionSpec;
 use super::description::{MAX_DESCRIPTION_LEN, Text};
-use super::external::SecretEntry;
+use super::external::{ExternalRefError, SecretEntry};
 use super::ident::{ParamName, ParseError, ProjectId, TemplateName, TypeName};
 use super::layer::Layer;
 use super::param::{EnteredBy, MAX_VALUE_LEN, ParamKind, ParamValues, Requirement, Tenancy};
@@ -1743,6 +1743,24 @@ pub enum TypeProblem {
     /// A value for a field the connection's template locks.
     #[error("field {field} is set by the connection's template, which does not allow overriding it")]
     LockedByTemplate {
+        /// The field.
+        field: ParamName,
+    },
+    /// A template value that is not a reference to an external store (the
+    /// text is not repeated: it may be a misplaced secret).
+    #[error("template field {field} ({layer}) is not an external secret reference: {error}")]
+    BadExternalRef {
+        /// The field.
+        field: ParamName,
+        /// The value's layer.
+        layer: Layer,
+        /// Why.
+        error: ExternalRefError,
+    },
+    /// A reference to an external store for a plain template field: only
+    /// secret fields take them.
+    #[error("template field {field} is plain: only secret fields take external secret references")]
+    ExternalOnPlain {
         /// The field.
         field: ParamName,
     },

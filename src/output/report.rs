@@ -95,7 +95,13 @@ impl EnvReport {
                     _ => Some(var.value.expose().to_owned()),
                 };
                 let source_kind = match (&p.source, p.source.layer()) {
-                    (ValueSource::Template { .. }, _) => "template",
+                    (
+                        ValueSource::Template { .. }
+                        | ValueSource::External {
+                            template: Some(_), ..
+                        },
+                        _,
+                    ) => "template",
                     (_, Some(Layer::Default)) => "default",
                     (_, Some(Layer::Environment(_))) => "environment",
                     (_, Some(Layer::Customer(_))) => "customer",

@@ -879,6 +879,7 @@ impl Registry {
         let value = f(tx)?;
         if !tx.is_empty() {
             tx.check_writable()?;
+            tx.check_typing()?;
             tx.check_dependents()?;
         }
         Ok(value)

@@ -39,6 +39,10 @@ pub struct Tx<'r> {
     touched_ids: HashSet<ConnectionId>,
     /// Whether a forced delete allows references to stop resolving.
     forced: bool,
+    /// Types whose connections and templates are checked against them
+    /// before the commit: those written here, and those of templates
+    /// written here.
+    pub(super) retyped: Vec<(ProjectId, crate::model::TypeName)>,
     pub(super) report: WriteReport,
 }
 
@@ -104,6 +108,7 @@ impl<'r> Tx<'r> {
             touched_names: HashSet::new(),
             touched_ids: HashSet::new(),
             forced: false,
+            retyped: Vec::new(),
             report: WriteReport::default(),
         }
     }

@@ -95,8 +95,10 @@ impl Tx<'_> {
 
     /// Defines or replaces a connection type of `project`, expecting
     /// `expected` (`None`: no such type yet). A project's type takes
-    /// precedence over the host's of the same name. A change is refused if a
-    /// connection or template of the type would no longer fit it.
+    /// precedence over the host's of the same name. The write is refused if,
+    /// as it would commit, a connection or template of the type does not fit
+    /// it: the final state is checked, so one write may tighten a type and
+    /// fix its connections.
     pub fn put_type(
         &mut self,
         project: &ProjectId,
@@ -106,9 +108,7 @@ impl Tx<'_> {
         self.writable(project)?;
         let key = RecordKey::ConnectionType(project.clone(), definition.name().clone());
         self.check_version(&key, expected.map_or(Expect::Absent, Expect::Version))?;
-        if let Some(misfit) = self.misfits(project, &definition).into_iter().next() {
-            return Err(RegistryError::Type(misfit));
-        }
+        self.retype(project, definition.name());
         self.fence_all(project);
         self.put(Record::ConnectionType(Arc::new(ProjectType::new(
             project.clone(),
@@ -119,8 +119,9 @@ impl Tx<'_> {
 
     /// Deletes a connection type of `project`, expecting `version`. If the
     /// host defines a type of the same name, the project's connections and
-    /// templates follow that one from then on, and must fit it; if not, the
-    /// deletion is refused while any follow the type.
+    /// templates follow that one from then on, and must fit it when the
+    /// write commits; if not, the deletion is refused while any follow the
+    /// type.
     pub fn delete_type(
         &mut self,
         project: &ProjectId,
@@ -131,10 +132,8 @@ impl Tx<'_> {
         let key = RecordKey::ConnectionType(project.clone(), name.clone());
         self.check_version(&key, Expect::Version(version))?;
         let registry = self.registry;
-        if let Some(host) = registry.catalog.policy().types().get(name.as_str()) {
-            if let Some(misfit) = self.misfits(project, host).into_iter().next() {
-                return Err(RegistryError::Type(misfit));
-            }
+        if registry.catalog.policy().types().get(name.as_str()).is_some() {
+            self.retype(project, name);
         } else {
             let snapshot = self.working_mut(project);
             let mut connections: Vec<_> = snapshot
@@ -160,6 +159,34 @@ impl Tx<'_> {
         }
         self.fence_all(project);
         self.delete(key);
+        Ok(())
+    }
+
+    /// Has the connections and templates following type `name` of `project`
+    /// checked before the commit ([`Tx::check_typing`]).
+    fn retype(&mut self, project: &ProjectId, name: &TypeName) {
+        if !self.retyped.iter().any(|(p, n)| p == project && n == name) {
+            self.retyped.push((project.clone(), name.clone()));
+        }
+    }
+
+    /// **The type check of a write's final state**: every connection and
+    /// template following a type the write defined, deleted (falling back
+    /// to the host's) or made a template of fits the type as the write
+    /// leaves it. Run once before the commit, so a write may change a type
+    /// and fix what follows it in any order.
+    pub(super) fn check_typing(&mut self) -> Result<(), RegistryError> {
+        for (project, name) in std::mem::take(&mut self.retyped) {
+            // Gone without a host type to fall back to: the deletion
+            // checked nothing follows it, and a later write naming it was
+            // refused as naming an unknown type.
+            let Some(ty) = self.view(&project).connection_type(&name).cloned() else {
+                continue;
+            };
+            if let Some(misfit) = self.misfits(&project, &ty).into_iter().next() {
+                return Err(RegistryError::Type(misfit));
+            }
+        }
         Ok(())
     }
 
@@ -194,8 +221,9 @@ impl Tx<'_> {
 
     /// Creates or replaces a template, expecting `expected` (`None`: no
     /// such template yet). The template must fit its type, and every
-    /// connection made from it must still fit (no value for a field it now
-    /// locks). Its new values reach those connections at once.
+    /// connection made from it must fit it (no value for a field it now
+    /// locks) when the write commits: the final state is checked, as for
+    /// [`Tx::put_type`]. Its new values reach those connections at once.
     pub fn put_template(
         &mut self,
         template: ConnectionTemplate,
@@ -217,14 +245,8 @@ impl Tx<'_> {
         };
         ty.check_template(&template)?;
         // Every connection made from it follows its type (checked when
-        // each was written), so `ty` is the one to check them against.
-        let snapshot = self.working_mut(&project);
-        for c in snapshot
-            .connections()
-            .filter(|c| c.value.spec().template() == Some(template.name()))
-        {
-            ty.check_connection(c.value.spec(), Some(&template))?;
-        }
+        // each was written), so checking the type's followers checks them.
+        self.retype(&project, ty.name());
         self.fence_all(&project);
         self.put(Record::Template(Arc::new(template)));
         Ok(())

@@ -85,12 +85,16 @@ pub enum ValueSource {
         /// Which field.
         field: AppField,
     },
-    /// A value layer of the parameter won (rule 3), and it refers to a
+    /// A value layer of the parameter (or, with `template`, of the template
+    /// the connection was made from) won (rule 3), and it refers to a
     /// secret in an external store: the value is the store's, read from the
     /// host's cache.
     External {
         /// The layer that won.
         layer: Layer,
+        /// The template whose field holds the reference, when the
+        /// connection has no value of its own that applies.
+        template: Option<TemplateName>,
         /// Which store, mount, path, key (and pinned version).
         reference: Arc<ExternalRef>,
         /// The version served and when it was fetched.
@@ -109,10 +113,18 @@ impl ValueSource {
     /// or referenced).
     pub fn layer(&self) -> Option<&Layer> {
         match self {
-            ValueSource::Layer(l) | ValueSource::External { layer: l, .. } => Some(l),
-            ValueSource::Template { .. } | ValueSource::OAuthApp { .. } | ValueSource::AccessToken { .. } => {
-                None
+            ValueSource::Layer(l)
+            | ValueSource::External {
+                layer: l,
+                template: None,
+                ..
+            } => Some(l),
+            ValueSource::Template { .. }
+            | ValueSource::External {
+                template: Some(_), ..
             }
+            | ValueSource::OAuthApp { .. }
+            | ValueSource::AccessToken { .. } => None,
         }
     }
 }
@@ -123,9 +135,16 @@ impl fmt::Display for ValueSource {
             ValueSource::Layer(l) => write!(f, "{l}"),
             ValueSource::External {
                 layer,
+                template: None,
                 reference,
                 fetch,
             } => write!(f, "{layer}, from {reference} ({fetch})"),
+            ValueSource::External {
+                layer,
+                template: Some(template),
+                reference,
+                fetch,
+            } => write!(f, "template {template}, {layer}, from {reference} ({fetch})"),
             ValueSource::Template { template, layer } => write!(f, "template {template}, {layer}"),
             ValueSource::OAuthApp { owner, field } => write!(f, "{} of the {owner}", field.param()),
             ValueSource::AccessToken { expires_at: Some(at) } => {

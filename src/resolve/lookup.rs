@@ -114,7 +114,7 @@ pub(super) fn lookup<'s>(
                 ValueRef::Plain(v) => Found::Plain(v),
                 ValueRef::Secret(SecretEntry::Stored(v)) => Found::Stored(v),
                 ValueRef::Secret(SecretEntry::External(reference)) => {
-                    return external_value(connection, param, layer, reference, external);
+                    return external_value(connection, param, (origin, layer), reference, external);
                 }
             };
             let source = match origin {
@@ -137,13 +137,13 @@ pub(super) fn lookup<'s>(
     }
 }
 
-/// A value in an external store (the connection's or its template's), read
-/// from the host's cache in memory (no I/O); none there is the
-/// resolution's problem.
+/// A value in an external store (the connection's or its template's, as
+/// `origin` says), read from the host's cache in memory (no I/O); none there
+/// is the resolution's problem.
 fn external_value<'s>(
     connection: &Connection,
     param: &ParamName,
-    layer: &Layer,
+    (origin, layer): (ValueOrigin<'_>, &Layer),
     reference: &Arc<ExternalRef>,
     external: Option<&dyn ExternalSecrets>,
 ) -> Result<Lookup<'s>, Problem> {
@@ -156,6 +156,10 @@ fn external_value<'s>(
             Found::Fetched(v.value),
             ValueSource::External {
                 layer: layer.clone(),
+                template: match origin {
+                    ValueOrigin::Connection => None,
+                    ValueOrigin::Template(name) => Some(name.clone()),
+                },
                 reference: reference.clone(),
                 fetch: v.fetch,
             },

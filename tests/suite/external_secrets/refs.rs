@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use connective::manifest::{Format, Manifest, Rule, SecretSources};
 use connective::model::{
-    ExternalFault, ExternalRef, ExternalSecrets, ExternalValue, FetchInfo, Layer, ParamValues, ResolvePolicy,
-    SecretValue, SecretVersion, Timestamp,
+    ConnectionTemplate, ExternalFault, ExternalRef, ExternalSecrets, ExternalValue, FetchInfo, Layer,
+    ParamValues, ResolvePolicy, SecretValue, SecretVersion, TemplateField, Timestamp, TypeProblem,
 };
 use connective::prelude::*;
 use connective::resolve::{Problem, ValueSource};
@@ -220,6 +220,7 @@ fn resolution_reads_the_view_and_names_the_reference_in_provenance() {
     match &var.provenance.source {
         ValueSource::External {
             layer,
+            template: None,
             reference,
             fetch,
         } => {
@@ -310,4 +311,175 @@ fn a_reference_on_a_plain_parameter_is_refused_by_the_builder() {
         .build()
         .unwrap_err();
     assert!(!err.to_string().contains("secret/crm"), "{err}");
+}
+
+/// The organization's Slack app: its client secret lives in the vault for
+/// production, is kept by connective for the other environments.
+fn slack_app() -> (ConnectionType, ConnectionTemplate) {
+    let ty = ConnectionType::builder("slack-oauth2")
+        .field(Field::string("ClientID"))
+        .field(Field::secret("ClientSecret"))
+        .build()
+        .unwrap();
+    let template = ConnectionTemplate::builder("acme", "acme-slack", "slack-oauth2")
+        .field(TemplateField::plain("ClientID").default("acme-client").hidden())
+        .field(
+            TemplateField::secret("ClientSecret")
+                .default("acme-dev-secret-7731")
+                .env_ref("production", "vault:secret/slack/prod#client_secret")
+                .hidden(),
+        )
+        .build()
+        .unwrap();
+    (ty, template)
+}
+
+#[test]
+fn a_template_secret_in_an_external_store_resolves_and_says_it_comes_from_the_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("templates.db");
+    let acme: ProjectId = "acme".parse().unwrap();
+    let (ty, template) = slack_app();
+    {
+        let registry = registry(&path, None);
+        registry.put_type(&acme, ty.clone(), None).unwrap();
+        registry.put_template(template.clone(), None).unwrap();
+        registry
+            .create_connection(
+                ConnectionSpec::project("acme", "slack")
+                    .target(Target::external("slack"))
+                    .of_template(&ty, &template)
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
+        registry
+            .set_mappings(
+                Mappings::of("acme", "orders")
+                    .by_name("slack", [("ClientSecret", "SLACK_SECRET")])
+                    .build()
+                    .unwrap(),
+                None,
+            )
+            .unwrap();
+    }
+    // The file holds the reference, never a copy of a value.
+    let bytes = raw_bytes(&path);
+    assert!(contains(&bytes, "vault:secret/slack/prod#client_secret") || contains(&bytes, "slack/prod"));
+    assert!(!contains(&bytes, "acme-dev-secret-7731"));
+
+    // Loaded anew: the template keeps the reference as a reference.
+    let view = Arc::new(MapView::default());
+    let registry = registry(&path, Some(Arc::clone(&view)));
+    let stored = registry.template(&acme, &"acme-slack".parse().unwrap()).unwrap();
+    let ParamValues::Secret(layers) = stored.value.field("ClientSecret").unwrap().values() else {
+        panic!("a secret field");
+    };
+    let production = Layer::Environment("production".parse().unwrap());
+    assert_eq!(
+        layers.external(&production).map(ToString::to_string).as_deref(),
+        Some("vault:secret/slack/prod#client_secret")
+    );
+
+    // Not in the host's view yet: a typed problem naming the reference.
+    let error = registry.resolve(&request("production")).unwrap_err();
+    assert!(
+        matches!(&error.problems[..], [Problem::ExternalSecret { reference, .. }]
+            if reference.to_string() == "vault:secret/slack/prod#client_secret"),
+        "{error}"
+    );
+
+    view.put(
+        "vault:secret/slack/prod#client_secret",
+        "slack-prod-secret",
+        Some("4"),
+    );
+    let env = registry.resolve(&request("production")).unwrap();
+    let var = env.get("SLACK_SECRET").unwrap();
+    assert_eq!(var.value.expose(), "slack-prod-secret");
+    match &var.provenance.source {
+        ValueSource::External {
+            layer,
+            template: Some(template),
+            reference,
+            fetch,
+            ..
+        } => {
+            assert_eq!(template.as_str(), "acme-slack");
+            assert_eq!(*layer, production);
+            assert_eq!(reference.to_string(), "vault:secret/slack/prod#client_secret");
+            assert_eq!(fetch.version.as_ref().map(|v| v.as_str()), Some("4"));
+        }
+        other => panic!("expected an external source from the template, got {other:?}"),
+    }
+    assert_eq!(
+        var.provenance.source.layer(),
+        None,
+        "not a layer of the connection's own"
+    );
+    let said = var.provenance.source.to_string();
+    assert!(
+        said.starts_with(
+            "template acme-slack, environment production override, from vault:secret/slack/prod#client_secret"
+        ) && said.contains("version 4"),
+        "{said}"
+    );
+    // Elsewhere the template's stored value, from the template.
+    let dev = registry.resolve(&request("development")).unwrap();
+    let var = dev.get("SLACK_SECRET").unwrap();
+    assert_eq!(var.value.expose(), "acme-dev-secret-7731");
+    assert!(
+        matches!(&var.provenance.source, ValueSource::Template { template, .. } if template == "acme-slack")
+    );
+}
+
+#[test]
+fn a_template_takes_external_references_for_secret_fields_only() {
+    let bad = ConnectionTemplate::builder("acme", "acme-slack", "slack-oauth2")
+        .field(TemplateField::plain("ClientID").default_ref("vault:secret/slack#client_id"))
+        .field(TemplateField::secret("ClientSecret").env_ref("production", "vault:secret/slack-no-key"))
+        .build()
+        .unwrap_err();
+    let said = bad.to_string();
+    assert!(
+        matches!(
+            &bad.problems[..],
+            [
+                TypeProblem::ExternalOnPlain { field },
+                TypeProblem::BadExternalRef { field: secret, .. },
+            ] if field.as_str() == "ClientID" && secret.as_str() == "ClientSecret"
+        ),
+        "{said}"
+    );
+    // The text of a bad reference is not repeated: it may be a secret.
+    assert!(!said.contains("slack-no-key"), "{said}");
+
+    // An operator moves the production secret into the vault.
+    let (_, mut template) = slack_app();
+    let production = Layer::Environment("production".parse().unwrap());
+    template
+        .set_ref(
+            &"ClientSecret".parse().unwrap(),
+            production.clone(),
+            "openbao:kv/prod:slack#secret",
+        )
+        .unwrap();
+    let ParamValues::Secret(layers) = template.field("ClientSecret").unwrap().values() else {
+        panic!("a secret field");
+    };
+    assert_eq!(
+        layers.external(&production).map(ToString::to_string).as_deref(),
+        Some("openbao:kv/prod:slack#secret")
+    );
+    let plain = template
+        .set_ref(
+            &"ClientID".parse().unwrap(),
+            Layer::Default,
+            "vault:secret/slack#id",
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&plain.problems[..], [TypeProblem::ExternalOnPlain { .. }]),
+        "{plain}"
+    );
 }
