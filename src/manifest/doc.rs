@@ -47,6 +47,14 @@ pub struct Document {
     /// connections and templates follow.
     #[serde(default, skip_serializing_if = "UniqueMap::is_empty")]
     pub types: UniqueMap<TypeDoc>,
+    /// The host's connection types (a registry's
+    /// [`ResolvePolicy::with_types`](crate::model::ResolvePolicy::with_types))
+    /// that the project's connections and templates follow, by name, as
+    /// export writes them: the document then says what every field is. Not
+    /// written on apply; a registry whose host type of the name differs, or
+    /// that has none, refuses the manifest.
+    #[serde(default, rename = "hostTypes", skip_serializing_if = "UniqueMap::is_empty")]
+    pub host_types: UniqueMap<TypeDoc>,
     /// The project's connection templates, by name.
     #[serde(default, skip_serializing_if = "UniqueMap::is_empty")]
     pub templates: UniqueMap<TemplateDoc>,

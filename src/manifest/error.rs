@@ -173,6 +173,15 @@ pub enum Rule {
         /// The value layer, described.
         layer: String,
     },
+    /// A host type the manifest declares (`hostTypes`, as export writes
+    /// them) that the registry's host does not define as declared.
+    #[error("host type {name} is not the registry's: {}", if *missing { "the host defines no type of that name" } else { "the host's definition differs" })]
+    HostTypeMismatch {
+        /// The type.
+        name: crate::model::TypeName,
+        /// Whether the host has no type of the name (else: it differs).
+        missing: bool,
+    },
     /// A connection names a template the manifest does not declare.
     #[error("no template named {name} is declared; templates are declared under `templates`")]
     UnknownTemplate {

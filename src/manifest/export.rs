@@ -17,24 +17,38 @@ use crate::model::{
 };
 use crate::model::{
     BuilderAccess, ConnectionTemplate, ConnectionType, DataType, Field, Overrides, Presentation, TargetKind,
-    Visibility,
+    TemplateName, Visibility,
 };
 use crate::registry::Registry;
 
-/// One secret value being exported: which connection, parameter and layer.
+/// One secret value being exported: whose (a connection's or a
+/// template's), which parameter and layer.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct SecretSlot<'a> {
     /// The project.
     pub project: &'a ProjectId,
-    /// The connection's scope.
-    pub scope: &'a Scope,
-    /// The connection.
-    pub connection: &'a ConnectionName,
-    /// The parameter.
+    /// The connection or template holding it.
+    pub holder: SecretHolder<'a>,
+    /// The parameter (a template's field).
     pub param: &'a ParamName,
     /// The value layer.
     pub layer: &'a Layer,
+}
+
+/// Whose secret value a [`SecretSlot`] is.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum SecretHolder<'a> {
+    /// A connection.
+    Connection {
+        /// Its scope.
+        scope: &'a Scope,
+        /// Its name.
+        name: &'a ConnectionName,
+    },
+    /// A template.
+    Template(&'a TemplateName),
 }
 
 type Namer = Arc<dyn Fn(&SecretSlot<'_>) -> String + Send + Sync>;
@@ -76,8 +90,9 @@ impl ExportOptions {
     }
 
     /// Every secret value as `env:NAME`, `NAME` being
-    /// `PREFIX_[INTEGRATION_]CONNECTION_PARAM[_CUSTOMER][_ENVIRONMENT]`,
-    /// upper-cased with other characters turned into `_`.
+    /// `PREFIX_[INTEGRATION_]CONNECTION_PARAM[_CUSTOMER][_ENVIRONMENT]` for
+    /// a connection's and `PREFIX_TEMPLATE_TEMPLATE_FIELD[_ENVIRONMENT]` for
+    /// a template's, upper-cased with other characters turned into `_`.
     ///
     /// ```
     /// use connective::manifest::{export, ExportOptions};
@@ -98,10 +113,18 @@ impl ExportOptions {
             if !prefix.is_empty() {
                 parts.push(prefix.clone());
             }
-            if let Scope::Integration(i) = slot.scope {
-                parts.push(i.to_string());
+            match slot.holder {
+                SecretHolder::Connection { scope, name } => {
+                    if let Scope::Integration(i) = scope {
+                        parts.push(i.to_string());
+                    }
+                    parts.push(name.to_string());
+                }
+                SecretHolder::Template(t) => {
+                    parts.push("template".to_owned());
+                    parts.push(t.to_string());
+                }
             }
-            parts.push(slot.connection.to_string());
             parts.push(slot.param.to_string());
             match slot.layer {
                 Layer::Default => {}
@@ -143,6 +166,19 @@ pub enum ExportError {
         /// The layer, described.
         layer: String,
     },
+    /// The host's namer gave something that is not a secret reference for
+    /// a template's secret (the text is not repeated).
+    #[error(
+        "the secret reference for template {template} field {field} ({layer}) is not a reference (scheme:rest)"
+    )]
+    TemplateNotAReference {
+        /// The template.
+        template: TemplateName,
+        /// The field.
+        field: ParamName,
+        /// The layer, described.
+        layer: String,
+    },
     /// The document cannot be written in the format.
     #[error("cannot write the manifest as {format:?}: {message}")]
     Format {
@@ -176,6 +212,18 @@ pub fn export(
     types.sort_by(|a, b| a.name().cmp(b.name()));
     let mut templates: Vec<&ConnectionTemplate> = snapshot.templates().map(|t| &*t.value).collect();
     templates.sort_by(|a, b| a.name().cmp(b.name()));
+    // The host's types the project's connections and templates follow
+    // (those no project type of the same name shadows).
+    let host = registry.catalog().policy().types();
+    let mut host_types: Vec<&ConnectionType> = connections
+        .iter()
+        .filter_map(|c| c.spec().connection_type())
+        .chain(templates.iter().map(|t| t.connection_type()))
+        .filter(|name| snapshot.project_type(name).is_none())
+        .filter_map(|name| host.get(name.as_str()).map(|t| &**t))
+        .collect();
+    host_types.sort_by(|a, b| a.name().cmp(b.name()));
+    host_types.dedup_by(|a, b| a.name() == b.name());
     let mut doc = Document {
         version: Some(Text::from(VERSION)),
         project: project.to_string(),
@@ -183,10 +231,14 @@ pub fn export(
             .into_iter()
             .map(|t| (t.name().to_string(), type_doc(t)))
             .collect(),
+        host_types: host_types
+            .into_iter()
+            .map(|t| (t.name().to_string(), type_doc(t)))
+            .collect(),
         templates: templates
             .into_iter()
-            .map(|t| (t.name().to_string(), template_doc(t)))
-            .collect(),
+            .map(|t| Ok((t.name().to_string(), template_doc(project, t, options)?)))
+            .collect::<Result<_, ExportError>>()?,
         connections: Vec::with_capacity(connections.len()),
         integrations: UniqueMap::new(),
     };
@@ -349,9 +401,13 @@ fn field_doc(f: &Field) -> FieldDoc {
     }
 }
 
-/// A template as a manifest writes it; a stored secret as `keep:existing`,
-/// never its value.
-fn template_doc(t: &ConnectionTemplate) -> TemplateDoc {
+/// A template as a manifest writes it; a stored secret as the reference
+/// `options` names for it (by default `keep:existing`), never its value.
+fn template_doc(
+    project: &ProjectId,
+    t: &ConnectionTemplate,
+    options: &ExportOptions,
+) -> Result<TemplateDoc, ExportError> {
     let fields = t
         .fields()
         .iter()
@@ -364,13 +420,15 @@ fn template_doc(t: &ConnectionTemplate) -> TemplateDoc {
                 ParamValues::Secret(layers) => layers
                     .pairs()
                     .map(|(layer, entry)| {
-                        let text = match entry {
-                            SecretEntry::External(r) => r.to_string(),
-                            SecretEntry::Stored(_) => KEEP.to_owned(),
+                        let slot = SecretSlot {
+                            project,
+                            holder: SecretHolder::Template(t.name()),
+                            param: f.name(),
+                            layer,
                         };
-                        (layer.clone(), Text::from(text))
+                        Ok((layer.clone(), Text::from(secret_text(entry, options, slot)?)))
                     })
-                    .collect(),
+                    .collect::<Result<_, ExportError>>()?,
             };
             let mut doc = TemplateFieldDoc {
                 secret: matches!(f.values(), ParamValues::Secret(_)),
@@ -387,15 +445,15 @@ fn template_doc(t: &ConnectionTemplate) -> TemplateDoc {
                     _ => doc.default = Some(text),
                 }
             }
-            (f.name().to_string(), doc)
+            Ok((f.name().to_string(), doc))
         })
-        .collect();
-    TemplateDoc {
+        .collect::<Result<_, ExportError>>()?;
+    Ok(TemplateDoc {
         connection_type: t.connection_type().to_string(),
         label: label_doc(t.label(), t.name().as_str()),
         description: t.description().to_owned(),
         fields,
-    }
+    })
 }
 
 fn param_doc(
@@ -477,32 +535,50 @@ fn param_values(
     };
     let mut values = Vec::with_capacity(layers.len());
     for (layer, entry) in layers.pairs() {
-        let text = match (entry, &options.namer) {
-            // A reference to an external store is not secret: it is exported
-            // as it is, and applies back as the same reference.
-            (SecretEntry::External(r), _) => r.to_string(),
-            (SecretEntry::Stored(_), None) => KEEP.to_owned(),
-            (SecretEntry::Stored(_), Some(namer)) => {
-                let text = namer(&SecretSlot {
-                    project,
-                    scope: c.scope(),
-                    connection: c.name(),
-                    param: p.name(),
-                    layer,
-                });
-                if SecretRef::parse(&text).is_err() {
-                    return Err(ExportError::NotAReference {
-                        connection: c.name().clone(),
-                        param: p.name().clone(),
-                        layer: layer.to_string(),
-                    });
-                }
-                text
-            }
+        let slot = SecretSlot {
+            project,
+            holder: SecretHolder::Connection {
+                scope: c.scope(),
+                name: c.name(),
+            },
+            param: p.name(),
+            layer,
         };
-        values.push((layer.clone(), Text::from(text)));
+        values.push((layer.clone(), Text::from(secret_text(entry, options, slot)?)));
     }
     Ok(values)
+}
+
+/// One secret value as the manifest writes it: a reference to an external
+/// store as it is (it is not secret, and applies back as the same
+/// reference), a stored secret as the reference `options` names for `slot`
+/// (by default `keep:existing`), never the value.
+fn secret_text(
+    entry: &SecretEntry,
+    options: &ExportOptions,
+    slot: SecretSlot<'_>,
+) -> Result<String, ExportError> {
+    let namer = match (entry, &options.namer) {
+        (SecretEntry::External(r), _) => return Ok(r.to_string()),
+        (SecretEntry::Stored(_), None) => return Ok(KEEP.to_owned()),
+        (SecretEntry::Stored(_), Some(namer)) => namer,
+    };
+    let text = namer(&slot);
+    if SecretRef::parse(&text).is_ok() {
+        return Ok(text);
+    }
+    Err(match slot.holder {
+        SecretHolder::Connection { name, .. } => ExportError::NotAReference {
+            connection: name.clone(),
+            param: slot.param.clone(),
+            layer: slot.layer.to_string(),
+        },
+        SecretHolder::Template(template) => ExportError::TemplateNotAReference {
+            template: template.clone(),
+            field: slot.param.clone(),
+            layer: slot.layer.to_string(),
+        },
+    })
 }
 
 impl Document {

@@ -88,7 +88,7 @@ pub use doc::{
     VisibilityDoc,
 };
 pub use error::{ApplyError, Limit, Location, ManifestError, ManifestProblem, Rule};
-pub use export::{ExportError, ExportOptions, SecretSlot, export};
+pub use export::{ExportError, ExportOptions, SecretHolder, SecretSlot, export};
 pub use plan::{
     Action, Applied, ConnectionChange, MappingsChange, Plan, Summary, TemplateChange, TypeChange,
 };
@@ -684,9 +684,18 @@ impl DeclaredTemplate {
                 TemplateField::plain(&f.name)
             };
             for v in &f.values {
+                // A reference to an external store stays one; other
+                // secrets are read now.
+                if let ValueSpec::External(r) = &v.value {
+                    fb = match &v.layer {
+                        Layer::Environment(e) => fb.env_ref(e, r.clone()),
+                        _ => fb.default_ref(r.clone()),
+                    };
+                    continue;
+                }
                 let value = match &v.value {
                     ValueSpec::Plain(s) => s.clone(),
-                    ValueSpec::Secret(_) | ValueSpec::External(_) => secret(v).unwrap_or_default(),
+                    _ => secret(v).unwrap_or_default(),
                 };
                 fb = match &v.layer {
                     Layer::Environment(e) => fb.env(e, value),
@@ -791,6 +800,7 @@ pub struct Manifest {
     document: Document,
     project: ProjectId,
     pub(crate) types: Vec<DeclaredType>,
+    pub(crate) host_types: Vec<DeclaredType>,
     pub(crate) templates: Vec<DeclaredTemplate>,
     pub(crate) connections: Vec<DeclaredConnection>,
     pub(crate) integrations: Vec<DeclaredMappings>,
@@ -864,6 +874,7 @@ impl Manifest {
                 document,
                 project: valid.project,
                 types: valid.types,
+                host_types: valid.host_types,
                 templates: valid.templates,
                 connections: valid.connections,
                 integrations: valid.integrations,
@@ -919,6 +930,7 @@ impl Manifest {
 struct Validated {
     project: ProjectId,
     types: Vec<DeclaredType>,
+    host_types: Vec<DeclaredType>,
     templates: Vec<DeclaredTemplate>,
     connections: Vec<DeclaredConnection>,
     integrations: Vec<DeclaredMappings>,
@@ -982,6 +994,15 @@ impl Validator<'_> {
                 && let Some(definition) = self.connection_type(&path, name, t)
             {
                 types.push(DeclaredType { path, definition });
+            }
+        }
+        let mut host_types = Vec::with_capacity(doc.host_types.len());
+        for (index, (key, t)) in doc.host_types.iter().enumerate() {
+            let (path, name) = self.key::<TypeName>("hostTypes", index, key);
+            if let Some(name) = name
+                && let Some(definition) = self.connection_type(&path, name, t)
+            {
+                host_types.push(DeclaredType { path, definition });
             }
         }
         let mut templates = Vec::with_capacity(doc.templates.len());
@@ -1068,6 +1089,7 @@ impl Validator<'_> {
         Some(Validated {
             project: project?,
             types,
+            host_types,
             templates,
             connections,
             integrations,
@@ -1124,17 +1146,6 @@ impl Validator<'_> {
                     ..ParamDoc::default()
                 },
             );
-            for v in &values {
-                if matches!(v.value, ValueSpec::External(_)) {
-                    self.push(
-                        &v.path,
-                        Rule::Misplaced(
-                            "a template's secret is read when the manifest is applied: use a reference such as \
-                             env:NAME or file:PATH, not one to an external store",
-                        ),
-                    );
-                }
-            }
             if let Some(name) = fname {
                 fields.push(DeclaredTemplateField {
                     name,

@@ -13,7 +13,7 @@ use crate::model::{
     EnvMapping, IntegrationId, Layer, Mappings, MappingsError, ParamValues, ProjectId, ResolvePolicy,
     Revision, Scope, SecretEntry, Version, shorten,
 };
-use crate::model::{ConnectionTemplate, ConnectionType, TemplateName, TypeName};
+use crate::model::{ConnectionTemplate, ConnectionType, TemplateName, TypeName, TypeSubject};
 use crate::registry::{DeleteMode, Registry, RegistryError, Tx, WriteReport};
 use crate::resolve::ProjectView;
 
@@ -234,6 +234,21 @@ impl Manifest {
     ) -> Plan {
         let snapshot = view.snapshot;
         let context = self.source_context();
+        // The host's types the document was written against must be this
+        // registry's host's.
+        for decl in &self.host_types {
+            let name = decl.definition.name();
+            let host = view.policy.types().get(name.as_str());
+            if host.is_none_or(|t| **t != decl.definition) {
+                problems.push(ManifestProblem::at(
+                    &decl.path,
+                    Rule::HostTypeMismatch {
+                        name: name.clone(),
+                        missing: host.is_none(),
+                    },
+                ));
+            }
+        }
         let mut connections = Vec::new();
         for decl in &self.connections {
             let existing = snapshot.by_name(decl.scope.integration(), &decl.name);
@@ -485,6 +500,21 @@ impl Manifest {
                     .iter()
                     .find(|d| &d.integration == integration)
                     .map_or_else(String::new, |d| d.path.clone()),
+                // A type change leaving a connection or template that does
+                // not fit: where that one is declared.
+                RegistryError::Type(e) => match &e.subject {
+                    TypeSubject::Connection(name) => self
+                        .connections
+                        .iter()
+                        .find(|d| d.name.as_str() == name)
+                        .map_or_else(String::new, |d| d.path.clone()),
+                    TypeSubject::Template(name) => self
+                        .templates
+                        .iter()
+                        .find(|d| d.name.as_str() == name)
+                        .map_or_else(String::new, |d| d.path.clone()),
+                    _ => String::new(),
+                },
                 _ => String::new(),
             },
         };

@@ -5,10 +5,10 @@
 //! back without a secret.
 
 use connective::manifest::{
-    Document, ExportOptions, Format, LoadOptions, Manifest, ManifestError, Rule, SecretRef, SecretSource,
-    SecretSources, SourceContext, SourceError, export,
+    Document, ExportError, ExportOptions, Format, LoadOptions, Manifest, ManifestError, Rule, SecretHolder,
+    SecretRef, SecretSource, SecretSources, SourceContext, SourceError, export,
 };
-use connective::model::{BuilderAccess, SecretValue};
+use connective::model::{BuilderAccess, Layer, ParamValues, ResolvePolicy, SecretValue, TypeLibrary};
 use connective::prelude::*;
 use connective::registry::RegistryError;
 
@@ -300,5 +300,321 @@ fn a_template_secret_that_cannot_be_fetched_is_reported_at_its_path() {
         err.to_string()
             .contains("template acme-twilio has no secret ApiKey (default value) in the registry to keep"),
         "{err}"
+    );
+}
+
+/// A mail relay type whose port rule `min` sets, and a connection on
+/// `port`.
+fn relay(min: u16, port: u16) -> String {
+    format!(
+        r#"
+project: acme
+types:
+  relay:
+    fields:
+      HostName: {{}}
+      Port: {{ type: integer, min: {min}, max: 65535 }}
+connections:
+  - name: mail
+    type: relay
+    parameters:
+      HostName: {{ default: relay.internal }}
+      Port: {{ default: "{port}" }}
+"#
+    )
+}
+
+#[test]
+fn one_apply_tightens_a_type_and_fixes_its_connections_but_refuses_a_final_misfit() {
+    let sources = SecretSources::standard();
+    let registry = Registry::in_memory();
+    let apply = |text: &str| -> Result<(), Box<dyn std::error::Error>> {
+        let plan = load(text, &sources)?.plan(&registry, &sources)?;
+        plan.apply(&registry)?;
+        Ok(())
+    };
+    apply(&relay(1, 25)).unwrap_or_else(|e| panic!("{e}"));
+
+    // Ports below 1024 are no longer allowed, and the connection moves to
+    // 2525 in the same manifest: the final state fits, so it applies.
+    apply(&relay(1024, 2525)).unwrap_or_else(|e| panic!("{e}"));
+    let project: ProjectId = "acme".parse().unwrap();
+    let ty = registry
+        .connection_type(&project, &"relay".parse().unwrap())
+        .unwrap();
+    let mail = registry
+        .snapshot(&project)
+        .unwrap()
+        .by_name(None, &"mail".parse().unwrap())
+        .map(|c| c.value.clone())
+        .unwrap();
+    assert!(ty.check_connection(mail.spec(), None).is_ok());
+    let ParamValues::Plain(port) = mail.spec().param("Port").unwrap().values() else {
+        panic!("a plain parameter");
+    };
+    assert_eq!(port.get(&Layer::Default), Some("2525"));
+
+    // Tightened again without fixing the connection: refused, naming the
+    // connection where it is declared, and nothing changes.
+    let error = apply(&relay(3000, 2525)).unwrap_err();
+    let said = error.to_string();
+    assert!(said.contains("Port") && said.contains("connections[0]"), "{said}");
+    assert_eq!(
+        registry
+            .connection_type(&project, &"relay".parse().unwrap())
+            .unwrap()
+            .field("Port")
+            .unwrap()
+            .validation()
+            .min,
+        Some(1024)
+    );
+}
+
+#[test]
+fn template_secrets_export_as_the_references_the_options_name_and_apply_back() {
+    let sources = vault();
+    let registry = Registry::in_memory();
+    let manifest = load(TYPED, &sources).unwrap_or_else(|e| panic!("{e}"));
+    manifest
+        .plan(&registry, &sources)
+        .unwrap()
+        .apply(&registry)
+        .unwrap();
+    let project: ProjectId = "acme".parse().unwrap();
+
+    // The host's convention: its vault, by template and field.
+    let options = ExportOptions::references(|slot| match slot.holder {
+        SecretHolder::Template(t) => {
+            assert_eq!((t.as_str(), slot.param.as_str()), ("acme-twilio", "ApiKey"));
+            "vault:kv/twilio".to_owned()
+        }
+        _ => format!("vault:kv/{}", slot.param),
+    });
+    let doc = export(&registry, &project, &options).unwrap();
+    let field = &doc
+        .templates
+        .get("acme-twilio")
+        .unwrap()
+        .fields
+        .get("ApiKey")
+        .unwrap();
+    assert_eq!(
+        field.default.as_ref().map(|t| t.as_str()),
+        Some("vault:kv/twilio")
+    );
+    let text = doc.to_text(Format::Yaml).unwrap();
+    assert!(!text.contains(CLIENT_SECRET), "{text}");
+
+    // Applied to another registry, the template gets the vault's value.
+    let other = Registry::in_memory();
+    let back = Manifest::parse_with(
+        &text,
+        Format::Yaml,
+        "export",
+        &LoadOptions::new().sources(&sources),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    back.plan(&other, &sources).unwrap().apply(&other).unwrap();
+    let template = other.template(&project, &"acme-twilio".parse().unwrap()).unwrap();
+    let ParamValues::Secret(layers) = template.value.field("ApiKey").unwrap().values() else {
+        panic!("a secret field");
+    };
+    assert!(layers.external(&Layer::Default).is_none(), "a stored value");
+    // The value is the vault's: the original manifest plans no change there.
+    let original = load(TYPED, &sources).unwrap();
+    assert!(original.plan(&other, &sources).unwrap().is_empty());
+    // And to the registry it came from, it changes nothing.
+    assert!(back.plan(&registry, &sources).unwrap().is_empty());
+
+    // A namer giving something that is not a reference is refused, naming
+    // the template's field and not repeating the text.
+    let bad = ExportOptions::references(|_| "plain-text-oops".to_owned());
+    let error = export(&registry, &project, &bad).unwrap_err();
+    assert!(
+        matches!(&error, ExportError::TemplateNotAReference { template, field, .. }
+            if template.as_str() == "acme-twilio" && field.as_str() == "ApiKey"),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("plain-text-oops"));
+}
+
+#[test]
+fn a_template_secret_in_an_external_store_is_kept_as_a_reference_through_apply_and_export() {
+    let sources = vault();
+    let text = TYPED.replace("\"vault:kv/twilio\"", "\"openbao:kv/apps:twilio#api_key\"");
+    let manifest = load(&text, &sources).unwrap_or_else(|e| panic!("{e}"));
+    let registry = Registry::in_memory();
+    manifest
+        .plan(&registry, &sources)
+        .unwrap()
+        .apply(&registry)
+        .unwrap();
+    let project: ProjectId = "acme".parse().unwrap();
+    let template = registry
+        .template(&project, &"acme-twilio".parse().unwrap())
+        .unwrap();
+    let ParamValues::Secret(layers) = template.value.field("ApiKey").unwrap().values() else {
+        panic!("a secret field");
+    };
+    assert_eq!(
+        layers
+            .external(&Layer::Default)
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("openbao:kv/apps:twilio#api_key")
+    );
+    // Exported as the same reference, whatever the options, and planned
+    // back as no change.
+    for options in [ExportOptions::keep(), ExportOptions::env_references("ACME")] {
+        let doc = export(&registry, &project, &options).unwrap();
+        let field = &doc
+            .templates
+            .get("acme-twilio")
+            .unwrap()
+            .fields
+            .get("ApiKey")
+            .unwrap();
+        assert_eq!(
+            field.default.as_ref().map(|t| t.as_str()),
+            Some("openbao:kv/apps:twilio#api_key")
+        );
+    }
+    assert!(manifest.plan(&registry, &sources).unwrap().is_empty());
+}
+
+/// A host whose library defines the `relay` type with ports from `min`.
+fn host_registry(min: i64) -> Registry {
+    let relay = ConnectionType::builder("relay")
+        .label("Mail relay")
+        .field(Field::string("HostName"))
+        .field(Field::integer("Port").range(min, 65535))
+        .build()
+        .unwrap();
+    let policy = ResolvePolicy::default().with_types(TypeLibrary::new([relay]).unwrap());
+    Registry::builder().policy(policy).build().unwrap()
+}
+
+const HOST_TYPED: &str = r#"
+project: acme
+connections:
+  - name: mail
+    type: relay
+    parameters:
+      HostName: { default: relay.internal }
+      Port: { default: "2525" }
+"#;
+
+#[test]
+fn host_types_export_with_the_project_and_must_match_the_host_applying_them() {
+    let sources = SecretSources::standard();
+    let registry = host_registry(1);
+    let manifest = load(HOST_TYPED, &sources).unwrap_or_else(|e| panic!("{e}"));
+    manifest
+        .plan(&registry, &sources)
+        .unwrap()
+        .apply(&registry)
+        .unwrap();
+    let project: ProjectId = "acme".parse().unwrap();
+
+    // The export says what the host's type is...
+    let doc = export(&registry, &project, &ExportOptions::keep()).unwrap();
+    assert!(doc.types.is_empty());
+    let relay = doc.host_types.get("relay").expect("the host type is exported");
+    assert_eq!(relay.label.as_deref(), Some("Mail relay"));
+    let text = doc.to_text(Format::Yaml).unwrap();
+    assert!(text.contains("hostTypes:"), "{text}");
+
+    // ...applies back to the same host as no change...
+    let back = load(&text, &sources).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back.document(), &doc);
+    assert!(back.plan(&registry, &sources).unwrap().is_empty());
+
+    // ...and is refused by a host whose type differs or is missing.
+    for (other, missing) in [(host_registry(1024), false), (Registry::in_memory(), true)] {
+        let error = back.plan(&other, &sources).unwrap_err();
+        let ManifestError::Invalid { problems, .. } = &error else {
+            panic!("{error}");
+        };
+        assert!(
+            problems.iter().any(|p| p.location.path == "hostTypes.relay"
+                && matches!(&p.rule, Rule::HostTypeMismatch { name, missing: m } if name.as_str() == "relay" && *m == missing)),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn the_sample_slack_manifest_applies_resolves_and_round_trips() {
+    let sources = SecretSources::standard();
+    let manifest = Manifest::load("examples/manifests/slack.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let registry = Registry::in_memory();
+    let plan = manifest
+        .plan(&registry, &sources)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.summary().create, 4, "{plan}");
+    plan.apply(&registry).unwrap();
+
+    // Globex has entered its channel; the template supplies the app.
+    let request = ResolveRequest::parse("acme", "alerts", "production")
+        .unwrap()
+        .for_customer("globex")
+        .unwrap();
+    let env = registry.resolve(&request).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(env.expose("SLACK_CLIENT_ID"), Some("acme-slack-app"));
+    assert_eq!(env.expose("SLACK_CHANNEL"), Some("#globex-alerts"));
+    assert!(env.expose("SLACK_CLIENT_SECRET").is_some_and(|s| !s.is_empty()));
+    // Initech still owes its channel, and only that.
+    let initech = ResolveRequest::parse("acme", "alerts", "production")
+        .unwrap()
+        .for_customer("initech")
+        .unwrap();
+    let owed: Vec<_> = registry
+        .onboarding(&initech)
+        .owed
+        .iter()
+        .map(|f| f.label.clone())
+        .collect();
+    assert_eq!(owed, ["Channel for alerts"]);
+
+    // Exported and planned back: nothing to do.
+    let project: ProjectId = "acme".parse().unwrap();
+    let text = export(&registry, &project, &ExportOptions::keep())
+        .unwrap()
+        .to_text(Format::Yaml)
+        .unwrap();
+    let back = Manifest::parse(&text, Format::Yaml, "export.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(back.plan(&registry, &sources).unwrap().is_empty());
+    assert!(manifest.plan(&registry, &sources).unwrap().is_empty());
+}
+
+#[test]
+fn the_readmes_typed_manifest_loads_and_applies() {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("```yaml\nproject: acme\ntypes:")
+        .expect("the README shows a manifest with types")
+        + "```yaml\n".len();
+    let text = &readme[start..start + readme[start..].find("```").unwrap()];
+    let sources = SecretSources::standard();
+    let manifest = load(text, &sources).unwrap_or_else(|e| panic!("{e}"));
+    let registry = Registry::in_memory();
+    let plan = manifest
+        .plan(&registry, &sources)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.summary().create, 3, "{plan}");
+    plan.apply(&registry).unwrap();
+    let template = registry
+        .template(&"acme".parse().unwrap(), &"acme-twilio".parse().unwrap())
+        .unwrap();
+    let ParamValues::Secret(layers) = template.value.field("ApiKey").unwrap().values() else {
+        panic!("a secret field");
+    };
+    assert_eq!(
+        layers
+            .external(&Layer::Default)
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("vault:secret/twilio#api_key")
     );
 }
