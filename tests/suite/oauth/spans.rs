@@ -32,45 +32,18 @@ fn stored_tokens(registry: &Registry, key: &CredentialKey) -> Vec<String> {
 /// The environment variable that makes [`spans_child`] run.
 const CHILD: &str = "CONNECTIVE_OAUTH_SPANS_CHILD";
 
-/// Runs [`spans_child`] in a process of its own: `tracing` decides once per
-/// callsite and process whether any subscriber wants it, and the other
-/// tests reach these callsites on their threads (with no subscriber) while
-/// this one installs its own, so beside them some spans would not reach the
-/// capture.
+/// Runs [`spans_child`] in a process of its own (see
+/// [`crate::support::child`]).
 #[test]
 fn runtime_spans_name_the_connection_and_never_a_secret() {
-    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "oauth::spans::spans_child",
-            "--test-threads=1",
-            "--nocapture",
-        ])
-        .env(CHILD, "1")
-        .output()
-        .expect("run the child");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "the child failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "the child ran no test:\n{stdout}");
-    if stderr.contains("skipped: ") {
-        eprintln!(
-            "{}",
-            stderr
-                .lines()
-                .find(|l| l.contains("skipped: "))
-                .unwrap_or_default()
-        );
-    }
+    crate::support::child::run("oauth::spans::spans_child", CHILD);
 }
 
 /// The scenario, run by the test above in a process of its own (with
 /// [`CHILD`] set); does nothing otherwise.
 #[test]
 fn spans_child() {
-    if std::env::var_os(CHILD).is_none() {
+    if !crate::support::child::is_child(CHILD) {
         return;
     }
     // Access tokens live 2 s: a refresh is due half a second later.

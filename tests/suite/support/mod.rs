@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // Each binary uses some of these.
 
+#[cfg(feature = "tracing")]
+pub mod child;
 pub mod crm;
 #[cfg(all(feature = "manifest", unix))]
 pub mod manifests;
