@@ -72,6 +72,22 @@ impl fmt::Display for DataKind {
     }
 }
 
+impl DataKind {
+    /// The kind with its indefinite article, for messages ("an integer",
+    /// "a URL").
+    fn with_article(self) -> &'static str {
+        match self {
+            DataKind::String => "a string",
+            DataKind::Secret => "a secret",
+            DataKind::Url => "a URL",
+            DataKind::Integer => "an integer",
+            DataKind::Boolean => "a boolean",
+            DataKind::Picklist => "a picklist",
+            DataKind::Text => "a multi-line text",
+        }
+    }
+}
+
 /// A field's data type.
 ///
 /// ```
@@ -1541,7 +1557,7 @@ pub enum TypeProblem {
         name: TypeName,
     },
     /// A validation rule that does not apply to the field's data type.
-    #[error("field {field}: a {rule} rule does not apply to a {kind} field")]
+    #[error("field {field}: a {rule} rule does not apply to {} field", .kind.with_article())]
     RuleDoesNotFit {
         /// The field.
         field: ParamName,
@@ -1637,7 +1653,7 @@ pub enum TypeProblem {
         kind: DataKind,
     },
     /// A field the auth scheme or target needs has another data type.
-    #[error("field {field} must be a {expected} field")]
+    #[error("field {field} must be {} field", .expected.with_article())]
     NeededFieldKind {
         /// The field.
         field: ParamName,
@@ -1729,7 +1745,7 @@ pub enum TypeProblem {
         expected: Tenancy,
     },
     /// A value of the wrong data type, or failing the field's validation.
-    #[error("field {field} ({layer}) must be a {expected}: {why}")]
+    #[error("field {field} ({layer}) must be {}: {why}", .expected.with_article())]
     BadValue {
         /// The field.
         field: ParamName,
@@ -1859,7 +1875,7 @@ mod tests {
         ));
         assert!(
             text.contains(
-                "field Port (environment production override) must be a integer: out of range (1..=65535)"
+                "field Port (environment production override) must be an integer: out of range (1..=65535)"
             ),
             "{text}"
         );

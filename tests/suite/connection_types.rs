@@ -132,7 +132,7 @@ fn a_connection_of_a_project_type_is_checked_on_create_update_and_value_edits() 
         .unwrap_err();
     assert!(
         err.to_string()
-            .contains("field Port (default value) must be a integer: not an integer"),
+            .contains("field Port (default value) must be an integer: not an integer"),
         "{err}"
     );
     registry
