@@ -207,7 +207,11 @@ pub struct AccessToken {
 impl AccessToken {
     pub(crate) fn of(set: &TokenSet) -> Self {
         AccessToken {
-            secret: set.access_token().clone(),
+            // A copy of its own, not a clone sharing the token set's: callers
+            // on many threads take the same token at once, and a shared
+            // reference count is one cache line they would all contend on
+            // (2 threads served 1.5x instead of 1.9x 1 thread's tokens).
+            secret: SecretValue::new(set.access_token().expose()),
             token_type: smol_str::SmolStr::new(set.token_type()),
             expires_at: set.expires_at(),
         }
