@@ -564,43 +564,8 @@ fn with_namespace_reads_the_namespace_s_own_mount() {
     );
     assert!(rt.block_on(team.read(&only_a)).is_ok());
     // An AppRole of the namespace logs in there.
-    bao.cli(&["auth", "enable", "-namespace=team-a", "approle"]);
-    let policy = bao.dir().join("team.hcl");
-    std::fs::write(
-        &policy,
-        "path \"secret/data/app/*\" { capabilities = [\"read\"] }\n",
-    )
-    .unwrap();
-    bao.cli(&[
-        "policy",
-        "write",
-        "-namespace=team-a",
-        "team",
-        policy.to_str().unwrap(),
-    ]);
-    bao.cli(&[
-        "write",
-        "-namespace=team-a",
-        "auth/approle/role/app",
-        "token_policies=team",
-    ]);
-    let role: serde_json::Value = serde_json::from_str(&bao.cli(&[
-        "read",
-        "-namespace=team-a",
-        "-format=json",
-        "auth/approle/role/app/role-id",
-    ]))
-    .unwrap();
-    let secret: serde_json::Value = serde_json::from_str(&bao.cli(&[
-        "write",
-        "-namespace=team-a",
-        "-f",
-        "-format=json",
-        "auth/approle/role/app/secret-id",
-    ]))
-    .unwrap();
-    let role_id = role["data"]["role_id"].as_str().unwrap();
-    let secret_id = secret["data"]["secret_id"].as_str().unwrap();
+    let (role_id, secret_id) = bao.namespace_app_role("team-a");
+    let (role_id, secret_id) = (role_id.as_str(), secret_id.as_str());
     let in_team = bao
         .store(VaultAuth::app_role(role_id, secret_id))
         .with_namespace("team-a");

@@ -189,6 +189,36 @@ impl Bao {
         self.cli(&["policy", "write", "app", policy.to_str().unwrap()]);
     }
 
+    /// Enables AppRole in `namespace` with a role `app` reading
+    /// `secret/data/app/*` there; answers its role ID and a new secret ID.
+    pub fn namespace_app_role(&self, namespace: &str) -> (String, String) {
+        let ns = format!("-namespace={namespace}");
+        self.cli(&["auth", "enable", &ns, "approle"]);
+        let policy = self.dir.path().join(format!("{namespace}.hcl"));
+        std::fs::write(
+            &policy,
+            "path \"secret/data/app/*\" { capabilities = [\"read\"] }\n",
+        )
+        .unwrap();
+        self.cli(&["policy", "write", &ns, "team", policy.to_str().unwrap()]);
+        self.cli(&["write", &ns, "auth/approle/role/app", "token_policies=team"]);
+        let role: serde_json::Value =
+            serde_json::from_str(&self.cli(&["read", &ns, "-format=json", "auth/approle/role/app/role-id"]))
+                .unwrap();
+        let secret: serde_json::Value = serde_json::from_str(&self.cli(&[
+            "write",
+            &ns,
+            "-f",
+            "-format=json",
+            "auth/approle/role/app/secret-id",
+        ]))
+        .unwrap();
+        (
+            role["data"]["role_id"].as_str().unwrap().to_owned(),
+            secret["data"]["secret_id"].as_str().unwrap().to_owned(),
+        )
+    }
+
     /// Requests of `operation` (`read`, `update`) the server received for
     /// `path` (its audit log's request lines).
     pub fn requests_for(&self, operation: &str, path: &str) -> usize {
