@@ -807,14 +807,21 @@ mod tests {
 
     #[test]
     fn compact_sizes() {
-        // Every connection carries these (memory per connection is a performance target).
-        assert_eq!(std::mem::size_of::<PlatformTarget>(), 80);
-        assert_eq!(std::mem::size_of::<Target>(), 32);
-        // 80 while plain values were `String`s: a `PlainValue` leaves a
-        // niche for the layers' `Option` again.
-        assert_eq!(std::mem::size_of::<Param>(), 72);
-        assert_eq!(std::mem::size_of::<Connection>(), 160);
-        assert_eq!(std::mem::size_of::<crate::model::SecretEntry>(), 16);
+        // Every connection carries these (memory per connection is a
+        // performance target): a regression in one shows here first.
+        use crate::model::{Layers, PlainValue, SecretEntry};
+        use std::mem::size_of;
+        assert_eq!(size_of::<PlatformTarget>(), 80);
+        assert_eq!(size_of::<Target>(), 32);
+        assert_eq!(size_of::<SecretEntry>(), 16);
+        // A default-only `Layers` is its value, without a `Layer`.
+        assert_eq!(size_of::<Layers<PlainValue>>(), size_of::<PlainValue>());
+        assert_eq!(size_of::<Layers<SecretEntry>>(), size_of::<SecretEntry>());
+        assert_eq!(size_of::<ParamValues>(), 24);
+        // The name, the values and one pointer (72 before the compact
+        // values and the boxed rare attributes).
+        assert_eq!(size_of::<Param>(), size_of::<ParamName>() + 24 + 8);
+        assert_eq!(size_of::<Connection>(), 160);
     }
 
     #[test]
@@ -950,5 +957,87 @@ mod tests {
         let debug = format!("{spec:?}");
         assert!(!debug.contains("secret-value-456"));
         assert!(!debug.contains("plain-value-123"));
+    }
+    /// Two connections, one using every optional field and one as plain as
+    /// they come, the way the stores write them (secrets through a codec).
+    fn golden_connections() -> Vec<Connection> {
+        let rich = ConnectionSpec::integration("acme", "orders", "crm")
+            .describe("the CRM")
+            .platform_target("billing", "invoices")
+            .auth(AuthScheme::Custom)
+            .type_name("crm-type")
+            .template_name("crm-template")
+            .builder_access(BuilderAccess::Available)
+            .param(
+                Param::plain("ServiceURL")
+                    .describe("where it lives")
+                    .env("production", "https://crm.example.com/api/v2/long-enough")
+                    .default("https://dev")
+                    .customer("globex", "https://globex")
+                    .customer_env("globex", "test", "https://globex-test"),
+            )
+            .param(Param::plain("Region").optional().default("eu-west-1"))
+            .param(
+                Param::plain("Tenant")
+                    .per_customer(EnteredBy::Organization)
+                    .customer("globex", "g"),
+            )
+            .param(
+                Param::secret("ApiKey")
+                    .per_customer(EnteredBy::Customer)
+                    .customer("globex", "sk_globex"),
+            )
+            .param(
+                Param::secret("Password")
+                    .default("pw-dev")
+                    .env_ref("production", "vault:secret/crm/prod#password"),
+            )
+            .param(Param::secret("Empty").optional())
+            .build()
+            .unwrap();
+        let plain = ConnectionSpec::project("acme", "c0001")
+            .target(Target::external("svc"))
+            .auth(AuthScheme::ApiKey)
+            .param(Param::plain("ServiceURL").default("https://h1-0.example"))
+            .param(Param::secret("ApiKey").default("k000001"))
+            .build()
+            .unwrap();
+        let id = |n: u8| ConnectionId::parse(&format!("00000000-0000-4000-8000-0000000000{n:02x}")).unwrap();
+        vec![
+            Connection::new(
+                id(7),
+                rich,
+                Some(AppOwner::Integration("orders".parse().unwrap())),
+            ),
+            Connection::new(id(8), plain, None),
+        ]
+    }
+
+    /// The stored form, byte for byte as before the compact in-memory
+    /// layout (the stores' rows and every manifest depend on it).
+    const GOLDEN: &str = concat!(
+        r#"{"id":"00000000-0000-4000-8000-000000000007","project":"acme","scope":{"integration":"orders"},"name":"crm","target":{"platform":{"project":"billing","integration":"invoices","endpoint":null,"visibility":"project"}},"auth":"custom","params":[{"name":"ServiceURL","description":"where it lives","requirement":"required","tenancy":"global","values":{"plain":[[{"environment":"production"},"https://crm.example.com/api/v2/long-enough"],["default","https://dev"],[{"customer":"globex"},"https://globex"],[{"customer_environment":["globex","test"]},"https://globex-test"]]}},{"name":"Region","requirement":"optional","tenancy":"global","values":{"plain":[["default","eu-west-1"]]}},{"name":"Tenant","requirement":"required","tenancy":{"per_customer":"organization"},"values":{"plain":[[{"customer":"globex"},"g"]]}},{"name":"ApiKey","requirement":"required","tenancy":{"per_customer":"customer"},"values":{"secret":[[{"customer":"globex"},"sk_globex"]]}},{"name":"Password","requirement":"required","tenancy":"global","values":{"secret":[["default","pw-dev"],[{"environment":"production"},{"external":"vault:secret/crm/prod#password"}]]}},{"name":"Empty","requirement":"optional","tenancy":"global","values":{"secret":[]}}],"description":"the CRM","connection_type":"crm-type","template":"crm-template","builder":"available","oauth_app":{"integration":"orders"}}"#,
+        "\n",
+        r#"{"id":"00000000-0000-4000-8000-000000000008","project":"acme","scope":"project","name":"c0001","target":{"external":{"service":"svc"}},"auth":"api_key","params":[{"name":"ServiceURL","requirement":"required","tenancy":"global","values":{"plain":[["default","https://h1-0.example"]]}},{"name":"ApiKey","requirement":"required","tenancy":"global","values":{"secret":[["default","k000001"]]}}]}"#
+    );
+
+    #[test]
+    fn connections_serialize_byte_for_byte_as_before() {
+        use crate::model::{PlaintextCodec, with_secret_codec};
+        let codec = std::sync::Arc::new(PlaintextCodec);
+        let mut written = Vec::new();
+        for c in golden_connections() {
+            let json = with_secret_codec(codec.clone(), || serde_json::to_string(&c)).unwrap();
+            let back: Connection = with_secret_codec(codec.clone(), || serde_json::from_str(&json)).unwrap();
+            let again = with_secret_codec(codec.clone(), || serde_json::to_string(&back)).unwrap();
+            assert_eq!(again, json);
+            written.push(json);
+        }
+        assert_eq!(
+            written,
+            GOLDEN.lines().collect::<Vec<_>>(),
+            "{}",
+            written.join("\n")
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::description::{Text, check_description};
+use super::description::check_description;
 use super::external::{ExternalRef, ExternalRefError, IntoExternalRef, SecretEntry};
 use super::ident::{CustomerId, Environment, ParamName, ParseError};
 use super::layer::{Layer, Layers};
@@ -113,14 +113,101 @@ impl ParamValues {
 }
 
 /// One named field of a connection.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Compact (memory per connection is a performance target): the name, the
+/// values, and one pointer to what most parameters leave at its default
+/// (a description, optional, per customer); 56 bytes.
+#[derive(Clone)]
 pub struct Param {
     name: ParamName,
-    #[serde(default, skip_serializing_if = "Text::is_empty")]
-    description: Text,
+    values: ParamValues,
+    /// `None` for a required, global parameter without a description.
+    rare: Option<Box<Rare>>,
+}
+
+/// The attributes of a [`Param`] that most parameters leave at their
+/// default, boxed behind one pointer.
+#[derive(Clone, PartialEq, Eq)]
+struct Rare {
+    description: String,
+    requirement: Requirement,
+    tenancy: Tenancy,
+}
+
+impl Rare {
+    /// `None` when everything is at its default.
+    fn boxed(description: String, requirement: Requirement, tenancy: Tenancy) -> Option<Box<Rare>> {
+        let default =
+            description.is_empty() && requirement == Requirement::Required && tenancy == Tenancy::Global;
+        (!default).then(|| {
+            Box::new(Rare {
+                description,
+                requirement,
+                tenancy,
+            })
+        })
+    }
+}
+
+impl fmt::Debug for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Param")
+            .field("name", &self.name)
+            .field("description", &self.description())
+            .field("requirement", &self.requirement())
+            .field("tenancy", &self.tenancy())
+            .field("values", &self.values)
+            .finish()
+    }
+}
+
+/// A [`Param`] as serialized: the fields in this order, the description
+/// left out when empty (as it always was).
+#[derive(Serialize)]
+#[serde(rename = "Param")]
+struct ParamOut<'a> {
+    name: &'a ParamName,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    description: &'a str,
+    requirement: Requirement,
+    tenancy: Tenancy,
+    values: &'a ParamValues,
+}
+
+/// A [`Param`] as deserialized (see [`ParamOut`]).
+#[derive(Deserialize)]
+#[serde(rename = "Param")]
+struct ParamIn {
+    name: ParamName,
+    #[serde(default)]
+    description: String,
     requirement: Requirement,
     tenancy: Tenancy,
     values: ParamValues,
+}
+
+impl Serialize for Param {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ParamOut {
+            name: &self.name,
+            description: self.description(),
+            requirement: self.requirement(),
+            tenancy: self.tenancy(),
+            values: &self.values,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Param {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f = ParamIn::deserialize(d)?;
+        Ok(Param {
+            name: f.name,
+            values: f.values,
+            rare: Rare::boxed(f.description, f.requirement, f.tenancy),
+        })
+    }
 }
 
 impl Param {
@@ -148,7 +235,7 @@ impl Param {
     }
     /// The description.
     pub fn description(&self) -> &str {
-        self.description.as_str()
+        self.rare.as_ref().map_or("", |r| r.description.as_str())
     }
     /// Plain or secret.
     pub fn kind(&self) -> ParamKind {
@@ -159,11 +246,13 @@ impl Param {
     }
     /// Required or optional.
     pub fn requirement(&self) -> Requirement {
-        self.requirement
+        self.rare
+            .as_ref()
+            .map_or(Requirement::Required, |r| r.requirement)
     }
     /// Global or per customer.
     pub fn tenancy(&self) -> Tenancy {
-        self.tenancy
+        self.rare.as_ref().map_or(Tenancy::Global, |r| r.tenancy)
     }
     /// The values.
     pub fn values(&self) -> &ParamValues {
@@ -243,7 +332,7 @@ impl Param {
                 max: MAX_VALUE_LEN,
             });
         }
-        if matches!(self.tenancy, Tenancy::PerCustomer(_)) && layer.customer().is_none() {
+        if matches!(self.tenancy(), Tenancy::PerCustomer(_)) && layer.customer().is_none() {
             problems.push(SpecProblem::GlobalValueOnPerCustomer {
                 param: self.name.clone(),
                 layer: layer.clone(),
@@ -518,10 +607,8 @@ impl ParamBuilder {
         };
         Some(Param {
             name: name?,
-            description: Text::new(self.description),
-            requirement: self.requirement,
-            tenancy: self.tenancy,
             values,
+            rare: Rare::boxed(self.description, self.requirement, self.tenancy),
         })
     }
 }
@@ -575,7 +662,7 @@ impl<'a, T: Eq + std::hash::Hash> Seen<'a, T> {
 fn check_param(p: &Param, problems: &mut Vec<SpecProblem>) {
     check_description(
         || format!("params.{}.description", p.name),
-        p.description.as_str(),
+        p.description(),
         problems,
     );
     let values: Vec<(&Layer, usize)> = match &p.values {
@@ -598,5 +685,83 @@ fn check_param(p: &Param, problems: &mut Vec<SpecProblem>) {
                 layer: layer.clone(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ConnectionSpec;
+
+    fn params(builders: Vec<ParamBuilder>) -> Vec<Param> {
+        builders
+            .into_iter()
+            .fold(ConnectionSpec::project("p", "n"), |b, p| b.param(p))
+            .build()
+            .unwrap()
+            .params()
+            .to_vec()
+    }
+
+    #[test]
+    fn rare_attributes_are_kept_apart_only_when_set() {
+        let ps = params(vec![
+            Param::plain("A").default("a"),
+            Param::plain("B").optional(),
+            Param::secret("C").per_customer(EnteredBy::Customer),
+            Param::plain("D").describe("d"),
+        ]);
+        assert!(ps[0].rare.is_none());
+        assert!(ps.iter().skip(1).all(|p| p.rare.is_some()));
+        assert_eq!(
+            (ps[0].description(), ps[0].requirement(), ps[0].tenancy()),
+            ("", Requirement::Required, Tenancy::Global)
+        );
+        assert_eq!(ps[1].requirement(), Requirement::Optional);
+        assert_eq!(ps[2].tenancy(), Tenancy::PerCustomer(EnteredBy::Customer));
+        assert_eq!(ps[2].kind(), ParamKind::Secret);
+        assert_eq!(ps[3].description(), "d");
+        // Read back, each has the same attributes and the same form.
+        for p in &ps {
+            let json = serde_json::to_string(p).unwrap();
+            let back: Param = serde_json::from_str(&json).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), json);
+            assert_eq!(back.rare.is_some(), p.rare.is_some(), "{json}");
+        }
+    }
+
+    #[test]
+    fn a_parameter_read_back_passes_the_same_checks() {
+        // A per-customer parameter with a global value is refused however it
+        // comes in, with the same typed problem.
+        let json = r#"{"project":"p","scope":"project","name":"n","target":{"external":{"service":"s"}},
+            "auth":"none","params":[{"name":"T","requirement":"required",
+            "tenancy":{"per_customer":"customer"},"values":{"plain":[["default","x"]]}}]}"#;
+        let e = serde_json::from_str::<ConnectionSpec>(json).unwrap_err();
+        assert!(e.to_string().contains("per-customer"), "{e}");
+        let built = ConnectionSpec::project("p", "n")
+            .param(Param::plain("T").per_customer(EnteredBy::Customer).default("x"))
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            built.problems[..],
+            [SpecProblem::GlobalValueOnPerCustomer { .. }]
+        ));
+        let bad_name = r#"{"name":"9x","requirement":"required","tenancy":"global","values":{"plain":[]}}"#;
+        assert!(serde_json::from_str::<Param>(bad_name).is_err());
+    }
+
+    #[test]
+    fn debug_shows_attributes_and_never_a_value() {
+        let ps = params(vec![
+            Param::secret("S").describe("the key").default("sk_live_123"),
+            Param::plain("U").optional().default("https://plain-value"),
+        ]);
+        let debug = format!("{ps:?}");
+        assert!(debug.contains("the key") && debug.contains("Optional"), "{debug}");
+        assert!(
+            !debug.contains("sk_live_123") && !debug.contains("plain-value"),
+            "{debug}"
+        );
     }
 }
