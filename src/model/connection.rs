@@ -811,7 +811,11 @@ mod tests {
         // performance target): a regression in one shows here first.
         use crate::model::{Layers, PlainValue, SecretEntry};
         use std::mem::size_of;
-        assert_eq!(size_of::<PlatformTarget>(), 80);
+        assert_eq!(size_of::<ParamName>(), 16);
+        assert_eq!(size_of::<ConnectionName>(), 16);
+        assert_eq!(size_of::<ProjectId>(), 16);
+        assert_eq!(size_of::<Scope>(), 24);
+        assert_eq!(size_of::<PlatformTarget>(), 64);
         assert_eq!(size_of::<Target>(), 32);
         assert_eq!(size_of::<SecretEntry>(), 16);
         // A default-only `Layers` is its value, without a `Layer`.
@@ -820,8 +824,8 @@ mod tests {
         assert_eq!(size_of::<ParamValues>(), 24);
         // The name, the values and one pointer (72 before the compact
         // values and the boxed rare attributes).
-        assert_eq!(size_of::<Param>(), size_of::<ParamName>() + 24 + 8);
-        assert_eq!(size_of::<Connection>(), 160);
+        assert_eq!(size_of::<Param>(), 48);
+        assert_eq!(size_of::<Connection>(), 144);
     }
 
     #[test]
