@@ -18,6 +18,16 @@
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> resolve 0   # set-up only, to subtract
 //! ```
 //!
+//! Repeated resolutions on several threads at once (`memoized-threads N T`:
+//! T threads, N each), to compare CPU time per resolution with one thread
+//! (`perf stat -e task-clock`): threads sharing a written cache line
+//! would pay for it here.
+//!
+//! ```text
+//! perf stat -e task-clock target/release/deps/profile-<hash> memoized-threads 10000000 1
+//! perf stat -e task-clock target/release/deps/profile-<hash> memoized-threads 10000000 2
+//! ```
+//!
 //! With reads of secrets audited (W's answer holds secrets, so each resolve
 //! is a recorded read), through the queue a registry thread drains to the
 //! memory store, or synchronously on the calling thread:
@@ -67,7 +77,7 @@ fn main() {
     let registry = match what.as_str() {
         "resolve-audit-queued" => audited(ReadAudit::queued(1 << 20, QueueFull::Block)),
         "resolve-audit-sync" => audited(ReadAudit::synchronous()),
-        "memoized" => common::registry_with_w_memo(0, 1_024),
+        "memoized" | "memoized-threads" => common::registry_with_w_memo(0, 1_024),
         _ => common::registry_with_w(0),
     };
     let request = common::w_request();
@@ -82,13 +92,25 @@ fn main() {
                 .flush_read_audit(std::time::Duration::from_secs(600))
                 .expect("flush");
         }
+        "memoized-threads" => {
+            let threads = args.get(2).and_then(|t| t.parse().ok()).unwrap_or(2);
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        for _ in 0..n {
+                            drop(std::hint::black_box(registry.resolve(&request)));
+                        }
+                    });
+                }
+            });
+        }
         "copy" => {
             for _ in 0..n {
                 drop(std::hint::black_box(answer.clone()));
             }
         }
         other => eprintln!(
-            "unknown mode {other:?}: resolve, memoized, resolve-audit-queued, resolve-audit-sync, copy or write"
+            "unknown mode {other:?}: resolve, memoized, memoized-threads, resolve-audit-queued, resolve-audit-sync, copy or write"
         ),
     }
 }

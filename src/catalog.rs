@@ -457,7 +457,56 @@ impl ProjectSnapshot {
     }
 }
 
-type Directory = HashMap<ProjectId, Arc<ArcSwap<ProjectSnapshot>>>;
+type Directory = HashMap<ProjectId, Arc<ProjectSlot>>;
+
+/// A project's place in the directory: its current snapshot, and a count of
+/// the snapshots installed there since.
+#[derive(Debug)]
+struct ProjectSlot {
+    current: ArcSwap<ProjectSnapshot>,
+    changes: Arc<Changes>,
+}
+
+impl ProjectSlot {
+    fn new(snapshot: ProjectSnapshot) -> Arc<Self> {
+        Arc::new(ProjectSlot {
+            current: ArcSwap::from_pointee(snapshot),
+            changes: Arc::default(),
+        })
+    }
+
+    /// Installs `snapshot`, then counts the change.
+    fn store(&self, snapshot: ProjectSnapshot) {
+        self.current.store(Arc::new(snapshot));
+        self.changes.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// How often a project's snapshot has been replaced: a count that moves
+/// after every new snapshot is installed (and when a new directory retires
+/// the project's slot), so a reader holding it can tell "unchanged since"
+/// with one load, without loading the snapshot (see [`Catalog::current`]).
+#[derive(Debug, Default)]
+pub(crate) struct Changes(AtomicU64);
+
+impl Changes {
+    /// The count now.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A project's current snapshot, with its [`Changes`] and their count read
+/// before the snapshot was (so the snapshot is at least as new as the count
+/// says).
+pub(crate) struct Current {
+    /// The project's count of changes.
+    pub(crate) changes: Arc<Changes>,
+    /// Its value before `snapshot` was loaded.
+    pub(crate) seen: u64,
+    /// The snapshot.
+    pub(crate) snapshot: Arc<ProjectSnapshot>,
+}
 
 /// The live catalog: every project's current snapshot, plus the host's
 /// [`ResolvePolicy`]. `Send + Sync`; reads are lock-free.
@@ -512,7 +561,10 @@ impl Catalog {
 
     /// A project's current snapshot.
     pub fn project(&self, project: &ProjectId) -> Option<Arc<ProjectSnapshot>> {
-        self.directory.load().get(project).map(|slot| slot.load_full())
+        self.directory
+            .load()
+            .get(project)
+            .map(|slot| slot.current.load_full())
     }
 
     /// Runs `f` on a project's current snapshot without taking a reference
@@ -524,8 +576,22 @@ impl Catalog {
         f: impl FnOnce(&ProjectSnapshot) -> R,
     ) -> Option<R> {
         let directory = self.directory.load();
-        let snapshot = directory.get(project)?.load();
+        let snapshot = directory.get(project)?.current.load();
         Some(f(&snapshot))
+    }
+
+    /// A project's current snapshot with the count of its changes (see
+    /// [`Current`]): a reader keeping something computed from the snapshot
+    /// knows it still holds while [`Changes::get`] answers `seen`.
+    pub(crate) fn current(&self, project: &ProjectId) -> Option<Current> {
+        let directory = self.directory.load();
+        let slot = directory.get(project)?;
+        let seen = slot.changes.get();
+        Some(Current {
+            changes: Arc::clone(&slot.changes),
+            seen,
+            snapshot: slot.current.load_full(),
+        })
     }
 
     /// Every project's ID.
@@ -539,14 +605,11 @@ impl Catalog {
     pub(crate) fn install(&self, snapshot: ProjectSnapshot) {
         let directory = self.directory.load();
         if let Some(slot) = directory.get(&snapshot.project) {
-            slot.store(Arc::new(snapshot));
+            slot.store(snapshot);
             return;
         }
         let mut next: Directory = (**directory).clone();
-        next.insert(
-            snapshot.project.clone(),
-            Arc::new(ArcSwap::from_pointee(snapshot)),
-        );
+        next.insert(snapshot.project.clone(), ProjectSlot::new(snapshot));
         self.directory.store(Arc::new(next));
     }
 
@@ -581,9 +644,13 @@ impl Catalog {
         let mut directory: Directory = HashMap::with_capacity(projects.len());
         for (id, mut snapshot) in projects {
             snapshot.set_revision(revision);
-            directory.insert(id, Arc::new(ArcSwap::from_pointee(snapshot)));
+            directory.insert(id, ProjectSlot::new(snapshot));
         }
-        self.directory.store(Arc::new(directory));
+        let retired = self.directory.swap(Arc::new(directory));
+        // Whoever holds a retired slot's count sees it move.
+        for slot in retired.values() {
+            slot.changes.0.fetch_add(1, Ordering::Release);
+        }
         self.set_revision(revision);
     }
 }

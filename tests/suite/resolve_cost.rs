@@ -75,6 +75,23 @@ fn request(integration: &str, environment: &str, customer: Option<&str>) -> Reso
     }
 }
 
+/// Sets the fixture's `crm` connection's default `ServiceURL` (`CRM_URL`).
+fn set_crm_url(fx: &Fixture, url: &str) {
+    let registry = fx.registry();
+    let id = fx.id("crm", None).unwrap();
+    let version = registry.connection(fx.project_id(), id).unwrap().version;
+    registry
+        .set_value(
+            fx.project_id(),
+            id,
+            version,
+            &"ServiceURL".parse().unwrap(),
+            Layer::Default,
+            url,
+        )
+        .unwrap();
+}
+
 #[test]
 fn a_repeated_resolution_hands_out_the_kept_answer_until_a_write_changes_it() {
     let fx = fixture();
@@ -88,18 +105,7 @@ fn a_repeated_resolution_hands_out_the_kept_answer_until_a_write_changes_it() {
     );
     assert_eq!(registry.resolve_memo_stats().hits, 1);
     // A write to what the answer read: the next resolution sees it.
-    let id = fx.id("crm", None).unwrap();
-    let version = registry.connection(fx.project_id(), id).unwrap().version;
-    registry
-        .set_value(
-            fx.project_id(),
-            id,
-            version,
-            &"ServiceURL".parse().unwrap(),
-            Layer::Default,
-            "https://crm.example.com/new",
-        )
-        .unwrap();
+    set_crm_url(&fx, "https://crm.example.com/new");
     let after = registry.resolve(&req).unwrap();
     assert!(!after.shares_answer_with(&first));
     assert_eq!(after.expose("CRM_URL"), Some("https://crm.example.com/new"));
@@ -153,6 +159,69 @@ fn a_write_the_answer_did_not_read_carries_it_over_to_the_new_snapshot() {
     let shadowed = registry.resolve(&req).unwrap();
     assert_eq!(shadowed.expose("CRM_URL"), Some("https://own.example"));
     assert!(!shadowed.shares_answer_with(&first));
+}
+
+/// The number a `CRM_URL` written by the test below ends in (0 for the
+/// fixture's own).
+fn written(env: &ResolvedEnv) -> u64 {
+    let url = env.expose("CRM_URL").expect("CRM_URL");
+    if url == LONG_URL {
+        return 0;
+    }
+    url.rsplit('/')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a written URL")
+}
+
+#[test]
+fn threads_hitting_the_memo_never_see_an_answer_older_than_a_returned_write() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let fx = fixture();
+    let registry = fx.registry();
+    let req = request("orders", "production", None);
+    // The last write that has returned, and whether the writer is done.
+    let committed = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let writes = 200;
+    let seen: Vec<u64> = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut last = 0;
+                    let mut resolutions = 0;
+                    while !done.load(Ordering::Acquire) || resolutions == 0 {
+                        let before = committed.load(Ordering::Acquire);
+                        let got = written(&registry.resolve(&req).unwrap());
+                        assert!(got >= before, "write {before} had returned, the answer was {got}");
+                        assert!(got >= last, "the answer went back from {last} to {got}");
+                        last = got;
+                        resolutions += 1;
+                    }
+                    resolutions
+                })
+            })
+            .collect();
+        for k in 1..=writes {
+            set_crm_url(&fx, &format!("https://crm.example.com/{k}"));
+            committed.store(k, Ordering::Release);
+            assert_eq!(written(&registry.resolve(&req).unwrap()), k);
+            // Let the readers hit the answer kept for this write a while.
+            for _ in 0..50 {
+                std::hint::spin_loop();
+            }
+        }
+        done.store(true, Ordering::Release);
+        readers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(written(&registry.resolve(&req).unwrap()), writes);
+    let stats = registry.resolve_memo_stats();
+    assert!(
+        stats.hits > 0,
+        "the readers hit the memo: {stats:?} ({seen:?} resolutions)"
+    );
+    assert!(stats.misses > writes / 2, "the writes were seen: {stats:?}");
 }
 
 #[test]
