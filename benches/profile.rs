@@ -37,6 +37,20 @@
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> resolve-audit-sync 10000
 //! ```
 //!
+//! A SQLite cold start (feature `sqlite`): `cold-start N` writes a database
+//! of `N` filler connections once (kept under the target directory as
+//! `connective-profile-cold-N.db` and reused by later runs), then opens it
+//! and loads it into a registry, printing the CPU time (user + system, every
+//! thread) and wall time of each step: open, the store's load, the catalog
+//! built from its records. CPU time is what to compare on a busy machine.
+//!
+//! ```text
+//! cargo bench --features sqlite --bench profile --no-run
+//! target/release/deps/profile-<hash> cold-start 1000000
+//! perf record -e cpu-clock -g target/release/deps/profile-<hash> cold-start 1000000
+//! valgrind --tool=callgrind target/release/deps/profile-<hash> cold-start 100000   # after a first run wrote the file
+//! ```
+//!
 //! Run by `cargo bench` without arguments it does nothing.
 
 mod common;
@@ -66,6 +80,11 @@ fn main() {
     let (Some(what), Some(n)) = (args.first(), args.get(1).and_then(|n| n.parse::<usize>().ok())) else {
         return;
     };
+    #[cfg(feature = "sqlite")]
+    if what == "cold-start" {
+        cold_start::run(n);
+        return;
+    }
     if what == "write" {
         let connections = args
             .get(2)
@@ -110,7 +129,8 @@ fn main() {
             }
         }
         other => eprintln!(
-            "unknown mode {other:?}: resolve, memoized, memoized-threads, resolve-audit-queued, resolve-audit-sync, copy or write"
+            "unknown mode {other:?}: resolve, memoized, memoized-threads, resolve-audit-queued, resolve-audit-sync, \
+             copy, write or cold-start (feature sqlite)"
         ),
     }
 }
@@ -150,5 +170,87 @@ fn write(n: usize, connections: usize) {
         let (_, id, version) = &mut targets[slot];
         registry.update_connection(*id, *version, spec).expect("update");
         version.0 += 1;
+    }
+}
+
+#[cfg(feature = "sqlite")]
+mod cold_start {
+    use std::path::{Path, PathBuf};
+    use std::time::Instant;
+
+    use connective::catalog::Catalog;
+    use connective::model::ResolvePolicy;
+    use connective::store::seal::{KeyRing, SealKey};
+    use connective::store::{SqliteStore, Store};
+
+    use super::common;
+
+    fn keys() -> KeyRing {
+        KeyRing::new(SealKey::from_bytes("bench", &[7u8; 32]).expect("seal key"))
+    }
+
+    /// CPU seconds (user + system) of the whole process so far, every
+    /// thread's, exited ones included (`/proc/self/stat`, in clock ticks of
+    /// 10 ms).
+    fn cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+        // Fields after the command name (which is in parentheses).
+        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        // utime and stime are fields 14 and 15 of the whole line.
+        let ticks = |i: usize| fields[i - 3].parse::<f64>().expect("ticks");
+        (ticks(14) + ticks(15)) / 100.0
+    }
+
+    fn database(n: usize) -> PathBuf {
+        let base = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        std::fs::create_dir_all(&base).expect("target dir");
+        let path = base.join(format!("connective-profile-cold-{n}.db"));
+        if !path.exists() {
+            // Written beside it and renamed, so an interrupted run leaves no
+            // half-filled file to reuse.
+            let partial = base.join(format!("connective-profile-cold-{n}.partial.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", partial.display()));
+            }
+            let start = Instant::now();
+            {
+                let store = SqliteStore::open(&partial, keys()).expect("open");
+                common::fill_store(&store, n);
+            }
+            std::fs::rename(&partial, &path).expect("rename");
+            eprintln!(
+                "wrote {n} connections to {} in {:.1} s",
+                path.display(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+        path
+    }
+
+    /// Times `f`: (CPU seconds, wall seconds, its result).
+    fn timed<T>(f: impl FnOnce() -> T) -> (f64, f64, T) {
+        let (cpu, wall) = (cpu_seconds(), Instant::now());
+        let out = f();
+        (cpu_seconds() - cpu, wall.elapsed().as_secs_f64(), out)
+    }
+
+    pub fn run(n: usize) {
+        let path = database(n);
+        let (open_cpu, open_wall, store) = timed(|| SqliteStore::open(&path, keys()).expect("open"));
+        let (load_cpu, load_wall, snapshot) = timed(|| store.load().expect("load"));
+        let records = snapshot.records.len();
+        assert!(snapshot.unreadable.is_empty(), "unreadable records");
+        let (build_cpu, build_wall, catalog) =
+            timed(|| Catalog::from_records(ResolvePolicy::default(), snapshot.revision, snapshot.records));
+        println!(
+            "cold start of {records} records: open {open_cpu:.2} s CPU ({open_wall:.2} s wall), \
+             load {load_cpu:.2} s CPU ({load_wall:.2} s wall), \
+             catalog {build_cpu:.2} s CPU ({build_wall:.2} s wall)"
+        );
+        // Not measured: dropping the catalog.
+        std::mem::forget(catalog);
     }
 }

@@ -143,10 +143,10 @@ pub(crate) fn in_feed(e: StoreError, revision: i64) -> StoreError {
     }
 }
 
-/// Rows of live records from which [`decode_live`] uses more than one
-/// thread: below, starting threads costs more than it saves.
-pub(super) const PARALLEL_FROM: usize = 4_096;
-/// The most threads [`decode_live`] uses.
+/// Rows of live records decoded as one batch; from the second batch on,
+/// [`decode_live_from`] decodes on worker threads.
+pub(super) const BATCH_ROWS: usize = 1_024;
+/// The most threads [`decode_live_from`] decodes on.
 const MAX_THREADS: usize = 4;
 
 /// Live records decoded from rows, and those that could not be.
@@ -156,67 +156,284 @@ pub(crate) type Decoded = (
 );
 
 /// Decodes live-record rows `(key, version, body)` in order, as
-/// [`Store::load`](crate::store::Store::load) returns them. A body that
-/// cannot be read (corrupt, or a secret no key of the ring opens) is
-/// listed with its key instead; only a row whose key or version itself is
-/// corrupt fails the whole load (the first such row's error). A large
-/// load (a cold start: mostly JSON and opening sealed secrets) is split
-/// over up to 4 threads, as many as the machine has cores.
+/// [`Store::load`](crate::store::Store::load) returns them (see
+/// [`decode_live_from`]).
+#[cfg(any(feature = "postgres", test))]
 pub(crate) fn decode_live(
     backend: &'static str,
     ring: &Arc<KeyRing>,
     rows: Vec<(String, i64, String)>,
 ) -> Result<Decoded, StoreError> {
-    let decode = |rows: Vec<(String, i64, String)>| -> Result<Decoded, StoreError> {
-        let mut records = Vec::with_capacity(rows.len());
+    decode_live_from(backend, ring, |sink| {
+        for (key, version, body) in rows {
+            sink.push(&key, version, body.as_bytes());
+        }
+        Ok(())
+    })
+}
+
+/// Live-record rows as a query hands them out, one at a time: see
+/// [`decode_live_from`].
+pub(crate) struct RowSink<'s, 'env> {
+    /// The batch being filled.
+    batch: RowBatch,
+    /// Batches handed to the workers, numbered in row order.
+    sent: usize,
+    workers: Option<Workers<'s>>,
+    scope: &'s std::thread::Scope<'s, 'env>,
+    decode: &'env (dyn Fn(&RowBatch) -> Result<Decoded, StoreError> + Sync),
+}
+
+/// Rows `(key, version, body)` in one text buffer: the key of row `i` is
+/// `text[ends[i-1].1 .. ends[i].0]`, its body `text[ends[i].0 .. ends[i].1]`.
+#[derive(Default)]
+struct RowBatch {
+    text: Vec<u8>,
+    ends: Vec<(usize, usize, i64)>,
+}
+
+impl RowBatch {
+    fn rows(&self) -> impl Iterator<Item = (&[u8], i64, &[u8])> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(key_end, body_end, version)| {
+            let row = (&self.text[start..key_end], version, &self.text[key_end..body_end]);
+            start = body_end;
+            row
+        })
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
+}
+
+/// A batch's number and what decoding it gave.
+type DecodedBatch = (usize, Result<Decoded, StoreError>);
+
+/// The decoding threads of a large load: full batches go out numbered,
+/// emptied ones come back to be filled again.
+struct Workers<'s> {
+    full: std::sync::mpsc::SyncSender<(usize, RowBatch)>,
+    empty: std::sync::mpsc::Receiver<RowBatch>,
+    handles: Vec<std::thread::ScopedJoinHandle<'s, Vec<DecodedBatch>>>,
+}
+
+impl RowSink<'_, '_> {
+    /// Takes the next row. The key and body are copied into a batch, which
+    /// is decoded on another thread once full, while the caller reads on.
+    pub(crate) fn push(&mut self, key: &str, version: i64, body: &[u8]) {
+        self.batch.text.extend_from_slice(key.as_bytes());
+        let key_end = self.batch.text.len();
+        self.batch.text.extend_from_slice(body);
+        self.batch.ends.push((key_end, self.batch.text.len(), version));
+        if self.batch.ends.len() == BATCH_ROWS {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        let workers = self.workers.get_or_insert_with(|| {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
+            let (full, batches) = std::sync::mpsc::sync_channel::<(usize, RowBatch)>(2 * threads);
+            let (give_back, empty) = std::sync::mpsc::channel();
+            let batches = Arc::new(std::sync::Mutex::new(batches));
+            let handles = (0..threads)
+                .map(|_| {
+                    let (batches, give_back, decode) = (Arc::clone(&batches), give_back.clone(), self.decode);
+                    self.scope.spawn(move || {
+                        let mut done = Vec::new();
+                        loop {
+                            // A poisoned lock means another worker panicked:
+                            // its panic is what the load reports.
+                            let next = batches.lock().map(|rx| rx.recv());
+                            let Ok(Ok((n, mut batch))) = next else { break };
+                            done.push((n, decode(&batch)));
+                            batch.clear();
+                            // The sink may be gone already.
+                            let _ = give_back.send(batch);
+                        }
+                        done
+                    })
+                })
+                .collect();
+            Workers { full, empty, handles }
+        });
+        let next = workers.empty.try_recv().unwrap_or_default();
+        let batch = std::mem::replace(&mut self.batch, next);
+        // Fails only when every worker is gone, which is a panic `finish` reports.
+        let _ = workers.full.send((self.sent, batch));
+        self.sent += 1;
+    }
+
+    /// Decodes what is left and gathers every batch's records in row order.
+    fn finish(mut self) -> Result<Decoded, StoreError> {
+        let Some(workers) = self.workers.take() else {
+            return (self.decode)(&self.batch);
+        };
+        let last = (self.decode)(&self.batch);
+        drop(workers.full);
+        let mut parts: Vec<_> = workers
+            .handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect();
+        parts.sort_unstable_by_key(|(n, _)| *n);
+        let (mut records, mut unreadable) = (Vec::new(), Vec::new());
+        for (_, part) in parts.into_iter().chain([(self.sent, last)]) {
+            let (r, u) = part?;
+            if records.is_empty() {
+                records.reserve(r.len() * (self.sent + 1));
+            }
+            records.extend(r);
+            unreadable.extend(u);
+        }
+        Ok((records, unreadable))
+    }
+}
+
+/// Decodes the live-record rows `read` pushes into its [`RowSink`], in
+/// order, as [`Store::load`](crate::store::Store::load) returns them. A
+/// body that cannot be read (corrupt, not text, or a secret no key of
+/// the ring opens) is listed with its key instead; only a row whose key
+/// or version itself is corrupt fails the whole load (the first such
+/// row's error), and so does an error of `read` (nothing is returned
+/// then). A large load (a cold start: mostly JSON and opening sealed
+/// secrets) is decoded in batches on up to 4 threads, as many as the
+/// machine has cores, while `read` reads on: rows are copied once, from
+/// the query into a batch, and decoded from there without copies.
+pub(crate) fn decode_live_from(
+    backend: &'static str,
+    ring: &Arc<KeyRing>,
+    read: impl FnOnce(&mut RowSink<'_, '_>) -> Result<(), StoreError>,
+) -> Result<Decoded, StoreError> {
+    let decode = |batch: &RowBatch| -> Result<Decoded, StoreError> {
+        let mut records = Vec::with_capacity(batch.ends.len());
         let mut unreadable = Vec::new();
-        for (key_text, version, body) in rows {
-            let key = decode_key(backend, &key_text)?;
+        let mut scratch = Vec::new();
+        for (key_text, version, body) in batch.rows() {
+            let key_text =
+                std::str::from_utf8(key_text).map_err(|_| not_a_key(backend, "not UTF-8".into()))?;
             let version = crate::model::Version(to_u64(backend, version, "a version")?);
-            match decode_or_why(backend, ring, &key, &body) {
+            match decode_live_row(backend, ring, &mut scratch, key_text, body)? {
                 Ok(record) => records.push((version, record)),
-                Err((error, key_id)) => {
+                Err((key, error, key_id)) => {
                     unreadable.push(crate::store::UnreadableRecord::new(key, version, key_id, error));
                 }
             }
         }
         Ok((records, unreadable))
     };
-    let threads = if rows.len() < PARALLEL_FROM {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+    std::thread::scope(|scope| {
+        let mut sink = RowSink {
+            batch: RowBatch::default(),
+            sent: 0,
+            workers: None,
+            scope,
+            decode: &decode,
+        };
+        let read = read(&mut sink);
+        let decoded = sink.finish();
+        read?;
+        decoded
+    })
+}
+
+fn not_a_key(backend: &'static str, why: String) -> StoreError {
+    StoreError::Unreadable {
+        backend,
+        what: "a record key".into(),
+        message: format!("not a record key ({why})"),
+    }
+}
+
+/// A live row's record, or its key and why it is unreadable (with the ID
+/// of the key that did not open a secret, if that is why).
+type LiveRow = Result<Record, (RecordKey, StoreError, Option<String>)>;
+
+/// A live row's record checked against its key text; the outer error
+/// (a corrupt key) fails the load, the inner one lists the record as
+/// unreadable (with the ID of the key that did not open a secret, if
+/// that is why).
+fn decode_live_row(
+    backend: &'static str,
+    ring: &Arc<KeyRing>,
+    scratch: &mut Vec<u8>,
+    key_text: &str,
+    body: &[u8],
+) -> Result<LiveRow, StoreError> {
+    let opened = match std::str::from_utf8(body) {
+        Ok(text) => open_record(ring, text),
+        Err(_) => Err((Unopened::NotText, None)),
     };
-    if threads == 1 {
-        return decode(rows);
+    match opened {
+        Ok(record) => {
+            // The stored key is the record's own key as `encode_key` writes
+            // it: comparing the text spares parsing the key of every row.
+            scratch.clear();
+            if serde_json::to_writer(&mut *scratch, &record.key()).is_ok() && scratch == key_text.as_bytes() {
+                return Ok(Ok(record));
+            }
+            let key = decode_key(backend, key_text)?;
+            if record.key() == key {
+                return Ok(Ok(record));
+            }
+            let message = format!("the row holds the record of {}", record.key());
+            Ok(Err((key.clone(), unreadable(backend, &key, message), None)))
+        }
+        Err((why, key_id)) => {
+            let key = decode_key(backend, key_text)?;
+            Ok(Err((
+                key.clone(),
+                unreadable(backend, &key, why.message()),
+                key_id,
+            )))
+        }
     }
-    // Consecutive parts, each decoded (and its rows dropped) by a thread.
-    let total = rows.len();
-    let per = total.div_ceil(threads);
-    let mut parts = Vec::with_capacity(threads);
-    let mut rest = rows;
-    while rest.len() > per {
-        parts.push(rest.split_off(rest.len() - per));
+}
+
+fn unreadable(backend: &'static str, key: &RecordKey, message: String) -> StoreError {
+    StoreError::Unreadable {
+        backend,
+        what: key.to_string(),
+        message,
     }
-    parts.push(rest);
-    parts.reverse();
-    let decoded: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| s.spawn(move || decode(part)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
-    });
-    let (mut records, mut unreadable) = (Vec::with_capacity(total), Vec::new());
-    for part in decoded {
-        let (r, u) = part?;
-        records.extend(r);
-        unreadable.extend(u);
+}
+
+/// Why a record's stored text did not give a record.
+enum Unopened {
+    /// A secret could not be opened.
+    Seal(SealError),
+    /// Not the JSON of a record (or a value in it is invalid).
+    Json(serde_json::Error),
+    /// Not UTF-8 text.
+    NotText,
+}
+
+impl Unopened {
+    /// What to say (never a stored value).
+    fn message(&self) -> String {
+        match self {
+            Unopened::Seal(seal) => seal.to_string(),
+            Unopened::Json(e) => format!("not a valid record ({})", e.classify_text()),
+            Unopened::NotText => "not a valid record (not UTF-8 text)".into(),
+        }
     }
-    Ok((records, unreadable))
+}
+
+/// A record from its stored text, its secrets opened with `ring`; a
+/// failure also names the ID of the key whose secret could not be opened,
+/// when that is why.
+fn open_record(ring: &Arc<KeyRing>, text: &str) -> Result<Record, (Unopened, Option<String>)> {
+    let (result, codec_error) =
+        with_secret_codec_reporting(ring.clone(), || serde_json::from_str::<Record>(text));
+    result.map_err(|e| match seal_error(codec_error) {
+        Some(seal) => {
+            let key_id = seal.key_id().map(str::to_owned);
+            (Unopened::Seal(seal), key_id)
+        }
+        None => (Unopened::Json(e), None),
+    })
 }
 
 /// Decodes change-feed rows `(revision, key, version, body)`. A body that
@@ -272,30 +489,11 @@ fn decode_or_why(
     key: &RecordKey,
     text: &str,
 ) -> Result<Record, (StoreError, Option<String>)> {
-    let (result, codec_error) =
-        with_secret_codec_reporting(ring.clone(), || serde_json::from_str::<Record>(text));
-    let record = result.map_err(|e| {
-        let seal = seal_error(codec_error);
-        let key_id = seal.as_ref().and_then(|s| s.key_id()).map(str::to_owned);
-        let error = StoreError::Unreadable {
-            backend,
-            what: key.to_string(),
-            message: match seal {
-                Some(seal) => seal.to_string(),
-                None => format!("not a valid record ({})", e.classify_text()),
-            },
-        };
-        (error, key_id)
-    })?;
+    let record =
+        open_record(ring, text).map_err(|(why, key_id)| (unreadable(backend, key, why.message()), key_id))?;
     if &record.key() != key {
-        return Err((
-            StoreError::Unreadable {
-                backend,
-                what: key.to_string(),
-                message: format!("the row holds the record of {}", record.key()),
-            },
-            None,
-        ));
+        let message = format!("the row holds the record of {}", record.key());
+        return Err((unreadable(backend, key, message), None));
     }
     Ok(record)
 }
@@ -418,7 +616,7 @@ mod tests {
                 encode_record("test", &ring, &record).expect("record"),
             )
         };
-        let n = 3 * PARALLEL_FROM;
+        let n = 3 * BATCH_ROWS + 5;
         let (decoded, unreadable) = decode_live("test", &ring, (0..n).map(row).collect()).expect("decode");
         assert_eq!(decoded.len(), n);
         assert!(unreadable.is_empty());
@@ -426,19 +624,21 @@ mod tests {
             assert_eq!((*version, record.key()), (Version(i as u64 + 1), marker(i).key()));
         }
         let mut bad: Vec<_> = (0..n).map(row).collect();
-        // The end of one thread's part, and the start of the next one's.
-        let (first, second) = (n / 2 - 1, n / 2 + 1);
-        for i in [second, first] {
+        // The end of one batch, the start of the next one, and a row of
+        // the last batch (decoded by the reading thread).
+        let (first, second, third) = (BATCH_ROWS - 1, BATCH_ROWS, n - 2);
+        for i in [third, second, first] {
             bad[i].2 = "{".into();
         }
         let (decoded, unreadable) = decode_live("test", &ring, bad.clone()).expect("a partial load");
-        assert_eq!(decoded.len(), n - 2);
+        assert_eq!(decoded.len(), n - 3);
         let keys: Vec<_> = unreadable.iter().map(|u| (u.key.clone(), u.version)).collect();
         assert_eq!(
             keys,
             vec![
                 (marker(first).key(), Version(first as u64 + 1)),
                 (marker(second).key(), Version(second as u64 + 1)),
+                (marker(third).key(), Version(third as u64 + 1)),
             ]
         );
         assert!(matches!(

@@ -53,8 +53,8 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
+use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
 use crate::model::{CodecError, SecretCodec, SecretValue};
@@ -383,39 +383,60 @@ impl KeyRing {
                 key_id: key_id.to_owned(),
             });
         };
-        let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| SealError::Malformed {
-            reason: "data is not base64",
-        })?;
-        if body.len() < NONCE_LEN + TAG_LEN {
+        // Decoded into a buffer on the stack (on the heap beyond
+        // `OPEN_INLINE` bytes), decrypted in place there, and the plaintext
+        // copied once into the value: no ciphertext or plaintext copies in
+        // between. The buffer is zeroized whatever happens.
+        let mut inline = [0u8; OPEN_INLINE];
+        let mut heap = Vec::new();
+        let buffer: &mut [u8] = match body.len().div_ceil(4) * 3 {
+            n if n <= OPEN_INLINE => &mut inline[..n],
+            n => {
+                heap.resize(n, 0);
+                &mut heap
+            }
+        };
+        let buffer = Wiped(buffer);
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(body, &mut buffer.0[..])
+            .map_err(|_| SealError::Malformed {
+                reason: "data is not base64",
+            })?;
+        if len < NONCE_LEN + TAG_LEN {
             return Err(SealError::Malformed {
                 reason: "data is too short",
             });
         }
-        let (nonce, ciphertext) = body.split_at(NONCE_LEN);
-        let nonce = XNonce::try_from(nonce).map_err(|_| SealError::Malformed { reason: "bad nonce" })?;
+        let (nonce, rest) = buffer.0[..len].split_at_mut(NONCE_LEN);
+        let (ciphertext, tag) = rest.split_at_mut(len - NONCE_LEN - TAG_LEN);
+        let nonce = XNonce::try_from(&*nonce).map_err(|_| SealError::Malformed { reason: "bad nonce" })?;
+        let tag = Tag::try_from(&*tag).map_err(|_| SealError::Malformed { reason: "bad tag" })?;
         // The associated data is the text's own label, `cs1:<key id>`.
         let aad = &sealed[..FORMAT_TAG.len() + 1 + key_id.len()];
-        let plain = key
-            .cipher
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: ciphertext,
-                    aad: aad.as_bytes(),
-                },
-            )
+        key.cipher
+            .decrypt_inout_detached(&nonce, aad.as_bytes(), ciphertext.into(), &tag)
             .map_err(|_| SealError::WrongKey {
                 key_id: key_id.to_owned(),
             })?;
-        match String::from_utf8(plain) {
+        match std::str::from_utf8(ciphertext) {
             Ok(text) => Ok(SecretValue::new(text)),
-            Err(e) => {
-                drop(secrecy::SecretSlice::from(e.into_bytes()));
-                Err(SealError::Malformed {
-                    reason: "the opened value is not UTF-8",
-                })
-            }
+            Err(_) => Err(SealError::Malformed {
+                reason: "the opened value is not UTF-8",
+            }),
         }
+    }
+}
+
+/// Sealed values up to this many bytes (a secret of about 200 bytes) are
+/// opened in a buffer on the stack.
+const OPEN_INLINE: usize = 256;
+
+/// A buffer that held a secret, zeroized when dropped.
+struct Wiped<'a>(&'a mut [u8]);
+
+impl Drop for Wiped<'_> {
+    fn drop(&mut self) {
+        secrecy::zeroize::Zeroize::zeroize(&mut *self.0);
     }
 }
 
@@ -534,6 +555,53 @@ mod tests {
                 .expect("open")
                 .expose(),
             ""
+        );
+    }
+
+    /// Values on either side of the stack buffer's size open in place to
+    /// what was sealed; an opened value that is not UTF-8 is refused.
+    #[test]
+    fn values_of_any_length_open_in_place() {
+        let ring = KeyRing::new(key("k1", 7));
+        let sizes = [
+            0,
+            1,
+            150,
+            160,
+            OPEN_INLINE - NONCE_LEN - TAG_LEN,
+            OPEN_INLINE,
+            4_000,
+        ];
+        for len in sizes.into_iter().flat_map(|n| [n, n + 1]) {
+            let text: String = "sécret-".chars().cycle().take(len).collect();
+            let sealed = ring.seal(&SecretValue::new(text.clone())).expect("seal");
+            assert_eq!(
+                ring.open(&sealed).expect("open").expose(),
+                text,
+                "{len} characters"
+            );
+        }
+        let k = key("k1", 7);
+        let nonce = [3u8; NONCE_LEN];
+        let mut body = nonce.to_vec();
+        let label = format!("{FORMAT_TAG}:k1");
+        body.extend(
+            k.cipher
+                .encrypt(
+                    &XNonce::from(nonce),
+                    Payload {
+                        msg: &[0xff, 0xfe],
+                        aad: label.as_bytes(),
+                    },
+                )
+                .expect("encrypt"),
+        );
+        let sealed = format!("{label}:{}", URL_SAFE_NO_PAD.encode(&body));
+        assert_eq!(
+            ring.open(&sealed).unwrap_err(),
+            SealError::Malformed {
+                reason: "the opened value is not UTF-8"
+            }
         );
     }
 

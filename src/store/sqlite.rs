@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::rows::{
-    self, decode_audit, decode_changes, decode_key, decode_live, decode_record, encode_audit, encode_batch,
-    encode_key, encode_record, in_feed, to_u64,
+    self, decode_audit, decode_changes, decode_key, decode_record, encode_audit, encode_batch, encode_key,
+    encode_record, in_feed, to_u64,
 };
 use super::seal::{self, KeyRing, Resealed};
 use super::{Batch, Change, CommitToken, Committed, Snapshot, Store, StoreError};
@@ -477,17 +478,28 @@ impl Store for SqliteStore {
             .transaction()
             .map_err(|e| unavailable("cannot begin a transaction", e))?;
         let (revision, _) = head(&tx)?;
-        let rows: Vec<(String, i64, String)> = {
+        // Rows are decoded on other threads while this one reads on.
+        let (records, unreadable) = rows::decode_live_from(BACKEND, &self.ring, |sink| {
+            let failed = |e| unavailable("cannot read records", e);
             let mut stmt = tx
                 .prepare("SELECT key, version, body FROM records WHERE body IS NOT NULL")
-                .map_err(|e| unavailable("cannot read records", e))?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .and_then(|rows| rows.collect())
-                .map_err(|e| unavailable("cannot read records", e))?
-        };
+                .map_err(failed)?;
+            let mut rows = stmt.query([]).map_err(failed)?;
+            while let Some(row) = rows.next().map_err(failed)? {
+                let key = row.get_ref(0).and_then(|v| Ok(v.as_str()?)).map_err(failed)?;
+                let version: i64 = row.get(1).map_err(failed)?;
+                // A body that is not text is an unreadable record, not a
+                // failed load.
+                let body = match row.get_ref(2).map_err(failed)? {
+                    ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes,
+                    ValueRef::Null | ValueRef::Integer(_) | ValueRef::Real(_) => &[],
+                };
+                sink.push(key, version, body);
+            }
+            Ok(())
+        })?;
         drop(tx);
         drop(conn);
-        let (records, unreadable) = decode_live(BACKEND, &self.ring, rows)?;
         Ok(Snapshot {
             revision,
             records,

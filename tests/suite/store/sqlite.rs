@@ -207,6 +207,115 @@ fn a_missing_or_wrong_key_is_a_typed_error_and_loses_nothing() {
     assert!(test_kit::same_record(&snapshot.records[0].1, &record));
 }
 
+/// Rows altered in the file underneath the store: a tampered sealed
+/// secret, a body that is not JSON, a body that is not text, a body moved
+/// to another row. A load lists each by its key, with a typed error that
+/// holds no secret, and loads every other record whole, secrets included,
+/// in order (enough rows for the load to decode in several batches on
+/// several threads). A row whose key itself is corrupt fails the load:
+/// nothing is half-loaded.
+#[test]
+fn altered_rows_are_listed_by_key_and_the_rest_loads_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let p = test_kit::unique_project("altered");
+    let n = 2_600;
+    let secrets: Vec<String> = (0..n)
+        .map(|i| test_kit::unique_secret(&format!("s{i}")))
+        .collect();
+    let records: Vec<Record> = (0..n)
+        .map(|i| test_kit::sample_connection(&p, &format!("svc{i:04}"), &secrets[i]))
+        .collect();
+    {
+        let store = SqliteStore::open(&path, ring()).expect("open");
+        commit(
+            &store,
+            records
+                .iter()
+                .map(|r| Write::put(r.clone(), Expect::Absent))
+                .collect(),
+        );
+    }
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    // Rows in the order a load reads them.
+    let keys: Vec<String> = raw
+        .prepare("SELECT key FROM records ORDER BY key")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("keys");
+    let body = |key: &str| -> String {
+        raw.query_row("SELECT body FROM records WHERE key = ?1", [key], |r| r.get(0))
+            .expect("body")
+    };
+    let (tampered, not_json, not_text, moved) = (5, 1_023, 1_024, 2_500);
+    let mut sealed = body(&keys[tampered]);
+    let at = sealed.find("\"cs1:k1:").expect("a sealed secret") + 20;
+    let flipped = if &sealed[at..=at] == "A" { "B" } else { "A" };
+    sealed.replace_range(at..=at, flipped);
+    let update = "UPDATE records SET body = ?1 WHERE key = ?2";
+    raw.execute(update, rusqlite::params![sealed, keys[tampered]])
+        .expect("tamper");
+    raw.execute(update, rusqlite::params!["{\"connection\": {", keys[not_json]])
+        .expect("truncate");
+    raw.execute(
+        update,
+        rusqlite::params![vec![0xffu8, 0xfe, 0x7b], keys[not_text]],
+    )
+    .expect("a blob");
+    raw.execute(update, rusqlite::params![body(&keys[0]), keys[moved]])
+        .expect("move");
+    let store = SqliteStore::open(&path, ring()).expect("open");
+    let snapshot = store.load().expect("a load lists what it cannot read");
+    let by_key = |key: &str| {
+        records
+            .iter()
+            .position(|r| serde_json::to_string(&r.key()).expect("key") == key)
+            .expect("a written record")
+    };
+    let altered = [tampered, not_json, not_text, moved];
+    let listed: Vec<_> = snapshot.unreadable.iter().map(|u| u.key.clone()).collect();
+    let want: Vec<_> = altered.iter().map(|&i| records[by_key(&keys[i])].key()).collect();
+    assert_eq!(listed, want);
+    let messages: Vec<String> = snapshot
+        .unreadable
+        .iter()
+        .map(|u| {
+            let StoreError::Unreadable { what, message, .. } = &u.error else {
+                panic!("expected Unreadable, got {}", u.error);
+            };
+            assert_eq!(what, &u.key.to_string());
+            message.clone()
+        })
+        .collect();
+    assert!(messages[0].contains("does not open"), "{}", messages[0]);
+    assert_eq!(snapshot.unreadable[0].key_id.as_deref(), Some("k1"));
+    assert!(messages[1].contains("not a valid record"), "{}", messages[1]);
+    assert!(messages[2].contains("not UTF-8"), "{}", messages[2]);
+    assert!(messages[3].contains("holds the record of"), "{}", messages[3]);
+    for message in &messages {
+        assert!(!secrets.iter().any(|s| message.contains(s.as_str())), "{message}");
+    }
+    // Everything else, in row order, with its secrets.
+    let loaded: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !altered.contains(i))
+        .map(|(_, key)| &records[by_key(key)])
+        .collect();
+    assert_eq!(snapshot.records.len(), loaded.len());
+    for ((version, got), want) in snapshot.records.iter().zip(loaded) {
+        assert_eq!(*version, Version(1));
+        assert!(test_kit::same_record(got, want), "{} differs", want.key());
+    }
+    // A corrupt key: the whole load fails, naming what it could not read.
+    raw.execute(
+        "UPDATE records SET key = 'not a key' WHERE key = ?1",
+        [&keys[1_800]],
+    )
+    .expect("corrupt a key");
+    let (what, _) = unreadable_message(store.load().expect_err("a corrupt key fails the load"));
+    assert_eq!(what, "a record key");
+}
+
 #[test]
 fn reseal_moves_everything_to_the_newest_key() {
     let dir = tempfile::tempdir().expect("tempdir");
