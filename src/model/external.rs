@@ -483,8 +483,7 @@ impl serde::Serialize for ExternalRef {
 
 impl<'de> serde::Deserialize<'de> for ExternalRef {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        ExternalRef::parse(&text).map_err(serde::de::Error::custom)
+        super::de::from_str(d, ExternalRef::parse)
     }
 }
 

@@ -348,8 +348,7 @@ macro_rules! ident {
 
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                Self::parse(&text).map_err(serde::de::Error::custom)
+                crate::model::de::from_str(d, Self::parse)
             }
         }
     };
@@ -712,8 +711,7 @@ impl serde::Serialize for ConnectionId {
 
 impl<'de> serde::Deserialize<'de> for ConnectionId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
+        crate::model::de::from_str(d, Self::parse)
     }
 }
 

@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod connection;
+mod de;
 mod description;
 mod external;
 mod ident;

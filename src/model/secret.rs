@@ -237,11 +237,10 @@ impl serde::Serialize for SecretValue {
 
 impl<'de> serde::Deserialize<'de> for SecretValue {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        match with_codec(|codec| codec.open(&text)) {
-            Some(opened) => opened.map_err(serde::de::Error::custom),
-            None => Err(serde::de::Error::custom(NO_CODEC)),
-        }
+        super::de::from_str(d, |text| match with_codec(|codec| codec.open(text)) {
+            Some(opened) => opened,
+            None => Err(NO_CODEC.to_owned()),
+        })
     }
 }
 
@@ -303,7 +302,8 @@ mod tests {
             );
             serde_json::from_str::<SecretValue>("\"sealed\"")
         });
-        assert_eq!(outer.unwrap_err().to_string(), "refused 1");
+        // The codec's message, where the reader was.
+        assert_eq!(outer.unwrap_err().to_string(), "refused 1 at line 1 column 8");
         assert_eq!(error.unwrap().downcast_ref::<Refused>().map(|r| r.0), Some(1));
         let (ok, error) = with_secret_codec_reporting(Arc::new(PlaintextCodec), || serde_json::to_string(&s));
         assert_eq!(ok.unwrap(), "\"x\"");

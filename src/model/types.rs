@@ -257,8 +257,7 @@ impl Serialize for Pattern {
 
 impl<'de> Deserialize<'de> for Pattern {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Pattern::new(&text).map_err(serde::de::Error::custom)
+        super::de::from_str(d, Pattern::new)
     }
 }
 

@@ -138,8 +138,9 @@ impl serde::Serialize for PlainValue {
 
 impl<'de> serde::Deserialize<'de> for PlainValue {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(PlainValue::from(&*text))
+        super::de::from_str(d, |text| {
+            Ok::<_, std::convert::Infallible>(PlainValue::from(text))
+        })
     }
 }
 
