@@ -294,8 +294,8 @@ fn connection_doc(
     let (auth, client) = auth_doc(spec.auth());
     let target = match spec.target() {
         Target::External { service } if service.is_empty() => None,
-        Target::External { service } => Some(TargetDoc::External(service.clone())),
-        Target::Database { engine } => Some(TargetDoc::Database(engine.clone())),
+        Target::External { service } => Some(TargetDoc::External(service.to_string())),
+        Target::Database { engine } => Some(TargetDoc::Database(engine.to_string())),
         Target::Platform(p) => Some(TargetDoc::Platform(PlatformDoc {
             project: (&p.project != project).then(|| p.project.to_string()),
             integration: p.integration.to_string(),

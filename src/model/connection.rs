@@ -101,8 +101,8 @@ pub enum BuilderAccess {
 }
 
 /// What few connections have: a description, a type, a template, builder
-/// access. Boxed behind one pointer (memory per connection is a performance
-/// target).
+/// access, and for a stored [`Connection`] its managed OAuth application.
+/// Boxed behind one pointer (memory per connection is a performance target).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Extras {
     #[serde(default, skip_serializing_if = "Text::is_empty")]
@@ -113,6 +113,11 @@ struct Extras {
     template: Option<TemplateName>,
     #[serde(default, skip_serializing_if = "is_hidden")]
     builder: BuilderAccess,
+    /// [`Connection::oauth_app`]: set by [`Connection::new`] alone (a
+    /// spec's own builder and fields have none), serialized by
+    /// [`Connection`], never as part of the spec.
+    #[serde(skip)]
+    oauth_app: Option<AppOwner>,
 }
 
 fn is_hidden(b: &BuilderAccess) -> bool {
@@ -134,8 +139,13 @@ impl Extras {
                 connection_type,
                 template,
                 builder,
+                oauth_app: None,
             })
         })
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Extras::default()
     }
 }
 
@@ -404,7 +414,7 @@ impl ConnectionBuilder {
             name,
             description: String::new(),
             target: Ok(Target::External {
-                service: String::new(),
+                service: Box::default(),
             }),
             auth: AuthScheme::None,
             params: Vec::new(),
@@ -705,14 +715,35 @@ fn check_declared<'a>(
 /// connection, the application it refers to (never a copy of its secret).
 ///
 /// Serialized as one map: the ID, the spec's fields, then `oauth_app` if any.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Connection {
     id: ConnectionId,
-    #[serde(flatten)]
+    /// The spec, with the application (rare) in its boxed extras: a
+    /// connection is one pointer smaller (memory per connection is a
+    /// performance target).
     spec: ConnectionSpec,
-    /// Boxed: most connections have none, and `AppOwner` is 32 bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    oauth_app: Option<Box<AppOwner>>,
+}
+
+impl Serialize for Connection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        /// What `Connection` was serialized as before the application moved
+        /// into the spec's extras.
+        #[derive(Serialize)]
+        #[serde(rename = "Connection")]
+        struct Out<'a> {
+            id: ConnectionId,
+            #[serde(flatten)]
+            spec: &'a ConnectionSpec,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            oauth_app: Option<&'a AppOwner>,
+        }
+        Out {
+            id: self.id,
+            spec: &self.spec,
+            oauth_app: self.oauth_app(),
+        }
+        .serialize(s)
+    }
 }
 
 /// Reads what `Connection`'s `Serialize` writes. Written out instead of
@@ -741,7 +772,7 @@ impl<'de> Deserialize<'de> for Connection {
             #[serde(default)]
             builder: BuilderAccess,
             #[serde(default)]
-            oauth_app: Option<Box<AppOwner>>,
+            oauth_app: Option<AppOwner>,
         }
         let f = Flat::deserialize(d)?;
         // A stored record passes the same checks as a new spec.
@@ -756,23 +787,30 @@ impl<'de> Deserialize<'de> for Connection {
         }
         .checked()
         .map_err(serde::de::Error::custom)?;
-        Ok(Connection {
-            id: f.id,
-            spec,
-            oauth_app: f.oauth_app,
-        })
+        Ok(Connection::new(f.id, spec, f.oauth_app))
     }
 }
 
 impl Connection {
     /// Assembles a record. The registry is the one place that decides
     /// `oauth_app`; stores only round-trip it.
-    pub fn new(id: ConnectionId, spec: ConnectionSpec, oauth_app: Option<AppOwner>) -> Self {
-        Connection {
-            id,
-            spec,
-            oauth_app: oauth_app.map(Box::new),
+    pub fn new(id: ConnectionId, mut spec: ConnectionSpec, oauth_app: Option<AppOwner>) -> Self {
+        match (&mut spec.extras, oauth_app) {
+            (Some(extras), owner) => {
+                extras.oauth_app = owner;
+                if extras.is_default() {
+                    spec.extras = None;
+                }
+            }
+            (None, None) => {}
+            (None, Some(owner)) => {
+                spec.extras = Some(Box::new(Extras {
+                    oauth_app: Some(owner),
+                    ..Extras::default()
+                }));
+            }
         }
+        Connection { id, spec }
     }
     /// The Connection ID.
     pub fn id(&self) -> ConnectionId {
@@ -796,7 +834,7 @@ impl Connection {
     }
     /// The managed OAuth application this connection uses, if any.
     pub fn oauth_app(&self) -> Option<&AppOwner> {
-        self.oauth_app.as_deref()
+        self.spec.extras.as_deref()?.oauth_app.as_ref()
     }
 }
 
@@ -816,7 +854,7 @@ mod tests {
         assert_eq!(size_of::<ProjectId>(), 16);
         assert_eq!(size_of::<Scope>(), 24);
         assert_eq!(size_of::<PlatformTarget>(), 64);
-        assert_eq!(size_of::<Target>(), 32);
+        assert_eq!(size_of::<Target>(), 24);
         assert_eq!(size_of::<SecretEntry>(), 16);
         // A default-only `Layers` is its value, without a `Layer`.
         assert_eq!(size_of::<Layers<PlainValue>>(), size_of::<PlainValue>());
@@ -825,7 +863,9 @@ mod tests {
         // The name, the values and one pointer (72 before the compact
         // values and the boxed rare attributes).
         assert_eq!(size_of::<Param>(), 48);
-        assert_eq!(size_of::<Connection>(), 144);
+        // 160 before: parameters in a `Box<[Param]>`, the application in
+        // the boxed extras.
+        assert_eq!(size_of::<Connection>(), 128);
     }
 
     #[test]
@@ -880,6 +920,29 @@ mod tests {
         json.as_object_mut().unwrap().remove("target");
         let e = serde_json::from_value::<Connection>(json).unwrap_err();
         assert!(e.to_string().contains("missing field `target`"), "{e}");
+    }
+
+    #[test]
+    fn the_application_belongs_to_the_connection_not_to_its_spec() {
+        let owner = AppOwner::Integration("i".parse().unwrap());
+        let plain = ConnectionSpec::integration("p", "i", "n").build().unwrap();
+        let described = ConnectionSpec::integration("p", "i", "n")
+            .describe("d")
+            .build()
+            .unwrap();
+        for spec in [plain, described] {
+            let had_extras = spec.extras.is_some();
+            let c = Connection::new(ConnectionId::random(), spec, Some(owner.clone()));
+            assert_eq!(c.oauth_app(), Some(&owner));
+            // The spec's own serialized form never has it.
+            let json = serde_json::to_value(c.spec()).unwrap();
+            assert!(json.get("oauth_app").is_none(), "{json}");
+            // A connection made again from the spec has what it is given.
+            let again = Connection::new(c.id(), c.spec().clone(), None);
+            assert_eq!(again.oauth_app(), None);
+            assert_eq!(again.spec().extras.is_some(), had_extras);
+            assert_eq!(again.spec().description(), c.spec().description());
+        }
     }
 
     #[test]

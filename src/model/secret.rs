@@ -6,6 +6,11 @@ use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 
+/// The shared secret: `triomphe`'s `Arc` has no weak count, so each secret
+/// a connection stores costs 8 bytes less than with the standard `Arc`
+/// (memory per connection is a performance target).
+type Shared = triomphe::Arc<SecretString>;
+
 /// A secret parameter value (an API key, a password, an OAuth client secret).
 ///
 /// It lives in a [`secrecy::SecretString`] (zeroized when the last copy is
@@ -25,18 +30,18 @@ use secrecy::{ExposeSecret, SecretString};
 /// assert!(serde_json::to_string(&key).is_err());
 /// ```
 #[derive(Clone)]
-pub struct SecretValue(Arc<SecretString>);
+pub struct SecretValue(Shared);
 
 impl SecretValue {
     /// Wraps a secret.
     pub fn new(value: impl Into<String>) -> Self {
-        SecretValue(Arc::new(SecretString::from(value.into())))
+        SecretValue(Shared::new(SecretString::from(value.into())))
     }
 
     /// Whether two values are copies of one secret (as opposed to equal
     /// secrets): for tests of sharing.
     pub fn shares_secret_with(&self, other: &SecretValue) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Shared::ptr_eq(&self.0, &other.0)
     }
 
     /// Reads the secret. Every call site of this is a place a secret leaves the
@@ -54,14 +59,14 @@ impl SecretValue {
 
 impl From<SecretString> for SecretValue {
     fn from(s: SecretString) -> Self {
-        SecretValue(Arc::new(s))
+        SecretValue(Shared::new(s))
     }
 }
 
 impl From<SecretValue> for SecretString {
     /// The secret itself when this is its last copy, else a copy of it.
     fn from(s: SecretValue) -> Self {
-        Arc::try_unwrap(s.0).unwrap_or_else(|shared| SecretString::from(shared.expose_secret()))
+        Shared::try_unwrap(s.0).unwrap_or_else(|shared| SecretString::from(shared.expose_secret()))
     }
 }
 

@@ -41,19 +41,21 @@ pub struct PlatformTarget {
 #[non_exhaustive]
 pub enum Target {
     /// Another integration on the platform. Boxed: a [`PlatformTarget`] is
-    /// 80 bytes and would make every target, which every connection carries,
-    /// that large; boxed, a target is 32 (memory per connection is a performance target).
+    /// 64 bytes and would make every target, which every connection carries,
+    /// that large; boxed, a target is 24 (memory per connection is a performance target).
     Platform(Box<PlatformTarget>),
     /// A managed database; the connection carries `HostName`, `Port`,
     /// `Username`, `Password` (secret) and `DatabaseName`.
     Database {
-        /// The engine, e.g. `postgresql`, `mysql`.
-        engine: String,
+        /// The engine, e.g. `postgresql`, `mysql` (a `Box<str>`: a target is
+        /// 24 bytes, see [`Target::database`] and [`Target::engine`]).
+        engine: Box<str>,
     },
     /// A third-party service; its URLs per environment are parameters.
     External {
-        /// The service, e.g. `twilio`.
-        service: String,
+        /// The service, e.g. `twilio` (a `Box<str>`: a target is 24 bytes,
+        /// see [`Target::external`] and [`Target::service`]).
+        service: Box<str>,
     },
 }
 
@@ -72,14 +74,42 @@ impl Target {
     /// A third-party service.
     pub fn external(service: impl Into<String>) -> Self {
         Target::External {
-            service: service.into(),
+            service: service.into().into_boxed_str(),
+        }
+    }
+
+    /// The service, for a third-party service target.
+    ///
+    /// ```
+    /// use connective::model::Target;
+    /// assert_eq!(Target::external("twilio").service(), Some("twilio"));
+    /// assert_eq!(Target::database("mysql").service(), None);
+    /// ```
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            Target::External { service } => Some(service),
+            _ => None,
+        }
+    }
+
+    /// The engine, for a managed database target.
+    ///
+    /// ```
+    /// use connective::model::Target;
+    /// assert_eq!(Target::database("mysql").engine(), Some("mysql"));
+    /// assert_eq!(Target::external("twilio").engine(), None);
+    /// ```
+    pub fn engine(&self) -> Option<&str> {
+        match self {
+            Target::Database { engine } => Some(engine),
+            _ => None,
         }
     }
 
     /// A managed database.
     pub fn database(engine: impl Into<String>) -> Self {
         Target::Database {
-            engine: engine.into(),
+            engine: engine.into().into_boxed_str(),
         }
     }
 
@@ -112,8 +142,8 @@ pub const MAX_TARGET_LEN: usize = 256;
 /// in messages and plans).
 pub(super) fn check_target(target: &Target, problems: &mut Vec<SpecProblem>) {
     let (field, text) = match target {
-        Target::External { service } => ("target.service", Some(service.as_str())),
-        Target::Database { engine } => ("target.engine", Some(engine.as_str())),
+        Target::External { service } => ("target.service", Some(&**service)),
+        Target::Database { engine } => ("target.engine", Some(&**engine)),
         Target::Platform(p) => ("target.endpoint", p.endpoint.as_deref()),
     };
     let Some(text) = text else { return };
