@@ -34,12 +34,12 @@ pub struct ProjectSnapshot {
     project: ProjectId,
     revision: Revision,
     connections: ById,
-    /// The per-name index: the connection with each (scope, name), hashed by
-    /// [`name_hash`]. It holds no key of its own (a probe compares the
-    /// connection's own scope and name), so it costs 8 bytes a connection
-    /// and a copy of the snapshot clones no identifier. Sharded like
-    /// [`ById`]: a write copies one shard of it.
-    by_name: ShardedTable<Arc<Connection>>,
+    /// The per-name index: for each connection, a [`NameSlot`] (8 bytes)
+    /// filed under its (scope, name). It holds neither a key nor a
+    /// reference (a probe finds the connection in [`ById`] and compares its
+    /// own scope and name), so a write that copies a shard of it copies
+    /// plain bytes and touches no connection. Sharded like [`ById`].
+    by_name: ShardedTable<NameSlot>,
     mappings: HashMap<IntegrationId, Versioned<Arc<Mappings>>>,
     apps: HashMap<AppOwner, Versioned<Arc<OAuthApp>>>,
     /// The project's own connection types.
@@ -53,17 +53,79 @@ pub struct ProjectSnapshot {
     unreadable: Vec<RecordKey>,
 }
 
-/// The hash of a (scope, name) key of the per-name index (foldhash, seeded
-/// at random once per process).
-fn name_hash(integration: Option<&IntegrationId>, name: &ConnectionName) -> u64 {
-    let mut h = NAME_HASHER.build_hasher();
-    integration.map(IntegrationId::as_str).hash(&mut h);
-    name.as_str().hash(&mut h);
-    h.finish()
+/// Spreads 32 bits of a key's hash over a table hash: every bit the shard
+/// tables use (the low ones for a bucket, the top seven for a control byte,
+/// those from 32 up for a shard) depends on them.
+fn spread(part: u32) -> u64 {
+    u64::from(part).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-static NAME_HASHER: std::sync::LazyLock<DefaultHashBuilder> =
+/// The high 32 bits of a (scope, name) key's hash (foldhash, seeded at
+/// random once per process): what the per-name index files the key under.
+fn name_part(integration: Option<&IntegrationId>, name: &ConnectionName) -> u32 {
+    let mut h = HASHER.build_hasher();
+    integration.map(IntegrationId::as_str).hash(&mut h);
+    name.as_str().hash(&mut h);
+    narrow((h.finish() >> 32) as u32)
+}
+
+/// The high 32 bits of a Connection ID's hash: what [`ById`] files the
+/// connection under.
+fn id_part(id: &ConnectionId) -> u32 {
+    narrow((HASHER.hash_one(id) >> 32) as u32)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// In tests: whether hashes keep two bits only, so that keys and IDs
+    /// collide all the time.
+    static NARROW: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `part`, or in a test that asks for collisions, two bits of it.
+#[inline(always)]
+fn narrow(part: u32) -> u32 {
+    #[cfg(test)]
+    if NARROW.with(std::cell::Cell::get) {
+        return part & 3;
+    }
+    part
+}
+
+static HASHER: std::sync::LazyLock<DefaultHashBuilder> =
     std::sync::LazyLock::new(DefaultHashBuilder::default);
+
+/// An entry of the per-name index: the [`name_part`] of a connection's
+/// (scope, name) and the [`id_part`] of its ID, which is where [`ById`]
+/// files it. Two connections may share a slot's value (both parts
+/// colliding); such slots are interchangeable, so the index keeps one per
+/// connection and removing either leaves the right one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NameSlot(u64);
+
+impl NameSlot {
+    fn new(name: u32, id: u32) -> Self {
+        NameSlot((u64::from(name) << 32) | u64::from(id))
+    }
+
+    fn of(c: &Connection) -> Self {
+        let (integration, name) = key_of(c);
+        NameSlot::new(name_part(integration, name), id_part(&c.id()))
+    }
+
+    fn name(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    fn id(self) -> u32 {
+        self.0 as u32
+    }
+
+    /// The hash the per-name index files this slot under.
+    fn hash(self) -> u64 {
+        spread(self.name())
+    }
+}
 
 /// The connections of a project by ID: a table of the records themselves,
 /// keyed by their own ID (16 bytes a connection, no separate key), in
@@ -73,7 +135,7 @@ static NAME_HASHER: std::sync::LazyLock<DefaultHashBuilder> =
 struct ById(ShardedTable<Versioned<Arc<Connection>>>);
 
 fn id_hash(id: &ConnectionId) -> u64 {
-    NAME_HASHER.hash_one(id)
+    spread(id_part(id))
 }
 
 impl ById {
@@ -93,6 +155,15 @@ impl ById {
 
     fn remove(&mut self, id: &ConnectionId) {
         self.0.remove(id_hash(id), |c| c.value.id() == *id);
+    }
+
+    /// The connection filed under `id_part` for which `eq` holds.
+    fn find_part(
+        &self,
+        id_part: u32,
+        eq: impl FnMut(&Versioned<Arc<Connection>>) -> bool,
+    ) -> Option<&Versioned<Arc<Connection>>> {
+        self.0.find(spread(id_part), eq)
     }
 
     fn values(&self) -> impl Iterator<Item = &Versioned<Arc<Connection>>> {
@@ -125,33 +196,36 @@ impl ProjectSnapshot {
         }
     }
 
-    /// The ID under (`integration`, `name`) in the per-name index.
+    /// The connection under (`integration`, `name`): the per-name index
+    /// gives the candidates' [`id_part`]s, and [`ById`] the connection under
+    /// one whose own scope and name are the key.
     fn name_lookup(
         &self,
         integration: Option<&IntegrationId>,
         name: &ConnectionName,
-    ) -> Option<ConnectionId> {
-        self.by_name
-            .find(name_hash(integration, name), |c| key_of(c) == (integration, name))
-            .map(|c| c.id())
+    ) -> Option<&Versioned<Arc<Connection>>> {
+        let part = name_part(integration, name);
+        let mut found = None;
+        self.by_name.find(spread(part), |slot| {
+            if slot.name() == part {
+                found = self
+                    .connections
+                    .find_part(slot.id(), |c| key_of(&c.value) == (integration, name));
+            }
+            found.is_some()
+        })?;
+        found
     }
 
-    /// Drops `c` from the per-name index, if it is there under its key.
-    fn unindex(&mut self, c: &Connection) {
-        let id = c.id();
-        self.by_name
-            .remove(name_hash(key_of(c).0, c.name()), |x| x.id() == id);
+    /// Drops a connection's slot from the per-name index.
+    fn unindex(&mut self, slot: NameSlot) {
+        self.by_name.remove(slot.hash(), |x| *x == slot);
     }
 
-    /// Indexes `c` under its key, replacing whatever was there.
-    fn index(&mut self, c: &Arc<Connection>) {
-        let (integration, name) = key_of(c);
-        self.by_name.insert(
-            name_hash(integration, name),
-            Arc::clone(c),
-            |other| key_of(other) == (integration, name),
-            |other| name_hash(key_of(other).0, other.name()),
-        );
+    /// Files `c` in the per-name index (its key has no slot yet).
+    fn index(&mut self, c: &Connection) {
+        let slot = NameSlot::of(c);
+        self.by_name.insert_unique(slot.hash(), slot, |x| x.hash());
     }
 
     /// The project.
@@ -178,7 +252,6 @@ impl ProjectSnapshot {
         name: &ConnectionName,
     ) -> Option<&Versioned<Arc<Connection>>> {
         self.name_lookup(integration, name)
-            .and_then(|id| self.connections.get(&id))
     }
 
     /// Every connection, in no particular order.
@@ -332,14 +405,17 @@ impl ProjectSnapshot {
         }
         match record {
             Record::Connection(c) if c.project() == &self.project => {
-                if let Some(old) = self.connections.get(&c.id()).map(|o| Arc::clone(&o.value)) {
-                    self.unindex(&old);
+                if let Some(old) = self.connections.get(&c.id()).map(|o| NameSlot::of(&o.value)) {
+                    self.unindex(old);
                 }
                 // The record's key is its (scope, name): another connection
                 // under that key is the one this record replaces.
-                if let Some(other) = self.name_lookup(c.scope().integration(), c.name())
-                    && other != c.id()
+                if let Some((slot, other)) = self
+                    .name_lookup(c.scope().integration(), c.name())
+                    .filter(|o| o.value.id() != c.id())
+                    .map(|o| (NameSlot::of(&o.value), o.value.id()))
                 {
+                    self.unindex(slot);
                     self.connections.remove(&other);
                 }
                 self.connections.insert(Versioned {
@@ -403,11 +479,10 @@ impl ProjectSnapshot {
             RecordKey::Connection(p, scope, name) if p == &self.project => {
                 let old = self
                     .name_lookup(scope.integration(), name)
-                    .and_then(|id| self.connections.get(&id))
-                    .map(|o| Arc::clone(&o.value));
-                if let Some(old) = old {
-                    self.unindex(&old);
-                    self.connections.remove(&old.id());
+                    .map(|o| (NameSlot::of(&o.value), o.value.id()));
+                if let Some((slot, id)) = old {
+                    self.unindex(slot);
+                    self.connections.remove(&id);
                 }
             }
             RecordKey::Mappings(p, i) if p == &self.project => {
@@ -709,6 +784,147 @@ mod tests {
         s.put(Version(1), &connection(first, "crm", None));
         assert_eq!(s.by_name(None, &crm).map(|c| c.value.id()), Some(first));
         assert_eq!(s.connection_count(), 2);
+    }
+
+    /// A key of a generated connection: (integration scope?, name).
+    type Key = (Option<u8>, u8);
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Writes connection `id` (of a pool of 12) under a key.
+        Put(u8, Key),
+        /// Removes whatever is under a key.
+        Remove(Key),
+        /// Keeps a copy of the snapshot (and of the model) to check later.
+        Copy,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let key = (proptest::option::of(0..2u8), 0..6u8);
+        prop_oneof![
+            5 => (0..12u8, key.clone()).prop_map(|(id, k)| Op::Put(id, k)),
+            2 => key.prop_map(Op::Remove),
+            1 => Just(Op::Copy),
+        ]
+    }
+
+    /// What a snapshot should hold: key -> (id, version) and id -> key.
+    #[derive(Debug, Clone, Default)]
+    struct Model {
+        by_key: std::collections::BTreeMap<Key, (u8, u64)>,
+    }
+
+    impl Model {
+        fn put(&mut self, id: u8, key: Key, version: u64) {
+            self.by_key.retain(|k, (i, _)| *i != id && *k != key);
+            self.by_key.insert(key, (id, version));
+        }
+    }
+
+    fn check(s: &ProjectSnapshot, model: &Model, ids: &[ConnectionId]) -> Result<(), String> {
+        let integrations: Vec<IntegrationId> =
+            ["orders", "billing"].iter().map(|i| i.parse().unwrap()).collect();
+        if s.connection_count() != model.by_key.len() {
+            return Err(format!(
+                "{} connections, expected {}",
+                s.connection_count(),
+                model.by_key.len()
+            ));
+        }
+        for scope in [None, Some(0u8), Some(1)] {
+            for n in 0..6u8 {
+                let name: ConnectionName = format!("c{n}").parse().unwrap();
+                let integration = scope.map(|i| &integrations[usize::from(i)]);
+                let found = s.by_name(integration, &name).map(|c| (c.value.id(), c.version.0));
+                let expected = model
+                    .by_key
+                    .get(&(scope, n))
+                    .map(|(i, v)| (ids[usize::from(*i)], *v));
+                if found != expected {
+                    return Err(format!("{scope:?} c{n}: {found:?}, expected {expected:?}"));
+                }
+            }
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let found = s
+                .connection(*id)
+                .map(|c| (c.value.scope().integration().cloned(), c.value.name().clone()));
+            let expected =
+                model
+                    .by_key
+                    .iter()
+                    .find(|(_, (j, _))| usize::from(*j) == i)
+                    .map(|((scope, n), _)| {
+                        (
+                            scope.map(|x| integrations[usize::from(x)].clone()),
+                            format!("c{n}").parse::<ConnectionName>().unwrap(),
+                        )
+                    });
+            if found != expected {
+                return Err(format!("connection {i}: {found:?}, expected {expected:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn run_ops(ops: Vec<Op>) -> Result<(), String> {
+        let ids: Vec<ConnectionId> = (0..12).map(|_| ConnectionId::random()).collect();
+        let mut s = snapshot();
+        let mut model = Model::default();
+        let mut copies = Vec::new();
+        for (k, op) in ops.into_iter().enumerate() {
+            let version = k as u64 + 1;
+            match op {
+                Op::Put(id, (scope, n)) => {
+                    let integration = scope.map(|i| ["orders", "billing"][usize::from(i)]);
+                    s.put(
+                        Version(version),
+                        &connection(ids[usize::from(id)], &format!("c{n}"), integration),
+                    );
+                    model.put(id, (scope, n), version);
+                }
+                Op::Remove((scope, n)) => {
+                    let scope_of = match scope {
+                        None => Scope::Project,
+                        Some(i) => Scope::Integration(["orders", "billing"][usize::from(i)].parse().unwrap()),
+                    };
+                    s.remove(&RecordKey::Connection(
+                        s.project().clone(),
+                        scope_of,
+                        format!("c{n}").parse().unwrap(),
+                    ));
+                    model.by_key.remove(&(scope, n));
+                }
+                Op::Copy => copies.push((s.clone(), model.clone())),
+            }
+        }
+        copies.push((s, model));
+        for (s, model) in &copies {
+            check(s, model, &ids)?;
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        /// Every snapshot, and every copy taken along the way (which later
+        /// writes leave alone), finds exactly the connections a plain model
+        /// holds, by name and by ID: renames, a record taking another's
+        /// key, removals.
+        #[test]
+        fn snapshots_and_their_copies_agree_with_a_model(ops in proptest::collection::vec(op(), 0..80)) {
+            run_ops(ops).map_err(proptest::test_runner::TestCaseError::fail)?;
+        }
+
+        /// The same with hashes cut to two bits, so that names and IDs
+        /// collide in both indexes (slots of equal value included).
+        #[test]
+        fn colliding_hashes_change_no_answer(ops in proptest::collection::vec(op(), 0..80)) {
+            NARROW.with(|n| n.set(true));
+            let result = run_ops(ops);
+            NARROW.with(|n| n.set(false));
+            result.map_err(proptest::test_runner::TestCaseError::fail)?;
+        }
     }
 
     #[test]

@@ -132,6 +132,17 @@ impl<T: Clone> ShardedTable<T> {
         }
     }
 
+    /// Adds `value` (with `hash`), beside any entry equal to it. `hasher`
+    /// gives any entry's hash. Copies the one shard it changes if another
+    /// table shares it.
+    pub(super) fn insert_unique(&mut self, hash: u64, value: T, hasher: impl Fn(&T) -> u64) {
+        if self.len >= self.shard_count() * SHARD_MAX {
+            self.split(&hasher);
+        }
+        self.shard_mut(hash).insert_unique(hash, value, hasher);
+        self.len += 1;
+    }
+
     /// Removes the entry with `hash` for which `eq` holds and returns it.
     /// Copies the one shard it changes if another table shares it (and
     /// nothing when there is no such entry).
@@ -243,6 +254,31 @@ mod tests {
             ShardedTable::<Entry>::default().remove(hash(1), |x| x.0 == 1),
             None
         );
+    }
+
+    #[test]
+    fn equal_entries_added_side_by_side_come_out_one_at_a_time() {
+        let mut t: ShardedTable<Entry> = ShardedTable::default();
+        for k in 0..200 {
+            t.insert_unique(hash(k), (k, 0), |x| hash(x.0));
+        }
+        let copy = t.clone();
+        // A second, equal entry for every even key: the table grows past a
+        // split with them.
+        for k in (0..200).step_by(2) {
+            t.insert_unique(hash(k), (k, 0), |x| hash(x.0));
+        }
+        assert_eq!((t.len(), copy.len()), (300, 200));
+        for k in (0..200).step_by(2) {
+            assert_eq!(t.remove(hash(k), |x| *x == (k, 0)), Some((k, 0)));
+            assert_eq!(get(&t, &hash, k), Some((k, 0)), "the other one of {k} stays");
+        }
+        for k in 0..200 {
+            assert_eq!(t.remove(hash(k), |x| *x == (k, 0)), Some((k, 0)));
+            assert_eq!(get(&t, &hash, k), None);
+            assert_eq!(get(&copy, &hash, k), Some((k, 0)));
+        }
+        assert_eq!((t.len(), copy.len()), (0, 200));
     }
 
     #[derive(Debug, Clone)]
