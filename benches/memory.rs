@@ -124,6 +124,32 @@ fn main() {
     );
 
     memo_figure();
+    print_sizes();
+}
+
+/// The sizes of the types every connection carries (not a figure: what the
+/// bytes per connection are made of, for the README's record).
+fn print_sizes() {
+    use connective::model::{
+        Connection, ConnectionName, Param, ParamName, ParamValues, PlainValue, ProjectId, Scope, SecretEntry,
+        Target,
+    };
+    use std::mem::size_of;
+    println!(
+        "sizes | Connection {} (in its Arc {}) | Param {} | ParamName {} | ParamValues {} | PlainValue {} | \
+         SecretEntry {} | Target {} | Scope {} | ProjectId {} | ConnectionName {}",
+        size_of::<Connection>(),
+        size_of::<Connection>() + 16,
+        size_of::<Param>(),
+        size_of::<ParamName>(),
+        size_of::<ParamValues>(),
+        size_of::<PlainValue>(),
+        size_of::<SecretEntry>(),
+        size_of::<Target>(),
+        size_of::<Scope>(),
+        size_of::<ProjectId>(),
+        size_of::<ConnectionName>(),
+    );
 }
 
 /// The memo of resolutions: W resolved for twice as many customers as the
