@@ -176,7 +176,7 @@ impl Replicas {
                 .b
                 .resolve(&request)
                 .ok()
-                .and_then(|env| env.get("SVC00_APIKEY").map(|v| v.value.expose() == key))
+                .and_then(|env| env.get("SVC00_APIKEY").map(|v| v.value().expose() == key))
                 .unwrap_or(false);
             if seen {
                 self.propagation.push(ns(start.elapsed()));

@@ -119,12 +119,12 @@ fn run(params: &str) -> Result<(), Box<dyn std::error::Error>> {
         {
             println!("replica b resolves orders after {:?}:", written.elapsed());
             for var in env.iter() {
-                let shown = if var.value.is_secret() {
+                let shown = if var.value().is_secret() {
                     "[REDACTED]"
                 } else {
-                    var.value.expose()
+                    var.value().expose()
                 };
-                println!("  {}={shown}", var.name);
+                println!("  {}={shown}", var.name());
             }
             return Ok(());
         }

@@ -100,7 +100,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut command = std::process::Command::new(std::env::current_exe()?);
     command
         .arg(AS_INTEGRATION)
-        .args(env.iter().map(|v| v.name.as_str()));
+        .args(env.iter().map(|v| v.name().as_str()));
     env.apply_to(&mut command);
     println!(
         "Started integration orders as a child process with its {} production variables in its environment \

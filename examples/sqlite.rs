@@ -55,12 +55,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = registry.resolve(&ResolveRequest::parse("acme", "orders", "production")?)?;
     println!("after reopening, integration orders gets:");
     for var in env.iter() {
-        let shown = if var.value.is_secret() {
+        let shown = if var.value().is_secret() {
             "[REDACTED]"
         } else {
-            var.value.expose()
+            var.value().expose()
         };
-        println!("  {}={shown}", var.name);
+        println!("  {}={shown}", var.name());
     }
 
     // Look at the raw bytes of the database and its write-ahead log.

@@ -137,7 +137,7 @@ pub fn w_answer(resolver: &impl Resolver) -> IndexMap<String, String> {
     let env = resolver.resolve(&w_request()).expect("resolve W");
     assert_eq!(env.len(), 50, "W resolves to 50 variables");
     env.iter()
-        .map(|v| (v.name.to_string(), v.value.expose().to_string()))
+        .map(|v| (v.name().to_string(), v.value().expose().to_string()))
         .collect()
 }
 

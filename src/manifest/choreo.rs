@@ -43,7 +43,7 @@
 //! let import = config.mappings(fx.registry(), &"acme".parse()?, &"orders".parse()?, &ImportOptions::choreo())?;
 //! fx.registry().set_mappings(import.mappings, None)?;
 //! let env = fx.resolve("orders", "production")?;
-//! assert_eq!(env.get("CHOREO_HR_CONNECTION_SERVICEURL").unwrap().value.expose(), "https://hr.internal");
+//! assert_eq!(env.get("CHOREO_HR_CONNECTION_SERVICEURL").unwrap().value().expose(), "https://hr.internal");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

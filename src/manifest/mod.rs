@@ -60,7 +60,7 @@
 //! assert!(manifest.plan(&registry, &SecretSources::standard())?.is_empty());
 //!
 //! let env = registry.resolve(&ResolveRequest::parse("acme", "orders", "production")?)?;
-//! assert_eq!(env.get("SMS_KEY").unwrap().value.expose(), "k-123");
+//! assert_eq!(env.get("SMS_KEY").unwrap().value().expose(), "k-123");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

@@ -394,25 +394,27 @@ pub fn to_dotenv(env: &ResolvedEnv) -> Result<String, OutputError> {
 pub fn to_dotenv_as(env: &ResolvedEnv, dialect: Dialect) -> Result<String, OutputError> {
     let mut out = format!("# {} ({})\n", env.request(), env.revision());
     for var in env {
-        let quoted = dialect.quote(var.value.expose()).map_err(|reason| match reason {
-            Unrepresentable::Nul => OutputError::NulByte {
-                variable: var.name.clone(),
-            },
-            reason => OutputError::Unrepresentable {
-                variable: var.name.clone(),
-                dialect,
-                reason,
-            },
-        })?;
-        let line_len = var.name.as_str().len() + 1 + quoted.len();
+        let quoted = dialect
+            .quote(var.value().expose())
+            .map_err(|reason| match reason {
+                Unrepresentable::Nul => OutputError::NulByte {
+                    variable: var.name().clone(),
+                },
+                reason => OutputError::Unrepresentable {
+                    variable: var.name().clone(),
+                    dialect,
+                    reason,
+                },
+            })?;
+        let line_len = var.name().as_str().len() + 1 + quoted.len();
         if dialect == Dialect::DockerEnvFile && line_len > DOCKER_MAX_LINE {
             return Err(OutputError::Unrepresentable {
-                variable: var.name.clone(),
+                variable: var.name().clone(),
                 dialect,
                 reason: Unrepresentable::LineTooLong,
             });
         }
-        out.push_str(&format!("# {}\n{}={}\n", var.provenance, var.name, quoted));
+        out.push_str(&format!("# {}\n{}={}\n", var.provenance(), var.name(), quoted));
     }
     Ok(out)
 }

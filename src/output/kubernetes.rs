@@ -43,7 +43,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::OutputError;
-use crate::resolve::{ResolvedEnv, ResolvedValue};
+use crate::resolve::{ResolvedEnv, ResolvedValueRef};
 
 /// Where plain values go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -207,21 +207,21 @@ pub fn to_kubernetes(env: &ResolvedEnv, options: &KubernetesOptions) -> Result<K
     let mut secret_data: BTreeMap<String, ByteString> = BTreeMap::new();
     let mut plain_data: BTreeMap<String, String> = BTreeMap::new();
     for var in env {
-        let name = var.name.to_string();
-        if var.value.expose().contains('\0') {
+        let name = var.name().to_string();
+        if var.value().expose().contains('\0') {
             return Err(OutputError::NulByte {
-                variable: var.name.clone(),
+                variable: var.name().clone(),
             });
         }
-        let becomes_key = var.value.is_secret() || options.plain == PlainValues::ConfigMap;
+        let becomes_key = var.value().is_secret() || options.plain == PlainValues::ConfigMap;
         if becomes_key && name.len() > MAX_KEY_LEN {
             return Err(OutputError::KeyTooLong {
-                variable: var.name.clone(),
+                variable: var.name().clone(),
                 max: MAX_KEY_LEN,
             });
         }
-        let (value, value_from) = match (&var.value, options.plain) {
-            (ResolvedValue::Secret(s), _) => {
+        let (value, value_from) = match (var.value(), options.plain) {
+            (ResolvedValueRef::Secret(s), _) => {
                 secret_data.insert(name.clone(), ByteString(s.expose().as_bytes().to_vec()));
                 let selector = SecretKeySelector {
                     name: options.name.clone(),
@@ -236,8 +236,8 @@ pub fn to_kubernetes(env: &ResolvedEnv, options: &KubernetesOptions) -> Result<K
                     }),
                 )
             }
-            (ResolvedValue::Plain(p), PlainValues::Literal) => (Some(escape_env_value(p)), None),
-            (ResolvedValue::Plain(p), PlainValues::ConfigMap) => {
+            (ResolvedValueRef::Plain(p), PlainValues::Literal) => (Some(escape_env_value(p)), None),
+            (ResolvedValueRef::Plain(p), PlainValues::ConfigMap) => {
                 plain_data.insert(name.clone(), p.to_string());
                 let selector = ConfigMapKeySelector {
                     name: options.name.clone(),

@@ -88,11 +88,11 @@ impl EnvReport {
         let variables = env
             .iter()
             .map(|var| {
-                let p = &var.provenance;
-                let secret = var.value.is_secret();
+                let p = &var.provenance();
+                let secret = var.value().is_secret();
                 let value = match (secret, secrets) {
                     (true, Secrets::Redact) => None,
-                    _ => Some(var.value.expose().to_owned()),
+                    _ => Some(var.value().expose().to_owned()),
                 };
                 let source_kind = match (&p.source, p.source.layer()) {
                     (
@@ -114,7 +114,7 @@ impl EnvReport {
                     _ => None,
                 };
                 ReportVar {
-                    name: var.name.to_string(),
+                    name: var.name().to_string(),
                     value,
                     secret,
                     connection_id: p.connection_id.to_string(),

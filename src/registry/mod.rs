@@ -484,8 +484,8 @@ impl RegistryBuilder {
 ///     None,
 /// )?;
 /// let env = registry.resolve(&ResolveRequest::parse("acme", "orders", "production")?)?;
-/// assert_eq!(env.get("TWILIO_URL").unwrap().value.expose(), "https://api.twilio.com");
-/// assert!(env.get("TWILIO_KEY").unwrap().value.is_secret());
+/// assert_eq!(env.get("TWILIO_URL").unwrap().value().expose(), "https://api.twilio.com");
+/// assert!(env.get("TWILIO_KEY").unwrap().value().is_secret());
 /// assert_eq!(env.provenance("TWILIO_KEY").unwrap().connection_id, twilio.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -1355,13 +1355,8 @@ impl Registry {
         };
         let explanation = view.explain(request, variable)?;
         if let (Some(reads), Some(why)) = (&self.reads, &explanation) {
-            let var = crate::resolve::ResolvedVar {
-                name: EnvVarName::parse(&why.variable).map_err(|e| not_audited(request, e.to_string()))?,
-                value: why.value.clone(),
-                provenance: why.provenance.clone(),
-            };
             reads
-                .explained(request, view.snapshot.revision(), &var)
+                .explained(request, view.snapshot.revision(), why)
                 .map_err(|e| not_audited(request, e.to_string()))?;
         }
         Ok(explanation)

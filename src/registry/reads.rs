@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::model::{ActorId, ReadField, ReadNote, SecretRead, Timestamp};
-use crate::resolve::{ResolvedEnv, ResolvedVar};
+use crate::resolve::{Explanation, ResolvedEnv, ResolvedVar};
 use crate::store::{Store, StoreError};
 
 /// How a registry records reads of secrets in the audit trail (see
@@ -252,7 +252,7 @@ impl Reads {
     /// Records the secret fields of `env` read by `actor` (the default
     /// actor if `None`); nothing for an answer without secrets.
     pub(crate) fn resolution(&self, actor: Option<&ActorId>, env: &ResolvedEnv) -> Result<(), NotRecorded> {
-        if !env.iter().any(|v| v.value.is_secret()) {
+        if !env.iter().any(|v| v.value().is_secret()) {
             return Ok(());
         }
         let actor = actor.unwrap_or(&self.default_actor).clone();
@@ -280,12 +280,18 @@ impl Reads {
         &self,
         request: &crate::resolve::ResolveRequest,
         revision: crate::model::Revision,
-        var: &ResolvedVar,
+        why: &Explanation,
     ) -> Result<(), NotRecorded> {
-        let fields = secret_fields(std::iter::once(var));
-        if fields.is_empty() {
+        if !why.value.is_secret() {
             return Ok(());
         }
+        let p = &why.provenance;
+        let fields = vec![ReadField {
+            connection_id: p.connection_id,
+            connection: p.connection.clone(),
+            scope: p.scope.clone(),
+            param: p.param.clone(),
+        }];
         self.record(
             None,
             SecretRead::Resolution {
@@ -420,13 +426,13 @@ fn resolution_read(env: &ResolvedEnv) -> SecretRead {
 }
 
 /// The secret fields among `vars`, in order.
-fn secret_fields<'a>(vars: impl Iterator<Item = &'a ResolvedVar>) -> Vec<ReadField> {
-    vars.filter(|v| v.value.is_secret())
+fn secret_fields<'a>(vars: impl Iterator<Item = ResolvedVar<'a>>) -> Vec<ReadField> {
+    vars.filter(|v| v.is_secret())
         .map(|v| ReadField {
-            connection_id: v.provenance.connection_id,
-            connection: v.provenance.connection.clone(),
-            scope: v.provenance.scope.clone(),
-            param: v.provenance.param.clone(),
+            connection_id: v.connection_id(),
+            connection: v.connection().clone(),
+            scope: v.scope().clone(),
+            param: v.param().clone(),
         })
         .collect()
 }

@@ -5,9 +5,10 @@ use std::fmt;
 
 use std::borrow::Borrow;
 
+use super::env::name_hash;
 use super::{
-    ProjectView, Provenance, ResolveError, ResolveRequest, ResolvedValue, Resolver, ValueSource,
-    find_connection,
+    ProjectView, Provenance, ResolveError, ResolveRequest, ResolvedValue, ValueSource, find_connection,
+    resolve_vars,
 };
 use crate::catalog::ProjectSnapshot;
 use crate::model::{ConnectionId, ConnectionRef, Layer, ParamValues, ResolvePolicy, Scope, TemplateName};
@@ -85,12 +86,13 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
         request: &ResolveRequest,
         variable: &str,
     ) -> Result<Option<Explanation>, ResolveError> {
-        let env = self.resolve(request)?;
-        let snapshot: &ProjectSnapshot = self.snapshot.borrow();
-        let Some(var) = env.get(variable) else {
+        let (snapshot, policy): (&ProjectSnapshot, &ResolvePolicy) =
+            (self.snapshot.borrow(), self.policy.borrow());
+        let vars = resolve_vars(snapshot, policy, request)?;
+        let Some(var) = vars.find(name_hash(variable), variable) else {
             return Ok(None);
         };
-        let provenance = var.provenance.clone();
+        let provenance = var.provenance();
         let mut layers = Vec::new();
         let won = match &provenance.source {
             ValueSource::Template { template, layer } => Some((Some(template), layer)),
@@ -141,7 +143,7 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
         }
         Ok(Some(Explanation {
             variable: variable.to_owned(),
-            value: var.value.clone(),
+            value: var.to_value(),
             provenance,
             layers,
             shadows,

@@ -4,36 +4,20 @@
 
 use std::sync::Arc;
 
-use super::{AppField, Problem, ResolvedValue, ValueSource};
+use super::AppField;
+use super::Problem;
+use super::env::{Found, Source, Val};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
     Connection, CustomerId, Environment, ExternalFault, ExternalRef, ExternalSecrets, Layer, ParamName,
-    PlainValue, Requirement, SecretEntry, SecretValue, Tenancy, ValueOrigin, ValueRef, effective_value,
+    Requirement, SecretEntry, Tenancy, ValueOrigin, ValueRef, effective_value,
 };
-
-/// A value found: borrowed from the snapshot (resolution copies it,
-/// onboarding only asks whether there is one), or read from the host's
-/// cache of external secrets.
-pub(super) enum Found<'s> {
-    Plain(&'s PlainValue),
-    Stored(&'s SecretValue),
-    Fetched(SecretValue),
-}
-
-impl Found<'_> {
-    /// The value, owned.
-    pub(super) fn into_resolved(self) -> ResolvedValue {
-        match self {
-            Found::Plain(v) => ResolvedValue::Plain(v.clone()),
-            Found::Stored(v) => ResolvedValue::Secret(v.clone()),
-            Found::Fetched(v) => ResolvedValue::Secret(v),
-        }
-    }
-}
 
 /// A parameter's value for a request, or why there is none.
 pub(super) enum Lookup<'s> {
-    Found(Found<'s>, ValueSource),
+    /// The value and where it came from: borrowed from the snapshot (a value
+    /// read from the host's cache of external secrets is the cache's).
+    Found(Found<'s>),
     /// No value, and the parameter is optional.
     Absent,
 }
@@ -62,17 +46,14 @@ pub(super) fn lookup<'s>(
             });
         };
         let value = match field {
-            AppField::ClientId => Found::Plain(app.value.client_id_value()),
-            AppField::ClientSecret => Found::Stored(app.value.client_secret()),
-            AppField::TokenUrl => Found::Plain(app.value.token_url_value()),
+            AppField::ClientId => Val::Plain(app.value.client_id_value()),
+            AppField::ClientSecret => Val::Stored(app.value.client_secret()),
+            AppField::TokenUrl => Val::Plain(app.value.token_url_value()),
         };
-        return Ok(Lookup::Found(
+        return Ok(Lookup::Found(Found {
             value,
-            ValueSource::OAuthApp {
-                owner: owner.clone(),
-                field,
-            },
-        ));
+            source: Source::OAuthApp { owner, field },
+        }));
     }
     let Some(p) = connection.spec().param(param.as_str()) else {
         return Err(Problem::UnknownParam {
@@ -111,20 +92,17 @@ pub(super) fn lookup<'s>(
     match effective_value(p, template, env, customer) {
         Some((origin, layer, value)) => {
             let value = match value {
-                ValueRef::Plain(v) => Found::Plain(v),
-                ValueRef::Secret(SecretEntry::Stored(v)) => Found::Stored(v),
+                ValueRef::Plain(v) => Val::Plain(v),
+                ValueRef::Secret(SecretEntry::Stored(v)) => Val::Stored(v),
                 ValueRef::Secret(SecretEntry::External(reference)) => {
                     return external_value(connection, param, (origin, layer), reference, external);
                 }
             };
             let source = match origin {
-                ValueOrigin::Connection => ValueSource::Layer(layer.clone()),
-                ValueOrigin::Template(name) => ValueSource::Template {
-                    template: name.clone(),
-                    layer: layer.clone(),
-                },
+                ValueOrigin::Connection => Source::Layer(layer),
+                ValueOrigin::Template(template) => Source::Template { template, layer },
             };
-            Ok(Lookup::Found(value, source))
+            Ok(Lookup::Found(Found { value, source }))
         }
         None if !explicit && p.requirement() == Requirement::Optional => Ok(Lookup::Absent),
         None => Err(Problem::MissingValue {
@@ -143,8 +121,8 @@ pub(super) fn lookup<'s>(
 fn external_value<'s>(
     connection: &Connection,
     param: &ParamName,
-    (origin, layer): (ValueOrigin<'_>, &Layer),
-    reference: &Arc<ExternalRef>,
+    (origin, layer): (ValueOrigin<'s>, &'s Layer),
+    reference: &'s Arc<ExternalRef>,
     external: Option<&dyn ExternalSecrets>,
 ) -> Result<Lookup<'s>, Problem> {
     let found = match external {
@@ -152,18 +130,18 @@ fn external_value<'s>(
         None => Err(ExternalFault::NoCache),
     };
     match found {
-        Ok(v) => Ok(Lookup::Found(
-            Found::Fetched(v.value),
-            ValueSource::External {
-                layer: layer.clone(),
+        Ok(v) => Ok(Lookup::Found(Found {
+            value: Val::Fetched(v.value),
+            source: Source::External {
+                layer,
                 template: match origin {
                     ValueOrigin::Connection => None,
-                    ValueOrigin::Template(name) => Some(name.clone()),
+                    ValueOrigin::Template(name) => Some(name),
                 },
-                reference: reference.clone(),
+                reference,
                 fetch: v.fetch,
             },
-        )),
+        })),
         Err(fault) => Err(Problem::ExternalSecret {
             connection: connection.name().clone(),
             connection_id: connection.id(),

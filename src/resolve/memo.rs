@@ -307,7 +307,11 @@ impl ResolveMemo {
             return catalog.resolve(request);
         };
         let snapshot = &current.snapshot;
-        let view = ProjectView::of(snapshot, catalog.policy());
+        // The view holds the snapshot's `Arc`: an answer keeps it.
+        let view = ProjectView {
+            snapshot: Arc::clone(snapshot),
+            policy: catalog.policy(),
+        };
         // Records the store holds but this replica cannot read: resolution
         // reports them, and nothing about them is kept.
         if !snapshot.unreadable().is_empty() {

@@ -25,7 +25,11 @@ use std::sync::Arc;
 
 /// Re-exported from [`model`](crate::model), where the OAuth application is defined.
 pub use crate::model::AppField;
-pub use env::{NameSource, Provenance, ResolvedEnv, ResolvedValue, ResolvedVar, ValueSource};
+#[cfg(feature = "oauth-runtime")]
+pub(crate) use env::OwnedVar;
+pub use env::{
+    Iter, NameSource, Provenance, ResolvedEnv, ResolvedValue, ResolvedValueRef, ResolvedVar, ValueSource,
+};
 pub use error::{Problem, ResolveError};
 pub use explain::{Considered, Explanation, LayerOutcome};
 pub use listing::{BuilderConnection, ConnectionListing, ListedField, ListedValue};
@@ -37,9 +41,8 @@ use walk::walk;
 
 use crate::catalog::{Catalog, ProjectSnapshot};
 use crate::model::{
-    Connection, ConnectionId, ConnectionRef, ConnectionType, CustomerId, EnteredBy, EnvMapping, Environment,
-    IntegrationId, IntoIdent, Mappings, ParseError, ProjectId, ResolvePolicy, Scope, Tenancy, TypeName,
-    Versioned,
+    Connection, ConnectionId, ConnectionRef, ConnectionType, CustomerId, EnvMapping, Environment,
+    IntegrationId, IntoIdent, Mappings, ParseError, ProjectId, ResolvePolicy, Scope, TypeName, Versioned,
 };
 
 /// What to resolve: one integration of one project, for an environment and
@@ -213,7 +216,6 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
                     })
                 }
             },
-            |_, slot| (slot.connection.name().clone(), slot.param),
         );
         problems
     }
@@ -249,7 +251,7 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
     }
 }
 
-impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> Resolver for ProjectView<S, P> {
+impl<S: SnapshotHandle, P: Borrow<ResolvePolicy>> Resolver for ProjectView<S, P> {
     /// Resolves `request` against the project (rules 1–4 and 7), reporting
     /// every problem at once; a request for another project gets nothing.
     #[cfg_attr(
@@ -271,84 +273,126 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> Resolver for ProjectV
         if request.project != *snapshot.project() {
             return Ok(ResolvedEnv::empty(request.clone()));
         }
-        let unreadable = snapshot.unreadable_for(&request.integration);
-        if !unreadable.is_empty() {
-            return Err(ResolveError {
-                request: request.clone(),
-                problems: unreadable
-                    .into_iter()
-                    .map(|record| Problem::Unreadable { record })
-                    .collect(),
-            });
-        }
-        let Some(mappings) = snapshot.mappings(&request.integration) else {
+        check_readable(snapshot, request)?;
+        if snapshot.mappings(&request.integration).is_none() {
             return Ok(ResolvedEnv::empty(request.clone()).at(snapshot.revision()));
-        };
-        let (vars, problems) = walk(
-            snapshot,
-            policy,
-            &request.integration,
-            mappings.value.uses(),
-            |connection, param, explicit| match lookup(
-                snapshot,
-                connection,
-                param,
-                &request.environment,
-                request.customer.as_ref(),
-                explicit,
-                policy.external_secrets(),
-            )? {
-                Lookup::Found(value, source) => Ok(Some((value.into_resolved(), source))),
-                Lookup::Absent => Ok(None),
-            },
-            |name, slot| {
-                let (value, source) = slot.value;
-                let entered_by = match source.layer() {
-                    Some(layer) if layer.customer().is_some() => {
-                        match slot
-                            .connection
-                            .spec()
-                            .param(slot.param.as_str())
-                            .map(|p| p.tenancy())
-                        {
-                            Some(Tenancy::PerCustomer(by)) => Some(by),
-                            _ => Some(EnteredBy::Organization),
-                        }
-                    }
-                    _ => None,
-                };
-                let provenance = Provenance {
-                    entered_by,
-                    connection_id: slot.connection.id(),
-                    connection: slot.connection.name().clone(),
-                    scope: slot.connection.scope().clone(),
-                    param: slot.param,
-                    source,
-                    name_source: slot.kind,
-                };
-                ResolvedVar {
-                    name: name.clone(),
-                    value,
-                    provenance,
-                }
-            },
-        );
-        if !problems.is_empty() {
-            return Err(ResolveError {
-                request: request.clone(),
-                problems,
-            });
         }
-        Ok(ResolvedEnv::new(request.clone(), snapshot.revision(), vars))
+        ResolvedEnv::build(
+            request.clone(),
+            snapshot.revision(),
+            self.snapshot.shared(),
+            |snapshot| walk_vars(snapshot, policy, request),
+        )
+    }
+}
+
+/// Records of the project the store holds but this replica cannot read,
+/// that `request`'s integration may depend on: a problem each.
+fn check_readable(snapshot: &ProjectSnapshot, request: &ResolveRequest) -> Result<(), ResolveError> {
+    let unreadable = snapshot.unreadable_for(&request.integration);
+    if unreadable.is_empty() {
+        return Ok(());
+    }
+    Err(ResolveError {
+        request: request.clone(),
+        problems: unreadable
+            .into_iter()
+            .map(|record| Problem::Unreadable { record })
+            .collect(),
+    })
+}
+
+/// **Rules 1–4 and 7**: the variables `request` gets from `snapshot`, each
+/// borrowing its name, value and what its provenance is made from; none for
+/// another project or an integration without mappings.
+fn resolve_vars<'s>(
+    snapshot: &'s ProjectSnapshot,
+    policy: &ResolvePolicy,
+    request: &ResolveRequest,
+) -> Result<env::Vars<'s>, ResolveError> {
+    if request.project != *snapshot.project() {
+        return Ok(env::Vars::default());
+    }
+    check_readable(snapshot, request)?;
+    walk_vars(snapshot, policy, request)
+}
+
+/// [`resolve_vars`] once the request is known to be for `snapshot`'s
+/// project and every record it may read is readable.
+fn walk_vars<'s>(
+    snapshot: &'s ProjectSnapshot,
+    policy: &ResolvePolicy,
+    request: &ResolveRequest,
+) -> Result<env::Vars<'s>, ResolveError> {
+    let Some(mappings) = snapshot.mappings(&request.integration) else {
+        return Ok(env::Vars::default());
+    };
+    let (vars, problems) = walk(
+        snapshot,
+        policy,
+        &request.integration,
+        mappings.value.uses(),
+        |connection, param, explicit| match lookup(
+            snapshot,
+            connection,
+            param,
+            &request.environment,
+            request.customer.as_ref(),
+            explicit,
+            policy.external_secrets(),
+        )? {
+            Lookup::Found(found) => Ok(Some(found)),
+            Lookup::Absent => Ok(None),
+        },
+    );
+    if !problems.is_empty() {
+        return Err(ResolveError {
+            request: request.clone(),
+            problems,
+        });
+    }
+    Ok(vars)
+}
+
+/// A project snapshot as a [`ProjectView`] holds it, for a resolution to
+/// keep: an answer borrows its variables' names, values and provenance
+/// from the snapshot it was resolved on and holds that snapshot.
+pub trait SnapshotHandle: Borrow<ProjectSnapshot> {
+    /// The snapshot, shared: a reference count for an `Arc`; a borrowed or
+    /// owned snapshot is copied (its tables share their records).
+    fn shared(&self) -> Arc<ProjectSnapshot>;
+}
+
+impl SnapshotHandle for Arc<ProjectSnapshot> {
+    fn shared(&self) -> Arc<ProjectSnapshot> {
+        Arc::clone(self)
+    }
+}
+
+impl SnapshotHandle for &ProjectSnapshot {
+    fn shared(&self) -> Arc<ProjectSnapshot> {
+        Arc::new((*self).clone())
+    }
+}
+
+impl SnapshotHandle for ProjectSnapshot {
+    fn shared(&self) -> Arc<ProjectSnapshot> {
+        Arc::new(self.clone())
     }
 }
 
 impl Resolver for Catalog {
+    /// Resolves against the project's current snapshot, which the answer
+    /// keeps (one reference count).
     fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
-        self.with_project(&request.project, |snapshot| {
-            ProjectView::of(snapshot, self.policy()).resolve(request)
-        })
-        .unwrap_or_else(|| Ok(ResolvedEnv::empty(request.clone())))
+        match self.project(&request.project) {
+            Some(snapshot) => ProjectView {
+                snapshot,
+                policy: self.policy(),
+            }
+            .resolve(request),
+            None => Ok(ResolvedEnv::empty(request.clone())),
+        }
     }
 }
 

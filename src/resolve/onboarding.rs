@@ -137,7 +137,6 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
                 Lookup::Found(..) => Ok(Some(())),
                 Lookup::Absent => Ok(None),
             },
-            |_, slot| (slot.connection.name().clone(), slot.param),
         );
         // Connections in the order the walk met them; fields in type order.
         let mut order: Vec<ConnectionId> = Vec::new();

@@ -1,13 +1,13 @@
 //! The walk over an integration's mappings (rules 1, 2 and 4), shared by
 //! resolution and by the registry's mapping checks.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use indexmap::IndexMap;
-use indexmap::map::Entry;
+use hashbrown::HashTable;
 
-use super::env::VarHasher;
-use super::{AppField, NameSource, Problem, ResolvedVar, find_connection};
+use super::env::name_hash;
+use super::{AppField, NameSource, Problem, find_connection};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
     Connection, ConnectionName, ConnectionUse, EnvMapping, EnvVarName, IntegrationId, ParamName, ParseError,
@@ -16,7 +16,7 @@ use crate::model::{
 
 /// The parameters a default-name mapping injects: the declared ones, then
 /// the OAuth application's.
-fn default_params(connection: &Connection) -> impl Iterator<Item = ParamName> + '_ {
+fn default_params(connection: &Connection) -> impl Iterator<Item = Cow<'_, ParamName>> + '_ {
     let app = connection
         .oauth_app()
         .is_some()
@@ -24,6 +24,7 @@ fn default_params(connection: &Connection) -> impl Iterator<Item = ParamName> + 
             AppField::ALL
                 .iter()
                 .filter_map(|f| f.param().parse::<ParamName>().ok())
+                .map(Cow::Owned)
         })
         .into_iter()
         .flatten();
@@ -31,34 +32,68 @@ fn default_params(connection: &Connection) -> impl Iterator<Item = ParamName> + 
         .spec()
         .params()
         .iter()
-        .map(|p| p.name().clone())
+        .map(|p| Cow::Borrowed(p.name()))
         .chain(app)
 }
 
-/// What [`walk`] keeps for a claimed variable: it can name the connection and
-/// parameter that claimed it, for a later entry that collides.
-pub(super) trait Claimed {
-    fn origin(&self) -> (ConnectionName, ParamName);
-}
-
-impl Claimed for ResolvedVar {
-    fn origin(&self) -> (ConnectionName, ParamName) {
-        (self.provenance.connection.clone(), self.provenance.param.clone())
-    }
-}
-
-impl Claimed for (ConnectionName, ParamName) {
-    fn origin(&self) -> (ConnectionName, ParamName) {
-        self.clone()
-    }
-}
-
-/// One planned variable: which connection and parameter it comes from.
-pub(super) struct Slot<'s, V> {
-    pub(super) connection: &'s Connection,
-    pub(super) param: ParamName,
+/// One variable of a [`walk`]: its name, and the connection and parameter
+/// it comes from, borrowed from the mappings and the snapshot walked (a
+/// default name is made, so owned).
+pub(super) struct Slot<'a, V> {
+    pub(super) name: Cow<'a, EnvVarName>,
+    pub(super) connection: &'a Connection,
+    pub(super) param: Cow<'a, ParamName>,
     pub(super) kind: NameSource,
     pub(super) value: V,
+}
+
+impl<V> Slot<'_, V> {
+    /// The connection and parameter that claimed the name, for a later entry
+    /// that collides.
+    fn origin(&self) -> (ConnectionName, ParamName) {
+        (self.connection.name().clone(), self.param.clone().into_owned())
+    }
+}
+
+/// The variables a [`walk`] claimed, in mapping order, and their index by
+/// name (hashed by [`name_hash`]): what an answer keeps.
+pub(super) struct Table<V> {
+    pub(super) entries: Vec<V>,
+    index: HashTable<usize>,
+}
+
+impl<V> Default for Table<V> {
+    fn default() -> Self {
+        Table {
+            entries: Vec::new(),
+            index: HashTable::new(),
+        }
+    }
+}
+
+impl<'a, V> Table<Slot<'a, V>> {
+    fn with_capacity(capacity: usize) -> Self {
+        Table {
+            entries: Vec::with_capacity(capacity),
+            index: HashTable::with_capacity(capacity),
+        }
+    }
+
+    /// The variable `name`, whose hash is `hash`.
+    pub(super) fn find(&self, hash: u64, name: &str) -> Option<&Slot<'a, V>> {
+        let entries = &self.entries;
+        self.index
+            .find(hash, |&i| entries[i].name.as_str() == name)
+            .map(|&i| &entries[i])
+    }
+
+    /// Adds `slot` (no variable of its name is there yet).
+    fn push(&mut self, hash: u64, slot: Slot<'a, V>) {
+        let Table { entries, index } = self;
+        let i = entries.len();
+        entries.push(slot);
+        index.insert_unique(hash, i, |&j| name_hash(entries[j].name.as_str()));
+    }
 }
 
 /// Walks an integration's mappings in order (rules 1, 2 and 4): finds each
@@ -66,16 +101,15 @@ pub(super) struct Slot<'s, V> {
 /// parameter's value (`Ok(None)`: leave the variable out), and checks reserved
 /// names and collisions ([`Claims::claim`]). Every problem is collected.
 ///
-/// Each variable kept is turned into a `T` by `finish` as it is claimed, so
-/// the map walked into is the one returned (no second map is built).
-pub(super) fn walk<'s, V, T: Claimed>(
-    snapshot: &'s ProjectSnapshot,
+/// Nothing is copied: each variable kept borrows its name, connection and
+/// parameter from `uses` and `snapshot`.
+pub(super) fn walk<'a, V>(
+    snapshot: &'a ProjectSnapshot,
     policy: &ResolvePolicy,
     integration: &IntegrationId,
-    uses: &[ConnectionUse],
-    mut value: impl FnMut(&'s Connection, &ParamName, bool) -> Result<Option<V>, Problem>,
-    mut finish: impl FnMut(&EnvVarName, Slot<'s, V>) -> T,
-) -> (IndexMap<EnvVarName, T, VarHasher>, Vec<Problem>) {
+    uses: &'a [ConnectionUse],
+    mut value: impl FnMut(&'a Connection, &ParamName, bool) -> Result<Option<V>, Problem>,
+) -> (Table<Slot<'a, V>>, Vec<Problem>) {
     let mut claims = Claims::for_uses(uses);
     for use_ in uses {
         let Some(found) = find_connection(snapshot, integration, &use_.reference) else {
@@ -85,9 +119,9 @@ pub(super) fn walk<'s, V, T: Claimed>(
             });
             continue;
         };
-        let connection: &'s Connection = &found.value;
-        let mut add = |name: EnvVarName, param: &ParamName, kind: NameSource| {
-            let value = match value(connection, param, kind == NameSource::Explicit) {
+        let connection: &'a Connection = &found.value;
+        let mut add = |name: Cow<'a, EnvVarName>, param: Cow<'a, ParamName>, kind: NameSource| {
+            let value = match value(connection, &param, kind == NameSource::Explicit) {
                 Ok(Some(v)) => Some(v),
                 Ok(None) => return,
                 Err(problem) => {
@@ -95,24 +129,31 @@ pub(super) fn walk<'s, V, T: Claimed>(
                     None
                 }
             };
-            let slot = Slot {
-                connection,
-                param: param.clone(),
-                kind,
-                value,
-            };
-            claims.claim(policy, name, slot, &mut finish);
+            claims.claim(
+                policy,
+                Slot {
+                    name,
+                    connection,
+                    param,
+                    kind,
+                    value,
+                },
+            );
         };
         match &use_.env {
             EnvMapping::Explicit(entries) => {
                 for entry in entries {
-                    add(entry.to.clone(), &entry.from, NameSource::Explicit);
+                    add(
+                        Cow::Borrowed(&entry.to),
+                        Cow::Borrowed(&entry.from),
+                        NameSource::Explicit,
+                    );
                 }
             }
             EnvMapping::Defaults => {
                 for param in default_params(connection) {
                     let name = EnvVarName::default_for(policy.prefix(), connection.name(), &param);
-                    add(name, &param, NameSource::Default);
+                    add(Cow::Owned(name), param, NameSource::Default);
                 }
             }
         }
@@ -121,16 +162,16 @@ pub(super) fn walk<'s, V, T: Claimed>(
 }
 
 /// The variables claimed so far in a [`walk`], and its problems.
-struct Claims<T> {
-    vars: IndexMap<EnvVarName, T, VarHasher>,
+struct Claims<'a, V> {
+    vars: Table<Slot<'a, V>>,
     /// Variables whose value is missing still claim their name, so a second
     /// entry producing it is reported too (every problem at once).
     unvalued: HashMap<EnvVarName, (ConnectionName, ParamName)>,
     problems: Vec<Problem>,
 }
 
-impl<T: Claimed> Claims<T> {
-    /// Room for every variable of `uses` up front: growing the map moves
+impl<'a, V> Claims<'a, V> {
+    /// Room for every variable of `uses` up front: growing the table moves
     /// every entry.
     fn for_uses(uses: &[ConnectionUse]) -> Self {
         let capacity = uses
@@ -141,29 +182,22 @@ impl<T: Claimed> Claims<T> {
             })
             .sum();
         Claims {
-            vars: IndexMap::with_capacity_and_hasher(capacity, VarHasher::default()),
+            vars: Table::with_capacity(capacity),
             unvalued: HashMap::new(),
             problems: Vec::new(),
         }
     }
 
-    /// **Rule 4 for one variable.** Claims `name` for `slot` (whose value is
+    /// **Rule 4 for one variable.** Claims `slot`'s name (its value is
     /// `None` when it is missing: the problem is already recorded): refused
     /// if the policy reserves the name, a collision if an earlier entry
-    /// produced it, else kept as `finish` makes it.
-    fn claim<'s, V>(
-        &mut self,
-        policy: &ResolvePolicy,
-        name: EnvVarName,
-        slot: Slot<'s, Option<V>>,
-        finish: &mut impl FnMut(&EnvVarName, Slot<'s, V>) -> T,
-    ) {
-        let connection = slot.connection;
-        if let Err(error) = policy.reserved().check(&name) {
+    /// produced it, else kept.
+    fn claim(&mut self, policy: &ResolvePolicy, slot: Slot<'a, Option<V>>) {
+        if let Err(error) = policy.reserved().check(&slot.name) {
             self.problems.push(Problem::Reserved {
-                variable: name,
-                connection: connection.name().clone(),
-                param: slot.param,
+                variable: slot.name.into_owned(),
+                connection: slot.connection.name().clone(),
+                param: slot.param.into_owned(),
                 reason: match error {
                     ParseError::Reserved { reason, .. } => reason,
                     other => other.to_string(),
@@ -171,32 +205,38 @@ impl<T: Claimed> Claims<T> {
             });
             return;
         }
-        // One hash of the name: the entry either holds the first claim (a
-        // collision) or is where this one goes.
-        let (variable, first) = match self.vars.entry(name) {
-            Entry::Occupied(first) => {
-                let origin = first.get().origin();
-                (first.key().clone(), Some(origin))
-            }
-            Entry::Vacant(entry) => match (self.unvalued.get(entry.key()), slot.value) {
-                (Some(origin), _) => (entry.into_key(), Some(origin.clone())),
-                (None, Some(value)) => {
-                    let claimed = finish(
-                        entry.key(),
-                        Slot {
-                            connection,
-                            param: slot.param,
-                            kind: slot.kind,
-                            value,
-                        },
-                    );
-                    entry.insert(claimed);
-                    return;
+        // One hash of the name: the same for the collision probe and the
+        // answer's index.
+        let hash = name_hash(slot.name.as_str());
+        let first = match self.vars.find(hash, slot.name.as_str()) {
+            Some(first) => Some(first.origin()),
+            None => {
+                let unvalued = if self.unvalued.is_empty() {
+                    None
+                } else {
+                    self.unvalued.get(&*slot.name).cloned()
+                };
+                match (unvalued, slot.value) {
+                    (Some(origin), _) => Some(origin),
+                    (None, Some(value)) => {
+                        self.vars.push(
+                            hash,
+                            Slot {
+                                name: slot.name,
+                                connection: slot.connection,
+                                param: slot.param,
+                                kind: slot.kind,
+                                value,
+                            },
+                        );
+                        return;
+                    }
+                    (None, None) => None,
                 }
-                (None, None) => (entry.into_key(), None),
-            },
+            }
         };
-        let origin = (connection.name().clone(), slot.param);
+        let origin = (slot.connection.name().clone(), slot.param.into_owned());
+        let variable = slot.name.into_owned();
         match first {
             Some(first) => self.problems.push(Problem::Collision {
                 variable,

@@ -358,7 +358,7 @@ fn fingerprint(registry: &Registry) -> Vec<String> {
                 Environment::production(),
             );
             match registry.resolve(&request) {
-                Ok(env) => out.extend(env.iter().map(|v| format!("{} {}", v.name, v.value.expose()))),
+                Ok(env) => out.extend(env.iter().map(|v| format!("{} {}", v.name(), v.value().expose()))),
                 Err(e) => out.push(e.to_string()),
             }
         }

@@ -26,8 +26,8 @@ fn twilio(generation: u64) -> ConnectionSpec {
 }
 
 fn generation(env: &ResolvedEnv) -> u64 {
-    let url = env.get("SMS_URL").unwrap().value.expose();
-    let key = env.get("SMS_KEY").unwrap().value.expose();
+    let url = env.get("SMS_URL").unwrap().value().expose();
+    let key = env.get("SMS_KEY").unwrap().value().expose();
     let from_url: u64 = url.rsplit('/').next().unwrap().parse().unwrap();
     let from_key: u64 = key.strip_prefix("key-").unwrap().parse().unwrap();
     assert_eq!(from_url, from_key, "a torn read: {url} with {key}");

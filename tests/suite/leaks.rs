@@ -255,8 +255,8 @@ fn the_secrets_are_there_for_whoever_asks_explicitly() {
     for request in &requests {
         if let Ok(env) = registry.resolve(request) {
             for var in &env {
-                if var.value.is_secret() {
-                    exposed.insert(var.value.expose().to_owned());
+                if var.value().is_secret() {
+                    exposed.insert(var.value().expose().to_owned());
                 }
             }
         }
@@ -386,11 +386,11 @@ fn no_debug_display_or_error_message_contains_a_secret() {
                     hay.debug(&format!("{what} kubernetes objects"), &objects);
                 }
                 for var in &env {
-                    hay.debug(&format!("{what} {}", var.name), var);
-                    hay.both(&format!("{what} {} value", var.name), &var.value);
-                    hay.both(&format!("{what} {} provenance", var.name), &var.provenance);
-                    let explanation = registry.explain(request, var.name.as_str()).unwrap().unwrap();
-                    hay.both(&format!("{what} {} explanation", var.name), &explanation);
+                    hay.debug(&format!("{what} {}", var.name()), &var);
+                    hay.both(&format!("{what} {} value", var.name()), &var.value());
+                    hay.both(&format!("{what} {} provenance", var.name()), &var.provenance());
+                    let explanation = registry.explain(request, var.name().as_str()).unwrap().unwrap();
+                    hay.both(&format!("{what} {} explanation", var.name()), &explanation);
                 }
             }
             Err(e) => hay.both(&what, &e),

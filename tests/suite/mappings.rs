@@ -23,7 +23,7 @@ fn production(integration: &str) -> ResolveRequest {
 }
 
 fn names(env: &ResolvedEnv) -> Vec<&str> {
-    env.iter().map(|v| v.name.as_str()).collect()
+    env.iter().map(|v| v.name().as_str()).collect()
 }
 
 fn legacy_crm() -> ConnectionSpec {
@@ -77,16 +77,16 @@ fn explicit_entries_inject_the_named_variables_in_mapping_order() {
     let env = registry.resolve(&production("orders")).unwrap();
     assert_eq!(names(&env), ["SMS_KEY", "SMS_URL", "PAYMENTS_URL"]);
     assert_eq!(
-        env.get("SMS_URL").unwrap().value.expose(),
+        env.get("SMS_URL").unwrap().value().expose(),
         "https://api.twilio.com"
     );
     assert_eq!(
-        env.get("PAYMENTS_URL").unwrap().value.expose(),
+        env.get("PAYMENTS_URL").unwrap().value().expose(),
         "https://api.stripe.com"
     );
     assert!(
         env.iter()
-            .all(|v| v.provenance.name_source == NameSource::Explicit)
+            .all(|v| v.provenance().name_source == NameSource::Explicit)
     );
     assert_eq!(env.provenance("SMS_KEY").unwrap().param.as_str(), "ApiKey");
 
@@ -135,7 +135,7 @@ fn default_names_are_the_hosts_prefix_then_connection_then_parameter() {
         ]
     );
     assert_eq!(
-        env.get("CHOREO_LEGACY_CRM_PASSWORD").unwrap().value.expose(),
+        env.get("CHOREO_LEGACY_CRM_PASSWORD").unwrap().value().expose(),
         "crm-pw-prod"
     );
     let why = env.provenance("CHOREO_LEGACY_CRM_PASSWORD").unwrap();
@@ -179,7 +179,7 @@ fn default_names_inject_exactly_what_the_explicit_mapping_would() {
     let defaults = registry.resolve(&production("orders")).unwrap();
     let entries: Vec<(String, String)> = defaults
         .iter()
-        .map(|v| (v.provenance.param.to_string(), v.name.to_string()))
+        .map(|v| (v.provenance().param.to_string(), v.name().to_string()))
         .collect();
     registry
         .set_mappings(
@@ -193,12 +193,12 @@ fn default_names_inject_exactly_what_the_explicit_mapping_would() {
     let explicit = registry.resolve(&production("billing")).unwrap();
     assert_eq!(names(&defaults), names(&explicit));
     for (d, e) in defaults.iter().zip(explicit.iter()) {
-        assert_eq!(d.value.expose(), e.value.expose());
-        assert_eq!(d.value.is_secret(), e.value.is_secret());
-        assert_eq!(d.provenance.source, e.provenance.source);
-        assert_eq!(d.provenance.connection_id, e.provenance.connection_id);
+        assert_eq!(d.value().expose(), e.value().expose());
+        assert_eq!(d.value().is_secret(), e.value().is_secret());
+        assert_eq!(d.provenance().source, e.provenance().source);
+        assert_eq!(d.provenance().connection_id, e.provenance().connection_id);
         assert_eq!(
-            (d.provenance.name_source, e.provenance.name_source),
+            (d.provenance().name_source, e.provenance().name_source),
             (NameSource::Default, NameSource::Explicit)
         );
     }

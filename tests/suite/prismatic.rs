@@ -28,7 +28,7 @@ fn request(integration: &str, env: &str, customer: Option<&str>) -> ResolveReque
 fn expose(env: &ResolvedEnv, var: &str) -> String {
     env.get(var)
         .unwrap_or_else(|| panic!("{var} missing from {env}"))
-        .value
+        .value()
         .expose()
         .to_owned()
 }

@@ -314,13 +314,13 @@ struct Var {
 fn observed(env: &ResolvedEnv) -> Vec<Var> {
     env.iter()
         .map(|v| Var {
-            name: v.name.to_string(),
-            value: v.value.expose().to_owned(),
-            secret: v.value.is_secret(),
-            connection: v.provenance.connection_id,
-            scope: v.provenance.scope.clone(),
-            param: v.provenance.param.clone(),
-            layer: match &v.provenance.source {
+            name: v.name().to_string(),
+            value: v.value().expose().to_owned(),
+            secret: v.value().is_secret(),
+            connection: v.provenance().connection_id,
+            scope: v.provenance().scope.clone(),
+            param: v.provenance().param.clone(),
+            layer: match &v.provenance().source {
                 ValueSource::Layer(l) => l.clone(),
                 other => panic!("no OAuth application in these catalogs: {other}"),
             },
@@ -620,7 +620,7 @@ fn check_no_leak(catalog: GenCatalog) -> Result<(), TestCaseError> {
             continue;
         };
         for var in &env {
-            let value = var.value.expose();
+            let value = var.value().expose();
             let parts: Vec<&str> = value.split('|').collect();
             prop_assert_eq!(parts[0], PROJECTS[p], "{} leaked into another project", value);
             prop_assert!(
@@ -638,7 +638,7 @@ fn check_no_leak(catalog: GenCatalog) -> Result<(), TestCaseError> {
                     value
                 );
             }
-            let connection = registry.connection(&id(PROJECTS[p]), var.provenance.connection_id);
+            let connection = registry.connection(&id(PROJECTS[p]), var.provenance().connection_id);
             prop_assert!(
                 connection.is_some_and(|c| connective::resolve::is_visible(&c.value, &id(INTEGRATIONS[i])))
             );
@@ -892,7 +892,7 @@ fn read_back(registry: &Registry, reference: &RefWrites) -> RefWrites {
             let env = registry
                 .resolve(&ResolveRequest::parse(WRITE_PROJECT, INTEGRATIONS[i], "production").unwrap())
                 .unwrap();
-            let value = env.get("VAR").unwrap().value.expose();
+            let value = env.get("VAR").unwrap().value().expose();
             let param: usize = value.strip_prefix("base-P").unwrap().parse().unwrap();
             mappings.insert(i, (m.version.0, param));
         }
@@ -1173,21 +1173,21 @@ fn the_reference_model_is_not_trivial() {
     // `a` by ID, both in development.
     let env = registry.resolve(&request(0, 0, 0, None)).unwrap();
     assert_eq!(
-        env.get("A_X").unwrap().value.expose(),
+        env.get("A_X").unwrap().value().expose(),
         "p1|i1|a|X|env:development"
     );
     assert_eq!(
-        env.get("V0").unwrap().value.expose(),
+        env.get("V0").unwrap().value().expose(),
         "p1|project|a|X|env:development"
     );
     // i2 sees the project's `a`; customer c2 in test gets its own value.
     let env = registry.resolve(&request(0, 1, 2, Some(1))).unwrap();
     assert_eq!(
-        env.get("V0").unwrap().value.expose(),
+        env.get("V0").unwrap().value().expose(),
         "p1|project|a|X|customer:c2@test"
     );
     assert_eq!(
-        env.get("V2").unwrap().value.expose(),
+        env.get("V2").unwrap().value().expose(),
         "p1|project|b|X|customer:c2@test"
     );
 }

@@ -10,7 +10,7 @@ use connective::model::{
 };
 use connective::prelude::{Registry, Resolver};
 use connective::registry::DeleteMode;
-use connective::resolve::{ResolveError, ResolveRequest, ResolvedEnv, ResolvedValue};
+use connective::resolve::{ResolveError, ResolveRequest, ResolvedEnv, ResolvedValueRef};
 use connective::store::{MemoryStore, Store};
 use proptest::prelude::*;
 
@@ -40,8 +40,11 @@ fn two_resolutions_share_every_value_instead_of_copying_it() {
         catalog.resolve(&request).unwrap(),
     );
     assert!(!a.shares_answer_with(&b), "two resolutions, two answers");
-    match (&a.get("CRM_URL").unwrap().value, &b.get("CRM_URL").unwrap().value) {
-        (ResolvedValue::Plain(x), ResolvedValue::Plain(y)) => {
+    match (
+        a.get("CRM_URL").unwrap().value(),
+        b.get("CRM_URL").unwrap().value(),
+    ) {
+        (ResolvedValueRef::Plain(x), ResolvedValueRef::Plain(y)) => {
             assert_eq!(x, LONG_URL);
             assert!(
                 x.shares_text_with(y),
@@ -50,8 +53,11 @@ fn two_resolutions_share_every_value_instead_of_copying_it() {
         }
         other => panic!("plain values expected, got {other:?}"),
     }
-    match (&a.get("CRM_KEY").unwrap().value, &b.get("CRM_KEY").unwrap().value) {
-        (ResolvedValue::Secret(x), ResolvedValue::Secret(y)) => {
+    match (
+        a.get("CRM_KEY").unwrap().value(),
+        b.get("CRM_KEY").unwrap().value(),
+    ) {
+        (ResolvedValueRef::Secret(x), ResolvedValueRef::Secret(y)) => {
             assert!(
                 x.shares_secret_with(y),
                 "the secret is the snapshot's, not a copy"
@@ -412,7 +418,7 @@ fn said(answer: &Result<ResolvedEnv, ResolveError>) -> String {
     match answer {
         Ok(env) => env
             .iter()
-            .map(|v| format!("{}={} [{:?}]", v.name, v.value.expose(), v.provenance))
+            .map(|v| format!("{}={} [{:?}]", v.name(), v.value().expose(), v.provenance()))
             .collect::<Vec<_>>()
             .join("\n"),
         Err(e) => format!("error: {:?}", e.problems),

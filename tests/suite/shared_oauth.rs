@@ -227,7 +227,7 @@ fn resolve(registry: &Registry, integration: &str) -> ResolvedEnv {
 fn expose(env: &ResolvedEnv, var: &str) -> String {
     env.get(var)
         .unwrap_or_else(|| panic!("{var} missing from {env}"))
-        .value
+        .value()
         .expose()
         .to_owned()
 }
@@ -275,8 +275,8 @@ fn project_oauth_connections_share_the_project_application() {
     }
     assert_eq!(expose(&env, "INVENTORY_CONSUMERKEY"), "client-1");
     assert_eq!(expose(&env, "INVENTORY_CONSUMERSECRET"), "secret-1");
-    assert!(env.get("SHIPPING_CONSUMERSECRET").unwrap().value.is_secret());
-    assert!(!env.get("SHIPPING_CONSUMERKEY").unwrap().value.is_secret());
+    assert!(env.get("SHIPPING_CONSUMERSECRET").unwrap().value().is_secret());
+    assert!(!env.get("SHIPPING_CONSUMERKEY").unwrap().value().is_secret());
     assert_eq!(
         expose(&env, "SHIPPING_SERVICEURL"),
         "https://internal/shipping-api"
@@ -511,7 +511,7 @@ fn default_variable_names_include_the_application_parameters() {
         )
         .unwrap();
     let env = resolve(&registry, "orders");
-    let names: Vec<&str> = env.iter().map(|v| v.name.as_str()).collect();
+    let names: Vec<&str> = env.iter().map(|v| v.name().as_str()).collect();
     assert_eq!(
         names,
         [

@@ -297,8 +297,8 @@ proptest! {
                 let got = match registry.resolve(&request(env)) {
                     Ok(got) => {
                         let v = got.get("REGION").unwrap();
-                        let from_template = matches!(v.provenance.source, ValueSource::Template { .. });
-                        Some((v.value.expose().to_owned(), from_template))
+                        let from_template = matches!(v.provenance().source, ValueSource::Template { .. });
+                        Some((v.value().expose().to_owned(), from_template))
                     }
                     Err(e) => {
                         prop_assert!(matches!(&e.problems[..], [Problem::MissingValue { .. }]), "{}", e);

@@ -456,5 +456,5 @@ fn a_rename_that_hands_the_name_to_another_connection_is_a_rebinding() {
     let env = registry
         .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
         .unwrap();
-    assert_eq!(env.get("URL").unwrap().value.expose(), "https://shared");
+    assert_eq!(env.get("URL").unwrap().value().expose(), "https://shared");
 }

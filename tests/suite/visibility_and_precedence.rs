@@ -59,7 +59,7 @@ fn request(project: &str, integration: &str, env: &str) -> ResolveRequest {
 fn value(env: &ResolvedEnv, var: &str) -> String {
     env.get(var)
         .unwrap_or_else(|| panic!("{var} missing from {env}"))
-        .value
+        .value()
         .expose()
         .to_owned()
 }

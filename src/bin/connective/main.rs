@@ -455,7 +455,7 @@ fn run(command: Command) -> Outcome {
                 }
                 None => {
                     let env = registry.resolve(&request).map_err(vault::resolve_failure)?;
-                    let known: Vec<&str> = env.iter().map(|v| v.name.as_str()).collect();
+                    let known: Vec<&str> = env.iter().map(|v| v.name().as_str()).collect();
                     Err(Failure::new(
                         Exit::Failure,
                         format!(

@@ -138,11 +138,11 @@ pub fn env_table(env: &ResolvedEnv) {
     let header = ["VARIABLE", "VALUE", "CONNECTION", "PARAMETER", "SOURCE"];
     table.set_header(header);
     for v in env.iter() {
-        let p = &v.provenance;
-        let value = Cell::new(cell_text(&v.value.to_string()));
+        let p = &v.provenance();
+        let value = Cell::new(cell_text(&v.value().to_string()));
         table.add_row([
-            Cell::new(v.name.as_str()),
-            if v.value.is_secret() {
+            Cell::new(v.name().as_str()),
+            if v.value().is_secret() {
                 value.add_attribute(Attribute::Dim)
             } else {
                 value

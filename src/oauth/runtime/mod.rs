@@ -575,7 +575,7 @@ impl OAuthRuntime {
             name_source: crate::resolve::NameSource::Explicit,
             entered_by: None,
         };
-        let var = crate::resolve::ResolvedVar {
+        let var = crate::resolve::OwnedVar {
             name: name.clone(),
             value: crate::resolve::ResolvedValue::Secret(token.secret().clone()),
             provenance,

@@ -88,7 +88,7 @@ fn resolve(registry: &Registry) -> Result<ResolvedEnv, connective::resolve::Reso
 
 fn password(registry: &Registry) -> String {
     let env = resolve(registry).unwrap_or_else(|e| panic!("{e}"));
-    env.get("CRM_PASSWORD").unwrap().value.expose().to_owned()
+    env.get("CRM_PASSWORD").unwrap().value().expose().to_owned()
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn rotation_reaches_resolution_within_the_refresh_interval_without_an_apply() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let env = resolve(&registry).unwrap();
-    match &env.get("CRM_PASSWORD").unwrap().provenance.source {
+    match &env.get("CRM_PASSWORD").unwrap().provenance().source {
         ValueSource::External { reference, fetch, .. } => {
             assert_eq!(reference.store().as_str(), "openbao");
             assert_eq!(
@@ -187,8 +187,8 @@ fn a_stopped_server_leaves_the_last_good_value_until_the_staleness_limit_then_a_
     std::thread::sleep(Duration::from_millis(800));
     let env = resolve(&registry).unwrap();
     let var = env.get("CRM_PASSWORD").unwrap();
-    assert_eq!(var.value.expose(), "last-good-pw");
-    match &var.provenance.source {
+    assert_eq!(var.value().expose(), "last-good-pw");
+    match &var.provenance().source {
         ValueSource::External { fetch, .. } => assert!(fetch.failing_since.is_some(), "{fetch}"),
         other => panic!("expected an external source, got {other}"),
     }

@@ -216,8 +216,8 @@ fn resolution_reads_the_view_and_names_the_reference_in_provenance() {
         .resolve(&request("production"))
         .unwrap();
     let var = env.get("CRM_PASSWORD").unwrap();
-    assert_eq!(var.value.expose(), "prod-pw-v1");
-    match &var.provenance.source {
+    assert_eq!(var.value().expose(), "prod-pw-v1");
+    match &var.provenance().source {
         ValueSource::External {
             layer,
             template: None,
@@ -235,7 +235,7 @@ fn resolution_reads_the_view_and_names_the_reference_in_provenance() {
         }
         other => panic!("expected an external source, got {other}"),
     }
-    let said = var.provenance.to_string();
+    let said = var.provenance().to_string();
     assert!(
         said.contains("vault:secret/crm/prod#password") && said.contains("version 7"),
         "{said}"
@@ -249,7 +249,7 @@ fn resolution_reads_the_view_and_names_the_reference_in_provenance() {
         .view(&"acme".parse().unwrap())
         .resolve(&request("production"))
         .unwrap();
-    assert_eq!(env.get("CRM_PASSWORD").unwrap().value.expose(), "prod-pw-v2");
+    assert_eq!(env.get("CRM_PASSWORD").unwrap().value().expose(), "prod-pw-v2");
     assert_eq!(registry.catalog().revision(), before);
 
     // A stored value resolves as before, beside.
@@ -258,9 +258,9 @@ fn resolution_reads_the_view_and_names_the_reference_in_provenance() {
         .resolve(&request("development"))
         .unwrap();
     let var = env.get("CRM_PASSWORD").unwrap();
-    assert_eq!(var.value.expose(), "dev-pw-stored-41");
+    assert_eq!(var.value().expose(), "dev-pw-stored-41");
     assert!(matches!(
-        var.provenance.source,
+        var.provenance().source,
         ValueSource::Layer(Layer::Default)
     ));
 }
@@ -396,8 +396,8 @@ fn a_template_secret_in_an_external_store_resolves_and_says_it_comes_from_the_te
     );
     let env = registry.resolve(&request("production")).unwrap();
     let var = env.get("SLACK_SECRET").unwrap();
-    assert_eq!(var.value.expose(), "slack-prod-secret");
-    match &var.provenance.source {
+    assert_eq!(var.value().expose(), "slack-prod-secret");
+    match &var.provenance().source {
         ValueSource::External {
             layer,
             template: Some(template),
@@ -413,11 +413,11 @@ fn a_template_secret_in_an_external_store_resolves_and_says_it_comes_from_the_te
         other => panic!("expected an external source from the template, got {other:?}"),
     }
     assert_eq!(
-        var.provenance.source.layer(),
+        var.provenance().source.layer(),
         None,
         "not a layer of the connection's own"
     );
-    let said = var.provenance.source.to_string();
+    let said = var.provenance().source.to_string();
     assert!(
         said.starts_with(
             "template acme-slack, environment production override, from vault:secret/slack/prod#client_secret"
@@ -427,9 +427,9 @@ fn a_template_secret_in_an_external_store_resolves_and_says_it_comes_from_the_te
     // Elsewhere the template's stored value, from the template.
     let dev = registry.resolve(&request("development")).unwrap();
     let var = dev.get("SLACK_SECRET").unwrap();
-    assert_eq!(var.value.expose(), "acme-dev-secret-7731");
+    assert_eq!(var.value().expose(), "acme-dev-secret-7731");
     assert!(
-        matches!(&var.provenance.source, ValueSource::Template { template, .. } if template == "acme-slack")
+        matches!(&var.provenance().source, ValueSource::Template { template, .. } if template == "acme-slack")
     );
 }
 

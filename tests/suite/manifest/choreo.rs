@@ -46,7 +46,7 @@ fn import_and_resolve(registry: &Registry, config: &ComponentConfig) -> Vec<Stri
     let env = registry
         .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut names: Vec<String> = env.iter().map(|v| v.name.to_string()).collect();
+    let mut names: Vec<String> = env.iter().map(|v| v.name().to_string()).collect();
     names.sort();
     names
 }
@@ -90,8 +90,8 @@ fn a_component_yaml_1_1_gets_choreos_fixed_names_and_its_own() {
         .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
         .unwrap();
     assert_eq!(
-        env.get("SMS_API_KEY").unwrap().value.expose(),
-        env.get("CHOREO_TWILIO_APIKEY").unwrap().value.expose()
+        env.get("SMS_API_KEY").unwrap().value().expose(),
+        env.get("CHOREO_TWILIO_APIKEY").unwrap().value().expose()
     );
 }
 

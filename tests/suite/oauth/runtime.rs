@@ -835,7 +835,7 @@ async fn resolution_embeds_no_access_token_unless_the_host_asks() {
     let env = resolve_orders(&s);
     let token = s.runtime.access_token(&s.key).await.expect("token");
     assert!(
-        env.iter().all(|v| v.value.expose() != token.expose()),
+        env.iter().all(|v| v.value().expose() != token.expose()),
         "no token at deploy time"
     );
     let env = s
@@ -844,18 +844,18 @@ async fn resolution_embeds_no_access_token_unless_the_host_asks() {
         .await
         .expect("token variable");
     let var = env.get("CRM_ACCESS_TOKEN").expect("the variable");
-    assert!(var.value.is_secret());
-    assert_eq!(var.value.expose(), token.expose());
+    assert!(var.value().is_secret());
+    assert_eq!(var.value().expose(), token.expose());
     assert_eq!(
-        var.provenance.source,
+        var.provenance().source,
         connective::resolve::ValueSource::AccessToken {
             expires_at: token.expires_at()
         }
     );
     assert!(
-        var.provenance.to_string().contains("expires at"),
+        var.provenance().to_string().contains("expires at"),
         "{}",
-        var.provenance
+        var.provenance()
     );
     assert!(!env.to_string().contains(token.expose()), "Display redacts it");
 }

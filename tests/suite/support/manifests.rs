@@ -34,7 +34,7 @@ pub fn resolve(
     }
     let env = registry.resolve(&req).unwrap_or_else(|e| panic!("{e}"));
     env.iter()
-        .map(|v| (v.name.to_string(), v.value.expose().to_owned()))
+        .map(|v| (v.name().to_string(), v.value().expose().to_owned()))
         .collect()
 }
 
