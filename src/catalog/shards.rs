@@ -4,49 +4,55 @@
 //! A project's snapshot is copied on every write to it; with one flat table
 //! that copy, and the reference count of every record it holds, is touched
 //! in full (about 2,000 cold cache lines for a project of 1,000
-//! connections). Split into shards of at most [`SHARD_MAX`] entries on
-//! average, in groups, a write copies the list of groups, one group (a list
-//! of shards) and one shard: for 1,000 entries, 8 + 4 + about 31 reference
-//! counts rather than 1,000.
+//! connections). Split into shards of at most `MAX` entries on average, in
+//! groups, behind one shared list, a copy of the table is one reference
+//! count, and a change to the copy copies the list of groups, one group (a
+//! list of shards) and one shard: for 1,000 entries in shards of 16, 8 + 8 +
+//! about 16 reference counts rather than 1,000. In a large catalog these are
+//! cache misses, so the sizes are chosen to keep their sum small: the sum
+//! of the list's, the group's and the shard's lengths is least near
+//! `2 * sqrt(len / MAX) + MAX`.
 
 use std::sync::Arc;
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
-/// The most entries a shard holds on average before the table doubles its
-/// number of shards.
-pub(super) const SHARD_MAX: usize = 32;
-
 /// One shard: a plain hash table, shared between copies of the table.
 type Shard<T> = Arc<HashTable<T>>;
 
+/// A list of shards, shared between copies of the table.
+type Group<T> = Arc<[Shard<T>]>;
+
 /// A hash table of `T`s (each holding its own key), split by hash into a
 /// power-of-two number of groups of a power-of-two number of shards, each
-/// group and each shard behind an `Arc`. Callers pass the hash of every key
-/// and an equality test, as with [`HashTable`].
+/// group and each shard behind an `Arc`; the table doubles its number of
+/// shards when it holds `MAX` entries a shard on average. Callers pass the
+/// hash of every key and an equality test, as with [`HashTable`].
 #[derive(Debug)]
-pub(super) struct ShardedTable<T> {
-    /// Empty, or a power-of-two number of groups, each of the same
-    /// power-of-two number of shards.
-    groups: Box<[Arc<[Shard<T>]>]>,
+pub(super) struct ShardedTable<T, const MAX: usize> {
+    /// A power-of-two number of groups (at least one), each of the same
+    /// power-of-two number of shards (at least one), behind one `Arc`.
+    groups: Arc<[Group<T>]>,
     len: usize,
 }
 
-impl<T> Default for ShardedTable<T> {
+impl<T, const MAX: usize> Default for ShardedTable<T, MAX> {
+    /// An empty table: one group of one empty shard (no table allocated).
     fn default() -> Self {
+        let shard: Group<T> = Arc::new([Arc::new(HashTable::new())]);
         ShardedTable {
-            groups: Box::default(),
+            groups: Arc::new([shard]),
             len: 0,
         }
     }
 }
 
-impl<T> Clone for ShardedTable<T> {
-    /// Shares every group (one reference count each).
+impl<T, const MAX: usize> Clone for ShardedTable<T, MAX> {
+    /// Shares everything (one reference count).
     fn clone(&self) -> Self {
         ShardedTable {
-            groups: self.groups.clone(),
+            groups: Arc::clone(&self.groups),
             len: self.len,
         }
     }
@@ -71,7 +77,7 @@ fn layout(total: usize) -> (usize, usize) {
     (total / shards, shards)
 }
 
-impl<T: Clone> ShardedTable<T> {
+impl<T: Clone, const MAX: usize> ShardedTable<T, MAX> {
     /// How many entries the table holds.
     pub(super) fn len(&self) -> usize {
         self.len
@@ -79,21 +85,25 @@ impl<T: Clone> ShardedTable<T> {
 
     /// How many shards the table has.
     fn shard_count(&self) -> usize {
-        self.groups.first().map_or(0, |g| self.groups.len() * g.len())
+        self.groups.len() * self.groups[0].len()
     }
 
-    /// The (group, shard) of `hash`; the table has shards.
+    /// The (group, shard) of `hash`.
     fn position(&self, hash: u64) -> (usize, usize) {
         locate(hash, self.groups.len(), self.groups[0].len())
     }
 
     /// The entry with `hash` for which `eq` holds.
     pub(super) fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
-        if self.groups.is_empty() {
-            return None;
-        }
         let (g, s) = self.position(hash);
         self.groups[g][s].find(hash, eq)
+    }
+
+    /// Whether `other` is a copy of this table that neither has changed
+    /// since (they share everything).
+    #[cfg(test)]
+    pub(super) fn shares_all_with(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.groups, &other.groups)
     }
 
     /// Every entry, in no particular order.
@@ -101,12 +111,18 @@ impl<T: Clone> ShardedTable<T> {
         self.groups.iter().flat_map(|g| g.iter()).flat_map(|s| s.iter())
     }
 
-    /// The shard of `hash`, unshared: its group and itself are copied if
-    /// another table holds them. The table has shards.
+    /// The shard of `hash`, unshared: the list of groups, its group and
+    /// itself are copied if another table holds them.
     fn shard_mut(&mut self, hash: u64) -> &mut HashTable<T> {
         let (g, s) = self.position(hash);
-        let group = Arc::make_mut(&mut self.groups[g]);
+        let groups = Arc::make_mut(&mut self.groups);
+        let group = Arc::make_mut(&mut groups[g]);
         Arc::make_mut(&mut group[s])
+    }
+
+    /// Whether one more entry would pass `MAX` entries a shard on average.
+    fn full(&self) -> bool {
+        self.len >= self.shard_count() * MAX
     }
 
     /// Puts `value` (with `hash`) in place of the entry for which `eq`
@@ -119,7 +135,7 @@ impl<T: Clone> ShardedTable<T> {
         mut eq: impl FnMut(&T) -> bool,
         hasher: impl Fn(&T) -> u64,
     ) -> Option<T> {
-        if self.len >= self.shard_count() * SHARD_MAX && self.find(hash, &mut eq).is_none() {
+        if self.full() && self.find(hash, &mut eq).is_none() {
             self.split(&hasher);
         }
         match self.shard_mut(hash).entry(hash, eq, hasher) {
@@ -136,7 +152,7 @@ impl<T: Clone> ShardedTable<T> {
     /// gives any entry's hash. Copies the one shard it changes if another
     /// table shares it.
     pub(super) fn insert_unique(&mut self, hash: u64, value: T, hasher: impl Fn(&T) -> u64) {
-        if self.len >= self.shard_count() * SHARD_MAX {
+        if self.full() {
             self.split(&hasher);
         }
         self.shard_mut(hash).insert_unique(hash, value, hasher);
@@ -153,16 +169,11 @@ impl<T: Clone> ShardedTable<T> {
         Some(value)
     }
 
-    /// Doubles the number of shards (one shard for an empty table),
-    /// redistributing every entry.
+    /// Doubles the number of shards, redistributing every entry.
     fn split(&mut self, hasher: &impl Fn(&T) -> u64) {
-        let (groups, shards) = layout((self.shard_count() * 2).max(1));
+        let (groups, shards) = layout(self.shard_count() * 2);
         let mut tables: Vec<Vec<HashTable<T>>> = (0..groups)
-            .map(|_| {
-                (0..shards)
-                    .map(|_| HashTable::with_capacity(SHARD_MAX / 2))
-                    .collect()
-            })
+            .map(|_| (0..shards).map(|_| HashTable::with_capacity(MAX / 2)).collect())
             .collect();
         for value in self.iter() {
             let hash = hasher(value);
@@ -188,6 +199,9 @@ mod tests {
     /// Entries keyed by their first field.
     type Entry = (u32, u32);
 
+    /// The tables the tests use: shards of 32 entries.
+    type Table = ShardedTable<Entry, 32>;
+
     static HASHER: std::sync::LazyLock<hashbrown::DefaultHashBuilder> =
         std::sync::LazyLock::new(hashbrown::DefaultHashBuilder::default);
 
@@ -195,25 +209,30 @@ mod tests {
         HASHER.hash_one(key)
     }
 
-    fn put(t: &mut ShardedTable<Entry>, hasher: &impl Fn(u32) -> u64, e: Entry) -> Option<Entry> {
+    fn put(t: &mut Table, hasher: &impl Fn(u32) -> u64, e: Entry) -> Option<Entry> {
         t.insert(hasher(e.0), e, |x| x.0 == e.0, |x| hasher(x.0))
     }
 
-    fn get(t: &ShardedTable<Entry>, hasher: &impl Fn(u32) -> u64, key: u32) -> Option<Entry> {
+    fn get(t: &Table, hasher: &impl Fn(u32) -> u64, key: u32) -> Option<Entry> {
         t.find(hasher(key), |x| x.0 == key).copied()
     }
 
     #[test]
     fn a_change_to_a_copy_copies_one_shard_and_leaves_the_original_alone() {
         let h = hash;
-        let mut t = ShardedTable::default();
+        let mut t = Table::default();
         for k in 0..1_000 {
             assert_eq!(put(&mut t, &h, (k, 0)), None);
         }
-        assert!(t.shard_count() >= 1_000 / SHARD_MAX);
+        assert!(t.shard_count() >= 1_000 / 32);
         assert_eq!(layout(t.shard_count()), (t.groups.len(), t.groups[0].len()));
         let mut copy = t.clone();
+        assert!(
+            Arc::ptr_eq(&t.groups, &copy.groups),
+            "a copy shares the whole list"
+        );
         assert_eq!(put(&mut copy, &h, (7, 1)), Some((7, 0)));
+        assert!(!Arc::ptr_eq(&t.groups, &copy.groups));
         assert_eq!(copy.remove(h(8), |x| x.0 == 8), Some((8, 0)));
         assert_eq!(get(&t, &h, 7), Some((7, 0)));
         assert_eq!(get(&t, &h, 8), Some((8, 0)));
@@ -222,7 +241,7 @@ mod tests {
         assert_eq!((t.len(), copy.len()), (1_000, 999));
         // Only the shards of keys 7 and 8 (and their groups) are no longer
         // shared.
-        let shards = |t: &ShardedTable<Entry>| -> Vec<*const HashTable<Entry>> {
+        let shards = |t: &Table| -> Vec<*const HashTable<Entry>> {
             t.groups.iter().flat_map(|g| g.iter()).map(Arc::as_ptr).collect()
         };
         let unshared = shards(&t)
@@ -238,27 +257,48 @@ mod tests {
 
     #[test]
     fn removing_what_is_not_there_copies_nothing() {
-        let mut t = ShardedTable::default();
+        let mut t = Table::default();
         for k in 0..100 {
             put(&mut t, &hash, (k, k));
         }
         let mut copy = t.clone();
         assert_eq!(copy.remove(hash(1_000), |x| x.0 == 1_000), None);
-        assert!(
-            t.groups
-                .iter()
-                .zip(copy.groups.iter())
-                .all(|(a, b)| Arc::ptr_eq(a, b))
-        );
+        assert!(Arc::ptr_eq(&t.groups, &copy.groups));
+        assert_eq!(Table::default().remove(hash(1), |x| x.0 == 1), None);
+    }
+
+    #[test]
+    fn tables_of_any_shard_size_grow_in_square_layouts() {
+        fn fill<const MAX: usize>(n: u32) -> ShardedTable<Entry, MAX> {
+            let mut t = ShardedTable::<Entry, MAX>::default();
+            for k in 0..n {
+                t.insert(hash(k), (k, k), |x| x.0 == k, |x| hash(x.0));
+            }
+            t
+        }
+        let empty = ShardedTable::<Entry, 16>::default();
         assert_eq!(
-            ShardedTable::<Entry>::default().remove(hash(1), |x| x.0 == 1),
-            None
+            (empty.len(), empty.shard_count(), empty.iter().count()),
+            (0, 1, 0)
         );
+        assert_eq!(empty.find(hash(1), |_| true), None);
+        let t = fill::<16>(1_000);
+        // 1,000 entries in shards of 16 on average: 64 shards, 8 groups of 8.
+        assert_eq!((t.shard_count(), t.groups.len(), t.groups[0].len()), (64, 8, 8));
+        let mut all: Vec<u32> = t.iter().map(|e| e.0).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1_000).collect::<Vec<_>>());
+        let t = fill::<8>(100);
+        assert_eq!((t.shard_count(), t.groups.len(), t.groups[0].len()), (16, 4, 4));
+        let t = fill::<64>(64);
+        assert_eq!((t.shard_count(), t.groups.len(), t.groups[0].len()), (1, 1, 1));
+        let t = fill::<64>(65);
+        assert_eq!((t.shard_count(), t.groups.len(), t.groups[0].len()), (2, 2, 1));
     }
 
     #[test]
     fn equal_entries_added_side_by_side_come_out_one_at_a_time() {
-        let mut t: ShardedTable<Entry> = ShardedTable::default();
+        let mut t = Table::default();
         for k in 0..200 {
             t.insert_unique(hash(k), (k, 0), |x| hash(x.0));
         }
@@ -302,7 +342,7 @@ mod tests {
         /// what a plain map given the same operations holds.
         #[test]
         fn tables_and_their_copies_agree_with_a_map(ops in prop::collection::vec(op(), 0..600)) {
-            let mut t = ShardedTable::default();
+            let mut t = Table::default();
             let mut model: HashMap<u32, u32> = HashMap::new();
             let mut copies = Vec::new();
             for op in ops {
