@@ -143,29 +143,34 @@ impl Inner {
 
     /// Where the live record under `key` is in `records`.
     fn position(&self, key: &RecordKey) -> Option<usize> {
-        let key = KeyRef::of_key(key);
-        let records = &self.records;
-        self.index
-            .find(self.hasher.hash_one(&key), |&i| {
-                KeyRef::of_record(&records[i as usize].1) == key
-            })
-            .map(|&i| i as usize)
+        self.position_hashed(key).0
     }
 
-    /// Stores `record` under its own key, replacing the live one if any.
-    fn put(&mut self, version: Version, record: Record) {
-        let hash = self.hasher.hash_one(KeyRef::of_record(&record));
+    /// [`Inner::position`], and the hash of `key` in `index`.
+    fn position_hashed(&self, key: &RecordKey) -> (Option<usize>, u64) {
+        let key = KeyRef::of_key(key);
+        let hash = self.hasher.hash_one(&key);
+        let records = &self.records;
+        let found = self
+            .index
+            .find(hash, |&i| KeyRef::of_record(&records[i as usize].1) == key)
+            .map(|&i| i as usize);
+        (found, hash)
+    }
+
+    /// Stores `record` under its own key: at `position` when the live one
+    /// is there, else as a new record; `hash` is its key's.
+    fn put_at(&mut self, position: Option<usize>, hash: u64, version: Version, record: Record) {
+        if let Some(i) = position {
+            self.records[i] = (version, record);
+            return;
+        }
         let Inner {
             records,
             index,
             hasher,
             ..
         } = self;
-        let key = KeyRef::of_record(&record);
-        if let Some(&i) = index.find(hash, |&i| KeyRef::of_record(&records[i as usize].1) == key) {
-            records[i as usize] = (version, record);
-            return;
-        }
         // `commit` checked that the position fits.
         let i = records.len() as u32;
         records.push((version, record));
@@ -327,9 +332,14 @@ impl Store for MemoryStore {
         // Check every expectation before changing anything.
         let mut versions = Vec::with_capacity(batch.writes.len());
         let mut before = Vec::with_capacity(batch.writes.len());
+        // Where each key's record is and its hash, so that applying the
+        // batch finds neither again (until a delete moves a record).
+        let mut found_at = Vec::with_capacity(batch.writes.len());
         for w in &batch.writes {
-            let found = inner.position(&w.key).map(|i| inner.records[i].0);
+            let (position, hash) = inner.position_hashed(&w.key);
+            let found = position.map(|i| inner.records[i].0);
             w.expect.check(&w.key, found)?;
+            found_at.push((position, hash));
             before.push(found);
             let previous = found.or_else(|| inner.tombstone(&w.key)).map_or(0, |v| v.0);
             versions.push(Version(previous + 1));
@@ -337,16 +347,21 @@ impl Store for MemoryStore {
         let revision = Revision(inner.revision.0 + 1);
         inner.revision = revision;
         let mut changes = Vec::with_capacity(batch.writes.len());
-        for (w, &version) in batch.writes.iter().zip(&versions) {
+        let mut moved = false;
+        for ((w, &version), &(position, hash)) in batch.writes.iter().zip(&versions).zip(&found_at) {
             match &w.op {
                 Op::Put(record) => {
                     if !inner.tombstones.is_empty() {
                         inner.unbury(&w.key);
                     }
-                    inner.put(version, record.clone());
+                    // A delete earlier in the batch may have moved the
+                    // record (a new record appended moves none).
+                    let position = if moved { inner.position(&w.key) } else { position };
+                    inner.put_at(position, hash, version, record.clone());
                     changes.push((version, Fed::Put(record.clone())));
                 }
                 Op::Delete => {
+                    moved = true;
                     inner.remove(&w.key);
                     inner.bury(&w.key, version);
                     changes.push((version, Fed::Delete(Box::new(w.key.clone()))));
@@ -437,6 +452,44 @@ mod tests {
         assert_eq!(std::mem::size_of::<(Version, Record)>(), 24);
         assert_eq!(std::mem::size_of::<(Version, Fed)>(), 24);
         assert_eq!(std::mem::size_of::<(Version, Box<RecordKey>)>(), 16);
+    }
+
+    /// A batch that deletes a record and then updates the one the delete
+    /// moved into its place updates it where it moved to.
+    #[test]
+    fn an_update_after_a_delete_in_one_batch_finds_the_moved_record() {
+        let fence = |p: &str, n: &str| {
+            Record::ReferenceFence(std::sync::Arc::new(crate::model::ReferenceFence {
+                project: p.parse().unwrap(),
+                stripe: crate::model::NameStripe::of(&n.parse().unwrap()),
+            }))
+        };
+        let (a, b, c) = (fence("a", "n"), fence("b", "n"), fence("c", "n"));
+        let store = MemoryStore::new();
+        let mut batch = Batch::new();
+        for r in [&a, &b, &c] {
+            batch.push(super::super::Write::put(r.clone(), Expect::Absent));
+        }
+        store.commit(&batch).unwrap();
+        // `c` is last: deleting `a` moves it into `a`'s place.
+        let mut batch = Batch::new();
+        batch.push(super::super::Write::delete(a.key(), Expect::Version(Version(1))));
+        batch.push(super::super::Write::put(c.clone(), Expect::Version(Version(1))));
+        batch.push(super::super::Write::put(fence("d", "n"), Expect::Absent));
+        assert_eq!(
+            store.commit(&batch).unwrap().versions,
+            [Version(2), Version(2), Version(1)]
+        );
+        assert!(store.get(&a.key()).unwrap().is_none());
+        assert_eq!(
+            store.get(&b.key()).unwrap().map(|(v, r)| (v, r.key())),
+            Some((Version(1), b.key()))
+        );
+        assert_eq!(
+            store.get(&c.key()).unwrap().map(|(v, r)| (v, r.key())),
+            Some((Version(2), c.key()))
+        );
+        assert_eq!(store.load().unwrap().records.len(), 3);
     }
 
     /// Deletes move the last record into the hole; every other record must
