@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::seal::{KeyRing, SealError};
 use crate::model::{
     ActorId, AuditAction, AuditChange, AuditEntry, AuditPosition, CodecError, Record, RecordKey, Revision,
-    Timestamp, with_secret_codec_reporting,
+    SecretCodec, Timestamp, with_secret_codec_reporting,
 };
 use crate::store::StoreError;
 
@@ -308,6 +308,10 @@ pub(crate) fn decode_live_from(
     read: impl FnOnce(&mut RowSink<'_, '_>) -> Result<(), StoreError>,
 ) -> Result<Decoded, StoreError> {
     let decode = |batch: &RowBatch| -> Result<Decoded, StoreError> {
+        // A ring of this batch's own: the codec's reference count is taken
+        // for every row and every secret, and a count the threads shared
+        // would bounce between their cores.
+        let codec: Arc<dyn SecretCodec> = Arc::new(KeyRing::clone(ring));
         let mut records = Vec::with_capacity(batch.ends.len());
         let mut unreadable = Vec::new();
         let mut scratch = Vec::new();
@@ -315,7 +319,7 @@ pub(crate) fn decode_live_from(
             let key_text =
                 std::str::from_utf8(key_text).map_err(|_| not_a_key(backend, "not UTF-8".into()))?;
             let version = crate::model::Version(to_u64(backend, version, "a version")?);
-            match decode_live_row(backend, ring, &mut scratch, key_text, body)? {
+            match decode_live_row(backend, &codec, &mut scratch, key_text, body)? {
                 Ok(record) => records.push((version, record)),
                 Err((key, error, key_id)) => {
                     unreadable.push(crate::store::UnreadableRecord::new(key, version, key_id, error));
@@ -357,13 +361,13 @@ type LiveRow = Result<Record, (RecordKey, StoreError, Option<String>)>;
 /// that is why).
 fn decode_live_row(
     backend: &'static str,
-    ring: &Arc<KeyRing>,
+    codec: &Arc<dyn SecretCodec>,
     scratch: &mut Vec<u8>,
     key_text: &str,
     body: &[u8],
 ) -> Result<LiveRow, StoreError> {
     let opened = match std::str::from_utf8(body) {
-        Ok(text) => open_record(ring, text),
+        Ok(text) => open_record(codec, text),
         Err(_) => Err((Unopened::NotText, None)),
     };
     match opened {
@@ -421,12 +425,12 @@ impl Unopened {
     }
 }
 
-/// A record from its stored text, its secrets opened with `ring`; a
-/// failure also names the ID of the key whose secret could not be opened,
-/// when that is why.
-fn open_record(ring: &Arc<KeyRing>, text: &str) -> Result<Record, (Unopened, Option<String>)> {
+/// A record from its stored text, its secrets opened with `codec` (a
+/// [`KeyRing`]); a failure also names the ID of the key whose secret could
+/// not be opened, when that is why.
+fn open_record(codec: &Arc<dyn SecretCodec>, text: &str) -> Result<Record, (Unopened, Option<String>)> {
     let (result, codec_error) =
-        with_secret_codec_reporting(ring.clone(), || serde_json::from_str::<Record>(text));
+        with_secret_codec_reporting(Arc::clone(codec), || serde_json::from_str::<Record>(text));
     result.map_err(|e| match seal_error(codec_error) {
         Some(seal) => {
             let key_id = seal.key_id().map(str::to_owned);
@@ -489,8 +493,8 @@ fn decode_or_why(
     key: &RecordKey,
     text: &str,
 ) -> Result<Record, (StoreError, Option<String>)> {
-    let record =
-        open_record(ring, text).map_err(|(why, key_id)| (unreadable(backend, key, why.message()), key_id))?;
+    let record = open_record(&(ring.clone() as Arc<dyn SecretCodec>), text)
+        .map_err(|(why, key_id)| (unreadable(backend, key, why.message()), key_id))?;
     if &record.key() != key {
         let message = format!("the row holds the record of {}", record.key());
         return Err((unreadable(backend, key, message), None));
