@@ -189,19 +189,6 @@ mod cold_start {
         KeyRing::new(SealKey::from_bytes("bench", &[7u8; 32]).expect("seal key"))
     }
 
-    /// CPU seconds (user + system) of the whole process so far, every
-    /// thread's, exited ones included (`/proc/self/stat`, in clock ticks of
-    /// 10 ms).
-    fn cpu_seconds() -> f64 {
-        let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-        // Fields after the command name (which is in parentheses).
-        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-        let fields: Vec<&str> = rest.split(' ').collect();
-        // utime and stime are fields 14 and 15 of the whole line.
-        let ticks = |i: usize| fields[i - 3].parse::<f64>().expect("ticks");
-        (ticks(14) + ticks(15)) / 100.0
-    }
-
     fn database(n: usize) -> PathBuf {
         let base = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
@@ -232,9 +219,9 @@ mod cold_start {
 
     /// Times `f`: (CPU seconds, wall seconds, its result).
     fn timed<T>(f: impl FnOnce() -> T) -> (f64, f64, T) {
-        let (cpu, wall) = (cpu_seconds(), Instant::now());
+        let (cpu, wall) = (common::cpu_seconds(), Instant::now());
         let out = f();
-        (cpu_seconds() - cpu, wall.elapsed().as_secs_f64(), out)
+        (common::cpu_seconds() - cpu, wall.elapsed().as_secs_f64(), out)
     }
 
     pub fn run(n: usize) {

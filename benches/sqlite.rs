@@ -131,12 +131,13 @@ fn cold_start(dir: &Path) {
     }
     // Where the time goes: the store's load (read, decode, open sealed
     // secrets), then the catalog built from its records.
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), common::cpu_seconds());
     let snapshot = SqliteStore::open(&path, keys())
         .expect("open")
         .load()
         .expect("load");
     let load = ns(start.elapsed());
+    let load_cpu = common::cpu_seconds() - cpu;
     let start = Instant::now();
     let catalog = Catalog::from_records(ResolvePolicy::default(), snapshot.revision, snapshot.records);
     let build = ns(start.elapsed());
@@ -148,7 +149,8 @@ fn cold_start(dir: &Path) {
     figure(
         &format!("SQLite cold start, {n} connections (open + load + catalog)"),
         &format!(
-            "{} (first run; runs: {}; one more run split: store load {}, catalog build {})",
+            "{} (first run; runs: {}; one more run split: store load {} ({load_cpu:.2} CPU-s on all threads), \
+             catalog build {})",
             fmt_ns(first),
             each.join(", "),
             fmt_ns(load),

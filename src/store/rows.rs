@@ -145,7 +145,7 @@ pub(crate) fn in_feed(e: StoreError, revision: i64) -> StoreError {
 
 /// Rows of live records decoded as one batch; from the second batch on,
 /// [`decode_live_from`] decodes on worker threads.
-pub(super) const BATCH_ROWS: usize = 1_024;
+const BATCH_ROWS: usize = 1_024;
 /// The most threads [`decode_live_from`] decodes on.
 const MAX_THREADS: usize = 4;
 
