@@ -58,10 +58,11 @@ pub struct ProjectSnapshot {
 const NAME_SHARD: usize = 32;
 
 /// The shard size of [`ById`]: a copy of a shard takes a reference on each
-/// connection in it (a cache miss each in a large catalog), so its shards
-/// are small; for a project of 1,000 connections a write then touches 8
-/// groups, 8 shards and about 16 connections (see [`shards`]).
-const ID_SHARD: usize = 16;
+/// connection in it (a cache miss each in a large catalog); for a project
+/// of 1,000 connections a write touches 8 groups, 4 shards and about 32
+/// connections (see [`shards`]). Shards of 16 would touch 8 + 8 + 16, but
+/// cost 3 bytes a connection more (more, smaller tables).
+const ID_SHARD: usize = 32;
 
 /// Spreads 32 bits of a key's hash over a table hash: every bit the shard
 /// tables use (the low ones for a bucket, the top seven for a control byte,
