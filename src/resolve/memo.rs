@@ -16,7 +16,7 @@
 //! immutable copy loaded through `arc-swap` (each reader pays its debt on
 //! a slot of its own), the answer is checked against its project's count
 //! of changes with one load (no lookup of the project, no load of its
-//! snapshot), the count of hits is striped per thread, and the clock's
+//! snapshot), hits are counted on a stripe the thread leases for itself, and the clock's
 //! mark is written only when it is clear. Writers of a shard (a miss, a
 //! carry-over, an eviction) take the shard's mutex and swap in a new copy
 //! of its table.
@@ -296,6 +296,9 @@ impl ResolveMemo {
 
     /// The slow path: carries the kept answer over to the current snapshot
     /// if what it read is unchanged, else resolves afresh; keeps the result.
+    /// Never inlined, so the fast path stays small (its frame, the
+    /// registers it saves).
+    #[inline(never)]
     fn refresh(
         &self,
         catalog: &Catalog,

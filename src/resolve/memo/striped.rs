@@ -1,11 +1,11 @@
 //! A count that many threads add to without writing one shared cache line.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
-/// How many stripes a [`Striped`] count has: threads beyond it share
-/// stripes (still counted right, only no longer on lines of their own).
-const STRIPES: usize = 16;
+/// How many stripes of its own a [`Striped`] count has: threads beyond it
+/// (alive at once) share one more, the last.
+const OWN: usize = 16;
 
 /// One stripe, alone on its cache line (128 bytes: adjacent-line
 /// prefetchers pull lines in pairs).
@@ -13,47 +13,83 @@ const STRIPES: usize = 16;
 #[repr(align(128))]
 struct Stripe(AtomicU64);
 
-/// A count split into stripes, one per thread (threads take stripes in
-/// turn, the first time they count), summed when read. Adding touches only
-/// the adding thread's stripe, so threads counting at once do not pass a
-/// cache line between them.
+/// A count split into stripes, summed when read. Each live thread leases
+/// a stripe index of its own the first time it counts (the same index in
+/// every count, returned when the thread exits), so adding is a load and a
+/// store on a line no other thread writes: no locked instruction, no line
+/// passed between threads. Threads beyond [`OWN`] add to a shared last
+/// stripe with an atomic addition.
 pub(super) struct Striped {
+    /// [`OWN`] stripes, then the shared one.
     stripes: Box<[Stripe]>,
 }
 
-/// The next stripe a thread takes.
+/// The next stripe index never leased.
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-thread_local! {
-    /// This thread's stripe (`usize::MAX` until it first counts).
-    static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
+/// Stripe indices returned by threads that exited, to lease again. The
+/// mutex also orders the last addition of a thread before the first of the
+/// next thread leasing its index.
+static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// A thread's stripe index ([`OWN`]: the shared stripe), returned to
+/// [`FREE`] when the thread exits.
+struct Lease(usize);
+
+impl Lease {
+    fn take() -> Lease {
+        let returned = FREE.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        Lease(returned.unwrap_or_else(|| {
+            // Once past `OWN`, `NEXT` stops moving: it never wraps.
+            match NEXT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < OWN).then_some(n + 1)
+            }) {
+                Ok(n) => n,
+                Err(_) => OWN,
+            }
+        }))
+    }
 }
 
-/// The calling thread's stripe.
-fn mine() -> usize {
-    MINE.with(|mine| {
-        let i = mine.get();
-        if i != usize::MAX {
-            return i;
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.0 < OWN {
+            FREE.lock().unwrap_or_else(PoisonError::into_inner).push(self.0);
         }
-        let i = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-        mine.set(i);
-        i
-    })
+    }
+}
+
+thread_local! {
+    static LEASE: Lease = Lease::take();
+}
+
+/// The calling thread's stripe index (the shared one while the thread is
+/// exiting and its lease is gone).
+#[inline]
+fn mine() -> usize {
+    LEASE.try_with(|lease| lease.0).unwrap_or(OWN)
 }
 
 impl Striped {
     pub(super) fn new() -> Self {
         Striped {
-            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            stripes: (0..=OWN).map(|_| Stripe::default()).collect(),
         }
     }
 
     /// Adds one (on the calling thread's stripe).
     #[inline]
     pub(super) fn add_one(&self) {
-        // `mine` is below `STRIPES`, the length.
-        if let Some(stripe) = self.stripes.get(mine()) {
+        let i = mine();
+        let Some(stripe) = self.stripes.get(i) else {
+            return;
+        };
+        if i < OWN {
+            // Only this thread writes this stripe: a plain increment.
+            stripe
+                .0
+                .store(stripe.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        } else {
             stripe.0.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -71,29 +107,35 @@ mod tests {
     #[test]
     fn threads_count_on_stripes_of_their_own_and_nothing_is_lost() {
         let count = Striped::new();
-        let per_thread = 10_000;
-        let stripes: Vec<usize> = std::thread::scope(|s| {
-            let threads: Vec<_> = (0..4)
-                .map(|_| {
-                    s.spawn(|| {
-                        for _ in 0..per_thread {
-                            count.add_one();
-                        }
-                        mine()
+        let per_thread = 20_000;
+        // More threads alive at once than there are stripes of their own,
+        // in two rounds (the second leases what the first returned).
+        for _ in 0..2 {
+            let barrier = std::sync::Barrier::new(OWN + 4);
+            let leased: Vec<usize> = std::thread::scope(|s| {
+                let threads: Vec<_> = (0..OWN + 4)
+                    .map(|_| {
+                        s.spawn(|| {
+                            for _ in 0..per_thread {
+                                count.add_one();
+                            }
+                            let i = mine();
+                            // Every thread holds its lease until all counted.
+                            barrier.wait();
+                            i
+                        })
                     })
-                })
-                .collect();
-            threads.into_iter().map(|t| t.join().unwrap()).collect()
-        });
-        assert_eq!(count.get(), 4 * per_thread);
-        // Four threads started one after another take four stripes (the
-        // counter of stripes taken is global, so they are consecutive
-        // modulo `STRIPES` unless other tests' threads interleave; at least
-        // two differ either way).
-        let mut distinct = stripes.clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        assert!(distinct.len() >= 2, "stripes {stripes:?}");
+                    .collect();
+                threads.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            // Threads alive at once never share a stripe of their own.
+            let mut own: Vec<usize> = leased.iter().copied().filter(|&i| i < OWN).collect();
+            let n = own.len();
+            own.sort_unstable();
+            own.dedup();
+            assert_eq!(own.len(), n, "stripes {leased:?}");
+        }
+        assert_eq!(count.get(), 2 * (OWN as u64 + 4) * per_thread);
         assert!(std::mem::align_of::<Stripe>() >= 128);
     }
 }
