@@ -659,8 +659,8 @@ impl Catalog {
     }
 
     /// Runs `f` on a project's current snapshot without taking a reference
-    /// count on it (readers resolving the same project on several threads then
-    /// share no counter).
+    /// count on it (readers on several threads then share no counter).
+    #[cfg(feature = "oauth-runtime")]
     pub(crate) fn with_project<R>(
         &self,
         project: &ProjectId,
