@@ -53,6 +53,7 @@ pub use oauth::{APP_PARAMS, AppField, AppOwner, OAuthApp};
 pub use param::{
     EnteredBy, MAX_VALUE_LEN, Param, ParamBuilder, ParamKind, ParamValues, Requirement, Tenancy, ValueRef,
 };
+pub(crate) use policy::env_name_hash;
 pub use policy::{ReservedNames, ResolvePolicy};
 pub(crate) use problem::join;
 pub use problem::{IntoIdent, SpecError, SpecProblem};

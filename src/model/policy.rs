@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
@@ -36,11 +36,27 @@ use super::types::TypeLibrary;
 pub struct ReservedNames {
     names: Vec<(EnvVarName, Why)>,
     prefixes: Vec<(String, Why)>,
+    /// The first bytes of `prefixes`, a bit each (derived from `prefixes`;
+    /// every bit for an empty prefix): most names start with none of them,
+    /// and their check skips the prefixes.
+    prefix_starts: [u64; 4],
     /// Positions in `names` by name (derived from `names`): the check runs
     /// for every resolved variable, and a scan of the default list costs
     /// more than the rest of the variable's resolution.
+    /// Hashed by [`env_name_hash`], the hash resolution computes once per
+    /// variable for its own index too.
     index: HashTable<usize>,
-    hasher: DefaultHashBuilder,
+}
+
+/// The hasher of variable names (foldhash, seeded at random once per
+/// process).
+static ENV_NAME_HASHER: LazyLock<DefaultHashBuilder> = LazyLock::new(Default::default);
+
+/// The hash of a variable's name that [`ReservedNames`] indexes by: one
+/// hasher for the whole process, so resolution hashes a name once for the
+/// reserved-name check and for its answer's index.
+pub(crate) fn env_name_hash(name: &str) -> u64 {
+    ENV_NAME_HASHER.hash_one(name)
 }
 
 impl PartialEq for ReservedNames {
@@ -169,16 +185,16 @@ impl Default for ReservedNames {
         for (name, why) in names {
             out.add(name, why);
         }
-        ReservedNames {
-            prefixes: vec![
-                ("LD_".into(), Why::Host),
-                ("DYLD_".into(), Why::Host),
-                ("LC_".into(), Why::Host),
-                // `BASH_ENV` runs a file; the others bash owns.
-                ("BASH_".into(), Why::Shell),
-            ],
-            ..out
+        for (prefix, why) in [
+            ("LD_", Why::Host),
+            ("DYLD_", Why::Host),
+            ("LC_", Why::Host),
+            // `BASH_ENV` runs a file; the others bash owns.
+            ("BASH_", Why::Shell),
+        ] {
+            out.add_prefix(prefix.into(), why);
         }
+        out
     }
 }
 
@@ -188,29 +204,50 @@ impl ReservedNames {
         ReservedNames {
             names: Vec::new(),
             prefixes: Vec::new(),
+            prefix_starts: [0; 4],
             index: HashTable::new(),
-            hasher: DefaultHashBuilder::default(),
         }
     }
 
-    /// The position of `name` in `names`.
-    fn position(&self, name: &str) -> Option<usize> {
+    /// The position of `name`, whose [`env_name_hash`] is `hash`, in `names`.
+    fn position(&self, hash: u64, name: &str) -> Option<usize> {
         self.index
-            .find(self.hasher.hash_one(name), |&i| self.names[i].0.as_str() == name)
+            .find(hash, |&i| self.names[i].0.as_str() == name)
             .copied()
     }
 
     /// Adds `name` unless it is there already.
     fn add(&mut self, name: EnvVarName, why: Why) {
-        if self.position(name.as_str()).is_some() {
+        let hash = env_name_hash(name.as_str());
+        if self.position(hash, name.as_str()).is_some() {
             return;
         }
-        let hash = self.hasher.hash_one(name.as_str());
         let i = self.names.len();
         self.names.push((name, why));
-        let (names, hasher) = (&self.names, &self.hasher);
+        let names = &self.names;
         self.index
-            .insert_unique(hash, i, |&j| hasher.hash_one(names[j].0.as_str()));
+            .insert_unique(hash, i, |&j| env_name_hash(names[j].0.as_str()));
+    }
+
+    /// Adds `prefix` unless it is there already.
+    fn add_prefix(&mut self, prefix: String, why: Why) {
+        if self.prefixes.iter().any(|(p, _)| *p == prefix) {
+            return;
+        }
+        match prefix.as_bytes().first() {
+            Some(&b) => self.prefix_starts[usize::from(b >> 6)] |= 1 << (b & 63),
+            None => self.prefix_starts = [u64::MAX; 4],
+        }
+        self.prefixes.push((prefix, why));
+    }
+
+    /// Whether a reserved prefix may start `text`: its first byte is the
+    /// first byte of one (or a prefix is empty).
+    fn may_have_prefix(&self, text: &str) -> bool {
+        match text.as_bytes().first() {
+            Some(&b) => self.prefix_starts[usize::from(b >> 6)] & (1 << (b & 63)) != 0,
+            None => self.prefix_starts != [0; 4],
+        }
     }
 
     /// Also reserves `name`.
@@ -222,9 +259,7 @@ impl ReservedNames {
     /// Also reserves every name starting with `prefix`.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
-        if !self.prefixes.iter().any(|(p, _)| *p == prefix) {
-            self.prefixes.push((prefix, Why::Host));
-        }
+        self.add_prefix(prefix, Why::Host);
         self
     }
 
@@ -240,24 +275,26 @@ impl ReservedNames {
 
     /// Refuses a reserved name with [`ParseError::Reserved`].
     pub fn check(&self, name: &EnvVarName) -> Result<(), ParseError> {
+        self.check_hashed(name.as_str(), env_name_hash(name.as_str()))
+    }
+
+    /// [`ReservedNames::check`] of `text`, whose [`env_name_hash`] is `hash`
+    /// (resolution has it already).
+    pub(crate) fn check_hashed(&self, text: &str, hash: u64) -> Result<(), ParseError> {
         // Called for every resolved variable: one hash probe for the names,
-        // and first bytes rule most prefixes out.
-        let text = name.as_str();
-        let reason = if let Some(i) = self.position(text) {
+        // and one bit of the first byte rules the prefixes out for most.
+        let reason = if let Some(i) = self.position(hash, text) {
             self.names[i].1.name().to_string()
-        } else if let Some((p, why)) = self.prefixes.iter().find(|(p, _)| {
-            p.as_bytes()
-                .first()
-                .is_none_or(|b| text.as_bytes().first() == Some(b))
-                && text.starts_with(p.as_str())
-        }) {
+        } else if !self.may_have_prefix(text) {
+            return Ok(());
+        } else if let Some((p, why)) = self.prefixes.iter().find(|(p, _)| text.starts_with(p.as_str())) {
             why.prefix(p)
         } else {
             return Ok(());
         };
         Err(ParseError::Reserved {
             kind: IdentKind::EnvVarName,
-            input: name.to_string(),
+            input: text.to_owned(),
             reason,
         })
     }
@@ -359,5 +396,50 @@ impl ResolvePolicy {
     /// Where referenced values are read from, if the host said.
     pub fn external_secrets(&self) -> Option<&dyn ExternalSecrets> {
         self.external.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> EnvVarName {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn prefixes_are_checked_whatever_their_first_byte() {
+        let reserved = ReservedNames::default().with_prefix("ACME_").with_prefix("Z");
+        for refused in [
+            "LD_PRELOAD",
+            "DYLD_INSERT_LIBRARIES",
+            "LC_ALL",
+            "BASH_ENV",
+            "ACME_KEY",
+            "ZED",
+            "PATH",
+        ] {
+            assert!(reserved.check(&name(refused)).is_err(), "{refused} is reserved");
+        }
+        for allowed in ["LDX", "ACME", "AC_ME", "SVC00_SERVICEURL", "CRM_URL", "L", "z"] {
+            assert!(
+                reserved.check(&name(allowed)).is_ok(),
+                "{allowed} is not reserved"
+            );
+        }
+        // The hash resolution passes in is the one the index was built with.
+        for text in ["PATH", "ACME_KEY", "CRM_URL"] {
+            assert_eq!(
+                reserved.check_hashed(text, env_name_hash(text)).is_ok(),
+                reserved.check(&name(text)).is_ok()
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_prefix_reserves_every_name() {
+        let reserved = ReservedNames::none().with_prefix("");
+        assert!(reserved.check(&name("ANYTHING")).is_err());
+        assert!(ReservedNames::none().check(&name("ANYTHING")).is_ok());
     }
 }

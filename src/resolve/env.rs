@@ -1,9 +1,8 @@
 //! The result of resolution: variables, values and provenance.
 
 use std::fmt;
-use std::hash::BuildHasher;
 use std::process::Command;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use super::ResolveRequest;
 use super::walk::{Slot, Table};
@@ -431,14 +430,10 @@ self_cell::self_cell!(
     }
 );
 
-/// The hasher of variable names (foldhash, seeded at random once per
-/// process): the index of an answer's variables and the walk that claims
-/// them hash each name once, with it.
-static NAME_HASHER: LazyLock<hashbrown::DefaultHashBuilder> = LazyLock::new(Default::default);
-
-/// The hash of a variable's name in an answer's index.
+/// The hash of a variable's name in an answer's index: the one the
+/// reserved-name check uses, so the walk hashes each name once.
 pub(super) fn name_hash(name: &str) -> u64 {
-    NAME_HASHER.hash_one(name)
+    crate::model::env_name_hash(name)
 }
 
 /// A variable added to an answer after resolution (the OAuth runtime's

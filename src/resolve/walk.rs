@@ -193,7 +193,11 @@ impl<'a, V> Claims<'a, V> {
     /// if the policy reserves the name, a collision if an earlier entry
     /// produced it, else kept.
     fn claim(&mut self, policy: &ResolvePolicy, slot: Slot<'a, Option<V>>) {
-        if let Err(error) = policy.reserved().check(&slot.name) {
+        // One hash of the name: for the reserved-name check, the collision
+        // probe and the answer's index.
+        let text = slot.name.as_str();
+        let hash = name_hash(text);
+        if let Err(error) = policy.reserved().check_hashed(text, hash) {
             self.problems.push(Problem::Reserved {
                 variable: slot.name.into_owned(),
                 connection: slot.connection.name().clone(),
@@ -205,10 +209,7 @@ impl<'a, V> Claims<'a, V> {
             });
             return;
         }
-        // One hash of the name: the same for the collision probe and the
-        // answer's index.
-        let hash = name_hash(slot.name.as_str());
-        let first = match self.vars.find(hash, slot.name.as_str()) {
+        let first = match self.vars.find(hash, text) {
             Some(first) => Some(first.origin()),
             None => {
                 let unvalued = if self.unvalued.is_empty() {
