@@ -7,18 +7,26 @@
 //! the whole registry within 500 bytes a connection). A record carries its own
 //! key, so no key is stored beside a live record:
 //!
-//! - `records`: a `Vec` of (version, record), 24 bytes each, in no order.
-//! - `index`: a hash table of positions in `records` (`u32`: 4 bytes a slot
-//!   plus a control byte), hashed by the record's key and compared against
-//!   the record it points at. A removal moves the last record into the hole.
+//! - `records`: a hash table of [`Entry`]s, 16 bytes each (the record's
+//!   `Arc`, its kind, and its version in 7 bytes), hashed by the record's
+//!   key and compared against the record itself. It is a [`TieredTable`]: a
+//!   full table does not double at once but first fills a second one of up
+//!   to half its size, so at 1,000,000 records it has 2^20 + 2^17 buckets
+//!   of 17 bytes (a control byte each), about 20 bytes a record, where a
+//!   single table would have 2^21.
 //! - `tombstones`: the last version of each deleted key, so versions never
 //!   repeat (16 bytes a slot, the key boxed).
-//! - `feed`: the most recent batches, each a boxed slice of (version, record
-//!   or deleted key), 24 bytes a change, and the batch's token if any.
+//! - `feed`: the most recent batches, each a boxed slice of changes, 16
+//!   bytes a change (a record's entry, or a deleted key boxed with the
+//!   version of its deletion), and the batch's token if any.
 //!
-//! At 1,000,000 connections that is about 36 bytes a connection, plus 2 for
-//! a full change feed of 100,000 changes (`benches/memory.rs`). A registry's
-//! reference fences add at most 64 small records a project.
+//! At 1,000,000 connections that is about 20 bytes a connection, plus 1.6
+//! for a full change feed of 100,000 changes (`benches/memory.rs`); before
+//! the entries were packed and tiered it was 36 and 2.4. A registry's
+//! reference fences add at most 64 small records a project. A record's
+//! version is at most 2^56 - 1 (a write that would pass it fails with
+//! [`StoreError::Unavailable`]), and the store holds at most `u32::MAX`
+//! live records.
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -26,12 +34,18 @@ use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+mod table;
+
+use table::TieredTable;
+
 use super::{Batch, Change, Changed, CommitToken, Committed, Op, Snapshot, Store, StoreError};
 use crate::model::{
-    AppOwner, ConnectionName, CredentialKey, IntegrationId, NameStripe, ProjectId, Record, RecordKey,
-    Revision, Scope, TemplateName, TypeName, Version,
+    AppOwner, Connection, ConnectionName, ConnectionStatus, ConnectionTemplate, CredentialKey, IntegrationId,
+    Mappings, NameStripe, OAuthApp, PendingAuthorization, ProjectId, ProjectType, Record, RecordKey,
+    ReferenceFence, Revision, Scope, TemplateName, TokenSet, TypeName, Version,
 };
 use crate::model::{AuditEntry, AuditPosition, AuditQuery, ReadNote};
+use std::sync::Arc;
 
 /// Keeps records in memory. Fast, `Send + Sync`, gone with the process.
 ///
@@ -80,47 +94,142 @@ impl<'a> KeyRef<'a> {
             RecordKey::Template(p, t) => KeyRef::Template(p, t),
         }
     }
+}
 
-    /// The same as `KeyRef::of_key(&record.key())`.
-    fn of_record(record: &'a Record) -> Self {
+/// A record's version in 7 bytes (little-endian), so that an [`Entry`] is
+/// 16 bytes: its kind, this, and the record's `Arc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Packed([u8; 7]);
+
+impl Packed {
+    /// The largest version the store gives a record.
+    const MAX: u64 = (1 << 56) - 1;
+
+    /// `version` packed, if it is at most [`Packed::MAX`].
+    fn new(version: Version) -> Option<Packed> {
+        if version.0 > Packed::MAX {
+            return None;
+        }
+        let bytes = version.0.to_le_bytes();
+        let mut packed = [0; 7];
+        packed.copy_from_slice(&bytes[..7]);
+        Some(Packed(packed))
+    }
+
+    fn get(self) -> Version {
+        let mut bytes = [0; 8];
+        bytes[..7].copy_from_slice(&self.0);
+        Version(u64::from_le_bytes(bytes))
+    }
+}
+
+/// A live record with its version: a [`Record`] with the version packed
+/// beside its `Arc` (16 bytes, where `(Version, Record)` is 24).
+#[derive(Debug, Clone)]
+enum Entry {
+    Connection(Packed, Arc<Connection>),
+    Mappings(Packed, Arc<Mappings>),
+    OAuthApp(Packed, Arc<OAuthApp>),
+    ReferenceFence(Packed, Arc<ReferenceFence>),
+    TokenSet(Packed, Arc<TokenSet>),
+    PendingAuthorization(Packed, Arc<PendingAuthorization>),
+    Status(Packed, Arc<ConnectionStatus>),
+    ConnectionType(Packed, Arc<ProjectType>),
+    Template(Packed, Arc<ConnectionTemplate>),
+}
+
+impl Entry {
+    fn new(version: Packed, record: Record) -> Entry {
+        let v = version;
         match record {
-            Record::Connection(c) => KeyRef::Connection(c.project(), c.scope(), c.name()),
-            Record::Mappings(m) => KeyRef::Mappings(m.project(), m.integration()),
-            Record::OAuthApp(a) => KeyRef::OAuthApp(a.project(), a.owner()),
-            Record::ReferenceFence(f) => KeyRef::ReferenceFence(&f.project, f.stripe),
-            Record::TokenSet(t) => KeyRef::TokenSet(t.key()),
-            Record::PendingAuthorization(p) => {
+            Record::Connection(r) => Entry::Connection(v, r),
+            Record::Mappings(r) => Entry::Mappings(v, r),
+            Record::OAuthApp(r) => Entry::OAuthApp(v, r),
+            Record::ReferenceFence(r) => Entry::ReferenceFence(v, r),
+            Record::TokenSet(r) => Entry::TokenSet(v, r),
+            Record::PendingAuthorization(r) => Entry::PendingAuthorization(v, r),
+            Record::Status(r) => Entry::Status(v, r),
+            Record::ConnectionType(r) => Entry::ConnectionType(v, r),
+            Record::Template(r) => Entry::Template(v, r),
+        }
+    }
+
+    fn version(&self) -> Version {
+        match self {
+            Entry::Connection(v, _)
+            | Entry::Mappings(v, _)
+            | Entry::OAuthApp(v, _)
+            | Entry::ReferenceFence(v, _)
+            | Entry::TokenSet(v, _)
+            | Entry::PendingAuthorization(v, _)
+            | Entry::Status(v, _)
+            | Entry::ConnectionType(v, _)
+            | Entry::Template(v, _) => v.get(),
+        }
+    }
+
+    /// The record (a reference count taken).
+    fn record(&self) -> Record {
+        match self {
+            Entry::Connection(_, r) => Record::Connection(Arc::clone(r)),
+            Entry::Mappings(_, r) => Record::Mappings(Arc::clone(r)),
+            Entry::OAuthApp(_, r) => Record::OAuthApp(Arc::clone(r)),
+            Entry::ReferenceFence(_, r) => Record::ReferenceFence(Arc::clone(r)),
+            Entry::TokenSet(_, r) => Record::TokenSet(Arc::clone(r)),
+            Entry::PendingAuthorization(_, r) => Record::PendingAuthorization(Arc::clone(r)),
+            Entry::Status(_, r) => Record::Status(Arc::clone(r)),
+            Entry::ConnectionType(_, r) => Record::ConnectionType(Arc::clone(r)),
+            Entry::Template(_, r) => Record::Template(Arc::clone(r)),
+        }
+    }
+
+    /// The record's key, borrowed: the same as `KeyRef::of_key(&self.record().key())`.
+    fn key(&self) -> KeyRef<'_> {
+        match self {
+            Entry::Connection(_, c) => KeyRef::Connection(c.project(), c.scope(), c.name()),
+            Entry::Mappings(_, m) => KeyRef::Mappings(m.project(), m.integration()),
+            Entry::OAuthApp(_, a) => KeyRef::OAuthApp(a.project(), a.owner()),
+            Entry::ReferenceFence(_, f) => KeyRef::ReferenceFence(&f.project, f.stripe),
+            Entry::TokenSet(_, t) => KeyRef::TokenSet(t.key()),
+            Entry::PendingAuthorization(_, p) => {
                 KeyRef::PendingAuthorization(&p.credentials().project, p.state_id())
             }
-            Record::Status(st) => KeyRef::Status(st.key()),
-            Record::ConnectionType(t) => KeyRef::ConnectionType(t.project(), t.name()),
-            Record::Template(t) => KeyRef::Template(t.project(), t.name()),
+            Entry::Status(_, st) => KeyRef::Status(st.key()),
+            Entry::ConnectionType(_, t) => KeyRef::ConnectionType(t.project(), t.name()),
+            Entry::Template(_, t) => KeyRef::Template(t.project(), t.name()),
         }
     }
 }
 
-/// One change of a batch in the feed; its key is the record's own, or the
-/// deleted key.
+/// One change of a batch in the feed (16 bytes): a put record's entry, or
+/// a deleted key boxed with the version of its deletion.
 #[derive(Debug)]
 enum Fed {
-    Put(Record),
-    Delete(Box<RecordKey>),
+    Put(Entry),
+    Delete(Box<(Version, RecordKey)>),
+}
+
+impl Fed {
+    fn version(&self) -> Version {
+        match self {
+            Fed::Put(e) => e.version(),
+            Fed::Delete(deleted) => deleted.0,
+        }
+    }
 }
 
 /// One committed batch in the feed.
 #[derive(Debug)]
 struct FeedBatch {
     revision: Revision,
-    changes: Box<[(Version, Fed)]>,
+    changes: Box<[Fed]>,
     token: Option<CommitToken>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Every live record with its version, in no particular order.
-    records: Vec<(Version, Record)>,
-    /// Positions in `records`, hashed by the record's key.
-    index: HashTable<u32>,
+    /// Every live record with its version, hashed by the record's key.
+    records: TieredTable<Entry>,
     /// Last version of deleted keys, so versions never repeat.
     tombstones: HashTable<(Version, Box<RecordKey>)>,
     /// The hasher of both tables (foldhash, seeded at random).
@@ -141,81 +250,44 @@ impl Inner {
         AuditPosition(self.audit.len() as u64 + 1)
     }
 
-    /// Where the live record under `key` is in `records`.
-    fn position(&self, key: &RecordKey) -> Option<usize> {
-        self.position_hashed(key).0
+    /// The hash of `key` in `records` and `tombstones`.
+    fn hash(&self, key: &RecordKey) -> u64 {
+        self.hasher.hash_one(KeyRef::of_key(key))
     }
 
-    /// [`Inner::position`], and the hash of `key` in `index`.
-    fn position_hashed(&self, key: &RecordKey) -> (Option<usize>, u64) {
+    /// The live record under `key` (whose hash is `hash`).
+    fn find(&self, key: &RecordKey, hash: u64) -> Option<&Entry> {
         let key = KeyRef::of_key(key);
-        let hash = self.hasher.hash_one(&key);
-        let records = &self.records;
-        let found = self
-            .index
-            .find(hash, |&i| KeyRef::of_record(&records[i as usize].1) == key)
-            .map(|&i| i as usize);
-        (found, hash)
+        self.records.find(hash, |e| e.key() == key)
     }
 
-    /// Stores `record` under its own key: at `position` when the live one
-    /// is there, else as a new record; `hash` is its key's.
-    fn put_at(&mut self, position: Option<usize>, hash: u64, version: Version, record: Record) {
-        if let Some(i) = position {
-            self.records[i] = (version, record);
+    /// Stores `record` at `version` under its own key (whose hash is
+    /// `hash`), in place of the live record if there is one.
+    fn put(&mut self, key: &RecordKey, hash: u64, version: Packed, record: Record) {
+        let entry = Entry::new(version, record);
+        let Inner { records, hasher, .. } = self;
+        let key = KeyRef::of_key(key);
+        if let Some(live) = records.find_mut(hash, |e| e.key() == key) {
+            *live = entry;
             return;
         }
-        let Inner {
-            records,
-            index,
-            hasher,
-            ..
-        } = self;
-        // `commit` checked that the position fits.
-        let i = records.len() as u32;
-        records.push((version, record));
-        index.insert_unique(hash, i, |&j| {
-            hasher.hash_one(KeyRef::of_record(&records[j as usize].1))
-        });
+        records.insert_unique(hash, entry, |e| hasher.hash_one(e.key()));
     }
 
-    /// Removes the live record under `key`, if any.
-    fn remove(&mut self, key: &RecordKey) {
+    /// Removes the live record under `key` (whose hash is `hash`), if any.
+    fn remove(&mut self, key: &RecordKey, hash: u64) {
         let key = KeyRef::of_key(key);
-        let Inner {
-            records,
-            index,
-            hasher,
-            ..
-        } = self;
-        let Ok(slot) = index.find_entry(hasher.hash_one(&key), |&i| {
-            KeyRef::of_record(&records[i as usize].1) == key
-        }) else {
-            return;
-        };
-        let (i, _) = slot.remove();
-        let (i, last) = (i as usize, records.len() - 1);
-        if i != last {
-            // The last record moves into the hole: repoint its slot.
-            let moved = hasher.hash_one(KeyRef::of_record(&records[last].1));
-            if let Some(slot) = index.find_mut(moved, |&j| j as usize == last) {
-                *slot = i as u32;
-            }
-        }
-        records.swap_remove(i);
+        self.records.remove(hash, |e| e.key() == key);
     }
 
-    /// The version a deleted `key` had last.
-    fn tombstone(&self, key: &RecordKey) -> Option<Version> {
-        self.tombstones
-            .find(self.hasher.hash_one(KeyRef::of_key(key)), |(_, k)| **k == *key)
-            .map(|(v, _)| *v)
+    /// The version a deleted `key` (whose hash is `hash`) had last.
+    fn tombstone(&self, key: &RecordKey, hash: u64) -> Option<Version> {
+        self.tombstones.find(hash, |(_, k)| **k == *key).map(|(v, _)| *v)
     }
 
-    /// Remembers that `key` was deleted at `version`.
-    fn bury(&mut self, key: &RecordKey, version: Version) {
+    /// Remembers that `key` (whose hash is `hash`) was deleted at `version`.
+    fn bury(&mut self, key: &RecordKey, hash: u64, version: Version) {
         let hasher = &self.hasher;
-        let hash = hasher.hash_one(KeyRef::of_key(key));
         match self.tombstones.entry(
             hash,
             |(_, k)| **k == *key,
@@ -244,9 +316,8 @@ impl Inner {
         Ok(Some(self.feed.partition_point(|b| b.revision <= after)))
     }
 
-    /// Forgets the tombstone of `key`, if any.
-    fn unbury(&mut self, key: &RecordKey) {
-        let hash = self.hasher.hash_one(KeyRef::of_key(key));
+    /// Forgets the tombstone of `key` (whose hash is `hash`), if any.
+    fn unbury(&mut self, key: &RecordKey, hash: u64) {
         if let Ok(e) = self.tombstones.find_entry(hash, |(_, k)| **k == *key) {
             e.remove();
         }
@@ -290,7 +361,7 @@ impl Store for MemoryStore {
         let inner = self.lock();
         Ok(Snapshot {
             revision: inner.revision,
-            records: inner.records.clone(),
+            records: inner.records.iter().map(|e| (e.version(), e.record())).collect(),
             unreadable: Vec::new(),
         })
     }
@@ -332,39 +403,41 @@ impl Store for MemoryStore {
         // Check every expectation before changing anything.
         let mut versions = Vec::with_capacity(batch.writes.len());
         let mut before = Vec::with_capacity(batch.writes.len());
-        // Where each key's record is and its hash, so that applying the
-        // batch finds neither again (until a delete moves a record).
-        let mut found_at = Vec::with_capacity(batch.writes.len());
+        // Each key's hash and packed new version, so that applying the
+        // batch hashes no key again.
+        let mut hashed = Vec::with_capacity(batch.writes.len());
         for w in &batch.writes {
-            let (position, hash) = inner.position_hashed(&w.key);
-            let found = position.map(|i| inner.records[i].0);
+            let hash = inner.hash(&w.key);
+            let found = inner.find(&w.key, hash).map(Entry::version);
             w.expect.check(&w.key, found)?;
-            found_at.push((position, hash));
             before.push(found);
-            let previous = found.or_else(|| inner.tombstone(&w.key)).map_or(0, |v| v.0);
-            versions.push(Version(previous + 1));
+            let previous = found.or_else(|| inner.tombstone(&w.key, hash)).map_or(0, |v| v.0);
+            let version = Version(previous + 1);
+            let Some(packed) = Packed::new(version) else {
+                return Err(StoreError::Unavailable {
+                    backend: "memory",
+                    message: format!("{} is at the largest version the store keeps (2^56 - 1)", w.key),
+                });
+            };
+            versions.push(version);
+            hashed.push((hash, packed));
         }
         let revision = Revision(inner.revision.0 + 1);
         inner.revision = revision;
         let mut changes = Vec::with_capacity(batch.writes.len());
-        let mut moved = false;
-        for ((w, &version), &(position, hash)) in batch.writes.iter().zip(&versions).zip(&found_at) {
+        for (w, &(hash, version)) in batch.writes.iter().zip(&hashed) {
             match &w.op {
                 Op::Put(record) => {
                     if !inner.tombstones.is_empty() {
-                        inner.unbury(&w.key);
+                        inner.unbury(&w.key, hash);
                     }
-                    // A delete earlier in the batch may have moved the
-                    // record (a new record appended moves none).
-                    let position = if moved { inner.position(&w.key) } else { position };
-                    inner.put_at(position, hash, version, record.clone());
-                    changes.push((version, Fed::Put(record.clone())));
+                    inner.put(&w.key, hash, version, record.clone());
+                    changes.push(Fed::Put(Entry::new(version, record.clone())));
                 }
                 Op::Delete => {
-                    moved = true;
-                    inner.remove(&w.key);
-                    inner.bury(&w.key, version);
-                    changes.push((version, Fed::Delete(Box::new(w.key.clone()))));
+                    inner.remove(&w.key, hash);
+                    inner.bury(&w.key, hash, version.get());
+                    changes.push(Fed::Delete(Box::new((version.get(), w.key.clone()))));
                 }
             }
         }
@@ -404,7 +477,7 @@ impl Store for MemoryStore {
             .find(|b| b.token == Some(token))
             .map(|b| Committed {
                 revision: b.revision,
-                versions: b.changes.iter().map(|(v, _)| *v).collect(),
+                versions: b.changes.iter().map(Fed::version).collect(),
             }))
     }
 
@@ -415,15 +488,18 @@ impl Store for MemoryStore {
         };
         let mut out = Vec::new();
         for b in inner.feed.range(start..).take(limit) {
-            out.extend(b.changes.iter().map(|(version, fed)| {
+            out.extend(b.changes.iter().map(|fed| {
                 let (key, change) = match fed {
-                    Fed::Put(r) => (r.key(), Changed::Put(r.clone())),
-                    Fed::Delete(k) => ((**k).clone(), Changed::Deleted),
+                    Fed::Put(e) => {
+                        let record = e.record();
+                        (record.key(), Changed::Put(record))
+                    }
+                    Fed::Delete(deleted) => (deleted.1.clone(), Changed::Deleted),
                 };
                 Change {
                     revision: b.revision,
                     key,
-                    version: *version,
+                    version: fed.version(),
                     change,
                 }
             }));
@@ -433,7 +509,9 @@ impl Store for MemoryStore {
 
     fn get(&self, key: &RecordKey) -> Result<Option<(Version, Record)>, StoreError> {
         let inner = self.lock();
-        Ok(inner.position(key).map(|i| inner.records[i].clone()))
+        Ok(inner
+            .find(key, inner.hash(key))
+            .map(|e| (e.version(), e.record())))
     }
 
     fn revision(&self) -> Result<Revision, StoreError> {
@@ -449,8 +527,8 @@ mod tests {
     #[test]
     fn layout_sizes() {
         // What the module documentation counts on.
-        assert_eq!(std::mem::size_of::<(Version, Record)>(), 24);
-        assert_eq!(std::mem::size_of::<(Version, Fed)>(), 24);
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+        assert_eq!(std::mem::size_of::<Fed>(), 16);
         assert_eq!(std::mem::size_of::<(Version, Box<RecordKey>)>(), 16);
     }
 
@@ -536,5 +614,152 @@ mod tests {
         assert_eq!(changes[9].key, marker(0).key());
         assert_eq!(changes[8].record().map(Record::key), None);
         assert_eq!(changes[8].key, marker(99).key());
+    }
+}
+
+#[cfg(test)]
+mod packed_tests {
+    use super::*;
+    use crate::store::{Expect, Write};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn fence(i: u32) -> Record {
+        Record::ReferenceFence(Arc::new(ReferenceFence {
+            project: format!("p{i}").parse().unwrap(),
+            stripe: NameStripe::of(&"n".parse().unwrap()),
+        }))
+    }
+
+    #[test]
+    fn a_packed_version_reads_back_as_it_was() {
+        for v in [
+            0,
+            1,
+            255,
+            256,
+            u64::from(u32::MAX),
+            1 << 40,
+            Packed::MAX - 1,
+            Packed::MAX,
+        ] {
+            assert_eq!(Packed::new(Version(v)).map(Packed::get), Some(Version(v)));
+        }
+        assert_eq!(Packed::new(Version(Packed::MAX + 1)), None);
+        assert_eq!(Packed::new(Version(u64::MAX)), None);
+    }
+
+    /// A key whose next version would not fit in 7 bytes is refused with
+    /// a typed error, and the store is left as it was.
+    #[test]
+    fn a_version_past_the_packed_limit_is_refused() {
+        let store = MemoryStore::new();
+        let (a, b) = (fence(1), fence(2));
+        {
+            let mut inner = store.lock();
+            let hash = inner.hash(&a.key());
+            inner.bury(&a.key(), hash, Version(Packed::MAX - 1));
+        }
+        let mut batch = Batch::new();
+        batch.push(Write::put(a.clone(), Expect::Absent));
+        assert_eq!(store.commit(&batch).unwrap().versions, [Version(Packed::MAX)]);
+        assert_eq!(
+            store.get(&a.key()).unwrap().map(|(v, _)| v),
+            Some(Version(Packed::MAX))
+        );
+        let revision = store.revision().unwrap();
+
+        let mut batch = Batch::new();
+        batch.push(Write::put(b.clone(), Expect::Absent));
+        batch.push(Write::put(a.clone(), Expect::Version(Version(Packed::MAX))));
+        let err = store.commit(&batch).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Unavailable { backend: "memory", message } if message.contains("largest version")),
+            "{err}"
+        );
+        let mut batch = Batch::new();
+        batch.push(Write::delete(a.key(), Expect::Version(Version(Packed::MAX))));
+        assert!(matches!(
+            store.commit(&batch),
+            Err(StoreError::Unavailable { .. })
+        ));
+        assert_eq!(store.revision().unwrap(), revision);
+        assert!(store.get(&b.key()).unwrap().is_none());
+        assert_eq!(
+            store.get(&a.key()).unwrap().map(|(v, _)| v),
+            Some(Version(Packed::MAX))
+        );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u32),
+        Delete(u32),
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Vec<Op>>> {
+        let op = prop_oneof![
+            3 => (0u32..400).prop_map(Op::Put),
+            1 => (0u32..400).prop_map(Op::Delete),
+        ];
+        proptest::collection::vec(proptest::collection::vec(op, 1..40), 1..60)
+    }
+
+    proptest! {
+        /// The store against a reference map of (live?, last version) per
+        /// key, over batches of puts and deletes with the expectations the
+        /// reference gives: every commit gives the versions the reference
+        /// does (a re-created key continues its versions), and `get`,
+        /// `load` and the feed agree with it.
+        #[test]
+        fn the_store_agrees_with_a_reference_map(batches in ops()) {
+            let store = MemoryStore::new();
+            // key -> (live, last version)
+            let mut reference: BTreeMap<u32, (bool, u64)> = BTreeMap::new();
+            for ops in batches {
+                let mut batch = Batch::new();
+                let mut expected = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                for op in ops {
+                    let (Op::Put(k) | Op::Delete(k)) = op;
+                    if !seen.insert(k) {
+                        continue; // one write a key a batch
+                    }
+                    let (live, last) = reference.get(&k).copied().unwrap_or((false, 0));
+                    let expect = if live { Expect::Version(Version(last)) } else { Expect::Absent };
+                    match op {
+                        Op::Put(_) => {
+                            batch.push(Write::put(fence(k), expect));
+                        }
+                        Op::Delete(_) if live => {
+                            batch.push(Write::delete(fence(k).key(), expect));
+                        }
+                        Op::Delete(_) => continue,
+                    }
+                    expected.push(Version(last + 1));
+                    reference.insert(k, (matches!(op, Op::Put(_)), last + 1));
+                }
+                if expected.is_empty() {
+                    continue;
+                }
+                let committed = store.commit(&batch).unwrap();
+                prop_assert_eq!(&committed.versions, &expected);
+                let changes = store.changes_since(Revision(committed.revision.0 - 1), 10).unwrap();
+                prop_assert_eq!(changes.iter().map(|c| c.version).collect::<Vec<_>>(), expected);
+            }
+            for (&k, &(live, last)) in &reference {
+                let found = store.get(&fence(k).key()).unwrap();
+                prop_assert_eq!(found.map(|(v, r)| (v, r.key())), live.then(|| (Version(last), fence(k).key())));
+            }
+            let mut loaded: Vec<_> = store.load().unwrap().records.into_iter().map(|(v, r)| (r.key(), v)).collect();
+            loaded.sort_by_key(|(k, _)| k.to_string());
+            let mut expected: Vec<_> = reference
+                .iter()
+                .filter(|(_, (live, _))| *live)
+                .map(|(&k, &(_, last))| (fence(k).key(), Version(last)))
+                .collect();
+            expected.sort_by_key(|(k, _)| k.to_string());
+            prop_assert_eq!(loaded, expected);
+        }
     }
 }
