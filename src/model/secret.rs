@@ -6,16 +6,94 @@ use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 
-/// The shared secret: `triomphe`'s `Arc` has no weak count, so each secret
-/// a connection stores costs 8 bytes less than with the standard `Arc`
-/// (memory per connection is a performance target).
-type Shared = triomphe::Arc<SecretString>;
+use secrecy::zeroize::Zeroize;
+
+/// The shared secret: the text itself in the shared cell when it is short
+/// (one allocation of 24 bytes), else the cell holds a
+/// [`secrecy::SecretString`] (two allocations, 24 bytes and the text).
+/// `triomphe`'s `Arc` has no weak count: each cell is 8 bytes smaller than
+/// with the standard `Arc` (memory per connection is a performance target).
+#[derive(Clone)]
+enum Shared {
+    Short(triomphe::Arc<ShortSecret>),
+    Long(triomphe::Arc<SecretString>),
+}
+
+/// A secret of at most [`ShortSecret::MAX`] bytes, kept in place; zeroized
+/// when dropped (when the last copy of its shared cell is), like a
+/// [`secrecy::SecretString`]. Never moved once in its cell, and never
+/// printed (no `Debug`).
+struct ShortSecret {
+    len: u8,
+    bytes: [u8; ShortSecret::MAX],
+}
+
+impl ShortSecret {
+    /// The most bytes a short secret holds (16 bytes with its length).
+    const MAX: usize = 15;
+
+    fn expose(&self) -> &str {
+        // The bytes were a `str`'s, cut at its end: always UTF-8.
+        let text = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        std::str::from_utf8(text).unwrap_or_default()
+    }
+}
+
+impl ShortSecret {
+    /// Zeroes the secret (what dropping it does).
+    fn wipe(&mut self) {
+        self.bytes.zeroize();
+        self.len.zeroize();
+    }
+}
+
+impl Drop for ShortSecret {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+impl Shared {
+    /// A shared cell holding `text`; a short text is copied straight into
+    /// its cell (no copy on the stack) and `text` zeroized.
+    fn new(mut text: String) -> Shared {
+        match Shared::short(&text) {
+            Some(short) => {
+                text.zeroize();
+                short
+            }
+            None => Shared::Long(triomphe::Arc::new(SecretString::from(text))),
+        }
+    }
+
+    /// A short secret's cell holding `text`, if `text` is short.
+    fn short(text: &str) -> Option<Shared> {
+        let len = u8::try_from(text.len())
+            .ok()
+            .filter(|&l| usize::from(l) <= ShortSecret::MAX)?;
+        let mut cell = triomphe::UniqueArc::new(ShortSecret {
+            len,
+            bytes: [0; ShortSecret::MAX],
+        });
+        cell.bytes.get_mut(..text.len())?.copy_from_slice(text.as_bytes());
+        Some(Shared::Short(cell.shareable()))
+    }
+
+    fn expose(&self) -> &str {
+        match self {
+            Shared::Short(s) => s.expose(),
+            Shared::Long(s) => s.expose_secret(),
+        }
+    }
+}
 
 /// A secret parameter value (an API key, a password, an OAuth client secret).
 ///
-/// It lives in a [`secrecy::SecretString`] (zeroized when the last copy is
-/// dropped); `Debug` prints a redaction marker, there is no `Display` and no
-/// `PartialEq`, and reading it takes an explicit [`SecretValue::expose`].
+/// It lives in a [`secrecy::SecretString`], or, up to 15 bytes, in place in
+/// its shared cell (one allocation instead of two), zeroized likewise when
+/// the last copy is dropped; `Debug` prints a redaction marker, there is no
+/// `Display` and no `PartialEq`, and reading it takes an explicit
+/// [`SecretValue::expose`].
 /// Copies share the one secret: a clone takes a reference, it does not copy
 /// the text (so a resolution hands out the secrets a snapshot holds without
 /// copying them). Serializing it fails unless the
@@ -35,19 +113,23 @@ pub struct SecretValue(Shared);
 impl SecretValue {
     /// Wraps a secret.
     pub fn new(value: impl Into<String>) -> Self {
-        SecretValue(Shared::new(SecretString::from(value.into())))
+        SecretValue(Shared::new(value.into()))
     }
 
     /// Whether two values are copies of one secret (as opposed to equal
     /// secrets): for tests of sharing.
     pub fn shares_secret_with(&self, other: &SecretValue) -> bool {
-        Shared::ptr_eq(&self.0, &other.0)
+        match (&self.0, &other.0) {
+            (Shared::Short(a), Shared::Short(b)) => triomphe::Arc::ptr_eq(a, b),
+            (Shared::Long(a), Shared::Long(b)) => triomphe::Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     /// Reads the secret. Every call site of this is a place a secret leaves the
     /// library on purpose.
     pub fn expose(&self) -> &str {
-        self.0.expose_secret()
+        self.0.expose()
     }
 
     /// Compares two secrets without exposing either to the caller.
@@ -58,15 +140,22 @@ impl SecretValue {
 }
 
 impl From<SecretString> for SecretValue {
+    /// Takes the secret (a short one is copied into its cell, and `s`
+    /// zeroized as it is dropped).
     fn from(s: SecretString) -> Self {
-        SecretValue(Shared::new(s))
+        SecretValue(Shared::short(s.expose_secret()).unwrap_or_else(|| Shared::Long(triomphe::Arc::new(s))))
     }
 }
 
 impl From<SecretValue> for SecretString {
-    /// The secret itself when this is its last copy, else a copy of it.
+    /// The secret itself when this is the last copy of a long one, else a
+    /// copy of it.
     fn from(s: SecretValue) -> Self {
-        Shared::try_unwrap(s.0).unwrap_or_else(|shared| SecretString::from(shared.expose_secret()))
+        match s.0 {
+            Shared::Long(long) => triomphe::Arc::try_unwrap(long)
+                .unwrap_or_else(|shared| SecretString::from(shared.expose_secret())),
+            Shared::Short(short) => SecretString::from(short.expose()),
+        }
     }
 }
 
@@ -270,6 +359,63 @@ mod tests {
         drop(s);
         let back: SecretString = copy.into();
         assert_eq!(back.expose_secret(), "sk_live_shared");
+    }
+
+    /// Texts on both sides of the short form's limit (15 bytes), some
+    /// with a character of several bytes across it.
+    const AROUND_THE_LIMIT: [&str; 8] = [
+        "",
+        "k",
+        "k000001",
+        "fifteen bytes!!",
+        "sixteen bytes!!!",
+        "thirteen byte\u{e9}",
+        "fourteen bytes\u{e9}",
+        "a much longer secret than that: sk_live_0123456789",
+    ];
+
+    #[test]
+    fn short_and_long_secrets_read_back_as_they_were() {
+        for text in AROUND_THE_LIMIT {
+            let value = SecretValue::new(text);
+            assert_eq!(value.expose(), text);
+            assert_eq!(matches!(value.0, Shared::Short(_)), text.len() <= 15, "{text:?}");
+            let from_secrecy = SecretValue::from(SecretString::from(text));
+            assert_eq!(from_secrecy.expose(), text);
+            assert_eq!(matches!(from_secrecy.0, Shared::Short(_)), text.len() <= 15);
+            let back: SecretString = value.into();
+            assert_eq!(back.expose_secret(), text);
+        }
+    }
+
+    #[test]
+    fn short_and_long_clones_share_their_secret() {
+        for text in AROUND_THE_LIMIT {
+            let s = SecretValue::new(text);
+            let copy = s.clone();
+            assert!(copy.shares_secret_with(&s), "{text:?}");
+            assert!(!SecretValue::new(text).shares_secret_with(&s), "{text:?}");
+            assert!(copy.same_as(&s));
+            drop(s);
+            assert_eq!(copy.expose(), text);
+        }
+        let (short, long) = (SecretValue::new("a"), SecretValue::new("a".repeat(16)));
+        assert!(!short.shares_secret_with(&long) && !long.shares_secret_with(&short));
+    }
+
+    #[test]
+    fn a_short_secret_is_wiped_and_in_one_cell() {
+        // The short form's point: the text in the cell (16 bytes, with the
+        // cell's count 24), so a secret of up to 15 bytes is one allocation.
+        assert_eq!(std::mem::size_of::<ShortSecret>(), 16);
+        assert_eq!(std::mem::size_of::<SecretValue>(), 16);
+        let Shared::Short(mut cell) = SecretValue::new("p000001").0 else {
+            panic!("a short secret");
+        };
+        let short = triomphe::Arc::get_mut(&mut cell).expect("one copy");
+        short.wipe();
+        assert_eq!((short.len, short.bytes), (0, [0; ShortSecret::MAX]));
+        assert_eq!(short.expose(), "");
     }
 
     #[test]
