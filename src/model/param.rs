@@ -670,7 +670,7 @@ fn check_param(p: &Param, problems: &mut Vec<SpecProblem>) {
         ParamValues::Secret(l) => l
             .pairs()
             .map(|(layer, v)| match v {
-                SecretEntry::Stored(v) => (layer, v.expose().len()),
+                SecretEntry::Stored(v) => (layer, v.len()),
                 // Bounded by the reference's own rules.
                 SecretEntry::External(_) => (layer, 0),
             })

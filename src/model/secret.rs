@@ -59,7 +59,7 @@ impl Shared {
     fn new(mut text: String) -> Shared {
         match Shared::short(&text) {
             Some(short) => {
-                text.zeroize();
+                text.as_mut_str().zeroize();
                 short
             }
             None => Shared::Long(triomphe::Arc::new(SecretString::from(text))),
@@ -130,6 +130,15 @@ impl SecretValue {
     /// library on purpose.
     pub fn expose(&self) -> &str {
         self.0.expose()
+    }
+
+    /// The secret's length in bytes (for the checks of a parameter's
+    /// values), without reading it as text.
+    pub(crate) fn len(&self) -> usize {
+        match &self.0 {
+            Shared::Short(s) => usize::from(s.len),
+            Shared::Long(s) => s.expose_secret().len(),
+        }
     }
 
     /// Compares two secrets without exposing either to the caller.
@@ -379,6 +388,7 @@ mod tests {
         for text in AROUND_THE_LIMIT {
             let value = SecretValue::new(text);
             assert_eq!(value.expose(), text);
+            assert_eq!(value.len(), text.len());
             assert_eq!(matches!(value.0, Shared::Short(_)), text.len() <= 15, "{text:?}");
             let from_secrecy = SecretValue::from(SecretString::from(text));
             assert_eq!(from_secrecy.expose(), text);
