@@ -18,6 +18,15 @@
 //! valgrind --tool=callgrind target/release/deps/profile-<hash> resolve 0   # set-up only, to subtract
 //! ```
 //!
+//! `write N CONNECTIONS TARGETS` spreads the writes over `TARGETS`
+//! connections as the write bench does (4,096) and prints the writes' CPU
+//! time per write, for the 1,000,000 / 1,000 ratio on a busy machine:
+//!
+//! ```text
+//! target/release/deps/profile-<hash> write 300000 1000 4096
+//! target/release/deps/profile-<hash> write 300000 1000000 4096
+//! ```
+//!
 //! Repeated resolutions on several threads at once (`memoized-threads N T`:
 //! T threads, N each), to compare CPU time per resolution with one thread
 //! (`perf stat -e task-clock`): threads sharing a written cache line
@@ -90,7 +99,7 @@ fn main() {
             .get(2)
             .and_then(|c| c.parse().ok())
             .unwrap_or(common::PER_PROJECT);
-        write(n, connections);
+        write(n, connections, args.get(3).and_then(|t| t.parse().ok()));
         return;
     }
     let registry = match what.as_str() {
@@ -136,41 +145,67 @@ fn main() {
 }
 
 /// `n` updates of connections in a catalog of `connections` (1,000 by
-/// default: one project) on a memory store, round-robin over the projects
-/// (connection `c0000` of each), alternating between two specs so every
-/// write changes something. The specs are built before the first write.
-fn write(n: usize, connections: usize) {
+/// default: one project) on a memory store, round-robin over `targets`
+/// connections (1 a project by default: `c0000` of each; the write bench's
+/// are 4,096, spread the same way: `c0000` of every project, then `c0001`
+/// of every project, ...), alternating between two specs so every write
+/// changes something. The specs are built before the first write. Prints
+/// the writes' CPU time (the thread's, from `/proc/thread-self/schedstat`,
+/// so other processes on a busy machine do not count) per write.
+fn write(n: usize, connections: usize, targets: Option<usize>) {
     let registry = Registry::builder()
         .store(common::filler_store(connections))
         .build()
         .expect("registry");
-    let mut targets: Vec<_> = registry
-        .catalog()
-        .projects()
-        .into_iter()
-        .map(|project| {
+    let projects = registry.catalog().projects();
+    let per_project = targets
+        .map_or(1, |t| t.div_ceil(projects.len()))
+        .clamp(1, common::PER_PROJECT);
+    let mut targets: Vec<_> = (0..per_project)
+        .flat_map(|round| projects.iter().map(move |p| (round, p)))
+        .map(|(round, project)| {
+            let name = format!("c{round:04}");
             let (id, version) = registry
-                .snapshot(&project)
+                .snapshot(project)
                 .expect("snapshot")
                 .connections()
-                .find(|c| c.value.name().as_str() == "c0000")
+                .find(|c| c.value.name().as_str() == name)
                 .map(|c| (c.value.id(), c.version))
                 .expect("filler connection");
-            (project, id, version)
+            (project.clone(), round, id, version)
         })
         .collect();
     let specs: Vec<_> = (0..n)
         .map(|k| {
-            let (project, ..) = &targets[k % targets.len()];
-            common::filler_spec_version(project.as_str(), 0, k / targets.len() % 2 + 1)
+            let (project, round, ..) = &targets[k % targets.len()];
+            common::filler_spec_version(project.as_str(), *round, k / targets.len() % 2 + 1)
         })
         .collect();
+    let start = cpu_ns();
     for (k, spec) in specs.into_iter().enumerate() {
         let slot = k % targets.len();
-        let (_, id, version) = &mut targets[slot];
+        let (_, _, id, version) = &mut targets[slot];
         registry.update_connection(*id, *version, spec).expect("update");
         version.0 += 1;
     }
+    if let (Some(start), Some(end)) = (start, cpu_ns()) {
+        eprintln!(
+            "{n} writes into {} connections, {} targets: {:.0} ns CPU a write",
+            registry.catalog().projects().len() * common::PER_PROJECT,
+            targets.len(),
+            (end - start) as f64 / n.max(1) as f64
+        );
+    }
+}
+
+/// The calling thread's CPU time in nanoseconds (Linux), if it can be read.
+fn cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[cfg(feature = "sqlite")]
