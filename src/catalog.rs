@@ -93,6 +93,19 @@ thread_local! {
     static NARROW: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+#[cfg(test)]
+thread_local! {
+    /// In tests: how many probes of the per-name index this thread made.
+    static NAME_PROBES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// In tests: how many probes of the per-name index (a lookup of a
+/// connection by scope and name) the calling thread has made so far.
+#[cfg(test)]
+pub(crate) fn name_probes() -> u64 {
+    NAME_PROBES.with(std::cell::Cell::get)
+}
+
 /// `part`, or in a test that asks for collisions, two bits of it.
 #[inline(always)]
 fn narrow(part: u32) -> u32 {
@@ -215,6 +228,8 @@ impl ProjectSnapshot {
         integration: Option<&IntegrationId>,
         name: &ConnectionName,
     ) -> Option<&Versioned<Arc<Connection>>> {
+        #[cfg(test)]
+        NAME_PROBES.with(|n| n.set(n.get() + 1));
         let part = name_part(integration, name);
         let mut found = None;
         self.by_name.find(spread(part), |slot| {
@@ -410,11 +425,23 @@ impl ProjectSnapshot {
         }
         match record {
             Record::Connection(c) if c.project() == &self.project => {
-                // An update that keeps the slot (most do: same scope and
-                // name) leaves the per-name index alone, shared with the
-                // previous snapshot.
+                // An update that keeps the connection's key (most do: same
+                // scope and name) replaces its by-ID entry and nothing else:
+                // its slot in the per-name index depends on the key and the
+                // ID only, and no other connection holds the key. The index
+                // is neither read (in a large catalog its shard is cold
+                // lines) nor copied (it stays shared with the previous
+                // snapshot).
+                let old = self.connections.get(&c.id());
+                if old.is_some_and(|o| key_of(&o.value) == key_of(c)) {
+                    self.connections.insert(Versioned {
+                        version,
+                        value: c.clone(),
+                    });
+                    return;
+                }
                 let slot = NameSlot::of(c);
-                let kept = match self.connections.get(&c.id()).map(|o| NameSlot::of(&o.value)) {
+                let kept = match old.map(|o| NameSlot::of(&o.value)) {
                     Some(old) if old == slot => true,
                     Some(old) => {
                         self.unindex(old);
@@ -520,6 +547,25 @@ impl ProjectSnapshot {
             }
             _ => {}
         }
+    }
+
+    /// The live version under `record`'s key, if any: [`version_of`]
+    /// its key, but for a connection filed under the same key as the one
+    /// with its ID (an update keeping scope and name), read from that
+    /// one's by-ID entry without a probe of the per-name index.
+    ///
+    /// [`version_of`]: ProjectSnapshot::version_of
+    pub(crate) fn version_under(&self, record: &Record) -> Option<Version> {
+        if let Record::Connection(c) = record
+            && c.project() == &self.project
+            && let Some(same) = self
+                .connections
+                .get(&c.id())
+                .filter(|o| key_of(&o.value) == key_of(c))
+        {
+            return Some(same.version);
+        }
+        self.version_of(&record.key())
     }
 
     /// The live version of a record, if any.
@@ -894,10 +940,18 @@ mod tests {
             match op {
                 Op::Put(id, (scope, n)) => {
                     let integration = scope.map(|i| ["orders", "billing"][usize::from(i)]);
-                    s.put(
-                        Version(version),
-                        &connection(ids[usize::from(id)], &format!("c{n}"), integration),
-                    );
+                    let record = connection(ids[usize::from(id)], &format!("c{n}"), integration);
+                    // The version the record replaces is its key's, however
+                    // it is read.
+                    let replaced = model.by_key.get(&(scope, n)).map(|(_, v)| Version(*v));
+                    if s.version_under(&record) != replaced || s.version_of(&record.key()) != replaced {
+                        return Err(format!(
+                            "under {scope:?} c{n}: {:?} / {:?}, expected {replaced:?}",
+                            s.version_under(&record),
+                            s.version_of(&record.key())
+                        ));
+                    }
+                    s.put(Version(version), &record);
                     model.put(id, (scope, n), version);
                 }
                 Op::Remove((scope, n)) => {
@@ -962,6 +1016,12 @@ mod tests {
             before.by_name(None, &"c7".parse().unwrap()).map(|c| c.version),
             Some(Version(1))
         );
+        // Nor is it read, here or for the version the update replaces.
+        let record = connection(ids[8], "c8", None);
+        let probes = NAME_PROBES.with(std::cell::Cell::get);
+        assert_eq!(s.version_under(&record), Some(Version(1)));
+        s.put(Version(2), &record);
+        assert_eq!(NAME_PROBES.with(std::cell::Cell::get), probes);
         // A rename changes it.
         s.put(Version(3), &connection(ids[7], "renamed", None));
         assert!(!s.by_name.shares_all_with(&before.by_name));

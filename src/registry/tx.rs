@@ -171,7 +171,7 @@ impl<'r> Tx<'r> {
         let key = record.key();
         self.touch(&key, &record);
         let snapshot = self.working_mut(key.project());
-        let current = snapshot.version_of(&key);
+        let current = snapshot.version_under(&record);
         snapshot.put(Version(current.map_or(1, |v| v.0 + 1)), &record);
         let expect = current.map_or(Expect::Absent, Expect::Version);
         match self.pending.get_mut(&key) {
@@ -280,13 +280,19 @@ impl<'r> Tx<'r> {
         let project = spec.project_id().clone();
         self.writable(&project)?;
         let snapshot = self.working_mut(&project);
-        let Some(old) = snapshot.connection(id).map(|c| c.value.clone()) else {
+        let Some((old, current)) = snapshot.connection(id).map(|c| (c.value.clone(), c.version)) else {
             return Err(RegistryError::ConnectionNotFound { project, id });
         };
+        // The connection with ID `id` is the one under its key: its version
+        // is the key's (no probe of the per-name index).
         let key = old.key();
-        self.check_version(&key, Expect::Version(version))?;
+        Expect::Version(version).check(&key, Some(current))?;
+        // Under its own key the connection is the only one: a name is taken
+        // only when the key changes.
+        let rekeyed = (spec.scope(), spec.name()) != (old.scope(), old.name());
         let snapshot = self.working_mut(&project);
-        if let Some(other) = snapshot.by_name(spec.scope().integration(), spec.name())
+        if rekeyed
+            && let Some(other) = snapshot.by_name(spec.scope().integration(), spec.name())
             && other.value.id() != id
         {
             return Err(RegistryError::NameTaken {
@@ -439,13 +445,18 @@ impl<'r> Tx<'r> {
         edit: impl FnOnce(&mut ConnectionSpec) -> Result<(), crate::model::SpecProblem>,
     ) -> Result<(), RegistryError> {
         self.writable(project)?;
-        let Some(old) = self.working_mut(project).connection(id).map(|c| c.value.clone()) else {
+        let Some((old, current)) = self
+            .working_mut(project)
+            .connection(id)
+            .map(|c| (c.value.clone(), c.version))
+        else {
             return Err(RegistryError::ConnectionNotFound {
                 project: project.clone(),
                 id,
             });
         };
-        self.check_version(&old.key(), Expect::Version(version))?;
+        // Its version is its key's (see `update_connection`).
+        Expect::Version(version).check(&old.key(), Some(current))?;
         // Values only: no mapping's validity depends on them, so no name
         // fence; whether they fit the connection's type does.
         let mut spec = old.spec().clone();
@@ -702,5 +713,113 @@ impl<'r> Tx<'r> {
 
     pub(super) fn is_empty(&self) -> bool {
         self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::name_probes;
+    use crate::model::{ConnectionSpec, Layer, Param, ProjectId, Scope, Version};
+    use crate::registry::{Registry, RegistryError};
+
+    fn spec(integration: Option<&str>, name: &str, url: &str) -> ConnectionSpec {
+        match integration {
+            None => ConnectionSpec::project("acme", name),
+            Some(i) => ConnectionSpec::integration("acme", i, name),
+        }
+        .param(Param::plain("ServiceURL").default(url))
+        .build()
+        .unwrap()
+    }
+
+    #[test]
+    fn an_update_keeping_its_key_probes_no_name_index() {
+        let registry = Registry::in_memory();
+        let mut ids = Vec::new();
+        for i in 0..50 {
+            let (id, _) = registry
+                .create_connection(spec(None, &format!("c{i}"), "https://a.example"))
+                .unwrap();
+            ids.push(id);
+        }
+        let before = name_probes();
+        registry
+            .update_connection(ids[7], Version(1), spec(None, "c7", "https://b.example"))
+            .unwrap();
+        registry
+            .set_value(
+                &"acme".parse().unwrap(),
+                ids[8],
+                Version(1),
+                &"ServiceURL".parse().unwrap(),
+                Layer::Default,
+                "https://c.example",
+            )
+            .unwrap();
+        assert_eq!(name_probes(), before, "the per-name index was probed");
+        let snapshot = registry.snapshot(&"acme".parse().unwrap()).unwrap();
+        assert_eq!(snapshot.connection(ids[7]).map(|c| c.version), Some(Version(2)));
+        assert_eq!(
+            snapshot.by_name(None, &"c8".parse().unwrap()).map(|c| c.version),
+            Some(Version(2))
+        );
+    }
+
+    #[test]
+    fn updates_still_check_versions_and_taken_names() {
+        let registry = Registry::in_memory();
+        let acme: ProjectId = "acme".parse().unwrap();
+        let (crm, _) = registry
+            .create_connection(spec(None, "crm", "https://a.example"))
+            .unwrap();
+        let (erp, _) = registry
+            .create_connection(spec(None, "erp", "https://a.example"))
+            .unwrap();
+        registry
+            .create_connection(spec(Some("orders"), "crm", "https://a.example"))
+            .unwrap();
+        // A stale version, keeping the key or not.
+        for (name, integration) in [("crm", None), ("other", None), ("crm", Some("billing"))] {
+            match registry.update_connection(crm, Version(7), spec(integration, name, "https://b.example")) {
+                Err(RegistryError::Conflict { found, .. }) => assert_eq!(found, Some(Version(1))),
+                other => panic!("expected a conflict, got {other:?}"),
+            }
+        }
+        let set = |version| {
+            registry.set_value(
+                &acme,
+                erp,
+                version,
+                &"ServiceURL".parse().unwrap(),
+                Layer::Default,
+                "https://c.example",
+            )
+        };
+        assert!(matches!(set(Version(2)), Err(RegistryError::Conflict { .. })));
+        set(Version(1)).unwrap();
+        // A key another connection holds, in either scope.
+        for (name, integration) in [("erp", None), ("crm", Some("orders"))] {
+            match registry.update_connection(crm, Version(1), spec(integration, name, "https://b.example")) {
+                Err(RegistryError::NameTaken { existing, scope, .. }) => {
+                    assert_ne!(existing, crm);
+                    assert_eq!(scope.integration().map(|i| i.as_str()), integration);
+                }
+                other => panic!("expected the name taken, got {other:?}"),
+            }
+        }
+        // Its own key, then a free one: the key's versions go on.
+        registry
+            .update_connection(crm, Version(1), spec(None, "crm", "https://b.example"))
+            .unwrap();
+        registry
+            .update_connection(crm, Version(2), spec(Some("billing"), "crm", "https://b.example"))
+            .unwrap();
+        let snapshot = registry.snapshot(&acme).unwrap();
+        let moved = snapshot.connection(crm).unwrap();
+        assert_eq!(
+            (moved.version, moved.value.scope()),
+            (Version(1), &Scope::Integration("billing".parse().unwrap()))
+        );
+        assert!(snapshot.by_name(None, &"crm".parse().unwrap()).is_none());
     }
 }
