@@ -151,6 +151,19 @@ impl NameSlot {
     }
 }
 
+impl shards::Entry for NameSlot {
+    /// Plain bytes: nothing to fetch.
+    fn warm(&self) {}
+}
+
+impl shards::Entry for Versioned<Arc<Connection>> {
+    /// The connection's reference count, which a copy of its shard
+    /// increments.
+    fn warm(&self) {
+        shards::warm_count(&self.value);
+    }
+}
+
 /// The connections of a project by ID: a table of the records themselves,
 /// keyed by their own ID (16 bytes a connection, no separate key), in
 /// shards the snapshots of the project share, so a write copies one shard

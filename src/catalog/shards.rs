@@ -16,13 +16,22 @@
 use std::sync::Arc;
 
 use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
+use hashbrown::hash_table::Entry as Slot;
 
 /// One shard: a plain hash table, shared between copies of the table.
 type Shard<T> = Arc<HashTable<T>>;
 
 /// A list of shards, shared between copies of the table.
 type Group<T> = Arc<[Shard<T>]>;
+
+/// An entry of a [`ShardedTable`]: cloned when a copy of the table copies
+/// its shard.
+pub(super) trait Entry: Clone {
+    /// Reads the cache line that cloning this entry writes (a reference
+    /// count's), if any, so that it is fetched ahead of the clone: see
+    /// [`ShardedTable::warm_path`].
+    fn warm(&self);
+}
 
 /// A hash table of `T`s (each holding its own key), split by hash into a
 /// power-of-two number of groups of a power-of-two number of shards, each
@@ -58,6 +67,11 @@ impl<T, const MAX: usize> Clone for ShardedTable<T, MAX> {
     }
 }
 
+/// Reads `x`'s reference count (see [`ShardedTable::warm_path`]).
+pub(super) fn warm_count<U: ?Sized>(x: &Arc<U>) {
+    std::hint::black_box(Arc::strong_count(x));
+}
+
 /// Where `hash` goes among `groups` groups of `shards` shards (both powers
 /// of two): (group, shard in the group), from bits the shard's own table
 /// uses neither for a bucket (the low ones) nor for its control byte (the
@@ -77,7 +91,7 @@ fn layout(total: usize) -> (usize, usize) {
     (total / shards, shards)
 }
 
-impl<T: Clone, const MAX: usize> ShardedTable<T, MAX> {
+impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
     /// How many entries the table holds.
     pub(super) fn len(&self) -> usize {
         self.len
@@ -115,9 +129,34 @@ impl<T: Clone, const MAX: usize> ShardedTable<T, MAX> {
     /// itself are copied if another table holds them.
     fn shard_mut(&mut self, hash: u64) -> &mut HashTable<T> {
         let (g, s) = self.position(hash);
+        self.warm_path(g, s);
         let groups = Arc::make_mut(&mut self.groups);
         let group = Arc::make_mut(&mut groups[g]);
         Arc::make_mut(&mut group[s])
+    }
+
+    /// Reads every reference count that copying the path to shard `s` of
+    /// group `g` will increment: those of the groups when the list is
+    /// shared, of the group's shards when the group is (or its list), of
+    /// the shard's entries when the shard is (or its group). Each
+    /// increment is a locked instruction, which on x86 waits for its cache
+    /// line before any later memory access may go ahead; in a large
+    /// catalog these lines are cold, and a copy fetched them one at a
+    /// time. Read with plain loads first, which the processor overlaps,
+    /// they arrive together and the increments find them in cache.
+    fn warm_path(&self, g: usize, s: usize) {
+        let list = Arc::strong_count(&self.groups) > 1;
+        if list {
+            self.groups.iter().for_each(warm_count);
+        }
+        let group = &self.groups[g];
+        let grouped = list || Arc::strong_count(group) > 1;
+        if grouped {
+            group.iter().for_each(warm_count);
+        }
+        if grouped || Arc::strong_count(&group[s]) > 1 {
+            group[s].iter().for_each(T::warm);
+        }
     }
 
     /// Whether one more entry would pass `MAX` entries a shard on average.
@@ -139,8 +178,8 @@ impl<T: Clone, const MAX: usize> ShardedTable<T, MAX> {
             self.split(&hasher);
         }
         match self.shard_mut(hash).entry(hash, eq, hasher) {
-            Entry::Occupied(mut e) => Some(std::mem::replace(e.get_mut(), value)),
-            Entry::Vacant(e) => {
+            Slot::Occupied(mut e) => Some(std::mem::replace(e.get_mut(), value)),
+            Slot::Vacant(e) => {
                 e.insert(value);
                 self.len += 1;
                 None
@@ -199,6 +238,10 @@ mod tests {
     /// Entries keyed by their first field.
     type Entry = (u32, u32);
 
+    impl super::Entry for (u32, u32) {
+        fn warm(&self) {}
+    }
+
     /// The tables the tests use: shards of 32 entries.
     type Table = ShardedTable<Entry, 32>;
 
@@ -253,6 +296,50 @@ mod tests {
         let groups = t.groups.iter().zip(copy.groups.iter());
         let unshared = groups.filter(|(a, b)| !Arc::ptr_eq(a, b)).count();
         assert!((1..=2).contains(&unshared), "{unshared} groups copied");
+    }
+
+    thread_local! {
+        /// How many entries of type `Counted` were warmed on this thread.
+        static WARMED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// An entry that counts the calls of [`Entry::warm`].
+    #[derive(Debug, Clone, PartialEq)]
+    struct Counted(u32);
+
+    impl super::Entry for Counted {
+        fn warm(&self) {
+            WARMED.with(|w| w.set(w.get() + 1));
+        }
+    }
+
+    #[test]
+    fn a_copy_warms_the_entries_of_the_shard_it_copies_and_no_others() {
+        let mut t = ShardedTable::<Counted, 32>::default();
+        let put = |t: &mut ShardedTable<Counted, 32>, k: u32| {
+            t.insert(hash(k), Counted(k), |x| x.0 == k, |x| hash(x.0));
+        };
+        for k in 0..1_000 {
+            put(&mut t, k);
+        }
+        let warmed = || WARMED.with(std::cell::Cell::get);
+        // The table is not shared: nothing is copied, nothing warmed.
+        let before = warmed();
+        put(&mut t, 7);
+        assert_eq!(warmed(), before);
+        // A copy's first change copies (and warms) the shard of its key.
+        let copy_of = t.clone();
+        let mut copy = t.clone();
+        let (g, s) = copy.position(hash(7));
+        let shard_len = copy.groups[g][s].len();
+        put(&mut copy, 7);
+        assert_eq!(warmed() - before, shard_len);
+        // The next change to that shard copies nothing more.
+        let before = warmed();
+        copy.remove(hash(7), |x| x.0 == 7);
+        assert_eq!(warmed(), before);
+        assert_eq!(copy_of.find(hash(7), |x| x.0 == 7), Some(&Counted(7)));
+        assert_eq!(copy.find(hash(7), |x| x.0 == 7), None);
     }
 
     #[test]
