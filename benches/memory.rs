@@ -2,6 +2,11 @@
 //! parameters each (1,000 projects of 1,000, see `common`), counted by a
 //! global allocator that adds up the bytes live (this bench binary only).
 //!
+//! Bytes are counted as requested (`Layout::size`); each figure also shows
+//! what the blocks take in glibc's heap (`malloc_usable_size` of each block
+//! plus its 8-byte chunk header), which is larger: glibc rounds a block up
+//! to a multiple of 16 bytes, at least 32.
+//!
 //! Two figures: the catalog alone (what every replica holds in memory,
 //! whatever the store) and a whole in-memory registry (catalog plus
 //! [`MemoryStore`], which shares the records with the catalog). The registry
@@ -30,6 +35,25 @@ struct Counting;
 static BYTES: AtomicIsize = AtomicIsize::new(0);
 static BLOCKS: AtomicIsize = AtomicIsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// The usable sizes of the live blocks (0 where the C library cannot say).
+static USABLE: AtomicIsize = AtomicIsize::new(0);
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+unsafe extern "C" {
+    fn malloc_usable_size(ptr: *mut std::ffi::c_void) -> usize;
+}
+
+/// The usable size of the block at `p`, which the system allocator gave.
+fn usable(p: *mut u8) -> isize {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `p` is a live block of the system allocator (glibc's malloc).
+    return unsafe { malloc_usable_size(p.cast()) } as isize;
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = p;
+        0
+    }
+}
 
 // SAFETY: every call is forwarded to the system allocator unchanged; only
 // counters are updated besides.
@@ -38,6 +62,7 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: forwarded as is.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
+            USABLE.fetch_add(usable(p), Ordering::Relaxed);
             let now = BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed) + layout.size() as isize;
             BLOCKS.fetch_add(1, Ordering::Relaxed);
             PEAK.fetch_max(now.max(0) as usize, Ordering::Relaxed);
@@ -45,6 +70,7 @@ unsafe impl GlobalAlloc for Counting {
         p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        USABLE.fetch_sub(usable(ptr), Ordering::Relaxed);
         // SAFETY: forwarded as is.
         unsafe { System.dealloc(ptr, layout) };
         BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
@@ -54,15 +80,18 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: forwarded as is.
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
+            USABLE.fetch_add(usable(p), Ordering::Relaxed);
             BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
             BLOCKS.fetch_add(1, Ordering::Relaxed);
         }
         p
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let before = usable(ptr);
         // SAFETY: forwarded as is.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
+            USABLE.fetch_add(usable(p) - before, Ordering::Relaxed);
             BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
         }
         p
@@ -74,6 +103,20 @@ static ALLOC: Counting = Counting;
 
 fn live() -> (isize, isize) {
     (BYTES.load(Ordering::Relaxed), BLOCKS.load(Ordering::Relaxed))
+}
+
+/// The bytes the live blocks take in glibc's heap: usable sizes and an
+/// 8-byte chunk header each.
+fn heap() -> isize {
+    USABLE.load(Ordering::Relaxed) + 8 * BLOCKS.load(Ordering::Relaxed)
+}
+
+/// What `heap` grew by since `before`, per connection, as text.
+fn heap_per(before: isize, n: usize) -> String {
+    if USABLE.load(Ordering::Relaxed) == 0 {
+        return String::new();
+    }
+    format!(", {:.0} in glibc's heap", (heap() - before) as f64 / n as f64)
 }
 
 fn rss_bytes() -> Option<u64> {
@@ -92,6 +135,7 @@ fn main() {
 
     // 1. The catalog alone.
     let (b0, k0) = live();
+    let h0 = heap();
     let catalog = {
         let records: Vec<_> = (0..projects)
             .flat_map(|p| filler_project(p).1)
@@ -100,12 +144,13 @@ fn main() {
         Catalog::from_records(ResolvePolicy::default(), Revision(1), records)
     };
     let (b1, k1) = live();
+    let in_heap = heap_per(h0, n);
     assert_eq!(catalog.projects().len(), projects);
     let per = (b1 - b0) as f64 / n as f64;
     let blocks = (k1 - k0) as f64 / n as f64;
     figure(
         &format!("memory per connection, catalog, {n} connections x 5 short parameters"),
-        &format!("{per:.0} bytes ({blocks:.1} allocations)"),
+        &format!("{per:.0} bytes ({blocks:.1} allocations{in_heap})"),
         "<= 500 bytes",
         per <= 500.0,
     );
@@ -188,10 +233,12 @@ fn memo_figure() {
 /// its bytes per connection.
 fn registry_figure(n: usize, projects: usize, label: &str, store: MemoryStore) {
     let (b0, k0) = live();
+    let h0 = heap();
     let rss0 = rss_bytes();
     common::fill_store(&store, n);
     let registry = Registry::builder().store(store).build().expect("registry");
     let (b1, k1) = live();
+    let in_heap = heap_per(h0, n);
     let rss1 = rss_bytes();
     assert_eq!(registry.catalog().projects().len(), projects);
     let per = (b1 - b0) as f64 / n as f64;
@@ -202,7 +249,7 @@ fn registry_figure(n: usize, projects: usize, label: &str, store: MemoryStore) {
     };
     figure(
         &format!("memory per connection, registry (memory store + catalog{label}), {n} connections"),
-        &format!("{per:.0} bytes ({blocks:.1} allocations{rss})"),
+        &format!("{per:.0} bytes ({blocks:.1} allocations{in_heap}{rss})"),
         "<= 500 bytes",
         per <= 500.0,
     );
