@@ -11,8 +11,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::{SecretStore, StoreSecret};
 use crate::model::{
-    ExternalFault, ExternalRef, ExternalSecrets, ExternalValue, FetchInfo, SecretLocation, StoreName,
-    Timestamp,
+    ExternalFault, ExternalRef, ExternalSecrets, ExternalValue, ExternalValueRef, FetchInfo, SecretLocation,
+    SecretsGeneration, StoreName, Timestamp,
 };
 
 /// The locations the cache knows, each with its slot. Grows only (a
@@ -215,14 +215,21 @@ impl SecretCacheBuilder {
             }
         };
         static VIEWS: AtomicU64 = AtomicU64::new(1);
+        let id = VIEWS.fetch_add(1, Ordering::Relaxed);
         let inner = Arc::new(Inner {
-            id: VIEWS.fetch_add(1, Ordering::Relaxed),
+            id,
             handle,
             tasks: Mutex::new(Vec::new()),
             stores: self.stores,
             settings: s,
             slots: ArcSwap::from_pointee(Slots::default()),
             grow: Mutex::new(()),
+            current: ArcSwap::from_pointee(Generation {
+                cache: id,
+                chunks: Vec::new(),
+                len: 0,
+            }),
+            publish: Mutex::new(()),
             generation: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -238,10 +245,14 @@ impl SecretCacheBuilder {
 /// the [`ExternalSecrets`] view a host gives resolution
 /// ([`ResolvePolicy::with_external_secrets`](crate::model::ResolvePolicy::with_external_secrets)).
 ///
-/// - **Lookups are memory reads**: the cache attaches each reference's key
-///   entry to the reference at its first lookup, and keeps the entry's
-///   answer ready at every fetch, so a lookup is one atomic load of that
-///   answer (no index, no key search); a store is never called on them (a secret never fetched yet waits for
+/// - **Lookups are memory reads**: the cache numbers each key looked up,
+///   attaches that number to the reference at its first lookup, and keeps
+///   every key's answer ready in one immutable generation, replaced whole
+///   at every fetch; so a lookup is one atomic load of the generation and
+///   an index into it (no key search), and a resolution pins the
+///   generation once ([`ExternalSecrets::pin`]) and borrows all its
+///   referenced values from it (no copy, no reference count per value). A
+///   store is never called on them (a secret never fetched yet waits for
 ///   its first fetch, up to [`SecretCacheBuilder::first_fetch_wait`]).
 /// - **One task per secret location** fetches it, first when it is needed
 ///   (or at [`SecretCache::prefetch`]), then every refresh interval (±
@@ -298,30 +309,88 @@ struct Inner {
     settings: Settings,
     slots: ArcSwap<Slots>,
     grow: Mutex<()>,
+    /// Every key's answer as of the last change: what lookups read and
+    /// resolutions pin.
+    current: ArcSwap<Generation>,
+    /// Serializes the changes of `current` (taken after a slot's `keys`).
+    publish: Mutex<()>,
     generation: AtomicU64,
     requests: AtomicU64,
     failures: AtomicU64,
 }
 
 /// One secret location: its state (none before the first fetch ends), the
-/// keys looked up there with their answers, and a count of attempts its
-/// first-fetch waiters watch.
+/// keys looked up there, and a count of attempts its first-fetch waiters
+/// watch.
 struct Slot {
     state: ArcSwapOption<State>,
     /// One entry per key a reference attached to this cache asked for,
-    /// its answer made again at every change of `state` (under this lock,
-    /// which every change of `state` takes): a lookup reads the answer
-    /// ready, without finding the key in the secret.
+    /// its answer in the cache's generation made again at every change of
+    /// `state` (under this lock, which every change of `state` takes): a
+    /// lookup reads the answer ready, without finding the key in the secret.
     keys: Mutex<Vec<Arc<KeyEntry>>>,
     attempts: Mutex<u64>,
     attempted: Condvar,
 }
 
-/// A key of a location and the answer a lookup of it gives, as of the
-/// location's last change.
+/// A key of a location and the place of its answer in every generation
+/// made since it was first looked up.
 struct KeyEntry {
     key: smol_str::SmolStr,
-    answer: ArcSwap<Answer>,
+    index: usize,
+}
+
+/// Answers per chunk of a [`Generation`]: a change copies the chunks it
+/// touches and shares the others with the generation before.
+const CHUNK: usize = 64;
+
+/// The answer of every key looked up so far, by [`KeyEntry::index`], as of
+/// one moment: immutable, replaced whole by each change (a fetch, a new
+/// key), so a resolution that holds it reads consistent values that no
+/// later refresh changes.
+#[derive(Clone)]
+struct Generation {
+    /// The cache's number: which references' entries index it.
+    cache: u64,
+    chunks: Vec<Arc<Vec<Arc<Answer>>>>,
+    len: usize,
+}
+
+impl Generation {
+    fn answer(&self, index: usize) -> Option<&Answer> {
+        self.chunks.get(index / CHUNK)?.get(index % CHUNK).map(|a| &**a)
+    }
+
+    /// Replaces the answer at `index` (below `len`).
+    fn set(&mut self, index: usize, answer: Answer) {
+        if let Some(chunk) = self.chunks.get_mut(index / CHUNK)
+            && let Some(slot) = Arc::make_mut(chunk).get_mut(index % CHUNK)
+        {
+            *slot = Arc::new(answer);
+        }
+    }
+
+    /// Adds `answer`; its index.
+    fn push(&mut self, answer: Answer) -> usize {
+        let index = self.len;
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => Arc::make_mut(chunk).push(Arc::new(answer)),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(Arc::new(answer));
+                self.chunks.push(Arc::new(chunk));
+            }
+        }
+        self.len += 1;
+        index
+    }
+}
+
+impl SecretsGeneration for Generation {
+    fn get(&self, reference: &ExternalRef) -> Option<Result<ExternalValueRef<'_>, ExternalFault>> {
+        let entry = reference.cache_state(self.cache)?.downcast_ref::<KeyEntry>()?;
+        Some(self.answer(entry.index)?.borrow())
+    }
 }
 
 /// What a lookup of one key answers: a value (with the instant it goes
@@ -370,10 +439,16 @@ impl Answer {
         }
     }
 
-    /// What a lookup gives now.
-    fn read(&self) -> Result<ExternalValue, ExternalFault> {
+    /// What a lookup gives now, borrowed.
+    fn borrow(&self) -> Result<ExternalValueRef<'_>, ExternalFault> {
+        fn borrowed(value: &ExternalValue) -> ExternalValueRef<'_> {
+            ExternalValueRef {
+                value: &value.value,
+                fetch: &value.fetch,
+            }
+        }
         match self {
-            Answer::Value { value, failing: None } => Ok(value.clone()),
+            Answer::Value { value, failing: None } => Ok(borrowed(value)),
             Answer::Value {
                 value,
                 failing: Some(stale),
@@ -384,7 +459,7 @@ impl Answer {
                         cause: Box::new(stale.cause.clone()),
                     })
                 } else {
-                    Ok(value.clone())
+                    Ok(borrowed(value))
                 }
             }
             Answer::Fault(fault) => Err(fault.clone()),
@@ -546,6 +621,12 @@ impl ExternalSecrets for SecretCache {
     fn generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Acquire)
     }
+
+    /// The cache's current generation: every key looked up so far, with the
+    /// answer a lookup gives now (one reference count).
+    fn pin(&self) -> Option<Arc<dyn SecretsGeneration>> {
+        Some(self.inner.current.load_full())
+    }
 }
 
 impl Inner {
@@ -558,7 +639,7 @@ impl Inner {
             .cache_state(self.id)
             .and_then(|state| state.downcast_ref::<KeyEntry>())
         {
-            return entry.answer.load().read();
+            return self.answer(entry);
         }
         let slots = self.slots.load();
         let Some(slot) = slots.get(reference.location()) else {
@@ -571,12 +652,62 @@ impl Inner {
         // Attached for the next lookups, unless another cache keeps the
         // reference's place (then this cache reads the slot each time).
         match reference
-            .cache_state_or_attach(self.id, || slot.entry(reference.key()))
+            .cache_state_or_attach(self.id, || self.entry(slot, reference.key()))
             .and_then(|state| state.downcast_ref::<KeyEntry>())
         {
-            Some(entry) => entry.answer.load().read(),
+            Some(entry) => self.answer(entry),
             None => Self::read_slot(slot, reference),
         }
+    }
+
+    /// What a lookup of `entry`'s key gives now.
+    fn answer(&self, entry: &KeyEntry) -> Result<ExternalValue, ExternalFault> {
+        match self.current.load().answer(entry.index) {
+            Some(answer) => answer.borrow().map(ExternalValueRef::to_owned_value),
+            // Not reached: an entry is numbered in the generation it is made in.
+            None => Err(ExternalFault::NotFetched),
+        }
+    }
+
+    /// The entry of `key` in `slot`, made (with its answer as of now, in a
+    /// new generation) if it is new.
+    fn entry(&self, slot: &Slot, key: &str) -> Arc<KeyEntry> {
+        let mut keys = slot.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = keys.iter().find(|e| e.key == key) {
+            return entry.clone();
+        }
+        let answer = Answer::of(slot.state.load().as_deref(), key);
+        let index = self.publish(|next| next.push(answer));
+        let entry = Arc::new(KeyEntry {
+            key: key.into(),
+            index,
+        });
+        keys.push(entry.clone());
+        entry
+    }
+
+    /// Sets `slot`'s state, and every answer of its keys with it, in a new
+    /// generation.
+    fn set_state(&self, slot: &Slot, state: State) {
+        let keys = slot.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let state = Arc::new(state);
+        if !keys.is_empty() {
+            self.publish(|next| {
+                for entry in keys.iter() {
+                    next.set(entry.index, Answer::of(Some(&state), &entry.key));
+                }
+            });
+        }
+        slot.state.store(Some(state));
+    }
+
+    /// Makes the next generation with `change` and makes it current.
+    fn publish<R>(&self, change: impl FnOnce(&mut Generation) -> R) -> R {
+        let _publish = self.publish.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Generation::clone(&self.current.load());
+        let out = change(&mut next);
+        self.current.store(Arc::new(next));
+        out
     }
 
     fn read_slot(slot: &Slot, reference: &ExternalRef) -> Result<ExternalValue, ExternalFault> {
@@ -665,30 +796,6 @@ impl Inner {
 }
 
 impl Slot {
-    /// The entry of `key`, made (with its answer as of now) if it is new.
-    fn entry(&self, key: &str) -> Arc<KeyEntry> {
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = keys.iter().find(|e| e.key == key) {
-            return entry.clone();
-        }
-        let entry = Arc::new(KeyEntry {
-            key: key.into(),
-            answer: ArcSwap::from_pointee(Answer::of(self.state.load().as_deref(), key)),
-        });
-        keys.push(entry.clone());
-        entry
-    }
-
-    /// Sets the state, and every key's answer with it.
-    fn set_state(&self, state: State) {
-        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        let state = Arc::new(state);
-        for entry in keys.iter() {
-            entry.answer.store(Arc::new(Answer::of(Some(&state), &entry.key)));
-        }
-        self.state.store(Some(state));
-    }
-
     /// Waits until the first fetch of this slot is done, at most `wait`,
     /// as `how` allows.
     fn wait_first(&self, wait: Duration, how: Wait) {
@@ -753,14 +860,17 @@ async fn refresher(
                     Some(lease) if !lease.is_zero() => settings.refresh.min(lease.mul_f64(2.0 / 3.0)),
                     _ => settings.refresh,
                 };
-                slot.set_state(State::new(
-                    Some(Arc::new(Fetched {
-                        secret,
-                        fetched_at: Timestamp::now(),
-                        stale_at: Instant::now() + settings.max_staleness,
-                    })),
-                    None,
-                ));
+                inner.set_state(
+                    &slot,
+                    State::new(
+                        Some(Arc::new(Fetched {
+                            secret,
+                            fetched_at: Timestamp::now(),
+                            stale_at: Instant::now() + settings.max_staleness,
+                        })),
+                        None,
+                    ),
+                );
                 inner.bump();
                 inner.jittered(interval)
             }
@@ -778,7 +888,7 @@ async fn refresher(
                     true => None,
                     false => before.as_ref().and_then(|s| s.good.clone()),
                 };
-                slot.set_state(State::new(good.clone(), Some(Failure { fault, since })));
+                inner.set_state(&slot, State::new(good.clone(), Some(Failure { fault, since })));
                 inner.bump();
                 let wait = retry.map_or(settings.retry_min, |w| (w * 2).min(settings.refresh));
                 retry = Some(wait);
@@ -1093,6 +1203,83 @@ mod tests {
             assert_eq!(first.lookup(&r).unwrap().value.expose(), "value-1");
             assert_eq!(second.lookup(&r).unwrap().value.expose(), "value-101");
         }
+    }
+
+    #[test]
+    fn a_pinned_generation_keeps_its_answers_and_the_next_one_has_the_refresh() {
+        let store = Arc::new(Counting::default());
+        let cache = cache(&store, 400, 60_000);
+        let r = reference("vault:secret/crm#k");
+        let before = cache.pin().unwrap();
+        assert!(before.get(&r).is_none(), "never looked up");
+        assert_eq!(cache.lookup(&r).unwrap().value.expose(), "value-1");
+        let pinned = cache.pin().unwrap();
+        let held = pinned.get(&r).unwrap().unwrap();
+        assert_eq!(held.value.expose(), "value-1");
+        // The answer a lookup gives, shared (not copied).
+        assert!(held.value.same_as(&cache.lookup(&r).unwrap().value));
+        let start = Instant::now();
+        while cache.lookup(&r).unwrap().value.expose() == "value-1" {
+            assert!(start.elapsed() < Duration::from_secs(5), "no refresh");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let held = pinned.get(&r).unwrap().unwrap();
+        assert_eq!(held.value.expose(), "value-1");
+        assert_eq!(held.fetch.version, Some("1".parse().unwrap()));
+        let now = cache.pin().unwrap();
+        let fresh = now.get(&r).unwrap().unwrap();
+        assert_eq!(fresh.value.expose(), cache.lookup(&r).unwrap().value.expose());
+        assert!(fresh.fetch.version > held.fetch.version);
+        assert!(before.get(&r).is_none(), "an older generation stays as it was");
+        // Another key of the location is numbered when first looked up.
+        assert_eq!(
+            cache.lookup(&reference("vault:secret/crm#other")).unwrap_err(),
+            ExternalFault::KeyMissing
+        );
+        assert!(now.get(&reference("vault:secret/crm#other")).is_none());
+    }
+
+    #[test]
+    fn a_resolution_holds_one_generation_for_all_its_referenced_values() {
+        use crate::model::{ConnectionSpec, Mappings, Param, ResolvePolicy};
+        use crate::registry::Registry;
+        use crate::resolve::{ResolveRequest, Resolver as _};
+
+        let store = Arc::new(Counting::default());
+        let cache = cache(&store, 60_000, 120_000);
+        let registry = Registry::builder()
+            .policy(ResolvePolicy::default().with_external_secrets(Arc::new(cache.clone())))
+            .resolve_memo(0)
+            .build()
+            .unwrap();
+        let mut spec = ConnectionSpec::project("acme", "crm");
+        let mut entries = Vec::new();
+        for i in 0..8 {
+            spec = spec.param(Param::secret(format!("Key{i}")).default_ref(format!("vault:secret/crm{i}#k")));
+            entries.push((format!("Key{i}"), format!("CRM_KEY_{i}")));
+        }
+        registry.create_connection(spec.build().unwrap()).unwrap();
+        registry
+            .set_mappings(
+                Mappings::of("acme", "orders")
+                    .by_name("crm", entries.iter().map(|(p, v)| (p.as_str(), v.clone())))
+                    .build()
+                    .unwrap(),
+                None,
+            )
+            .unwrap();
+        let request = ResolveRequest::parse("acme", "orders", "production").unwrap();
+        // The first resolution fetches (the generation changes meanwhile).
+        assert_eq!(registry.resolve(&request).unwrap().len(), 8);
+        let counts = || Arc::strong_count(&cache.inner.current.load_full()) - 1;
+        let idle = counts();
+        let env = registry.resolve(&request).unwrap();
+        assert!(env.expose("CRM_KEY_7").unwrap().starts_with("value-"));
+        assert_eq!(counts(), idle + 1, "one count for eight values");
+        let copy = env.clone();
+        assert_eq!(counts(), idle + 1, "copies share it");
+        drop((env, copy));
+        assert_eq!(counts(), idle);
     }
 
     #[test]

@@ -674,6 +674,38 @@ pub struct ExternalValue {
     pub fetch: Arc<FetchInfo>,
 }
 
+/// A referenced secret's value borrowed from a [`SecretsGeneration`]: no
+/// copy, no reference count. `Debug` redacts the value.
+#[derive(Debug, Clone, Copy)]
+pub struct ExternalValueRef<'a> {
+    /// The value.
+    pub value: &'a SecretValue,
+    /// Where and when it was fetched.
+    pub fetch: &'a Arc<FetchInfo>,
+}
+
+impl ExternalValueRef<'_> {
+    /// The value, owned (two reference counts).
+    pub fn to_owned_value(self) -> ExternalValue {
+        ExternalValue {
+            value: self.value.clone(),
+            fetch: Arc::clone(self.fetch),
+        }
+    }
+}
+
+/// The answers of an [`ExternalSecrets`] view at one moment, immutable
+/// ([`ExternalSecrets::pin`]): a resolution holds one and borrows every
+/// referenced value from it, so one reference count covers all its values
+/// and a later refresh of the view changes none of them.
+pub trait SecretsGeneration: Send + Sync {
+    /// What [`ExternalSecrets::lookup`] answered for `reference` when this
+    /// generation was current, borrowed; `None` when the generation does
+    /// not know the reference (never looked up before it was made): ask
+    /// the view.
+    fn get(&self, reference: &ExternalRef) -> Option<Result<ExternalValueRef<'_>, ExternalFault>>;
+}
+
 /// Why an [`ExternalSecrets`] view has no value to give for a reference.
 /// Never holds the value, nor a store's credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -781,6 +813,14 @@ pub trait ExternalSecrets: Send + Sync {
     /// A number that changes whenever an answer of
     /// [`ExternalSecrets::lookup`] may have changed.
     fn generation(&self) -> u64;
+
+    /// The view's current answers as one immutable [`SecretsGeneration`],
+    /// taken by a resolution at its first referenced value and held by its
+    /// answer. `None` (the default): resolution calls
+    /// [`ExternalSecrets::lookup`] for each value and keeps a copy.
+    fn pin(&self) -> Option<Arc<dyn SecretsGeneration>> {
+        None
+    }
 }
 
 #[cfg(test)]

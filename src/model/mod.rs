@@ -35,8 +35,8 @@ pub use auth::{
 pub use connection::{BuilderAccess, Connection, ConnectionBuilder, ConnectionSpec, MAX_PARAMS, Scope};
 pub use description::MAX_DESCRIPTION_LEN;
 pub use external::{
-    ExternalFault, ExternalRef, ExternalRefError, ExternalSecrets, ExternalValue, FetchInfo, IntoExternalRef,
-    RefPart, SecretEntry, SecretLocation,
+    ExternalFault, ExternalRef, ExternalRefError, ExternalSecrets, ExternalValue, ExternalValueRef,
+    FetchInfo, IntoExternalRef, RefPart, SecretEntry, SecretLocation, SecretsGeneration,
 };
 #[cfg(feature = "manifest")]
 pub(crate) use ident::shorten;

@@ -96,6 +96,7 @@ impl fmt::Debug for ValueRef<'_> {
 impl ParamValues {
     /// The value for (`env`, `customer`) by rule 3 ([`Layers::value_for`])
     /// and its layer.
+    #[inline]
     pub fn pick(&self, env: &Environment, customer: Option<&CustomerId>) -> Option<(&Layer, ValueRef<'_>)> {
         match self {
             ParamValues::Plain(l) => l.pick(env, customer).map(|(l, v)| (l, ValueRef::Plain(v))),

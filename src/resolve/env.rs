@@ -5,6 +5,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use super::ResolveRequest;
+use super::lookup::Pinned;
 use super::walk::{Slot, Table};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
@@ -282,11 +283,13 @@ impl fmt::Display for ResolvedValueRef<'_> {
     }
 }
 
-/// A variable's value as resolution finds it: the snapshot's (borrowed), or
-/// read from the host's cache of external secrets (owned).
+/// A variable's value as resolution finds it: borrowed from what the answer
+/// holds (the snapshot, or the generation of the host's cache of external
+/// secrets it pinned), or read from that cache when the generation did not
+/// have it (owned).
 pub(super) enum Val<'s> {
     Plain(&'s PlainValue),
-    Stored(&'s SecretValue),
+    Secret(&'s SecretValue),
     Fetched(SecretValue),
 }
 
@@ -294,7 +297,7 @@ impl Val<'_> {
     fn as_ref(&self) -> ResolvedValueRef<'_> {
         match self {
             Val::Plain(v) => ResolvedValueRef::Plain(v),
-            Val::Stored(v) => ResolvedValueRef::Secret(v),
+            Val::Secret(v) => ResolvedValueRef::Secret(v),
             Val::Fetched(v) => ResolvedValueRef::Secret(v),
         }
     }
@@ -317,8 +320,24 @@ pub(super) enum Source<'s> {
         template: Option<&'s TemplateName>,
         reference: &'s Arc<ExternalRef>,
         /// The cache's, not the snapshot's.
-        fetch: Arc<FetchInfo>,
+        fetch: Fetch<'s>,
     },
+}
+
+/// When and what the host's cache fetched, for a referenced value: as the
+/// value, borrowed from the pinned generation or owned.
+pub(super) enum Fetch<'s> {
+    Pinned(&'s Arc<FetchInfo>),
+    Owned(Arc<FetchInfo>),
+}
+
+impl Fetch<'_> {
+    fn shared(&self) -> Arc<FetchInfo> {
+        match self {
+            Fetch::Pinned(fetch) => Arc::clone(fetch),
+            Fetch::Owned(fetch) => Arc::clone(fetch),
+        }
+    }
 }
 
 impl<'s> Source<'s> {
@@ -359,7 +378,7 @@ impl<'s> Source<'s> {
                 layer: (*layer).clone(),
                 template: template.cloned(),
                 reference: Arc::clone(reference),
-                fetch: Arc::clone(fetch),
+                fetch: fetch.shared(),
             },
         }
     }
@@ -421,10 +440,18 @@ impl<'s> Var<'s> {
 /// The variables of an answer, in mapping order, with their index by name.
 pub(super) type Vars<'s> = Table<Var<'s>>;
 
+/// What an answer's variables borrow from: the snapshot (none for an empty
+/// answer), and the generation of the host's cache of external secrets
+/// pinned at the first referenced value (one reference count for all).
+struct Owner {
+    snapshot: Option<Arc<ProjectSnapshot>>,
+    external: Pinned,
+}
+
 self_cell::self_cell!(
-    /// An answer's variables and the snapshot they borrow from.
+    /// An answer's variables and what they borrow from.
     struct Cell {
-        owner: Option<Arc<ProjectSnapshot>>,
+        owner: Owner,
         #[covariant]
         dependent: Vars,
     }
@@ -558,7 +585,12 @@ impl fmt::Debug for ResolvedVar<'_> {
 /// An answer holds the project snapshot it was resolved on (one reference
 /// count) and borrows every name, value and provenance from it: resolving
 /// copies no text and takes no reference count per variable. Keeping an
-/// answer keeps that snapshot alive.
+/// answer keeps that snapshot alive. Values referenced in an external store
+/// are borrowed the same way from the generation of the host's cache the
+/// resolution pinned at its first one
+/// ([`ExternalSecrets::pin`](crate::model::ExternalSecrets::pin)): one
+/// reference count for all of them, and a later refresh of the cache
+/// changes nothing in the answer.
 ///
 /// Cheap to clone: the variables are shared (a clone takes a reference), so
 /// a registry can hand out a memoized answer again without copying it.
@@ -585,16 +617,21 @@ struct Answer {
 }
 
 impl ResolvedEnv {
-    /// An answer whose variables `vars` finds in `snapshot` (kept by the
-    /// answer), or `vars`'s error.
+    /// An answer whose variables `vars` finds in `snapshot` and, for
+    /// referenced values, in the generation of the host's cache it pins
+    /// (both kept by the answer), or `vars`'s error.
     pub(super) fn build<E>(
         request: ResolveRequest,
         revision: Revision,
         snapshot: Arc<ProjectSnapshot>,
-        vars: impl for<'s> FnOnce(&'s ProjectSnapshot) -> Result<Vars<'s>, E>,
+        vars: impl for<'s> FnOnce(&'s ProjectSnapshot, &'s Pinned) -> Result<Vars<'s>, E>,
     ) -> Result<Self, E> {
-        let vars = Cell::try_new(Some(snapshot), |owner| match owner {
-            Some(snapshot) => vars(snapshot),
+        let owner = Owner {
+            snapshot: Some(snapshot),
+            external: Pinned::new(),
+        };
+        let vars = Cell::try_new(owner, |owner| match &owner.snapshot {
+            Some(snapshot) => vars(snapshot, &owner.external),
             None => Ok(Vars::default()),
         })?;
         Ok(ResolvedEnv {
@@ -610,7 +647,13 @@ impl ResolvedEnv {
             revision: Revision(0),
             answer: Arc::new(Answer {
                 request,
-                vars: Cell::new(None, |_| Vars::default()),
+                vars: Cell::new(
+                    Owner {
+                        snapshot: None,
+                        external: Pinned::new(),
+                    },
+                    |_| Vars::default(),
+                ),
             }),
             added: None,
         }

@@ -7,8 +7,8 @@ use std::borrow::Borrow;
 
 use super::env::name_hash;
 use super::{
-    ProjectView, Provenance, ResolveError, ResolveRequest, ResolvedValue, ValueSource, find_connection,
-    resolve_vars,
+    Pinned, ProjectView, Provenance, ResolveError, ResolveRequest, ResolvedValue, ValueSource,
+    find_connection, resolve_vars,
 };
 use crate::catalog::ProjectSnapshot;
 use crate::model::{ConnectionId, ConnectionRef, Layer, ParamValues, ResolvePolicy, Scope, TemplateName};
@@ -88,7 +88,8 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
     ) -> Result<Option<Explanation>, ResolveError> {
         let (snapshot, policy): (&ProjectSnapshot, &ResolvePolicy) =
             (self.snapshot.borrow(), self.policy.borrow());
-        let vars = resolve_vars(snapshot, policy, request)?;
+        let pinned = Pinned::new();
+        let vars = resolve_vars(snapshot, policy, request, &pinned)?;
         let Some(var) = vars.find(name_hash(variable), variable) else {
             return Ok(None);
         };

@@ -2,21 +2,60 @@
 //! application (rule 5) or the winning value layer (rule 3), or the problem
 //! that there is none.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::AppField;
 use super::Problem;
-use super::env::{Found, Source, Val};
+use super::env::{Fetch, Found, Source, Val};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
     Connection, CustomerId, Environment, ExternalFault, ExternalRef, ExternalSecrets, Layer, ParamName,
-    Requirement, SecretEntry, Tenancy, ValueOrigin, ValueRef, effective_value,
+    Requirement, SecretEntry, SecretsGeneration, Tenancy, ValueOrigin, ValueRef, effective_value,
 };
+
+/// The generation of the host's cache of external secrets a resolution
+/// reads its referenced values from: pinned at the first one (a resolution
+/// without any pins nothing), held by the answer, which borrows the values
+/// from it.
+pub(super) type Pinned = OnceLock<Option<Arc<dyn SecretsGeneration>>>;
+
+/// Where a resolution reads referenced values: the host's view of its
+/// cache, and the generation of it the answer holds.
+#[derive(Clone, Copy)]
+pub(super) struct External<'v, 's> {
+    pub(super) view: Option<&'v dyn ExternalSecrets>,
+    pub(super) pinned: &'s Pinned,
+}
+
+impl<'s> External<'_, 's> {
+    /// The value of `reference`: borrowed from the pinned generation when it
+    /// has one, else (a reference never looked up before the generation was
+    /// made or not fetched yet, a view that pins nothing) read from the
+    /// view, owned.
+    fn lookup(&self, reference: &ExternalRef) -> Result<(Val<'s>, Fetch<'s>), ExternalFault> {
+        let Some(view) = self.view else {
+            return Err(ExternalFault::NoCache);
+        };
+        let pinned: &'s Option<Arc<dyn SecretsGeneration>> = self.pinned.get_or_init(|| view.pin());
+        if let Some(generation) = pinned {
+            match generation.get(reference) {
+                Some(Ok(found)) => return Ok((Val::Secret(found.value), Fetch::Pinned(found.fetch))),
+                // Not fetched yet: the view's lookup waits for the first
+                // fetch as the cache's settings say.
+                None | Some(Err(ExternalFault::NotFetched)) => {}
+                Some(Err(fault)) => return Err(fault),
+            }
+        }
+        let found = view.lookup(reference)?;
+        Ok((Val::Fetched(found.value), Fetch::Owned(found.fetch)))
+    }
+}
 
 /// A parameter's value for a request, or why there is none.
 pub(super) enum Lookup<'s> {
-    /// The value and where it came from: borrowed from the snapshot (a value
-    /// read from the host's cache of external secrets is the cache's).
+    /// The value and where it came from: borrowed from the snapshot (a
+    /// referenced value, from the generation of the host's cache the
+    /// resolution pinned).
     Found(Found<'s>),
     /// No value, and the parameter is optional.
     Absent,
@@ -33,7 +72,7 @@ pub(super) fn lookup<'s>(
     env: &Environment,
     customer: Option<&CustomerId>,
     explicit: bool,
-    external: Option<&dyn ExternalSecrets>,
+    external: External<'_, 's>,
 ) -> Result<Lookup<'s>, Problem> {
     if let Some(owner) = connection.oauth_app()
         && let Some(field) = AppField::for_param(param.as_str())
@@ -47,7 +86,7 @@ pub(super) fn lookup<'s>(
         };
         let value = match field {
             AppField::ClientId => Val::Plain(app.value.client_id_value()),
-            AppField::ClientSecret => Val::Stored(app.value.client_secret()),
+            AppField::ClientSecret => Val::Secret(app.value.client_secret()),
             AppField::TokenUrl => Val::Plain(app.value.token_url_value()),
         };
         return Ok(Lookup::Found(Found {
@@ -93,7 +132,7 @@ pub(super) fn lookup<'s>(
         Some((origin, layer, value)) => {
             let value = match value {
                 ValueRef::Plain(v) => Val::Plain(v),
-                ValueRef::Secret(SecretEntry::Stored(v)) => Val::Stored(v),
+                ValueRef::Secret(SecretEntry::Stored(v)) => Val::Secret(v),
                 ValueRef::Secret(SecretEntry::External(reference)) => {
                     return external_value(connection, param, (origin, layer), reference, external);
                 }
@@ -123,15 +162,11 @@ fn external_value<'s>(
     param: &ParamName,
     (origin, layer): (ValueOrigin<'s>, &'s Layer),
     reference: &'s Arc<ExternalRef>,
-    external: Option<&dyn ExternalSecrets>,
+    external: External<'_, 's>,
 ) -> Result<Lookup<'s>, Problem> {
-    let found = match external {
-        Some(view) => view.lookup(reference),
-        None => Err(ExternalFault::NoCache),
-    };
-    match found {
-        Ok(v) => Ok(Lookup::Found(Found {
-            value: Val::Fetched(v.value),
+    match external.lookup(reference) {
+        Ok((value, fetch)) => Ok(Lookup::Found(Found {
+            value,
             source: Source::External {
                 layer,
                 template: match origin {
@@ -139,7 +174,7 @@ fn external_value<'s>(
                     ValueOrigin::Template(name) => Some(name),
                 },
                 reference,
-                fetch: v.fetch,
+                fetch,
             },
         })),
         Err(fault) => Err(Problem::ExternalSecret {

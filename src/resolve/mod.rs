@@ -33,7 +33,7 @@ pub use env::{
 pub use error::{Problem, ResolveError};
 pub use explain::{Considered, Explanation, LayerOutcome};
 pub use listing::{BuilderConnection, ConnectionListing, ListedField, ListedValue};
-use lookup::{Lookup, lookup};
+use lookup::{External, Lookup, Pinned, lookup};
 pub use memo::MemoStats;
 pub(crate) use memo::ResolveMemo;
 pub use onboarding::{Onboarding, OwedField};
@@ -281,7 +281,7 @@ impl<S: SnapshotHandle, P: Borrow<ResolvePolicy>> Resolver for ProjectView<S, P>
             request.clone(),
             snapshot.revision(),
             self.snapshot.shared(),
-            |snapshot| walk_vars(snapshot, policy, request),
+            |snapshot, pinned| walk_vars(snapshot, policy, request, pinned),
         )
     }
 }
@@ -303,18 +303,20 @@ fn check_readable(snapshot: &ProjectSnapshot, request: &ResolveRequest) -> Resul
 }
 
 /// **Rules 1–4 and 7**: the variables `request` gets from `snapshot`, each
-/// borrowing its name, value and what its provenance is made from; none for
+/// borrowing its name, value and what its provenance is made from (a
+/// referenced value, from the cache generation `pinned` holds); none for
 /// another project or an integration without mappings.
 fn resolve_vars<'s>(
     snapshot: &'s ProjectSnapshot,
     policy: &ResolvePolicy,
     request: &ResolveRequest,
+    pinned: &'s Pinned,
 ) -> Result<env::Vars<'s>, ResolveError> {
     if request.project != *snapshot.project() {
         return Ok(env::Vars::default());
     }
     check_readable(snapshot, request)?;
-    walk_vars(snapshot, policy, request)
+    walk_vars(snapshot, policy, request, pinned)
 }
 
 /// [`resolve_vars`] once the request is known to be for `snapshot`'s
@@ -323,7 +325,12 @@ fn walk_vars<'s>(
     snapshot: &'s ProjectSnapshot,
     policy: &ResolvePolicy,
     request: &ResolveRequest,
+    pinned: &'s Pinned,
 ) -> Result<env::Vars<'s>, ResolveError> {
+    let external = External {
+        view: policy.external_secrets(),
+        pinned,
+    };
     let Some(mappings) = snapshot.mappings(&request.integration) else {
         return Ok(env::Vars::default());
     };
@@ -339,7 +346,7 @@ fn walk_vars<'s>(
             &request.environment,
             request.customer.as_ref(),
             explicit,
-            policy.external_secrets(),
+            external,
         )? {
             Lookup::Found(found) => Ok(Some(found)),
             Lookup::Absent => Ok(None),

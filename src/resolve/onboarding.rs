@@ -10,7 +10,7 @@
 
 use std::borrow::Borrow;
 
-use super::lookup::{Lookup, lookup};
+use super::lookup::{External, Lookup, Pinned, lookup};
 use super::walk::walk;
 use super::{Problem, ProjectView, ResolveRequest};
 use crate::catalog::ProjectSnapshot;
@@ -120,6 +120,11 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
             return answer;
         };
         let customer = request.customer.as_ref();
+        let pinned = Pinned::new();
+        let external = External {
+            view: policy.external_secrets(),
+            pinned: &pinned,
+        };
         let (_, problems) = walk(
             snapshot,
             policy,
@@ -132,7 +137,7 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
                 &request.environment,
                 customer,
                 explicit,
-                policy.external_secrets(),
+                external,
             )? {
                 Lookup::Found(..) => Ok(Some(())),
                 Lookup::Absent => Ok(None),
