@@ -12,12 +12,18 @@
 //! answer, and a write elsewhere in the project costs nothing but that
 //! comparison.
 //!
+//! An answer holding values read from the host's cache of external secrets
+//! is never handed out again (those values change without a write): the
+//! memo keeps only that it reads them, with the snapshot, so the next
+//! request resolves afresh at once on that snapshot, without the writers'
+//! lock or a lookup of the project.
+//!
 //! A hit writes no memory other threads read: the shard's table is an
 //! immutable copy loaded through `arc-swap` (each reader pays its debt on
 //! a slot of its own), the answer is checked against its project's count
 //! of changes with one load (no lookup of the project, no load of its
-//! snapshot), hits are counted on a stripe the thread leases for itself, and the clock's
-//! mark is written only when it is clear. Writers of a shard (a miss, a
+//! snapshot), hits (and misses) are counted on a stripe the thread leases
+//! for itself, and the clock's mark is written only when it is clear. Writers of a shard (a miss, a
 //! carry-over, an eviction) take the shard's mutex and swap in a new copy
 //! of its table.
 
@@ -47,7 +53,7 @@ pub struct ResolveMemo {
     per_shard: usize,
     hasher: DefaultHashBuilder,
     hits: Striped,
-    misses: AtomicU64,
+    misses: Striped,
     carried: AtomicU64,
     evictions: AtomicU64,
 }
@@ -60,15 +66,17 @@ pub struct MemoStats {
     /// Answers handed out again on the snapshot they were computed on (or
     /// carried over to).
     pub hits: u64,
-    /// Resolutions computed afresh (nothing kept, or what the kept answer
-    /// read has changed).
+    /// Resolutions computed afresh (nothing kept, what the kept answer
+    /// read has changed, or the answer reads external secrets).
     pub misses: u64,
     /// Answers carried over to a newer snapshot because the writes in
     /// between touched nothing they read.
     pub carried_over: u64,
     /// Answers dropped to make room.
     pub evictions: u64,
-    /// Answers kept now.
+    /// Answers kept now (a request whose answer reads the host's cache of
+    /// external secrets counts too: the memo keeps that it does, and
+    /// resolves it afresh each time).
     pub entries: usize,
     /// The most answers kept.
     pub capacity: usize,
@@ -102,7 +110,7 @@ struct Entry {
     changes: Arc<Changes>,
     seen: u64,
     reads: Arc<Reads>,
-    env: ResolvedEnv,
+    kept: Kept,
     /// Set on a hit when clear, cleared as the clock hand passes.
     referenced: AtomicBool,
 }
@@ -123,6 +131,17 @@ impl Entry {
             self.referenced.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// What an entry keeps for its request.
+enum Kept {
+    /// The answer, handed out again while it holds.
+    Answer(ResolvedEnv),
+    /// The answer reads values from the host's cache of external secrets,
+    /// which change without a write: it is resolved afresh at every
+    /// request, on this snapshot (the project's current one while the
+    /// entry holds), without the writer's lock or a lookup of the project.
+    Afresh(Arc<ProjectSnapshot>),
 }
 
 /// A record an answer read, by identity (`None`: looked up, not there).
@@ -229,7 +248,7 @@ impl ResolveMemo {
             per_shard,
             hasher: DefaultHashBuilder::default(),
             hits: Striped::new(),
-            misses: AtomicU64::new(0),
+            misses: Striped::new(),
             carried: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
         }
@@ -244,7 +263,7 @@ impl ResolveMemo {
     pub fn stats(&self) -> MemoStats {
         MemoStats {
             hits: self.hits.get(),
-            misses: self.misses.load(Ordering::Relaxed),
+            misses: self.misses.get(),
             carried_over: self.carried.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
             entries: self.shards.iter().map(|s| s.table.load().slots.len()).sum(),
@@ -287,11 +306,37 @@ impl ResolveMemo {
             && entry.holds()
         {
             entry.mark();
-            self.hits.add_one();
-            return Ok(entry.env.clone());
+            match &entry.kept {
+                Kept::Answer(env) => {
+                    self.hits.add_one();
+                    return Ok(env.clone());
+                }
+                Kept::Afresh(snapshot) => {
+                    let snapshot = Arc::clone(snapshot);
+                    drop(table);
+                    return self.afresh(catalog, request, snapshot);
+                }
+            }
         }
         drop(table);
         self.refresh(catalog, request, hash)
+    }
+
+    /// Resolves `request` on `snapshot` (its project's current one): an
+    /// answer that reads the host's cache of external secrets.
+    #[inline(never)]
+    fn afresh(
+        &self,
+        catalog: &Catalog,
+        request: &ResolveRequest,
+        snapshot: Arc<ProjectSnapshot>,
+    ) -> Result<ResolvedEnv, ResolveError> {
+        self.misses.add_one();
+        ProjectView {
+            snapshot,
+            policy: catalog.policy(),
+        }
+        .resolve(request)
     }
 
     /// The slow path: carries the kept answer over to the current snapshot
@@ -318,59 +363,81 @@ impl ResolveMemo {
         // Records the store holds but this replica cannot read: resolution
         // reports them, and nothing about them is kept.
         if !snapshot.unreadable().is_empty() {
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.misses.add_one();
             return view.resolve(request);
         }
         let shard = self.shard(hash);
         {
-            let _writer = shard.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let writer = shard.writer.lock().unwrap_or_else(|e| e.into_inner());
             let table = shard.table.load_full();
             if let Some(i) = table.position(hash, request) {
                 let kept = &table.slots[i];
                 if Arc::ptr_eq(&kept.changes, &current.changes) && kept.seen == current.seen {
                     // Another caller refreshed it meanwhile.
                     kept.mark();
-                    self.hits.add_one();
-                    return Ok(kept.env.clone());
+                    match &kept.kept {
+                        Kept::Answer(env) => {
+                            self.hits.add_one();
+                            return Ok(env.clone());
+                        }
+                        Kept::Afresh(_) => {
+                            drop(writer);
+                            return self.afresh(catalog, request, Arc::clone(snapshot));
+                        }
+                    }
                 }
                 if kept.reads.hold_in(snapshot, &request.integration) {
-                    let env = kept.env.clone().at(snapshot.revision());
+                    let (kept_now, env) = match &kept.kept {
+                        Kept::Answer(env) => {
+                            let env = env.clone().at(snapshot.revision());
+                            (Kept::Answer(env.clone()), Some(env))
+                        }
+                        Kept::Afresh(_) => (Kept::Afresh(Arc::clone(snapshot)), None),
+                    };
                     let carried = Entry {
                         hash,
                         request: kept.request.clone(),
                         changes: Arc::clone(&current.changes),
                         seen: current.seen,
                         reads: Arc::clone(&kept.reads),
-                        env: env.clone(),
+                        kept: kept_now,
                         referenced: AtomicBool::new(true),
                     };
                     let mut next = Table::clone(&table);
                     next.slots[i] = Arc::new(carried);
                     shard.table.store(Arc::new(next));
                     self.carried.fetch_add(1, Ordering::Relaxed);
-                    return Ok(env);
+                    match env {
+                        Some(env) => return Ok(env),
+                        None => {
+                            drop(writer);
+                            return self.afresh(catalog, request, Arc::clone(snapshot));
+                        }
+                    }
                 }
             }
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.misses.add_one();
         // Resolved without a lock held; what it read is taken from the same
         // snapshot, so the two agree whatever writes happen meanwhile (and
         // the count was read before the snapshot was loaded: a write in
         // between leaves the answer kept under an older count, so it is
         // checked again on the next request, never handed out stale).
         let env = view.resolve(request)?;
-        if env.has_external_values() {
-            // Values from an external store change without a write: they
-            // are read from the host's cache on every resolution.
-            return Ok(env);
-        }
+        // Values from an external store change without a write: they are
+        // read from the host's cache on every resolution. What is kept then
+        // is only that, so the next request resolves without the lock.
+        let kept = match env.has_external_values() {
+            true => Kept::Afresh(Arc::clone(snapshot)),
+            false => Kept::Answer(env.clone()),
+        };
         let entry = Entry {
             hash,
             request: request.clone(),
             changes: Arc::clone(&current.changes),
             seen: current.seen,
             reads: Arc::new(Reads::of(snapshot, &request.integration)),
-            env: env.clone(),
+            kept,
             referenced: AtomicBool::new(false),
         };
         let mut hand = shard.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -535,7 +602,7 @@ mod tests {
         let request = request(customer);
         Entry {
             hash: memo.hash(&request),
-            env: ResolvedEnv::empty(request.clone()),
+            kept: Kept::Answer(ResolvedEnv::empty(request.clone())),
             request,
             changes: Arc::default(),
             seen: 0,

@@ -240,3 +240,61 @@ fn a_reference_not_fetched_yet_is_waited_for_or_answered_not_fetched() {
     };
     assert_eq!(env.expose("CRM_PASSWORD"), Some("crm-value-1"));
 }
+
+#[test]
+fn a_memoized_registry_resolves_referenced_values_afresh_across_writes_until_they_are_stored() {
+    let store = Arc::new(Counting::default());
+    let cache = cache(&store, Duration::from_millis(100), Duration::from_secs(5));
+    let registry = registry(&cache, 1_024);
+    let served = || -> u64 {
+        let now = cache.lookup(&password()).unwrap();
+        now.fetch.version.as_ref().unwrap().as_str().parse().unwrap()
+    };
+    // The answer has the value the cache served while it was resolved.
+    let fresh = |registry: &Registry| {
+        let before = served();
+        let env = registry.resolve(&request()).unwrap();
+        let got = version(&env, "CRM_PASSWORD");
+        assert!(before <= got && got <= served(), "{before} {got}");
+        assert_eq!(env.expose("CRM_PASSWORD").unwrap(), format!("crm-value-{got}"));
+        env
+    };
+    let first = registry.resolve(&request()).unwrap();
+    fresh(&registry);
+    // A write the answer does not read: what the memo keeps is carried
+    // over to the new snapshot, and the values are still read afresh.
+    registry
+        .create_connection(
+            ConnectionSpec::project("acme", "unrelated")
+                .param(Param::plain("Url").default("https://example.com"))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    fresh(&registry);
+    assert_eq!(registry.resolve_memo_stats().carried_over, 1);
+    let seen = version(&fresh(&registry), "CRM_PASSWORD");
+    wait_for_refresh(&cache, seen);
+    assert!(version(&fresh(&registry), "CRM_PASSWORD") > seen);
+    assert_eq!(registry.resolve_memo_stats().hits, 0);
+    // Once the values are stored, the answer is kept and handed out again.
+    let id = first.get("CRM_PASSWORD").unwrap().connection_id();
+    let version_now = registry.connection(&"acme".parse().unwrap(), id).unwrap().version;
+    registry
+        .update_connection(
+            id,
+            version_now,
+            ConnectionSpec::project("acme", "crm")
+                .auth(AuthScheme::Basic)
+                .param(Param::secret("Password").env("production", "stored-password"))
+                .param(Param::secret("User").env("production", "stored-user"))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    let stored = registry.resolve(&request()).unwrap();
+    assert_eq!(stored.expose("CRM_PASSWORD"), Some("stored-password"));
+    let again = registry.resolve(&request()).unwrap();
+    assert!(again.shares_answer_with(&stored), "memoized");
+    assert_eq!(registry.resolve_memo_stats().hits, 1);
+}
