@@ -19,10 +19,14 @@ enum Shared {
     Long(triomphe::Arc<SecretString>),
 }
 
-/// A secret of at most [`ShortSecret::MAX`] bytes, kept in place; zeroized
-/// when dropped (when the last copy of its shared cell is), like a
-/// [`secrecy::SecretString`]. Never moved once in its cell, and never
-/// printed (no `Debug`).
+/// A secret of at most [`ShortSecret::MAX`] bytes, kept in place in its
+/// shared cell: a `secrecy` secret type of its own (it implements
+/// [`ExposeSecret`] and [`ZeroizeOnDrop`](secrecy::zeroize::ZeroizeOnDrop)),
+/// because `secrecy`'s own wrappers box their content, which would cost a
+/// second allocation per short secret. Zeroized when dropped (when the
+/// last copy of its shared cell is), like a [`secrecy::SecretString`];
+/// never moved once in its cell, never printed (no `Debug`), read only
+/// through [`ExposeSecret::expose_secret`].
 struct ShortSecret {
     len: u8,
     bytes: [u8; ShortSecret::MAX],
@@ -31,13 +35,18 @@ struct ShortSecret {
 impl ShortSecret {
     /// The most bytes a short secret holds (16 bytes with its length).
     const MAX: usize = 15;
+}
 
-    fn expose(&self) -> &str {
+impl ExposeSecret<str> for ShortSecret {
+    fn expose_secret(&self) -> &str {
         // The bytes were a `str`'s, cut at its end: always UTF-8.
         let text = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
         std::str::from_utf8(text).unwrap_or_default()
     }
 }
+
+/// Dropping a [`ShortSecret`] zeroizes it (see its `Drop`).
+impl secrecy::zeroize::ZeroizeOnDrop for ShortSecret {}
 
 impl ShortSecret {
     /// Zeroes the secret (what dropping it does).
@@ -81,7 +90,7 @@ impl Shared {
 
     fn expose(&self) -> &str {
         match self {
-            Shared::Short(s) => s.expose(),
+            Shared::Short(s) => s.expose_secret(),
             Shared::Long(s) => s.expose_secret(),
         }
     }
@@ -163,7 +172,7 @@ impl From<SecretValue> for SecretString {
         match s.0 {
             Shared::Long(long) => triomphe::Arc::try_unwrap(long)
                 .unwrap_or_else(|shared| SecretString::from(shared.expose_secret())),
-            Shared::Short(short) => SecretString::from(short.expose()),
+            Shared::Short(short) => SecretString::from(short.expose_secret()),
         }
     }
 }
@@ -425,7 +434,7 @@ mod tests {
         let short = triomphe::Arc::get_mut(&mut cell).expect("one copy");
         short.wipe();
         assert_eq!((short.len, short.bytes), (0, [0; ShortSecret::MAX]));
-        assert_eq!(short.expose(), "");
+        assert_eq!(short.expose_secret(), "");
     }
 
     #[test]
