@@ -8,6 +8,7 @@ use std::sync::{Arc, Barrier};
 
 use connective::model::{ActorId, AuditEntry, AuditOperation, AuditQuery, RecordKey, Timestamp};
 use connective::prelude::*;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use connective::store::seal::{KeyRing, SealKey};
 use connective::store::{MemoryStore, Store, StoreError};
 
@@ -303,6 +304,7 @@ fn racing_writers_on_two_registries_on_postgres() {
     racing_writers_leave_one_entry_per_committed_write(audited(open()), audited(open()));
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The audit rows a database of schema version 4 held (entries keyed by
 /// revision, bodies with the revision and changes at the top), as
 /// `(revision, at, actor, body, key)`: two writes of the crm connection.
@@ -335,6 +337,7 @@ fn v4_rows() -> Vec<(i64, i64, &'static str, String, String)> {
     ]
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// After the migration, version 4's entries read back as the writes they
 /// were, at positions equal to their revisions, and new entries (a write,
 /// a read) follow them.
@@ -910,6 +913,7 @@ fn dropping_the_registry_records_what_is_queued() {
     assert_eq!(store.audit(&AuditQuery::all().reads()).unwrap().len(), 50);
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Reads and writes of two registries on one store share one trail, in
 /// position order, each read after what it read; no value in any entry.
 fn reads_and_writes_share_one_trail(a: Registry, b: Registry) {
