@@ -328,13 +328,14 @@ struct Slot {
     /// its answer in the cache's generation made again at every change of
     /// `state` (under this lock, which every change of `state` takes): a
     /// lookup reads the answer ready, without finding the key in the secret.
-    keys: Mutex<Vec<Arc<KeyEntry>>>,
+    keys: Mutex<Vec<KeyEntry>>,
     attempts: Mutex<u64>,
     attempted: Condvar,
 }
 
 /// A key of a location and the place of its answer in every generation
-/// made since it was first looked up.
+/// made since it was first looked up (which the cache attaches to the
+/// references of the key it looks up: [`ExternalRef::cache_index`]).
 struct KeyEntry {
     key: smol_str::SmolStr,
     index: usize,
@@ -357,6 +358,7 @@ struct Generation {
 }
 
 impl Generation {
+    #[inline]
     fn answer(&self, index: usize) -> Option<&Answer> {
         self.chunks.get(index / CHUNK)?.get(index % CHUNK).map(|a| &**a)
     }
@@ -388,8 +390,15 @@ impl Generation {
 
 impl SecretsGeneration for Generation {
     fn get(&self, reference: &ExternalRef) -> Option<Result<ExternalValueRef<'_>, ExternalFault>> {
-        let entry = reference.cache_state(self.cache)?.downcast_ref::<KeyEntry>()?;
-        Some(self.answer(entry.index)?.borrow())
+        let answer = self.answer(reference.cache_index(self.cache)?)?;
+        Some(match answer {
+            // Refreshes succeeding: no clock to read.
+            Answer::Value { value, failing: None } => Ok(ExternalValueRef {
+                value: &value.value,
+                fetch: &value.fetch,
+            }),
+            _ => answer.borrow(),
+        })
     }
 }
 
@@ -440,6 +449,7 @@ impl Answer {
     }
 
     /// What a lookup gives now, borrowed.
+    #[inline]
     fn borrow(&self) -> Result<ExternalValueRef<'_>, ExternalFault> {
         fn borrowed(value: &ExternalValue) -> ExternalValueRef<'_> {
             ExternalValueRef {
@@ -635,11 +645,8 @@ impl Inner {
     fn read(&self, reference: &ExternalRef) -> Result<ExternalValue, ExternalFault> {
         // The entry of the reference's key this cache attached to the
         // reference at an earlier lookup: its answer is ready.
-        if let Some(entry) = reference
-            .cache_state(self.id)
-            .and_then(|state| state.downcast_ref::<KeyEntry>())
-        {
-            return self.answer(entry);
+        if let Some(index) = reference.cache_index(self.id) {
+            return self.answer(index);
         }
         let slots = self.slots.load();
         let Some(slot) = slots.get(reference.location()) else {
@@ -651,39 +658,35 @@ impl Inner {
         };
         // Attached for the next lookups, unless another cache keeps the
         // reference's place (then this cache reads the slot each time).
-        match reference
-            .cache_state_or_attach(self.id, || self.entry(slot, reference.key()))
-            .and_then(|state| state.downcast_ref::<KeyEntry>())
-        {
-            Some(entry) => self.answer(entry),
+        match reference.cache_index_or_attach(self.id, || self.entry(slot, reference.key())) {
+            Some(index) => self.answer(index),
             None => Self::read_slot(slot, reference),
         }
     }
 
-    /// What a lookup of `entry`'s key gives now.
-    fn answer(&self, entry: &KeyEntry) -> Result<ExternalValue, ExternalFault> {
-        match self.current.load().answer(entry.index) {
+    /// What a lookup of the key whose answer is at `index` gives now.
+    fn answer(&self, index: usize) -> Result<ExternalValue, ExternalFault> {
+        match self.current.load().answer(index) {
             Some(answer) => answer.borrow().map(ExternalValueRef::to_owned_value),
             // Not reached: an entry is numbered in the generation it is made in.
             None => Err(ExternalFault::NotFetched),
         }
     }
 
-    /// The entry of `key` in `slot`, made (with its answer as of now, in a
-    /// new generation) if it is new.
-    fn entry(&self, slot: &Slot, key: &str) -> Arc<KeyEntry> {
+    /// The place of `key`'s answer in `slot`'s entries, made (with its
+    /// answer as of now, in a new generation) if it is new.
+    fn entry(&self, slot: &Slot, key: &str) -> usize {
         let mut keys = slot.keys.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = keys.iter().find(|e| e.key == key) {
-            return entry.clone();
+            return entry.index;
         }
         let answer = Answer::of(slot.state.load().as_deref(), key);
         let index = self.publish(|next| next.push(answer));
-        let entry = Arc::new(KeyEntry {
+        keys.push(KeyEntry {
             key: key.into(),
             index,
         });
-        keys.push(entry.clone());
-        entry
+        index
     }
 
     /// Sets `slot`'s state, and every answer of its keys with it, in a new

@@ -9,8 +9,6 @@
 //! feature `external-secrets`); resolution only reads that cache's
 //! [`ExternalSecrets`] view, from memory.
 
-#[cfg(feature = "external-secrets")]
-use std::any::Any;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -90,11 +88,12 @@ impl std::hash::Hash for SecretLocation {
 pub struct ExternalRef {
     location: SecretLocation,
     key: SmolStr,
-    /// What the crate's secret cache attached to this reference (see
-    /// [`ExternalRef::cache_state`]); not part of its identity, text or
+    /// The number of the crate's secret cache that attached itself to this
+    /// reference, and the place of its key's answer there (see
+    /// [`ExternalRef::cache_index`]); not part of its identity, text or
     /// serialized form, and not visible outside the crate.
     #[cfg(feature = "external-secrets")]
-    cache: OnceLock<(u64, Arc<dyn Any + Send + Sync>)>,
+    cache: OnceLock<(u64, usize)>,
 }
 
 impl PartialEq for ExternalRef {
@@ -398,33 +397,31 @@ impl ExternalRef {
         self.location.version.as_ref()
     }
 
-    /// The state the secret cache numbered `cache` attached to this
-    /// reference with [`ExternalRef::cache_state_or_attach`], if it did.
+    /// The place of this reference's key in the answers of the secret
+    /// cache numbered `cache`, if that cache attached it with
+    /// [`ExternalRef::cache_index_or_attach`].
     ///
     /// A reference in a record lives as long as the record, across
-    /// resolutions: the crate's `SecretCache` keeps its slot of the
-    /// reference's location here and skips its own index on the next
-    /// lookup. Crate-private: a host's own [`ExternalSecrets`] keeps its
-    /// state itself.
+    /// resolutions: the crate's `SecretCache` keeps the place of the
+    /// reference's answer here and skips its own index on the next lookup.
+    /// Crate-private: a host's own [`ExternalSecrets`] keeps its state
+    /// itself.
     #[cfg(feature = "external-secrets")]
-    pub(crate) fn cache_state(&self, cache: u64) -> Option<&(dyn Any + Send + Sync)> {
+    #[inline]
+    pub(crate) fn cache_index(&self, cache: u64) -> Option<usize> {
         match self.cache.get() {
-            Some((id, state)) if *id == cache => Some(&**state),
+            Some(&(id, index)) if id == cache => Some(index),
             _ => None,
         }
     }
 
-    /// The state of the cache numbered `cache` (a number unique to the
-    /// cache), attached first if no cache has attached any: `make` is
+    /// The place of the cache numbered `cache` (a number unique to the
+    /// cache), attached first if no cache has attached one: `make` is
     /// called only then. `None` when another cache keeps the place.
     #[cfg(feature = "external-secrets")]
-    pub(crate) fn cache_state_or_attach(
-        &self,
-        cache: u64,
-        make: impl FnOnce() -> Arc<dyn Any + Send + Sync>,
-    ) -> Option<&(dyn Any + Send + Sync)> {
-        let (id, state) = self.cache.get_or_init(|| (cache, make()));
-        (*id == cache).then_some(&**state)
+    pub(crate) fn cache_index_or_attach(&self, cache: u64, make: impl FnOnce() -> usize) -> Option<usize> {
+        let &(id, index) = self.cache.get_or_init(|| (cache, make()));
+        (id == cache).then_some(index)
     }
 }
 

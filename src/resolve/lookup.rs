@@ -157,6 +157,11 @@ pub(super) fn lookup<'s>(
 /// A value in an external store (the connection's or its template's, as
 /// `origin` says), read from the host's cache in memory (no I/O); none there
 /// is the resolution's problem.
+///
+/// Inline, like [`lookup`]: a value the pinned generation has is a probe of
+/// it and a borrow; the rest (the first value, which pins the generation;
+/// a fault; a value the generation lacks) is [`external_value_slow`].
+#[inline(always)]
 fn external_value<'s>(
     connection: &Connection,
     param: &ParamName,
@@ -164,19 +169,29 @@ fn external_value<'s>(
     reference: &'s Arc<ExternalRef>,
     external: External<'_, 's>,
 ) -> Result<Lookup<'s>, Problem> {
+    if let Some(Some(generation)) = external.pinned.get()
+        && let Some(Ok(found)) = generation.get(reference)
+    {
+        return Ok(found_external(
+            (origin, layer),
+            reference,
+            Val::Secret(found.value),
+            Fetch::Pinned(found.fetch),
+        ));
+    }
+    external_value_slow(connection, param, (origin, layer), reference, external)
+}
+
+#[inline(never)]
+fn external_value_slow<'s>(
+    connection: &Connection,
+    param: &ParamName,
+    (origin, layer): (ValueOrigin<'s>, &'s Layer),
+    reference: &'s Arc<ExternalRef>,
+    external: External<'_, 's>,
+) -> Result<Lookup<'s>, Problem> {
     match external.lookup(reference) {
-        Ok((value, fetch)) => Ok(Lookup::Found(Found {
-            value,
-            source: Source::External {
-                layer,
-                template: match origin {
-                    ValueOrigin::Connection => None,
-                    ValueOrigin::Template(name) => Some(name),
-                },
-                reference,
-                fetch,
-            },
-        })),
+        Ok((value, fetch)) => Ok(found_external((origin, layer), reference, value, fetch)),
         Err(fault) => Err(Problem::ExternalSecret {
             connection: connection.name().clone(),
             connection_id: connection.id(),
@@ -185,4 +200,25 @@ fn external_value<'s>(
             fault,
         }),
     }
+}
+
+#[inline(always)]
+fn found_external<'s>(
+    (origin, layer): (ValueOrigin<'s>, &'s Layer),
+    reference: &'s Arc<ExternalRef>,
+    value: Val<'s>,
+    fetch: Fetch<'s>,
+) -> Lookup<'s> {
+    Lookup::Found(Found {
+        value,
+        source: Source::External {
+            layer,
+            template: match origin {
+                ValueOrigin::Connection => None,
+                ValueOrigin::Template(name) => Some(name),
+            },
+            reference,
+            fetch,
+        },
+    })
 }
