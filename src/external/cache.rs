@@ -353,14 +353,41 @@ const CHUNK: usize = 64;
 struct Generation {
     /// The cache's number: which references' entries index it.
     cache: u64,
-    chunks: Vec<Arc<Vec<Arc<Answer>>>>,
+    chunks: Vec<Arc<Vec<Held>>>,
     len: usize,
+}
+
+/// One key's answer in a [`Generation`], with the value itself beside it
+/// while refreshes succeed: a resolution reads it from the chunk (24 bytes,
+/// next to the other keys'), without following the answer's pointer.
+#[derive(Clone)]
+struct Held {
+    /// The answer's value when it is served without a clock to read.
+    healthy: Option<ExternalValue>,
+    answer: Arc<Answer>,
+}
+
+impl Held {
+    fn new(answer: Answer) -> Held {
+        let healthy = match &answer {
+            Answer::Value { value, failing: None } => Some(value.clone()),
+            _ => None,
+        };
+        Held {
+            healthy,
+            answer: Arc::new(answer),
+        }
+    }
 }
 
 impl Generation {
     #[inline]
+    fn held(&self, index: usize) -> Option<&Held> {
+        self.chunks.get(index / CHUNK)?.get(index % CHUNK)
+    }
+
     fn answer(&self, index: usize) -> Option<&Answer> {
-        self.chunks.get(index / CHUNK)?.get(index % CHUNK).map(|a| &**a)
+        self.held(index).map(|held| &*held.answer)
     }
 
     /// Replaces the answer at `index` (below `len`).
@@ -368,7 +395,7 @@ impl Generation {
         if let Some(chunk) = self.chunks.get_mut(index / CHUNK)
             && let Some(slot) = Arc::make_mut(chunk).get_mut(index % CHUNK)
         {
-            *slot = Arc::new(answer);
+            *slot = Held::new(answer);
         }
     }
 
@@ -376,10 +403,10 @@ impl Generation {
     fn push(&mut self, answer: Answer) -> usize {
         let index = self.len;
         match self.chunks.last_mut() {
-            Some(chunk) if chunk.len() < CHUNK => Arc::make_mut(chunk).push(Arc::new(answer)),
+            Some(chunk) if chunk.len() < CHUNK => Arc::make_mut(chunk).push(Held::new(answer)),
             _ => {
                 let mut chunk = Vec::with_capacity(CHUNK);
-                chunk.push(Arc::new(answer));
+                chunk.push(Held::new(answer));
                 self.chunks.push(Arc::new(chunk));
             }
         }
@@ -390,14 +417,13 @@ impl Generation {
 
 impl SecretsGeneration for Generation {
     fn get(&self, reference: &ExternalRef) -> Option<Result<ExternalValueRef<'_>, ExternalFault>> {
-        let answer = self.answer(reference.cache_index(self.cache)?)?;
-        Some(match answer {
-            // Refreshes succeeding: no clock to read.
-            Answer::Value { value, failing: None } => Ok(ExternalValueRef {
+        let held = self.held(reference.cache_index(self.cache)?)?;
+        Some(match &held.healthy {
+            Some(value) => Ok(ExternalValueRef {
                 value: &value.value,
                 fetch: &value.fetch,
             }),
-            _ => answer.borrow(),
+            None => held.answer.borrow(),
         })
     }
 }
