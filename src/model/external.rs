@@ -791,8 +791,10 @@ impl ExternalFault {
 /// feature `external-secrets`, or the host's own).
 ///
 /// **Resolution calls [`ExternalSecrets::lookup`] on its hot path**, once
-/// per referenced value it resolves: it must answer from memory, without
-/// I/O and without waiting on a lock (an atomic load and a hash lookup). A
+/// per referenced value it resolves (a view that [pins](ExternalSecrets::pin)
+/// its answers is asked once per resolution, then its generation per
+/// value): it must answer from memory, without I/O and without waiting on
+/// a lock (an atomic load and a hash lookup). A
 /// reference it has no value for is reported as a
 /// [`Problem`](crate::resolve::Problem) of the resolution naming the
 /// reference and the [`ExternalFault`], never the value.
