@@ -216,7 +216,11 @@ fn a_reference_not_fetched_yet_is_waited_for_or_answered_not_fetched() {
     assert_eq!(env.expose("CRM_PASSWORD"), Some("crm-value-1"));
 
     // Not waited for: `NotFetched` naming the reference, then the value.
+    // The store answers late, so that the fetch the first resolution
+    // starts cannot have finished when it looks (on a loaded machine a
+    // prompt store sometimes did).
     let store = Arc::new(Counting::default());
+    store.delay_ms.store(500, Ordering::SeqCst);
     let eager = cache(&store, Duration::from_secs(60), Duration::ZERO);
     let registry = registry(&eager, 0);
     let err = registry.resolve(&request()).unwrap_err();
