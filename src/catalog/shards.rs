@@ -12,17 +12,145 @@
 //! cache misses, so the sizes are chosen to keep their sum small: the sum
 //! of the list's, the group's and the shard's lengths is least near
 //! `2 * sqrt(len / MAX) + MAX`.
+//!
+//! Since a shared shard is copied whole on a change anyway, a shard is no
+//! hash table but two arrays of exactly its length: its entries, and beside
+//! them a one-byte tag of each entry's hash. A lookup compares the tags
+//! eight at a time and tests an entry only where its tag matches; a change
+//! builds the shard's new arrays at their new length (one copy of a shared
+//! shard, one reallocation of an unshared one). The shards hold their
+//! entries and a byte each, with no empty buckets.
 
 use std::sync::Arc;
 
-use hashbrown::HashTable;
-use hashbrown::hash_table::Entry as Slot;
-
-/// One shard: a plain hash table, shared between copies of the table.
-type Shard<T> = Arc<HashTable<T>>;
+/// One shard: its entries, and each one's [`tag`] at the same index, in
+/// two arrays of exactly the shard's length (no spare capacity, no empty
+/// buckets). Shared between copies of the table, as one `Arc`.
+#[derive(Debug, Clone)]
+struct Shard<T> {
+    tags: Box<[u8]>,
+    entries: Box<[T]>,
+}
 
 /// A list of shards, shared between copies of the table.
-type Group<T> = Arc<[Shard<T>]>;
+type Group<T> = Arc<[Arc<Shard<T>>]>;
+
+/// The tag a shard keeps of an entry's hash: its top byte, which
+/// [`locate`] leaves to chance (it reads bits from the 32nd up, one for
+/// each doubling of the shards: the top byte only past 2^24 shards).
+fn tag(hash: u64) -> u8 {
+    (hash >> 56) as u8
+}
+
+/// The low bit of every byte.
+const LOW: u64 = 0x0101_0101_0101_0101;
+/// The high bit of every byte.
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of exactly those bytes of `x` that are zero. (The sum of a
+/// byte's low seven bits and `0x7f` sets its high bit unless they are all
+/// zero, and carries into no other byte.)
+fn zero_bytes(x: u64) -> u64 {
+    !(((x & !HIGH) + !HIGH) | x | !HIGH)
+}
+
+impl<T> Default for Shard<T> {
+    /// An empty shard (no arrays allocated).
+    fn default() -> Self {
+        Shard {
+            tags: Box::default(),
+            entries: Box::default(),
+        }
+    }
+}
+
+impl<T> Shard<T> {
+    /// How many entries the shard holds.
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The index of the first entry tagged `tag` for which `eq` holds.
+    fn index(&self, tag: u8, mut eq: impl FnMut(&T) -> bool) -> Option<usize> {
+        let splat = LOW * u64::from(tag);
+        let (words, rest) = self.tags.as_chunks::<8>();
+        for (w, word) in words.iter().enumerate() {
+            let mut matches = zero_bytes(u64::from_le_bytes(*word) ^ splat);
+            while matches != 0 {
+                let i = w * 8 + (matches.trailing_zeros() / 8) as usize;
+                if eq(&self.entries[i]) {
+                    return Some(i);
+                }
+                matches &= matches - 1;
+            }
+        }
+        let base = words.len() * 8;
+        (base..)
+            .zip(rest)
+            .find(|&(i, &t)| t == tag && eq(&self.entries[i]))
+            .map(|(i, _)| i)
+    }
+
+    /// Adds `value` tagged `tag`, growing both arrays by exactly one.
+    fn push(&mut self, tag: u8, value: T) {
+        self.tags = grown(std::mem::take(&mut self.tags), tag);
+        self.entries = grown(std::mem::take(&mut self.entries), value);
+    }
+
+    /// Removes the entry at `i` (the last one takes its place), shrinking
+    /// both arrays by exactly one.
+    fn swap_remove(&mut self, i: usize) -> T {
+        let mut tags = Vec::from(std::mem::take(&mut self.tags));
+        tags.swap_remove(i);
+        self.tags = tags.into_boxed_slice();
+        let mut entries = Vec::from(std::mem::take(&mut self.entries));
+        let value = entries.swap_remove(i);
+        self.entries = entries.into_boxed_slice();
+        value
+    }
+}
+
+/// `all` and `value` after it, reallocated to exactly one more.
+fn grown<U>(all: Box<[U]>, value: U) -> Box<[U]> {
+    let mut all = Vec::from(all);
+    all.reserve_exact(1);
+    all.push(value);
+    all.into_boxed_slice()
+}
+
+impl<T: Clone> Shard<T> {
+    /// A copy of this shard with `value` tagged `tag` added: built at its
+    /// length, each array allocated once.
+    fn with(&self, tag: u8, value: T) -> Self {
+        let mut tags = Vec::with_capacity(self.len() + 1);
+        tags.extend_from_slice(&self.tags);
+        tags.push(tag);
+        let mut entries = Vec::with_capacity(self.len() + 1);
+        entries.extend_from_slice(&self.entries);
+        entries.push(value);
+        Shard {
+            tags: tags.into_boxed_slice(),
+            entries: entries.into_boxed_slice(),
+        }
+    }
+
+    /// A copy of this shard without the entry at `i`, and that entry.
+    fn without(&self, i: usize) -> (Self, T) {
+        let shard = Shard {
+            tags: except(&self.tags, i),
+            entries: except(&self.entries, i),
+        };
+        (shard, self.entries[i].clone())
+    }
+}
+
+/// A copy of `all` without its element at `i`, allocated once.
+fn except<U: Clone>(all: &[U], i: usize) -> Box<[U]> {
+    let mut rest = Vec::with_capacity(all.len() - 1);
+    rest.extend_from_slice(&all[..i]);
+    rest.extend_from_slice(&all[i + 1..]);
+    rest.into_boxed_slice()
+}
 
 /// An entry of a [`ShardedTable`]: cloned when a copy of the table copies
 /// its shard.
@@ -37,7 +165,8 @@ pub(super) trait Entry: Clone {
 /// power-of-two number of groups of a power-of-two number of shards, each
 /// group and each shard behind an `Arc`; the table doubles its number of
 /// shards when it holds `MAX` entries a shard on average. Callers pass the
-/// hash of every key and an equality test, as with [`HashTable`].
+/// hash of every key and an equality test, as with a
+/// [`hashbrown::HashTable`].
 #[derive(Debug)]
 pub(super) struct ShardedTable<T, const MAX: usize> {
     /// A power-of-two number of groups (at least one), each of the same
@@ -47,9 +176,9 @@ pub(super) struct ShardedTable<T, const MAX: usize> {
 }
 
 impl<T, const MAX: usize> Default for ShardedTable<T, MAX> {
-    /// An empty table: one group of one empty shard (no table allocated).
+    /// An empty table: one group of one empty shard (no arrays allocated).
     fn default() -> Self {
-        let shard: Group<T> = Arc::new([Arc::new(HashTable::new())]);
+        let shard: Group<T> = Arc::new([Arc::new(Shard::default())]);
         ShardedTable {
             groups: Arc::new([shard]),
             len: 0,
@@ -73,9 +202,8 @@ pub(super) fn warm_count<U: ?Sized>(x: &Arc<U>) {
 }
 
 /// Where `hash` goes among `groups` groups of `shards` shards (both powers
-/// of two): (group, shard in the group), from bits the shard's own table
-/// uses neither for a bucket (the low ones) nor for its control byte (the
-/// top seven).
+/// of two): (group, shard in the group), from bits the shards' [`tag`]s do
+/// not use.
 fn locate(hash: u64, groups: usize, shards: usize) -> (usize, usize) {
     let bits = (hash >> 32) as usize;
     (
@@ -110,7 +238,8 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
     /// The entry with `hash` for which `eq` holds.
     pub(super) fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
         let (g, s) = self.position(hash);
-        self.groups[g][s].find(hash, eq)
+        let shard = &self.groups[g][s];
+        shard.index(tag(hash), eq).map(|i| &shard.entries[i])
     }
 
     /// Whether `other` is a copy of this table that neither has changed
@@ -120,19 +249,25 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
         Arc::ptr_eq(&self.groups, &other.groups)
     }
 
-    /// Every entry, in no particular order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.groups.iter().flat_map(|g| g.iter()).flat_map(|s| s.iter())
+    /// Every shard, in no particular order.
+    fn shards(&self) -> impl Iterator<Item = &Shard<T>> {
+        self.groups.iter().flat_map(|g| g.iter()).map(|s| &**s)
     }
 
-    /// The shard of `hash`, unshared: the list of groups, its group and
-    /// itself are copied if another table holds them.
-    fn shard_mut(&mut self, hash: u64) -> &mut HashTable<T> {
-        let (g, s) = self.position(hash);
+    /// Every entry, in no particular order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.shards().flat_map(|s| s.entries.iter())
+    }
+
+    /// Shard `s` of group `g`, its group and the list of groups unshared:
+    /// the list and the group are copied if another table holds them. The
+    /// shard itself is left to the caller, who copies it (if shared) as it
+    /// changes it.
+    fn path_mut(&mut self, g: usize, s: usize) -> &mut Arc<Shard<T>> {
         self.warm_path(g, s);
         let groups = Arc::make_mut(&mut self.groups);
         let group = Arc::make_mut(&mut groups[g]);
-        Arc::make_mut(&mut group[s])
+        &mut group[s]
     }
 
     /// Reads every reference count that copying the path to shard `s` of
@@ -155,7 +290,7 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
             group.iter().for_each(warm_count);
         }
         if grouped || Arc::strong_count(&group[s]) > 1 {
-            group[s].iter().for_each(T::warm);
+            group[s].entries.iter().for_each(T::warm);
         }
     }
 
@@ -174,14 +309,15 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
         mut eq: impl FnMut(&T) -> bool,
         hasher: impl Fn(&T) -> u64,
     ) -> Option<T> {
-        if self.full() && self.find(hash, &mut eq).is_none() {
-            self.split(&hasher);
-        }
-        match self.shard_mut(hash).entry(hash, eq, hasher) {
-            Slot::Occupied(mut e) => Some(std::mem::replace(e.get_mut(), value)),
-            Slot::Vacant(e) => {
-                e.insert(value);
-                self.len += 1;
+        let (g, s) = self.position(hash);
+        match self.groups[g][s].index(tag(hash), &mut eq) {
+            Some(i) => {
+                // Same length: a shared shard is copied as it is.
+                let shard = Arc::make_mut(self.path_mut(g, s));
+                Some(std::mem::replace(&mut shard.entries[i], value))
+            }
+            None => {
+                self.insert_unique(hash, value, hasher);
                 None
             }
         }
@@ -194,34 +330,64 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
         if self.full() {
             self.split(&hasher);
         }
-        self.shard_mut(hash).insert_unique(hash, value, hasher);
+        let (g, s) = self.position(hash);
+        let shard = self.path_mut(g, s);
+        match Arc::get_mut(shard) {
+            Some(own) => own.push(tag(hash), value),
+            None => *shard = Arc::new(shard.with(tag(hash), value)),
+        }
         self.len += 1;
     }
 
     /// Removes the entry with `hash` for which `eq` holds and returns it.
     /// Copies the one shard it changes if another table shares it (and
     /// nothing when there is no such entry).
-    pub(super) fn remove(&mut self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<T> {
-        self.find(hash, &mut eq)?;
-        let (value, _) = self.shard_mut(hash).find_entry(hash, eq).ok()?.remove();
+    pub(super) fn remove(&mut self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<T> {
+        let (g, s) = self.position(hash);
+        let i = self.groups[g][s].index(tag(hash), eq)?;
+        let shard = self.path_mut(g, s);
+        let value = match Arc::get_mut(shard) {
+            Some(own) => own.swap_remove(i),
+            None => {
+                let (rest, value) = shard.without(i);
+                *shard = Arc::new(rest);
+                value
+            }
+        };
         self.len -= 1;
         Some(value)
     }
 
-    /// Doubles the number of shards, redistributing every entry.
+    /// Doubles the number of shards, redistributing every entry; each new
+    /// shard is allocated at its length.
     fn split(&mut self, hasher: &impl Fn(&T) -> u64) {
         let (groups, shards) = layout(self.shard_count() * 2);
-        let mut tables: Vec<Vec<HashTable<T>>> = (0..groups)
-            .map(|_| (0..shards).map(|_| HashTable::with_capacity(MAX / 2)).collect())
+        let places: Vec<usize> = self
+            .iter()
+            .map(|value| {
+                let (g, s) = locate(hasher(value), groups, shards);
+                g * shards + s
+            })
             .collect();
-        for value in self.iter() {
-            let hash = hasher(value);
-            let (g, s) = locate(hash, groups, shards);
-            tables[g][s].insert_unique(hash, value.clone(), hasher);
+        let mut lengths = vec![0; groups * shards];
+        for &p in &places {
+            lengths[p] += 1;
         }
-        self.groups = tables
-            .into_iter()
-            .map(|g| g.into_iter().map(Arc::new).collect())
+        let mut tags: Vec<Vec<u8>> = lengths.iter().map(|&n| Vec::with_capacity(n)).collect();
+        let mut entries: Vec<Vec<T>> = lengths.iter().map(|&n| Vec::with_capacity(n)).collect();
+        let old = self.shards().flat_map(|s| s.tags.iter().zip(s.entries.iter()));
+        for ((&t, value), &p) in old.zip(&places) {
+            tags[p].push(t);
+            entries[p].push(value.clone());
+        }
+        let mut built = tags.into_iter().zip(entries).map(|(tags, entries)| {
+            Arc::new(Shard {
+                tags: tags.into_boxed_slice(),
+                entries: entries.into_boxed_slice(),
+            })
+        });
+        self.groups = (0..groups)
+            .map(|_| built.by_ref().take(shards).collect())
             .collect();
     }
 }
@@ -284,7 +450,7 @@ mod tests {
         assert_eq!((t.len(), copy.len()), (1_000, 999));
         // Only the shards of keys 7 and 8 (and their groups) are no longer
         // shared.
-        let shards = |t: &Table| -> Vec<*const HashTable<Entry>> {
+        let shards = |t: &Table| -> Vec<*const Shard<Entry>> {
             t.groups.iter().flat_map(|g| g.iter()).map(Arc::as_ptr).collect()
         };
         let unshared = shards(&t)
@@ -408,6 +574,89 @@ mod tests {
         assert_eq!((t.len(), copy.len()), (0, 200));
     }
 
+    /// Checks what every shard of `t` holds against `hasher`: one tag per
+    /// entry, each the tag of the entry's hash, in arrays of exactly the
+    /// shard's length; returns the bytes the shards allocate (their `Arc`
+    /// blocks and their two arrays).
+    fn shard_bytes(t: &Table, hasher: impl Fn(u32) -> u64) -> usize {
+        let mut bytes = 0;
+        for shard in t.shards() {
+            assert_eq!(shard.tags.len(), shard.entries.len());
+            for (&t, e) in shard.tags.iter().zip(shard.entries.iter()) {
+                assert_eq!(t, tag(hasher(e.0)), "entry {e:?} under another tag");
+            }
+            // A boxed slice's block is its contents: no spare capacity.
+            assert_eq!(std::mem::size_of_val(&*shard.entries), shard.len() * 8);
+            assert_eq!(std::mem::size_of_val(&*shard.tags), shard.len());
+            bytes += 2 * size_of::<usize>() + size_of::<Shard<Entry>>() + shard.len() * 9;
+        }
+        bytes
+    }
+
+    #[test]
+    fn shards_are_sized_to_their_entries_whichever_way_they_were_changed() {
+        let mut t = Table::default();
+        // Built unshared (each shard grown in place), across splits.
+        for k in 0..1_000 {
+            put(&mut t, &hash, (k, 0));
+        }
+        let bulk = shard_bytes(&t, hash);
+        // 1,000 entries of 8 bytes and a tag each, and per shard (32 of
+        // them, about 31 entries) a 48-byte block: under 11 bytes an entry
+        // (the hash tables these shards replace had 64 buckets of 9 bytes
+        // for about 31 entries here).
+        assert_eq!(t.shard_count(), 32);
+        assert_eq!(bulk, 1_000 * 9 + 32 * 48);
+        // Changed as a copy (each shard copied at its new length) and in
+        // place, growing, shrinking and replacing.
+        let original = t.clone();
+        for k in (0..1_000).step_by(3) {
+            assert_eq!(t.remove(hash(k), |x| x.0 == k), Some((k, 0)));
+        }
+        for k in (1_000..1_200).step_by(7) {
+            put(&mut t, &hash, (k, 1));
+        }
+        for k in (1..1_000).step_by(3) {
+            assert_eq!(put(&mut t, &hash, (k, 2)), Some((k, 0)));
+        }
+        let copy = t.clone();
+        for k in 2_000..2_100 {
+            put(&mut t, &hash, (k, 3));
+        }
+        let n = t.len();
+        assert_eq!(shard_bytes(&t, hash), n * 9 + t.shard_count() * 48);
+        assert_eq!(shard_bytes(&copy, hash), copy.len() * 9 + copy.shard_count() * 48);
+        assert_eq!(shard_bytes(&original, hash), bulk);
+        assert_eq!(original.iter().filter(|e| e.1 == 0).count(), 1_000);
+    }
+
+    proptest! {
+        /// A shard's lookup finds the first entry whose tag matches and
+        /// which passes the test, as a plain scan does, whatever the tags
+        /// (zero, high bit set, repeated) and wherever it stands (in a word
+        /// of eight tags or in the rest).
+        #[test]
+        fn a_shard_finds_what_a_plain_scan_finds(
+            tags in prop::collection::vec(
+                prop_oneof![Just(0u8), Just(1), Just(0x7f), Just(0x80), Just(0xff), any::<u8>()],
+                0..40,
+            ),
+            pass in prop::collection::vec(any::<bool>(), 40),
+            wanted in prop_oneof![Just(0u8), Just(1), Just(0x7f), Just(0x80), Just(0xff), any::<u8>()],
+        ) {
+            let shard = Shard {
+                entries: (0..tags.len()).collect::<Box<[usize]>>(),
+                tags: tags.clone().into_boxed_slice(),
+            };
+            let plain = (0..tags.len()).find(|&i| tags[i] == wanted && pass[i]);
+            prop_assert_eq!(shard.index(wanted, |&i| pass[i]), plain);
+            let tested = std::cell::Cell::new(0);
+            shard.index(wanted, |_| { tested.set(tested.get() + 1); false });
+            // Only entries under the wanted tag are tested.
+            prop_assert_eq!(tested.get(), tags.iter().filter(|&&t| t == wanted).count());
+        }
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Put(u32, u32),
@@ -424,11 +673,23 @@ mod tests {
         ]
     }
 
+    /// Hashes that keep three bits where the table places an entry (among
+    /// up to 8 shards) and one bit of the tag: tags collide all the time,
+    /// shards hold many times `MAX`.
+    fn colliding(key: u32) -> u64 {
+        hash(key) & 0x0100_0007_0000_0000
+    }
+
     proptest! {
         /// Every table, and every copy taken along the way, holds exactly
-        /// what a plain map given the same operations holds.
+        /// what a plain map given the same operations holds; with full
+        /// hashes and with hashes whose tags and places collide.
         #[test]
-        fn tables_and_their_copies_agree_with_a_map(ops in prop::collection::vec(op(), 0..600)) {
+        fn tables_and_their_copies_agree_with_a_map(
+            ops in prop::collection::vec(op(), 0..600),
+            collide in any::<bool>(),
+        ) {
+            let hash = |k| if collide { colliding(k) } else { hash(k) };
             let mut t = Table::default();
             let mut model: HashMap<u32, u32> = HashMap::new();
             let mut copies = Vec::new();
@@ -456,6 +717,7 @@ mod tests {
                 for k in 0..300 {
                     prop_assert_eq!(get(&t, &hash, k).map(|e| e.1), model.get(&k).copied());
                 }
+                shard_bytes(&t, hash);
             }
         }
     }
