@@ -122,7 +122,7 @@ impl<T> Shard<T> {
     /// the tags by a word when the last one is full).
     fn push(&mut self, tag: u8, value: T) {
         let i = self.len();
-        if i % 8 == 0 {
+        if i.is_multiple_of(8) {
             self.tags = grown(std::mem::take(&mut self.tags), 0);
         }
         self.set_tag(i, tag);
@@ -137,7 +137,7 @@ impl<T> Shard<T> {
         let moved = self.tag(last);
         self.set_tag(i, moved);
         self.set_tag(last, 0);
-        if last % 8 == 0 {
+        if last.is_multiple_of(8) {
             let mut tags = Vec::from(std::mem::take(&mut self.tags));
             tags.pop();
             self.tags = tags.into_boxed_slice();
@@ -164,7 +164,7 @@ impl<T: Clone> Shard<T> {
         let n = self.len();
         let mut tags = Vec::with_capacity((n + 1).div_ceil(8));
         tags.extend_from_slice(&self.tags);
-        if n % 8 == 0 {
+        if n.is_multiple_of(8) {
             tags.push(0);
         }
         // The bytes past the last tag are zero.
@@ -627,7 +627,7 @@ mod tests {
             for (t, e) in shard.tags().zip(shard.entries.iter()) {
                 assert_eq!(t, tag(hasher(e.0)), "entry {e:?} under another tag");
             }
-            if n % 8 != 0 {
+            if !n.is_multiple_of(8) {
                 assert_eq!(shard.tags[n / 8] >> (8 * (n % 8)), 0, "bytes past the last tag");
             }
             // A boxed slice's block is its contents: no spare capacity.
