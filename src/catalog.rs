@@ -71,8 +71,8 @@ const NAME_SHARD: usize = 64;
 const ID_SHARD: usize = 16;
 
 /// Spreads 32 bits of a key's hash over a table hash: every bit the shard
-/// tables use (the low ones for a bucket, the top seven for a control byte,
-/// those from 32 up for a shard) depends on them.
+/// tables use (those from 32 up for a shard, the top eight for a tag in it)
+/// depends on them.
 fn spread(part: u32) -> u64 {
     u64::from(part).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
