@@ -37,10 +37,17 @@ use connective::model::{
 use connective::prelude::*;
 use criterion::Criterion;
 
-/// Answers every location with keys `k0`..`k9` (and W's keys), counting reads.
+/// Answers every location with W's keys and `k`, counting reads.
 #[derive(Default)]
 struct MemoryVault {
     reads: AtomicU64,
+}
+
+impl MemoryVault {
+    /// The value it answers for `key` at `path`.
+    fn value(path: &str, key: &str) -> String {
+        format!("{path}-{key}-value")
+    }
 }
 
 impl SecretStore for MemoryVault {
@@ -49,16 +56,27 @@ impl SecretStore for MemoryVault {
             self.reads.fetch_add(1, Ordering::Relaxed);
             let mut secret = StoreSecret::new().with_version("1".parse().expect("version"));
             for key in ["ApiKey.default", "ApiKey.production", "Password.default", "k"] {
-                secret.insert(key, SecretValue::new(format!("{}-{key}-value", location.path())));
+                secret.insert(key, SecretValue::new(Self::value(location.path(), key)));
             }
             Ok(secret)
         })
     }
 }
 
-/// W with every secret value replaced by a reference to
-/// `vault:secret/w/CONNECTION#PARAM.LAYER`.
-fn refer_w_secrets(registry: &Registry) {
+/// What W's secret values become: references to
+/// `vault:secret/w/CONNECTION#PARAM.LAYER`, or stored values.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    Referenced,
+    Stored,
+}
+
+/// Rewrites every secret value of W, one update of each connection: to a
+/// reference to `vault:secret/w/CONNECTION#PARAM.LAYER`, or to the value
+/// `MemoryVault` answers for that reference, stored. Both registries of
+/// the ratio go through these same writes, so their W is built by the same
+/// sequence of allocations and holds the same values.
+fn rewrite_w_secrets(registry: &Registry, secrets: Secrets) {
     let snapshot = registry
         .snapshot(&common::W_PROJECT.parse().expect("project"))
         .expect("W");
@@ -74,12 +92,19 @@ fn refer_w_secrets(registry: &Registry) {
                     Layer::Default => "default",
                     _ => "production",
                 };
-                let reference: ExternalRef =
-                    format!("vault:secret/w/{}#{}.{which}", c.value.name(), p.name())
-                        .parse()
-                        .expect("reference");
-                spec.set_external(p.name(), layer.clone(), reference)
-                    .expect("set");
+                let path = format!("w/{}", c.value.name());
+                let key = format!("{}.{which}", p.name());
+                match secrets {
+                    Secrets::Referenced => {
+                        let reference: ExternalRef =
+                            format!("vault:secret/{path}#{key}").parse().expect("reference");
+                        spec.set_external(p.name(), layer.clone(), reference)
+                    }
+                    Secrets::Stored => {
+                        spec.set_value(p.name(), layer.clone(), MemoryVault::value(&path, &key))
+                    }
+                }
+                .expect("set");
             }
         }
         registry
@@ -167,6 +192,7 @@ fn requests_per_hour(n: usize, interval: Duration, run: Duration, threads: usize
 /// since answers reading external values are never handed out again).
 fn w_registries(vault: &Arc<MemoryVault>) -> (Registry, Registry, SecretCache) {
     let stored = common::registry_with_w(1_000);
+    rewrite_w_secrets(&stored, Secrets::Stored);
     let cache = cache(vault, Duration::from_secs(300));
     let referenced = Registry::builder()
         .store(common::filler_store(1_000))
@@ -175,11 +201,22 @@ fn w_registries(vault: &Arc<MemoryVault>) -> (Registry, Registry, SecretCache) {
         .build()
         .expect("registry");
     common::add_w(&referenced);
-    refer_w_secrets(&referenced);
+    rewrite_w_secrets(&referenced, Secrets::Referenced);
     let env = referenced
         .resolve(&w_request())
         .expect("resolve W with references");
     assert_eq!(env.len(), 50);
+    // The same variables and values on both sides.
+    let from_stored = stored.resolve(&w_request()).expect("resolve W");
+    assert_eq!(from_stored.len(), 50);
+    for var in &from_stored {
+        assert_eq!(
+            env.expose(var.name().as_str()),
+            Some(var.expose()),
+            "{}",
+            var.name()
+        );
+    }
     (stored, referenced, cache)
 }
 
