@@ -334,6 +334,33 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
         }
     }
 
+    /// Reads, with plain loads, every cache line that a copy of this table
+    /// and a change in the copy to the entry with `hash` will touch: the
+    /// list's reference count (the copy takes one), the counts of the
+    /// groups, of the shards of the entry's group and of the entries of
+    /// its shard (the change copies that path: see
+    /// [`ShardedTable::warm_path`]), and the shard's tags (the lookup reads
+    /// them). Called before the copy, while nothing else waits: the lines
+    /// of each level are fetched together, and together with the next
+    /// level's, where the copy and the lookup would fetch many of them one
+    /// after another (each reference count taken is a locked instruction
+    /// that holds back every later load until its line is in).
+    pub(super) fn warm_change(&self, hash: u64) {
+        warm_count(&self.groups);
+        let (g, s) = self.position(hash);
+        self.groups.iter().for_each(warm_count);
+        let group = &self.groups[g];
+        group.iter().for_each(warm_count);
+        let shard = &group[s];
+        std::hint::black_box(shard.tags.first().copied());
+        shard.entries.iter().for_each(T::warm);
+    }
+
+    /// Reads the list's reference count, which a copy of the table takes.
+    pub(super) fn warm_copy(&self) {
+        warm_count(&self.groups);
+    }
+
     /// Whether one more entry would pass `MAX` entries a shard on average.
     fn full(&self) -> bool {
         self.len >= self.shard_count() * MAX
@@ -546,6 +573,28 @@ mod tests {
         assert_eq!(warmed(), before);
         assert_eq!(copy_of.find(hash(7), |x| x.0 == 7), Some(&Counted(7)));
         assert_eq!(copy.find(hash(7), |x| x.0 == 7), None);
+    }
+
+    #[test]
+    fn warming_a_change_reads_the_entries_of_its_shard_and_changes_nothing() {
+        let warmed = || WARMED.with(std::cell::Cell::get);
+        let empty = ShardedTable::<Counted, 32>::default();
+        let before = warmed();
+        empty.warm_change(hash(1));
+        assert_eq!(warmed(), before, "an empty table has no entries to read");
+        let mut t = ShardedTable::<Counted, 32>::default();
+        for k in 0..1_000 {
+            t.insert(hash(k), Counted(k), |x| x.0 == k, |x| hash(x.0));
+        }
+        let copy = t.clone();
+        for k in [0, 7, 999, 5_000] {
+            let (g, s) = t.position(hash(k));
+            let before = warmed();
+            t.warm_change(hash(k));
+            assert_eq!(warmed() - before, t.groups[g][s].len(), "key {k}");
+        }
+        assert!(t.shares_all_with(&copy), "nothing was copied");
+        assert_eq!(t.find(hash(7), |x| x.0 == 7), Some(&Counted(7)));
     }
 
     #[test]

@@ -29,7 +29,10 @@ pub struct Tx<'r> {
     /// The registry's provisioner, or a dry run's stand-in.
     provisioner: Arc<dyn OAuthProvisioner>,
     base: HashMap<ProjectId, Option<Arc<ProjectSnapshot>>>,
-    working: HashMap<ProjectId, ProjectSnapshot>,
+    /// Boxed: a snapshot is some 300 bytes, and a table of them would be an
+    /// allocation past glibc's small sizes on every write (slower to find,
+    /// and it makes `malloc` consolidate freed chunks first).
+    working: HashMap<ProjectId, Box<ProjectSnapshot>>,
     pending: IndexMap<RecordKey, Pending>,
     /// What the provisioner did and is still to do for this write.
     pub(super) work: AppLedger,
@@ -147,15 +150,25 @@ impl<'r> Tx<'r> {
     }
 
     pub(super) fn working_mut(&mut self, project: &ProjectId) -> &mut ProjectSnapshot {
+        self.working_for(project, None)
+    }
+
+    /// [`Tx::working_mut`] for a change to connection `id` (if given): on
+    /// first touch the catalog reads ahead what the change will need (see
+    /// `Catalog::project_for_change`).
+    fn working_for(&mut self, project: &ProjectId, id: Option<ConnectionId>) -> &mut ProjectSnapshot {
         let (registry, base) = (self.registry, &mut self.base);
         self.working.entry(project.clone()).or_insert_with(|| {
-            let snapshot = registry.catalog.project(project);
+            let snapshot = match id {
+                Some(id) => registry.catalog.project_for_change(project, id),
+                None => registry.catalog.project(project),
+            };
             let copy = snapshot
                 .as_deref()
                 .cloned()
                 .unwrap_or_else(|| ProjectSnapshot::empty(project.clone()));
             base.insert(project.clone(), snapshot);
-            copy
+            Box::new(copy)
         })
     }
 
@@ -278,6 +291,7 @@ impl<'r> Tx<'r> {
         spec: ConnectionSpec,
     ) -> Result<(), RegistryError> {
         let project = spec.project_id().clone();
+        self.working_for(&project, Some(id));
         self.writable(&project)?;
         let snapshot = self.working_mut(&project);
         let Some((old, current)) = snapshot.connection(id).map(|c| (c.value.clone(), c.version)) else {
@@ -357,6 +371,7 @@ impl<'r> Tx<'r> {
         version: Version,
         mode: DeleteMode,
     ) -> Result<(), RegistryError> {
+        self.working_for(project, Some(id));
         self.writable(project)?;
         let snapshot = self.working_mut(project);
         let Some(old) = snapshot.connection(id).map(|c| c.value.clone()) else {
@@ -703,7 +718,8 @@ impl<'r> Tx<'r> {
         let snapshots = self
             .working
             .into_values()
-            .map(|mut s| {
+            .map(|s| {
+                let mut s = *s;
                 s.set_revision(revision);
                 s
             })
