@@ -87,11 +87,11 @@ pub fn w_var(connection: &str, param: &str) -> String {
     format!("{}_{}", connection.to_uppercase(), param.to_uppercase())
 }
 
-fn w_spec(c: &WConnection) -> ConnectionSpec {
+fn w_spec(project: &str, c: &WConnection) -> ConnectionSpec {
     let mut b = if c.integration_scope {
-        ConnectionSpec::integration(W_PROJECT, W_INTEGRATION, c.name.as_str())
+        ConnectionSpec::integration(project, W_INTEGRATION, c.name.as_str())
     } else {
-        ConnectionSpec::project(W_PROJECT, c.name.as_str())
+        ConnectionSpec::project(project, c.name.as_str())
     }
     .target(Target::external(c.name.as_str()))
     .auth(AuthScheme::ApiKey);
@@ -112,11 +112,17 @@ fn w_spec(c: &WConnection) -> ConnectionSpec {
 
 /// Adds W (connections and mappings) to `registry` through its public API.
 pub fn add_w(registry: &Registry) {
+    add_w_to(registry, W_PROJECT);
+}
+
+/// Adds a copy of W as project `project` (same integration, connections and
+/// mappings), resolved by [`w_request_for`].
+pub fn add_w_to(registry: &Registry, project: &str) {
     let conns = w_connections();
-    let mut mappings = Mappings::of(W_PROJECT, W_INTEGRATION);
+    let mut mappings = Mappings::of(project, W_INTEGRATION);
     for c in &conns {
         registry
-            .create_connection(w_spec(c))
+            .create_connection(w_spec(project, c))
             .expect("create W connection");
         let entries: Vec<(&str, String)> = c.params.iter().map(|p| (p.0, w_var(&c.name, p.0))).collect();
         mappings = mappings.by_name(c.name.as_str(), entries);
@@ -128,7 +134,12 @@ pub fn add_w(registry: &Registry) {
 
 /// The request W is resolved for.
 pub fn w_request() -> ResolveRequest {
-    ResolveRequest::parse(W_PROJECT, W_INTEGRATION, "production").expect("request")
+    w_request_for(W_PROJECT)
+}
+
+/// The request a copy of W in `project` (see [`add_w_to`]) is resolved for.
+pub fn w_request_for(project: &str) -> ResolveRequest {
+    ResolveRequest::parse(project, W_INTEGRATION, "production").expect("request")
 }
 
 /// W's answer as plain text, `VAR → value`, in mapping order: what the copy-out
