@@ -961,7 +961,7 @@ impl Registry {
         let (snapshots, mut report) = tx.into_snapshots(&committed.versions, committed.revision);
         if contiguous {
             for snapshot in snapshots {
-                self.catalog.install(snapshot);
+                self.install(snapshot);
             }
             self.catalog.set_revision(committed.revision);
         } else if let Err(e) = self.catch_up_locked(io).await {
@@ -1481,12 +1481,21 @@ impl Registry {
         self.unreadable.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Publishes a project's next snapshot, and lets go of what the memo
+    /// kept of the one it replaces (answers still keep it).
+    fn install(&self, snapshot: ProjectSnapshot) {
+        let project = snapshot.project().clone();
+        self.catalog.install(snapshot);
+        self.memo.released(&project);
+    }
+
     /// Replaces the catalog with everything in `snapshot`.
     fn replace_all(&self, snapshot: Snapshot) {
         self.oauth_records.replace_all(&snapshot.records);
         let keys = snapshot.unreadable.iter().map(|u| u.key.clone()).collect();
         self.catalog
             .replace_all(snapshot.revision, snapshot.records, keys);
+        self.memo.released_all();
         *self.unreadable_map() = snapshot
             .unreadable
             .into_iter()
@@ -1557,7 +1566,7 @@ impl Registry {
             snapshot.set_revision(change.revision);
         }
         for snapshot in touched.into_values() {
-            self.catalog.install(snapshot);
+            self.install(snapshot);
         }
         self.catalog.set_revision(last);
         let mut batches = 0usize;

@@ -1,11 +1,13 @@
 //! The result of resolution: variables, values and provenance.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::process::Command;
 use std::sync::Arc;
 
 use super::ResolveRequest;
 use super::lookup::Pinned;
+use super::memo::Stripe;
 use super::walk::{Slot, Table};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
@@ -444,8 +446,40 @@ pub(super) type Vars<'s> = Table<Var<'s>>;
 /// answer), and the generation of the host's cache of external secrets
 /// pinned at the first referenced value (one reference count for all).
 struct Owner {
-    snapshot: Option<Arc<ProjectSnapshot>>,
+    snapshot: Option<Held>,
     external: Pinned,
+}
+
+/// How an answer keeps the snapshot it borrows from.
+pub(crate) enum Held {
+    /// By the snapshot's own reference count.
+    Whole(Arc<ProjectSnapshot>),
+    /// By the resolving thread's stripe of it (see
+    /// [`SnapshotHandles`](super::memo::SnapshotHandles)): threads resolving
+    /// against one snapshot then write no reference count in common.
+    Stripe(Arc<Stripe>),
+}
+
+impl Borrow<ProjectSnapshot> for Held {
+    #[inline]
+    fn borrow(&self) -> &ProjectSnapshot {
+        match self {
+            Held::Whole(snapshot) => snapshot,
+            Held::Stripe(stripe) => stripe.snapshot(),
+        }
+    }
+}
+
+impl From<Arc<ProjectSnapshot>> for Held {
+    fn from(snapshot: Arc<ProjectSnapshot>) -> Self {
+        Held::Whole(snapshot)
+    }
+}
+
+impl From<Arc<Stripe>> for Held {
+    fn from(stripe: Arc<Stripe>) -> Self {
+        Held::Stripe(stripe)
+    }
 }
 
 self_cell::self_cell!(
@@ -623,7 +657,7 @@ impl ResolvedEnv {
     pub(super) fn build<E>(
         request: ResolveRequest,
         revision: Revision,
-        snapshot: Arc<ProjectSnapshot>,
+        snapshot: Held,
         vars: impl for<'s> FnOnce(&'s ProjectSnapshot, &'s Pinned) -> Result<Vars<'s>, E>,
     ) -> Result<Self, E> {
         let owner = Owner {
@@ -631,7 +665,7 @@ impl ResolvedEnv {
             external: Pinned::new(),
         };
         let vars = Cell::try_new(owner, |owner| match &owner.snapshot {
-            Some(snapshot) => vars(snapshot, &owner.external),
+            Some(snapshot) => vars(snapshot.borrow(), &owner.external),
             None => Ok(Vars::default()),
         })?;
         Ok(ResolvedEnv {

@@ -27,6 +27,7 @@
 //! carry-over, an eviction) take the shard's mutex and swap in a new copy
 //! of its table.
 
+mod handles;
 mod striped;
 
 use std::any::Any;
@@ -38,10 +39,12 @@ use std::sync::{Arc, Mutex, Weak};
 use arc_swap::ArcSwap;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+pub(crate) use self::handles::SnapshotHandles;
+pub(super) use self::handles::Stripe;
 use self::striped::Striped;
-use super::{ProjectView, ResolveError, ResolveRequest, ResolvedEnv, Resolver, find_connection};
+use super::{ResolveError, ResolveRequest, ResolvedEnv, Resolver, find_connection, resolve_owned};
 use crate::catalog::{Catalog, Changes, ProjectSnapshot};
-use crate::model::{CustomerId, IntegrationId};
+use crate::model::{CustomerId, IntegrationId, ProjectId};
 
 /// A bounded memo of resolutions (see [`ResolveMemo::new`]).
 ///
@@ -56,6 +59,8 @@ pub struct ResolveMemo {
     misses: Striped,
     carried: AtomicU64,
     evictions: AtomicU64,
+    /// The stripes first resolutions keep their snapshot by.
+    handles: SnapshotHandles,
 }
 
 /// What a registry's memo of resolutions has done so far (see
@@ -251,7 +256,22 @@ impl ResolveMemo {
             misses: Striped::new(),
             carried: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            handles: SnapshotHandles::new(),
         }
+    }
+
+    /// Lets go of what the memo keeps of `project`'s snapshot for first
+    /// resolutions: called after a new one is installed, so the replaced
+    /// snapshot is kept only by answers (the memo's kept answers
+    /// included).
+    pub(crate) fn released(&self, project: &ProjectId) {
+        self.handles.released(project);
+    }
+
+    /// [`ResolveMemo::released`] for every project (the catalog was
+    /// replaced whole).
+    pub(crate) fn released_all(&self) {
+        self.handles.release_all();
     }
 
     /// The most answers kept.
@@ -296,7 +316,7 @@ impl ResolveMemo {
         request: &ResolveRequest,
     ) -> Result<ResolvedEnv, ResolveError> {
         if self.per_shard == 0 {
-            return catalog.resolve(request);
+            return self.handles.resolve(catalog, request);
         }
         let hash = self.hash(request);
         // The fast path: the answer computed on (or carried over to) the
@@ -332,11 +352,7 @@ impl ResolveMemo {
         snapshot: Arc<ProjectSnapshot>,
     ) -> Result<ResolvedEnv, ResolveError> {
         self.misses.add_one();
-        ProjectView {
-            snapshot,
-            policy: catalog.policy(),
-        }
-        .resolve(request)
+        resolve_owned(snapshot, catalog.policy(), request)
     }
 
     /// The slow path: carries the kept answer over to the current snapshot
@@ -355,16 +371,13 @@ impl ResolveMemo {
             return catalog.resolve(request);
         };
         let snapshot = &current.snapshot;
-        // The view holds the snapshot's `Arc`: an answer keeps it.
-        let view = ProjectView {
-            snapshot: Arc::clone(snapshot),
-            policy: catalog.policy(),
-        };
+        // An answer keeps the snapshot: a reference count of its own.
+        let resolve = || resolve_owned(Arc::clone(snapshot), catalog.policy(), request);
         // Records the store holds but this replica cannot read: resolution
         // reports them, and nothing about them is kept.
         if !snapshot.unreadable().is_empty() {
             self.misses.add_one();
-            return view.resolve(request);
+            return resolve();
         }
         let shard = self.shard(hash);
         {
@@ -423,7 +436,7 @@ impl ResolveMemo {
         // the count was read before the snapshot was loaded: a write in
         // between leaves the answer kept under an older count, so it is
         // checked again on the next request, never handed out stale).
-        let env = view.resolve(request)?;
+        let env = resolve()?;
         // Values from an external store change without a write: they are
         // read from the host's cache on every resolution. What is kept then
         // is only that, so the next request resolves without the lock.

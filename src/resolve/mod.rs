@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 /// Re-exported from [`model`](crate::model), where the OAuth application is defined.
 pub use crate::model::AppField;
+use env::Held;
 #[cfg(feature = "oauth-runtime")]
 pub(crate) use env::OwnedVar;
 pub use env::{
@@ -254,36 +255,68 @@ impl<S: Borrow<ProjectSnapshot>, P: Borrow<ResolvePolicy>> ProjectView<S, P> {
 impl<S: SnapshotHandle, P: Borrow<ResolvePolicy>> Resolver for ProjectView<S, P> {
     /// Resolves `request` against the project (rules 1–4 and 7), reporting
     /// every problem at once; a request for another project gets nothing.
-    #[cfg_attr(
-        feature = "tracing",
-        tracing::instrument(
-            level = "debug",
-            name = "connective.resolve",
-            skip_all,
-            fields(
-                project = %request.project,
-                integration = %request.integration,
-                environment = %request.environment,
-                customer = request.customer.as_ref().map(|c| c.as_str()),
-            )
-        )
-    )]
     fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
         let (snapshot, policy) = self.parts();
-        if request.project != *snapshot.project() {
-            return Ok(ResolvedEnv::empty(request.clone()));
-        }
-        check_readable(snapshot, request)?;
-        if snapshot.mappings(&request.integration).is_none() {
-            return Ok(ResolvedEnv::empty(request.clone()).at(snapshot.revision()));
-        }
-        ResolvedEnv::build(
-            request.clone(),
-            snapshot.revision(),
-            self.snapshot.shared(),
-            |snapshot, pinned| walk_vars(snapshot, policy, request, pinned),
-        )
+        resolve_with(snapshot, policy, request, |_| self.snapshot.shared().into())
     }
+}
+
+/// [`Resolver::resolve`] on `snapshot`: checks the request against the
+/// snapshot it borrows, then hands `share(snapshot)` to the answer to keep.
+/// A caller that owns an `Arc` moves it in (one reference count taken per
+/// resolution, by whoever loaded the snapshot) instead of lending it and
+/// having the answer take another.
+#[cfg_attr(
+    feature = "tracing",
+    tracing::instrument(
+        level = "debug",
+        name = "connective.resolve",
+        skip_all,
+        fields(
+            project = %request.project,
+            integration = %request.integration,
+            environment = %request.environment,
+            customer = request.customer.as_ref().map(|c| c.as_str()),
+        )
+    )
+)]
+fn resolve_with<S: Borrow<ProjectSnapshot>>(
+    snapshot: S,
+    policy: &ResolvePolicy,
+    request: &ResolveRequest,
+    share: impl FnOnce(S) -> Held,
+) -> Result<ResolvedEnv, ResolveError> {
+    let borrowed = snapshot.borrow();
+    if request.project != *borrowed.project() {
+        return Ok(ResolvedEnv::empty(request.clone()));
+    }
+    check_readable(borrowed, request)?;
+    let revision = borrowed.revision();
+    if borrowed.mappings(&request.integration).is_none() {
+        return Ok(ResolvedEnv::empty(request.clone()).at(revision));
+    }
+    ResolvedEnv::build(request.clone(), revision, share(snapshot), |snapshot, pinned| {
+        walk_vars(snapshot, policy, request, pinned)
+    })
+}
+
+/// Resolves `request` on `snapshot`, which the answer keeps: the `Arc` is
+/// moved in, not cloned (see [`resolve_with`]).
+pub(crate) fn resolve_owned(
+    snapshot: Arc<ProjectSnapshot>,
+    policy: &ResolvePolicy,
+    request: &ResolveRequest,
+) -> Result<ResolvedEnv, ResolveError> {
+    resolve_held(snapshot.into(), policy, request)
+}
+
+/// Resolves `request` on the snapshot `held` holds, which the answer keeps.
+pub(crate) fn resolve_held(
+    held: Held,
+    policy: &ResolvePolicy,
+    request: &ResolveRequest,
+) -> Result<ResolvedEnv, ResolveError> {
+    resolve_with(held, policy, request, |held| held)
 }
 
 /// Records of the project the store holds but this replica cannot read,
@@ -390,14 +423,11 @@ impl SnapshotHandle for ProjectSnapshot {
 
 impl Resolver for Catalog {
     /// Resolves against the project's current snapshot, which the answer
-    /// keeps (one reference count).
+    /// keeps (one reference count, taken when the snapshot is loaded and
+    /// moved into the answer).
     fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError> {
         match self.project(&request.project) {
-            Some(snapshot) => ProjectView {
-                snapshot,
-                policy: self.policy(),
-            }
-            .resolve(request),
+            Some(snapshot) => resolve_owned(snapshot, self.policy(), request),
             None => Ok(ResolvedEnv::empty(request.clone())),
         }
     }

@@ -83,19 +83,7 @@ fn request(integration: &str, environment: &str, customer: Option<&str>) -> Reso
 
 /// Sets the fixture's `crm` connection's default `ServiceURL` (`CRM_URL`).
 fn set_crm_url(fx: &Fixture, url: &str) {
-    let registry = fx.registry();
-    let id = fx.id("crm", None).unwrap();
-    let version = registry.connection(fx.project_id(), id).unwrap().version;
-    registry
-        .set_value(
-            fx.project_id(),
-            id,
-            version,
-            &"ServiceURL".parse().unwrap(),
-            Layer::Default,
-            url,
-        )
-        .unwrap();
+    set_crm_url_on(fx.registry(), fx, url);
 }
 
 #[test]
@@ -259,6 +247,69 @@ fn the_memo_keeps_at_most_its_capacity_and_zero_turns_it_off() {
     let (a, b) = (off.resolve(&req).unwrap(), off.resolve(&req).unwrap());
     assert!(!a.shares_answer_with(&b));
     assert_eq!(off.resolve_memo_stats().entries, 0);
+}
+
+/// Sets `crm`'s default `ServiceURL` through `registry`.
+fn set_crm_url_on(registry: &Registry, fx: &Fixture, url: &str) {
+    let id = fx.id("crm", None).unwrap();
+    let version = registry.connection(fx.project_id(), id).unwrap().version;
+    registry
+        .set_value(
+            fx.project_id(),
+            id,
+            version,
+            &"ServiceURL".parse().unwrap(),
+            Layer::Default,
+            url,
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_replaced_snapshot_lives_exactly_as_long_as_an_answer_keeps_it() {
+    let fx = fixture();
+    // Without a memo, answers keep their snapshot by a stripe per thread.
+    let registry = Registry::builder()
+        .shared_store(fx.registry().store().clone())
+        .resolve_memo(0)
+        .build()
+        .unwrap();
+    let req = request("orders", "production", None);
+    let project = fx.project_id();
+    for round in 0..2 {
+        let first = registry.snapshot(project).unwrap();
+        let replaced = Arc::downgrade(&first);
+        drop(first);
+        // Answers on two threads, so on two stripes (the second thread's
+        // answer outlives it).
+        let here = registry.resolve(&req).unwrap();
+        let there = std::thread::scope(|s| s.spawn(|| registry.resolve(&req).unwrap()).join().unwrap());
+        let url = format!("https://crm.example.com/{round}");
+        if round == 0 {
+            // Written through this registry.
+            set_crm_url_on(&registry, &fx, &url);
+        } else {
+            // Written through another, and read back by this one.
+            fx.registry().sync().unwrap();
+            set_crm_url_on(fx.registry(), &fx, &url);
+            registry.sync().unwrap();
+        }
+        // Before any resolution on the new snapshot: the registry let go
+        // of the old one when it installed the new.
+        assert!(replaced.upgrade().is_some(), "round {round}: kept by two answers");
+        assert_eq!(here.expose("CRM_URL"), there.expose("CRM_URL"));
+        drop(here);
+        assert!(replaced.upgrade().is_some(), "round {round}: kept by one answer");
+        drop(there);
+        assert!(
+            replaced.upgrade().is_none(),
+            "round {round}: kept by no answer, so gone"
+        );
+        assert_eq!(
+            registry.resolve(&req).unwrap().expose("CRM_URL"),
+            Some(url.as_str())
+        );
+    }
 }
 
 #[test]
@@ -435,6 +486,13 @@ fn check_memo_agrees(ops: Vec<Op>) -> Result<(), TestCaseError> {
             .unwrap()
     };
     let registries = [registry(), registry()];
+    // Without a memo: first resolutions only, their snapshots kept by
+    // stripes; it writes nothing and follows the other two.
+    let unmemoized = Registry::builder()
+        .shared_store(store.clone())
+        .resolve_memo(0)
+        .build()
+        .unwrap();
     let requests: Vec<ResolveRequest> = INTEGRATIONS
         .iter()
         .flat_map(|i| {
@@ -445,7 +503,7 @@ fn check_memo_agrees(ops: Vec<Op>) -> Result<(), TestCaseError> {
         .collect();
     for op in &ops {
         apply(&registries, op);
-        for r in &registries {
+        for r in registries.iter().chain([&unmemoized]) {
             r.sync().unwrap();
             for req in &requests {
                 let memoized = r.resolve(req);

@@ -5,7 +5,7 @@ use std::sync::{Mutex, PoisonError};
 
 /// How many stripes of its own a [`Striped`] count has: threads beyond it
 /// (alive at once) share one more, the last.
-const OWN: usize = 16;
+pub(super) const OWN: usize = 16;
 
 /// One stripe, alone on its cache line (128 bytes: adjacent-line
 /// prefetchers pull lines in pairs).
@@ -66,7 +66,7 @@ thread_local! {
 /// The calling thread's stripe index (the shared one while the thread is
 /// exiting and its lease is gone).
 #[inline]
-fn mine() -> usize {
+pub(super) fn mine() -> usize {
     LEASE.try_with(|lease| lease.0).unwrap_or(OWN)
 }
 
