@@ -3,7 +3,7 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::ResolveRequest;
 use super::lookup::Pinned;
@@ -639,7 +639,7 @@ impl fmt::Debug for ResolvedVar<'_> {
 #[derive(Clone)]
 pub struct ResolvedEnv {
     revision: Revision,
-    answer: Arc<Answer>,
+    answer: SharedAnswer,
     /// Variables added after resolution (the OAuth runtime's access tokens).
     added: Option<Arc<Vec<OwnedVar>>>,
 }
@@ -648,6 +648,50 @@ pub struct ResolvedEnv {
 struct Answer {
     request: ResolveRequest,
     vars: Cell,
+}
+
+/// How a [`ResolvedEnv`] shares its [`Answer`].
+#[derive(Clone)]
+enum SharedAnswer {
+    /// By the answer's own reference count.
+    Whole(Arc<Answer>),
+    /// By a thread's stripe of a kept answer (see [`AnswerStripes`]).
+    Stripe(Arc<AnswerStripe>),
+}
+
+impl SharedAnswer {
+    #[inline]
+    fn get(&self) -> &Answer {
+        match self {
+            SharedAnswer::Whole(answer) => answer,
+            SharedAnswer::Stripe(stripe) => &stripe.0,
+        }
+    }
+
+    fn whole(&self) -> Arc<Answer> {
+        match self {
+            SharedAnswer::Whole(answer) => Arc::clone(answer),
+            SharedAnswer::Stripe(stripe) => Arc::clone(&stripe.0),
+        }
+    }
+}
+
+/// A reference to an answer alone on its cache lines (two: adjacent-line
+/// prefetchers pull lines in pairs), for one thread.
+#[repr(align(128))]
+struct AnswerStripe(Arc<Answer>);
+
+/// The stripes of one kept answer, one per stripe index a thread leases:
+/// copies handed out on a thread share the answer by that thread's
+/// stripe, so threads asking for one kept answer write no reference count
+/// in common. Each stripe is made on its first use.
+pub(crate) struct AnswerStripes(Box<[OnceLock<Arc<AnswerStripe>>]>);
+
+impl AnswerStripes {
+    /// `count` stripes, none made yet.
+    pub(crate) fn new(count: usize) -> Self {
+        AnswerStripes((0..count).map(|_| OnceLock::new()).collect())
+    }
 }
 
 impl ResolvedEnv {
@@ -670,7 +714,7 @@ impl ResolvedEnv {
         })?;
         Ok(ResolvedEnv {
             revision,
-            answer: Arc::new(Answer { request, vars }),
+            answer: SharedAnswer::Whole(Arc::new(Answer { request, vars })),
             added: None,
         })
     }
@@ -679,7 +723,7 @@ impl ResolvedEnv {
     pub fn empty(request: ResolveRequest) -> Self {
         ResolvedEnv {
             revision: Revision(0),
-            answer: Arc::new(Answer {
+            answer: SharedAnswer::Whole(Arc::new(Answer {
                 request,
                 vars: Cell::new(
                     Owner {
@@ -688,7 +732,7 @@ impl ResolvedEnv {
                     },
                     |_| Vars::default(),
                 ),
-            }),
+            })),
             added: None,
         }
     }
@@ -699,8 +743,33 @@ impl ResolvedEnv {
         self
     }
 
+    /// A copy of this answer sharing it by stripe `index` of `stripes`
+    /// (the last one for an index beyond them), which must be this
+    /// answer's: made from it on first use.
+    #[inline]
+    pub(crate) fn on_stripe(&self, stripes: &AnswerStripes, index: usize) -> ResolvedEnv {
+        let Some(cell) = stripes.0.get(index).or_else(|| stripes.0.last()) else {
+            return self.clone();
+        };
+        let stripe = cell.get_or_init(|| Arc::new(AnswerStripe(self.answer.whole())));
+        ResolvedEnv {
+            revision: self.revision,
+            answer: SharedAnswer::Stripe(Arc::clone(stripe)),
+            added: self.added.clone(),
+        }
+    }
+
     fn vars(&self) -> &Vars<'_> {
-        self.answer.vars.borrow_dependent()
+        self.answer.get().vars.borrow_dependent()
+    }
+
+    /// The stripe this copy shares its answer by, if on one (its address).
+    #[cfg(test)]
+    pub(crate) fn stripe_address(&self) -> Option<usize> {
+        match &self.answer {
+            SharedAnswer::Stripe(stripe) => Some(Arc::as_ptr(stripe) as usize),
+            SharedAnswer::Whole(_) => None,
+        }
     }
 
     fn added(&self) -> &[OwnedVar] {
@@ -709,7 +778,7 @@ impl ResolvedEnv {
 
     /// What was resolved.
     pub fn request(&self) -> &ResolveRequest {
-        &self.answer.request
+        &self.answer.get().request
     }
 
     /// The store revision the answer reflects.
@@ -731,7 +800,7 @@ impl ResolvedEnv {
     /// equal): a memoized resolution hands out copies of the answer it
     /// keeps.
     pub fn shares_answer_with(&self, other: &ResolvedEnv) -> bool {
-        Arc::ptr_eq(&self.answer, &other.answer)
+        std::ptr::eq(self.answer.get(), other.answer.get())
     }
 
     /// One variable.
@@ -1005,6 +1074,43 @@ mod tests {
         assert_eq!(Arc::strong_count(&snapshot), before + 1, "its copies share it");
         drop((env, copy));
         assert_eq!(Arc::strong_count(&snapshot), before);
+    }
+
+    #[test]
+    fn copies_on_stripes_share_the_answer_and_keep_it_as_long_as_any_lives() {
+        let fx = fixture();
+        let snapshot = fx.registry().snapshot(fx.project_id()).unwrap();
+        let view = ProjectView {
+            snapshot: Arc::clone(&snapshot),
+            policy: fx.registry().catalog().policy(),
+        };
+        let before = Arc::strong_count(&snapshot);
+        let kept = view.resolve(&request(None)).unwrap();
+        let stripes = AnswerStripes::new(3);
+        let (a, a_again, b) = (
+            kept.on_stripe(&stripes, 0),
+            kept.on_stripe(&stripes, 0),
+            kept.on_stripe(&stripes, 1),
+        );
+        // Beyond the stripes: the last one.
+        let c = kept.on_stripe(&stripes, 7);
+        let stripe = |env: &ResolvedEnv| match &env.answer {
+            SharedAnswer::Stripe(s) => Arc::as_ptr(s),
+            SharedAnswer::Whole(_) => panic!("not on a stripe"),
+        };
+        assert_eq!(stripe(&a), stripe(&a_again), "one stripe per index");
+        assert_ne!(stripe(&a), stripe(&b), "two indices, two stripes");
+        assert_eq!(stripe(&c), Arc::as_ptr(stripes.0[2].get().unwrap()));
+        for copy in [&a, &b, &c] {
+            assert!(copy.shares_answer_with(&kept) && kept.shares_answer_with(copy));
+            assert_eq!(copy.revision(), kept.revision());
+            assert_eq!(copy.expose("CRM_URL"), kept.expose("CRM_URL"));
+        }
+        // The answer (and so its snapshot) lives while any copy or stripe does.
+        drop((kept, a, a_again, stripes));
+        assert_eq!(Arc::strong_count(&snapshot), before + 1, "copies b and c keep it");
+        drop((b, c));
+        assert_eq!(Arc::strong_count(&snapshot), before, "nothing keeps it");
     }
 
     #[test]

@@ -23,7 +23,10 @@
 //! a slot of its own), the answer is checked against its project's count
 //! of changes with one load (no lookup of the project, no load of its
 //! snapshot), hits (and misses) are counted on a stripe the thread leases
-//! for itself, and the clock's mark is written only when it is clear. Writers of a shard (a miss, a
+//! for itself, the clock's mark is written only when it is clear, and the
+//! copy of the answer handed out shares it by the thread's own stripe of it
+//! (a padded `Arc` to the answer, made on the thread's first hit), not by
+//! the answer's one reference count. Writers of a shard (a miss, a
 //! carry-over, an eviction) take the shard's mutex and swap in a new copy
 //! of its table.
 
@@ -42,6 +45,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 pub(crate) use self::handles::SnapshotHandles;
 pub(super) use self::handles::Stripe;
 use self::striped::Striped;
+use super::env::AnswerStripes;
 use super::{ResolveError, ResolveRequest, ResolvedEnv, Resolver, find_connection, resolve_owned};
 use crate::catalog::{Catalog, Changes, ProjectSnapshot};
 use crate::model::{CustomerId, IntegrationId, ProjectId};
@@ -116,6 +120,10 @@ struct Entry {
     seen: u64,
     reads: Arc<Reads>,
     kept: Kept,
+    /// The answer's stripes: a hit hands out a copy sharing it by the
+    /// calling thread's stripe, so threads asking for one answer write no
+    /// reference count in common.
+    stripes: AnswerStripes,
     /// Set on a hit when clear, cleared as the clock hand passes.
     referenced: AtomicBool,
 }
@@ -329,7 +337,7 @@ impl ResolveMemo {
             match &entry.kept {
                 Kept::Answer(env) => {
                     self.hits.add_one();
-                    return Ok(env.clone());
+                    return Ok(env.on_stripe(&entry.stripes, striped::mine()));
                 }
                 Kept::Afresh(snapshot) => {
                     let snapshot = Arc::clone(snapshot);
@@ -391,7 +399,7 @@ impl ResolveMemo {
                     match &kept.kept {
                         Kept::Answer(env) => {
                             self.hits.add_one();
-                            return Ok(env.clone());
+                            return Ok(env.on_stripe(&kept.stripes, striped::mine()));
                         }
                         Kept::Afresh(_) => {
                             drop(writer);
@@ -414,6 +422,7 @@ impl ResolveMemo {
                         seen: current.seen,
                         reads: Arc::clone(&kept.reads),
                         kept: kept_now,
+                        stripes: AnswerStripes::new(striped::OWN + 1),
                         referenced: AtomicBool::new(true),
                     };
                     let mut next = Table::clone(&table);
@@ -451,6 +460,7 @@ impl ResolveMemo {
             seen: current.seen,
             reads: Arc::new(Reads::of(snapshot, &request.integration)),
             kept,
+            stripes: AnswerStripes::new(striped::OWN + 1),
             referenced: AtomicBool::new(false),
         };
         let mut hand = shard.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -620,6 +630,7 @@ mod tests {
             changes: Arc::default(),
             seen: 0,
             reads: Arc::default(),
+            stripes: AnswerStripes::new(1),
             referenced: AtomicBool::new(false),
         }
     }
@@ -701,6 +712,52 @@ mod tests {
         assert!(memo.resolve(&catalog, &request).unwrap().is_empty());
         let stats = memo.stats();
         assert_eq!((stats.hits, stats.misses), (2, 2), "{stats:?}");
+    }
+
+    #[test]
+    fn hits_on_threads_alive_at_once_share_the_answer_by_stripes_of_their_own() {
+        let catalog = Catalog::from_records(
+            ResolvePolicy::default(),
+            Revision(1),
+            records("https://a.example"),
+        );
+        let memo = ResolveMemo::new(16);
+        let request = ResolveRequest::parse("acme", "orders", "production").unwrap();
+        let first = memo.resolve(&catalog, &request).unwrap();
+        assert_eq!(first.stripe_address(), None, "a miss hands out the answer itself");
+        let threads = 3;
+        let barrier = std::sync::Barrier::new(threads);
+        let hits: Vec<(ResolvedEnv, ResolvedEnv)> = std::thread::scope(|s| {
+            let spawned: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let hit = memo.resolve(&catalog, &request).unwrap();
+                        let again = memo.resolve(&catalog, &request).unwrap();
+                        // Every thread holds its lease until all have hit.
+                        barrier.wait();
+                        (hit, again)
+                    })
+                })
+                .collect();
+            spawned.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        for (i, (hit, again)) in hits.iter().enumerate() {
+            assert!(hit.shares_answer_with(&first) && again.shares_answer_with(&first));
+            assert!(hit.stripe_address().is_some());
+            assert_eq!(
+                hit.stripe_address(),
+                again.stripe_address(),
+                "thread {i}: one stripe"
+            );
+            for (other, _) in &hits[i + 1..] {
+                assert_ne!(
+                    hit.stripe_address(),
+                    other.stripe_address(),
+                    "two threads, two stripes"
+                );
+            }
+        }
+        assert_eq!(memo.stats().hits, 2 * threads as u64);
     }
 
     #[test]
