@@ -14,9 +14,10 @@
 //!
 //! An answer holding values read from the host's cache of external secrets
 //! is never handed out again (those values change without a write): the
-//! memo keeps only that it reads them, with the snapshot, so the next
-//! request resolves afresh at once on that snapshot, without the writers'
-//! lock or a lookup of the project.
+//! memo keeps only that it reads them, so the next request resolves afresh
+//! at once on the project's current snapshot, without the writers' lock
+//! (the snapshot found, and kept by the answer, through the thread's stripe
+//! of it, as for a resolution without a memo).
 //!
 //! A hit writes no memory other threads read: the shard's table is an
 //! immutable copy loaded through `arc-swap` (each reader pays its debt on
@@ -152,9 +153,10 @@ enum Kept {
     Answer(ResolvedEnv),
     /// The answer reads values from the host's cache of external secrets,
     /// which change without a write: it is resolved afresh at every
-    /// request, on this snapshot (the project's current one while the
-    /// entry holds), without the writer's lock or a lookup of the project.
-    Afresh(Arc<ProjectSnapshot>),
+    /// request, on the project's current snapshot, without the writer's
+    /// lock, its answer keeping the thread's stripe of the snapshot (see
+    /// [`SnapshotHandles`]).
+    Afresh,
 }
 
 /// A record an answer read, by identity (`None`: looked up, not there).
@@ -339,10 +341,13 @@ impl ResolveMemo {
                     self.hits.add_one();
                     return Ok(env.on_stripe(&entry.stripes, striped::mine()));
                 }
-                Kept::Afresh(snapshot) => {
-                    let snapshot = Arc::clone(snapshot);
+                Kept::Afresh => {
+                    // On the project's current snapshot (this one, unless
+                    // a write came in since), kept by the thread's stripe
+                    // of it rather than the snapshot's one count.
                     drop(table);
-                    return self.afresh(catalog, request, snapshot);
+                    self.misses.add_one();
+                    return self.handles.resolve(catalog, request);
                 }
             }
         }
@@ -401,7 +406,7 @@ impl ResolveMemo {
                             self.hits.add_one();
                             return Ok(env.on_stripe(&kept.stripes, striped::mine()));
                         }
-                        Kept::Afresh(_) => {
+                        Kept::Afresh => {
                             drop(writer);
                             return self.afresh(catalog, request, Arc::clone(snapshot));
                         }
@@ -413,7 +418,7 @@ impl ResolveMemo {
                             let env = env.clone().at(snapshot.revision());
                             (Kept::Answer(env.clone()), Some(env))
                         }
-                        Kept::Afresh(_) => (Kept::Afresh(Arc::clone(snapshot)), None),
+                        Kept::Afresh => (Kept::Afresh, None),
                     };
                     let carried = Entry {
                         hash,
@@ -450,7 +455,7 @@ impl ResolveMemo {
         // read from the host's cache on every resolution. What is kept then
         // is only that, so the next request resolves without the lock.
         let kept = match env.has_external_values() {
-            true => Kept::Afresh(Arc::clone(snapshot)),
+            true => Kept::Afresh,
             false => Kept::Answer(env.clone()),
         };
         let entry = Entry {
