@@ -668,7 +668,9 @@ mod tests {
         }
     }
 
-    fn records(url: &str) -> Vec<(Version, Record)> {
+    /// A project `acme` whose integration `orders` maps `crm`'s `Url`
+    /// (default `url`) to `CRM_URL`.
+    pub(super) fn records(url: &str) -> Vec<(Version, Record)> {
         let spec = ConnectionSpec::project("acme", "crm")
             .param(Param::plain("Url").default(url))
             .build()
@@ -684,13 +686,14 @@ mod tests {
         ]
     }
 
+    /// A catalog holding [`records`] of `url` at revision 1.
+    pub(super) fn catalog(url: &str) -> Catalog {
+        Catalog::from_records(ResolvePolicy::default(), Revision(1), records(url))
+    }
+
     #[test]
     fn a_catalog_replaced_whole_is_never_answered_from_the_one_before() {
-        let catalog = Catalog::from_records(
-            ResolvePolicy::default(),
-            Revision(1),
-            records("https://a.example"),
-        );
+        let catalog = catalog("https://a.example");
         let memo = ResolveMemo::new(16);
         let request = ResolveRequest::parse("acme", "orders", "production").unwrap();
         let first = memo.resolve(&catalog, &request).unwrap();
@@ -721,11 +724,7 @@ mod tests {
 
     #[test]
     fn hits_on_threads_alive_at_once_share_the_answer_by_stripes_of_their_own() {
-        let catalog = Catalog::from_records(
-            ResolvePolicy::default(),
-            Revision(1),
-            records("https://a.example"),
-        );
+        let catalog = catalog("https://a.example");
         let memo = ResolveMemo::new(16);
         let request = ResolveRequest::parse("acme", "orders", "production").unwrap();
         let first = memo.resolve(&catalog, &request).unwrap();

@@ -178,35 +178,12 @@ impl SnapshotHandles {
 mod tests {
     use std::sync::Barrier;
 
+    use super::super::tests::{catalog, records};
     use super::*;
-    use crate::model::{
-        Connection, ConnectionId, ConnectionSpec, Param, Record, ResolvePolicy, Revision, Version,
-    };
-
-    fn catalog(url: &str, revision: u64) -> Catalog {
-        let catalog = Catalog::new(ResolvePolicy::default());
-        replace(&catalog, url, revision);
-        catalog
-    }
+    use crate::model::{ResolvePolicy, Revision};
 
     fn replace(catalog: &Catalog, url: &str, revision: u64) {
-        let spec = ConnectionSpec::project("acme", "crm")
-            .param(Param::plain("Url").default(url))
-            .build()
-            .unwrap();
-        let connection = Connection::new(ConnectionId::random(), spec, None);
-        let mappings = crate::model::Mappings::of("acme", "orders")
-            .by_name("crm", [("Url", "CRM_URL")])
-            .build()
-            .unwrap();
-        catalog.replace_all(
-            Revision(revision),
-            [
-                (Version(1), Record::Connection(Arc::new(connection))),
-                (Version(1), Record::Mappings(Arc::new(mappings))),
-            ],
-            Vec::new(),
-        );
+        catalog.replace_all(Revision(revision), records(url), Vec::new());
     }
 
     fn acme() -> ProjectId {
@@ -215,7 +192,7 @@ mod tests {
 
     #[test]
     fn threads_alive_at_once_keep_one_snapshot_by_stripes_of_their_own() {
-        let catalog = catalog("https://a.example", 1);
+        let catalog = catalog("https://a.example");
         let handles = SnapshotHandles::new();
         let project = acme();
         let current = catalog.project(&project).unwrap();
@@ -254,7 +231,7 @@ mod tests {
 
     #[test]
     fn a_replaced_snapshot_is_never_handed_out_and_is_let_go_of() {
-        let catalog = catalog("https://a.example", 1);
+        let catalog = catalog("https://a.example");
         let handles = SnapshotHandles::new();
         let project = acme();
         let request = crate::resolve::ResolveRequest::parse("acme", "orders", "production").unwrap();
