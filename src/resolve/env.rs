@@ -935,7 +935,7 @@ impl fmt::Display for ResolvedEnv {
 mod tests {
     use super::*;
     use crate::fixture::Fixture;
-    use crate::model::{EnteredBy, Param};
+    use crate::model::{EnteredBy, Param, ResolvePolicy};
     use crate::resolve::{ProjectView, Resolver};
 
     const SECRET: &str = "sk_live_abcdefghijklmnopqrstuvwxyz";
@@ -1054,14 +1054,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_answer_keeps_its_snapshot_by_one_reference_count() {
-        let fx = fixture();
+    /// The fixture's current snapshot, and a view of it.
+    fn current_view(
+        fx: &Fixture,
+    ) -> (
+        Arc<ProjectSnapshot>,
+        ProjectView<Arc<ProjectSnapshot>, &ResolvePolicy>,
+    ) {
         let snapshot = fx.registry().snapshot(fx.project_id()).unwrap();
         let view = ProjectView {
             snapshot: Arc::clone(&snapshot),
             policy: fx.registry().catalog().policy(),
         };
+        (snapshot, view)
+    }
+
+    #[test]
+    fn an_answer_keeps_its_snapshot_by_one_reference_count() {
+        let fx = fixture();
+        let (snapshot, view) = current_view(&fx);
         let before = Arc::strong_count(&snapshot);
         let env = view.resolve(&request(None)).unwrap();
         assert_eq!(env.len(), 3, "no customer, no SMS_FROM");
@@ -1079,11 +1090,7 @@ mod tests {
     #[test]
     fn copies_on_stripes_share_the_answer_and_keep_it_as_long_as_any_lives() {
         let fx = fixture();
-        let snapshot = fx.registry().snapshot(fx.project_id()).unwrap();
-        let view = ProjectView {
-            snapshot: Arc::clone(&snapshot),
-            policy: fx.registry().catalog().policy(),
-        };
+        let (snapshot, view) = current_view(&fx);
         let before = Arc::strong_count(&snapshot);
         let kept = view.resolve(&request(None)).unwrap();
         let stripes = AnswerStripes::new(3);

@@ -670,6 +670,29 @@ mod tests {
 
     /// A project `acme` whose integration `orders` maps `crm`'s `Url`
     /// (default `url`) to `CRM_URL`.
+    /// Runs `f` on `threads` threads, each keeping what it made (and so
+    /// its stripe lease) until every thread has made it; their results, in
+    /// thread order.
+    pub(super) fn on_threads_alive_at_once<T: Send>(threads: usize, f: impl Fn() -> T + Sync) -> Vec<T> {
+        // No test exhausting the stripes runs meanwhile.
+        let _leases = super::striped::LEASES
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let barrier = std::sync::Barrier::new(threads);
+        std::thread::scope(|s| {
+            let spawned: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let made = f();
+                        barrier.wait();
+                        made
+                    })
+                })
+                .collect();
+            spawned.into_iter().map(|t| t.join().unwrap()).collect()
+        })
+    }
+
     pub(super) fn records(url: &str) -> Vec<(Version, Record)> {
         let spec = ConnectionSpec::project("acme", "crm")
             .param(Param::plain("Url").default(url))
@@ -730,20 +753,10 @@ mod tests {
         let first = memo.resolve(&catalog, &request).unwrap();
         assert_eq!(first.stripe_address(), None, "a miss hands out the answer itself");
         let threads = 3;
-        let barrier = std::sync::Barrier::new(threads);
-        let hits: Vec<(ResolvedEnv, ResolvedEnv)> = std::thread::scope(|s| {
-            let spawned: Vec<_> = (0..threads)
-                .map(|_| {
-                    s.spawn(|| {
-                        let hit = memo.resolve(&catalog, &request).unwrap();
-                        let again = memo.resolve(&catalog, &request).unwrap();
-                        // Every thread holds its lease until all have hit.
-                        barrier.wait();
-                        (hit, again)
-                    })
-                })
-                .collect();
-            spawned.into_iter().map(|t| t.join().unwrap()).collect()
+        let hits = on_threads_alive_at_once(threads, || {
+            let hit = memo.resolve(&catalog, &request).unwrap();
+            let again = memo.resolve(&catalog, &request).unwrap();
+            (hit, again)
         });
         for (i, (hit, again)) in hits.iter().enumerate() {
             assert!(hit.shares_answer_with(&first) && again.shares_answer_with(&first));

@@ -176,9 +176,7 @@ impl SnapshotHandles {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Barrier;
-
-    use super::super::tests::{catalog, records};
+    use super::super::tests::{catalog, on_threads_alive_at_once, records};
     use super::*;
     use crate::model::{ResolvePolicy, Revision};
 
@@ -196,21 +194,10 @@ mod tests {
         let handles = SnapshotHandles::new();
         let project = acme();
         let current = catalog.project(&project).unwrap();
-        let threads = 3;
-        let barrier = Barrier::new(threads);
-        let stripes: Vec<(Arc<Stripe>, Arc<Stripe>)> = std::thread::scope(|s| {
-            let spawned: Vec<_> = (0..threads)
-                .map(|_| {
-                    s.spawn(|| {
-                        let first = handles.stripe(&catalog, &project).unwrap();
-                        let again = handles.stripe(&catalog, &project).unwrap();
-                        // Every thread holds its lease until all have asked.
-                        barrier.wait();
-                        (first, again)
-                    })
-                })
-                .collect();
-            spawned.into_iter().map(|t| t.join().unwrap()).collect()
+        let stripes = on_threads_alive_at_once(3, || {
+            let first = handles.stripe(&catalog, &project).unwrap();
+            let again = handles.stripe(&catalog, &project).unwrap();
+            (first, again)
         });
         for (i, (first, again)) in stripes.iter().enumerate() {
             assert!(Arc::ptr_eq(first, again), "thread {i} asked twice: one stripe");

@@ -100,12 +100,19 @@ impl Striped {
     }
 }
 
+/// Held (written) by a test that keeps more threads alive at once than
+/// there are stripes of their own, and (read) by tests that expect threads
+/// alive at once to lease stripes of their own: tests run in parallel.
+#[cfg(test)]
+pub(super) static LEASES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn threads_count_on_stripes_of_their_own_and_nothing_is_lost() {
+        let _all = LEASES.write().unwrap_or_else(PoisonError::into_inner);
         let count = Striped::new();
         let per_thread = 20_000;
         // More threads alive at once than there are stripes of their own,
