@@ -130,7 +130,8 @@ impl SnapshotHandles {
 
     /// Makes the handles of `project`'s current snapshot and puts them in
     /// one of `places`: one holding this project, else an empty one or one
-    /// whose snapshot was replaced, else the first.
+    /// whose snapshot was replaced, else the first. Threads doing so at once
+    /// end up sharing the handles the first of them put in.
     #[inline(never)]
     fn refresh(&self, catalog: &Catalog, project: &ProjectId, places: [usize; 2]) -> Option<Arc<Stripe>> {
         let current = catalog.current(project)?;
@@ -140,17 +141,36 @@ impl SnapshotHandles {
             snapshot: current.snapshot,
             stripes: (0..=OWN).map(|_| OnceLock::new()).collect(),
         });
-        let stripe = handles.stripe();
         let free = |place: &usize, wanted: &dyn Fn(&Handles) -> bool| {
             self.slots[*place].load().as_deref().is_none_or(wanted)
         };
-        let place = places
-            .iter()
-            .find(|p| free(p, &|h| h.snapshot.project() == project))
-            .or_else(|| places.iter().find(|p| free(p, &|h| !h.holds())))
-            .unwrap_or(&places[0]);
-        self.slots[*place].store(Some(handles));
-        Some(stripe)
+        loop {
+            for place in places {
+                if let Some(theirs) = &*self.slots[place].load()
+                    && theirs.snapshot.project() == project
+                    && theirs.holds()
+                {
+                    return Some(theirs.stripe());
+                }
+            }
+            let place = places
+                .iter()
+                .find(|p| free(p, &|h| h.snapshot.project() == project))
+                .or_else(|| places.iter().find(|p| free(p, &|h| !h.holds())))
+                .unwrap_or(&places[0]);
+            let slot = &self.slots[*place];
+            let seen = slot.load();
+            let before = slot.compare_and_swap(&seen, Some(Arc::clone(&handles)));
+            let unchanged = match (&*before, &*seen) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if unchanged {
+                return Some(handles.stripe());
+            }
+            // Another thread changed the slot meanwhile: look again.
+        }
     }
 
     /// Lets go of `project`'s snapshot: called after a new one is
