@@ -104,6 +104,41 @@ pub enum VaultError {
     /// The address, a certificate or the HTTP client is unusable.
     #[error("cannot set up the vault client: {0}")]
     Setup(String),
+    /// The AppRole mount or the namespace is not a path of plain segments
+    /// (ASCII letters, digits and `_.-@+=,`, separated by single slashes,
+    /// no `.` or `..` segment, at most 128 bytes): the client puts them in
+    /// request URLs and headers. The message does not repeat the text.
+    #[error("cannot set up the vault client: the {part} {rule}")]
+    Invalid {
+        /// Which setting is wrong.
+        part: VaultPart,
+        /// What is wrong with it, in words.
+        rule: &'static str,
+    },
+}
+
+/// A setting of the vault client that [`VaultError::Invalid`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VaultPart {
+    /// The mount of the AppRole auth method ([`VaultAuth::at_mount`]).
+    AppRoleMount,
+    /// The namespace ([`VaultStore::with_namespace`]).
+    Namespace,
+}
+
+impl fmt::Display for VaultPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VaultPart::AppRoleMount => "AppRole mount",
+            VaultPart::Namespace => "namespace",
+        })
+    }
+}
+
+/// Checks `text` as a mount (see [`VaultError::Invalid`]).
+fn check(part: VaultPart, text: &str) -> Result<(), VaultError> {
+    crate::model::check_mount(text).map_err(|e| VaultError::Invalid { part, rule: e.rule })
 }
 
 /// The built-in client of Vault's and OpenBao's KV version 2: a
@@ -112,7 +147,7 @@ pub enum VaultError {
 /// ```no_run
 /// use connective::external::vault::{VaultAuth, VaultStore};
 /// let store = VaultStore::new("https://bao.internal:8200", VaultAuth::app_role("role-id", "secret-id"))?
-///     .with_namespace("team-a");
+///     .with_namespace("team-a")?;
 /// # Ok::<(), connective::external::vault::VaultError>(())
 /// ```
 #[derive(Clone)]
@@ -182,6 +217,9 @@ impl VaultStore {
         auth: VaultAuth,
         configure: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
     ) -> Result<Self, VaultError> {
+        if let VaultAuth::AppRole { mount, .. } = &auth {
+            check(VaultPart::AppRoleMount, mount)?;
+        }
         let address = address.trim_end_matches('/').to_owned();
         if !(address.starts_with("https://") || address.starts_with("http://")) {
             return Err(VaultError::Setup(
@@ -204,17 +242,20 @@ impl VaultStore {
     /// Sends `X-Vault-Namespace: namespace` (Vault Enterprise and OpenBao
     /// namespaces): mounts, paths, policies and AppRole logins are the
     /// namespace's. A client of its own (a clone of this store keeps its
-    /// namespace and its token).
-    pub fn with_namespace(self, namespace: impl Into<String>) -> Self {
+    /// namespace and its token). A namespace is slash-separated segments
+    /// as a mount is ([`VaultError::Invalid`] otherwise).
+    pub fn with_namespace(self, namespace: impl Into<String>) -> Result<Self, VaultError> {
+        let namespace = namespace.into();
+        check(VaultPart::Namespace, &namespace)?;
         let c = &self.inner;
-        VaultStore {
+        Ok(VaultStore {
             inner: Arc::new(Client::new(
                 c.address.clone(),
-                Some(namespace.into()),
+                Some(namespace),
                 c.http.clone(),
                 c.auth.clone(),
             )),
-        }
+        })
     }
 }
 
@@ -356,8 +397,13 @@ impl Client {
             200 => token_of(&answer.body).ok_or_else(|| ExternalFault::Invalid {
                 message: "the login answer has no token".into(),
             }),
-            400 | 403 => Err(ExternalFault::Unauthenticated {
-                message: format!("the AppRole login is refused: {}", errors(&answer.body)),
+            // A refused role or secret ID; a mount without AppRole is
+            // refused alike (403) or not found (404), as the server tells.
+            400 | 403 | 404 => Err(ExternalFault::Unauthenticated {
+                message: format!(
+                    "the AppRole login at mount {mount} is refused: {}",
+                    errors(&answer.body)
+                ),
             }),
             status => Err(unexpected(status, &answer.body)),
         }
@@ -636,7 +682,7 @@ mod tests {
     fn a_namespace_is_set_on_a_shared_store_too_and_a_ca_bundle_needs_a_certificate() {
         let store = VaultStore::new("http://127.0.0.1:8200", VaultAuth::token("t")).unwrap();
         let kept = store.clone();
-        let scoped = store.with_namespace("team-a");
+        let scoped = store.with_namespace("team-a").unwrap();
         assert_eq!(scoped.inner.namespace.as_deref(), Some("team-a"));
         assert_eq!(kept.inner.namespace, None);
         let err = VaultStore::with_ca(
@@ -646,6 +692,69 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn a_mount_or_namespace_that_would_reshape_a_url_or_header_is_refused_by_name() {
+        let address = "http://127.0.0.1:8200";
+        let hostile = [
+            "",
+            "a//b",
+            "/approle",
+            "approle/",
+            "../sys",
+            "x/../../sys/raw",
+            "app role",
+            "app\r\nX-Vault-Token: t",
+            "app?x=1",
+            "app#x",
+            "täm",
+        ];
+        let long = "a".repeat(129);
+        for text in hostile.iter().copied().chain([long.as_str()]) {
+            let auth = VaultAuth::app_role("role-abc", "secret-xyz").at_mount(text);
+            let err = VaultStore::new(address, auth).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    VaultError::Invalid {
+                        part: VaultPart::AppRoleMount,
+                        ..
+                    }
+                ),
+                "{text:?}: {err}"
+            );
+            let said = err.to_string();
+            assert!(
+                said.contains("AppRole mount") && !said.contains("secret-xyz"),
+                "{said}"
+            );
+            let store = VaultStore::new(address, VaultAuth::token("t")).unwrap();
+            let err = store.with_namespace(text).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    VaultError::Invalid {
+                        part: VaultPart::Namespace,
+                        ..
+                    }
+                ),
+                "{text:?}: {err}"
+            );
+            if !text.is_empty() {
+                assert!(
+                    !err.to_string().contains(text),
+                    "the message repeats the text: {err}"
+                );
+            }
+        }
+        for good in ["approle", "auth-2/team_a", "a".repeat(128).as_str()] {
+            let auth = VaultAuth::app_role("r", "s").at_mount(good);
+            let store = VaultStore::new(address, auth).unwrap_or_else(|e| panic!("{good}: {e}"));
+            store
+                .with_namespace(good)
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
     }
 
     #[test]

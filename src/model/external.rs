@@ -178,6 +178,15 @@ fn segment_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'@' | b'+' | b'=' | b',')
 }
 
+/// Checks a mount's text (as in [`ExternalRef`]'s): slash-separated
+/// segments, none empty, none `.` or `..`, every character allowed, at most
+/// 128 bytes. The rule of the built-in vault client's AppRole mount and
+/// namespace as well, which it puts in URLs and headers.
+#[cfg(feature = "vault")]
+pub(crate) fn check_mount(text: &str) -> Result<(), ExternalRefError> {
+    check_segments(text, RefPart::Mount, MAX_MOUNT)
+}
+
 /// Checks slash-separated segments: none empty, none `.` or `..`, every
 /// character allowed, at most `max` bytes.
 fn check_segments(text: &str, part: RefPart, max: usize) -> Result<(), ExternalRefError> {

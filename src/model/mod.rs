@@ -34,6 +34,8 @@ pub use auth::{
 };
 pub use connection::{BuilderAccess, Connection, ConnectionBuilder, ConnectionSpec, MAX_PARAMS, Scope};
 pub use description::MAX_DESCRIPTION_LEN;
+#[cfg(feature = "vault")]
+pub(crate) use external::check_mount;
 pub use external::{
     ExternalFault, ExternalRef, ExternalRefError, ExternalSecrets, ExternalValue, ExternalValueRef,
     FetchInfo, IntoExternalRef, RefPart, SecretEntry, SecretLocation, SecretsGeneration,

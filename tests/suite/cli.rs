@@ -1252,6 +1252,14 @@ integrations:
         let out = run("team-b", Some(&ca));
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
         assert!(text(&out.stderr).contains("credentials"), "{}", text(&out.stderr));
+        // A namespace that would reshape the request is a usage error.
+        let out = run("team-a/../team-b", Some(&ca));
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("namespace has a `.` or `..` segment"),
+            "{}",
+            text(&out.stderr)
+        );
         // Without the CA, the server's certificate is not trusted.
         let out = run("team-a", None);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));

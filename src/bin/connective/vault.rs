@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Args;
 use connective::external::SecretCache;
-use connective::external::vault::{VaultAuth, VaultStore};
+use connective::external::vault::{VaultAuth, VaultError, VaultStore};
 use connective::model::{ExternalFault, ResolvePolicy, StoreName};
 use connective::resolve::{Problem, ResolveError};
 
@@ -142,16 +142,16 @@ impl VaultArgs {
             Some(ca) => {
                 let pem = std::fs::read(&ca)
                     .map_err(|e| Failure::new(Exit::Failure, format!("cannot read {}: {e}", ca.display())))?;
-                VaultStore::with_ca(&addr, auth, &pem)?
+                VaultStore::with_ca(&addr, auth, &pem).map_err(setup)?
             }
-            None => VaultStore::new(&addr, auth)?,
+            None => VaultStore::new(&addr, auth).map_err(setup)?,
         };
         let store = match self
             .vault_namespace
             .clone()
             .or_else(|| env_of(&["VAULT_NAMESPACE", "BAO_NAMESPACE"]))
         {
-            Some(namespace) => store.with_namespace(namespace),
+            Some(namespace) => store.with_namespace(namespace).map_err(setup)?,
             None => store,
         };
         // One server answers both names; a one-shot program waits for each
@@ -163,6 +163,16 @@ impl VaultArgs {
             .first_fetch_wait(Duration::from_secs(11))
             .build()?;
         Ok(Some(cache))
+    }
+}
+
+/// A vault client that cannot be set up: a malformed AppRole mount or
+/// namespace is a usage error, the rest (a certificate, the HTTP client) a
+/// failure.
+fn setup(error: VaultError) -> Failure {
+    match error {
+        VaultError::Invalid { .. } => Failure::new(Exit::Usage, error.to_string()),
+        other => other.into(),
     }
 }
 

@@ -324,6 +324,15 @@ fn app_role_logs_in_renews_and_logs_in_again() {
     assert!(matches!(err, ExternalFault::Unauthenticated { .. }), "{err}");
     let said = format!("{err} {err:?} {wrong:?} {store:?}");
     assert!(!said.contains(&secret_id) && !said.contains(&role_id), "{said}");
+
+    // No AppRole at the mount: the login is refused, naming the mount.
+    let nowhere = bao.store(VaultAuth::app_role(&role_id, &secret_id).at_mount("no-such-approle"));
+    let err = rt.block_on(nowhere.read(&at)).unwrap_err();
+    assert!(
+        matches!(&err, ExternalFault::Unauthenticated { message } if message.contains("no-such-approle")),
+        "{err}"
+    );
+    assert!(!format!("{err:?}").contains(&secret_id), "{err:?}");
 }
 
 /// The environment variable that makes [`no_secret_leaks_child`] run.
@@ -536,7 +545,7 @@ fn with_namespace_reads_the_namespace_s_own_mount() {
     let rt = runtime();
     let at = location("app/ns");
     let root = bao.store(VaultAuth::token("root"));
-    let team = root.clone().with_namespace("team-a");
+    let team = root.clone().with_namespace("team-a").expect("namespace");
     let read = |store: &VaultStore| {
         rt.block_on(store.read(&at))
             .map(|s| s.get("password").unwrap().expose().to_owned())
@@ -568,7 +577,8 @@ fn with_namespace_reads_the_namespace_s_own_mount() {
     let (role_id, secret_id) = (role_id.as_str(), secret_id.as_str());
     let in_team = bao
         .store(VaultAuth::app_role(role_id, secret_id))
-        .with_namespace("team-a");
+        .with_namespace("team-a")
+        .expect("namespace");
     assert_eq!(read(&in_team).unwrap(), "team-a-pw");
     let at_root = bao.store(VaultAuth::app_role(role_id, secret_id));
     assert!(
