@@ -406,8 +406,20 @@ impl Store for MemoryStore {
         // Each key's hash and packed new version, so that applying the
         // batch hashes no key again.
         let mut hashed = Vec::with_capacity(batch.writes.len());
-        for w in &batch.writes {
-            let hash = inner.hash(&w.key);
+        // Every key's entry read ahead first, so that the reads of the
+        // batch's entries (cold in a large store) overlap.
+        let hashes: Vec<u64> = batch
+            .writes
+            .iter()
+            .map(|w| {
+                let hash = inner.hash(&w.key);
+                inner.records.read_ahead(hash, |e| {
+                    std::hint::black_box(e.version());
+                });
+                hash
+            })
+            .collect();
+        for (w, &hash) in batch.writes.iter().zip(&hashes) {
             let found = inner.find(&w.key, hash).map(Entry::version);
             w.expect.check(&w.key, found)?;
             before.push(found);
