@@ -21,6 +21,18 @@
 //! length (one copy of a shared shard, one reallocation of an unshared
 //! one). The shards hold their entries and a byte each, with no empty
 //! buckets.
+//!
+//! A change that replaces an entry of a shared shard (an update keeping
+//! the entry's key) does not copy it: it puts in its place a patch over it,
+//! the shared shard and the one entry replaced in it. Copying the shard
+//! would take a reference on each of its entries (in a large catalog, a
+//! cold cache line on a page of its own for each); the patch takes one on
+//! the shard. A patch is never patched again: replacing the same entry
+//! again makes a new patch over the same shard, and any other change (to
+//! another entry, an addition, a removal) copies the shard whole with its
+//! entries as the patch has them. So lookups read at most one patch, and
+//! the entry a patch replaces stays alive below it until then: at most
+//! one a shard.
 
 use std::sync::Arc;
 
@@ -35,7 +47,34 @@ struct Shard<T> {
 }
 
 /// A list of shards, shared between copies of the table.
-type Group<T> = Arc<[Arc<Shard<T>>]>;
+type Group<T> = Arc<[Slot<T>]>;
+
+/// A shard's place in its group: a shard as built, or a patch over one.
+#[derive(Debug)]
+enum Slot<T> {
+    Whole(Arc<Shard<T>>),
+    Patched(Arc<Patched<T>>),
+}
+
+impl<T> Clone for Slot<T> {
+    /// Shares the shard or the patch (one reference count).
+    fn clone(&self) -> Self {
+        match self {
+            Slot::Whole(shard) => Slot::Whole(Arc::clone(shard)),
+            Slot::Patched(patch) => Slot::Patched(Arc::clone(patch)),
+        }
+    }
+}
+
+/// A shared shard with one of its entries replaced: the shard, the index
+/// of the entry replaced and the entry there now. A replacement keeps the
+/// entry's hash, so the shard's tags hold for the patch.
+#[derive(Debug)]
+struct Patched<T> {
+    base: Arc<Shard<T>>,
+    at: usize,
+    value: T,
+}
 
 /// The tag a shard keeps of an entry's hash: its top byte, which
 /// [`locate`] leaves to chance (it reads bits from the 32nd up, one for
@@ -98,18 +137,18 @@ impl<T> Shard<T> {
         *word = (*word & !(0xff << shift)) | (u64::from(tag) << shift);
     }
 
-    /// The index of the first entry tagged `tag` for which `eq` holds: the
-    /// tags are compared a word (eight) at a time, and an entry tested only
-    /// where its tag matches.
+    /// The first index `i` of an entry `e` tagged `tag` for which
+    /// `eq(i, e)` holds: the tags are compared a word (eight) at a time,
+    /// and an entry tested only where its tag matches.
     #[inline]
-    fn index(&self, tag: u8, mut eq: impl FnMut(&T) -> bool) -> Option<usize> {
+    fn index(&self, tag: u8, mut eq: impl FnMut(usize, &T) -> bool) -> Option<usize> {
         let splat = LOW * u64::from(tag);
         for (w, &word) in self.tags.iter().enumerate() {
             let mut matches = zero_bytes(word ^ splat);
             while matches != 0 {
                 let i = w * 8 + (matches.trailing_zeros() / 8) as usize;
                 // Past the last entry (a zero byte matching tag 0): no more.
-                if eq(self.entries.get(i)?) {
+                if eq(i, self.entries.get(i)?) {
                     return Some(i);
                 }
                 matches &= matches - 1;
@@ -157,20 +196,117 @@ fn grown<U>(all: Box<[U]>, value: U) -> Box<[U]> {
     all.into_boxed_slice()
 }
 
-impl<T: Clone> Shard<T> {
-    /// A copy of this shard with `value` tagged `tag` added: built at its
-    /// length, each array allocated once.
-    fn with(&self, tag: u8, value: T) -> Self {
+impl<T> Slot<T> {
+    /// The shard as built (below the patch, if any): its tags are the
+    /// slot's.
+    fn base(&self) -> &Arc<Shard<T>> {
+        match self {
+            Slot::Whole(shard) => shard,
+            Slot::Patched(patch) => &patch.base,
+        }
+    }
+
+    /// How many entries the slot holds.
+    fn len(&self) -> usize {
+        self.base().len()
+    }
+
+    /// Entry `i` as the slot has it: the patch's if it replaces it.
+    #[inline]
+    fn entry(&self, i: usize) -> &T {
+        match self {
+            Slot::Whole(shard) => &shard.entries[i],
+            Slot::Patched(patch) => patch.entry(i),
+        }
+    }
+
+    /// Every entry, in order.
+    fn entries(&self) -> impl Iterator<Item = &T> {
+        (0..self.len()).map(|i| self.entry(i))
+    }
+
+    /// The index of the first entry tagged `tag` for which `eq` holds.
+    /// (The loop over a patch is a function of its own: the loop over a
+    /// whole shard, inlined where tables are read, stays as small.)
+    #[inline]
+    fn index(&self, tag: u8, mut eq: impl FnMut(&T) -> bool) -> Option<usize> {
+        match self {
+            Slot::Whole(shard) => shard.index(tag, |_, e| eq(e)),
+            Slot::Patched(patch) => patch.index(tag, eq),
+        }
+    }
+
+    /// The first entry tagged `tag` for which `eq` holds.
+    #[inline]
+    fn find(&self, tag: u8, mut eq: impl FnMut(&T) -> bool) -> Option<&T> {
+        match self {
+            Slot::Whole(shard) => shard.index(tag, |_, e| eq(e)).map(|i| &shard.entries[i]),
+            Slot::Patched(patch) => patch.index(tag, eq).map(|i| patch.entry(i)),
+        }
+    }
+
+    /// The slot's shard, to change in place: when it is a whole one no
+    /// other table holds.
+    fn own_whole(&mut self) -> Option<&mut Shard<T>> {
+        match self {
+            Slot::Whole(shard) => Arc::get_mut(shard),
+            Slot::Patched(_) => None,
+        }
+    }
+}
+
+impl<T> Slot<T> {
+    /// Reads the slot's reference count (its shard's or its patch's).
+    fn warm_count(&self) {
+        match self {
+            Slot::Whole(shard) => warm_count(shard),
+            Slot::Patched(patch) => warm_count(patch),
+        }
+    }
+}
+
+impl<T> Patched<T> {
+    /// Entry `i`: the patch's if it replaces it, else the shard's.
+    #[inline]
+    fn entry(&self, i: usize) -> &T {
+        self.over(i, &self.base.entries[i])
+    }
+
+    /// The index of the first entry tagged `tag` for which `eq` holds, as
+    /// the patch has them.
+    #[inline(never)]
+    fn index(&self, tag: u8, mut eq: impl FnMut(&T) -> bool) -> Option<usize> {
+        self.base.index(tag, |i, e| eq(self.over(i, e)))
+    }
+
+    /// Entry `i` given `below`, the shard's: the patch's if it replaces it.
+    #[inline]
+    fn over<'a>(&'a self, i: usize, below: &'a T) -> &'a T {
+        if i == self.at { &self.value } else { below }
+    }
+}
+
+impl<T: Entry> Slot<T> {
+    /// Reads the reference count of every entry a whole copy of the slot
+    /// clones (see [`ShardedTable::warm_path`]).
+    fn warm_entries(&self) {
+        self.entries().for_each(T::warm);
+    }
+
+    /// A whole copy of the slot's entries with `value` tagged `tag` added:
+    /// built at its length, each array allocated once.
+    fn with(&self, tag: u8, value: T) -> Shard<T> {
+        self.warm_entries();
         let n = self.len();
         let mut tags = Vec::with_capacity((n + 1).div_ceil(8));
-        tags.extend_from_slice(&self.tags);
+        tags.extend_from_slice(&self.base().tags);
         if n.is_multiple_of(8) {
             tags.push(0);
         }
         // The bytes past the last tag are zero.
         tags[n / 8] |= u64::from(tag) << (8 * (n % 8));
         let mut entries = Vec::with_capacity(n + 1);
-        entries.extend_from_slice(&self.entries);
+        entries.extend(self.entries().cloned());
         entries.push(value);
         Shard {
             tags: tags.into_boxed_slice(),
@@ -178,16 +314,64 @@ impl<T: Clone> Shard<T> {
         }
     }
 
-    /// A copy of this shard without the entry at `i` (the last one in its
-    /// place, as [`Shard::swap_remove`] leaves it), and that entry.
-    fn without(&self, i: usize) -> (Self, T) {
+    /// A whole copy of the slot's entries without the one at `i` (the last
+    /// one in its place, as [`Shard::swap_remove`] leaves it), and that
+    /// entry.
+    fn without(&self, i: usize) -> (Shard<T>, T) {
+        self.warm_entries();
         let last = self.len() - 1;
+        let base = self.base();
         let order = (0..last).map(|j| if j == i { last } else { j });
         let shard = Shard {
-            tags: packed(order.clone().map(|j| self.tag(j))),
-            entries: order.map(|j| self.entries[j].clone()).collect(),
+            tags: packed(order.clone().map(|j| base.tag(j))),
+            entries: order.map(|j| self.entry(j).clone()).collect(),
         };
-        (shard, self.entries[i].clone())
+        (shard, self.entry(i).clone())
+    }
+
+    /// Puts `value` in place of entry `i` (which has the same hash) and
+    /// returns that entry. The slot's own shard or patch is changed in
+    /// place; a shared shard gets a patch over it, a shared patch of the
+    /// same entry a new patch over the same shard, and a shared patch of
+    /// another entry gives way to a whole copy of the shard with both.
+    fn replace(&mut self, i: usize, value: T) -> T {
+        match self {
+            Slot::Whole(shard) => match Arc::get_mut(shard) {
+                Some(own) => std::mem::replace(&mut own.entries[i], value),
+                None => {
+                    let old = shard.entries[i].clone();
+                    *self = Slot::Patched(Arc::new(Patched {
+                        base: Arc::clone(shard),
+                        at: i,
+                        value,
+                    }));
+                    old
+                }
+            },
+            Slot::Patched(patch) if patch.at == i => match Arc::get_mut(patch) {
+                Some(own) => std::mem::replace(&mut own.value, value),
+                None => {
+                    let old = patch.value.clone();
+                    *patch = Arc::new(Patched {
+                        base: Arc::clone(&patch.base),
+                        at: i,
+                        value,
+                    });
+                    old
+                }
+            },
+            Slot::Patched(patch) => {
+                patch.base.entries.iter().for_each(T::warm);
+                let mut entries: Box<[T]> = patch.base.entries.clone();
+                entries[patch.at] = patch.value.clone();
+                let old = std::mem::replace(&mut entries[i], value);
+                *self = Slot::Whole(Arc::new(Shard {
+                    tags: patch.base.tags.clone(),
+                    entries,
+                }));
+                old
+            }
+        }
     }
 }
 
@@ -217,7 +401,7 @@ pub(super) struct ShardedTable<T, const MAX: usize> {
 impl<T, const MAX: usize> Default for ShardedTable<T, MAX> {
     /// An empty table: one group of one empty shard (no arrays allocated).
     fn default() -> Self {
-        let shard: Group<T> = Arc::new([Arc::new(Shard::default())]);
+        let shard: Group<T> = Arc::new([Slot::Whole(Arc::new(Shard::default()))]);
         ShardedTable {
             groups: Arc::new([shard]),
             len: 0,
@@ -278,8 +462,7 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
     #[inline]
     pub(super) fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
         let (g, s) = self.position(hash);
-        let shard = &self.groups[g][s];
-        shard.index(tag(hash), eq).map(|i| &shard.entries[i])
+        self.groups[g][s].find(tag(hash), eq)
     }
 
     /// Whether `other` is a copy of this table that neither has changed
@@ -289,71 +472,76 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
         Arc::ptr_eq(&self.groups, &other.groups)
     }
 
-    /// Every shard, in no particular order.
-    fn shards(&self) -> impl Iterator<Item = &Shard<T>> {
-        self.groups.iter().flat_map(|g| g.iter()).map(|s| &**s)
+    /// Every shard's slot, in no particular order.
+    fn slots(&self) -> impl Iterator<Item = &Slot<T>> {
+        self.groups.iter().flat_map(|g| g.iter())
     }
 
     /// Every entry, in no particular order.
     pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.shards().flat_map(|s| s.entries.iter())
+        self.slots().flat_map(Slot::entries)
     }
 
-    /// Shard `s` of group `g`, its group and the list of groups unshared:
-    /// the list and the group are copied if another table holds them. The
-    /// shard itself is left to the caller, who copies it (if shared) as it
-    /// changes it.
-    fn path_mut(&mut self, g: usize, s: usize) -> &mut Arc<Shard<T>> {
-        self.warm_path(g, s);
+    /// The slot of shard `s` of group `g`, its group and the list of
+    /// groups unshared: the list and the group are copied if another table
+    /// holds them. The slot's shard or patch is left to the caller, who
+    /// copies or patches it (if shared) as it changes it.
+    fn path_mut(&mut self, g: usize, s: usize) -> &mut Slot<T> {
+        self.warm_path(g);
         let groups = Arc::make_mut(&mut self.groups);
         let group = Arc::make_mut(&mut groups[g]);
         &mut group[s]
     }
 
-    /// Reads every reference count that copying the path to shard `s` of
+    /// Reads every reference count that copying the path to a shard of
     /// group `g` will increment: those of the groups when the list is
-    /// shared, of the group's shards when the group is (or its list), of
-    /// the shard's entries when the shard is (or its group). Each
-    /// increment is a locked instruction, which on x86 waits for its cache
+    /// shared, of the group's shards when the group is (or its list). (The
+    /// counts of the shard's entries, which a whole copy of it takes, are
+    /// read by the copy: see [`Slot::with`].) Each increment is a locked instruction, which on x86 waits for its cache
     /// line before any later memory access may go ahead; in a large
     /// catalog these lines are cold, and a copy fetched them one at a
     /// time. Read with plain loads first, which the processor overlaps,
     /// they arrive together and the increments find them in cache.
-    fn warm_path(&self, g: usize, s: usize) {
+    fn warm_path(&self, g: usize) {
         let list = Arc::strong_count(&self.groups) > 1;
         if list {
             self.groups.iter().for_each(warm_count);
         }
         let group = &self.groups[g];
-        let grouped = list || Arc::strong_count(group) > 1;
-        if grouped {
-            group.iter().for_each(warm_count);
-        }
-        if grouped || Arc::strong_count(&group[s]) > 1 {
-            group[s].entries.iter().for_each(T::warm);
+        if list || Arc::strong_count(group) > 1 {
+            group.iter().for_each(Slot::warm_count);
         }
     }
 
     /// Reads, with plain loads, every cache line that a copy of this table
-    /// and a change in the copy to the entry with `hash` will touch: the
-    /// list's reference count (the copy takes one), the counts of the
-    /// groups, of the shards of the entry's group and of the entries of
-    /// its shard (the change copies that path: see
-    /// [`ShardedTable::warm_path`]), and the shard's tags (the lookup reads
-    /// them). Called before the copy, while nothing else waits: the lines
-    /// of each level are fetched together, and together with the next
-    /// level's, where the copy and the lookup would fetch many of them one
-    /// after another (each reference count taken is a locked instruction
-    /// that holds back every later load until its line is in).
+    /// and a replacement in the copy of the entry with `hash` will touch:
+    /// the list's reference count (the copy takes one), the counts of the
+    /// groups and of the shards of the entry's group (the change copies
+    /// that path: see [`ShardedTable::warm_path`]), the shard's tags and
+    /// the entries under the entry's tag (the lookup reads them, and the
+    /// replacement takes a reference on the one it returns), and the counts
+    /// the patch over the shard takes (see [`Slot::replace`]). Called
+    /// before the copy, while nothing else waits: the lines of each level
+    /// are fetched together, and together with the next level's, where the
+    /// copy and the lookup would fetch many of them one after another (each
+    /// reference count taken is a locked instruction that holds back every
+    /// later load until its line is in).
     pub(super) fn warm_change(&self, hash: u64) {
         warm_count(&self.groups);
         let (g, s) = self.position(hash);
         self.groups.iter().for_each(warm_count);
         let group = &self.groups[g];
-        group.iter().for_each(warm_count);
-        let shard = &group[s];
-        std::hint::black_box(shard.tags.first().copied());
-        shard.entries.iter().for_each(T::warm);
+        group.iter().for_each(Slot::warm_count);
+        let slot = &group[s];
+        let base = slot.base();
+        warm_count(base);
+        if let Slot::Patched(patch) = slot {
+            patch.value.warm();
+        }
+        slot.index(tag(hash), |e| {
+            e.warm();
+            false
+        });
     }
 
     /// Reads the list's reference count, which a copy of the table takes.
@@ -378,11 +566,8 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
     ) -> Option<T> {
         let (g, s) = self.position(hash);
         match self.groups[g][s].index(tag(hash), &mut eq) {
-            Some(i) => {
-                // Same length: a shared shard is copied as it is.
-                let shard = Arc::make_mut(self.path_mut(g, s));
-                Some(std::mem::replace(&mut shard.entries[i], value))
-            }
+            // Same length and hash: a shared shard gets a patch.
+            Some(i) => Some(self.path_mut(g, s).replace(i, value)),
             None => {
                 self.insert_unique(hash, value, hasher);
                 None
@@ -398,10 +583,10 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
             self.split(&hasher);
         }
         let (g, s) = self.position(hash);
-        let shard = self.path_mut(g, s);
-        match Arc::get_mut(shard) {
+        let slot = self.path_mut(g, s);
+        match slot.own_whole() {
             Some(own) => own.push(tag(hash), value),
-            None => *shard = Arc::new(shard.with(tag(hash), value)),
+            None => *slot = Slot::Whole(Arc::new(slot.with(tag(hash), value))),
         }
         self.len += 1;
     }
@@ -412,12 +597,12 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
     pub(super) fn remove(&mut self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<T> {
         let (g, s) = self.position(hash);
         let i = self.groups[g][s].index(tag(hash), eq)?;
-        let shard = self.path_mut(g, s);
-        let value = match Arc::get_mut(shard) {
+        let slot = self.path_mut(g, s);
+        let value = match slot.own_whole() {
             Some(own) => own.swap_remove(i),
             None => {
-                let (rest, value) = shard.without(i);
-                *shard = Arc::new(rest);
+                let (rest, value) = slot.without(i);
+                *slot = Slot::Whole(Arc::new(rest));
                 value
             }
         };
@@ -442,16 +627,16 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
         }
         let mut tags: Vec<Vec<u8>> = lengths.iter().map(|&n| Vec::with_capacity(n)).collect();
         let mut entries: Vec<Vec<T>> = lengths.iter().map(|&n| Vec::with_capacity(n)).collect();
-        let old = self.shards().flat_map(|s| s.tags().zip(s.entries.iter()));
+        let old = self.slots().flat_map(|s| s.base().tags().zip(s.entries()));
         for ((t, value), &p) in old.zip(&places) {
             tags[p].push(t);
             entries[p].push(value.clone());
         }
         let mut built = tags.into_iter().zip(entries).map(|(tags, entries)| {
-            Arc::new(Shard {
+            Slot::Whole(Arc::new(Shard {
                 tags: packed(tags.into_iter()),
                 entries: entries.into_boxed_slice(),
-            })
+            }))
         });
         self.groups = (0..groups)
             .map(|_| built.by_ref().take(shards).collect())
@@ -473,6 +658,24 @@ mod tests {
 
     impl super::Entry for (u32, u32) {
         fn warm(&self) {}
+    }
+
+    impl<T> Slot<T> {
+        /// Whether `other` is this very shard or patch.
+        fn same(&self, other: &Self) -> bool {
+            match (self, other) {
+                (Slot::Whole(a), Slot::Whole(b)) => Arc::ptr_eq(a, b),
+                (Slot::Patched(a), Slot::Patched(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+        }
+    }
+
+    impl<T: super::Entry, const MAX: usize> ShardedTable<T, MAX> {
+        /// How many slots are patches.
+        fn patches(&self) -> usize {
+            self.slots().filter(|s| matches!(s, Slot::Patched(_))).count()
+        }
     }
 
     /// The tables the tests use: shards of 32 entries.
@@ -517,14 +720,7 @@ mod tests {
         assert_eq!((t.len(), copy.len()), (1_000, 999));
         // Only the shards of keys 7 and 8 (and their groups) are no longer
         // shared.
-        let shards = |t: &Table| -> Vec<*const Shard<Entry>> {
-            t.groups.iter().flat_map(|g| g.iter()).map(Arc::as_ptr).collect()
-        };
-        let unshared = shards(&t)
-            .iter()
-            .zip(shards(&copy))
-            .filter(|(a, b)| **a != *b)
-            .count();
+        let unshared = t.slots().zip(copy.slots()).filter(|(a, b)| !a.same(b)).count();
         assert!((1..=2).contains(&unshared), "{unshared} shards copied");
         let groups = t.groups.iter().zip(copy.groups.iter());
         let unshared = groups.filter(|(a, b)| !Arc::ptr_eq(a, b)).count();
@@ -536,9 +732,22 @@ mod tests {
         static WARMED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
-    /// An entry that counts the calls of [`Entry::warm`].
-    #[derive(Debug, Clone, PartialEq)]
-    struct Counted(u32);
+    thread_local! {
+        /// How many entries of type `Counted` were cloned on this thread.
+        static CLONED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// An entry (its key and a value) that counts the calls of
+    /// [`Entry::warm`] and its clones.
+    #[derive(Debug, PartialEq)]
+    struct Counted(u32, u32);
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            CLONED.with(|c| c.set(c.get() + 1));
+            Counted(self.0, self.1)
+        }
+    }
 
     impl super::Entry for Counted {
         fn warm(&self) {
@@ -546,55 +755,139 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_copy_warms_the_entries_of_the_shard_it_copies_and_no_others() {
-        let mut t = ShardedTable::<Counted, 32>::default();
-        let put = |t: &mut ShardedTable<Counted, 32>, k: u32| {
-            t.insert(hash(k), Counted(k), |x| x.0 == k, |x| hash(x.0));
-        };
-        for k in 0..1_000 {
-            put(&mut t, k);
-        }
-        let warmed = || WARMED.with(std::cell::Cell::get);
-        // The table is not shared: nothing is copied, nothing warmed.
-        let before = warmed();
-        put(&mut t, 7);
-        assert_eq!(warmed(), before);
-        // A copy's first change copies (and warms) the shard of its key.
-        let copy_of = t.clone();
-        let mut copy = t.clone();
-        let (g, s) = copy.position(hash(7));
-        let shard_len = copy.groups[g][s].len();
-        put(&mut copy, 7);
-        assert_eq!(warmed() - before, shard_len);
-        // The next change to that shard copies nothing more.
-        let before = warmed();
-        copy.remove(hash(7), |x| x.0 == 7);
-        assert_eq!(warmed(), before);
-        assert_eq!(copy_of.find(hash(7), |x| x.0 == 7), Some(&Counted(7)));
-        assert_eq!(copy.find(hash(7), |x| x.0 == 7), None);
+    type CountedTable = ShardedTable<Counted, 32>;
+
+    fn put_counted(t: &mut CountedTable, k: u32, v: u32) -> Option<u32> {
+        t.insert(hash(k), Counted(k, v), |x| x.0 == k, |x| hash(x.0))
+            .map(|old| old.1)
+    }
+
+    fn get_counted(t: &CountedTable, k: u32) -> Option<u32> {
+        t.find(hash(k), |x| x.0 == k).map(|x| x.1)
+    }
+
+    fn warmed() -> usize {
+        WARMED.with(std::cell::Cell::get)
+    }
+
+    fn cloned() -> usize {
+        CLONED.with(std::cell::Cell::get)
+    }
+
+    /// The slot of `k`'s shard.
+    fn slot_of(t: &CountedTable, k: u32) -> &Slot<Counted> {
+        let (g, s) = t.position(hash(k));
+        &t.groups[g][s]
     }
 
     #[test]
-    fn warming_a_change_reads_the_entries_of_its_shard_and_changes_nothing() {
-        let warmed = || WARMED.with(std::cell::Cell::get);
-        let empty = ShardedTable::<Counted, 32>::default();
+    fn a_replacement_in_a_copy_patches_its_shard_and_other_changes_copy_it_whole() {
+        let mut t = CountedTable::default();
+        for k in 0..1_000 {
+            put_counted(&mut t, k, 0);
+        }
+        // Keys of the shard of 7.
+        let (g, s) = t.position(hash(7));
+        let mates: Vec<u32> = (0..1_000)
+            .filter(|&k| k != 7 && t.position(hash(k)) == (g, s))
+            .collect();
+        let shard_len = slot_of(&t, 7).len();
+        assert_eq!(mates.len() + 1, shard_len);
+        // The table is not shared: its shard changes in place.
+        let (w, c) = (warmed(), cloned());
+        assert_eq!(put_counted(&mut t, 7, 1), Some(0));
+        assert_eq!((warmed() - w, cloned() - c), (0, 0));
+        assert!(matches!(slot_of(&t, 7), Slot::Whole(_)));
+        // A replacement in a copy: a patch over the shared shard, which
+        // clones and reads no entry but the one it returns.
+        let original = t.clone();
+        let mut copy = t.clone();
+        let (w, c) = (warmed(), cloned());
+        assert_eq!(put_counted(&mut copy, 7, 2), Some(1));
+        assert_eq!((warmed() - w, cloned() - c), (0, 1));
+        let Slot::Patched(patch) = slot_of(&copy, 7) else {
+            panic!("no patch")
+        };
+        assert!(Arc::ptr_eq(&patch.base, slot_of(&original, 7).base()));
+        // Its own patch changes in place.
+        let (w, c) = (warmed(), cloned());
+        assert_eq!(put_counted(&mut copy, 7, 3), Some(2));
+        assert_eq!((warmed() - w, cloned() - c), (0, 0));
+        // A copy of the copy replacing the same entry: a new patch over the
+        // same shard.
+        let mut second = copy.clone();
+        let (w, c) = (warmed(), cloned());
+        assert_eq!(put_counted(&mut second, 7, 4), Some(3));
+        assert_eq!((warmed() - w, cloned() - c), (0, 1));
+        let Slot::Patched(again) = slot_of(&second, 7) else {
+            panic!("no patch")
+        };
+        assert!(Arc::ptr_eq(&again.base, slot_of(&original, 7).base()));
+        assert!(!slot_of(&second, 7).same(slot_of(&copy, 7)));
+        // Another entry of the patched shard: the shard is copied whole
+        // (every entry read and cloned, the patch's entry as it has it),
+        // and never patched twice.
+        let mate = mates[0];
+        let mut third = second.clone();
+        let (w, c) = (warmed(), cloned());
+        assert_eq!(put_counted(&mut third, mate, 5), Some(0));
+        assert_eq!((warmed() - w, cloned() - c), (shard_len, shard_len + 1));
+        assert!(matches!(slot_of(&third, 7), Slot::Whole(_)));
+        assert_eq!(get_counted(&third, 7), Some(4));
+        // Adding to and removing from a patched shard copy it whole too.
+        let mut added = second.clone();
+        let new_mate = (1_000..).find(|&k| t.position(hash(k)) == (g, s)).unwrap_or(0);
+        assert_eq!(put_counted(&mut added, new_mate, 6), None);
+        assert!(matches!(slot_of(&added, 7), Slot::Whole(_)));
+        let mut removed = second.clone();
+        assert_eq!(removed.remove(hash(mate), |x| x.0 == mate).map(|x| x.1), Some(0));
+        assert!(matches!(slot_of(&removed, 7), Slot::Whole(_)));
+        // Every table holds its own.
+        let tables = [(&original, 1, 0), (&copy, 3, 0), (&second, 4, 0), (&third, 4, 5)];
+        for (table, seven, of_mate) in tables {
+            assert_eq!(get_counted(table, 7), Some(seven));
+            assert_eq!(get_counted(table, mate), Some(of_mate));
+            assert_eq!(table.iter().count(), 1_000);
+        }
+        assert_eq!(
+            (get_counted(&added, 7), get_counted(&added, new_mate), added.len()),
+            (Some(4), Some(6), 1_001)
+        );
+        assert_eq!(
+            (
+                get_counted(&removed, 7),
+                get_counted(&removed, mate),
+                removed.len()
+            ),
+            (Some(4), None, 999)
+        );
+    }
+
+    #[test]
+    fn warming_a_change_reads_the_entries_under_its_tag_and_changes_nothing() {
+        let empty = CountedTable::default();
         let before = warmed();
         empty.warm_change(hash(1));
         assert_eq!(warmed(), before, "an empty table has no entries to read");
-        let mut t = ShardedTable::<Counted, 32>::default();
+        let mut t = CountedTable::default();
         for k in 0..1_000 {
-            t.insert(hash(k), Counted(k), |x| x.0 == k, |x| hash(x.0));
+            put_counted(&mut t, k, 0);
         }
-        let copy = t.clone();
-        for k in [0, 7, 999, 5_000] {
-            let (g, s) = t.position(hash(k));
-            let before = warmed();
-            t.warm_change(hash(k));
-            assert_eq!(warmed() - before, t.groups[g][s].len(), "key {k}");
+        let mut patched = t.clone();
+        put_counted(&mut patched, 7, 1);
+        for table in [&t, &patched] {
+            let copy = table.clone();
+            for k in [0, 7, 999, 5_000] {
+                let slot = slot_of(table, k);
+                let under_tag = slot.base().tags().filter(|&x| x == tag(hash(k))).count();
+                let patch = usize::from(matches!(slot, Slot::Patched(_)));
+                let before = warmed();
+                table.warm_change(hash(k));
+                assert_eq!(warmed() - before, under_tag + patch, "key {k}");
+            }
+            assert!(table.shares_all_with(&copy), "nothing was copied");
         }
-        assert!(t.shares_all_with(&copy), "nothing was copied");
-        assert_eq!(t.find(hash(7), |x| x.0 == 7), Some(&Counted(7)));
+        assert_eq!(get_counted(&patched, 7), Some(1));
     }
 
     #[test]
@@ -664,17 +957,24 @@ mod tests {
     }
 
     /// Checks what every shard of `t` holds against `hasher`: one tag per
-    /// entry, each the tag of the entry's hash, eight to a word in as many
-    /// words as they take (zero past the last), entries in an array of
-    /// exactly their number; returns the bytes the shards allocate (their
-    /// `Arc` blocks and their two arrays).
+    /// entry, each the tag of the entry's hash (the patch's entry too),
+    /// eight to a word in as many words as they take (zero past the last),
+    /// entries in an array of exactly their number; returns the bytes the
+    /// shards and the patches over them allocate (their `Arc` blocks and
+    /// the shards' two arrays).
     fn shard_bytes(t: &Table, hasher: impl Fn(u32) -> u64) -> usize {
         let mut bytes = 0;
-        for shard in t.shards() {
+        for slot in t.slots() {
+            let shard = slot.base();
             let n = shard.len();
             assert_eq!(shard.tags.len(), n.div_ceil(8));
-            for (t, e) in shard.tags().zip(shard.entries.iter()) {
+            for (t, e) in shard.tags().zip(slot.entries()) {
                 assert_eq!(t, tag(hasher(e.0)), "entry {e:?} under another tag");
+            }
+            if let Slot::Patched(patch) = slot {
+                let (below, above) = (&shard.entries[patch.at], &patch.value);
+                assert_eq!(below.0, above.0, "a patch replaces an entry of the same key");
+                bytes += 2 * size_of::<usize>() + size_of::<Patched<Entry>>();
             }
             if !n.is_multiple_of(8) {
                 assert_eq!(shard.tags[n / 8] >> (8 * (n % 8)), 0, "bytes past the last tag");
@@ -687,11 +987,12 @@ mod tests {
         bytes
     }
 
-    /// What `shard_bytes` gives at most for `n` entries in `shards` shards:
-    /// 8 bytes an entry and its tag, a 48-byte block a shard and at most 7
-    /// bytes of its last word of tags.
-    fn at_most(n: usize, shards: usize) -> usize {
-        n * 9 + shards * (48 + 7)
+    /// What `shard_bytes` gives at most for `n` entries in `shards` shards
+    /// with `patches` patches over them: 8 bytes an entry and its tag, a
+    /// 48-byte block a shard and at most 7 bytes of its last word of tags,
+    /// and a 40-byte block a patch.
+    fn at_most(n: usize, shards: usize, patches: usize) -> usize {
+        n * 9 + shards * (48 + 7) + patches * 40
     }
 
     #[test]
@@ -708,7 +1009,7 @@ mod tests {
         // (the hash tables these shards replace had 64 buckets of 9 bytes
         // for about 31 entries here).
         assert_eq!(t.shard_count(), 32);
-        assert!((1_000 * 9 + 32 * 48..=at_most(1_000, 32)).contains(&bulk));
+        assert!((1_000 * 9 + 32 * 48..=at_most(1_000, 32, 0)).contains(&bulk));
         // Changed as a copy (each shard copied at its new length) and in
         // place, growing, shrinking and replacing.
         let original = t.clone();
@@ -725,8 +1026,15 @@ mod tests {
         for k in 2_000..2_100 {
             put(&mut t, &hash, (k, 3));
         }
-        assert!(shard_bytes(&t, hash) <= at_most(t.len(), t.shard_count()));
-        assert!(shard_bytes(&copy, hash) <= at_most(copy.len(), copy.shard_count()));
+        // Replaced in a copy: patches over shared shards.
+        let unpatched = t.clone();
+        for k in (1..1_000).step_by(3 * 37) {
+            assert_eq!(put(&mut t, &hash, (k, 4)), Some((k, 2)));
+        }
+        assert!(t.patches() > 0);
+        assert_eq!(unpatched.patches(), 0);
+        assert!(shard_bytes(&t, hash) <= at_most(t.len(), t.shard_count(), t.patches()));
+        assert!(shard_bytes(&copy, hash) <= at_most(copy.len(), copy.shard_count(), copy.patches()));
         assert_eq!(shard_bytes(&original, hash), bulk);
         assert_eq!(original.iter().filter(|e| e.1 == 0).count(), 1_000);
     }
@@ -750,9 +1058,9 @@ mod tests {
                 tags: packed(tags.iter().copied()),
             };
             let plain = (0..tags.len()).find(|&i| tags[i] == wanted && pass[i]);
-            prop_assert_eq!(shard.index(wanted, |&i| pass[i]), plain);
+            prop_assert_eq!(shard.index(wanted, |i, _| pass[i]), plain);
             let tested = std::cell::Cell::new(0);
-            shard.index(wanted, |_| { tested.set(tested.get() + 1); false });
+            shard.index(wanted, |_, _| { tested.set(tested.get() + 1); false });
             // Only entries under the wanted tag are tested.
             prop_assert_eq!(tested.get(), tags.iter().filter(|&&t| t == wanted).count());
         }
