@@ -341,7 +341,7 @@ struct KeyEntry {
     index: usize,
 }
 
-/// Answers per chunk of a [`Generation`]: a change copies the chunks it
+/// Answers per chunk of a [`Generation`]: a change copies the chunk it
 /// touches and shares the others with the generation before.
 const CHUNK: usize = 64;
 
@@ -353,62 +353,71 @@ const CHUNK: usize = 64;
 struct Generation {
     /// The cache's number: which references' entries index it.
     cache: u64,
-    chunks: Vec<Arc<Vec<Held>>>,
+    chunks: Vec<Arc<Chunk>>,
     len: usize,
 }
 
-/// One key's answer in a [`Generation`], with the value itself beside it
-/// while refreshes succeed: a resolution reads it from the chunk (24 bytes,
-/// next to the other keys'), without following the answer's pointer.
+/// [`CHUNK`] answers of a [`Generation`], from `CHUNK * n` on.
 #[derive(Clone)]
-struct Held {
-    /// The answer's value when it is served without a clock to read.
-    healthy: Option<ExternalValue>,
-    answer: Arc<Answer>,
+struct Chunk {
+    /// The value of each answer served without a clock to read (refreshes
+    /// succeeding), one word apiece in a row of their own: what a
+    /// resolution reads for a referenced value is that word (the keys one
+    /// resolution looks up, numbered together, are eight to a cache line),
+    /// not the answer nor the value behind it.
+    healthy: [Option<Arc<ExternalValue>>; CHUNK],
+    /// Every answer, for the others (a fault, a value served while
+    /// refreshes fail) and for lookups.
+    answers: Vec<Arc<Answer>>,
 }
 
-impl Held {
-    fn new(answer: Answer) -> Held {
-        let healthy = match &answer {
-            Answer::Value { value, failing: None } => Some(value.clone()),
+impl Chunk {
+    fn new() -> Chunk {
+        Chunk {
+            healthy: std::array::from_fn(|_| None),
+            answers: Vec::with_capacity(CHUNK),
+        }
+    }
+
+    /// Sets the answer at `at` (an index in the chunk, at most its length).
+    fn put(&mut self, at: usize, answer: Answer) {
+        let Some(healthy) = self.healthy.get_mut(at).filter(|_| at <= self.answers.len()) else {
+            return;
+        };
+        *healthy = match &answer {
+            Answer::Value { value, failing: None } => Some(Arc::clone(value)),
             _ => None,
         };
-        Held {
-            healthy,
-            answer: Arc::new(answer),
+        match self.answers.get_mut(at) {
+            Some(slot) => *slot = Arc::new(answer),
+            None => self.answers.push(Arc::new(answer)),
         }
     }
 }
 
 impl Generation {
-    #[inline]
-    fn held(&self, index: usize) -> Option<&Held> {
-        self.chunks.get(index / CHUNK)?.get(index % CHUNK)
-    }
-
     fn answer(&self, index: usize) -> Option<&Answer> {
-        self.held(index).map(|held| &*held.answer)
+        let chunk = self.chunks.get(index / CHUNK)?;
+        chunk.answers.get(index % CHUNK).map(|answer| &**answer)
     }
 
     /// Replaces the answer at `index` (below `len`).
     fn set(&mut self, index: usize, answer: Answer) {
-        if let Some(chunk) = self.chunks.get_mut(index / CHUNK)
-            && let Some(slot) = Arc::make_mut(chunk).get_mut(index % CHUNK)
+        if index < self.len
+            && let Some(chunk) = self.chunks.get_mut(index / CHUNK)
         {
-            *slot = Held::new(answer);
+            Arc::make_mut(chunk).put(index % CHUNK, answer);
         }
     }
 
     /// Adds `answer`; its index.
     fn push(&mut self, answer: Answer) -> usize {
         let index = self.len;
-        match self.chunks.last_mut() {
-            Some(chunk) if chunk.len() < CHUNK => Arc::make_mut(chunk).push(Held::new(answer)),
-            _ => {
-                let mut chunk = Vec::with_capacity(CHUNK);
-                chunk.push(Held::new(answer));
-                self.chunks.push(Arc::new(chunk));
-            }
+        if index.is_multiple_of(CHUNK) {
+            self.chunks.push(Arc::new(Chunk::new()));
+        }
+        if let Some(chunk) = self.chunks.last_mut() {
+            Arc::make_mut(chunk).put(index % CHUNK, answer);
         }
         self.len += 1;
         index
@@ -416,15 +425,24 @@ impl Generation {
 }
 
 impl SecretsGeneration for Generation {
+    #[inline]
     fn get(&self, reference: &ExternalRef) -> Option<Result<ExternalValueRef<'_>, ExternalFault>> {
-        let held = self.held(reference.cache_index(self.cache)?)?;
-        Some(match &held.healthy {
-            Some(value) => Ok(ExternalValueRef {
-                value: &value.value,
-                fetch: &value.fetch,
-            }),
-            None => held.answer.borrow(),
-        })
+        let index = reference.cache_index(self.cache)?;
+        let chunk = self.chunks.get(index / CHUNK)?;
+        let at = index % CHUNK;
+        if let Some(Some(value)) = chunk.healthy.get(at) {
+            return Some(Ok(borrowed(value)));
+        }
+        chunk.answers.get(at).map(|answer| answer.borrow())
+    }
+}
+
+/// `value`, borrowed.
+#[inline]
+fn borrowed(value: &ExternalValue) -> ExternalValueRef<'_> {
+    ExternalValueRef {
+        value: &value.value,
+        fetch: &value.fetch,
     }
 }
 
@@ -432,7 +450,8 @@ impl SecretsGeneration for Generation {
 /// stale if its refreshes are failing), or a fault.
 enum Answer {
     Value {
-        value: ExternalValue,
+        /// Shared with the generation's row of healthy values.
+        value: Arc<ExternalValue>,
         /// Set while refreshes fail: past it, the value is stale.
         failing: Option<Stale>,
     },
@@ -460,10 +479,10 @@ impl Answer {
         };
         match good.secret.get(key) {
             Some(value) => Answer::Value {
-                value: ExternalValue {
+                value: Arc::new(ExternalValue {
                     value: value.clone(),
                     fetch: fetch.clone(),
-                },
+                }),
                 failing: state.failure.as_ref().map(|f| Stale {
                     at: good.stale_at,
                     fetched_at: good.fetched_at,
@@ -477,12 +496,6 @@ impl Answer {
     /// What a lookup gives now, borrowed.
     #[inline]
     fn borrow(&self) -> Result<ExternalValueRef<'_>, ExternalFault> {
-        fn borrowed(value: &ExternalValue) -> ExternalValueRef<'_> {
-            ExternalValueRef {
-                value: &value.value,
-                fetch: &value.fetch,
-            }
-        }
         match self {
             Answer::Value { value, failing: None } => Ok(borrowed(value)),
             Answer::Value {

@@ -13,7 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 #[cfg(feature = "external-secrets")]
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use smol_str::SmolStr;
 
@@ -84,16 +84,29 @@ impl std::hash::Hash for SecretLocation {
 /// assert!(!err.to_string().contains("crm"), "{err}");
 /// # Ok::<(), connective::model::ExternalRefError>(())
 /// ```
-#[derive(Clone)]
 pub struct ExternalRef {
     location: SecretLocation,
     key: SmolStr,
     /// The number of the crate's secret cache that attached itself to this
-    /// reference, and the place of its key's answer there (see
-    /// [`ExternalRef::cache_index`]); not part of its identity, text or
-    /// serialized form, and not visible outside the crate.
+    /// reference (high 32 bits; 0: none yet) and the place of its key's
+    /// answer there (low 32 bits), see [`ExternalRef::cache_index`]; not
+    /// part of its identity, text or serialized form, and not visible
+    /// outside the crate. One word, read with one load: resolution reads
+    /// it for every referenced value.
     #[cfg(feature = "external-secrets")]
-    cache: OnceLock<(u64, usize)>,
+    cache: AtomicU64,
+}
+
+impl Clone for ExternalRef {
+    /// A copy keeping the place the cache attached (the same key's).
+    fn clone(&self) -> Self {
+        ExternalRef {
+            location: self.location.clone(),
+            key: self.key.clone(),
+            #[cfg(feature = "external-secrets")]
+            cache: AtomicU64::new(self.cache.load(Ordering::Acquire)),
+        }
+    }
 }
 
 impl PartialEq for ExternalRef {
@@ -372,7 +385,7 @@ impl ExternalRef {
             location,
             key: SmolStr::new(key),
             #[cfg(feature = "external-secrets")]
-            cache: OnceLock::new(),
+            cache: AtomicU64::new(0),
         }
     }
 
@@ -418,19 +431,36 @@ impl ExternalRef {
     #[cfg(feature = "external-secrets")]
     #[inline]
     pub(crate) fn cache_index(&self, cache: u64) -> Option<usize> {
-        match self.cache.get() {
-            Some(&(id, index)) if id == cache => Some(index),
-            _ => None,
-        }
+        let attached = self.cache.load(Ordering::Acquire);
+        // A cache number 0 or beyond 32 bits never attaches, so never matches
+        // (0 is no cache's).
+        (attached >> 32 == cache && cache != 0).then_some((attached & u64::from(u32::MAX)) as usize)
     }
 
     /// The place of the cache numbered `cache` (a number unique to the
     /// cache), attached first if no cache has attached one: `make` is
-    /// called only then. `None` when another cache keeps the place.
+    /// called only then. `None` when another cache keeps the place, or
+    /// when the cache's number or the place do not fit in 32 bits (the
+    /// cache then finds the key itself at each lookup).
     #[cfg(feature = "external-secrets")]
     pub(crate) fn cache_index_or_attach(&self, cache: u64, make: impl FnOnce() -> usize) -> Option<usize> {
-        let &(id, index) = self.cache.get_or_init(|| (cache, make()));
-        (id == cache).then_some(index)
+        if let Some(index) = self.cache_index(cache) {
+            return Some(index);
+        }
+        if cache == 0 || cache > u64::from(u32::MAX) || self.cache.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        let index = make();
+        let packed = (cache << 32) | u64::try_from(index).ok().filter(|&i| i <= u64::from(u32::MAX))?;
+        match self
+            .cache
+            .compare_exchange(0, packed, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Some(index),
+            // Another thread attached first: its cache's place, if this
+            // cache's (the same key's, so the same place).
+            Err(_) => self.cache_index(cache),
+        }
     }
 }
 
@@ -853,6 +883,40 @@ mod tests {
         // A one-segment mount may also be written with a colon.
         let r: ExternalRef = "vault:secret:crm#k".parse().unwrap();
         assert_eq!(r.to_string(), "vault:secret/crm#k");
+    }
+
+    #[cfg(feature = "external-secrets")]
+    #[test]
+    fn a_reference_keeps_the_place_of_the_first_cache_that_attaches_and_copies_keep_it() {
+        let r: ExternalRef = "vault:secret/crm#k".parse().unwrap();
+        assert_eq!(r.cache_index(7), None);
+        let mut made = 0;
+        assert_eq!(
+            r.cache_index_or_attach(7, || {
+                made += 1;
+                41
+            }),
+            Some(41)
+        );
+        assert_eq!(r.cache_index_or_attach(7, || unreachable!("attached")), Some(41));
+        assert_eq!(made, 1);
+        assert_eq!(r.cache_index(7), Some(41));
+        // Another cache reads nothing of it, and cannot attach.
+        assert_eq!(r.cache_index(8), None);
+        assert_eq!(r.cache_index_or_attach(8, || unreachable!("taken")), None);
+        assert_eq!(r.clone().cache_index(7), Some(41), "a copy keeps the place");
+        // A number or a place beyond 32 bits is never attached (nor matched).
+        let wide: ExternalRef = "vault:secret/crm#k".parse().unwrap();
+        assert_eq!(wide.cache_index_or_attach(1 << 32, || 3), None);
+        assert_eq!(wide.cache_index_or_attach(0, || 3), None);
+        assert_eq!(wide.cache_index_or_attach(9, || 1 << 32), None);
+        assert_eq!(wide.cache_index(9), None);
+        assert_eq!(
+            wide.cache_index_or_attach(9, || u32::MAX as usize),
+            Some(u32::MAX as usize)
+        );
+        assert_eq!(wide.cache_index(9), Some(u32::MAX as usize));
+        assert_eq!(wide.cache_index(1 << 32 | 9), None);
     }
 
     #[test]
