@@ -168,6 +168,22 @@ impl shards::Entry for Versioned<Arc<Connection>> {
     fn warm(&self) {
         shards::warm_count(&self.value);
     }
+
+    /// Its reference count, and the lines of the connection that a change
+    /// to it compares with the change (its key, and its parameters' names and attributes: see
+    /// `Tx::update_connection`): the connection's own and those of its
+    /// array of parameters, which in a large catalog are cold. Read
+    /// together here, they arrive together, where the comparisons would
+    /// fetch them one after another.
+    fn warm_for_change(&self) {
+        self.warm();
+        let spec = self.value.spec();
+        std::hint::black_box((spec.project_id().as_str().len(), spec.name().as_str().len()));
+        std::hint::black_box(spec.scope().integration().map(|i| i.as_str().len()));
+        for p in spec.params() {
+            std::hint::black_box(p.name().as_str().len());
+        }
+    }
 }
 
 /// The connections of a project by ID: a table of the records themselves,

@@ -382,6 +382,13 @@ pub(super) trait Entry: Clone {
     /// count's), if any, so that it is fetched ahead of the clone: see
     /// [`ShardedTable::warm_path`].
     fn warm(&self);
+
+    /// Reads what [`Entry::warm`] reads and what a change to this entry
+    /// will compare with the change, if any (see
+    /// [`ShardedTable::warm_change`]).
+    fn warm_for_change(&self) {
+        self.warm();
+    }
 }
 
 /// A hash table of `T`s (each holding its own key), split by hash into a
@@ -518,8 +525,9 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
     /// the list's reference count (the copy takes one), the counts of the
     /// groups and of the shards of the entry's group (the change copies
     /// that path: see [`ShardedTable::warm_path`]), the shard's tags and
-    /// the entries under the entry's tag (the lookup reads them, and the
-    /// replacement takes a reference on the one it returns), and the counts
+    /// the entries under the entry's tag (the lookup reads them, the
+    /// replacement takes a reference on the one it returns, and the change
+    /// compares it: see [`Entry::warm_for_change`]), and the counts
     /// the patch over the shard takes (see [`Slot::replace`]). Called
     /// before the copy, while nothing else waits: the lines of each level
     /// are fetched together, and together with the next level's, where the
@@ -539,7 +547,7 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
             patch.value.warm();
         }
         slot.index(tag(hash), |e| {
-            e.warm();
+            e.warm_for_change();
             false
         });
     }
