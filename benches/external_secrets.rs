@@ -21,6 +21,20 @@
 //! valgrind --tool=callgrind target/release/deps/external_secrets-<hash> profile referenced 10000
 //! valgrind --tool=callgrind target/release/deps/external_secrets-<hash> profile referenced 0   # set-up only
 //! ```
+//!
+//! For cache misses (the referenced path's cost over the stored one is
+//! mostly L1 data misses: W's working set is about L1's size), the
+//! simulated caches of callgrind, counting the resolutions only (N plus
+//! the two of the set-up), so the set-up's misses do not blur the figure:
+//!
+//! ```text
+//! valgrind --tool=callgrind --cache-sim=yes --toggle-collect='connective::registry::Registry::resolve_by' \
+//!     target/release/deps/external_secrets-<hash> profile referenced 10000
+//! ```
+//!
+//! The misses per resolution move by ±15 from one run to the next (the
+//! heap's layout differs between runs): compare versions by the
+//! mean of several runs.
 
 mod common;
 
