@@ -677,7 +677,8 @@ mod packed_tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
-    fn fence(i: u32) -> Record {
+    /// A record of project `p{i}`, distinct for each `i`.
+    pub(super) fn fence(i: u32) -> Record {
         Record::ReferenceFence(Arc::new(ReferenceFence {
             project: format!("p{i}").parse().unwrap(),
             stripe: NameStripe::of(&"n".parse().unwrap()),
@@ -819,17 +820,11 @@ mod packed_tests {
 
 #[cfg(test)]
 mod feed_tests {
+    use super::packed_tests::fence;
     use super::*;
     use crate::store::{Expect, Write};
     use proptest::prelude::*;
     use std::collections::BTreeMap;
-
-    fn fence(i: u32) -> Record {
-        Record::ReferenceFence(Arc::new(ReferenceFence {
-            project: format!("p{i}").parse().unwrap(),
-            stripe: NameStripe::of(&"n".parse().unwrap()),
-        }))
-    }
 
     /// A committed batch as the reference keeps it: its revision, token,
     /// and changes (key, version, whether a put).

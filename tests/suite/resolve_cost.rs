@@ -29,6 +29,15 @@ fn fixture() -> Fixture {
         .unwrap()
 }
 
+/// Another registry on `store`, keeping at most `memo` answers (0: none).
+fn registry_on(store: &Arc<dyn Store>, memo: usize) -> Registry {
+    Registry::builder()
+        .shared_store(store.clone())
+        .resolve_memo(memo)
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn two_resolutions_share_every_value_instead_of_copying_it() {
     let fx = fixture();
@@ -221,11 +230,7 @@ fn threads_hitting_the_memo_never_see_an_answer_older_than_a_returned_write() {
 #[test]
 fn the_memo_keeps_at_most_its_capacity_and_zero_turns_it_off() {
     let fx = fixture();
-    let registry = Registry::builder()
-        .shared_store(fx.registry().store().clone())
-        .resolve_memo(2)
-        .build()
-        .unwrap();
+    let registry = registry_on(fx.registry().store(), 2);
     for c in 0..5 {
         let customer = format!("customer{c}");
         registry
@@ -238,11 +243,7 @@ fn the_memo_keeps_at_most_its_capacity_and_zero_turns_it_off() {
         (2, 2, 3),
         "{stats:?}"
     );
-    let off = Registry::builder()
-        .shared_store(fx.registry().store().clone())
-        .resolve_memo(0)
-        .build()
-        .unwrap();
+    let off = registry_on(fx.registry().store(), 0);
     let req = request("orders", "production", None);
     let (a, b) = (off.resolve(&req).unwrap(), off.resolve(&req).unwrap());
     assert!(!a.shares_answer_with(&b));
@@ -269,11 +270,7 @@ fn set_crm_url_on(registry: &Registry, fx: &Fixture, url: &str) {
 fn a_replaced_snapshot_lives_exactly_as_long_as_an_answer_keeps_it() {
     let fx = fixture();
     // Without a memo, answers keep their snapshot by a stripe per thread.
-    let registry = Registry::builder()
-        .shared_store(fx.registry().store().clone())
-        .resolve_memo(0)
-        .build()
-        .unwrap();
+    let registry = registry_on(fx.registry().store(), 0);
     let req = request("orders", "production", None);
     let project = fx.project_id();
     for round in 0..2 {
@@ -478,21 +475,11 @@ fn said(answer: &Result<ResolvedEnv, ResolveError>) -> String {
 
 fn check_memo_agrees(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let registry = || {
-        Registry::builder()
-            .shared_store(store.clone())
-            .resolve_memo(64)
-            .build()
-            .unwrap()
-    };
+    let registry = || registry_on(&store, 64);
     let registries = [registry(), registry()];
     // Without a memo: first resolutions only, their snapshots kept by
     // stripes; it writes nothing and follows the other two.
-    let unmemoized = Registry::builder()
-        .shared_store(store.clone())
-        .resolve_memo(0)
-        .build()
-        .unwrap();
+    let unmemoized = registry_on(&store, 0);
     let requests: Vec<ResolveRequest> = INTEGRATIONS
         .iter()
         .flat_map(|i| {
