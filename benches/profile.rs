@@ -37,6 +37,20 @@
 //! perf stat -e task-clock target/release/deps/profile-<hash> memoized-threads 10000000 2
 //! ```
 //!
+//! Whether two threads resolving the same request write a cache line in
+//! common (the one cause of lost read scaling the code can fix): `two-readers
+//! N` (first resolutions) and `two-readers-memoized N` (memo hits) warm two
+//! threads up, then let each resolve `N` times in turn, the other waiting,
+//! between marker stores that `benches/shared_lines.py` finds in a memory
+//! trace by `valgrind --tool=lackey`; the script lists every 64-byte line
+//! (and every 128-byte pair, as adjacent-line prefetchers fetch them) one
+//! thread wrote and the other read or wrote, and exits 1 if there is one:
+//!
+//! ```text
+//! python3 benches/shared_lines.py target/release/deps/profile-<hash> two-readers 5
+//! python3 benches/shared_lines.py target/release/deps/profile-<hash> two-readers-memoized 50
+//! ```
+//!
 //! With reads of secrets audited (W's answer holds secrets, so each resolve
 //! is a recorded read), through the queue a registry thread drains to the
 //! memory store, or synchronously on the calling thread:
@@ -105,7 +119,7 @@ fn main() {
     let registry = match what.as_str() {
         "resolve-audit-queued" => audited(ReadAudit::queued(1 << 20, QueueFull::Block)),
         "resolve-audit-sync" => audited(ReadAudit::synchronous()),
-        "memoized" | "memoized-threads" => common::registry_with_w_memo(0, 1_024),
+        "memoized" | "memoized-threads" | "two-readers-memoized" => common::registry_with_w_memo(0, 1_024),
         _ => common::registry_with_w(0),
     };
     let request = common::w_request();
@@ -132,6 +146,7 @@ fn main() {
                 }
             });
         }
+        "two-readers" | "two-readers-memoized" => two_readers(&registry, &request, n),
         "copy" => {
             for _ in 0..n {
                 drop(std::hint::black_box(answer.clone()));
@@ -139,10 +154,69 @@ fn main() {
         }
         other => eprintln!(
             "unknown mode {other:?}: resolve, memoized, memoized-threads, resolve-audit-queued, resolve-audit-sync, \
-             copy, write or cold-start (feature sqlite)"
+             copy, two-readers, two-readers-memoized, write or cold-start (feature sqlite)"
         ),
     }
 }
+
+/// Two threads resolve `request`, warmed up together, then `n` times each
+/// in turn (the other waiting), each turn between two marker fills: a
+/// thread stores to each `u16` of its start marker one by one, twice over
+/// (making a marker stores each once), resolves, then does the same to its
+/// end marker. The markers' addresses go to
+/// standard error as `MARK <thread> <start|end> <address>`, and the
+/// harness's own barriers as `HARNESS <address> <size>`; a marker's 4,096
+/// two-byte stores are what `benches/shared_lines.py` looks for in the trace
+/// (atomic stores, so the compiler keeps them 2 bytes wide). Between a
+/// thread's markers it resolves and nothing else, and the other thread
+/// waits on a barrier, so every line both turns touch, the barriers' aside,
+/// is the registry's.
+fn two_readers(registry: &Registry, request: &connective::resolve::ResolveRequest, n: usize) {
+    use std::sync::Barrier;
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let fill = |mark: &[AtomicU16]| {
+        for pass in [0xABCD, 0xDCBA] {
+            mark.iter().for_each(|m| m.store(pass, Ordering::Relaxed));
+        }
+    };
+    // Warmed up; thread 0's turn done; thread 1's turn done (so thread 0
+    // waits, touching nothing, through thread 1's turn).
+    let barriers = [Barrier::new(2), Barrier::new(2), Barrier::new(2)];
+    for barrier in &barriers {
+        eprintln!("HARNESS {:p} {}", barrier, std::mem::size_of::<Barrier>());
+    }
+    std::thread::scope(|s| {
+        for thread in 0..2 {
+            let [warm, turn, done] = &barriers;
+            let marks: [Vec<AtomicU16>; 2] =
+                [0, 1].map(|_| (0..MARK_STORES).map(|_| AtomicU16::new(0)).collect());
+            for (mark, what) in marks.iter().zip(["start", "end"]) {
+                eprintln!("MARK {thread} {what} {:p}", mark.as_ptr());
+            }
+            s.spawn(move || {
+                for _ in 0..50 {
+                    drop(std::hint::black_box(registry.resolve(request)));
+                }
+                warm.wait();
+                if thread == 1 {
+                    turn.wait();
+                }
+                fill(&marks[0]);
+                for _ in 0..n {
+                    drop(std::hint::black_box(registry.resolve(request)));
+                }
+                fill(&marks[1]);
+                if thread == 0 {
+                    turn.wait();
+                }
+                done.wait();
+            });
+        }
+    });
+}
+
+/// How many 2-byte stores fill a marker of [`two_readers`].
+const MARK_STORES: usize = 2048;
 
 /// `n` updates of connections in a catalog of `connections` (1,000 by
 /// default: one project) on a memory store, round-robin over `targets`
