@@ -316,6 +316,49 @@ fn altered_rows_are_listed_by_key_and_the_rest_loads_whole() {
     assert_eq!(what, "a record key");
 }
 
+/// A row as an earlier version wrote it (taken from the benches'
+/// cold-start database: key `bench`, its two secrets sealed then) loads to
+/// the record that was written, secrets opened; the same row with one
+/// character of a sealed secret changed is listed as unreadable by its key.
+#[test]
+fn a_row_written_before_loads_to_the_same_record() {
+    use connective::model::{AuthScheme, Connection, ConnectionSpec, Param, Target};
+    const BODY: &str = r#"{"connection":{"id":"b5f6417d-37a4-42d1-b88a-91759e90a72a","project":"proj-000000","scope":"project","name":"c0000","target":{"external":{"service":"svc"}},"auth":"api_key","params":[{"name":"ServiceURL","requirement":"required","tenancy":"global","values":{"plain":[["default","https://h0-0.example"]]}},{"name":"Region","requirement":"required","tenancy":"global","values":{"plain":[["default","eu-west-1"]]}},{"name":"Username","requirement":"required","tenancy":"global","values":{"plain":[["default","bot0"]]}},{"name":"ApiKey","requirement":"required","tenancy":"global","values":{"secret":[["default","cs1:bench:tTanjHASEjodWLWN1Ii1_m2X6DOmuo0B_f6sJ3po9JeUMVpl7v5PbEG-umMCoKo"]]}},{"name":"Password","requirement":"required","tenancy":"global","values":{"secret":[["default","cs1:bench:JHpm-3nS57XVQknoCk26jTZRxNNoylIxNVTy2ipJ9HOi9eHIwO--vinBr6oQi2Y"]]}}]}}"#;
+    let spec = ConnectionSpec::project("proj-000000", "c0000")
+        .target(Target::external("svc"))
+        .auth(AuthScheme::ApiKey)
+        .param(Param::plain("ServiceURL").default("https://h0-0.example"))
+        .param(Param::plain("Region").default("eu-west-1"))
+        .param(Param::plain("Username").default("bot0"))
+        .param(Param::secret("ApiKey").default("k000000"))
+        .param(Param::secret("Password").default("p000000"))
+        .build()
+        .expect("spec");
+    let id = "b5f6417d-37a4-42d1-b88a-91759e90a72a".parse().expect("id");
+    let record = Record::Connection(std::sync::Arc::new(Connection::new(id, spec, None)));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db(&dir);
+    let bench = || KeyRing::new(key("bench", 7));
+    let store = SqliteStore::open(&path, bench()).expect("open");
+    commit(&store, vec![Write::put(record.clone(), Expect::Absent)]);
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    let update = "UPDATE records SET body = ?1";
+    raw.execute(update, [BODY]).expect("the earlier row");
+    let snapshot = store.load().expect("load");
+    assert!(snapshot.unreadable.is_empty());
+    assert_eq!(snapshot.records.len(), 1);
+    assert!(test_kit::same_record(&snapshot.records[0].1, &record));
+    let altered = BODY.replacen("cs1:bench:tTanj", "cs1:bench:tTank", 1);
+    raw.execute(update, [altered]).expect("an altered secret");
+    let snapshot = store.load().expect("load");
+    assert!(snapshot.records.is_empty());
+    assert_eq!(snapshot.unreadable.len(), 1);
+    assert_eq!(snapshot.unreadable[0].key, record.key());
+    let (what, message) = unreadable_message(snapshot.unreadable[0].error.clone());
+    assert_eq!(what, record.key().to_string());
+    assert!(message.contains("does not open"), "{message}");
+}
+
 #[test]
 fn reseal_moves_everything_to_the_newest_key() {
     let dir = tempfile::tempdir().expect("tempdir");
