@@ -174,7 +174,27 @@ struct Rule {
 }
 
 impl Rule {
+    /// Whether `input` may be this identifier, and if not why. Inlined into
+    /// each identifier's `parse`, where the rule is a constant: an accepted
+    /// input (every character ASCII, so one byte each) is checked byte by
+    /// byte with the rule's own tests; anything else by [`Rule::refuse`].
+    #[inline]
     fn check(&self, input: &str) -> Result<(), ParseError> {
+        let accepted = match input.as_bytes() {
+            [first, rest @ ..] => {
+                input.len() <= self.max
+                    && first.is_ascii()
+                    && (self.first)(char::from(*first))
+                    && rest.iter().all(|&b| b.is_ascii() && (self.rest)(char::from(b)))
+            }
+            [] => false,
+        };
+        if accepted { Ok(()) } else { self.refuse(input) }
+    }
+
+    /// [`Rule::check`] character by character, naming what is wrong.
+    #[cold]
+    fn refuse(&self, input: &str) -> Result<(), ParseError> {
         if input.is_empty() {
             return Err(ParseError::Empty { kind: self.kind });
         }
@@ -613,6 +633,28 @@ impl ConnectionId {
 
     /// Parses the UUID text form.
     pub fn parse(input: &str) -> Result<Self, ParseError> {
+        // Lower-case hexadecimal digits and dashes where they belong, read
+        // byte by byte; anything else is refused by `refuse`, which says why.
+        let Ok(bytes) = <&[u8; 36]>::try_from(input.as_bytes()) else {
+            return Self::refuse(input);
+        };
+        let mut value: u128 = 0;
+        for (position, &b) in bytes.iter().enumerate() {
+            let digit = match b {
+                b'-' if matches!(position, 8 | 13 | 18 | 23) => continue,
+                b'0'..=b'9' if !matches!(position, 8 | 13 | 18 | 23) => b - b'0',
+                b'a'..=b'f' if !matches!(position, 8 | 13 | 18 | 23) => b - b'a' + 10,
+                _ => return Self::refuse(input),
+            };
+            value = (value << 4) | u128::from(digit);
+        }
+        Ok(ConnectionId(value))
+    }
+
+    /// [`ConnectionId::parse`] character by character, naming what is
+    /// wrong (and the value when nothing is).
+    #[cold]
+    fn refuse(input: &str) -> Result<Self, ParseError> {
         let kind = IdentKind::ConnectionId;
         if input.is_empty() {
             return Err(ParseError::Empty { kind });
@@ -718,6 +760,62 @@ impl<'de> serde::Deserialize<'de> for ConnectionId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Text near the rules' edges: their characters and a few others
+    /// (non-ASCII among them), up to past the longest limit.
+    fn near_identifiers() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::string::string_regex("[a-zA-Z0-9_.+@:/ é\u{1F600}-]{0,70}|[a-z]{60,260}").expect("regex")
+    }
+
+    proptest::proptest! {
+        /// Every identifier's byte-wise check accepts and refuses exactly
+        /// what the character-wise one does, with the same error.
+        #[test]
+        fn identifier_checks_agree_with_the_character_rules(input in near_identifiers()) {
+            for rule in [
+                ProjectId::RULE,
+                IntegrationId::RULE,
+                CustomerId::RULE,
+                ConnectionName::RULE,
+                TypeName::RULE,
+                TemplateName::RULE,
+                ActorId::RULE,
+                ParamName::RULE,
+                EnvVarName::RULE,
+                Environment::RULE,
+                StoreName::RULE,
+                SecretVersion::RULE,
+            ] {
+                proptest::prop_assert_eq!(rule.check(&input), rule.refuse(&input));
+            }
+        }
+
+        /// A connection ID read byte by byte is what the character-wise
+        /// reading gives, for UUIDs and for every one-character change of one
+        /// (another digit, a capital, a dash moved, a character more or less).
+        #[test]
+        fn connection_ids_parse_as_the_character_rules_say(
+            id in proptest::num::u128::ANY,
+            at in 0usize..37,
+            ch in proptest::char::any(),
+            cut in proptest::bool::ANY,
+        ) {
+            let text = ConnectionId(id).to_string();
+            proptest::prop_assert_eq!(ConnectionId::parse(&text), Ok(ConnectionId(id)));
+            proptest::prop_assert_eq!(ConnectionId::parse(&text), ConnectionId::refuse(&text));
+            let mut changed: Vec<char> = text.chars().collect();
+            if cut && at < changed.len() {
+                changed.remove(at);
+            } else if at < changed.len() {
+                changed[at] = ch;
+            } else {
+                changed.push(ch);
+            }
+            for changed in [changed.iter().collect::<String>(), changed.iter().collect::<String>().to_uppercase()] {
+                proptest::prop_assert_eq!(ConnectionId::parse(&changed), ConnectionId::refuse(&changed));
+            }
+        }
+    }
 
     #[test]
     fn connection_id_round_trips_and_is_v4() {

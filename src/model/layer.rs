@@ -235,9 +235,38 @@ impl<T: Serialize> Serialize for Layers<T> {
     }
 }
 
+/// Reads what a list of (layer, value) pairs would give to
+/// [`Layers::from_vec`], without the list when there is one value (most
+/// parameters of a stored record have just a default): no allocation then.
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Layers<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Vec::<(Layer, T)>::deserialize(d).map(Layers::from_vec)
+        struct Pairs<T>(std::marker::PhantomData<fn() -> T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Pairs<T> {
+            type Value = Layers<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Layers<T>, A::Error> {
+                let Some(first) = seq.next_element::<(Layer, T)>()? else {
+                    return Ok(Layers(Slots::Empty));
+                };
+                let Some(second) = seq.next_element::<(Layer, T)>()? else {
+                    return Ok(match first {
+                        (Layer::Default, value) => Layers(Slots::Default(value)),
+                        one => Layers::from_vec(vec![one]),
+                    });
+                };
+                let mut values = Vec::with_capacity(4);
+                values.extend([first, second]);
+                while let Some(pair) = seq.next_element()? {
+                    values.push(pair);
+                }
+                Ok(Layers::from_vec(values))
+            }
+        }
+        d.deserialize_seq(Pairs(std::marker::PhantomData))
     }
 }
 
@@ -408,6 +437,34 @@ mod tests {
                 let back: Layers<PlainValue> = serde_json::from_str(&json).unwrap();
                 prop_assert!(back == layers);
             }
+        }
+
+        /// Reading layers from a list of pairs gives what building them
+        /// from the list read as a `Vec` gives (the same form, duplicates
+        /// and all), and fails where that fails.
+        #[test]
+        fn reading_layers_agrees_with_reading_a_list(
+            pairs in proptest::collection::vec((layer(), 0u8..4), 0..6),
+            cut in proptest::num::usize::ANY,
+        ) {
+            use proptest::{prop_assert, prop_assert_eq};
+            let pairs: Vec<(Layer, String)> =
+                pairs.into_iter().map(|(l, v)| (l, format!("v{v}"))).collect();
+            let json = serde_json::to_string(&pairs).unwrap();
+            let read: Layers<PlainValue> = serde_json::from_str(&json).unwrap();
+            let listed = Layers::from_vec(serde_json::from_str::<Vec<(Layer, PlainValue)>>(&json).unwrap());
+            prop_assert!(read == listed);
+            let read_pairs: Vec<(Layer, String)> =
+                read.pairs().map(|(l, v)| (l.clone(), v.to_string())).collect();
+            prop_assert_eq!(&read_pairs, &pairs);
+            // Any prefix of the text (never a whole list) and a wrong value.
+            let cut = &json[..cut % json.len()];
+            prop_assert!(serde_json::from_str::<Layers<PlainValue>>(cut).is_err());
+            let wrong = json.replacen("\"v", "7,\"v", 1);
+            prop_assert_eq!(
+                serde_json::from_str::<Layers<PlainValue>>(&wrong).map_err(|e| e.to_string()).err(),
+                serde_json::from_str::<Vec<(Layer, PlainValue)>>(&wrong).map_err(|e| e.to_string()).err()
+            );
         }
     }
 }

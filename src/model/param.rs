@@ -628,20 +628,22 @@ pub(super) fn check_params(params: &[Param], problems: &mut Vec<SpecProblem>) {
     }
 }
 
-/// A set for duplicate checks: a scan while it is small (most specs have a
-/// handful of parameters, each with a value or two), hashed past that, so a
-/// hostile input costs linear time.
+/// A set for duplicate checks: a scan of a list on the stack while it is
+/// small (most specs have a handful of parameters, each with a value or
+/// two: no allocation), hashed past that, so a hostile input costs linear
+/// time.
 enum Seen<'a, T> {
-    Few(Vec<&'a T>),
+    Few(usize, [Option<&'a T>; FEW]),
     Many(std::collections::HashSet<&'a T>),
 }
 
-impl<'a, T: Eq + std::hash::Hash> Seen<'a, T> {
-    const FEW: usize = 16;
+/// The most items [`Seen`] scans.
+const FEW: usize = 16;
 
+impl<'a, T: Eq + std::hash::Hash> Seen<'a, T> {
     fn with_capacity(n: usize) -> Self {
-        if n <= Self::FEW {
-            Seen::Few(Vec::with_capacity(n))
+        if n <= FEW {
+            Seen::Few(0, [None; FEW])
         } else {
             Seen::Many(std::collections::HashSet::with_capacity(n))
         }
@@ -650,9 +652,17 @@ impl<'a, T: Eq + std::hash::Hash> Seen<'a, T> {
     /// Adds `item`; `false` if it was there already.
     fn insert(&mut self, item: &'a T) -> bool {
         match self {
-            Seen::Few(v) if v.contains(&item) => false,
-            Seen::Few(v) => {
-                v.push(item);
+            Seen::Few(len, items) if items[..*len].contains(&Some(item)) => false,
+            Seen::Few(len, items) if *len < FEW => {
+                items[*len] = Some(item);
+                *len += 1;
+                true
+            }
+            // More items than announced: hashed from here on.
+            Seen::Few(_, items) => {
+                let mut all: std::collections::HashSet<&'a T> = items.iter().flatten().copied().collect();
+                all.insert(item);
+                *self = Seen::Many(all);
                 true
             }
             Seen::Many(s) => s.insert(item),
@@ -666,18 +676,31 @@ fn check_param(p: &Param, problems: &mut Vec<SpecProblem>) {
         p.description(),
         problems,
     );
-    let values: Vec<(&Layer, usize)> = match &p.values {
-        ParamValues::Plain(l) => l.pairs().map(|(layer, v)| (layer, v.len())).collect(),
-        ParamValues::Secret(l) => l
-            .pairs()
-            .map(|(layer, v)| match v {
+    match &p.values {
+        ParamValues::Plain(l) => {
+            check_values(p, l.len(), l.pairs().map(|(layer, v)| (layer, v.len())), problems)
+        }
+        ParamValues::Secret(l) => check_values(
+            p,
+            l.len(),
+            l.pairs().map(|(layer, v)| match v {
                 SecretEntry::Stored(v) => (layer, v.len()),
                 // Bounded by the reference's own rules.
                 SecretEntry::External(_) => (layer, 0),
-            })
-            .collect(),
-    };
-    let mut seen = Seen::with_capacity(values.len());
+            }),
+            problems,
+        ),
+    }
+}
+
+/// Checks each of `p`'s `count` values (its layer and length), in order.
+fn check_values<'a>(
+    p: &Param,
+    count: usize,
+    values: impl Iterator<Item = (&'a Layer, usize)>,
+    problems: &mut Vec<SpecProblem>,
+) {
+    let mut seen = Seen::with_capacity(count);
     for (layer, len) in values {
         p.check_value(layer, len, problems);
         if !seen.insert(layer) {
@@ -702,6 +725,22 @@ mod tests {
             .unwrap()
             .params()
             .to_vec()
+    }
+
+    proptest::proptest! {
+        /// The duplicate check answers as a hash set does, whatever number
+        /// of items it was told to expect (fewer or more than it scans).
+        #[test]
+        fn seen_agrees_with_a_hash_set(
+            items in proptest::collection::vec(0u8..24, 0..40),
+            announced in 0usize..40,
+        ) {
+            let mut seen = Seen::with_capacity(announced);
+            let mut set = std::collections::HashSet::new();
+            for item in &items {
+                proptest::prop_assert_eq!(seen.insert(item), set.insert(item));
+            }
+        }
     }
 
     #[test]
