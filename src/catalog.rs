@@ -627,6 +627,46 @@ impl ProjectSnapshot {
     pub(crate) fn set_revision(&mut self, revision: Revision) {
         self.revision = revision;
     }
+
+    /// Puts connection `records` in, in order, into a snapshot that holds
+    /// no connection yet (and lists no unreadable record): what a
+    /// [`ProjectSnapshot::put`] of each leaves. When no two share an ID or
+    /// a key (a store's load), each is added beside the others, so both
+    /// tables are built at once (`ShardedTable::from_entries`: each shard
+    /// allocated once); otherwise they are put one by one.
+    fn put_all_connections(&mut self, records: Vec<(Version, Record)>) {
+        debug_assert!(self.connections.0.len() == 0 && self.unreadable.is_empty());
+        let mut connections = Vec::with_capacity(records.len());
+        for (version, record) in &records {
+            match record {
+                Record::Connection(c) if c.project() == &self.project => connections.push(Versioned {
+                    version: *version,
+                    value: Arc::clone(c),
+                }),
+                _ => return self.put_each(&records),
+            }
+        }
+        let mut ids = hashbrown::HashSet::with_capacity(connections.len());
+        let mut keys = hashbrown::HashSet::with_capacity(connections.len());
+        if !connections
+            .iter()
+            .all(|c| ids.insert(c.value.id()) && keys.insert(key_of(&c.value)))
+        {
+            return self.put_each(&records);
+        }
+        drop((ids, keys));
+        let slots = connections.iter().map(|c| NameSlot::of(&c.value));
+        self.by_name = ShardedTable::from_entries(slots.map(|slot| (slot.hash(), slot)).collect());
+        let by_id = connections.into_iter().map(|c| (id_hash(&c.value.id()), c));
+        self.connections = ById(ShardedTable::from_entries(by_id.collect()));
+    }
+
+    /// [`ProjectSnapshot::put`] of each of `records`, in order.
+    fn put_each(&mut self, records: &[(Version, Record)]) {
+        for (version, record) in records {
+            self.put(*version, record);
+        }
+    }
 }
 
 type Directory = HashMap<ProjectId, Arc<ProjectSlot>>;
@@ -822,14 +862,26 @@ impl Catalog {
         records: impl IntoIterator<Item = (Version, Record)>,
         unreadable: Vec<RecordKey>,
     ) {
-        let mut projects: HashMap<ProjectId, ProjectSnapshot> = HashMap::new();
+        // Each project's connections are put in at once after its other
+        // records (which they do not touch).
+        let mut projects: HashMap<ProjectId, (ProjectSnapshot, Vec<(Version, Record)>)> = HashMap::new();
         for (version, record) in records {
             let project = record.key().project().clone();
-            projects
+            let (snapshot, connections) = projects
                 .entry(project.clone())
-                .or_insert_with(|| ProjectSnapshot::empty(project))
-                .put(version, &record);
+                .or_insert_with(|| (ProjectSnapshot::empty(project), Vec::new()));
+            match &record {
+                Record::Connection(_) => connections.push((version, record)),
+                _ => snapshot.put(version, &record),
+            }
         }
+        let mut projects: HashMap<ProjectId, ProjectSnapshot> = projects
+            .into_iter()
+            .map(|(id, (mut snapshot, connections))| {
+                snapshot.put_all_connections(connections);
+                (id, snapshot)
+            })
+            .collect();
         for key in unreadable {
             let project = key.project().clone();
             projects
@@ -1033,6 +1085,50 @@ mod tests {
             check(s, model, &ids)?;
         }
         Ok(())
+    }
+
+    proptest::proptest! {
+        /// A catalog built from a store's records holds, for every project,
+        /// the snapshot that putting each record in turn leaves (compared
+        /// whole, table by table and shard by shard): connections that
+        /// share no ID or key (built at once), and connections that do
+        /// (one under another's key or ID replaces it).
+        #[test]
+        fn a_catalog_built_from_records_is_the_one_puts_in_turn_build(
+            picks in proptest::collection::vec((0usize..300, 0u8..3, 0u16..300, proptest::bool::ANY), 0..300),
+            unique in proptest::bool::ANY,
+        ) {
+            let ids: Vec<ConnectionId> = (0..300).map(|_| ConnectionId::random()).collect();
+            let records: Vec<(Version, Record)> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, &(id, integration, name, second))| {
+                    let (id, name) = if unique { (i, i as u16) } else { (id % 40, name % 30) };
+                    let (project, name) = (if second { "p1" } else { "p0" }, format!("c{name}"));
+                    let spec = match integration {
+                        0 => ConnectionSpec::project(project, name.as_str()),
+                        n => ConnectionSpec::integration(project, format!("int{n}").as_str(), name.as_str()),
+                    }
+                    .build()
+                    .unwrap();
+                    let record = Record::Connection(Arc::new(Connection::new(ids[id], spec, None)));
+                    (Version(i as u64 + 1), record)
+                })
+                .collect();
+            let catalog = Catalog::from_records(ResolvePolicy::default(), Revision(9), records.clone());
+            for project in ["p0", "p1"] {
+                let project: ProjectId = project.parse().unwrap();
+                let mut expected = ProjectSnapshot::empty(project.clone());
+                for (version, record) in records.iter().filter(|(_, r)| r.key().project() == &project) {
+                    expected.put(*version, record);
+                }
+                expected.set_revision(Revision(9));
+                match catalog.project(&project) {
+                    Some(built) => proptest::prop_assert_eq!(format!("{built:?}"), format!("{expected:?}")),
+                    None => proptest::prop_assert_eq!(expected.connection_count(), 0),
+                }
+            }
+        }
     }
 
     proptest::proptest! {

@@ -629,27 +629,70 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
                 g * shards + s
             })
             .collect();
-        let mut lengths = vec![0; groups * shards];
-        for &p in &places {
-            lengths[p] += 1;
-        }
-        let mut tags: Vec<Vec<u8>> = lengths.iter().map(|&n| Vec::with_capacity(n)).collect();
-        let mut entries: Vec<Vec<T>> = lengths.iter().map(|&n| Vec::with_capacity(n)).collect();
-        let old = self.slots().flat_map(|s| s.base().tags().zip(s.entries()));
-        for ((t, value), &p) in old.zip(&places) {
-            tags[p].push(t);
-            entries[p].push(value.clone());
-        }
-        let mut built = tags.into_iter().zip(entries).map(|(tags, entries)| {
-            Slot::Whole(Arc::new(Shard {
-                tags: packed(tags.into_iter()),
-                entries: entries.into_boxed_slice(),
-            }))
-        });
-        self.groups = (0..groups)
-            .map(|_| built.by_ref().take(shards).collect())
-            .collect();
+        let old = self
+            .slots()
+            .flat_map(|s| s.base().tags().zip(s.entries().cloned()));
+        self.groups = laid_out(groups, shards, &places, old);
     }
+
+    /// A table of `entries` (each with its hash) as adding them one by one
+    /// with [`ShardedTable::insert_unique`] leaves it: as many shards, and
+    /// in each its entries in the order given. Built in one pass, each
+    /// shard allocated once at its length (where adding one by one
+    /// reallocates a shard on each entry and redistributes them all on
+    /// each doubling).
+    pub(super) fn from_entries(entries: Vec<(u64, T)>) -> Self {
+        // Adding doubles the shards before an entry that would pass `MAX`
+        // a shard on average: it ends with the fewest that hold them all.
+        let len = entries.len();
+        let mut total = 1;
+        while total * MAX < len {
+            total *= 2;
+        }
+        let (groups, shards) = layout(total);
+        let places: Vec<usize> = entries
+            .iter()
+            .map(|&(hash, _)| {
+                let (g, s) = locate(hash, groups, shards);
+                g * shards + s
+            })
+            .collect();
+        let tagged = entries.into_iter().map(|(hash, value)| (tag(hash), value));
+        ShardedTable {
+            groups: laid_out(groups, shards, &places, tagged),
+            len,
+        }
+    }
+}
+
+/// `groups` groups of `shards` shards holding `entries` (each with its
+/// tag), entry `i` in shard `places[i]` (counted across the groups), in
+/// order; each shard allocated at its length.
+fn laid_out<T>(
+    groups: usize,
+    shards: usize,
+    places: &[usize],
+    entries: impl Iterator<Item = (u8, T)>,
+) -> Arc<[Group<T>]> {
+    let mut lengths = vec![0; groups * shards];
+    for &p in places {
+        lengths[p] += 1;
+    }
+    let mut tags: Vec<Vec<u8>> = lengths.iter().map(|&n| Vec::with_capacity(n)).collect();
+    let mut values: Vec<Vec<T>> = lengths.iter().map(|&n| Vec::with_capacity(n)).collect();
+    for ((t, value), &p) in entries.zip(places) {
+        tags[p].push(t);
+        values[p].push(value);
+    }
+    let mut built = tags.into_iter().zip(values).map(|(tags, entries)| {
+        Slot::Whole(Arc::new(Shard {
+            tags: packed(tags.into_iter()),
+            entries: entries.into_boxed_slice(),
+        }))
+    });
+    (0..groups)
+        .map(|_| built.by_ref().take(shards).collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -1095,6 +1138,39 @@ mod tests {
     /// shards hold many times `MAX`.
     fn colliding(key: u32) -> u64 {
         hash(key) & 0x0100_0007_0000_0000
+    }
+
+    proptest! {
+        /// A table built in one pass is the table adding the same entries
+        /// one by one leaves: the same groups of shards, each with the same
+        /// tags and entries in the same order (so every lookup agrees);
+        /// with full hashes and with hashes whose tags and places collide,
+        /// equal keys included.
+        #[test]
+        fn a_table_built_at_once_is_the_table_built_entry_by_entry(
+            keys in prop::collection::vec(0u32..2_000, 0..400),
+            collide in any::<bool>(),
+        ) {
+            let hash = |k| if collide { colliding(k) } else { hash(k) };
+            let mut one_by_one = Table::default();
+            for (i, &k) in keys.iter().enumerate() {
+                one_by_one.insert_unique(hash(k), (k, i as u32), |x| hash(x.0));
+            }
+            let entries = keys.iter().enumerate().map(|(i, &k)| (hash(k), (k, i as u32))).collect();
+            let at_once = Table::from_entries(entries);
+            prop_assert_eq!(at_once.len(), one_by_one.len());
+            prop_assert_eq!(
+                (at_once.groups.len(), at_once.groups[0].len()),
+                (one_by_one.groups.len(), one_by_one.groups[0].len())
+            );
+            for (a, b) in at_once.slots().zip(one_by_one.slots()) {
+                prop_assert_eq!(&a.base().tags, &b.base().tags);
+                prop_assert_eq!(&a.base().entries, &b.base().entries);
+            }
+            for &k in &keys {
+                prop_assert_eq!(get(&at_once, &hash, k), get(&one_by_one, &hash, k));
+            }
+        }
     }
 
     proptest! {
