@@ -236,7 +236,7 @@ impl<T: Serialize> Serialize for Layers<T> {
 }
 
 /// Reads what a list of (layer, value) pairs would give to
-/// [`Layers::from_vec`], without the list when there is one value (most
+/// `Layers::from_vec`, without the list when there is one value (most
 /// parameters of a stored record have just a default): no allocation then.
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Layers<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
