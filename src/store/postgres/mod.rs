@@ -41,10 +41,17 @@ pub const POSTGRES_SCHEMA_VERSION: u32 = ops::MIGRATIONS.len() as u32;
 ///   checked after taking that lock, inside the transaction.
 /// - **Portable core.** Every statement on the commit, load and feed path is
 ///   plain SQL that Postgres-wire distributed databases accept; transactions
-///   that lose a serialization race (`40001`) are retried. After a commit the
-///   store sends `pg_notify`, and [`Store::wait_for_change`] `LISTEN`s (on a
-///   connection of its own, outside the pool) to wake early; without
-///   `NOTIFY` it polls (see [`PostgresSettings::poll_interval`]).
+///   that lose a serialization race (`40001`) are retried.
+/// - **Woken by `NOTIFY`.** A commit announces its revision with `pg_notify`
+///   inside its own transaction (the server sends it as the transaction
+///   commits; no round trip of its own), and [`Store::wait_for_change`]
+///   `LISTEN`s (on a connection of its own, outside the pool): woken by an
+///   announcement of a revision past the one it waits after, it returns that
+///   revision without another statement, and [`Store::changes_since`] reads
+///   the head and the batches in one statement. A database without `NOTIFY`
+///   refuses the first commit's announcement before anything is written;
+///   that commit is made again without it, and from then on followers poll
+///   (see [`PostgresSettings::poll_interval`]).
 /// - **Versioned schema** in tables named `connective_*`, created and migrated
 ///   by the library (concurrent replicas may start at once); a database whose
 ///   schema is newer than this code is refused with [`StoreError::Unreadable`].

@@ -138,6 +138,12 @@ const AUDIT_QUERY: &str = "SELECT position, body FROM connective_audit_trail
 const RETRIES: usize = 8;
 
 const BUMP: &str = "UPDATE connective_head SET revision = revision + 1 WHERE id = 1 RETURNING revision";
+/// [`BUMP`] that also queues the `NOTIFY` announcing the new revision (the
+/// payload): the server sends it when the transaction commits, and drops
+/// it if the transaction rolls back, so the announcement costs no round
+/// trip of its own and reaches followers as the commit does.
+const BUMP_NOTIFY: &str = "UPDATE connective_head SET revision = revision + 1 WHERE id = 1
+     RETURNING revision, pg_notify($1, revision::TEXT)";
 const READ_VERSIONS: &str = "SELECT key, version, body IS NULL FROM connective_records WHERE key = ANY($1)";
 const UPSERT: &str = "INSERT INTO connective_records (key, project, version, revision, body)
      VALUES ($1, $2, $3, $4, $5)
@@ -149,8 +155,16 @@ const TOKEN: &str = "INSERT INTO connective_commits (revision, token) VALUES ($1
 const HEAD: &str = "SELECT revision, feed_floor FROM connective_head WHERE id = 1";
 const LIVE: &str = "SELECT key, version, body FROM connective_records WHERE body IS NOT NULL";
 const ONE: &str = "SELECT version, body FROM connective_records WHERE key = $1 AND body IS NOT NULL";
-const FEED: &str = "SELECT revision, key, version, body FROM connective_changes
-     WHERE revision > $1 AND revision <= $2 ORDER BY revision, seq";
+/// The head and the feed's batches after `$1` up to `$2` (or the head),
+/// in one statement: one snapshot, so every batch up to the head it reads
+/// has committed and is there (committers hold the head row until they
+/// commit), and one round trip. The head comes on every row; with no
+/// batch to read, one row of head alone.
+const HEAD_AND_FEED: &str = "SELECT h.revision, h.feed_floor, c.revision, c.key, c.version, c.body
+     FROM connective_head h
+     LEFT JOIN connective_changes c ON c.revision > $1 AND c.revision <= LEAST(h.revision, $2)
+     WHERE h.id = 1
+     ORDER BY c.revision, c.seq";
 
 /// The store's state, shared by its calls and its listener task.
 pub(super) struct Inner {
@@ -171,6 +185,8 @@ pub(super) struct Inner {
     listener: tokio::sync::Mutex<Option<Listener>>,
     /// Woken by each notification (and when the listener dies).
     wake: Arc<Notify>,
+    /// The highest revision a notification announced (0: none yet).
+    heard: Arc<AtomicU64>,
 }
 
 /// The connection that `LISTEN`s, driven by a task of its own.
@@ -192,6 +208,9 @@ pub(super) enum Failure {
     Db(&'static str, tokio_postgres::Error),
     /// The connection was lost while committing: the outcome is unknown.
     LostCommit(tokio_postgres::Error),
+    /// The database refused the commit's `NOTIFY` (it lacks one): the
+    /// transaction rolled back, nothing was written.
+    Announce(tokio_postgres::Error),
 }
 
 impl From<StoreError> for Failure {
@@ -290,6 +309,7 @@ impl Inner {
             connect_timeout: settings.connect_timeout,
             listener: tokio::sync::Mutex::new(None),
             wake: Arc::new(Notify::new()),
+            heard: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -310,6 +330,7 @@ impl Inner {
             connect_timeout: Duration::from_secs(5),
             listener: tokio::sync::Mutex::new(None),
             wake: Arc::new(Notify::new()),
+            heard: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -407,6 +428,7 @@ impl Inner {
                 }
                 Err(self.db_error(context, &e))
             }
+            Ok(Err(Failure::Announce(e))) => Err(self.db_error("cannot announce the commit", &e)),
             Ok(Err(Failure::LostCommit(e))) => {
                 drop(Object::take(conn));
                 Err(StoreError::OutcomeUnknown {
@@ -521,7 +543,9 @@ impl Inner {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(Failure::Store(e)))) => Err(e),
             Ok(Ok(Err(Failure::Db(what, e)))) => Err(self.db_error(what, &e)),
-            Ok(Ok(Err(Failure::LostCommit(e)))) => Err(self.db_error("binding the key ring's keys", &e)),
+            Ok(Ok(Err(Failure::LostCommit(e) | Failure::Announce(e)))) => {
+                Err(self.db_error("binding the key ring's keys", &e))
+            }
             Ok(Err(join)) => Err(StoreError::Unavailable {
                 backend: BACKEND,
                 message: format!("binding the key ring's keys failed: {join}"),
@@ -574,43 +598,31 @@ impl Inner {
         let encoded = encode_batch(BACKEND, &self.ring, batch)?;
         let keys: Vec<&str> = encoded.iter().map(|(k, _)| k.as_str()).collect();
         let committing = AtomicBool::new(false);
-        let notify = self.notify.load(Ordering::Relaxed);
-        let (committed, notify_failed) = self
-            .with_conn("committing", Some(&committing), async |conn| {
-                let mut attempt = 0;
-                let committed = loop {
-                    attempt += 1;
-                    match commit_once(conn, batch, &encoded, &keys, &committing).await {
-                        Err(Failure::Db(_, e)) if retryable(&e) && attempt < RETRIES => {
-                            committing.store(false, Ordering::Release);
-                            tokio::time::sleep(Duration::from_millis(2 * attempt as u64)).await;
-                        }
-                        other => break other?,
-                    }
+        self.with_conn("committing", Some(&committing), async |conn| {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                // Wake followers early: the commit announces its revision
+                // with NOTIFY, in its own transaction. Some Postgres-wire
+                // databases lack NOTIFY; there the attempt fails before
+                // anything is written, and is made again without it
+                // (polling is correct without it).
+                let announce = if self.notify.load(Ordering::Relaxed) {
+                    Announce::Notify
+                } else {
+                    Announce::Quiet
                 };
-                // Wake followers early; best effort (some Postgres-wire
-                // databases lack NOTIFY, and polling is correct without it).
-                let mut unsupported = false;
-                if notify {
-                    let payload = committed.revision.0.to_string();
-                    match conn
-                        .execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &payload])
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(e) if e.as_db_error().is_some() => unsupported = true,
-                        // The connection broke after the commit: the next
-                        // call finds out; this one stands.
-                        Err(_) => {}
+                match commit_once(conn, batch, &encoded, &keys, &committing, announce).await {
+                    Err(Failure::Db(_, e)) if retryable(&e) && attempt < RETRIES => {
+                        committing.store(false, Ordering::Release);
+                        tokio::time::sleep(Duration::from_millis(2 * attempt as u64)).await;
                     }
+                    Err(Failure::Announce(_)) => self.disable_notify(),
+                    other => break other,
                 }
-                Ok((committed, unsupported))
-            })
-            .await?;
-        if notify_failed {
-            self.disable_notify();
-        }
-        Ok(committed)
+            }
+        })
+        .await
     }
 
     pub(super) async fn find_commit(
@@ -680,33 +692,41 @@ impl Inner {
             return Ok(Vec::new());
         }
         let after_i = to_i64(after.0, "revision")?;
+        // Revisions are consecutive, so `limit` batches end at after + limit
+        // (or the head, if that comes first).
+        let last = i64::try_from(after.0.saturating_add(limit as u64)).unwrap_or(i64::MAX);
         let rows = self
             .with_conn("reading the change feed", None, async |conn| {
-                let tx = snapshot(conn).await?;
-                let (revision, floor) = head_of(
-                    &tx.query_one(HEAD, &[])
-                        .await
-                        .ctx("cannot read the head revision")?,
-                )?;
-                if !rows::batches_after(after, (revision, floor))? {
-                    return Ok(Vec::new());
-                }
-                // Revisions are consecutive, so `limit` batches end at
-                // after + limit.
-                let last = to_i64(after.0.saturating_add(limit as u64).min(revision.0), "revision")?;
-                let feed = tx.prepare_cached(FEED).await.ctx("cannot prepare a statement")?;
-                let rows = tx
+                let feed = conn
+                    .prepare_cached(HEAD_AND_FEED)
+                    .await
+                    .ctx("cannot prepare a statement")?;
+                let rows = conn
                     .query(&feed, &[&after_i, &last])
                     .await
                     .ctx("cannot read the change feed")?;
-                tx.commit().await.ctx("cannot end the snapshot")?;
+                let Some(first) = rows.first() else {
+                    return Err(StoreError::Unreadable {
+                        backend: BACKEND,
+                        what: "the head revision".into(),
+                        message: "the head row is missing".into(),
+                    }
+                    .into());
+                };
+                if !rows::batches_after(after, head_of(first)?)? {
+                    return Ok(Vec::new());
+                }
                 let mut out = Vec::with_capacity(rows.len());
                 for row in &rows {
+                    // The head alone (no batch read) has no change columns.
+                    let Some(revision) = col::<Option<i64>>(row, 2)? else {
+                        continue;
+                    };
                     out.push((
-                        col::<i64>(row, 0)?,
-                        col::<String>(row, 1)?,
-                        col::<i64>(row, 2)?,
-                        col::<Option<String>>(row, 3)?,
+                        revision,
+                        col::<String>(row, 3)?,
+                        col::<i64>(row, 4)?,
+                        col::<Option<String>>(row, 5)?,
                     ));
                 }
                 Ok(out)
@@ -846,10 +866,17 @@ impl Inner {
                 return Ok(now);
             }
             let slice = left.min(self.poll_interval());
-            if listening {
-                let _ = tokio::time::timeout(slice, notified).await;
-            } else {
+            if !listening {
                 tokio::time::sleep(slice).await;
+                continue;
+            }
+            if tokio::time::timeout(slice, notified).await.is_ok() {
+                // A commit announced its revision (committed before the
+                // announcement was sent): no need to look at the head.
+                let heard = Revision(self.heard.load(Ordering::Acquire));
+                if heard > after {
+                    return Ok(heard);
+                }
             }
         }
     }
@@ -875,10 +902,20 @@ impl Inner {
             return false;
         };
         let alive = Arc::new(AtomicBool::new(true));
-        let (wake, still) = (Arc::clone(&self.wake), Arc::clone(&alive));
+        let (wake, still, heard) = (
+            Arc::clone(&self.wake),
+            Arc::clone(&alive),
+            Arc::clone(&self.heard),
+        );
         let task = tokio::spawn(async move {
             while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
-                if let AsyncMessage::Notification(_) = message {
+                if let AsyncMessage::Notification(note) = message {
+                    // The payload is the committed revision; anything else
+                    // (another client's NOTIFY) only wakes the waiters,
+                    // who then look at the head.
+                    if let Ok(revision) = note.payload().parse::<u64>() {
+                        heard.fetch_max(revision, Ordering::AcqRel);
+                    }
                     wake.notify_waiters();
                 }
             }
@@ -1123,19 +1160,37 @@ async fn append_reads_once(
     }
 }
 
+/// How a commit announces itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Announce {
+    /// `NOTIFY` with the new revision, queued inside the transaction.
+    Notify,
+    /// Nothing (the database lacks `NOTIFY`, or the store does not use it).
+    Quiet,
+}
+
 /// One attempt at a commit, inside one transaction. Sets `committing` just
 /// before the `COMMIT` is sent: from then on a lost answer is an unknown
-/// outcome.
+/// outcome. A database error while taking the revision with
+/// [`Announce::Notify`] comes back as [`Failure::Announce`].
 async fn commit_once(
     conn: &mut Object,
     batch: &Batch,
     encoded: &[(String, Option<String>)],
     keys: &[&str],
     committing: &AtomicBool,
+    announce: Announce,
 ) -> Result<Committed, Failure> {
     let tx = conn.transaction().await.ctx("cannot begin a transaction")?;
+    let bump = match announce {
+        Announce::Notify => BUMP_NOTIFY,
+        Announce::Quiet => BUMP,
+    };
     let (bump, read_versions, upsert, append) = (
-        tx.prepare_cached(BUMP).await.ctx("cannot prepare a statement")?,
+        tx.prepare_cached(bump).await.map_err(|e| match announce {
+            Announce::Notify if e.as_db_error().is_some() => Failure::Announce(e),
+            _ => Failure::Db("cannot prepare a statement", e),
+        })?,
         tx.prepare_cached(READ_VERSIONS)
             .await
             .ctx("cannot prepare a statement")?,
@@ -1149,10 +1204,19 @@ async fn commit_once(
     // Taking the next revision locks the head row until commit: committers are
     // serialized, so revision order is commit order and the expectations below
     // are checked against everything committed before.
-    let row = tx
-        .query_one(&bump, &[])
-        .await
-        .ctx("cannot take the next revision")?;
+    let row = match announce {
+        Announce::Notify => tx.query_one(&bump, &[&NOTIFY_CHANNEL]).await.map_err(|e| {
+            if e.as_db_error().is_some() && !retryable(&e) && !cancelled(&e) {
+                Failure::Announce(e)
+            } else {
+                Failure::Db("cannot take the next revision", e)
+            }
+        })?,
+        Announce::Quiet => tx
+            .query_one(&bump, &[])
+            .await
+            .ctx("cannot take the next revision")?,
+    };
     let rev: i64 = col(&row, 0)?;
     let revision = Revision(to_u64(BACKEND, rev, "the head revision")?);
     let rows = tx

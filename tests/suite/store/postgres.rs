@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use connective::model::{Revision, Version};
 use connective::store::seal::{KeyRing, SealKey};
-use connective::store::{Batch, Changed, CommitToken, Expect, PostgresStore, Store, StoreError, Write};
+use connective::store::{
+    Batch, Changed, CommitToken, Expect, PostgresSettings, PostgresStore, Store, StoreError, Write,
+};
 use connective::test_kit;
 use connective::test_kit::postgres::{PgCluster, database, unavailable};
 
@@ -123,6 +125,138 @@ fn notify_wakes_a_waiting_follower_long_before_its_poll_interval() {
         waited < Duration::from_secs(5),
         "woke after {waited:?}: NOTIFY did not wake the follower"
     );
+}
+
+/// The last statement and when its backend last changed state, for each
+/// connection of `app` other than its listener.
+fn statements_of(client: &mut test_kit::postgres::TestClient, app: &str) -> Vec<(String, String)> {
+    client
+        .query(
+            "SELECT query, state_change::TEXT FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = $1
+                 AND query NOT LIKE 'LISTEN%' AND state = 'idle'
+             ORDER BY pid",
+            &[&app],
+        )
+        .expect("activity")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+#[test]
+fn a_waiter_woken_by_a_commits_notification_returns_its_revision_without_a_statement() {
+    let Some(db) = database("notify_payload") else {
+        return;
+    };
+    let writer = db.open(ring()).expect("writer");
+    let follower = PostgresSettings::from_connection_string(&format!(
+        "{} application_name=woken_follower",
+        db.connection_string()
+    ))
+    .expect("settings")
+    .pool_size(1)
+    .poll_interval(Duration::from_secs(30))
+    .connect(ring())
+    .expect("follower");
+    let mut watcher = db.client().expect("a plain client");
+    let p = test_kit::unique_project("woken");
+    let start = follower.revision().expect("revision");
+    // Listening from now on; its one pooled connection last ran something
+    // other than the look at the head.
+    assert_eq!(
+        follower
+            .wait_for_change(start, Duration::from_millis(50))
+            .expect("wait"),
+        start
+    );
+    assert!(follower.changes_since(start, 10).expect("feed").is_empty());
+    let before = statements_of(&mut watcher, "woken_follower");
+
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            follower
+                .wait_for_change(start, Duration::from_secs(20))
+                .expect("wait")
+        });
+        // The waiter's first look at the head is done when its connection
+        // is idle after another statement.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let looked = loop {
+            let now = statements_of(&mut watcher, "woken_follower");
+            if now.len() == 1 && now != before {
+                break now;
+            }
+            assert!(Instant::now() < deadline, "the waiter never looked: {now:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let committed = commit(
+            &writer,
+            vec![Write::put(
+                test_kit::sample_connection(&p, "n", "s"),
+                Expect::Absent,
+            )],
+        );
+        let t = Instant::now();
+        let seen = waiter.join().expect("waiter");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "woke after {:?}",
+            t.elapsed()
+        );
+        // The revision the commit announced, and no statement after the
+        // wake-up: the connection's last statement is still the look.
+        assert_eq!(seen, committed.revision);
+        assert_eq!(statements_of(&mut watcher, "woken_follower"), looked);
+    });
+}
+
+#[test]
+fn commits_on_a_database_without_notify_land_and_are_followed_by_polling() {
+    let Some(db) = database("no_notify") else { return };
+    // A Postgres-wire database without NOTIFY, as far as the store can
+    // tell: in this schema `pg_notify` refuses, the way such servers do.
+    db.client()
+        .expect("a plain client")
+        .batch_execute(
+            "CREATE SCHEMA quiet;
+             CREATE FUNCTION quiet.pg_notify(TEXT, TEXT) RETURNS VOID LANGUAGE plpgsql AS $$
+             BEGIN
+                 RAISE EXCEPTION 'NOTIFY is not supported' USING ERRCODE = 'feature_not_supported';
+             END $$;",
+        )
+        .expect("the refusing pg_notify");
+    let url = format!(
+        "{} options=-csearch_path=quiet,pg_catalog",
+        db.connection_string()
+    );
+    let writer = PostgresStore::connect(&url, ring()).expect("writer");
+    let follower = PostgresStore::connect(&url, ring())
+        .expect("follower")
+        .with_poll_interval(Duration::from_millis(20));
+    // The first commit meets the refusal inside its transaction: it is made
+    // again without announcing itself, and consumes one revision only.
+    let p = test_kit::unique_project("quiet");
+    let start = writer.revision().expect("revision");
+    let first = commit(
+        &writer,
+        vec![Write::put(
+            test_kit::sample_connection(&p, "a", "s"),
+            Expect::Absent,
+        )],
+    );
+    let second = commit(
+        &writer,
+        vec![Write::put(
+            test_kit::sample_connection(&p, "b", "s"),
+            Expect::Absent,
+        )],
+    );
+    assert_eq!(
+        (first.revision, second.revision),
+        (Revision(start.0 + 1), Revision(start.0 + 2))
+    );
+    test_kit::follower_sees_every_revision(&[&writer], &follower, 2, 5);
 }
 
 #[test]
