@@ -173,6 +173,21 @@ impl Entry {
         }
     }
 
+    /// How many references the record has (the store's among them).
+    fn strong_count(&self) -> usize {
+        match self {
+            Entry::Connection(_, r) => Arc::strong_count(r),
+            Entry::Mappings(_, r) => Arc::strong_count(r),
+            Entry::OAuthApp(_, r) => Arc::strong_count(r),
+            Entry::ReferenceFence(_, r) => Arc::strong_count(r),
+            Entry::TokenSet(_, r) => Arc::strong_count(r),
+            Entry::PendingAuthorization(_, r) => Arc::strong_count(r),
+            Entry::Status(_, r) => Arc::strong_count(r),
+            Entry::ConnectionType(_, r) => Arc::strong_count(r),
+            Entry::Template(_, r) => Arc::strong_count(r),
+        }
+    }
+
     /// The record (a reference count taken).
     fn record(&self) -> Record {
         match self {
@@ -185,6 +200,28 @@ impl Entry {
             Entry::Status(_, r) => Record::Status(Arc::clone(r)),
             Entry::ConnectionType(_, r) => Record::ConnectionType(Arc::clone(r)),
             Entry::Template(_, r) => Record::Template(Arc::clone(r)),
+        }
+    }
+
+    /// Reads the lines that dropping this reference to the record touches
+    /// first: the reference count's and, if it is the last reference to a
+    /// connection (a record of every write), the connection's own lines and
+    /// its array of parameters, which dropping it reads and frees. With
+    /// `depth` [`Depth::Count`] only the reference count's line, whose
+    /// address is known without a read. A hint only (see
+    /// [`Inner::read_ahead_evictions`]).
+    fn read_ahead_drop(&self, depth: Depth) {
+        let count = std::hint::black_box(self.strong_count());
+        let Entry::Connection(_, c) = self else {
+            return;
+        };
+        if depth == Depth::Count || count > 1 {
+            return;
+        }
+        let spec = c.spec();
+        std::hint::black_box((spec.project_id().as_str().len(), spec.name().as_str().len()));
+        for p in spec.params() {
+            std::hint::black_box(p.name().as_str().len());
         }
     }
 
@@ -214,7 +251,26 @@ enum Fed {
     Delete(Box<(Version, RecordKey)>),
 }
 
+/// How far [`Entry::read_ahead_drop`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// The reference count's line only.
+    Count,
+    /// Everything dropping the record reads first.
+    Drop,
+}
+
 impl Fed {
+    /// [`Entry::read_ahead_drop`] for a put; a deletion's boxed key.
+    fn read_ahead_drop(&self, depth: Depth) {
+        match self {
+            Fed::Put(e) => e.read_ahead_drop(depth),
+            Fed::Delete(deleted) => {
+                std::hint::black_box(deleted.0);
+            }
+        }
+    }
+
     fn version(&self) -> Version {
         match self {
             Fed::Put(e) => e.version(),
@@ -343,14 +399,11 @@ impl Inner {
     /// would hold more than `capacity` changes (the newest batch is always
     /// kept).
     fn open_batch(&mut self, revision: Revision, len: usize, token: Option<CommitToken>, capacity: usize) {
-        while self.fed.len() + len > capacity {
-            let Some(oldest) = self.feed.pop_front() else {
-                break;
-            };
-            // The batch's changes are the ring's first `len`.
-            self.fed.drain(..oldest.len.min(self.fed.len()));
-            self.evicted += oldest.len as u64;
-        }
+        let (batches, changes) = self.evictions(len, capacity);
+        self.feed.drain(..batches);
+        // The batches' changes are the ring's first `changes`.
+        self.fed.drain(..changes.min(self.fed.len()));
+        self.evicted += changes as u64;
         // Grow the ring by doubling, but never past what a full feed
         // holds (`capacity`, or one larger batch).
         let needed = self.fed.len() + len;
@@ -365,6 +418,44 @@ impl Inner {
             len,
             token,
         });
+    }
+
+    /// How many of the oldest batches [`Inner::open_batch`] evicts for a
+    /// batch of `len` changes, and how many changes they have: the oldest
+    /// batches, whole, as long as the feed would hold more than `capacity`
+    /// changes.
+    fn evictions(&self, len: usize, capacity: usize) -> (usize, usize) {
+        let (mut batches, mut changes) = (0, 0);
+        for oldest in &self.feed {
+            if self.fed.len().saturating_sub(changes) + len <= capacity {
+                break;
+            }
+            batches += 1;
+            changes += oldest.len;
+        }
+        (batches, changes)
+    }
+
+    /// Reads ahead, before a commit of a batch of `len` changes, what
+    /// dropping the changes it evicts from the feed reads (see
+    /// [`Inner::evictions`]): their records are mostly dropped for the last
+    /// time then, and in a large store they are cold (committed some
+    /// `capacity` changes ago). Read here, beside the batch's entries, their
+    /// lines arrive together with those, where the drops would fetch them
+    /// one after another. The change the next commit evicts first gets its
+    /// reference count read too, so that by then the lines it leads to are
+    /// one read away. A hint only: it changes nothing.
+    fn read_ahead_evictions(&self, len: usize, capacity: usize) {
+        let (_, changes) = self.evictions(len, capacity);
+        let changes = changes.min(self.fed.len());
+        for fed in self.fed.range(..changes) {
+            fed.read_ahead_drop(Depth::Drop);
+        }
+        if changes > 0
+            && let Some(next) = self.fed.get(changes)
+        {
+            next.read_ahead_drop(Depth::Count);
+        }
     }
 
     /// Forgets the tombstone of `key` (whose hash is `hash`), if any.
@@ -457,8 +548,9 @@ impl Store for MemoryStore {
         // Each key's hash and packed new version, so that applying the
         // batch hashes no key again.
         let mut hashed = Vec::with_capacity(batch.writes.len());
-        // Every key's entry read ahead first, so that the reads of the
-        // batch's entries (cold in a large store) overlap.
+        // Every key's entry read ahead first, and what the feed's eviction
+        // will drop, so that the reads of the batch's entries and of the
+        // evicted records (cold in a large store) overlap.
         let hashes: Vec<u64> = batch
             .writes
             .iter()
@@ -470,6 +562,7 @@ impl Store for MemoryStore {
                 hash
             })
             .collect();
+        inner.read_ahead_evictions(batch.writes.len(), self.feed_capacity);
         for (w, &hash) in batch.writes.iter().zip(&hashes) {
             let found = inner.find(&w.key, hash).map(Entry::version);
             w.expect.check(&w.key, found)?;
@@ -876,15 +969,26 @@ mod feed_tests {
                 }
                 let token = (n % 3 != 0).then(|| CommitToken::new(n as u128 + 1));
                 batch.token = token;
+                // What the commit will evict, as its read-ahead predicts it.
+                let (predicted, evicted_before) = {
+                    let inner = store.lock();
+                    (inner.evictions(batch.writes.len(), capacity), inner.evicted)
+                };
                 let committed = store.commit(&batch).unwrap();
                 largest = largest.max(changes.len());
                 reference.push((committed.revision, token, changes));
                 let mut held: usize = reference.iter().map(|b| b.2.len()).sum();
+                let (mut dropped_batches, mut dropped) = (0, 0);
                 while held > capacity && reference.len() > 1 {
-                    held -= reference.remove(0).2.len();
+                    let oldest = reference.remove(0).2.len();
+                    held -= oldest;
+                    dropped += oldest;
+                    dropped_batches += 1;
                 }
+                prop_assert_eq!(predicted, (dropped_batches, dropped));
                 {
                     let inner = store.lock();
+                    prop_assert_eq!(inner.evicted - evicted_before, dropped as u64);
                     prop_assert_eq!(inner.fed.len(), held);
                     // Never more than a full feed, or the largest batch.
                     prop_assert!(inner.fed.capacity() <= capacity.max(largest), "{}", inner.fed.capacity());
