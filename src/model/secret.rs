@@ -125,6 +125,16 @@ impl SecretValue {
         SecretValue(Shared::new(value.into()))
     }
 
+    /// A secret copied from `text`: a short one straight into its cell,
+    /// without the `String` [`SecretValue::new`] takes (and zeroizes);
+    /// for text the caller wipes itself (an opened sealed value).
+    #[cfg(any(feature = "seal", test))]
+    pub(crate) fn copied_from(text: &str) -> Self {
+        SecretValue(
+            Shared::short(text).unwrap_or_else(|| Shared::Long(triomphe::Arc::new(SecretString::from(text)))),
+        )
+    }
+
     /// Whether two values are copies of one secret (as opposed to equal
     /// secrets): for tests of sharing.
     pub fn shares_secret_with(&self, other: &SecretValue) -> bool {
@@ -366,6 +376,28 @@ mod tests {
         let r: Result<String, _> = with_secret_codec(Arc::new(PlaintextCodec), || serde_json::to_string(&s));
         assert!(r.is_ok());
         assert!(serde_json::to_string(&s).is_err());
+    }
+
+    /// A secret copied from text holds what one made from a `String` does,
+    /// short (in its cell) or long.
+    #[test]
+    fn a_secret_copied_from_text_is_the_secret_made_from_it() {
+        for text in [
+            "",
+            "k000000",
+            "exactly-15-byte",
+            "sixteen-bytes-16",
+            &"é".repeat(40),
+        ] {
+            let (copied, made) = (SecretValue::copied_from(text), SecretValue::new(text));
+            assert_eq!(copied.expose(), text);
+            assert_eq!(
+                matches!(copied.0, Shared::Short(_)),
+                matches!(made.0, Shared::Short(_)),
+                "{} bytes",
+                text.len()
+            );
+        }
     }
 
     #[test]

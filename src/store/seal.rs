@@ -328,9 +328,8 @@ impl KeyRing {
     /// The ID of the key that sealed `sealed`, read from its label (without
     /// opening it), or `None` if it is not sealed text of a known format.
     pub fn sealed_key_id(sealed: &str) -> Option<&str> {
-        let mut parts = sealed.splitn(3, ':');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(FORMAT_TAG), Some(id), Some(_)) if check_key_id(id).is_ok() => Some(id),
+        match parts(sealed) {
+            Some((FORMAT_TAG, id, _)) if check_key_id(id).is_ok() => Some(id),
             _ => None,
         }
     }
@@ -362,8 +361,7 @@ impl KeyRing {
 
     /// Opens text made by [`KeyRing::seal`] under any key of the ring.
     pub fn open(&self, sealed: &str) -> Result<SecretValue, SealError> {
-        let mut parts = sealed.splitn(3, ':');
-        let (Some(tag), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
+        let Some((tag, key_id, body)) = parts(sealed) else {
             return Err(SealError::Malformed {
                 reason: "expected format:key-id:data",
             });
@@ -425,12 +423,22 @@ impl KeyRing {
             }
         })?;
         match std::str::from_utf8(ciphertext) {
-            Ok(text) => Ok(SecretValue::new(text)),
+            Ok(text) => Ok(SecretValue::copied_from(text)),
             Err(_) => Err(SealError::Malformed {
                 reason: "the opened value is not UTF-8",
             }),
         }
     }
+}
+
+/// A sealed text's three parts, `<format>:<key id>:<data>`, split at its
+/// first two colons (the data may hold more); `None` without two.
+fn parts(sealed: &str) -> Option<(&str, &str, &str)> {
+    let colon = |text: &str| text.bytes().position(|b| b == b':');
+    let first = colon(sealed)?;
+    let rest = &sealed[first + 1..];
+    let second = colon(rest)?;
+    Some((&sealed[..first], &rest[..second], &rest[second + 1..]))
 }
 
 /// Opens XChaCha20-Poly1305 `ciphertext` in place: the same construction
@@ -664,6 +672,19 @@ mod tests {
             ),
         ] {
             assert_eq!(ring.open(sealed).expect("open").expose(), value);
+        }
+    }
+
+    proptest::proptest! {
+        /// A sealed text splits into its parts where `splitn(3, ':')` does.
+        #[test]
+        fn sealed_texts_split_at_their_first_two_colons(text in "[a-z:é1]{0,12}") {
+            let mut split = text.splitn(3, ':');
+            let expected = match (split.next(), split.next(), split.next()) {
+                (Some(a), Some(b), Some(c)) => Some((a, b, c)),
+                _ => None,
+            };
+            proptest::prop_assert_eq!(parts(&text), expected);
         }
     }
 
