@@ -788,18 +788,26 @@ impl Catalog {
     /// lines are cold; read here, each level's arrive together instead of
     /// one after another behind the locked increments that take the
     /// references.
+    ///
+    /// Those reads are plain loads, with no locked instruction among them:
+    /// `around` gets them as a function to call once (if the project has a
+    /// snapshot), so that the caller can start reads of its own before and
+    /// have them overlap (the registry reads the store's entry ahead there).
     pub(crate) fn project_for_change(
         &self,
         project: &ProjectId,
         id: ConnectionId,
+        around: impl FnOnce(&mut dyn FnMut()),
     ) -> Option<Arc<ProjectSnapshot>> {
         let directory = self.directory.load();
         let slot = directory.get(project)?;
         let snapshot = slot.current.load();
-        shards::warm_count(&slot.changes);
-        snapshot.by_name.warm_copy();
-        std::hint::black_box(snapshot.fences.first().copied());
-        snapshot.connections.0.warm_change(id_hash(&id));
+        around(&mut || {
+            shards::warm_count(&slot.changes);
+            snapshot.by_name.warm_copy();
+            std::hint::black_box(snapshot.fences.first().copied());
+            snapshot.connections.0.warm_change(id_hash(&id));
+        });
         Some(arc_swap::Guard::into_inner(snapshot))
     }
 
@@ -1162,13 +1170,25 @@ mod tests {
             .map(|(i, id)| (Version(1), connection(*id, &format!("c{i}"), None)));
         let catalog = Catalog::from_records(ResolvePolicy::default(), Revision(1), records);
         let current = catalog.project(&project).unwrap();
-        // A connection of the project, and an ID it does not hold.
+        // A connection of the project, and an ID it does not hold; the
+        // reads ahead are handed to `around` once.
         for id in [ids[42], ConnectionId::random()] {
-            let for_change = catalog.project_for_change(&project, id).unwrap();
+            let mut calls = 0;
+            let for_change = catalog
+                .project_for_change(&project, id, |warm| {
+                    calls += 1;
+                    warm();
+                })
+                .unwrap();
             assert!(Arc::ptr_eq(&for_change, &current));
+            assert_eq!(calls, 1);
         }
         let other: ProjectId = "other".parse().unwrap();
-        assert!(catalog.project_for_change(&other, ids[0]).is_none());
+        assert!(
+            catalog
+                .project_for_change(&other, ids[0], |warm| warm())
+                .is_none()
+        );
     }
 
     #[test]

@@ -16,6 +16,10 @@ use crate::oauth::{OAuthProvisioner, app_owner_for};
 use crate::resolve::{Problem, ProjectView};
 use crate::store::{Batch, CommitToken, Expect, Op, Write};
 
+/// A change to a connection, for [`Tx::working_for`]: its ID, and the
+/// store key the change will write, if known.
+type Change<'k> = (ConnectionId, Option<&'k RecordKey>);
+
 struct Pending {
     expect: Expect,
     record: Option<Record>,
@@ -155,12 +159,17 @@ impl<'r> Tx<'r> {
 
     /// [`Tx::working_mut`] for a change to connection `id` (if given): on
     /// first touch the catalog reads ahead what the change will need (see
-    /// `Catalog::project_for_change`).
-    fn working_for(&mut self, project: &ProjectId, id: Option<ConnectionId>) -> &mut ProjectSnapshot {
+    /// `Catalog::project_for_change`), and, given the key the change will
+    /// write, the store reads its entry under that key ahead meanwhile
+    /// ([`Store::read_ahead_with`](crate::store::Store::read_ahead_with)).
+    fn working_for(&mut self, project: &ProjectId, change: Option<Change<'_>>) -> &mut ProjectSnapshot {
         let (registry, base) = (self.registry, &mut self.base);
         self.working.entry(project.clone()).or_insert_with(|| {
-            let snapshot = match id {
-                Some(id) => registry.catalog.project_for_change(project, id),
+            let snapshot = match change {
+                Some((id, Some(key))) => registry
+                    .catalog
+                    .project_for_change(project, id, |warm| registry.store.read_ahead_with(key, warm)),
+                Some((id, None)) => registry.catalog.project_for_change(project, id, |warm| warm()),
                 None => registry.catalog.project(project),
             };
             let copy = snapshot
@@ -291,7 +300,9 @@ impl<'r> Tx<'r> {
         spec: ConnectionSpec,
     ) -> Result<(), RegistryError> {
         let project = spec.project_id().clone();
-        self.working_for(&project, Some(id));
+        // The key the update writes (the connection's, unless it renames it).
+        let key = RecordKey::Connection(project.clone(), spec.scope().clone(), spec.name().clone());
+        self.working_for(&project, Some((id, Some(&key))));
         self.writable(&project)?;
         let snapshot = self.working_mut(&project);
         let Some((old, current)) = snapshot.connection(id).map(|c| (c.value.clone(), c.version)) else {
@@ -371,7 +382,7 @@ impl<'r> Tx<'r> {
         version: Version,
         mode: DeleteMode,
     ) -> Result<(), RegistryError> {
-        self.working_for(project, Some(id));
+        self.working_for(project, Some((id, None)));
         self.writable(project)?;
         let snapshot = self.working_mut(project);
         let Some(old) = snapshot.connection(id).map(|c| c.value.clone()) else {

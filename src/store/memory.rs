@@ -653,6 +653,21 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
+    /// Reads the entry under `key` ahead (see [`TieredTable::read_ahead`])
+    /// and calls `alongside` while those reads are in flight: the lock is
+    /// taken before and released after, since taking or releasing it waits
+    /// for every read before it (a locked instruction), so it is held while
+    /// `alongside` runs.
+    fn read_ahead_with(&self, key: &RecordKey, alongside: &mut dyn FnMut()) {
+        let inner = self.lock();
+        inner.records.read_ahead(inner.hash(key), |e| {
+            std::hint::black_box(e.version());
+        });
+        // And what a commit of one change evicts from the feed.
+        inner.read_ahead_evictions(1, self.feed_capacity);
+        alongside();
+    }
+
     fn get(&self, key: &RecordKey) -> Result<Option<(Version, Record)>, StoreError> {
         let inner = self.lock();
         Ok(inner
@@ -908,6 +923,64 @@ mod packed_tests {
             expected.sort_by_key(|(k, _)| k.to_string());
             prop_assert_eq!(loaded, expected);
         }
+    }
+}
+
+#[cfg(test)]
+mod read_ahead_tests {
+    use super::packed_tests::fence;
+    use super::*;
+    use crate::store::{Expect, Write};
+
+    /// What a reader can see of the store: its revision, every key's
+    /// version, and the feed from its start.
+    fn state(
+        store: &dyn Store,
+        keys: &[RecordKey],
+    ) -> (Revision, Vec<Option<Version>>, Vec<(Revision, Version)>) {
+        let versions = keys
+            .iter()
+            .map(|k| store.get(k).unwrap().map(|(v, _)| v))
+            .collect();
+        let feed = store
+            .changes_since(Revision(0), usize::MAX)
+            .or_else(|_| store.changes_since(Revision(store.revision().unwrap().0 - 4), usize::MAX))
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.revision, c.version))
+            .collect();
+        (store.revision().unwrap(), versions, feed)
+    }
+
+    /// `read_ahead_with` calls `alongside` exactly once, for a key the
+    /// store holds and for one it does not, directly and through the
+    /// `Arc<dyn Store>` a registry holds, on a store whose feed is full
+    /// (so a commit would evict: what it reads ahead), and changes nothing
+    /// a reader sees; commits after it behave as without it.
+    #[test]
+    fn a_read_ahead_calls_alongside_once_and_changes_nothing() {
+        let store = Arc::new(MemoryStore::with_feed_capacity(4));
+        for i in 0..6 {
+            let mut batch = Batch::new();
+            batch.push(Write::put(fence(i), Expect::Absent));
+            store.commit(&batch).unwrap();
+        }
+        let keys: Vec<RecordKey> = (0..8).map(|i| fence(i).key()).collect();
+        let before = state(&*store, &keys);
+        let shared: Arc<dyn Store> = store.clone();
+        for key in &keys {
+            let mut calls = 0;
+            store.read_ahead_with(key, &mut || calls += 1);
+            shared.read_ahead_with(key, &mut || calls += 1);
+            assert_eq!(calls, 2, "{key}");
+        }
+        assert_eq!(state(&*store, &keys), before);
+        let mut batch = Batch::new();
+        batch.push(Write::put(fence(2), Expect::Version(Version(1))));
+        batch.push(Write::put(fence(7), Expect::Absent));
+        let committed = store.commit(&batch).unwrap();
+        assert_eq!(committed.versions, vec![Version(2), Version(1)]);
+        assert_eq!(store.get(&keys[2]).unwrap().map(|(v, _)| v), Some(Version(2)));
     }
 }
 

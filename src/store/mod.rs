@@ -643,6 +643,18 @@ pub trait Store: Send + Sync + 'static {
         })
     }
 
+    /// A hint, before a commit that will write `key`: reads ahead what that
+    /// commit will read of `key` (in a large store, cold lines), calling
+    /// `alongside` once meanwhile, so that its reads and the store's
+    /// overlap. The registry calls it, with reads of its own catalog as
+    /// `alongside`, before an update of a connection; `alongside` must not
+    /// call the store. It changes nothing. The default only calls
+    /// `alongside`; the memory store reads its entry for `key` ahead.
+    fn read_ahead_with(&self, key: &RecordKey, alongside: &mut dyn FnMut()) {
+        let _ = key;
+        alongside();
+    }
+
     /// Blocks until the store may hold a revision greater than `after`, or
     /// `timeout` passes; returns the latest revision seen. Followers call this in
     /// a loop. The default polls [`Store::revision`] every 10 ms; backends with
@@ -685,6 +697,9 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     fn wait_for_change(&self, after: Revision, timeout: Duration) -> Result<Revision, StoreError> {
         (**self).wait_for_change(after, timeout)
+    }
+    fn read_ahead_with(&self, key: &RecordKey, alongside: &mut dyn FnMut()) {
+        (**self).read_ahead_with(key, alongside)
     }
     fn keeps_audit(&self) -> bool {
         (**self).keeps_audit()
