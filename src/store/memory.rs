@@ -653,7 +653,7 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    /// Reads the entry under `key` ahead (see [`TieredTable::read_ahead`])
+    /// Reads the entry under `key` ahead (see `TieredTable::read_ahead`)
     /// and calls `alongside` while those reads are in flight: the lock is
     /// taken before and released after, since taking or releasing it waits
     /// for every read before it (a locked instruction), so it is held while
