@@ -23,8 +23,8 @@
 //!    thread to a runtime worker and back, and woke the second, idle worker
 //!    too: its median was 0.3 ms above the blocking write's, measured with
 //!    `strace -f` and per-phase timestamps; no tokio host awaits its writes
-//!    that way.) 1,000 writes each way (the p99 is then the 10th largest of
-//!    each; with 300 it was the 3rd, and on a shared 2-core machine a few
+//!    that way.) 1,000 writes each way (the p99 is then the 11th largest of
+//!    each; with 300 it was the 4th, and on a shared 2-core machine a few
 //!    descheduled writes moved the ratio from 0.67x to 1.59x between runs).
 //! 2. 1,000 concurrent async writers, each to a connection of its own, on
 //!    one pool of 8 connections: every write commits (no deadlock), and the
