@@ -251,6 +251,11 @@ enum Fed {
     Delete(Box<(Version, RecordKey)>),
 }
 
+/// How many of the changes a commit evicts from the feed
+/// [`Inner::read_ahead_evictions`] reads ahead (a commit of one change
+/// evicts about one).
+const READ_AHEAD_EVICTIONS: usize = 16;
+
 /// How far [`Entry::read_ahead_drop`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Depth {
@@ -444,11 +449,14 @@ impl Inner {
     /// lines arrive together with those, where the drops would fetch them
     /// one after another. The change the next commit evicts first gets its
     /// reference count read too, so that by then the lines it leads to are
-    /// one read away. A hint only: it changes nothing.
+    /// one read away. At most [`READ_AHEAD_EVICTIONS`] changes are read
+    /// ahead: a commit that evicts more (a large batch) would otherwise read
+    /// them all twice, and their lines would not stay in the cache until the
+    /// drops reach them anyway. A hint only: it changes nothing.
     fn read_ahead_evictions(&self, len: usize, capacity: usize) {
         let (_, changes) = self.evictions(len, capacity);
         let changes = changes.min(self.fed.len());
-        for fed in self.fed.range(..changes) {
+        for fed in self.fed.range(..changes.min(READ_AHEAD_EVICTIONS)) {
             fed.read_ahead_drop(Depth::Drop);
         }
         if changes > 0
