@@ -142,11 +142,12 @@ fn async_registries_write_and_follow_on_one_database() {
         .await;
         // Woken by NOTIFY through the async client: its poll is 5 s.
         assert!(took < Duration::from_secs(4), "propagation took {took:?}");
-        assert!(
-            matches!(follower.status(), FollowStatus::Following { revision } if revision > report.revision),
-            "{:?}",
-            follower.status()
-        );
+        // The follower reports what it reached once its look is done, just
+        // after the write became visible: its status catches up.
+        eventually("b's follower reports the write's revision", Duration::from_secs(10), || {
+            matches!(follower.status(), FollowStatus::Following { revision } if revision > report.revision)
+        })
+        .await;
         assert!(follower.last_error().is_none());
 
         // Back the other way through the blocking sync of an async registry.
@@ -484,11 +485,12 @@ fn a_store_on_the_hosts_pool_alone_follows_by_polling() {
             crm_key(&b).as_deref() == Some("from-a")
         })
         .await;
-        assert!(
-            matches!(follower.status(), FollowStatus::Following { .. }),
-            "{:?}",
-            follower.status()
-        );
+        // The follower reports what it reached once its look is done, just
+        // after the write became visible: its status catches up.
+        eventually("b's follower reports following", Duration::from_secs(10), || {
+            matches!(follower.status(), FollowStatus::Following { .. })
+        })
+        .await;
 
         // B's statements ran on the host's pool, and nobody listens: without
         // connection settings the store cannot open a connection of its own.
