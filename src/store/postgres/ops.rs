@@ -233,6 +233,15 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
     matches!(e.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
 }
 
+/// Whether the server refused `pg_notify` itself (a Postgres-wire database
+/// without `NOTIFY`: no such function, or not supported), as opposed to any
+/// other failure of the statement that carries it (a read-only standby
+/// after a failover, a lock timeout, a full disk), which must not turn the
+/// store's notifications off for good.
+fn refuses_notify(e: &tokio_postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if *c == SqlState::FEATURE_NOT_SUPPORTED || *c == SqlState::UNDEFINED_FUNCTION)
+}
+
 /// Whether the server cancelled the statement for taking too long.
 fn cancelled(e: &tokio_postgres::Error) -> bool {
     matches!(e.code(), Some(c) if *c == SqlState::QUERY_CANCELED || *c == SqlState::LOCK_NOT_AVAILABLE)
@@ -1188,7 +1197,7 @@ async fn commit_once(
     };
     let (bump, read_versions, upsert, append) = (
         tx.prepare_cached(bump).await.map_err(|e| match announce {
-            Announce::Notify if e.as_db_error().is_some() => Failure::Announce(e),
+            Announce::Notify if refuses_notify(&e) => Failure::Announce(e),
             _ => Failure::Db("cannot prepare a statement", e),
         })?,
         tx.prepare_cached(READ_VERSIONS)
@@ -1206,7 +1215,7 @@ async fn commit_once(
     // are checked against everything committed before.
     let row = match announce {
         Announce::Notify => tx.query_one(&bump, &[&NOTIFY_CHANNEL]).await.map_err(|e| {
-            if e.as_db_error().is_some() && !retryable(&e) && !cancelled(&e) {
+            if refuses_notify(&e) {
                 Failure::Announce(e)
             } else {
                 Failure::Db("cannot take the next revision", e)

@@ -212,6 +212,79 @@ fn a_waiter_woken_by_a_commits_notification_returns_its_revision_without_a_state
 }
 
 #[test]
+fn a_commit_refused_for_another_reason_leaves_the_notifications_on() {
+    let Some(db) = database("notify_kept") else { return };
+    let writer = db.open(ring()).expect("writer");
+    let follower = db
+        .open(ring())
+        .expect("follower")
+        .with_poll_interval(Duration::from_secs(30));
+    // While `refusing` holds a row, taking the next revision fails the way a
+    // read-only standby fails it (as after a failover): not a refusal of
+    // NOTIFY.
+    let mut admin = db.client().expect("a plain client");
+    admin
+        .batch_execute(
+            "CREATE TABLE refusing (why TEXT);
+             CREATE FUNCTION refuse_when_asked() RETURNS TRIGGER LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF EXISTS (SELECT 1 FROM refusing) THEN
+                     RAISE EXCEPTION 'read-only for now' USING ERRCODE = 'read_only_sql_transaction';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_when_asked BEFORE UPDATE ON connective_head
+                 FOR EACH ROW EXECUTE FUNCTION refuse_when_asked();
+             INSERT INTO refusing VALUES ('failover');",
+        )
+        .expect("the refusing trigger");
+    let p = test_kit::unique_project("kept");
+    let refused = writer.commit(&Batch {
+        writes: vec![Write::put(
+            test_kit::sample_connection(&p, "a", "s"),
+            Expect::Absent,
+        )],
+        token: None,
+        audit: None,
+    });
+    assert!(refused.is_err(), "{refused:?}");
+    admin
+        .batch_execute("DELETE FROM refusing")
+        .expect("writable again");
+
+    // The next commit still wakes a follower whose poll is 30 s.
+    let start = follower.revision().expect("revision");
+    assert_eq!(
+        follower
+            .wait_for_change(start, Duration::from_millis(50))
+            .expect("wait"),
+        start
+    );
+    let waited = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            commit(
+                &writer,
+                vec![Write::put(
+                    test_kit::sample_connection(&p, "a", "s"),
+                    Expect::Absent,
+                )],
+            );
+        });
+        let t = Instant::now();
+        let seen = follower
+            .wait_for_change(start, Duration::from_secs(20))
+            .expect("wait");
+        assert!(seen > start, "the commit after the refusal announced nothing");
+        t.elapsed()
+    });
+    assert!(
+        waited < Duration::from_secs(5),
+        "woke after {waited:?}: the refused commit turned NOTIFY off"
+    );
+}
+
+#[test]
 fn commits_on_a_database_without_notify_land_and_are_followed_by_polling() {
     let Some(db) = database("no_notify") else { return };
     // A Postgres-wire database without NOTIFY, as far as the store can
