@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use connective::model::{Revision, Version};
+use connective::model::{ProjectId, Revision, Version};
 use connective::store::seal::{KeyRing, SealKey};
 use connective::store::{
     Batch, Changed, CommitToken, Expect, PostgresSettings, PostgresStore, Store, StoreError, Write,
@@ -86,6 +86,41 @@ fn polling_without_notify_follows_too() {
     test_kit::follower_sees_every_revision(&[&writer], &follower, 2, 10);
 }
 
+/// Lets `follower` start listening, then waits on it (up to 20 s) while
+/// `writer` commits a new connection `name` of project `p` 200 ms later:
+/// the revision before, the one the wait returned, and how long it took.
+fn commit_while_waiting(
+    writer: &PostgresStore,
+    follower: &PostgresStore,
+    p: &ProjectId,
+    name: &str,
+) -> (Revision, Revision, Duration) {
+    let start = follower.revision().expect("revision");
+    assert_eq!(
+        follower
+            .wait_for_change(start, Duration::from_millis(50))
+            .expect("wait"),
+        start
+    );
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            commit(
+                writer,
+                vec![Write::put(
+                    test_kit::sample_connection(p, name, "s"),
+                    Expect::Absent,
+                )],
+            );
+        });
+        let t = Instant::now();
+        let seen = follower
+            .wait_for_change(start, Duration::from_secs(20))
+            .expect("wait");
+        (start, seen, t.elapsed())
+    })
+}
+
 #[test]
 fn notify_wakes_a_waiting_follower_long_before_its_poll_interval() {
     let Some(db) = database("notify") else { return };
@@ -95,32 +130,8 @@ fn notify_wakes_a_waiting_follower_long_before_its_poll_interval() {
         .expect("follower")
         .with_poll_interval(Duration::from_secs(30));
     let p = test_kit::unique_project("notify");
-    let start = follower.revision().expect("revision");
-    // Let the follower start listening first.
-    assert_eq!(
-        follower
-            .wait_for_change(start, Duration::from_millis(50))
-            .expect("wait"),
-        start
-    );
-    let waited = std::thread::scope(|s| {
-        s.spawn(|| {
-            std::thread::sleep(Duration::from_millis(200));
-            commit(
-                &writer,
-                vec![Write::put(
-                    test_kit::sample_connection(&p, "n", "s"),
-                    Expect::Absent,
-                )],
-            );
-        });
-        let t = Instant::now();
-        let seen = follower
-            .wait_for_change(start, Duration::from_secs(20))
-            .expect("wait");
-        assert!(seen > start);
-        t.elapsed()
-    });
+    let (start, seen, waited) = commit_while_waiting(&writer, &follower, &p, "n");
+    assert!(seen > start);
     assert!(
         waited < Duration::from_secs(5),
         "woke after {waited:?}: NOTIFY did not wake the follower"
@@ -253,31 +264,8 @@ fn a_commit_refused_for_another_reason_leaves_the_notifications_on() {
         .expect("writable again");
 
     // The next commit still wakes a follower whose poll is 30 s.
-    let start = follower.revision().expect("revision");
-    assert_eq!(
-        follower
-            .wait_for_change(start, Duration::from_millis(50))
-            .expect("wait"),
-        start
-    );
-    let waited = std::thread::scope(|s| {
-        s.spawn(|| {
-            std::thread::sleep(Duration::from_millis(200));
-            commit(
-                &writer,
-                vec![Write::put(
-                    test_kit::sample_connection(&p, "a", "s"),
-                    Expect::Absent,
-                )],
-            );
-        });
-        let t = Instant::now();
-        let seen = follower
-            .wait_for_change(start, Duration::from_secs(20))
-            .expect("wait");
-        assert!(seen > start, "the commit after the refusal announced nothing");
-        t.elapsed()
-    });
+    let (start, seen, waited) = commit_while_waiting(&writer, &follower, &p, "a");
+    assert!(seen > start, "the commit after the refusal announced nothing");
     assert!(
         waited < Duration::from_secs(5),
         "woke after {waited:?}: the refused commit turned NOTIFY off"
