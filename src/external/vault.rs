@@ -467,7 +467,7 @@ impl Client {
         let ttl = Duration::from_secs(secs("ttl"));
         let mut slot = self.token.lock().await;
         if let Some(t) = slot.as_mut() {
-            t.expires = (!ttl.is_zero()).then(|| Instant::now() + ttl);
+            t.expires = expiry(ttl);
             t.lease = Duration::from_secs(secs("creation_ttl")).max(ttl);
             t.renewable = data.get("renewable").and_then(Value::as_bool).unwrap_or(false);
         }
@@ -569,6 +569,16 @@ async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, Extern
     Ok(body)
 }
 
+/// When a lease the server gave ends: `None` for a lease of zero (no
+/// expiry) or one too long for the clock to count (a server may answer
+/// any number, up to `u64::MAX` seconds).
+fn expiry(lease: Duration) -> Option<Instant> {
+    if lease.is_zero() {
+        return None;
+    }
+    Instant::now().checked_add(lease)
+}
+
 /// The token of a login or renewal answer (`auth.client_token`,
 /// `auth.lease_duration`, `auth.renewable`).
 fn token_of(body: &Value) -> Option<Token> {
@@ -577,7 +587,7 @@ fn token_of(body: &Value) -> Option<Token> {
     let lease = Duration::from_secs(auth.get("lease_duration").and_then(Value::as_u64).unwrap_or(0));
     Some(Token {
         secret: SecretString::from(secret.to_owned()),
-        expires: (!lease.is_zero()).then(|| Instant::now() + lease),
+        expires: expiry(lease),
         lease,
         renewable: auth.get("renewable").and_then(Value::as_bool).unwrap_or(false),
     })
@@ -755,6 +765,14 @@ mod tests {
                 .with_namespace(good)
                 .unwrap_or_else(|e| panic!("{good}: {e}"));
         }
+    }
+
+    #[test]
+    fn a_lease_past_the_clock_never_expires() {
+        assert!(expiry(Duration::ZERO).is_none());
+        assert!(expiry(Duration::from_secs(u64::MAX)).is_none());
+        let hour = expiry(Duration::from_secs(3600)).expect("an hour ahead");
+        assert!(hour > Instant::now() + Duration::from_secs(3599));
     }
 
     #[test]

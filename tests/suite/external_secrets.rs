@@ -3,6 +3,8 @@
 //! one generation of it); the built-in client against a real OpenBao
 //! server.
 
+#[cfg(feature = "vault")]
+mod hostile_server;
 #[cfg(all(feature = "vault", feature = "test-kit"))]
 mod openbao;
 #[cfg(feature = "external-secrets")]
