@@ -10,6 +10,9 @@ use connective::prelude::*;
 use connective::registry::WriteReport;
 use connective::resolve::Problem;
 
+#[cfg(all(feature = "test-kit", feature = "manifest", feature = "kubernetes"))]
+mod records;
+
 /// What a parse failure must look like.
 #[derive(Debug)]
 enum Want {
