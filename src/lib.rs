@@ -114,6 +114,7 @@
 pub mod architecture {}
 mod block_on;
 pub mod catalog;
+mod deadline;
 #[cfg(feature = "external-secrets")]
 pub mod external;
 pub mod fixture;

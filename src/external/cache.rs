@@ -617,7 +617,7 @@ impl SecretCache {
         let references: Vec<&ExternalRef> = references.into_iter().collect();
         let slots: Vec<Option<Arc<Slot>>> =
             references.iter().map(|r| self.inner.slot(r.location())).collect();
-        let deadline = Instant::now() + wait;
+        let deadline = crate::deadline::after(wait);
         for slot in slots.iter().flatten() {
             slot.wait_first(deadline.saturating_duration_since(Instant::now()), how);
         }
@@ -829,7 +829,9 @@ impl Inner {
             return base;
         }
         let unit = getrandom::u64().map_or(0.5, |n| (n >> 11) as f64 / (1u64 << 53) as f64);
-        base.mul_f64(1.0 + spread * (2.0 * unit - 1.0))
+        // At most 1.5 times `base`: past what a Duration holds, the longest.
+        Duration::try_from_secs_f64(base.as_secs_f64() * (1.0 + spread * (2.0 * unit - 1.0)))
+            .unwrap_or(Duration::MAX)
     }
 
     fn bump(&self) {
@@ -849,7 +851,7 @@ impl Slot {
     }
 
     fn block_first(&self, wait: Duration) {
-        let deadline = Instant::now() + wait;
+        let deadline = crate::deadline::after(wait);
         let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         while *attempts == 0 {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -908,7 +910,7 @@ async fn refresher(
                         Some(Arc::new(Fetched {
                             secret,
                             fetched_at: Timestamp::now(),
-                            stale_at: Instant::now() + settings.max_staleness,
+                            stale_at: crate::deadline::after(settings.max_staleness),
                         })),
                         None,
                     ),

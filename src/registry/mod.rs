@@ -1686,7 +1686,8 @@ impl Registry {
     /// (see [`RegistryBuilder::audit_reads`]), at most `timeout`; for a
     /// host shutting down, or a test. Answers the store's last error (or
     /// a timeout) if the queue did not drain in time; `Ok` at once when
-    /// reads are not audited or recorded synchronously.
+    /// reads are not audited or recorded synchronously. `Duration::MAX`
+    /// waits without limit.
     pub fn flush_read_audit(&self, timeout: Duration) -> Result<(), RegistryError> {
         match &self.reads {
             Some(reads) => Ok(reads.flush(timeout)?),

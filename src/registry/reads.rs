@@ -364,7 +364,7 @@ impl Reads {
     /// dropped), at most `timeout`; `Err` with the last store error (or a
     /// timeout) if not.
     pub(crate) fn flush(&self, timeout: Duration) -> Result<(), StoreError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline::after(timeout);
         let mut state = self.shared.lock();
         let target = state.accepted;
         while state.settled < target {

@@ -75,7 +75,7 @@ pub trait AsyncStore: Send + Sync + 'static {
     /// notification channel wake earlier.
     fn wait_for_change(&self, after: Revision, timeout: Duration) -> StoreFuture<'_, Revision> {
         Box::pin(async move {
-            let deadline = tokio::time::Instant::now() + timeout;
+            let deadline = tokio::time::Instant::from_std(crate::deadline::after(timeout));
             loop {
                 let now = self.revision().await?;
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -659,8 +659,9 @@ pub trait Store: Send + Sync + 'static {
     /// `timeout` passes; returns the latest revision seen. Followers call this in
     /// a loop. The default polls [`Store::revision`] every 10 ms; backends with
     /// a notification channel (PostgreSQL's `LISTEN/NOTIFY`) wake earlier.
+    /// `Duration::MAX` waits without limit.
     fn wait_for_change(&self, after: Revision, timeout: Duration) -> Result<Revision, StoreError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline::after(timeout);
         loop {
             let now = self.revision()?;
             if now > after || Instant::now() >= deadline {

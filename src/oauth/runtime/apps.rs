@@ -224,7 +224,10 @@ impl OAuthRuntime {
             },
             None => backoff(config.retry_base, config.retry_cap, 1, None),
         };
-        *memo = Some((tokio::time::Instant::now() + wait, error.clone()));
+        *memo = Some((
+            tokio::time::Instant::from_std(crate::deadline::after(wait)),
+            error.clone(),
+        ));
         Err(error)
     }
 

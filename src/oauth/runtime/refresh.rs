@@ -252,13 +252,13 @@ impl OAuthRuntime {
         {
             let until = match self.records().status(key).map(|s| s.value.health().clone()) {
                 Some(Health::Failing { next_retry, .. }) => {
-                    tokio::time::Instant::now() + next_retry.since(Timestamp::now())
+                    tokio::time::Instant::from_std(crate::deadline::after(next_retry.since(Timestamp::now())))
                 }
                 // A person must act: answer from memory until the status
                 // changes (re-authorization stores a new token set, which
                 // the fast path serves).
                 Some(Health::NeedsReauthorization { .. }) => {
-                    tokio::time::Instant::now() + self.inner.config.retry_cap
+                    tokio::time::Instant::from_std(crate::deadline::after(self.inner.config.retry_cap))
                 }
                 _ => tokio::time::Instant::now(),
             };
@@ -278,7 +278,9 @@ impl OAuthRuntime {
             return answer;
         }
         let config = &self.inner.config;
-        let give_up = tokio::time::Instant::now() + config.lease_ttl + config.http_timeout;
+        let give_up = tokio::time::Instant::from_std(crate::deadline::after(
+            config.lease_ttl.saturating_add(config.http_timeout),
+        ));
         loop {
             let got = self
                 .inner

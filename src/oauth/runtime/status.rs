@@ -30,7 +30,12 @@ fn jitter(d: Duration) -> Duration {
     let mut b = [0u8; 2];
     crate::model::random::fill(&mut b);
     let r = u32::from(u16::from_le_bytes(b));
-    d / 2 + d.mul_f64(f64::from(r) / f64::from(u16::MAX)) / 2
+    // Half of `d`, plus up to another half: `d.mul_f64` would overflow for
+    // the longest waits (a host's `Duration::MAX` cap).
+    let half = d / 2;
+    let extra = Duration::try_from_secs_f64(half.as_secs_f64() * f64::from(r) / f64::from(u16::MAX))
+        .map_or(half, |e| e.min(half));
+    half.saturating_add(extra)
 }
 
 /// The wait before attempt `attempts + 1`: `base` doubled per failed attempt,
@@ -207,5 +212,15 @@ mod tests {
         assert_eq!(w, Duration::from_secs(7));
         let w = backoff(Duration::from_millis(100), Duration::from_secs(1), 30, None);
         assert!(w <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_longest_waits_a_host_can_set_are_jittered_without_overflow() {
+        for attempts in [1, 2, 40] {
+            let w = backoff(Duration::MAX, Duration::MAX, attempts, None);
+            assert!(w >= Duration::MAX / 2, "{w:?}");
+        }
+        let w = backoff(Duration::MAX, Duration::MAX, 1, Some(Duration::MAX));
+        assert_eq!(w, Duration::MAX);
     }
 }

@@ -527,6 +527,37 @@ async fn transient_failures_retry_with_backoff_and_never_need_reauthorization() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_a_host_sets_to_the_longest_duration_never_panic() {
+    // A refresh lease, a retry base and cap of `Duration::MAX`: "no limit".
+    let mut server = server!();
+    let s = setup_on(&server, MemoryStore::new(), |b| {
+        b.lease_ttl(Duration::MAX)
+            .retries(1, Duration::MAX)
+            .retry_cap(Duration::MAX)
+    });
+    authorize(&s, &server).await;
+    let first = s.runtime.access_token(&s.key).await.expect("token");
+    until_stale(&first).await;
+    let refreshed = s
+        .runtime
+        .access_token(&s.key)
+        .await
+        .expect("refreshed under a lease without end");
+    assert_ne!(refreshed.expose(), first.expose());
+    server.stop();
+    until_expired(&refreshed).await;
+    let err = s.runtime.access_token(&s.key).await.expect_err("down");
+    assert!(err.is_transient(), "{err:?}");
+    let Health::Failing { next_retry, .. } = health(&s) else {
+        panic!("failing expected: {:?}", health(&s));
+    };
+    assert!(next_retry.since(connective::model::Timestamp::now()) > Duration::from_secs(86_400 * 365));
+    // Answered from memory until the retry that never comes.
+    let again = s.runtime.access_token(&s.key).await.expect_err("still down");
+    assert!(again.is_transient(), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_is_down_makes_the_connection_failing_not_unauthorized() {
     let mut server = server!();
     let s = setup(&server);
