@@ -3,6 +3,7 @@
 //! ([`PostgresSettings`]) and TLS modes ([`SslMode`]).
 
 mod ops;
+mod pipeline;
 mod settings;
 mod tls;
 

@@ -14,6 +14,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, CancelToken, Config, IsolationLevel};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::pipeline::{Open, Outcome, Pipeline};
 use super::settings::PostgresSettings;
 use super::tls::{self, Roots, SslMode};
 use super::{BACKEND, NOTIFY_CHANNEL, POSTGRES_SCHEMA_VERSION};
@@ -137,20 +138,42 @@ const AUDIT_QUERY: &str = "SELECT position, body FROM connective_audit_trail
 /// How often a transaction that lost a serialization race is retried.
 const RETRIES: usize = 8;
 
-const BUMP: &str = "UPDATE connective_head SET revision = revision + 1 WHERE id = 1 RETURNING revision";
-/// [`BUMP`] that also queues the `NOTIFY` announcing the new revision (the
-/// payload): the server sends it when the transaction commits, and drops
-/// it if the transaction rolls back, so the announcement costs no round
-/// trip of its own and reaches followers as the commit does.
-const BUMP_NOTIFY: &str = "UPDATE connective_head SET revision = revision + 1 WHERE id = 1
-     RETURNING revision, pg_notify($1, revision::TEXT)";
+/// Begins the commit's transaction and takes the next revision, in one
+/// message (a simple query): the bump never runs outside the transaction.
+/// Taking the revision locks the head row until the transaction ends.
+const BEGIN_BUMP: &str =
+    "BEGIN; UPDATE connective_head SET revision = revision + 1 WHERE id = 1 RETURNING revision";
+/// [`BEGIN_BUMP`] that also queues the `NOTIFY` announcing the new revision
+/// (the payload) on [`NOTIFY_CHANNEL`]: the server sends it when the
+/// transaction commits, and drops it if the transaction rolls back, so the
+/// announcement costs no round trip of its own and reaches followers as the
+/// commit does.
+const BEGIN_BUMP_NOTIFY: &str = "BEGIN; UPDATE connective_head SET revision = revision + 1 WHERE id = 1
+     RETURNING revision, pg_notify('connective_feed', revision::TEXT)";
 const READ_VERSIONS: &str = "SELECT key, version, body IS NULL FROM connective_records WHERE key = ANY($1)";
+/// A batch's records, one array element per write: `$1` revision, `$2`
+/// keys, `$3` projects, `$4` versions, `$5` bodies (null: deleted).
 const UPSERT: &str = "INSERT INTO connective_records (key, project, version, revision, body)
-     VALUES ($1, $2, $3, $4, $5)
+     SELECT w.key, w.project, w.version, $1::BIGINT, w.body
+     FROM unnest($2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[]) AS w (key, project, version, body)
      ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version,
          revision = EXCLUDED.revision, body = EXCLUDED.body";
-const APPEND: &str =
-    "INSERT INTO connective_changes (revision, seq, key, version, body) VALUES ($1, $2, $3, $4, $5)";
+/// A batch's changes in the feed: `$1` revision, then per write `$2` its
+/// place in the batch, `$3` key, `$4` version, `$5` body.
+const APPEND: &str = "INSERT INTO connective_changes (revision, seq, key, version, body)
+     SELECT $1::BIGINT, w.seq, w.key, w.version, w.body
+     FROM unnest($2::INT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[]) AS w (seq, key, version, body)";
+/// A batch's audit entry at the next audit position (locking the counter
+/// until commit), with the keys it changed: `$1` revision, `$2` instant,
+/// `$3` actor, `$4` body, `$5` keys.
+const AUDIT_WRITE: &str = "WITH p AS (
+         UPDATE connective_audit_head SET position = position + 1 WHERE id = 1 RETURNING position
+     ), entry AS (
+         INSERT INTO connective_audit_trail (position, revision, at, actor, body)
+         SELECT position, $1::BIGINT, $2::BIGINT, $3::TEXT, $4::TEXT FROM p
+     )
+     INSERT INTO connective_audit_trail_keys (key, position)
+     SELECT k, p.position FROM p, unnest($5::TEXT[]) AS k";
 const TOKEN: &str = "INSERT INTO connective_commits (revision, token) VALUES ($1, $2)";
 const HEAD: &str = "SELECT revision, feed_floor FROM connective_head WHERE id = 1";
 const LIVE: &str = "SELECT key, version, body FROM connective_records WHERE body IS NOT NULL";
@@ -240,6 +263,16 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 /// store's notifications off for good.
 fn refuses_notify(e: &tokio_postgres::Error) -> bool {
     matches!(e.code(), Some(c) if *c == SqlState::FEATURE_NOT_SUPPORTED || *c == SqlState::UNDEFINED_FUNCTION)
+}
+
+/// A database error as a message: the server's own words and code (its
+/// `message`, never its `detail`, which may quote a row), not the bare "db
+/// error" the client's `Display` gives.
+fn described(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 /// Whether the server cancelled the statement for taking too long.
@@ -404,7 +437,7 @@ impl Inner {
         }
         StoreError::Unavailable {
             backend: BACKEND,
-            message: format!("{what} on {}: {e}", self.shown),
+            message: format!("{what} on {}: {}", self.shown, described(e)),
         }
     }
 
@@ -1178,10 +1211,25 @@ enum Announce {
     Quiet,
 }
 
-/// One attempt at a commit, inside one transaction. Sets `committing` just
-/// before the `COMMIT` is sent: from then on a lost answer is an unknown
-/// outcome. A database error while taking the revision with
-/// [`Announce::Notify`] comes back as [`Failure::Announce`].
+/// One attempt at a commit, inside one transaction, in two round trips:
+///
+/// 1. `BEGIN` and taking the next revision (which locks the head row until
+///    the transaction ends: committers are serialized, so revision order is
+///    commit order), and the versions of the batch's keys, read by a
+///    statement the server runs after it got the lock, so the expectations
+///    are checked against everything committed before.
+/// 2. Once the expectations hold: the audit entry, the token, the records
+///    and the feed's changes, and `COMMIT`. `COMMIT` is sent only after
+///    every statement before it was handed to the connection; if one of
+///    them fails on the server, the transaction is aborted and the `COMMIT`
+///    rolls it back.
+///
+/// Sets `committing` just before the `COMMIT` is sent: from then on a lost
+/// answer is an unknown outcome (unless a statement before it answered a
+/// failure: then nothing was written). A database error while taking the
+/// revision with [`Announce::Notify`] that refuses `pg_notify` comes back as
+/// [`Failure::Announce`]. On a conflict or any failure before the `COMMIT`,
+/// the transaction is rolled back: no revision is consumed.
 async fn commit_once(
     conn: &mut Object,
     batch: &Batch,
@@ -1190,48 +1238,44 @@ async fn commit_once(
     committing: &AtomicBool,
     announce: Announce,
 ) -> Result<Committed, Failure> {
-    let tx = conn.transaction().await.ctx("cannot begin a transaction")?;
-    let bump = match announce {
-        Announce::Notify => BUMP_NOTIFY,
-        Announce::Quiet => BUMP,
-    };
-    let (bump, read_versions, upsert, append) = (
-        tx.prepare_cached(bump).await.map_err(|e| match announce {
-            Announce::Notify if refuses_notify(&e) => Failure::Announce(e),
-            _ => Failure::Db("cannot prepare a statement", e),
-        })?,
-        tx.prepare_cached(READ_VERSIONS)
-            .await
-            .ctx("cannot prepare a statement")?,
-        tx.prepare_cached(UPSERT)
-            .await
-            .ctx("cannot prepare a statement")?,
-        tx.prepare_cached(APPEND)
-            .await
-            .ctx("cannot prepare a statement")?,
+    // Prepared once per connection (pipelined), then taken from its cache.
+    let (read_versions, upsert, append, token, audit) = tokio::join!(
+        biased;
+        conn.prepare_cached(READ_VERSIONS),
+        conn.prepare_cached(UPSERT),
+        conn.prepare_cached(APPEND),
+        conn.prepare_cached(TOKEN),
+        conn.prepare_cached(AUDIT_WRITE),
     );
-    // Taking the next revision locks the head row until commit: committers are
-    // serialized, so revision order is commit order and the expectations below
-    // are checked against everything committed before.
-    let row = match announce {
-        Announce::Notify => tx.query_one(&bump, &[&NOTIFY_CHANNEL]).await.map_err(|e| {
-            if refuses_notify(&e) {
-                Failure::Announce(e)
-            } else {
-                Failure::Db("cannot take the next revision", e)
-            }
-        })?,
-        Announce::Quiet => tx
-            .query_one(&bump, &[])
-            .await
-            .ctx("cannot take the next revision")?,
+    let prepared = |s: Result<_, _>| s.ctx("cannot prepare a statement");
+    let (read_versions, upsert, append, token, audit) = (
+        prepared(read_versions)?,
+        prepared(upsert)?,
+        prepared(append)?,
+        prepared(token)?,
+        prepared(audit)?,
+    );
+    let client: &tokio_postgres::Client = conn;
+    let begin_bump = match announce {
+        Announce::Notify => BEGIN_BUMP_NOTIFY,
+        Announce::Quiet => BEGIN_BUMP,
     };
-    let rev: i64 = col(&row, 0)?;
+    let mut open = Open::new(client);
+    let keys_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&keys];
+    let (bumped, rows) = tokio::join!(
+        biased;
+        client.simple_query(begin_bump),
+        client.query(&read_versions, &keys_param),
+    );
+    // The first failure is the real one: after it, the read fails only
+    // because the transaction is aborted.
+    let bumped = bumped.map_err(|e| match announce {
+        Announce::Notify if refuses_notify(&e) => Failure::Announce(e),
+        _ => Failure::Db("cannot take the next revision", e),
+    })?;
+    let rev = bumped_revision(&bumped)?;
     let revision = Revision(to_u64(BACKEND, rev, "the head revision")?);
-    let rows = tx
-        .query(&read_versions, &[&keys])
-        .await
-        .ctx("cannot read records")?;
+    let rows = rows.ctx("cannot read records")?;
     let mut current = HashMap::with_capacity(rows.len());
     for row in &rows {
         let key: String = col(row, 0)?;
@@ -1247,42 +1291,124 @@ async fn commit_once(
             Some((v, true)) => (None, *v),
             None => (None, 0),
         };
-        // On a conflict, dropping the transaction rolls it back: no
+        // On a conflict, dropping `open` rolls the transaction back: no
         // revision is consumed.
         w.expect.check(&w.key, found)?;
         before.push(found);
         versions.push(Version(previous + 1));
     }
-    if let Some((note, action)) = batch.audit_action(revision, &before, &versions) {
-        let body = encode_audit(BACKEND, note.at, &note.actor, &action)?;
-        let at = to_i64(note.at.0, "the audit instant")?;
-        let position = take_audit_positions(&tx, 1).await?;
-        append_audit(&tx, position, Some(rev), at, note.actor.as_str(), &body, keys).await?;
-    }
-    if let Some(token) = batch.token {
-        let insert = tx.prepare_cached(TOKEN).await.ctx("cannot prepare a statement")?;
-        tx.execute(&insert, &[&rev, &token.to_string()])
-            .await
-            .ctx("cannot record the batch's token")?;
-    }
-    for (seq, ((w, (key_text, body)), version)) in batch.writes.iter().zip(encoded).zip(&versions).enumerate()
-    {
-        let v = to_i64(version.0, "version")?;
-        let seq = i32::try_from(seq).map_err(|_| StoreError::InvalidBatch {
+    let audited = match batch.audit_action(revision, &before, &versions) {
+        Some((note, action)) => Some((
+            encode_audit(BACKEND, note.at, &note.actor, &action)?,
+            to_i64(note.at.0, "the audit instant")?,
+            note.actor.as_str(),
+        )),
+        None => None,
+    };
+    let token_text = batch.token.map(|t| t.to_string());
+    let projects: Vec<&str> = batch.writes.iter().map(|w| w.key.project().as_str()).collect();
+    let bodies: Vec<Option<&str>> = encoded.iter().map(|(_, body)| body.as_deref()).collect();
+    let numbers = versions
+        .iter()
+        .map(|v| to_i64(v.0, "version"))
+        .collect::<Result<Vec<i64>, _>>()?;
+    let seqs = (0..batch.writes.len())
+        .map(i32::try_from)
+        .collect::<Result<Vec<i32>, _>>()
+        .map_err(|_| StoreError::InvalidBatch {
             reason: "too many writes".into(),
         })?;
-        tx.execute(&upsert, &[key_text, &w.key.project().as_str(), &v, &rev, body])
-            .await
-            .ctx("cannot write a record")?;
-        tx.execute(&append, &[&rev, &seq, key_text, &v, body])
-            .await
-            .ctx("cannot write the change feed")?;
+
+    let mut writes = Pipeline::new();
+    if let Some((body, at, actor)) = &audited {
+        writes.push("cannot write the audit entry", async {
+            client
+                .execute(&audit, &[&rev, at, actor, body, &keys])
+                .await
+                .map(drop)
+        });
     }
-    committing.store(true, Ordering::Release);
-    match tx.commit().await {
-        Ok(()) => Ok(Committed { revision, versions }),
-        Err(e) if retryable(&e) => Err(Failure::Db("cannot commit", e)),
-        Err(e) if e.as_db_error().is_some() => Err(Failure::Db("the server refused the commit", e)),
-        Err(e) => Err(Failure::LostCommit(e)),
+    if let Some(token_text) = &token_text {
+        writes.push("cannot record the batch's token", async {
+            client.execute(&token, &[&rev, token_text]).await.map(drop)
+        });
+    }
+    writes.push("cannot write a record", async {
+        client
+            .execute(&upsert, &[&rev, &keys, &projects, &numbers, &bodies])
+            .await
+            .map(drop)
+    });
+    writes.push("cannot write the change feed", async {
+        client
+            .execute(&append, &[&rev, &seqs, &keys, &numbers, &bodies])
+            .await
+            .map(drop)
+    });
+    // The COMMIT's place in the pipeline, if it was sent.
+    let mut commit_at = None;
+    if writes.send().await {
+        committing.store(true, Ordering::Release);
+        commit_at = Some(writes.len());
+        writes.push("cannot commit", client.batch_execute("COMMIT"));
+        writes.send().await;
+        open.ended();
+    }
+    for (i, Outcome { what, result }) in writes.finish().await.into_iter().enumerate() {
+        let Err(e) = result else { continue };
+        return Err(if Some(i) != commit_at {
+            // A statement before the COMMIT failed: if the server ran it,
+            // the transaction is aborted and the COMMIT rolled it back; if
+            // it was never sent, neither was the COMMIT (and `open` rolls
+            // back). Only an answer lost after the COMMIT was sent leaves
+            // the outcome unknown.
+            if e.as_db_error().is_none() && commit_at.is_some() {
+                Failure::LostCommit(e)
+            } else {
+                Failure::Db(what, e)
+            }
+        } else if retryable(&e) {
+            Failure::Db("cannot commit", e)
+        } else if e.as_db_error().is_some() {
+            Failure::Db("the server refused the commit", e)
+        } else {
+            Failure::LostCommit(e)
+        });
+    }
+    Ok(Committed { revision, versions })
+}
+
+/// The revision in the answer to [`BEGIN_BUMP`] or [`BEGIN_BUMP_NOTIFY`].
+fn bumped_revision(answer: &[tokio_postgres::SimpleQueryMessage]) -> Result<i64, StoreError> {
+    let unreadable = |message: String| StoreError::Unreadable {
+        backend: BACKEND,
+        what: "the head revision".into(),
+        message,
+    };
+    let row = answer
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .ok_or_else(|| unreadable("the head row is missing".into()))?;
+    let text = row
+        .try_get(0)
+        .map_err(|e| unreadable(e.to_string()))?
+        .ok_or_else(|| unreadable("the head revision is null".into()))?;
+    text.parse()
+        .map_err(|_| unreadable(format!("invalid head revision {text:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commit_announces_on_the_notify_channel() {
+        // The channel is written into the statement (a simple query takes
+        // no parameters).
+        assert!(BEGIN_BUMP_NOTIFY.contains(&format!("pg_notify('{NOTIFY_CHANNEL}', revision::TEXT)")));
+        assert!(BEGIN_BUMP.starts_with("BEGIN; ") && BEGIN_BUMP_NOTIFY.starts_with("BEGIN; "));
     }
 }

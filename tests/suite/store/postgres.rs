@@ -522,6 +522,155 @@ fn pruned_feed_reports_truncation() {
     assert_eq!(store.changes_since(Revision(3), 10).expect("kept").len(), 2);
 }
 
+/// A batch of two writes (the first in `p`, the second in `refused`) with a
+/// token and an audit note.
+fn two_writes(p: &ProjectId, refused: &ProjectId, token: u128) -> Batch {
+    let actor: connective::model::ActorId = "tests:pipeline".parse().expect("an actor");
+    Batch {
+        writes: vec![
+            Write::put(test_kit::sample_connection(p, "first", "s"), Expect::Absent),
+            Write::put(
+                test_kit::sample_connection(refused, "second", "s"),
+                Expect::Absent,
+            ),
+        ],
+        token: Some(CommitToken::new(token)),
+        audit: Some(connective::model::AuditNote {
+            actor,
+            at: connective::model::Timestamp(1_000),
+        }),
+    }
+}
+
+#[test]
+fn a_write_refused_by_the_server_mid_batch_writes_nothing_and_consumes_no_revision() {
+    let Some(db) = database("refused_write") else {
+        return;
+    };
+    let store = db.open(ring()).expect("open");
+    let mut admin = db.client().expect("a plain client");
+    // Rows of keys containing the text in `refused` are refused by the
+    // server, as a constraint or a full disk refuses a statement, while the
+    // statements before it in the commit went through.
+    admin
+        .batch_execute(
+            "CREATE TABLE refused (needle TEXT);
+             CREATE FUNCTION refuse_needle() RETURNS TRIGGER LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF EXISTS (SELECT 1 FROM refused WHERE strpos(NEW.key, needle) > 0) THEN
+                     RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation';
+                 END IF;
+                 RETURN NEW;
+             END $$;",
+        )
+        .expect("the refusing function");
+    // The records (the statement after the token and the audit entry), then
+    // the change feed (after the records too).
+    for (token, table, context) in [
+        (7, "connective_records", "cannot write a record"),
+        (8, "connective_changes", "cannot write the change feed"),
+    ] {
+        let p = test_kit::unique_project("pipe-kept");
+        let refused = test_kit::unique_project("pipe-refused");
+        admin
+            .batch_execute(&format!(
+                "DELETE FROM refused;
+                 INSERT INTO refused VALUES ('{refused}');
+                 CREATE TRIGGER refuse_needle BEFORE INSERT OR UPDATE ON {table}
+                     FOR EACH ROW EXECUTE FUNCTION refuse_needle();",
+                refused = refused.as_str()
+            ))
+            .expect("the refusing trigger");
+        let start = store.revision().expect("revision");
+        let batch = two_writes(&p, &refused, token);
+        let message = store.commit(&batch).expect_err("a refused write").to_string();
+        // The first failure, with its context: not the statements after it
+        // failing in the aborted transaction.
+        assert!(
+            message.contains(context) && message.contains("refused by the test (SQLSTATE 23514)"),
+            "{table}: {message}"
+        );
+        // Nothing of the batch: no record, no change, no token, no audit
+        // entry, no revision.
+        assert_eq!(store.revision().expect("revision"), start, "{table}");
+        assert!(
+            store.changes_since(start, 10).expect("feed").is_empty(),
+            "{table}"
+        );
+        let first = test_kit::sample_connection(&p, "first", "s").key();
+        assert!(store.get(&first).expect("get").is_none(), "{table}");
+        assert_eq!(
+            store.find_commit(CommitToken::new(token), start).expect("find"),
+            None,
+            "{table}"
+        );
+        let trail = store
+            .audit(&connective::model::AuditQuery::all().by("tests:pipeline".parse().expect("actor")))
+            .expect("audit");
+        assert!(
+            trail.iter().all(|e| e.revision() != Some(Revision(start.0 + 1))),
+            "{table}"
+        );
+
+        // The connection is usable and the same batch lands, at the next
+        // revision, with its token and its audit entry.
+        admin
+            .batch_execute(&format!("DROP TRIGGER refuse_needle ON {table}"))
+            .expect("drop the trigger");
+        let committed = store.commit(&batch).expect("the batch, allowed");
+        assert_eq!(committed.revision, Revision(start.0 + 1), "{table}");
+        assert_eq!(committed.versions, vec![Version(1), Version(1)], "{table}");
+        assert_eq!(
+            store.find_commit(CommitToken::new(token), start).expect("find"),
+            Some(committed.clone()),
+            "{table}"
+        );
+        assert_eq!(store.changes_since(start, 10).expect("feed").len(), 2, "{table}");
+        let trail = store
+            .audit(&connective::model::AuditQuery::all().by("tests:pipeline".parse().expect("actor")))
+            .expect("audit");
+        assert!(
+            trail.iter().any(|e| e.revision() == Some(committed.revision)),
+            "{table}"
+        );
+    }
+}
+
+#[test]
+fn a_conflict_on_the_second_write_writes_nothing_and_names_its_key() {
+    let Some(db) = database("second_conflict") else {
+        return;
+    };
+    let store = db.open(ring()).expect("open");
+    let p = test_kit::unique_project("second");
+    let taken = test_kit::sample_connection(&p, "taken", "s");
+    commit(&store, vec![Write::put(taken.clone(), Expect::Absent)]);
+    let start = store.revision().expect("revision");
+    let fresh = test_kit::sample_connection(&p, "fresh", "s");
+    let e = store
+        .commit(&Batch {
+            writes: vec![
+                Write::put(fresh.clone(), Expect::Absent),
+                Write::put(taken.clone(), Expect::Absent),
+            ],
+            token: Some(CommitToken::new(9)),
+            audit: None,
+        })
+        .expect_err("a conflict");
+    match &e {
+        StoreError::Conflict { key, .. } => assert_eq!(key, &taken.key(), "{e}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(e.to_string().contains(&taken.key().to_string()), "{e}");
+    assert_eq!(store.revision().expect("revision"), start);
+    assert!(store.get(&fresh.key()).expect("get").is_none());
+    assert_eq!(store.find_commit(CommitToken::new(9), start).expect("find"), None);
+    // The connection went back clean: the next commit takes the next
+    // revision.
+    let next = commit(&store, vec![Write::put(fresh, Expect::Absent)]);
+    assert_eq!(next.revision, Revision(start.0 + 1));
+}
+
 #[test]
 fn server_going_away_is_unavailable_and_the_store_recovers() {
     let cluster = match PgCluster::start() {

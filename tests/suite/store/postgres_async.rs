@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use connective::model::Revision;
 use connective::prelude::*;
 use connective::registry::FollowStatus;
 use connective::store::seal::{KeyRing, SealKey};
@@ -170,6 +171,66 @@ fn async_registries_write_and_follow_on_one_database() {
         .await
         .expect("the follower's task did not stop");
     });
+}
+
+#[test]
+fn a_commit_its_caller_gave_up_on_leaves_its_connection_clean() {
+    let Some(db) = database("given_up") else { return };
+    let rt = runtime();
+    // One pooled connection: the commit after the one given up runs on it.
+    let store = rt
+        .block_on(
+            PostgresSettings::from_connection_string(&db.connection_string())
+                .expect("settings")
+                .pool_size(1)
+                .connect_async(ring()),
+        )
+        .expect("store");
+    let p = test_kit::unique_project("given-up");
+    let put = |name: &str| Batch {
+        writes: vec![Write::put(
+            test_kit::sample_connection(&p, name, "s"),
+            Expect::Absent,
+        )],
+        token: None,
+        audit: None,
+    };
+    let start = rt.block_on(AsyncStore::revision(&store)).expect("revision");
+    // Another session holds the head row: the commit's transaction waits
+    // for it, and its caller stops waiting (a request handler cancelled).
+    let mut holder = db.client().expect("client");
+    holder
+        .batch_execute("BEGIN; SELECT revision FROM connective_head WHERE id = 1 FOR UPDATE")
+        .expect("lock");
+    let batch = put("given-up");
+    let given_up = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(300), AsyncStore::commit(&store, &batch)).await
+    });
+    assert!(given_up.is_err(), "{given_up:?}");
+    holder.batch_execute("COMMIT").expect("unlock");
+
+    // The given-up transaction was rolled back, not left open on the
+    // pooled connection for the next commit to join.
+    let next = rt
+        .block_on(AsyncStore::commit(&store, &put("next")))
+        .expect("the next commit");
+    assert_eq!(next.revision, Revision(start.0 + 1));
+    let gone = test_kit::sample_connection(&p, "given-up", "s").key();
+    assert!(
+        rt.block_on(AsyncStore::get(&store, &gone))
+            .expect("get")
+            .is_none()
+    );
+    let mut looker = db.client().expect("client");
+    let open: i64 = looker
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+            &[],
+        )
+        .expect("activity")
+        .get(0);
+    assert_eq!(open, 0, "a transaction was left open");
 }
 
 #[test]
