@@ -669,22 +669,58 @@ impl ProjectSnapshot {
     }
 }
 
-type Directory = HashMap<ProjectId, Arc<ProjectSlot>>;
+type Directory = HashMap<ProjectId, SlotRef>;
 
 /// A project's place in the directory: its current snapshot, and a count of
-/// the snapshots installed there since.
+/// the snapshots installed there since. Slots are kept side by side (see
+/// [`SlotRef`]), each on a cache line of its own: a write installing a
+/// project's snapshot does not take the line from readers of another.
 #[derive(Debug)]
+#[repr(align(64))]
 struct ProjectSlot {
     current: ArcSwap<ProjectSnapshot>,
     changes: Arc<Changes>,
 }
 
+/// A [`ProjectSlot`] in a block of slots allocated together, shared by the
+/// directories that hold them. A catalog built whole
+/// ([`Catalog::replace_all`]) puts every project's slot in one block; a
+/// project added later gets a block of its own. Every write and every
+/// reader loads its project's slot first: side by side, the slots of a
+/// catalog of 1,000 projects take 16 pages that writes keep in cache,
+/// where each slot allocated on its own landed among its project's
+/// connections, a cache miss and a TLB miss on a page of its own for
+/// every write into a large catalog.
+#[derive(Debug, Clone)]
+struct SlotRef {
+    block: Arc<[ProjectSlot]>,
+    at: usize,
+}
+
+impl SlotRef {
+    /// A block of one slot, holding `snapshot`.
+    fn alone(snapshot: ProjectSnapshot) -> Self {
+        SlotRef {
+            block: Arc::new([ProjectSlot::new(snapshot)]),
+            at: 0,
+        }
+    }
+}
+
+impl std::ops::Deref for SlotRef {
+    type Target = ProjectSlot;
+
+    fn deref(&self) -> &ProjectSlot {
+        &self.block[self.at]
+    }
+}
+
 impl ProjectSlot {
-    fn new(snapshot: ProjectSnapshot) -> Arc<Self> {
-        Arc::new(ProjectSlot {
+    fn new(snapshot: ProjectSnapshot) -> Self {
+        ProjectSlot {
             current: ArcSwap::from_pointee(snapshot),
             changes: Arc::default(),
-        })
+        }
     }
 
     /// Installs `snapshot`, then counts the change.
@@ -853,7 +889,7 @@ impl Catalog {
             return;
         }
         let mut next: Directory = (**directory).clone();
-        next.insert(snapshot.project.clone(), ProjectSlot::new(snapshot));
+        next.insert(snapshot.project.clone(), SlotRef::alone(snapshot));
         self.directory.store(Arc::new(next));
     }
 
@@ -897,11 +933,27 @@ impl Catalog {
                 .or_insert_with(|| ProjectSnapshot::empty(project))
                 .mark_unreadable(&key);
         }
-        let mut directory: Directory = HashMap::with_capacity(projects.len());
-        for (id, mut snapshot) in projects {
-            snapshot.set_revision(revision);
-            directory.insert(id, ProjectSlot::new(snapshot));
-        }
+        // Every project's per-name index in one list of groups, which
+        // every write into any of them copies with the snapshot (see
+        // `ShardedTable::share_lists`).
+        ShardedTable::share_lists(projects.values_mut().map(|s| &mut s.by_name));
+        // Every project's slot in one block (see `SlotRef`).
+        let (ids, slots): (Vec<ProjectId>, Vec<ProjectSlot>) = projects
+            .into_iter()
+            .map(|(id, mut snapshot)| {
+                snapshot.set_revision(revision);
+                (id, ProjectSlot::new(snapshot))
+            })
+            .unzip();
+        let block: Arc<[ProjectSlot]> = slots.into();
+        let directory: Directory = ids
+            .into_iter()
+            .enumerate()
+            .map(|(at, id)| {
+                let block = Arc::clone(&block);
+                (id, SlotRef { block, at })
+            })
+            .collect();
         let retired = self.directory.swap(Arc::new(directory));
         // Whoever holds a retired slot's count sees it move.
         for slot in retired.values() {
@@ -1189,6 +1241,78 @@ mod tests {
                 .project_for_change(&other, ids[0], |warm| warm())
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_catalog_built_whole_keeps_its_projects_slots_and_name_lists_together() {
+        let projects: Vec<ProjectId> = ["acme", "beta", "gamma"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let records = projects.iter().map(|p| {
+            let spec = ConnectionSpec::project(p.as_str(), "crm").build().unwrap();
+            let c = Connection::new(ConnectionId::random(), spec, None);
+            (Version(1), Record::Connection(Arc::new(c)))
+        });
+        let catalog = Catalog::from_records(ResolvePolicy::default(), Revision(1), records);
+        assert_eq!(std::mem::align_of::<ProjectSlot>(), 64, "a cache line a slot");
+        let directory = catalog.directory.load_full();
+        let block = &directory[&projects[0]].block;
+        assert_eq!(block.len(), 3);
+        let mut places: Vec<usize> = projects
+            .iter()
+            .map(|p| {
+                assert!(
+                    Arc::ptr_eq(&directory[p].block, block),
+                    "{p} in a block of its own"
+                );
+                assert_eq!(directory[p].current.load().project(), p);
+                directory[p].at
+            })
+            .collect();
+        places.sort_unstable();
+        assert_eq!(places, [0, 1, 2]);
+        // A project added later: a block of its own; the others stay.
+        let delta: ProjectId = "delta".parse().unwrap();
+        catalog.install(ProjectSnapshot::empty(delta.clone()));
+        let next = catalog.directory.load_full();
+        assert_eq!(next[&delta].block.len(), 1);
+        assert!(projects.iter().all(|p| Arc::ptr_eq(&next[p].block, block)));
+        // A write into a project of the block changes its slot only.
+        let before: Vec<_> = projects.iter().map(|p| catalog.project(p).unwrap()).collect();
+        let beta = catalog.current(&projects[1]).unwrap();
+        let mut changed = (*before[1]).clone();
+        changed.set_revision(Revision(2));
+        catalog.install(changed);
+        assert!(beta.changes.get() != beta.seen, "the change is counted");
+        for (i, p) in projects.iter().enumerate() {
+            let now = catalog.project(p).unwrap();
+            assert_eq!(Arc::ptr_eq(&now, &before[i]), i != 1, "{p}");
+        }
+        assert_eq!(catalog.project(&projects[1]).unwrap().revision(), Revision(2));
+        // Their per-name indexes share one list of groups; a rename in one
+        // copies its own out, and every name is found where it is.
+        let index = |p: &ProjectId| catalog.project(p).unwrap();
+        let (acme, gamma) = (index(&projects[0]), index(&projects[2]));
+        assert!(acme.by_name.shares_list_with(&gamma.by_name));
+        assert!(acme.by_name.shares_list_with(&index(&projects[1]).by_name));
+        let mut renamed = (*gamma).clone();
+        let id = gamma.connections().next().unwrap().value.id();
+        let spec = ConnectionSpec::project("gamma", "erp").build().unwrap();
+        renamed.put(
+            Version(2),
+            &Record::Connection(Arc::new(Connection::new(id, spec, None))),
+        );
+        catalog.install(renamed);
+        let gamma = index(&projects[2]);
+        assert!(!gamma.by_name.shares_list_with(&acme.by_name));
+        assert!(acme.by_name.shares_list_with(&index(&projects[1]).by_name));
+        let (crm, erp): (ConnectionName, ConnectionName) = ("crm".parse().unwrap(), "erp".parse().unwrap());
+        assert!(gamma.by_name(None, &crm).is_none());
+        assert_eq!(gamma.by_name(None, &erp).map(|c| c.value.id()), Some(id));
+        for p in &projects[..2] {
+            assert_eq!(index(p).by_name(None, &crm).map(|c| c.value.project()), Some(p));
+        }
     }
 
     #[test]

@@ -422,11 +422,15 @@ pub(super) trait Entry: Clone {
 /// shards when it holds `MAX` entries a shard on average. Callers pass the
 /// hash of every key and an equality test, as with a
 /// [`hashbrown::HashTable`].
-#[derive(Debug)]
 pub(super) struct ShardedTable<T, const MAX: usize> {
-    /// A power-of-two number of groups (at least one), each of the same
-    /// power-of-two number of shards (at least one), behind one `Arc`.
-    groups: Arc<[Group<T>]>,
+    /// The table's groups, `list[first..first + count]`: a power-of-two
+    /// number of them (at least one), each of the same power-of-two number
+    /// of shards (at least one), in a list behind one `Arc`. The list is
+    /// the table's own, or one that other tables share, each with a run of
+    /// it (see [`ShardedTable::share_lists`]).
+    list: Arc<[Group<T>]>,
+    first: usize,
+    count: usize,
     len: usize,
 }
 
@@ -434,10 +438,18 @@ impl<T, const MAX: usize> Default for ShardedTable<T, MAX> {
     /// An empty table: one group of one empty shard (no arrays allocated).
     fn default() -> Self {
         let shard: Group<T> = Arc::new([Slot::Whole(Arc::new(Shard::default()))]);
-        ShardedTable {
-            groups: Arc::new([shard]),
-            len: 0,
-        }
+        ShardedTable::of(Arc::new([shard]), 0)
+    }
+}
+
+impl<T: std::fmt::Debug, const MAX: usize> std::fmt::Debug for ShardedTable<T, MAX> {
+    /// The table's groups and length (not the rest of a list it shares,
+    /// nor where its run starts: tables holding the same are alike).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardedTable")
+            .field("groups", &self.groups())
+            .field("len", &self.len)
+            .finish()
     }
 }
 
@@ -445,8 +457,66 @@ impl<T, const MAX: usize> Clone for ShardedTable<T, MAX> {
     /// Shares everything (one reference count).
     fn clone(&self) -> Self {
         ShardedTable {
-            groups: Arc::clone(&self.groups),
+            list: Arc::clone(&self.list),
+            first: self.first,
+            count: self.count,
             len: self.len,
+        }
+    }
+}
+
+impl<T, const MAX: usize> ShardedTable<T, MAX> {
+    /// A table of `len` entries in the groups of its own `list`.
+    fn of(list: Arc<[Group<T>]>, len: usize) -> Self {
+        ShardedTable {
+            count: list.len(),
+            list,
+            first: 0,
+            len,
+        }
+    }
+
+    /// The table's groups.
+    fn groups(&self) -> &[Group<T>] {
+        &self.list[self.first..self.first + self.count]
+    }
+
+    /// Group `g` of the table.
+    #[inline]
+    fn group(&self, g: usize) -> &Group<T> {
+        &self.list[self.first + g]
+    }
+}
+
+impl<T: Copy, const MAX: usize> ShardedTable<T, MAX> {
+    /// Puts the lists of groups of `tables` into one list they share, each
+    /// table's groups a run of it, in order; the tables hold the same
+    /// entries. A table whose list is another's copies its own run out
+    /// before it changes (see [`ShardedTable::path_mut`]).
+    ///
+    /// Every copy of a table takes a reference on its list, a cache line of
+    /// the list's own: for a table that is copied often but rarely changed,
+    /// such as a project's per-name index in a large catalog (copied with
+    /// its snapshot by every write into the project, changed by
+    /// additions, removals and renames only), that line is cold on each
+    /// copy, where one list shared by every project's index stays in cache.
+    ///
+    /// The shared list keeps every table's groups as they were until the
+    /// last table sharing it is dropped (or has copied its run out): for
+    /// entries of plain bytes (`T: Copy`, holding no reference to anything
+    /// else) that is at most one more copy of the tables' groups and shards
+    /// as they were shared.
+    pub(super) fn share_lists<'a>(tables: impl IntoIterator<Item = &'a mut Self>)
+    where
+        T: 'a,
+    {
+        let mut tables: Vec<&mut Self> = tables.into_iter().collect();
+        let list: Arc<[Group<T>]> = tables.iter().flat_map(|t| t.groups().iter().cloned()).collect();
+        let mut first = 0;
+        for table in &mut tables {
+            table.list = Arc::clone(&list);
+            table.first = first;
+            first += table.count;
         }
     }
 }
@@ -482,31 +552,39 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
 
     /// How many shards the table has.
     fn shard_count(&self) -> usize {
-        self.groups.len() * self.groups[0].len()
+        self.count * self.group(0).len()
     }
 
     /// The (group, shard) of `hash`.
+    #[inline]
     fn position(&self, hash: u64) -> (usize, usize) {
-        locate(hash, self.groups.len(), self.groups[0].len())
+        locate(hash, self.count, self.group(0).len())
     }
 
     /// The entry with `hash` for which `eq` holds.
     #[inline]
     pub(super) fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
         let (g, s) = self.position(hash);
-        self.groups[g][s].find(tag(hash), eq)
+        self.group(g)[s].find(tag(hash), eq)
     }
 
     /// Whether `other` is a copy of this table that neither has changed
     /// since (they share everything).
     #[cfg(test)]
     pub(super) fn shares_all_with(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.groups, &other.groups)
+        Arc::ptr_eq(&self.list, &other.list) && self.first == other.first
+    }
+
+    /// Whether `other` shares this table's list of groups (its own or a
+    /// run of it: see [`ShardedTable::share_lists`]).
+    #[cfg(test)]
+    pub(super) fn shares_list_with(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.list, &other.list)
     }
 
     /// Every shard's slot, in no particular order.
     fn slots(&self) -> impl Iterator<Item = &Slot<T>> {
-        self.groups.iter().flat_map(|g| g.iter())
+        self.groups().iter().flat_map(|g| g.iter())
     }
 
     /// Every entry, in no particular order.
@@ -516,11 +594,16 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
 
     /// The slot of shard `s` of group `g`, its group and the list of
     /// groups unshared: the list and the group are copied if another table
-    /// holds them. The slot's shard or patch is left to the caller, who
-    /// copies or patches it (if shared) as it changes it.
+    /// holds them (of a list other tables have runs of, the table's run
+    /// only). The slot's shard or patch is left to the caller, who copies
+    /// or patches it (if shared) as it changes it.
     fn path_mut(&mut self, g: usize, s: usize) -> &mut Slot<T> {
         self.warm_path(g);
-        let groups = Arc::make_mut(&mut self.groups);
+        if self.count != self.list.len() {
+            self.list = self.groups().iter().cloned().collect();
+            self.first = 0;
+        }
+        let groups = Arc::make_mut(&mut self.list);
         let group = Arc::make_mut(&mut groups[g]);
         &mut group[s]
     }
@@ -535,11 +618,11 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
     /// time. Read with plain loads first, which the processor overlaps,
     /// they arrive together and the increments find them in cache.
     fn warm_path(&self, g: usize) {
-        let list = Arc::strong_count(&self.groups) > 1;
+        let list = Arc::strong_count(&self.list) > 1;
         if list {
-            self.groups.iter().for_each(warm_count);
+            self.groups().iter().for_each(warm_count);
         }
-        let group = &self.groups[g];
+        let group = self.group(g);
         if list || Arc::strong_count(group) > 1 {
             group.iter().for_each(Slot::warm_count);
         }
@@ -563,10 +646,10 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
     /// reference count taken is a locked instruction that holds back every
     /// later load until its line is in).
     pub(super) fn warm_change(&self, hash: u64) {
-        warm_count(&self.groups);
+        warm_count(&self.list);
         let (g, s) = self.position(hash);
-        self.groups.iter().for_each(warm_count);
-        let group = &self.groups[g];
+        self.groups().iter().for_each(warm_count);
+        let group = self.group(g);
         group.iter().for_each(Slot::warm_count);
         let slot = &group[s];
         let base = slot.base();
@@ -592,7 +675,7 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
 
     /// Reads the list's reference count, which a copy of the table takes.
     pub(super) fn warm_copy(&self) {
-        warm_count(&self.groups);
+        warm_count(&self.list);
     }
 
     /// Whether one more entry would pass `MAX` entries a shard on average.
@@ -611,7 +694,7 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
         hasher: impl Fn(&T) -> u64,
     ) -> Option<T> {
         let (g, s) = self.position(hash);
-        match self.groups[g][s].index(tag(hash), &mut eq) {
+        match self.group(g)[s].index(tag(hash), &mut eq) {
             // Same length and hash: a shared shard gets a patch.
             Some(i) => Some(self.path_mut(g, s).replace(i, value)),
             None => {
@@ -642,7 +725,7 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
     /// nothing when there is no such entry).
     pub(super) fn remove(&mut self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<T> {
         let (g, s) = self.position(hash);
-        let i = self.groups[g][s].index(tag(hash), eq)?;
+        let i = self.group(g)[s].index(tag(hash), eq)?;
         let slot = self.path_mut(g, s);
         let value = match slot.own_whole() {
             Some(own) => own.swap_remove(i),
@@ -670,7 +753,8 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
         let old = self
             .slots()
             .flat_map(|s| s.base().tags().zip(s.entries().cloned()));
-        self.groups = laid_out(groups, shards, &places, old);
+        let len = self.len;
+        *self = ShardedTable::of(laid_out(groups, shards, &places, old), len);
     }
 
     /// A table of `entries` (each with its hash) as adding them one by one
@@ -696,10 +780,7 @@ impl<T: Entry, const MAX: usize> ShardedTable<T, MAX> {
             })
             .collect();
         let tagged = entries.into_iter().map(|(hash, value)| (tag(hash), value));
-        ShardedTable {
-            groups: laid_out(groups, shards, &places, tagged),
-            len,
-        }
+        ShardedTable::of(laid_out(groups, shards, &places, tagged), len)
     }
 }
 
@@ -793,14 +874,11 @@ mod tests {
             assert_eq!(put(&mut t, &h, (k, 0)), None);
         }
         assert!(t.shard_count() >= 1_000 / 32);
-        assert_eq!(layout(t.shard_count()), (t.groups.len(), t.groups[0].len()));
+        assert_eq!(layout(t.shard_count()), (t.groups().len(), t.group(0).len()));
         let mut copy = t.clone();
-        assert!(
-            Arc::ptr_eq(&t.groups, &copy.groups),
-            "a copy shares the whole list"
-        );
+        assert!(t.shares_all_with(&copy), "a copy shares the whole list");
         assert_eq!(put(&mut copy, &h, (7, 1)), Some((7, 0)));
-        assert!(!Arc::ptr_eq(&t.groups, &copy.groups));
+        assert!(!t.shares_all_with(&copy));
         assert_eq!(copy.remove(h(8), |x| x.0 == 8), Some((8, 0)));
         assert_eq!(get(&t, &h, 7), Some((7, 0)));
         assert_eq!(get(&t, &h, 8), Some((8, 0)));
@@ -811,7 +889,7 @@ mod tests {
         // shared.
         let unshared = t.slots().zip(copy.slots()).filter(|(a, b)| !a.same(b)).count();
         assert!((1..=2).contains(&unshared), "{unshared} shards copied");
-        let groups = t.groups.iter().zip(copy.groups.iter());
+        let groups = t.groups().iter().zip(copy.groups().iter());
         let unshared = groups.filter(|(a, b)| !Arc::ptr_eq(a, b)).count();
         assert!((1..=2).contains(&unshared), "{unshared} groups copied");
     }
@@ -866,7 +944,7 @@ mod tests {
     /// The slot of `k`'s shard.
     fn slot_of(t: &CountedTable, k: u32) -> &Slot<Counted> {
         let (g, s) = t.position(hash(k));
-        &t.groups[g][s]
+        &t.group(g)[s]
     }
 
     #[test]
@@ -986,6 +1064,76 @@ mod tests {
     }
 
     #[test]
+    fn tables_sharing_one_list_answer_as_before_and_copy_their_run_out_to_change() {
+        // An empty table (one group), one of one group of several shards,
+        // one of several groups.
+        let mut tables: Vec<Table> = [0u32, 100, 1_000]
+            .iter()
+            .enumerate()
+            .map(|(n, &size)| {
+                let mut t = Table::default();
+                for k in 0..size {
+                    put(&mut t, &hash, (k, n as u32));
+                }
+                t
+            })
+            .collect();
+        let own: Vec<Table> = tables.clone();
+        let counts: Vec<usize> = tables.iter().map(|t| t.count).collect();
+        assert!(counts[2] > 1);
+        Table::share_lists(tables.iter_mut());
+        let list = Arc::clone(&tables[0].list);
+        assert_eq!(list.len(), counts.iter().sum::<usize>());
+        let mut first = 0;
+        for (n, t) in tables.iter().enumerate() {
+            assert!(Arc::ptr_eq(&t.list, &list));
+            assert_eq!((t.first, t.count, t.len()), (first, counts[n], own[n].len()));
+            first += counts[n];
+            for k in 0..1_100 {
+                assert_eq!(get(t, &hash, k), get(&own[n], &hash, k), "table {n}, key {k}");
+            }
+            assert_eq!(format!("{t:?}"), format!("{:?}", own[n]));
+        }
+        // A copy of a table in the shared list shares its run.
+        let copy = tables[1].clone();
+        assert!(copy.shares_all_with(&tables[1]));
+        assert!(!tables[1].shares_all_with(&tables[2]));
+        // A replacement copies the table's run out (its groups only); the
+        // others keep theirs in the shared list.
+        assert_eq!(put(&mut tables[1], &hash, (5, 9)), Some((5, 1)));
+        assert!(!Arc::ptr_eq(&tables[1].list, &list));
+        assert_eq!((tables[1].first, tables[1].list.len()), (0, counts[1]));
+        assert!(Arc::ptr_eq(&tables[2].list, &list));
+        assert_eq!(get(&tables[1], &hash, 5), Some((5, 9)));
+        assert_eq!(get(&copy, &hash, 5), Some((5, 1)));
+        // A removal, and additions past a doubling of the shards.
+        assert_eq!(tables[2].remove(hash(7), |x| x.0 == 7), Some((7, 2)));
+        for k in 0..100 {
+            assert_eq!(put(&mut tables[0], &hash, (k, 3)), None);
+        }
+        assert!(tables[0].shard_count() > 1);
+        assert!(tables.iter().all(|t| !Arc::ptr_eq(&t.list, &list)));
+        assert_eq!(
+            (tables[0].len(), tables[1].len(), tables[2].len()),
+            (100, 100, 999)
+        );
+        for k in 0..1_100 {
+            assert_eq!(get(&tables[0], &hash, k), (k < 100).then_some((k, 3)));
+            let expected = (k < 100).then_some((k, if k == 5 { 9 } else { 1 }));
+            assert_eq!(get(&tables[1], &hash, k), expected);
+            assert_eq!(get(&tables[2], &hash, k), (k < 1_000 && k != 7).then_some((k, 2)));
+            // The copy still reads the shared list as it was.
+            assert_eq!(get(&copy, &hash, k), (k < 100).then_some((k, 1)));
+        }
+        // Sharing the list of one table, or of none, changes nothing.
+        let alone = tables[2].clone();
+        Table::share_lists([&mut tables[2]]);
+        assert_eq!((tables[2].first, tables[2].count), (0, tables[2].list.len()));
+        assert_eq!(format!("{:?}", tables[2]), format!("{alone:?}"));
+        Table::share_lists(std::iter::empty());
+    }
+
+    #[test]
     fn removing_what_is_not_there_copies_nothing() {
         let mut t = Table::default();
         for k in 0..100 {
@@ -993,7 +1141,7 @@ mod tests {
         }
         let mut copy = t.clone();
         assert_eq!(copy.remove(hash(1_000), |x| x.0 == 1_000), None);
-        assert!(Arc::ptr_eq(&t.groups, &copy.groups));
+        assert!(t.shares_all_with(&copy));
         assert_eq!(Table::default().remove(hash(1), |x| x.0 == 1), None);
     }
 
@@ -1014,16 +1162,16 @@ mod tests {
         assert_eq!(empty.find(hash(1), |_| true), None);
         let t = fill::<16>(1_000);
         // 1,000 entries in shards of 16 on average: 64 shards, 8 groups of 8.
-        assert_eq!((t.shard_count(), t.groups.len(), t.groups[0].len()), (64, 8, 8));
+        assert_eq!((t.shard_count(), t.groups().len(), t.group(0).len()), (64, 8, 8));
         let mut all: Vec<u32> = t.iter().map(|e| e.0).collect();
         all.sort_unstable();
         assert_eq!(all, (0..1_000).collect::<Vec<_>>());
         let t = fill::<8>(100);
-        assert_eq!((t.shard_count(), t.groups.len(), t.groups[0].len()), (16, 4, 4));
+        assert_eq!((t.shard_count(), t.groups().len(), t.group(0).len()), (16, 4, 4));
         let t = fill::<64>(64);
-        assert_eq!((t.shard_count(), t.groups.len(), t.groups[0].len()), (1, 1, 1));
+        assert_eq!((t.shard_count(), t.groups().len(), t.group(0).len()), (1, 1, 1));
         let t = fill::<64>(65);
-        assert_eq!((t.shard_count(), t.groups.len(), t.groups[0].len()), (2, 2, 1));
+        assert_eq!((t.shard_count(), t.groups().len(), t.group(0).len()), (2, 2, 1));
     }
 
     #[test]
@@ -1204,8 +1352,8 @@ mod tests {
             let at_once = Table::from_entries(entries);
             prop_assert_eq!(at_once.len(), one_by_one.len());
             prop_assert_eq!(
-                (at_once.groups.len(), at_once.groups[0].len()),
-                (one_by_one.groups.len(), one_by_one.groups[0].len())
+                (at_once.groups().len(), at_once.group(0).len()),
+                (one_by_one.groups().len(), one_by_one.group(0).len())
             );
             for (a, b) in at_once.slots().zip(one_by_one.slots()) {
                 prop_assert_eq!(&a.base().tags, &b.base().tags);
