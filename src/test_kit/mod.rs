@@ -1219,8 +1219,9 @@ pub fn change_feed_order_and_limits(store: &dyn Store) {
     );
 }
 
-/// `wait_for_change` returns once a commit lands, long before its timeout, and
-/// returns the current revision when nothing happens.
+/// `wait_for_change` returns once a commit lands, long before its timeout,
+/// returns the current revision when nothing happens, and takes
+/// `Duration::MAX` ("no limit") for a timeout.
 pub fn wait_for_change_wakes(store: &dyn Store) {
     let p = unique_project("kit-wait");
     let r0 = revision_ok(store);
@@ -1246,6 +1247,13 @@ pub fn wait_for_change_wakes(store: &dyn Store) {
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "wait_for_change slept long past the commit"
+    );
+    let seen = store
+        .wait_for_change(r0, Duration::MAX)
+        .unwrap_or_else(|e| panic!("wait without limit failed: {e}"));
+    assert!(
+        seen > r0,
+        "wait_for_change without limit returned {seen} past a commit"
     );
 }
 

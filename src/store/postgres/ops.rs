@@ -894,7 +894,7 @@ impl Inner {
         after: Revision,
         timeout: Duration,
     ) -> Result<Revision, StoreError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::from_std(crate::deadline::after(timeout));
         loop {
             // Listen and register for the wake-up before looking, so a
             // commit between the look and the wait still wakes us.
