@@ -6,8 +6,10 @@
 //! reference text the file gives (`env:NAME`, `file:PATH`, ...).
 
 use std::fmt;
+use std::hash::BuildHasher;
 use std::marker::PhantomData;
 
+use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -674,17 +676,35 @@ impl<'de> Deserialize<'de> for Text {
 }
 
 /// A map that keeps its entries in document order and refuses a key given
-/// twice (whatever the format's own rule).
-#[derive(Clone, PartialEq, Eq)]
+/// twice (whatever the format's own rule). Keys are indexed by hash, so
+/// reading or building a map of `n` entries costs in proportion to `n`,
+/// however many entries a file gives.
+#[derive(Clone)]
 pub struct UniqueMap<V> {
     entries: Vec<(String, V)>,
+    /// Positions in `entries`, by the hash of their key.
+    index: HashTable<usize>,
+    hasher: DefaultHashBuilder,
 }
 
 impl<V> Default for UniqueMap<V> {
     fn default() -> Self {
-        UniqueMap { entries: Vec::new() }
+        UniqueMap {
+            entries: Vec::new(),
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        }
     }
 }
+
+impl<V: PartialEq> PartialEq for UniqueMap<V> {
+    /// The same entries in the same order.
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl<V: Eq> Eq for UniqueMap<V> {}
 
 impl<V> UniqueMap<V> {
     /// An empty map.
@@ -705,17 +725,29 @@ impl<V> UniqueMap<V> {
     }
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&V> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&i| self.entries[i].0 == key)
+            .map(|&i| &self.entries[i].1)
     }
     /// Appends an entry; returns `false` (and changes nothing) if `key` is
     /// already there.
     pub fn insert(&mut self, key: impl Into<String>, value: V) -> bool {
         let key = key.into();
-        if self.get(&key).is_some() {
-            return false;
+        let hash = self.hasher.hash_one(key.as_str());
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        match self.index.entry(
+            hash,
+            |&i| entries[i].0 == key,
+            |&i| hasher.hash_one(entries[i].0.as_str()),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(self.entries.len());
+                self.entries.push((key, value));
+                true
+            }
         }
-        self.entries.push((key, value));
-        true
     }
 }
 
@@ -764,7 +796,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
                         )));
                     }
                     let value = map.next_value()?;
-                    out.entries.push((key, value));
+                    out.insert(key, value);
                 }
                 Ok(out)
             }

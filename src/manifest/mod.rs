@@ -73,7 +73,7 @@ mod plan;
 mod schema;
 mod secret;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -803,6 +803,8 @@ pub struct Manifest {
     pub(crate) host_types: Vec<DeclaredType>,
     pub(crate) templates: Vec<DeclaredTemplate>,
     pub(crate) connections: Vec<DeclaredConnection>,
+    /// `connections` by (scope, name).
+    pub(crate) connection_index: ConnectionIndex,
     pub(crate) integrations: Vec<DeclaredMappings>,
 }
 
@@ -877,6 +879,7 @@ impl Manifest {
                 host_types: valid.host_types,
                 templates: valid.templates,
                 connections: valid.connections,
+                connection_index: valid.connection_index,
                 integrations: valid.integrations,
             }),
             _ => Err(ManifestError::Invalid {
@@ -933,6 +936,7 @@ struct Validated {
     host_types: Vec<DeclaredType>,
     templates: Vec<DeclaredTemplate>,
     connections: Vec<DeclaredConnection>,
+    connection_index: ConnectionIndex,
     integrations: Vec<DeclaredMappings>,
 }
 
@@ -1014,13 +1018,14 @@ impl Validator<'_> {
                 templates.push(decl);
             }
         }
-        let mut connections = Vec::with_capacity(doc.connections.len());
-        let mut seen: HashMap<(Scope, ConnectionName), String> = HashMap::new();
+        let mut connections: Vec<DeclaredConnection> = Vec::with_capacity(doc.connections.len());
+        let mut connection_index = ConnectionIndex::with_capacity(doc.connections.len());
+        let template_names: HashSet<&TemplateName> = templates.iter().map(|d| &d.name).collect();
         for (i, c) in doc.connections.iter().enumerate() {
             let path = format!("connections[{i}]");
             if let Some(decl) = self.connection(&path, c, project.as_ref()) {
                 if let Some(t) = &decl.template
-                    && !templates.iter().any(|d| &d.name == t)
+                    && !template_names.contains(t)
                 {
                     self.push(
                         format!("{path}.template"),
@@ -1028,17 +1033,18 @@ impl Validator<'_> {
                     );
                 }
                 let key = (decl.scope.clone(), decl.name.clone());
-                if let Some(first) = seen.get(&key) {
+                if let Some(first) = connection_index.get(&key).and_then(|&at| connections.get(at)) {
+                    let first = first.path.clone();
                     self.push(
                         format!("{path}.name"),
                         Rule::DuplicateConnection {
                             name: decl.name.clone(),
                             scope: decl.scope.clone(),
-                            first: first.clone(),
+                            first,
                         },
                     );
                 } else {
-                    seen.insert(key, path);
+                    connection_index.insert(key, connections.len());
                     connections.push(decl);
                 }
             }
@@ -1076,7 +1082,7 @@ impl Validator<'_> {
             let mut uses = Vec::with_capacity(integ.connections.len());
             for (j, u) in integ.connections.iter().enumerate() {
                 let upath = format!("{path}.connections[{j}]");
-                if let Some(u) = self.use_(&upath, u, &integration, &connections) {
+                if let Some(u) = self.use_(&upath, u, &integration, (&connections, &connection_index)) {
                     uses.push(u);
                 }
             }
@@ -1092,6 +1098,7 @@ impl Validator<'_> {
             host_types,
             templates,
             connections,
+            connection_index,
             integrations,
         })
     }
@@ -1385,7 +1392,7 @@ impl Validator<'_> {
         path: &str,
         u: &UseDoc,
         integration: &IntegrationId,
-        connections: &[DeclaredConnection],
+        connections: Declared<'_>,
     ) -> Option<DeclaredUse> {
         let reference = self.reference(path, u, integration);
         let target = match &reference {
@@ -1477,16 +1484,20 @@ impl Validator<'_> {
         u: &UseDoc,
         integration: &IntegrationId,
         reference: &RefSpec,
-        connections: &'c [DeclaredConnection],
+        (connections, index): Declared<'c>,
     ) -> Option<&'c DeclaredConnection> {
         let (found, name, scope) = match reference {
             RefSpec::Name(n) => {
                 let own = Scope::Integration(integration.clone());
-                let found = find_declared(connections, &own, n)
-                    .or_else(|| find_declared(connections, &Scope::Project, n));
+                let found = find_declared(connections, index, &own, n)
+                    .or_else(|| find_declared(connections, index, &Scope::Project, n));
                 (found, n, None)
             }
-            RefSpec::Pinned(scope, n) => (find_declared(connections, scope, n), n, Some(scope.clone())),
+            RefSpec::Pinned(scope, n) => (
+                find_declared(connections, index, scope, n),
+                n,
+                Some(scope.clone()),
+            ),
             RefSpec::Id(_) => return None,
         };
         if found.is_none() {
@@ -1511,12 +1522,24 @@ fn ref_field(u: &UseDoc) -> &'static str {
     }
 }
 
+/// Declared connections by (scope, name), as positions in their list: a
+/// reference is found in constant time, however many connections a
+/// manifest declares.
+pub(crate) type ConnectionIndex = HashMap<(Scope, ConnectionName), usize>;
+
+/// Declared connections and their index.
+type Declared<'a> = (&'a [DeclaredConnection], &'a ConnectionIndex);
+
+/// The connection declared at `scope` as `name`, if any.
 pub(crate) fn find_declared<'a>(
     connections: &'a [DeclaredConnection],
+    index: &ConnectionIndex,
     scope: &Scope,
     name: &ConnectionName,
 ) -> Option<&'a DeclaredConnection> {
-    connections.iter().find(|c| &c.scope == scope && &c.name == name)
+    index
+        .get(&(scope.clone(), name.clone()))
+        .and_then(|&at| connections.get(at))
 }
 
 /// Whether a mapping may take `param` from `c` (a declared parameter, or one

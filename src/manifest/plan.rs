@@ -279,7 +279,15 @@ impl Manifest {
         }
         let mut gone: Vec<_> = snapshot
             .connections()
-            .filter(|c| find_declared(&self.connections, c.value.scope(), c.value.name()).is_none())
+            .filter(|c| {
+                find_declared(
+                    &self.connections,
+                    &self.connection_index,
+                    c.value.scope(),
+                    c.value.name(),
+                )
+                .is_none()
+            })
             .collect();
         gone.sort_by(|a, b| (a.value.scope(), a.value.name()).cmp(&(b.value.scope(), b.value.name())));
         connections.extend(gone.into_iter().map(|c| ConnectionChange {
@@ -323,9 +331,10 @@ impl Manifest {
                 path: decl.path.clone(),
             });
         }
+        let declared: HashSet<&TypeName> = self.types.iter().map(|d| d.definition.name()).collect();
         let mut gone: Vec<_> = snapshot
             .project_types()
-            .filter(|t| !self.types.iter().any(|d| d.definition.name() == t.value.name()))
+            .filter(|t| !declared.contains(t.value.name()))
             .collect();
         gone.sort_by(|a, b| a.value.name().cmp(b.value.name()));
         out.extend(gone.into_iter().map(|t| TypeChange {
@@ -370,9 +379,10 @@ impl Manifest {
                 path: decl.path.clone(),
             });
         }
+        let declared: HashSet<&TemplateName> = self.templates.iter().map(|d| &d.name).collect();
         let mut gone: Vec<_> = snapshot
             .templates()
-            .filter(|t| !self.templates.iter().any(|d| &d.name == t.value.name()))
+            .filter(|t| !declared.contains(t.value.name()))
             .collect();
         gone.sort_by(|a, b| a.value.name().cmp(b.value.name()));
         out.extend(gone.into_iter().map(|t| TemplateChange {
@@ -397,14 +407,12 @@ impl Manifest {
         problems: &mut Vec<ManifestProblem>,
     ) -> Option<ConnectionTemplate> {
         let before = problems.len();
+        let field_of = value_owners(decl.fields.iter().map(|f| &f.values));
         let template = decl.template(&self.project, |v: &DeclaredValue| {
             let ValueSpec::Secret(reference) = &v.value else {
                 return None;
             };
-            let field = decl
-                .fields
-                .iter()
-                .find(|f| f.values.iter().any(|x| x.path == v.path))?;
+            let field = field_of.get(v.path.as_str()).and_then(|&i| decl.fields.get(i))?;
             if reference.is_keep() {
                 let kept =
                     existing
@@ -552,14 +560,12 @@ impl Manifest {
         problems: &mut Vec<ManifestProblem>,
     ) -> Option<ConnectionSpec> {
         let before = problems.len();
+        let param_of = value_owners(decl.params.iter().map(|p| &p.values));
         let spec = decl.spec(&self.project, |v| {
             let ValueSpec::Secret(reference) = &v.value else {
                 return None;
             };
-            let param = decl
-                .params
-                .iter()
-                .find(|p| p.values.iter().any(|x| x.path == v.path))?;
+            let param = param_of.get(v.path.as_str()).and_then(|&i| decl.params.get(i))?;
             if reference.is_keep() {
                 let kept = existing
                     .and_then(|c| c.spec().param(param.name.as_str()))
@@ -621,7 +627,9 @@ impl Manifest {
                         continue;
                     };
                     let (scope, name) = (c.value.scope().clone(), c.value.name().clone());
-                    let Some(declared) = find_declared(&self.connections, &scope, &name) else {
+                    let Some(declared) =
+                        find_declared(&self.connections, &self.connection_index, &scope, &name)
+                    else {
                         problems.push(ManifestProblem::at(
                             at,
                             Rule::UndeclaredConnectionId { id: *id, name, scope },
@@ -722,6 +730,19 @@ fn to_mappings(
         });
     }
     Some(Mappings::new(project.clone(), integration.clone(), out))
+}
+
+/// Which parameter (or template field), by position, declares each value,
+/// by the value's path: a secret value finds its owner in constant time
+/// however many values (customers, environments) a parameter has.
+fn value_owners<'a>(owners: impl Iterator<Item = &'a Vec<DeclaredValue>>) -> HashMap<&'a str, usize> {
+    let mut out = HashMap::new();
+    for (i, values) in owners.enumerate() {
+        for v in values {
+            out.entry(v.path.as_str()).or_insert(i);
+        }
+    }
+    out
 }
 
 fn diff_uses(before: &Uses, after: &Uses) -> Vec<String> {

@@ -103,3 +103,98 @@ fn an_alias_bomb_is_refused_by_the_defaults() {
         "{err}"
     );
 }
+
+/// Runs `f` and fails if it takes longer than `limit`: work on a manifest
+/// must grow with its size, not with its square.
+fn within<T>(what: &str, limit: std::time::Duration, f: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let out = f();
+    let took = start.elapsed();
+    assert!(took < limit, "{what} took {took:?}, more than {limit:?}");
+    out
+}
+
+/// Wide manifests well inside the default limits (a map of 200,000 keys;
+/// 20,000 connections and as many references to them; one secret
+/// parameter with 100,000 customers' values) load and plan in a few
+/// seconds: keys, references and values are found by hash, not by
+/// scanning everything declared before them (which took minutes, and
+/// hours at the 16 MB limit).
+#[test]
+fn wide_manifests_load_and_plan_in_time_proportional_to_their_size() {
+    use connective::manifest::SecretSources;
+    use connective::registry::Registry;
+    let limit = std::time::Duration::from_secs(30);
+    let keys = 200_000;
+    let json = format!(
+        "{{\"project\": \"acme\", \"integrations\": {{{}}}}}",
+        (0..keys)
+            .map(|i| format!("\"i{i}\": {{}}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let toml = format!(
+        "project = \"acme\"\n[integrations]\n{}",
+        (0..keys).map(|i| format!("i{i} = {{}}\n")).collect::<String>()
+    );
+    let yaml = format!(
+        "project: acme\nintegrations:\n{}",
+        (0..keys).map(|i| format!("  i{i}: {{}}\n")).collect::<String>()
+    );
+    for (format, text) in [
+        (Format::Json, &json),
+        (Format::Toml, &toml),
+        (Format::Yaml, &yaml),
+    ] {
+        let m = within(&format!("{keys} keys in {format:?}"), limit, || {
+            Manifest::parse(text, format, "wide")
+        });
+        assert_eq!(
+            m.unwrap_or_else(|e| panic!("{e}")).document().integrations.len(),
+            keys
+        );
+    }
+    // A key given twice is still found, however far apart.
+    let twice = json.replacen("\"i0\"", "\"i199999\"", 1);
+    assert!(Manifest::parse(&twice, Format::Json, "wide").is_err());
+
+    let n = 20_000;
+    let mut text = String::from("project: acme\nconnections:\n");
+    for i in 0..n {
+        text.push_str(&format!("- {{name: c{i}, parameters: {{P: {{default: x}}}}}}\n"));
+    }
+    text.push_str("integrations:\n");
+    for k in 0..n / 1000 {
+        text.push_str(&format!("  i{k}:\n    connections:\n"));
+        for j in 0..1000 {
+            text.push_str(&format!("    - {{connection: c{}}}\n", k * 1000 + j));
+        }
+    }
+    let m = within(&format!("{n} connections and references"), limit, || {
+        Manifest::parse(&text, Format::Yaml, "wide")
+    });
+    assert_eq!(
+        m.unwrap_or_else(|e| panic!("{e}")).document().connections.len(),
+        n
+    );
+
+    let customers = 100_000;
+    let text = format!(
+        "{{\"project\": \"acme\", \"connections\": [{{\"name\": \"c\", \"parameters\": {{\"S\": {{\"secret\": true, \
+         \"optional\": true, \"customers\": {{{}}}}}}}}}]}}",
+        (0..customers)
+            .map(|i| format!("\"cu{i}\": \"keep:existing\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let m = Manifest::parse(&text, Format::Json, "wide").unwrap_or_else(|e| panic!("{e}"));
+    let registry = Registry::in_memory();
+    let plan = within(
+        &format!("a plan of {customers} customers' secrets"),
+        limit,
+        || m.plan(&registry, &SecretSources::none()),
+    );
+    // Nothing to keep in an empty registry: every value is named.
+    let err = plan.expect_err("keep:existing with nothing to keep");
+    assert_eq!(err.problems().len(), customers);
+}
