@@ -369,6 +369,31 @@ fn every_dialect_reads_back_identically_in_its_readers() {
     check_all_dialects("corpus", CORPUS);
 }
 
+/// Control characters other than line breaks, and the characters other
+/// languages take as line breaks or white space (Python's `str.splitlines`
+/// and `str.strip`, JavaScript's `.` and `trim`): vertical tab, form feed,
+/// the file/group/record/unit separators, NEL, the line and paragraph
+/// separators, escape and delete, alone, at either end, inside, and next to
+/// quotes.
+const SEPARATORS: &[&str] = &[
+    "\u{b}", "\u{c}", "\u{1c}", "\u{1d}", "\u{1e}", "\u{1f}", "\u{85}", "\u{2028}", "\u{2029}", "\u{1b}",
+    "\u{7f}", "\u{a0}", "\u{3000}", "\u{1}", "\u{8}",
+];
+
+#[test]
+fn control_characters_and_unicode_separators_read_back_identically_in_every_dialects_readers() {
+    let mut values = Vec::new();
+    for sep in SEPARATORS {
+        for shape in [
+            "{s}", "a{s}", "{s}a", "a{s}b", "'{s}'", "\"{s}\"", "x={s}", "{s} # c", "a\n{s}b",
+        ] {
+            values.push(shape.replace("{s}", sep));
+        }
+    }
+    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    check_all_dialects("separators", &refs);
+}
+
 /// A deterministic stream of values drawn from the characters that matter
 /// to the readers' grammars.
 fn generated(count: usize) -> Vec<String> {
