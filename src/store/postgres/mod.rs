@@ -40,6 +40,13 @@ pub const POSTGRES_SCHEMA_VERSION: u32 = ops::MIGRATIONS.len() as u32;
 ///   a follower reading `changes_since(last)` never skips a revision that
 ///   commits late, and a failed batch consumes no revision. Expectations are
 ///   checked after taking that lock, inside the transaction.
+/// - **Two round trips per commit**, whatever the batch holds: `BEGIN`, the
+///   revision and the versions of the batch's keys are sent together; once
+///   the expectations hold, the audit entry, the token, the records (one
+///   statement for the whole batch), the feed's changes and `COMMIT` are
+///   sent together. A statement that fails aborts the transaction, and the
+///   `COMMIT` after it rolls it back: nothing of the batch is written, and
+///   the error names the first failure.
 /// - **Portable core.** Every statement on the commit, load and feed path is
 ///   plain SQL that Postgres-wire distributed databases accept; transactions
 ///   that lose a serialization race (`40001`) are retried.
