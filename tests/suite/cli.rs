@@ -1139,6 +1139,73 @@ integrations:
         assert!(bao.requests_for("read", "secret/data/app/crm") >= 4);
     }
 
+    /// Credential, certificate and key files that are not small regular
+    /// files (a device read until memory runs out, a FIFO no one writes, a
+    /// folder) are refused at once, naming the file; no server is needed.
+    #[cfg(unix)]
+    #[test]
+    fn credential_ca_and_key_files_that_are_not_small_regular_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = manifest_in(dir.path());
+        let fifo = dir.path().join("token.fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let big = dir.path().join("big.pem");
+        std::fs::write(&big, vec![b'a'; 1024 * 1024 + 1]).unwrap();
+        let fifo = fifo.to_str().unwrap();
+        let big = big.to_str().unwrap();
+        let folder = dir.path().to_str().unwrap();
+        let resolve = ["resolve", &manifest, "-i", "orders", "-e", "production"];
+        for (option, file, why) in [
+            ("--vault-token-file", "/dev/zero", "not a regular file"),
+            ("--vault-token-file", fifo, "not a regular file"),
+            ("--vault-token-file", folder, "not a regular file"),
+            ("--vault-token-file", big, "larger than 1 MiB"),
+        ] {
+            let out = program()
+                .env("VAULT_ADDR", "http://127.0.0.1:9")
+                .args(resolve)
+                .args([option, file])
+                .timeout(std::time::Duration::from_secs(60))
+                .assert()
+                .code(1)
+                .get_output()
+                .clone();
+            let said = text(&out.stderr);
+            assert!(
+                said.contains(file) && said.contains(why),
+                "{option} {file}: {said}"
+            );
+        }
+        for (file, why) in [("/dev/zero", "not a regular file"), (big, "larger than 1 MiB")] {
+            let out = program()
+                .env("VAULT_ADDR", "https://127.0.0.1:9")
+                .env("VAULT_TOKEN", "t")
+                .env("VAULT_CACERT", file)
+                .args(resolve)
+                .timeout(std::time::Duration::from_secs(60))
+                .assert()
+                .code(1)
+                .get_output()
+                .clone();
+            let said = text(&out.stderr);
+            assert!(said.contains(file) && said.contains(why), "CA {file}: {said}");
+        }
+        // A database's key file.
+        let db = dir.path().join("acme.db");
+        std::fs::write(&db, b"").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("acme.db.key")).unwrap();
+        let out = connective()
+            .args(["apply", &manifest, "--db", db.to_str().unwrap()])
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .failure()
+            .get_output()
+            .clone();
+        let said = text(&out.stderr);
+        assert!(said.contains("not a regular file"), "key file: {said}");
+    }
+
     #[test]
     fn without_a_vault_a_reference_fails_naming_it_and_saying_what_to_set() {
         let Some(bao) = Bao::start() else { return };

@@ -318,6 +318,36 @@ impl<E: std::error::Error> From<E> for Failure {
 
 type Outcome = Result<Exit, Failure>;
 
+/// The most a key, credential or certificate file may hold.
+const SMALL_FILE: u64 = 1024 * 1024;
+
+/// A key, credential or certificate file's bytes: a regular file (after
+/// symbolic links) of at most [`SMALL_FILE`] bytes. A device, a FIFO or a
+/// folder given by mistake is refused before it is opened, instead of being
+/// read until memory runs out (`/dev/zero`) or forever (a FIFO no one
+/// writes). Errors keep the operating system's kind (a missing file is
+/// `NotFound`).
+pub fn read_small(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(SMALL_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > SMALL_FILE {
+        return Err(Error::new(ErrorKind::InvalidData, "larger than 1 MiB"));
+    }
+    Ok(bytes)
+}
+
+/// [`read_small`], as UTF-8 text.
+pub fn read_small_text(path: &std::path::Path) -> std::io::Result<String> {
+    String::from_utf8(read_small(path)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()))
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

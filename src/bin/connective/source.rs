@@ -106,7 +106,7 @@ fn key_for(db: &Path, db_exists: bool) -> Result<SealKey, Failure> {
         return Ok(SealKey::from_base64("env", text.trim())?);
     }
     let key_file = key_file(db);
-    match std::fs::read_to_string(&key_file) {
+    match crate::read_small_text(&key_file) {
         Ok(text) => Ok(SealKey::from_base64("local", text.trim())?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !db_exists => {
             let key = SealKey::generate("local")?;

@@ -65,7 +65,7 @@ fn env_of(vars: &[&str]) -> Option<String> {
 /// message of a failure names the file or variable, never what it holds.
 fn credential(file: Option<&Path>, vars: &[&str]) -> Result<Option<String>, Failure> {
     if let Some(file) = file {
-        let text = std::fs::read_to_string(file)
+        let text = crate::read_small_text(file)
             .map_err(|e| Failure::new(Exit::Failure, format!("cannot read {}: {e}", file.display())))?;
         let text = text.trim();
         if text.is_empty() {
@@ -140,7 +140,7 @@ impl VaultArgs {
             .or_else(|| env_of(&["VAULT_CACERT", "BAO_CACERT"]).map(PathBuf::from));
         let store = match ca {
             Some(ca) => {
-                let pem = std::fs::read(&ca)
+                let pem = crate::read_small(&ca)
                     .map_err(|e| Failure::new(Exit::Failure, format!("cannot read {}: {e}", ca.display())))?;
                 VaultStore::with_ca(&addr, auth, &pem).map_err(setup)?
             }
