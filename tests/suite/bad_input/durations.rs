@@ -17,6 +17,23 @@ fn crm() -> ConnectionSpec {
         .unwrap()
 }
 
+/// Maps every parameter of `crm` for integration `orders` (default names)
+/// and resolves it in production.
+fn resolve_orders(registry: &Registry) -> ResolvedEnv {
+    registry
+        .set_mappings(
+            Mappings::of("acme", "orders")
+                .by_name_defaults("crm")
+                .build()
+                .unwrap(),
+            None,
+        )
+        .unwrap();
+    registry
+        .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
+        .unwrap()
+}
+
 #[test]
 fn a_store_waited_on_without_limit_answers_a_change_it_has() {
     let store = std::sync::Arc::new(MemoryStore::new());
@@ -34,18 +51,7 @@ fn the_read_audit_flushed_without_limit_flushes() {
         .build()
         .unwrap();
     registry.create_connection(crm()).unwrap();
-    registry
-        .set_mappings(
-            Mappings::of("acme", "orders")
-                .by_name_defaults("crm")
-                .build()
-                .unwrap(),
-            None,
-        )
-        .unwrap();
-    registry
-        .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
-        .unwrap();
+    resolve_orders(&registry);
     registry.flush_read_audit(Duration::MAX).unwrap();
     let stats = registry.read_audit_stats().unwrap();
     assert_eq!((stats.queued, stats.recorded), (0, 1), "{stats:?}");
@@ -107,17 +113,6 @@ fn a_secret_cache_without_limits_fetches_and_resolves() {
                 .unwrap(),
         )
         .unwrap();
-    registry
-        .set_mappings(
-            Mappings::of("acme", "orders")
-                .by_name_defaults("crm")
-                .build()
-                .unwrap(),
-            None,
-        )
-        .unwrap();
-    let env = registry
-        .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
-        .unwrap();
+    let env = resolve_orders(&registry);
     assert_eq!(env.expose("CRM_PASSWORD"), Some("s3cret"));
 }
