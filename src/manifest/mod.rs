@@ -1064,16 +1064,16 @@ impl Validator<'_> {
                     .sum::<usize>(),
             );
             if uses > MAX_USES || entries > MAX_ENTRIES {
-                let (field, len, max) = if uses > MAX_USES {
+                let (field, count, max) = if uses > MAX_USES {
                     ("connections", uses, MAX_USES)
                 } else {
                     ("env entries", entries, MAX_ENTRIES)
                 };
                 self.push(
                     &path,
-                    Rule::Spec(SpecProblem::TooLong {
+                    Rule::Spec(SpecProblem::TooMany {
                         field: field.into(),
-                        len,
+                        count,
                         max,
                     }),
                 );

@@ -86,16 +86,16 @@ pub const MAX_ENTRIES: usize = 4096;
 /// in all.
 fn check_size(uses: usize, entries: usize, problems: &mut Vec<SpecProblem>) {
     if uses > MAX_USES {
-        problems.push(SpecProblem::TooLong {
+        problems.push(SpecProblem::TooMany {
             field: "connections".into(),
-            len: uses,
+            count: uses,
             max: MAX_USES,
         });
     }
     if entries > MAX_ENTRIES {
-        problems.push(SpecProblem::TooLong {
+        problems.push(SpecProblem::TooMany {
             field: "env entries".into(),
-            len: entries,
+            count: entries,
             max: MAX_ENTRIES,
         });
     }

@@ -148,6 +148,17 @@ pub enum SpecProblem {
         /// The parameter.
         param: ParamName,
     },
+    /// Too many of something a list holds (an integration's connections,
+    /// its explicit env entries).
+    #[error("{count} {field}, at most {max} allowed")]
+    TooMany {
+        /// What was counted, e.g. `connections`.
+        field: String,
+        /// How many were given.
+        count: usize,
+        /// The most allowed.
+        max: usize,
+    },
     /// Too many parameters.
     #[error("{count} parameters, at most {max} allowed")]
     TooManyParams {
