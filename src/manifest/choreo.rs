@@ -47,9 +47,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
+use indexmap::IndexMap;
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, Visitor};
 
@@ -485,9 +487,9 @@ impl ComponentConfig {
         integration: &IntegrationId,
         target_of: impl Fn(&ConnectionRef) -> Option<Target>,
         problems: &mut Vec<ManifestProblem>,
-    ) -> (Vec<ConnectionUse>, Vec<(String, ConnectionName)>) {
+    ) -> (Vec<ConnectionUse>, HashMap<String, ConnectionName>) {
         let mut uses = Vec::new();
-        let mut names: Vec<(String, ConnectionName)> = Vec::new();
+        let mut names: HashMap<String, ConnectionName> = HashMap::new();
         for (i, c) in self.connection_references.iter().enumerate() {
             let path = format!("dependencies.connectionReferences[{i}]");
             let name = match c.name.parse::<ConnectionName>() {
@@ -525,7 +527,8 @@ impl ComponentConfig {
                     }
                 }
             }
-            names.push((c.name.clone(), name.clone()));
+            // The first reference written so names the connection.
+            names.entry(c.name.clone()).or_insert_with(|| name.clone());
             uses.push(ConnectionUse {
                 reference,
                 env: EnvMapping::Defaults,
@@ -577,18 +580,20 @@ impl ComponentConfig {
     }
 
     /// `configuration.env`: one explicit use per connection of
-    /// `dependencies.connectionReferences` (`names`), in the order the
-    /// connections first appear.
+    /// `dependencies.connectionReferences` (`names`: each as written, and
+    /// parsed), in the order the connections first appear. Names and
+    /// connections are found by hash: the cost is in proportion to the
+    /// entries, not their square.
     fn configuration_uses(
         &self,
-        names: &[(String, ConnectionName)],
+        names: &HashMap<String, ConnectionName>,
         problems: &mut Vec<ManifestProblem>,
     ) -> Vec<ConnectionUse> {
         let mut push = |path: String, rule| problems.push(ManifestProblem::at(path, rule));
-        let mut by_connection: Vec<(ConnectionName, Vec<EnvEntry>)> = Vec::new();
+        let mut by_connection: IndexMap<ConnectionName, Vec<EnvEntry>> = IndexMap::new();
         for (i, e) in self.env.iter().enumerate() {
             let path = format!("configuration.env[{i}]");
-            let Some((_, name)) = names.iter().find(|(text, _)| *text == e.connection) else {
+            let Some(name) = names.get(&e.connection) else {
                 push(
                     format!("{path}.valueFrom.connectionRef.name"),
                     Rule::Misplaced("names no entry of dependencies.connectionReferences"),
@@ -598,10 +603,10 @@ impl ComponentConfig {
             let from = e.key.parse::<ParamName>();
             let to = e.name.parse::<EnvVarName>();
             match (from, to) {
-                (Ok(from), Ok(to)) => match by_connection.iter_mut().find(|(n, _)| n == name) {
-                    Some((_, entries)) => entries.push(EnvEntry { from, to }),
-                    None => by_connection.push((name.clone(), vec![EnvEntry { from, to }])),
-                },
+                (Ok(from), Ok(to)) => by_connection
+                    .entry(name.clone())
+                    .or_default()
+                    .push(EnvEntry { from, to }),
                 (from, to) => {
                     if let Err(e) = from {
                         push(

@@ -268,3 +268,59 @@ fn resource_refs_follow_choreos_own_validator() {
         assert!(ResourceRef::parse(bad).is_none(), "{bad}");
     }
 }
+
+/// A wide component.yaml (40,000 connection references, and an env entry
+/// for each) is refused for its size in time proportional to it: references
+/// and the connections they name are found by hash, not by scanning all
+/// before them.
+#[test]
+fn a_wide_component_yaml_is_refused_in_time_proportional_to_its_size() {
+    let n = 40_000;
+    let registry = Registry::builder()
+        .prefix("CHOREO".parse().unwrap())
+        .build()
+        .unwrap();
+    let specs = (0..n)
+        .map(|i| {
+            ConnectionSpec::project("acme", format!("c{i}").as_str())
+                .param(Param::plain("Url").default("https://example.com"))
+                .build()
+                .unwrap()
+        })
+        .collect::<Vec<_>>();
+    registry
+        .write(|tx| {
+            for spec in specs {
+                tx.create_connection(spec)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut text = String::from("schemaVersion: 1.1\ndependencies:\n  connectionReferences:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "    - {{name: c{i}, resourceRef: 'thirdparty:c{i}/v1'}}\n"
+        ));
+    }
+    text.push_str("configuration:\n  env:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "    - {{name: V{i}, valueFrom: {{connectionRef: {{name: c{i}, key: Url}}}}}}\n"
+        ));
+    }
+    let config = ComponentConfig::parse(&text, "component.yaml").unwrap();
+    let (acme, orders) = ids();
+    let start = std::time::Instant::now();
+    let err = config
+        .mappings(&registry, &acme, &orders, &ImportOptions::choreo())
+        .expect_err("past the bounds of one integration's mappings");
+    let took = start.elapsed();
+    // Refused for its size, each bound named with what was counted.
+    let said = err.to_string();
+    assert!(said.contains("80000 connections, at most 1024 allowed"), "{said}");
+    assert!(said.contains("40000 env entries, at most 4096 allowed"), "{said}");
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "{n} references took {took:?}"
+    );
+}
