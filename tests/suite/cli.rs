@@ -1155,41 +1155,36 @@ integrations:
         let fifo = fifo.to_str().unwrap();
         let big = big.to_str().unwrap();
         let folder = dir.path().to_str().unwrap();
-        let resolve = ["resolve", &manifest, "-i", "orders", "-e", "production"];
+        // `cmd` resolving the manifest (with `options`) fails at once,
+        // naming `file` and why.
+        let refused = |mut cmd: Command, options: &[&str], file: &str, why: &str| {
+            let out = cmd
+                .args(["resolve", &manifest, "-i", "orders", "-e", "production"])
+                .args(options)
+                .timeout(std::time::Duration::from_secs(60))
+                .assert()
+                .code(1)
+                .get_output()
+                .clone();
+            let said = text(&out.stderr);
+            assert!(said.contains(file) && said.contains(why), "{file}: {said}");
+        };
         for (option, file, why) in [
             ("--vault-token-file", "/dev/zero", "not a regular file"),
             ("--vault-token-file", fifo, "not a regular file"),
             ("--vault-token-file", folder, "not a regular file"),
             ("--vault-token-file", big, "larger than 1 MiB"),
         ] {
-            let out = program()
-                .env("VAULT_ADDR", "http://127.0.0.1:9")
-                .args(resolve)
-                .args([option, file])
-                .timeout(std::time::Duration::from_secs(60))
-                .assert()
-                .code(1)
-                .get_output()
-                .clone();
-            let said = text(&out.stderr);
-            assert!(
-                said.contains(file) && said.contains(why),
-                "{option} {file}: {said}"
-            );
+            let mut cmd = program();
+            cmd.env("VAULT_ADDR", "http://127.0.0.1:9");
+            refused(cmd, &[option, file], file, why);
         }
         for (file, why) in [("/dev/zero", "not a regular file"), (big, "larger than 1 MiB")] {
-            let out = program()
-                .env("VAULT_ADDR", "https://127.0.0.1:9")
+            let mut cmd = program();
+            cmd.env("VAULT_ADDR", "https://127.0.0.1:9")
                 .env("VAULT_TOKEN", "t")
-                .env("VAULT_CACERT", file)
-                .args(resolve)
-                .timeout(std::time::Duration::from_secs(60))
-                .assert()
-                .code(1)
-                .get_output()
-                .clone();
-            let said = text(&out.stderr);
-            assert!(said.contains(file) && said.contains(why), "CA {file}: {said}");
+                .env("VAULT_CACERT", file);
+            refused(cmd, &[], file, why);
         }
         // A database's key file.
         let db = dir.path().join("acme.db");
