@@ -121,6 +121,23 @@ impl std::fmt::Display for ResolveRequest {
 /// host code written against `&dyn Resolver` can be unit-tested on a fixture.
 pub trait Resolver {
     /// Resolves `request`, or reports every problem found.
+    ///
+    /// An integration is known by its mappings: one without any (a name
+    /// mistyped, or a project the resolver has never seen) resolves to an
+    /// empty environment, not an error. A host that expects variables checks
+    /// [`ResolvedEnv::is_empty`].
+    ///
+    /// ```
+    /// use connective::fixture::Fixture;
+    /// use connective::model::Param;
+    /// let fx = Fixture::project("acme")
+    ///     .connection("crm", |c| c.param(Param::plain("Url").default("https://crm.example.com")))
+    ///     .mappings("orders", |m| m.by_name("crm", [("Url", "CRM_URL")]))
+    ///     .build()?;
+    /// assert_eq!(fx.resolve("orders", "production")?.len(), 1);
+    /// assert!(fx.resolve("ordres", "production")?.is_empty());
+    /// # Ok::<(), connective::fixture::FixtureError>(())
+    /// ```
     fn resolve(&self, request: &ResolveRequest) -> Result<ResolvedEnv, ResolveError>;
 }
 

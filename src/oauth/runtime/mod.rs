@@ -19,6 +19,53 @@
 //! `block_on` the async calls on a tokio runtime of their own. The store is
 //! synchronous today; the runtime calls it on tokio's blocking threads.
 //!
+//! # A first connection
+//!
+//! A connection with a supplied client (the customer's own Salesforce login,
+//! say) declares where to authorize and which client to use; the runtime
+//! makes the authorize URL to send the person to, and completes the
+//! authorization when the callback brings the `code` back. Until then, no
+//! token is handed out and the error says why.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use connective::model::{CredentialKey, OAuthClient};
+//! use connective::prelude::*;
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! let registry = Arc::new(Registry::in_memory());
+//! let (crm, _) = registry.create_connection(
+//!     ConnectionSpec::project("acme", "salesforce")
+//!         .auth(AuthScheme::OAuth2(OAuthClient::Supplied))
+//!         .param(Param::plain("AuthorizeURL").default("https://login.example.com/authorize"))
+//!         .param(Param::plain("TokenURL").default("https://login.example.com/token"))
+//!         .param(Param::plain("ClientID").default("acme-app"))
+//!         .param(Param::secret("ClientSecret").default("client-s3cret"))
+//!         .param(Param::plain("Scopes").optional().default("api refresh_token"))
+//!         .build()?,
+//! )?;
+//! let runtime = registry.oauth_runtime().build()?;
+//! let key = CredentialKey::new("acme".parse()?, crm, Environment::production(), Some("globex".parse()?));
+//!
+//! let authorization = runtime
+//!     .start_authorization(&key, "https://host.example.com/oauth/callback", None)
+//!     .await?;
+//! assert!(authorization.url().starts_with("https://login.example.com/authorize?"));
+//! assert!(authorization.url().contains("code_challenge_method=S256"));
+//! // The callback would bring a code: runtime.complete_authorization(authorization.state(), code).await?
+//!
+//! let err = runtime.access_token(&key).await.unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     format!(
+//!         "connection {crm} in production for customer globex of project acme needs re-authorization: \
+//!          the connection was never authorized"
+//!     ),
+//! );
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Tokens
 //!
 //! Token sets are records in the registry's store, one per
