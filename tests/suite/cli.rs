@@ -726,6 +726,50 @@ fn plan_and_the_readers_create_no_file() {
     assert_eq!(listing(dir.path()), ["acme.db"]);
 }
 
+/// The key `apply` generated into `FILE.key` opens the database from
+/// `CONNECTIVE_SEAL_KEY` too (the program's help offers either place); a
+/// wrong key there is refused at open, naming where it came from, and binds
+/// nothing.
+#[test]
+fn the_key_file_moved_into_the_variable_still_opens_the_database() {
+    let (dir, db) = temp_db();
+    let db = db.as_str();
+    connective().args(["apply", ACME, "--db", db]).assert().success();
+    let key_file = format!("{db}.key");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let resolve = [
+        "resolve",
+        "--db",
+        db,
+        "-p",
+        "acme",
+        "-i",
+        "orders",
+        "-e",
+        "production",
+    ];
+
+    let wrong = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=";
+    connective()
+        .env("CONNECTIVE_SEAL_KEY", wrong)
+        .args(resolve)
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "the key in CONNECTIVE_SEAL_KEY is not the key that sealed the secrets of",
+        ));
+    let out = connective()
+        .env("CONNECTIVE_SEAL_KEY", key.trim())
+        .args(resolve)
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(out.contains("SMS_API_KEY"), "{out}");
+    no_secret_in(&out);
+    assert_eq!(listing(dir.path()), ["acme.db"]);
+}
+
 #[test]
 fn plan_exit_code_says_whether_there_is_something_to_apply() {
     let (_dir, db) = temp_db();

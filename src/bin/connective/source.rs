@@ -18,6 +18,15 @@ use crate::{Exit, Failure};
 /// The variable holding the base64 sealing key.
 const KEY_VARIABLE: &str = "CONNECTIVE_SEAL_KEY";
 
+/// The ID the program's sealing key has, wherever it comes from: the same key
+/// opens a database whether it is kept in `FILE.key` or moved to
+/// [`KEY_VARIABLE`].
+const KEY_ID: &str = "local";
+
+/// The ID earlier versions gave a key from [`KEY_VARIABLE`]: the ring holds
+/// the same bytes under it too, so what they sealed still opens.
+const OLD_VARIABLE_KEY_ID: &str = "env";
+
 /// What the command will do with the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -88,8 +97,18 @@ fn sqlite(db: &Path, access: Access) -> Result<Option<SqliteStore>, Failure> {
             ),
         ));
     }
-    let key = key_for(db, exists)?;
-    Ok(Some(SqliteStore::open(db, KeyRing::new(key))?))
+    let (key, source) = key_for(db, exists)?;
+    match SqliteStore::open(db, key_ring(key)?) {
+        Ok(store) => Ok(Some(store)),
+        Err(connective::store::StoreError::KeyMismatch { .. }) => Err(Failure::new(
+            Exit::Failure,
+            format!(
+                "the key in {source} is not the key that sealed the secrets of {}; give the key it was created with",
+                db.display()
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn key_file(db: &Path) -> PathBuf {
@@ -98,24 +117,52 @@ fn key_file(db: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Where the sealing key came from, for messages.
+enum KeySource {
+    Variable,
+    File(PathBuf),
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Variable => f.write_str(KEY_VARIABLE),
+            KeySource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 /// The sealing key: from the environment, else from `FILE.key`. A key file is
 /// made only for a database about to be created, never for an existing one
 /// (whose secrets a new key could not open).
-fn key_for(db: &Path, db_exists: bool) -> Result<SealKey, Failure> {
+fn key_for(db: &Path, db_exists: bool) -> Result<(SealKey, KeySource), Failure> {
+    let bad_key = |source: &KeySource, e: connective::store::seal::SealError| {
+        Failure::new(Exit::Failure, format!("{source}: {e}"))
+    };
     if let Ok(text) = std::env::var(KEY_VARIABLE) {
-        return Ok(SealKey::from_base64("env", text.trim())?);
+        let source = KeySource::Variable;
+        return match SealKey::from_base64(KEY_ID, text.trim()) {
+            Ok(key) => Ok((key, source)),
+            Err(e) => Err(bad_key(&source, e)),
+        };
     }
     let key_file = key_file(db);
     match crate::read_small_text(&key_file) {
-        Ok(text) => Ok(SealKey::from_base64("local", text.trim())?),
+        Ok(text) => {
+            let source = KeySource::File(key_file);
+            match SealKey::from_base64(KEY_ID, text.trim()) {
+                Ok(key) => Ok((key, source)),
+                Err(e) => Err(bad_key(&source, e)),
+            }
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !db_exists => {
-            let key = SealKey::generate("local")?;
+            let key = SealKey::generate(KEY_ID)?;
             write_private(&key_file, key.to_base64().expose_secret())?;
             crate::show::note(&format!(
                 "sealing secrets with a new key in {} (set {KEY_VARIABLE} to use your own)",
                 key_file.display()
             ));
-            Ok(key)
+            Ok((key, KeySource::File(key_file)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::new(
             Exit::Failure,
@@ -130,6 +177,13 @@ fn key_for(db: &Path, db_exists: bool) -> Result<SealKey, Failure> {
             format!("cannot read {}: {e}", key_file.display()),
         )),
     }
+}
+
+/// The ring the program opens a database with: `key`, also under the ID
+/// earlier versions gave a key from the environment.
+fn key_ring(key: SealKey) -> Result<KeyRing, Failure> {
+    let old = SealKey::from_base64(OLD_VARIABLE_KEY_ID, key.to_base64().expose_secret())?;
+    Ok(KeyRing::new(key).with_old_key(old)?)
 }
 
 /// Creates `path` readable by its owner only, failing if it exists.
