@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             None,
         )?;
         println!(
-            "wrote 2 records to {} (revision {})",
+            "committed 2 writes to {} (revision {})",
             path.display(),
             registry.store().revision()?
         );
