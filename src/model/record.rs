@@ -16,9 +16,48 @@ use super::types::ProjectType;
 /// A record's version. Starts at 1 on creation and grows by one on every write
 /// of the key; versions of a key never repeat, not even across delete and
 /// re-create.
+///
+/// A stored record's version is between [`Version::FIRST`] and
+/// [`Version::MAX`]; a key at `MAX` cannot be written again (every store
+/// refuses it with a typed error and writes nothing). The one limit is the
+/// smallest any backend of this crate can keep (the memory store keeps a
+/// version in 7 bytes), so that every store agrees; no real key gets there
+/// (2^56 - 1 writes, 2,284 years at a million writes a second).
+///
+/// ```
+/// use connective::model::Version;
+/// assert_eq!(Version::FIRST.next(), Some(Version(2)));
+/// assert_eq!(Version::MAX.next(), None);
+/// assert!(Version::MAX.is_valid() && !Version(0).is_valid());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Version(pub u64);
+
+impl Version {
+    /// The version of a key's first write.
+    pub const FIRST: Version = Version(1);
+
+    /// The last version a record can have: 2^56 - 1 (72057594037927935).
+    pub const MAX: Version = Version((1 << 56) - 1);
+
+    /// The version a write after this one gives the key, or `None` when
+    /// this is [`Version::MAX`] (or past it): the key cannot be written
+    /// again.
+    pub const fn next(self) -> Option<Version> {
+        if self.0 >= Version::MAX.0 {
+            None
+        } else {
+            Some(Version(self.0 + 1))
+        }
+    }
+
+    /// Whether a stored record may be at this version: from
+    /// [`Version::FIRST`] to [`Version::MAX`].
+    pub const fn is_valid(self) -> bool {
+        self.0 >= Version::FIRST.0 && self.0 <= Version::MAX.0
+    }
+}
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -110,6 +110,17 @@ pub enum RegistryError {
         /// What is there (`None`: nothing).
         found: Option<Version>,
     },
+    /// The write would write a record already at its last version
+    /// ([`Version::MAX`]): versions never repeat, so it cannot be written
+    /// again (see [`next_version`](crate::store::next_version)). Nothing
+    /// was written. Not retryable.
+    #[error("{key} is at the last version {version} and cannot be written again")]
+    LastVersion {
+        /// The record (a connection: its project, scope and name).
+        key: RecordKey,
+        /// Its version.
+        version: Version,
+    },
     /// The connection is still used; delete with
     /// [`DeleteMode::Force`](super::DeleteMode::Force) to proceed (rule 9).
     #[error(
@@ -204,6 +215,7 @@ impl From<StoreError> for RegistryError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict { key, expected, found } => RegistryError::Conflict { key, expected, found },
+            StoreError::LastVersion { key, version } => RegistryError::LastVersion { key, version },
             other => RegistryError::Store(other),
         }
     }

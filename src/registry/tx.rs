@@ -140,8 +140,20 @@ impl<'r> Tx<'r> {
     }
 
     /// The same check over every project this transaction writes to (free
-    /// when no project it touched has unreadable records).
+    /// when no project it touched has unreadable records), and that no
+    /// record it writes is at its last version ([`Version::MAX`]: the
+    /// store would refuse it too, after provisioning).
     pub(super) fn check_writable(&self) -> Result<(), RegistryError> {
+        for (key, p) in &self.pending {
+            if let Expect::Version(v) = p.expect
+                && v.next().is_none()
+            {
+                return Err(RegistryError::LastVersion {
+                    key: key.clone(),
+                    version: v,
+                });
+            }
+        }
         for (project, snapshot) in &self.working {
             if !snapshot.unreadable().is_empty() && self.pending.keys().any(|k| k.project() == project) {
                 return Err(RegistryError::ProjectUnreadable {
@@ -194,7 +206,10 @@ impl<'r> Tx<'r> {
         self.touch(&key, &record);
         let snapshot = self.working_mut(key.project());
         let current = snapshot.version_under(&record);
-        snapshot.put(Version(current.map_or(1, |v| v.0 + 1)), &record);
+        // A key at its last version is refused before the commit
+        // (`check_writable`).
+        let next = current.map_or(Some(Version::FIRST), Version::next);
+        snapshot.put(next.unwrap_or(Version::MAX), &record);
         let expect = current.map_or(Expect::Absent, Expect::Version);
         match self.pending.get_mut(&key) {
             Some(p) => p.record = Some(record),

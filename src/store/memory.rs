@@ -106,8 +106,11 @@ impl<'a> KeyRef<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Packed([u8; 7]);
 
+const _: () = assert!(Packed::MAX == Version::MAX.0);
+
 impl Packed {
-    /// The largest version the store gives a record.
+    /// The largest version the store gives a record: [`Version::MAX`],
+    /// the limit of every store, is this one.
     const MAX: u64 = (1 << 56) - 1;
 
     /// `version` packed, if it is at most [`Packed::MAX`].
@@ -575,12 +578,13 @@ impl Store for MemoryStore {
             let found = inner.find(&w.key, hash).map(Entry::version);
             w.expect.check(&w.key, found)?;
             before.push(found);
-            let previous = found.or_else(|| inner.tombstone(&w.key, hash)).map_or(0, |v| v.0);
-            let version = Version(previous + 1);
+            let previous = found.or_else(|| inner.tombstone(&w.key, hash));
+            let version = super::next_version(&w.key, previous)?;
+            // Never `None`: the packed limit is `Version::MAX`.
             let Some(packed) = Packed::new(version) else {
-                return Err(StoreError::Unavailable {
-                    backend: "memory",
-                    message: format!("{} is at the largest version the store keeps (2^56 - 1)", w.key),
+                return Err(StoreError::LastVersion {
+                    key: w.key.clone(),
+                    version: previous.unwrap_or(Version::MAX),
                 });
             };
             versions.push(version);
@@ -819,8 +823,8 @@ mod packed_tests {
         assert_eq!(Packed::new(Version(u64::MAX)), None);
     }
 
-    /// A key whose next version would not fit in 7 bytes is refused with
-    /// a typed error, and the store is left as it was.
+    /// A key at the last version (the packed limit) is refused with a
+    /// typed error naming it, and the store is left as it was.
     #[test]
     fn a_version_past_the_packed_limit_is_refused() {
         let store = MemoryStore::new();
@@ -844,14 +848,14 @@ mod packed_tests {
         batch.push(Write::put(a.clone(), Expect::Version(Version(Packed::MAX))));
         let err = store.commit(&batch).unwrap_err();
         assert!(
-            matches!(&err, StoreError::Unavailable { backend: "memory", message } if message.contains("largest version")),
+            matches!(&err, StoreError::LastVersion { key, version } if *key == a.key() && *version == Version::MAX),
             "{err}"
         );
         let mut batch = Batch::new();
         batch.push(Write::delete(a.key(), Expect::Version(Version(Packed::MAX))));
         assert!(matches!(
             store.commit(&batch),
-            Err(StoreError::Unavailable { .. })
+            Err(StoreError::LastVersion { .. })
         ));
         assert_eq!(store.revision().unwrap(), revision);
         assert!(store.get(&b.key()).unwrap().is_none());
@@ -859,6 +863,29 @@ mod packed_tests {
             store.get(&a.key()).unwrap().map(|(v, _)| v),
             Some(Version(Packed::MAX))
         );
+    }
+
+    /// The conformance check of the last version, on the memory store:
+    /// its rows are reached through its lock.
+    #[cfg(feature = "test-kit")]
+    #[test]
+    fn memory_store_passes_the_last_version_check() {
+        let store = MemoryStore::new();
+        crate::test_kit::the_last_version_is_final(&store, |key, version| {
+            let version = Version(u64::try_from(version).expect("a version the memory store can hold"));
+            let mut inner = store.lock();
+            let hash = inner.hash(key);
+            match inner.find(key, hash).map(Entry::record) {
+                Some(record) => {
+                    let packed = Packed::new(version).expect("a version the memory store can hold");
+                    inner.put(key, hash, packed, record);
+                }
+                None => {
+                    assert!(inner.tombstone(key, hash).is_some(), "no row for {key}");
+                    inner.bury(key, hash, version);
+                }
+            }
+        });
     }
 
     #[derive(Debug, Clone)]

@@ -13,7 +13,9 @@
 //!   store answers [`StoreError::Conflict`] for the first failing write.
 //! - A put makes the key's version the previous one plus one, where "previous"
 //!   counts deleted incarnations too (versions of a key never repeat); a new key
-//!   starts at 1.
+//!   starts at 1. A key at [`Version::MAX`] cannot be written again (put or
+//!   delete): the batch is refused with [`StoreError::LastVersion`] and
+//!   nothing is written ([`next_version`] is the rule).
 //! - Every committed batch gets the next [`Revision`] (1, 2, 3, ...). The change
 //!   feed lists every write of every batch, in revision order and, within a
 //!   batch, in write order.
@@ -119,6 +121,37 @@ impl std::fmt::Display for Expect {
             Expect::Absent => f.write_str("no record"),
             Expect::Version(v) => write!(f, "version {v}"),
         }
+    }
+}
+
+/// The version a write of `key` gives it, `previous` being the key's last
+/// version (its live record's, or its tombstone's; `None` for a key never
+/// written): the next one, or [`StoreError::LastVersion`] when `previous`
+/// is [`Version::MAX`]. The one rule of a new version: every backend of this
+/// crate computes each write's version with it, after
+/// [`Expect::check`] and before writing anything; a host's own backend
+/// should too.
+///
+/// ```
+/// use connective::model::{RecordKey, Version};
+/// use connective::store::next_version;
+/// let key = RecordKey::Mappings("acme".parse()?, "orders".parse()?);
+/// assert_eq!(next_version(&key, None)?, Version(1));
+/// assert_eq!(next_version(&key, Some(Version(4)))?, Version(5));
+/// let last = next_version(&key, Some(Version::MAX)).unwrap_err();
+/// assert_eq!(
+///     last.to_string(),
+///     "mappings of integration orders of project acme is at the last version v72057594037927935 and cannot be written again"
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn next_version(key: &RecordKey, previous: Option<Version>) -> Result<Version, StoreError> {
+    match previous {
+        None => Ok(Version::FIRST),
+        Some(v) => v.next().ok_or_else(|| StoreError::LastVersion {
+            key: key.clone(),
+            version: v,
+        }),
     }
 }
 
@@ -445,6 +478,16 @@ pub enum StoreError {
         expected: Expect,
         /// What the store holds (`None`: no live record).
         found: Option<Version>,
+    },
+    /// A write of a key already at [`Version::MAX`]: versions never
+    /// repeat, so the key cannot be written again (see [`next_version`]).
+    /// Nothing was written. Not retryable.
+    #[error("{key} is at the last version {version} and cannot be written again")]
+    LastVersion {
+        /// The record.
+        key: RecordKey,
+        /// Its version.
+        version: Version,
     },
     /// The batch itself is malformed.
     #[error("invalid batch: {reason}")]

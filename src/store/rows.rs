@@ -80,6 +80,44 @@ pub(crate) fn to_u64(backend: &'static str, n: i64, what: &str) -> Result<u64, S
     })
 }
 
+/// The stored version of the row of `key`, checked to be a version a
+/// record can have ([`Version::is_valid`](crate::model::Version::is_valid):
+/// from 1 to [`Version::MAX`](crate::model::Version::MAX)); anything else
+/// (0, negative, past the last version) means the row is corrupt, and is
+/// refused naming it.
+pub(crate) fn stored_version(
+    backend: &'static str,
+    key: &RecordKey,
+    n: i64,
+) -> Result<crate::model::Version, StoreError> {
+    use crate::model::Version;
+    match u64::try_from(n).map(Version) {
+        Ok(v) if v.is_valid() => Ok(v),
+        _ => Err(StoreError::Unreadable {
+            backend,
+            what: key.to_string(),
+            message: format!(
+                "its stored version {n} is not a version (versions run from {} to {})",
+                Version::FIRST.0,
+                Version::MAX.0
+            ),
+        }),
+    }
+}
+
+/// [`stored_version`] of a row whose key is still text: the key is parsed
+/// only to name a bad row.
+fn stored_version_of(
+    backend: &'static str,
+    key_text: &str,
+    n: i64,
+) -> Result<crate::model::Version, StoreError> {
+    match u64::try_from(n).map(crate::model::Version) {
+        Ok(v) if v.is_valid() => Ok(v),
+        _ => stored_version(backend, &decode_key(backend, key_text)?, n),
+    }
+}
+
 /// The stored head revision and feed floor, checked.
 pub(crate) fn head(
     backend: &'static str,
@@ -122,7 +160,16 @@ pub(crate) fn committed(
         revision: crate::model::Revision(to_u64(backend, revision, "a revision")?),
         versions: versions
             .into_iter()
-            .map(|v| to_u64(backend, v, "a version").map(crate::model::Version))
+            .map(
+                |v| match to_u64(backend, v, "a version").map(crate::model::Version)? {
+                    v if v.is_valid() => Ok(v),
+                    v => Err(StoreError::Unreadable {
+                        backend,
+                        what: format!("the versions of r{revision}"),
+                        message: format!("{} is not a version", v.0),
+                    }),
+                },
+            )
             .collect::<Result<_, _>>()?,
     })
 }
@@ -318,7 +365,7 @@ pub(crate) fn decode_live_from(
         for (key_text, version, body) in batch.rows() {
             let key_text =
                 std::str::from_utf8(key_text).map_err(|_| not_a_key(backend, "not UTF-8".into()))?;
-            let version = crate::model::Version(to_u64(backend, version, "a version")?);
+            let version = stored_version_of(backend, key_text, version)?;
             match decode_live_row(backend, &codec, &mut scratch, key_text, body)? {
                 Ok(record) => records.push((version, record)),
                 Err((key, error, key_id)) => {
@@ -452,7 +499,7 @@ pub(crate) fn decode_changes(
     let mut out = Vec::with_capacity(rows.len());
     for (rev, key_text, version, body) in rows {
         let key = decode_key(backend, &key_text)?;
-        let version = crate::model::Version(to_u64(backend, version, "a version")?);
+        let version = stored_version(backend, &key, version).map_err(|e| in_feed(e, rev))?;
         let change = match body {
             Some(body) => match decode_or_why(backend, ring, &key, &body) {
                 Ok(record) => Changed::Put(record),
@@ -596,6 +643,91 @@ pub(crate) fn decode_audit(
 mod tests {
     use super::*;
     use crate::store::seal::{KEY_LEN, SealKey};
+
+    fn any_stored() -> impl proptest::strategy::Strategy<Value = i64> {
+        use proptest::prelude::*;
+        let last = i64::try_from(crate::model::Version::MAX.0).unwrap();
+        prop_oneof![
+            any::<i64>(),
+            -2i64..=2,
+            (last - 2)..=(last + 2),
+            Just(i64::MIN),
+            Just(i64::MAX),
+        ]
+    }
+
+    proptest::proptest! {
+        /// A stored version reads back as the same version exactly when it
+        /// is one a record can have (1 to `Version::MAX`); any other
+        /// number is refused naming the row and the number, from the
+        /// key's text as from the key, never wrapped.
+        #[test]
+        fn a_stored_version_is_read_back_exactly_or_refused_naming_its_row(n in any_stored()) {
+            use crate::model::Version;
+            let key = RecordKey::Mappings("acme".parse().unwrap(), "orders".parse().unwrap());
+            let text = encode_key("test", &key).unwrap();
+            let valid = n >= 1 && u64::try_from(n).is_ok_and(|v| v <= Version::MAX.0);
+            for got in [stored_version("test", &key, n), stored_version_of("test", &text, n)] {
+                match got {
+                    Ok(v) => {
+                        proptest::prop_assert!(valid, "{n} was accepted");
+                        proptest::prop_assert_eq!(i64::try_from(v.0).ok(), Some(n));
+                    }
+                    Err(StoreError::Unreadable { what, message, .. }) => {
+                        proptest::prop_assert!(!valid, "{n} was refused");
+                        proptest::prop_assert_eq!(what, key.to_string());
+                        proptest::prop_assert!(message.contains(&n.to_string()), "{message}");
+                    }
+                    Err(other) => proptest::prop_assert!(false, "{other}"),
+                }
+            }
+        }
+
+        /// A key's next version is the previous plus one below the last
+        /// version, and a typed refusal naming the key from it on.
+        #[test]
+        fn the_next_version_is_one_more_until_the_last(v in proptest::prelude::any::<u64>(), near in 0u64..4) {
+            use crate::model::Version;
+            let key = RecordKey::Mappings("acme".parse().unwrap(), "orders".parse().unwrap());
+            for previous in [Version(v), Version(Version::MAX.0 - near), Version(Version::MAX.0 + near)] {
+                match crate::store::next_version(&key, Some(previous)) {
+                    Ok(next) => {
+                        proptest::prop_assert!(previous < Version::MAX);
+                        proptest::prop_assert_eq!(next.0, previous.0 + 1);
+                        proptest::prop_assert!(next.is_valid());
+                    }
+                    Err(StoreError::LastVersion { key: k, version }) => {
+                        proptest::prop_assert!(previous >= Version::MAX);
+                        proptest::prop_assert_eq!((k, version), (key.clone(), previous));
+                    }
+                    Err(other) => proptest::prop_assert!(false, "{other}"),
+                }
+            }
+        }
+    }
+
+    /// A change-feed row at a version that is no version fails the page,
+    /// naming the key and the revision.
+    #[test]
+    fn a_feed_row_at_no_version_is_refused_naming_it() {
+        let ring = std::sync::Arc::new(KeyRing::new(
+            SealKey::from_bytes("k1", &[7; KEY_LEN]).expect("valid key"),
+        ));
+        let key = RecordKey::Mappings("acme".parse().unwrap(), "orders".parse().unwrap());
+        let text = encode_key("test", &key).unwrap();
+        for bad in [0, -5, 1 << 56] {
+            let err = decode_changes("test", &ring, vec![(7, text.clone(), bad, None)]).unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Unreadable { what, message, .. }
+                    if *what == format!("{key} in the change feed at r7") && message.contains(&bad.to_string())),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            decode_changes("test", &ring, vec![(7, text, 1 << 55, None)]).unwrap()[0].version,
+            crate::model::Version(1 << 55)
+        );
+    }
 
     /// Enough rows for several threads: the records come back in row order,
     /// and rows that cannot be read are listed (in row order) instead of

@@ -9,10 +9,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 use super::rows::{
     self, decode_audit, decode_changes, decode_key, decode_record, encode_audit, encode_batch, encode_key,
-    encode_record, in_feed, to_u64,
+    encode_record, in_feed,
 };
 use super::seal::{self, KeyRing, Resealed};
-use super::{Batch, Change, CommitToken, Committed, Snapshot, Store, StoreError};
+use super::{Batch, Change, CommitToken, Committed, Snapshot, Store, StoreError, next_version};
 use crate::model::{
     ActorId, AuditAction, AuditEntry, AuditKind, AuditQuery, ReadNote, Record, RecordKey, Revision,
     Timestamp, Version,
@@ -526,17 +526,16 @@ impl Store for SqliteStore {
                     .query_row([key_text], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
                     .map_err(|e| unavailable(&format!("cannot read {}", w.key), e))?;
-                let (found, previous) = match row {
-                    Some((v, false)) => (
-                        Some(Version(to_u64(BACKEND, v, "a version")?)),
-                        to_u64(BACKEND, v, "a version")?,
-                    ),
-                    Some((v, true)) => (None, to_u64(BACKEND, v, "a version")?),
-                    None => (None, 0),
-                };
+                // The key's last version, live or deleted.
+                let previous = row
+                    .map(|(v, deleted)| {
+                        Ok::<_, StoreError>((rows::stored_version(BACKEND, &w.key, v)?, deleted))
+                    })
+                    .transpose()?;
+                let found = previous.and_then(|(v, deleted)| (!deleted).then_some(v));
                 w.expect.check(&w.key, found)?;
                 before.push(found);
-                versions.push(Version(previous + 1));
+                versions.push(next_version(&w.key, previous.map(|(v, _)| v))?);
             }
         }
         let (previous, _) = head(&tx)?;
@@ -662,7 +661,7 @@ impl Store for SqliteStore {
             None => Ok(None),
             Some((version, body)) => {
                 let record = decode_record(BACKEND, &self.ring, key, &body)?;
-                Ok(Some((Version(to_u64(BACKEND, version, "a version")?), record)))
+                Ok(Some((rows::stored_version(BACKEND, key, version)?, record)))
             }
         }
     }

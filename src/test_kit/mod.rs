@@ -23,7 +23,10 @@
 //! a closure that opens the same durable store again; [`concurrent_writers`]
 //! and [`follower_sees_every_revision`] take several handles on one shared
 //! store (e.g. two `PostgresStore`s on one database) to check what replicas
-//! rely on.
+//! rely on. [`the_last_version_is_final`] and
+//! [`stored_versions_out_of_range_are_refused`] take a closure that sets a
+//! row's stored version by the backend's own means, to check the versions'
+//! limits without writing 2^56 times.
 //!
 //! With the `async` feature, [`run_all_async`] runs the same checks through
 //! an [`AsyncStore`](crate::store::AsyncStore)'s async calls, and
@@ -40,7 +43,9 @@
 //!
 //! - **The checks** ([`run_all`] and each check it runs,
 //!   [`reopen_keeps_everything`], [`concurrent_writers`],
-//!   [`racing_creators`], [`follower_sees_every_revision`]) keep their
+//!   [`racing_creators`], [`follower_sees_every_revision`],
+//!   [`the_last_version_is_final`],
+//!   [`stored_versions_out_of_range_are_refused`]) keep their
 //!   names and signatures. What they check may grow within a minor release:
 //!   a check asks more of a store only where the contract in the
 //!   [`store`](crate::store) module documentation already says so (a store
@@ -1005,6 +1010,229 @@ pub fn delete_and_recreate(store: &dyn Store) {
         seen,
         vec![(key.clone(), Version(3), false), (key, Version(4), true)],
         "feed of delete and re-create"
+    );
+}
+
+#[track_caller]
+fn expect_last_version(store: &dyn Store, b: &Batch, key: &RecordKey, what: &str) {
+    match store.commit(b) {
+        Err(StoreError::LastVersion { key: k, version }) => {
+            assert_eq!(&k, key, "{what}: the refusal names the wrong key");
+            assert_eq!(
+                version,
+                Version::MAX,
+                "{what}: the refusal reports the wrong version"
+            );
+        }
+        Err(e) => panic!(
+            "{} store: {what}: expected StoreError::LastVersion on {key}, got error {e}",
+            store.backend()
+        ),
+        Ok(c) => panic!(
+            "{} store: {what}: expected StoreError::LastVersion on {key}, but it committed {}",
+            store.backend(),
+            c.revision
+        ),
+    }
+}
+
+/// A key at [`Version::MAX`] cannot be written again, by a put or a delete,
+/// live or deleted (a tombstone at the last version refuses a re-create):
+/// the batch is refused with [`StoreError::LastVersion`] naming the key,
+/// and nothing of it is written (no other write, no revision, no change).
+/// A stale expectation on such a key is still a conflict.
+///
+/// `set_version(key, version)` sets the stored version of `key`'s row (live
+/// or a tombstone) by the backend's own means (SQL for a database), the
+/// way a store would be after that many writes; it is called on keys
+/// written before. Not in [`run_all`], which cannot reach a backend's rows.
+pub fn the_last_version_is_final(store: &dyn Store, set_version: impl Fn(&RecordKey, i64)) {
+    let last = i64::try_from(Version::MAX.0).unwrap_or(i64::MAX);
+    let p = unique_project("kit-last-version");
+    let (a, b, c) = (
+        sample_connection(&p, "svc00", "s1"),
+        sample_connection(&p, "svc01", "s2"),
+        sample_connection(&p, "svc02", "s3"),
+    );
+    commit_ok(
+        store,
+        &batch(vec![put(&a, Expect::Absent), put(&c, Expect::Absent)]),
+        "create",
+    );
+    set_version(&a.key(), last - 1);
+    assert_eq!(
+        get_ok(store, &a.key()).map(|(v, _)| v),
+        Some(Version(Version::MAX.0 - 1)),
+        "set_version did not set the version"
+    );
+    let done = commit_ok(
+        store,
+        &batch(vec![put(&a, Expect::Version(Version(Version::MAX.0 - 1)))]),
+        "the write to the last version",
+    );
+    assert_eq!(done.versions, vec![Version::MAX], "the write before the last one");
+    let revision = revision_ok(store);
+    let refused = batch(vec![
+        put(&b, Expect::Absent),
+        put(&a, Expect::Version(Version::MAX)),
+    ]);
+    expect_last_version(
+        store,
+        &refused,
+        &a.key(),
+        "an update of a key at the last version",
+    );
+    let message = store.commit(&refused).map(drop).unwrap_err().to_string();
+    assert_eq!(
+        message,
+        format!(
+            "connection svc00 (project scope) of project {p} is at the last version v{} and cannot be written again",
+            Version::MAX.0
+        ),
+        "the refusal's message"
+    );
+    expect_last_version(
+        store,
+        &batch(vec![Write::delete(a.key(), Expect::Version(Version::MAX))]),
+        &a.key(),
+        "a delete of a key at the last version",
+    );
+    expect_conflict(
+        store,
+        &batch(vec![put(&a, Expect::Version(Version(1)))]),
+        &a.key(),
+        Expect::Version(Version(1)),
+        Some(Version::MAX),
+        "a stale update of a key at the last version",
+    );
+    // A tombstone at the last version: the key cannot be made again.
+    commit_ok(
+        store,
+        &batch(vec![Write::delete(c.key(), Expect::Version(Version(1)))]),
+        "delete",
+    );
+    set_version(&c.key(), last);
+    let revision_after_delete = revision_ok(store);
+    expect_last_version(
+        store,
+        &batch(vec![put(&c, Expect::Absent)]),
+        &c.key(),
+        "a re-create of a key deleted at the last version",
+    );
+    assert_eq!(
+        revision_ok(store),
+        revision_after_delete,
+        "a refused batch took a revision"
+    );
+    assert!(
+        changes_ok(store, revision_after_delete, 10).is_empty(),
+        "a refused batch left a change"
+    );
+    assert!(
+        get_ok(store, &b.key()).is_none(),
+        "a refused batch wrote its other write"
+    );
+    assert!(get_ok(store, &c.key()).is_none(), "a refused re-create wrote");
+    let (v, kept) = get_ok(store, &a.key()).unwrap_or_else(|| panic!("{} went missing", a.key()));
+    assert_eq!(v, Version::MAX, "the refused key's version changed");
+    assert_same("the refused key", &kept, &a);
+    assert!(revision_ok(store) > revision, "the delete committed");
+    let snapshot = store.load().unwrap_or_else(|e| panic!("load failed: {e}"));
+    assert!(
+        snapshot
+            .records
+            .iter()
+            .any(|(v, r)| r.key() == a.key() && *v == Version::MAX),
+        "load() does not return the key at the last version"
+    );
+}
+
+/// What a stored version outside 1 ..= [`Version::MAX`] (0, negative,
+/// past the last version: a corrupt row) does: `load`, `get` and a commit
+/// writing the key refuse with [`StoreError::Unreadable`] naming the key
+/// and the stored number, never a panic or a wrapped number, and the
+/// commit writes nothing; with the version set right again, everything
+/// reads as before. For a backend that keeps versions as signed numbers
+/// (a database); `set_version` as for [`the_last_version_is_final`].
+pub fn stored_versions_out_of_range_are_refused(store: &dyn Store, set_version: impl Fn(&RecordKey, i64)) {
+    let p = unique_project("kit-bad-version");
+    let (a, b) = (sample_connection(&p, "a", "s1"), sample_connection(&p, "b", "s2"));
+    commit_ok(
+        store,
+        &batch(vec![put(&a, Expect::Absent), put(&b, Expect::Absent)]),
+        "create",
+    );
+    let past = i64::try_from(Version::MAX.0).unwrap_or(i64::MAX - 1) + 1;
+    let named = |what: &str, bad: i64, e: StoreError| match e {
+        StoreError::Unreadable {
+            what: row, message, ..
+        } => {
+            assert_eq!(
+                row,
+                a.key().to_string(),
+                "{what} at version {bad}: the error names another row"
+            );
+            assert!(
+                message.contains(&bad.to_string()),
+                "{what} at version {bad}: the error does not say the stored version: {message}"
+            );
+        }
+        other => panic!(
+            "{} store: {what} at stored version {bad}: expected StoreError::Unreadable, got {other}",
+            store.backend()
+        ),
+    };
+    for bad in [0, -1, i64::MIN, past, i64::MAX] {
+        set_version(&a.key(), bad);
+        let revision = revision_ok(store);
+        match store.load() {
+            Err(e) => named("load", bad, e),
+            Ok(_) => panic!(
+                "{} store: load at stored version {bad} succeeded",
+                store.backend()
+            ),
+        }
+        match store.get(&a.key()) {
+            Err(e) => named("get", bad, e),
+            Ok(found) => panic!(
+                "{} store: get at stored version {bad} answered {:?}",
+                store.backend(),
+                found.map(|(v, _)| v)
+            ),
+        }
+        for expect in [Expect::Version(Version(1)), Expect::Absent] {
+            match store.commit(&batch(vec![
+                put(&b, Expect::Version(Version(1))),
+                put(&a, expect),
+            ])) {
+                Err(e) => named("a commit", bad, e),
+                Ok(c) => panic!(
+                    "{} store: a commit at stored version {bad} committed {}",
+                    store.backend(),
+                    c.revision
+                ),
+            }
+        }
+        assert_eq!(revision_ok(store), revision, "a refused commit took a revision");
+        assert_eq!(
+            get_ok(store, &b.key()).map(|(v, _)| v),
+            Some(Version(1)),
+            "a refused commit wrote its other write"
+        );
+    }
+    set_version(&a.key(), 1);
+    let snapshot = store.load().unwrap_or_else(|e| panic!("load failed: {e}"));
+    assert!(
+        snapshot
+            .records
+            .iter()
+            .any(|(v, r)| r.key() == a.key() && *v == Version(1)),
+        "the repaired row does not load"
+    );
+    commit_ok(
+        store,
+        &batch(vec![put(&a, Expect::Version(Version(1)))]),
+        "a write after the repair",
     );
 }
 

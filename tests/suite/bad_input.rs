@@ -13,6 +13,8 @@ use connective::resolve::Problem;
 mod durations;
 #[cfg(all(feature = "test-kit", feature = "manifest", feature = "kubernetes"))]
 mod records;
+#[cfg(feature = "sqlite")]
+mod versions;
 
 /// What a parse failure must look like.
 #[derive(Debug)]

@@ -27,7 +27,7 @@ use crate::store::rows::{
     encode_key, encode_record, in_feed, to_u64,
 };
 use crate::store::seal::{self, KeyRing, Resealed};
-use crate::store::{Batch, Change, CommitToken, Committed, Snapshot, StoreError};
+use crate::store::{Batch, Change, CommitToken, Committed, Snapshot, StoreError, next_version};
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes version `n`
 /// to `n + 1`. Never edit a released entry; append a new one. Plain SQL that
@@ -796,7 +796,7 @@ impl Inner {
             None => Ok(None),
             Some((version, body)) => {
                 let record = decode_record(BACKEND, &self.ring, key, &body)?;
-                Ok(Some((Version(to_u64(BACKEND, version, "a version")?), record)))
+                Ok(Some((rows::stored_version(BACKEND, key, version)?, record)))
             }
         }
     }
@@ -1281,21 +1281,22 @@ async fn commit_once(
         let key: String = col(row, 0)?;
         let version: i64 = col(row, 1)?;
         let deleted: bool = col(row, 2)?;
-        current.insert(key, (to_u64(BACKEND, version, "a version")?, deleted));
+        current.insert(key, (version, deleted));
     }
     let mut versions = Vec::with_capacity(batch.writes.len());
     let mut before = Vec::with_capacity(batch.writes.len());
     for (w, (key_text, _)) in batch.writes.iter().zip(encoded) {
-        let (found, previous) = match current.get(key_text) {
-            Some((v, false)) => (Some(Version(*v)), *v),
-            Some((v, true)) => (None, *v),
-            None => (None, 0),
+        // The key's last version, live or deleted.
+        let previous = match current.get(key_text) {
+            Some(&(v, deleted)) => Some((rows::stored_version(BACKEND, &w.key, v)?, deleted)),
+            None => None,
         };
+        let found = previous.and_then(|(v, deleted)| (!deleted).then_some(v));
         // On a conflict, dropping `open` rolls the transaction back: no
         // revision is consumed.
         w.expect.check(&w.key, found)?;
         before.push(found);
-        versions.push(Version(previous + 1));
+        versions.push(next_version(&w.key, previous.map(|(v, _)| v))?);
     }
     let audited = match batch.audit_action(revision, &before, &versions) {
         Some((note, action)) => Some((

@@ -53,6 +53,31 @@ fn postgres_store_passes_the_conformance_suite() {
     test_kit::run_all(&store);
 }
 
+/// Sets the stored version of a key's row with SQL, as the version checks
+/// of the conformance suite need.
+fn version_setter(db: &test_kit::postgres::TestDatabase) -> impl Fn(&connective::model::RecordKey, i64) {
+    let client = std::cell::RefCell::new(db.client().expect("a plain client"));
+    move |key, version| {
+        let key = serde_json::to_string(key).expect("key text");
+        let n = client
+            .borrow_mut()
+            .execute(
+                "UPDATE connective_records SET version = $1 WHERE key = $2",
+                &[&version, &key],
+            )
+            .expect("set a version");
+        assert_eq!(n, 1, "no row for {key}");
+    }
+}
+
+#[test]
+fn postgres_store_refuses_to_write_past_the_last_version_and_to_read_versions_out_of_range() {
+    let Some(db) = database("versions") else { return };
+    let store = db.open(ring()).expect("open");
+    test_kit::the_last_version_is_final(&store, version_setter(&db));
+    test_kit::stored_versions_out_of_range_are_refused(&store, version_setter(&db));
+}
+
 #[test]
 fn postgres_store_reopen_keeps_everything() {
     let Some(db) = database("reopen") else { return };

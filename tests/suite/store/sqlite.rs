@@ -57,6 +57,31 @@ fn sqlite_store_passes_the_conformance_suite() {
     test_kit::run_all(&store);
 }
 
+/// Sets the stored version of a key's row with SQL, as the version checks
+/// of the conformance suite need.
+fn version_setter(path: &Path) -> impl Fn(&connective::model::RecordKey, i64) {
+    let raw = rusqlite::Connection::open(path).expect("raw open");
+    raw.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+    move |key, version| {
+        let key = serde_json::to_string(key).expect("key text");
+        let n = raw
+            .execute(
+                "UPDATE records SET version = ?1 WHERE key = ?2",
+                rusqlite::params![version, key],
+            )
+            .expect("set a version");
+        assert_eq!(n, 1, "no row for {key}");
+    }
+}
+
+#[test]
+fn sqlite_store_refuses_to_write_past_the_last_version_and_to_read_versions_out_of_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(db(&dir), ring()).expect("open");
+    test_kit::the_last_version_is_final(&store, version_setter(&db(&dir)));
+    test_kit::stored_versions_out_of_range_are_refused(&store, version_setter(&db(&dir)));
+}
+
 #[test]
 fn sqlite_store_reopen_keeps_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
