@@ -12,14 +12,16 @@ use super::doc::{
 use super::{Format, KEEP, SecretRef};
 use crate::catalog::ProjectSnapshot;
 use crate::model::{
-    AuthScheme, Connection, ConnectionName, ConnectionRef, EndpointVisibility, EnteredBy, EnvMapping, Layer,
-    OAuthClient, Param, ParamName, ParamValues, ProjectId, Requirement, Scope, SecretEntry, Target, Tenancy,
+    AuthScheme, Connection, ConnectionName, ConnectionRef, EndpointVisibility, EnteredBy, EnvMapping,
+    IntegrationId, Layer, OAuthClient, Param, ParamName, ParamValues, ProjectId, Requirement, Scope,
+    SecretEntry, Target, Tenancy, join,
 };
 use crate::model::{
     BuilderAccess, ConnectionTemplate, ConnectionType, DataType, Field, Overrides, Presentation, TargetKind,
     TemplateName, Visibility,
 };
 use crate::registry::Registry;
+use crate::resolve::find_connection;
 
 /// One secret value being exported: whose (a connection's or a
 /// template's), which parameter and layer.
@@ -151,6 +153,24 @@ impl ExportOptions {
     }
 }
 
+/// A reference of an integration's mappings that finds no connection: its
+/// connection was deleted with [`DeleteMode::Force`](crate::registry::DeleteMode::Force)
+/// (see [`ExportError::DanglingReferences`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DanglingReference {
+    /// The integration whose mappings hold the reference.
+    pub integration: IntegrationId,
+    /// The reference: a Connection ID, or a name.
+    pub reference: ConnectionRef,
+}
+
+impl fmt::Display for DanglingReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "integration {} refers to {}", self.integration, self.reference)
+    }
+}
+
 /// Exporting failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -179,6 +199,22 @@ pub enum ExportError {
         /// The layer, described.
         layer: String,
     },
+    /// Mappings of the project refer to connections it no longer has (a
+    /// connection deleted with [`DeleteMode::Force`](crate::registry::DeleteMode::Force)
+    /// while they used it). A manifest cannot say such a reference (it
+    /// names connections it declares, and a Connection ID means nothing to
+    /// another registry), so nothing is exported; every one is listed, to
+    /// re-point or remove before exporting again.
+    #[error(
+        "project {project} cannot be exported: mappings refer to connections it no longer has (deleted with DeleteMode::Force): {}; set those mappings to a connection of the project, or remove them, and export again",
+        join(references)
+    )]
+    DanglingReferences {
+        /// The project.
+        project: ProjectId,
+        /// Every dangling reference, by integration, in mapping order.
+        references: Vec<DanglingReference>,
+    },
     /// The document cannot be written in the format.
     #[error("cannot write the manifest as {format:?}: {message}")]
     Format {
@@ -195,6 +231,11 @@ pub enum ExportError {
 /// plaintext; OAuth applications are the registry's business and are not
 /// exported. References by Connection ID become names, pinned to their scope
 /// (`scope: project`), so the document applies to any registry.
+///
+/// What `export` writes, [`Manifest`](super::Manifest) loads and plans back
+/// (a round trip). A project whose mappings refer to a connection that is
+/// gone (a forced delete) is therefore refused with
+/// [`ExportError::DanglingReferences`], listing every such reference.
 pub fn export(
     registry: &Registry,
     project: &ProjectId,
@@ -247,23 +288,30 @@ pub fn export(
     }
     let mut mappings: Vec<_> = snapshot.all_mappings().map(|m| &*m.value).collect();
     mappings.sort_by(|a, b| a.integration().cmp(b.integration()));
+    let mut dangling = Vec::new();
     for m in mappings {
         let mut uses = Vec::with_capacity(m.uses().len());
         for u in m.uses() {
             let mut doc = UseDoc::default();
+            // The connection the reference finds (rules 1 and 2), as the
+            // loader finds it among the connections the document declares.
+            let Some(c) = find_connection(&snapshot, m.integration(), &u.reference) else {
+                // Dangling after a forced delete.
+                dangling.push(DanglingReference {
+                    integration: m.integration().clone(),
+                    reference: u.reference.clone(),
+                });
+                continue;
+            };
             match &u.reference {
                 ConnectionRef::Name(n) => doc.connection = Some(n.to_string()),
-                ConnectionRef::Id(id) => match snapshot.connection(*id) {
-                    Some(c) => {
-                        doc.connection = Some(c.value.name().to_string());
-                        doc.scope = Some(match c.value.scope() {
-                            Scope::Project => ScopeDoc::Project,
-                            Scope::Integration(_) => ScopeDoc::Integration,
-                        });
-                    }
-                    // Dangling after a forced delete: only the ID is known.
-                    None => doc.connection_config = Some(id.to_string()),
-                },
+                ConnectionRef::Id(_) => {
+                    doc.connection = Some(c.value.name().to_string());
+                    doc.scope = Some(match c.value.scope() {
+                        Scope::Project => ScopeDoc::Project,
+                        Scope::Integration(_) => ScopeDoc::Integration,
+                    });
+                }
             }
             doc.env = match &u.env {
                 EnvMapping::Defaults => None,
@@ -281,6 +329,12 @@ pub fn export(
         }
         doc.integrations
             .insert(m.integration().to_string(), IntegrationDoc { connections: uses });
+    }
+    if !dangling.is_empty() {
+        return Err(ExportError::DanglingReferences {
+            project: project.clone(),
+            references: dangling,
+        });
     }
     Ok(doc)
 }

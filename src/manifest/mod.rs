@@ -88,7 +88,7 @@ pub use doc::{
     VisibilityDoc,
 };
 pub use error::{ApplyError, Limit, Location, ManifestError, ManifestProblem, Rule};
-pub use export::{ExportError, ExportOptions, SecretHolder, SecretSlot, export};
+pub use export::{DanglingReference, ExportError, ExportOptions, SecretHolder, SecretSlot, export};
 pub use plan::{
     Action, Applied, ConnectionChange, MappingsChange, Plan, Summary, TemplateChange, TypeChange,
 };

@@ -272,3 +272,119 @@ fn an_integration_scope_connection_and_a_pinned_reference() {
             .is_empty()
     );
 }
+
+/// A project whose mappings refer to a connection deleted with
+/// `DeleteMode::Force` cannot be exported as a manifest the loader takes
+/// back: export refuses, naming every dangling (integration, reference);
+/// once the mappings are set right, what it writes loads, plans to
+/// nothing on the same registry, and applies to an empty one that exports
+/// the same document.
+#[test]
+fn export_refuses_references_a_forced_delete_left_and_round_trips_once_they_are_fixed() {
+    use connective::manifest::{DanglingReference, ExportError};
+    use connective::model::ConnectionRef;
+
+    let registry = Registry::in_memory();
+    let project: ProjectId = "acme".parse().unwrap();
+    let plain = |name: &str, integration: Option<&str>| {
+        let spec = match integration {
+            Some(i) => ConnectionSpec::integration("acme", i, name),
+            None => ConnectionSpec::project("acme", name),
+        };
+        spec.target(Target::external(name))
+            .param(Param::plain("ServiceURL").default(format!("https://{name}.example")))
+            .build()
+            .unwrap()
+    };
+    let (crm, _) = registry.create_connection(plain("crm", None)).unwrap();
+    let (billing, _) = registry.create_connection(plain("billing", None)).unwrap();
+    let (erp, _) = registry.create_connection(plain("erp", Some("orders"))).unwrap();
+    let orders = |m: Mappings| registry.set_mappings(m, None).unwrap();
+    orders(
+        Mappings::of("acme", "orders")
+            .by_id(crm.to_string().as_str(), [("ServiceURL", "CRM_URL")])
+            .by_name_defaults("billing")
+            .by_id_defaults(erp.to_string().as_str())
+            .build()
+            .unwrap(),
+    );
+    orders(
+        Mappings::of("acme", "invoices")
+            .by_name("crm", [("ServiceURL", "CRM")])
+            .build()
+            .unwrap(),
+    );
+    for id in [crm, billing] {
+        registry
+            .delete_connection(&project, id, Version(1), DeleteMode::Force)
+            .unwrap();
+    }
+
+    let err = export(&registry, &project, &ExportOptions::keep()).unwrap_err();
+    let ExportError::DanglingReferences {
+        project: p,
+        references,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(p, &project);
+    let dangling = |integration: &str, reference: ConnectionRef| (integration.to_owned(), reference);
+    assert_eq!(
+        references
+            .iter()
+            .map(|d: &DanglingReference| (d.integration.to_string(), d.reference.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            dangling("invoices", ConnectionRef::Name("crm".parse().unwrap())),
+            dangling("orders", ConnectionRef::Id(crm)),
+            dangling("orders", ConnectionRef::Name("billing".parse().unwrap())),
+        ]
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "project acme cannot be exported: mappings refer to connections it no longer has (deleted with \
+             DeleteMode::Force): integration invoices refers to connection named crm; integration orders refers \
+             to connection {crm}; integration orders refers to connection named billing; set those mappings to a \
+             connection of the project, or remove them, and export again"
+        )
+    );
+
+    // The operator points the mappings at what exists.
+    let version = |integration: &str| {
+        registry
+            .snapshot(&project)
+            .unwrap()
+            .all_mappings()
+            .find(|m| m.value.integration().as_str() == integration)
+            .map(|m| m.version)
+    };
+    registry
+        .set_mappings(
+            Mappings::of("acme", "orders")
+                .by_id_defaults(erp.to_string().as_str())
+                .build()
+                .unwrap(),
+            version("orders"),
+        )
+        .unwrap();
+    let invoices = version("invoices").unwrap();
+    registry
+        .write(|tx| tx.delete_mappings(&project, &"invoices".parse().unwrap(), invoices))
+        .unwrap();
+    let doc = export(&registry, &project, &ExportOptions::keep()).unwrap();
+    for format in [Format::Yaml, Format::Toml, Format::Json] {
+        let text = doc.to_text(format).unwrap();
+        let back = Manifest::parse(&text, format, "export").unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        assert_eq!(back.document(), &doc, "{format:?}");
+        let plan = back.plan(&registry, &SecretSources::standard()).unwrap();
+        assert!(plan.is_empty(), "{format:?}: {plan}");
+    }
+    let fresh = Registry::in_memory();
+    apply(
+        &Manifest::from_document(doc.clone(), "export.yaml").unwrap(),
+        &fresh,
+    );
+    assert_eq!(export(&fresh, &project, &ExportOptions::keep()).unwrap(), doc);
+}
