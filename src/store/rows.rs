@@ -118,6 +118,36 @@ fn stored_version_of(
     }
 }
 
+/// An audit query's bounds as a durable store keeps positions and
+/// instants (`i64`): `None` when no entry can match (`from` past every
+/// instant a row can hold); an `after` past every position selects
+/// nothing, an `until` past every instant bounds nothing, and a `limit`
+/// past `i64::MAX` is no limit, as the memory store answers them.
+pub(crate) fn audit_bounds(query: &crate::model::AuditQuery) -> Option<AuditBounds> {
+    let from = match query.from {
+        Some(t) => Some(i64::try_from(t.0).ok()?),
+        None => None,
+    };
+    Some(AuditBounds {
+        after: i64::try_from(query.after.0).unwrap_or(i64::MAX),
+        from,
+        until: query.until.and_then(|t| i64::try_from(t.0).ok()),
+        limit: i64::try_from(query.limit).unwrap_or(i64::MAX),
+    })
+}
+
+/// See [`audit_bounds`].
+pub(crate) struct AuditBounds {
+    /// Entries after this position.
+    pub(crate) after: i64,
+    /// Entries at or after this instant.
+    pub(crate) from: Option<i64>,
+    /// Entries before this instant.
+    pub(crate) until: Option<i64>,
+    /// At most this many.
+    pub(crate) limit: i64,
+}
+
 /// The stored head revision and feed floor, checked.
 pub(crate) fn head(
     backend: &'static str,

@@ -710,10 +710,15 @@ impl Store for SqliteStore {
 
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let key = query.key.as_ref().map(|k| encode_key(BACKEND, k)).transpose()?;
-        let after = to_i64(query.after.0, "audit position")?;
-        let from = query.from.map(|t| to_i64(t.0, "instant")).transpose()?;
-        let until = query.until.map(|t| to_i64(t.0, "instant")).transpose()?;
-        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let Some(rows::AuditBounds {
+            after,
+            from,
+            until,
+            limit,
+        }) = rows::audit_bounds(query)
+        else {
+            return Ok(Vec::new());
+        };
         let writes = query.kind.map(|k| k == AuditKind::Write);
         let rows: Vec<(i64, String)> = {
             let conn = self.lock();

@@ -558,6 +558,22 @@ pub fn audited_batches_leave_one_entry(store: &dyn Store) {
     let t = |n| crate::model::Timestamp(n);
     assert_eq!(entries(&mine().between(t(1_000), t(1_001))).len(), 2);
     assert!(entries(&mine().between(t(0), t(1_000))).is_empty());
+    // Bounds at the ends of their types select as they say: nothing after
+    // the last position or from the last instant, everything before it,
+    // no limit; never an error.
+    let last = crate::model::AuditPosition(u64::MAX);
+    assert!(entries(&mine().after(last)).is_empty(), "after the last position");
+    assert!(
+        entries(&mine().between(t(u64::MAX), t(u64::MAX))).is_empty(),
+        "from the last instant"
+    );
+    assert_eq!(
+        entries(&mine().between(t(0), t(u64::MAX))).len(),
+        2,
+        "until the last instant"
+    );
+    assert_eq!(entries(&mine().limit(usize::MAX)).len(), 2, "without limit");
+    assert!(entries(&mine().limit(0)).is_empty(), "a limit of 0");
     let text = format!("{got:?}");
     assert!(
         !text.contains(&secret),
@@ -667,6 +683,14 @@ pub fn commits_are_found_by_token(store: &dyn Store) {
         "{} store: a batch is not among the batches after its own revision",
         store.backend()
     );
+    for far in [Revision(i64::MAX as u64), Revision(u64::MAX)] {
+        assert_eq!(
+            find_ok(store, first, far),
+            None,
+            "{} store: a batch is not among the batches after {far}",
+            store.backend()
+        );
+    }
     // A conflicting batch with a token was not applied: not found.
     let conflicting = batch(vec![put(&record, Expect::Absent)]).with_token(second);
     expect_conflict(
@@ -1441,6 +1465,14 @@ pub fn change_feed_order_and_limits(store: &dyn Store) {
         changes_ok(store, Revision(head.0 + 5), 10).is_empty(),
         "changes after a future revision"
     );
+    // Revisions at the ends of what a store may count in (`u64`, `i64`)
+    // are revisions like any other: nothing after them, never an error.
+    for far in [Revision(i64::MAX as u64), Revision(u64::MAX)] {
+        assert!(
+            changes_ok(store, far, usize::MAX).is_empty(),
+            "changes after {far}"
+        );
+    }
     assert!(
         changes_ok(store, r0, 0).is_empty(),
         "a limit of 0 batches returned changes"

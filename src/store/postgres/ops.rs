@@ -672,7 +672,8 @@ impl Inner {
         token: CommitToken,
         after: Revision,
     ) -> Result<Option<Committed>, StoreError> {
-        let after_i = to_i64(after.0, "revision")?;
+        // Past every revision a row can hold: the head check finds nothing after it.
+        let after_i = i64::try_from(after.0).unwrap_or(i64::MAX);
         let token = token.to_string();
         let found = self
             .with_conn("looking up a commit", None, async |conn| {
@@ -733,7 +734,8 @@ impl Inner {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let after_i = to_i64(after.0, "revision")?;
+        // Past every revision a row can hold: the head check finds nothing after it.
+        let after_i = i64::try_from(after.0).unwrap_or(i64::MAX);
         // Revisions are consecutive, so `limit` batches end at after + limit
         // (or the head, if that comes first).
         let last = i64::try_from(after.0.saturating_add(limit as u64)).unwrap_or(i64::MAX);
@@ -846,10 +848,15 @@ impl Inner {
     pub(super) async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let key = query.key.as_ref().map(|k| encode_key(BACKEND, k)).transpose()?;
         let writes = query.kind.map(|k| k == AuditKind::Write);
-        let after = to_i64(query.after.0, "audit position")?;
-        let from = query.from.map(|t| to_i64(t.0, "instant")).transpose()?;
-        let until = query.until.map(|t| to_i64(t.0, "instant")).transpose()?;
-        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let Some(rows::AuditBounds {
+            after,
+            from,
+            until,
+            limit,
+        }) = rows::audit_bounds(query)
+        else {
+            return Ok(Vec::new());
+        };
         let actor = query.actor.as_ref().map(|a| a.as_str().to_owned());
         let bodies = self
             .with_conn("reading the audit trail", None, async |conn| {
@@ -1056,7 +1063,7 @@ impl Inner {
                 .await
                 .ctx("cannot lock the head revision")?;
             let (revision, floor): (i64, i64) = (col(&row, 0)?, col(&row, 1)?);
-            let through = to_i64(through.0, "revision")?.min(revision);
+            let through = i64::try_from(through.0).unwrap_or(i64::MAX).min(revision);
             if through <= floor {
                 return Ok(0);
             }

@@ -545,6 +545,18 @@ fn pruned_feed_reports_truncation() {
         other => panic!("expected FeedTruncated, got {other:?}"),
     }
     assert_eq!(store.changes_since(Revision(3), 10).expect("kept").len(), 2);
+    // Through a revision past any a row can hold: through the head.
+    assert_eq!(store.prune_feed(Revision(u64::MAX)).expect("prune all"), 2);
+    assert!(
+        store
+            .changes_since(Revision(5), 10)
+            .expect("nothing after")
+            .is_empty()
+    );
+    assert!(matches!(
+        store.changes_since(Revision(4), 10),
+        Err(StoreError::FeedTruncated { .. })
+    ));
 }
 
 /// A batch of two writes (the first in `p`, the second in `refused`) with a

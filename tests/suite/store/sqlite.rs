@@ -507,6 +507,18 @@ fn pruned_feed_reports_truncation() {
     }
     let rest = store.changes_since(Revision(3), 10).expect("the kept part");
     assert_eq!(rest.iter().map(|c| c.revision.0).collect::<Vec<_>>(), vec![4, 5]);
+    // Through a revision past any a row can hold: through the head.
+    assert_eq!(store.prune_feed(Revision(u64::MAX)).expect("prune all"), 2);
+    assert!(
+        store
+            .changes_since(Revision(5), 10)
+            .expect("nothing after")
+            .is_empty()
+    );
+    assert!(matches!(
+        store.changes_since(Revision(4), 10),
+        Err(StoreError::FeedTruncated { .. })
+    ));
 }
 
 // --- SIGKILL crash test ---------------------------------------------------
@@ -647,4 +659,106 @@ fn acknowledged_writes_survive_sigkill() {
         }
     }
     assert!(acked_total >= 15 + 22 + 29);
+}
+
+// --- Audit queries at the ends of their types ------------------------------
+
+mod audit_bounds {
+    use connective::model::{ActorId, AuditNote, AuditPosition, AuditQuery, Timestamp};
+    use connective::store::{Batch, Expect, MemoryStore, SqliteStore, Store, Write};
+    use connective::test_kit;
+    use proptest::prelude::*;
+
+    /// The same audited batches, at instants from 0 to `i64::MAX`, in a
+    /// fresh memory store and a fresh SQLite store.
+    fn stores() -> (MemoryStore, SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sqlite = SqliteStore::open(dir.path().join("audit.db"), super::ring()).expect("open");
+        let memory = MemoryStore::new();
+        let p = test_kit::unique_project("bounds");
+        let instants = [
+            0,
+            1,
+            999,
+            1_000,
+            1_001,
+            u64::MAX / 4,
+            i64::MAX as u64 - 1,
+            i64::MAX as u64,
+        ];
+        for (i, at) in instants.into_iter().enumerate() {
+            let actor: ActorId = if i % 2 == 0 { "user:alice" } else { "svc:deploy" }
+                .parse()
+                .unwrap();
+            let record = test_kit::sample_connection(&p, &format!("c{i}"), "s");
+            let batch = Batch::new().with_audit(AuditNote {
+                actor,
+                at: Timestamp(at),
+            });
+            let mut batch = batch;
+            batch.push(Write::put(record, Expect::Absent));
+            for store in [&memory as &dyn Store, &sqlite] {
+                store.commit(&batch).expect("commit");
+            }
+        }
+        (memory, sqlite, dir)
+    }
+
+    fn edge_u64() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0u64..12,
+            995u64..1_005,
+            Just(u64::MAX / 4),
+            (i64::MAX as u64 - 2)..=(i64::MAX as u64 + 2),
+            (u64::MAX - 2)..=u64::MAX,
+            any::<u64>(),
+        ]
+    }
+
+    fn query() -> impl Strategy<Value = AuditQuery> {
+        (
+            edge_u64(),
+            proptest::option::of(edge_u64()),
+            proptest::option::of(edge_u64()),
+            prop_oneof![0usize..10, Just(usize::MAX), any::<usize>()],
+            0u8..3,
+            0u8..3,
+        )
+            .prop_map(|(after, from, until, limit, kind, actor)| {
+                let mut q = AuditQuery::all().after(AuditPosition(after));
+                q.from = from.map(Timestamp);
+                q.until = until.map(Timestamp);
+                q = q.limit(limit);
+                q = match kind {
+                    1 => q.writes(),
+                    2 => q.reads(),
+                    _ => q,
+                };
+                match actor {
+                    1 => q.by("user:alice".parse().unwrap()),
+                    2 => q.by("svc:deploy".parse().unwrap()),
+                    _ => q,
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the bounds (positions, instants and limits up to the
+        /// ends of their types), SQLite answers an audit query as the
+        /// memory store does: the same entries, never an error.
+        #[test]
+        fn sqlite_answers_audit_queries_at_any_bounds_as_the_memory_store(q in query()) {
+            thread_local! {
+                static STORES: (MemoryStore, SqliteStore, tempfile::TempDir) = stores();
+            }
+            STORES.with(|(memory, sqlite, _)| {
+                let want = memory.audit(&q).map_err(|e| TestCaseError::fail(format!("memory: {e}")))?;
+                let got = sqlite.audit(&q).map_err(|e| TestCaseError::fail(format!("sqlite: {q:?}: {e}")))?;
+                prop_assert_eq!(format!("{got:?}"), format!("{want:?}"), "{:?}", q);
+                Ok(())
+            })?;
+        }
+    }
 }
