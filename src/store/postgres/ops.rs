@@ -280,6 +280,13 @@ fn cancelled(e: &tokio_postgres::Error) -> bool {
     matches!(e.code(), Some(c) if *c == SqlState::QUERY_CANCELED || *c == SqlState::LOCK_NOT_AVAILABLE)
 }
 
+/// A poll interval in whole microseconds, as the store keeps it: one too
+/// long for a `u64` (more than 584,000 years) is the longest, not wrapped
+/// to a short one (`as u64` made 2^60 s into 0: a busy loop).
+fn micros(interval: Duration) -> u64 {
+    u64::try_from(interval.as_micros()).unwrap_or(u64::MAX)
+}
+
 fn to_i64(n: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(n).map_err(|_| StoreError::InvalidBatch {
         reason: format!("{what} {n} is out of range"),
@@ -346,7 +353,7 @@ impl Inner {
             tls,
             listen: Some(settings.config.clone()),
             notify: AtomicBool::new(settings.notify),
-            poll_interval_us: AtomicU64::new(settings.poll_interval.as_micros() as u64),
+            poll_interval_us: AtomicU64::new(micros(settings.poll_interval)),
             statement_timeout: settings.statement_timeout,
             connect_timeout: settings.connect_timeout,
             listener: tokio::sync::Mutex::new(None),
@@ -377,7 +384,7 @@ impl Inner {
     }
 
     pub(super) fn set_poll_interval(&self, interval: Duration) {
-        let us = interval.max(Duration::from_millis(1)).as_micros() as u64;
+        let us = micros(interval.max(Duration::from_millis(1)));
         self.poll_interval_us.store(us, Ordering::Relaxed);
     }
 
@@ -1418,5 +1425,15 @@ mod tests {
         // no parameters).
         assert!(BEGIN_BUMP_NOTIFY.contains(&format!("pg_notify('{NOTIFY_CHANNEL}', revision::TEXT)")));
         assert!(BEGIN_BUMP.starts_with("BEGIN; ") && BEGIN_BUMP_NOTIFY.starts_with("BEGIN; "));
+    }
+
+    /// A poll interval past what a `u64` of microseconds holds is the
+    /// longest one, never a short one it wraps to.
+    #[test]
+    fn a_poll_interval_too_long_to_count_is_the_longest() {
+        assert_eq!(micros(Duration::from_millis(200)), 200_000);
+        assert_eq!(micros(Duration::from_secs(1 << 60)), u64::MAX);
+        assert_eq!(micros(Duration::from_secs(u64::MAX / 1_000_000 + 1)), u64::MAX);
+        assert_eq!(micros(Duration::MAX), u64::MAX);
     }
 }
