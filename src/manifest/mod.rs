@@ -420,9 +420,12 @@ pub(crate) fn read_bounded(path: &Path, file: &str, max: usize) -> Result<String
         source,
     };
     let mut bytes = Vec::new();
+    // One byte past `max` tells a file that is too large; `usize::MAX`
+    // ("no limit") reads it all (`+ 1` overflowed: a panic, or in a
+    // release build a limit of 0 bytes, an empty manifest).
     std::fs::File::open(path)
         .map_err(read)?
-        .take(max as u64 + 1)
+        .take(u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(read)?;
     if bytes.len() > max {

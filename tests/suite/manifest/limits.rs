@@ -198,3 +198,39 @@ fn wide_manifests_load_and_plan_in_time_proportional_to_their_size() {
     let err = plan.expect_err("keep:existing with nothing to keep");
     assert_eq!(err.problems().len(), customers);
 }
+
+/// `usize::MAX` as every limit is "no limit": the example manifests load
+/// as with the defaults, in every format, and so do Choreo component
+/// files (a file's size limit plus the byte that tells a larger file
+/// overflowed: a panic, or a manifest read as empty).
+#[test]
+fn limits_without_bound_load_what_the_defaults_load() {
+    use connective::manifest::ComponentConfig;
+    let unbounded = ManifestLimits::default()
+        .max_bytes(usize::MAX)
+        .max_yaml_nodes(usize::MAX)
+        .max_yaml_aliases(usize::MAX)
+        .max_depth(usize::MAX);
+    let options = LoadOptions::new().limits(unbounded);
+    for file in ["acme.yaml", "acme.json", "acme.toml", "slack.yaml"] {
+        let path = format!("examples/manifests/{file}");
+        let want = Manifest::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let got = Manifest::load_with(&path, &options).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(got.document(), want.document(), "{file}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let format = match file.rsplit('.').next() {
+            Some("json") => Format::Json,
+            Some("toml") => Format::Toml,
+            _ => Format::Yaml,
+        };
+        let parsed =
+            Manifest::parse_with(&text, format, file, &options).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(parsed.document(), want.document(), "{file}");
+    }
+    for file in ["component.yaml", "component-config.yaml", "component-v1.0.yaml"] {
+        let path = format!("examples/manifests/choreo/{file}");
+        let want = ComponentConfig::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let got = ComponentConfig::load_with(&path, &unbounded).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(format!("{got:?}"), format!("{want:?}"), "{file}");
+    }
+}
