@@ -770,6 +770,35 @@ fn the_key_file_moved_into_the_variable_still_opens_the_database() {
     assert_eq!(listing(dir.path()), ["acme.db"]);
 }
 
+/// A mistyped integration or project resolves to no variables (the
+/// library's answer), and the program says why on stderr.
+#[test]
+fn resolving_an_integration_without_mappings_says_so() {
+    for (args, note) in [
+        (
+            ["-p", "acme", "-i", "ordrs"],
+            "note: integration ordrs of project acme has no mappings (integrations with mappings: crm-sync, orders)",
+        ),
+        (
+            ["-p", "acne", "-i", "orders"],
+            "note: project acne has no integration with mappings",
+        ),
+    ] {
+        connective()
+            .args(["resolve", ACME, "-e", "production"])
+            .args(args)
+            .assert()
+            .success()
+            .stdout(contains("(no variables)"))
+            .stderr(contains(note));
+    }
+    connective()
+        .args(["resolve", ACME, "-i", "orders", "-e", "production"])
+        .assert()
+        .success()
+        .stderr(contains("note:").not());
+}
+
 #[test]
 fn plan_exit_code_says_whether_there_is_something_to_apply() {
     let (_dir, db) = temp_db();

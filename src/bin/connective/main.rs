@@ -318,6 +318,37 @@ impl<E: std::error::Error> From<E> for Failure {
 
 type Outcome = Result<Exit, Failure>;
 
+/// Says so when `request`'s integration has no mappings: a mistyped project
+/// or integration resolves to no variables (the library's answer for an
+/// integration it knows nothing of), which alone reads like success.
+fn note_without_mappings(registry: &Registry, request: &ResolveRequest) {
+    if registry
+        .mappings(&request.project, &request.integration)
+        .is_some()
+    {
+        return;
+    }
+    let mut known: Vec<String> = registry
+        .snapshot(&request.project)
+        .map(|s| {
+            s.all_mappings()
+                .map(|m| m.value.integration().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    known.sort();
+    show::note(&if known.is_empty() {
+        format!("project {} has no integration with mappings", request.project)
+    } else {
+        format!(
+            "integration {} of project {} has no mappings (integrations with mappings: {})",
+            request.integration,
+            request.project,
+            known.join(", ")
+        )
+    });
+}
+
 /// The most a key, credential or certificate file may hold.
 const SMALL_FILE: u64 = 1024 * 1024;
 
@@ -453,6 +484,9 @@ fn run(command: Command) -> Outcome {
         } => {
             let (registry, request) = open_for_request(manifest.as_deref(), request)?;
             let env = registry.resolve(&request).map_err(vault::resolve_failure)?;
+            if env.is_empty() {
+                note_without_mappings(&registry, &request);
+            }
             match format {
                 ResolveFormat::Table => show::env_table(&env),
                 ResolveFormat::Json => {
