@@ -235,3 +235,30 @@ mod readme_manifest {
         );
     }
 }
+
+/// The PostgreSQL example pointed at a server that is not there says why it
+/// cannot connect, not only that it cannot.
+#[cfg(all(feature = "postgres", feature = "test-kit"))]
+#[test]
+fn postgres_example_says_why_it_cannot_connect() {
+    // A loopback port nothing listens on any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let out = Command::new(example("postgres"))
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=app dbname=connections connect_timeout=5"
+        ))
+        .env_remove("CONNECTIVE_SEAL_KEY")
+        .output()
+        .expect("example runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: postgres store unavailable: cannot connect to 127.0.0.1:{port}/connections: error connecting to server: Connection refused"
+        )),
+        "{stderr}"
+    );
+}

@@ -422,9 +422,15 @@ impl Inner {
                     server: self.shown.clone(),
                     failure,
                 },
+                // The client says only "error connecting to server" or "db
+                // error": add the cause ("Connection refused") or the
+                // server's own words (`described`).
                 None => StoreError::Unavailable {
                     backend: BACKEND,
-                    message: format!("cannot connect to {}: {e}", self.shown),
+                    message: match (e.as_db_error(), std::error::Error::source(&e)) {
+                        (None, Some(cause)) => format!("cannot connect to {}: {e}: {cause}", self.shown),
+                        _ => format!("cannot connect to {}: {}", self.shown, described(&e)),
+                    },
                 },
             },
             other => StoreError::Unavailable {
