@@ -168,12 +168,19 @@ impl PostgresSettings {
             .connect_timeout(self.connect_timeout);
     }
 
-    /// At most `size` connections in the store's own pool (at least 1;
-    /// default 8). A store also keeps one more connection for `LISTEN`.
+    /// At most `size` connections in the store's own pool (at least 1,
+    /// at most [`PostgresSettings::MAX_POOL_SIZE`]; default 8). A store
+    /// also keeps one more connection for `LISTEN`.
     pub fn pool_size(mut self, size: usize) -> Self {
-        self.pool_size = size.max(1);
+        self.pool_size = size.clamp(1, Self::MAX_POOL_SIZE);
         self
     }
+
+    /// The largest pool: PostgreSQL's own most connections (its
+    /// `max_connections` is at most 262,143). A larger size (`usize::MAX`
+    /// for "no limit") is this one: the pool sets room aside for its
+    /// size when it is made.
+    pub const MAX_POOL_SIZE: usize = 262_143;
 
     /// How long connecting may take (default 5 s, or `connect_timeout` /
     /// `PGCONNECT_TIMEOUT`).
@@ -278,7 +285,14 @@ impl PostgresSettings {
     /// `statement_timeout` added to the connection's options.
     pub(super) fn pool_config(&self) -> Config {
         let mut config = self.config.clone();
-        let ms = self.statement_timeout.as_millis().max(1);
+        // PostgreSQL counts it in milliseconds up to 2^31 - 1 and refuses
+        // a connection asking for more: a longer timeout (`Duration::MAX`
+        // for "no limit") leaves the server's off (0), and this store's own
+        // deadline is the limit.
+        let ms = match self.statement_timeout.as_millis().max(1) {
+            ms if ms > i32::MAX as u128 => 0,
+            ms => ms,
+        };
         let options = match config.get_options() {
             Some(o) if !o.trim().is_empty() => format!("{o} -c statement_timeout={ms}"),
             _ => format!("-c statement_timeout={ms}"),
@@ -470,5 +484,18 @@ mod tests {
             settings.pool_config().get_options(),
             Some("-c search_path=app -c statement_timeout=1500")
         );
+        for (longest, ms) in [
+            (Duration::from_millis(i32::MAX as u64), i32::MAX as u128),
+            (Duration::from_millis(i32::MAX as u64 + 1), 0),
+            (Duration::MAX, 0),
+        ] {
+            let settings = PostgresSettings::from_connection_string("host=db")
+                .expect("settings")
+                .statement_timeout(longest);
+            assert_eq!(
+                settings.pool_config().get_options(),
+                Some(format!("-c statement_timeout={ms}").as_str())
+            );
+        }
     }
 }

@@ -840,3 +840,30 @@ fn connection_settings_come_from_the_string_and_never_show_the_password() {
         Err(StoreError::Unavailable { .. })
     ));
 }
+
+/// A host's "no limit" for the pool's size and the statement timeout
+/// (`usize::MAX`, `Duration::MAX`, or just more than PostgreSQL counts in
+/// milliseconds) gives a working store, not a panic at connect or a server
+/// refusing every connection.
+#[test]
+fn settings_without_limits_give_a_working_store() {
+    let Some(db) = database("no_limits") else { return };
+    for (size, timeout) in [
+        (usize::MAX, Duration::MAX),
+        (1 << 40, Duration::from_secs(30 * 24 * 3600)),
+        (1, Duration::from_millis(i32::MAX as u64 + 1)),
+    ] {
+        let store = PostgresSettings::from_connection_string(&db.connection_string())
+            .expect("settings")
+            .pool_size(size)
+            .statement_timeout(timeout)
+            .pool_timeout(Duration::MAX)
+            .connect(ring())
+            .unwrap_or_else(|e| panic!("pool size {size}, statement timeout {timeout:?}: {e}"));
+        let p = test_kit::unique_project("no-limits");
+        let record = test_kit::sample_connection(&p, "c", "s");
+        commit(&store, vec![Write::put(record.clone(), Expect::Absent)]);
+        let loaded = store.load().expect("load").records;
+        assert!(loaded.iter().any(|(_, r)| r.key() == record.key()));
+    }
+}
