@@ -284,9 +284,10 @@ impl ResolveMemo {
         self.handles.release_all();
     }
 
-    /// The most answers kept.
+    /// The most answers kept (`usize::MAX` for a memo made with a
+    /// capacity too large to round up).
     pub fn capacity(&self) -> usize {
-        self.per_shard * self.shards.len()
+        self.per_shard.saturating_mul(self.shards.len())
     }
 
     /// What the memo has done so far.

@@ -10,6 +10,7 @@ use connective::prelude::*;
 use connective::registry::WriteReport;
 use connective::resolve::Problem;
 
+mod counts;
 mod durations;
 #[cfg(all(feature = "test-kit", feature = "manifest", feature = "kubernetes"))]
 mod records;
