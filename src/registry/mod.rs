@@ -201,7 +201,31 @@ pub struct AppInfo {
     pub users: Vec<ConnectionId>,
 }
 
-/// Configures a [`Registry`].
+/// Configures a [`Registry`]: where its records live (a new [`MemoryStore`]
+/// unless given a store), who provisions OAuth applications (the
+/// [`LocalProvisioner`] unless given one), the resolution policy (the prefix
+/// of default variable names, the reserved names, connection types), the
+/// audit trail and the memo of repeated resolutions. Start with
+/// [`Registry::builder`].
+///
+/// ```
+/// use connective::model::{ActorId, AuditQuery};
+/// use connective::prelude::*;
+/// use connective::store::MemoryStore;
+/// let registry = Registry::builder()
+///     .store(MemoryStore::new()) // or a SqliteStore, a PostgresStore, your own
+///     .prefix("CHOREO".parse()?) // default variable names: CHOREO_<CONNECTION>_<PARAMETER>
+///     .audit("deployer".parse::<ActorId>()?) // one audit entry per committed write
+///     .build()?;
+/// registry.create_connection(
+///     ConnectionSpec::project("acme", "crm").param(Param::plain("Url").default("https://crm.example.com")).build()?,
+/// )?;
+/// registry.set_mappings(Mappings::of("acme", "orders").by_name_defaults("crm").build()?, None)?;
+/// let env = registry.resolve(&ResolveRequest::parse("acme", "orders", "production")?)?;
+/// assert_eq!(env.expose("CHOREO_CRM_URL"), Some("https://crm.example.com"));
+/// assert_eq!(registry.audit(&AuditQuery::all())?.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct RegistryBuilder {
     store: Arc<dyn Store>,
     #[cfg(feature = "async")]

@@ -630,11 +630,25 @@ impl fmt::Debug for ResolvedVar<'_> {
 /// a registry can hand out a memoized answer again without copying it.
 ///
 /// ```
-/// # use connective::resolve::{ResolvedEnv, ResolveRequest};
-/// # let env = ResolvedEnv::empty(ResolveRequest::parse("p", "i", "development")?);
+/// use connective::fixture::Fixture;
+/// use connective::model::Param;
+/// let fx = Fixture::project("acme")
+///     .connection("crm", |c| {
+///         c.param(Param::plain("Url").default("https://crm.example.com"))
+///             .param(Param::secret("Token").default("t0k"))
+///     })
+///     .mappings("orders", |m| m.by_name("crm", [("Url", "CRM_URL"), ("Token", "CRM_TOKEN")]))
+///     .build()?;
+/// let env = fx.resolve("orders", "production")?;
+/// assert_eq!(env.len(), 2);
+/// assert_eq!(env.expose("CRM_URL"), Some("https://crm.example.com"));
+/// assert!(env.get("CRM_TOKEN").unwrap().value().is_secret());
+/// assert_eq!(env.provenance("CRM_TOKEN").unwrap().param.as_str(), "Token");
+/// assert!(!env.to_string().contains("t0k")); // `Display` redacts secrets
+///
 /// let mut cmd = std::process::Command::new("true");
 /// env.apply_to(&mut cmd); // secrets go straight into the child's environment
-/// # Ok::<(), connective::model::ParseError>(())
+/// # Ok::<(), connective::fixture::FixtureError>(())
 /// ```
 #[derive(Clone)]
 pub struct ResolvedEnv {
