@@ -13,6 +13,8 @@ mod postgres_async;
 #[cfg(all(feature = "postgres", feature = "test-kit"))]
 mod postgres_registry;
 #[cfg(all(feature = "postgres", feature = "test-kit"))]
+mod postgres_round_trips;
+#[cfg(all(feature = "postgres", feature = "test-kit"))]
 mod postgres_tls;
 #[cfg(all(feature = "sqlite", feature = "test-kit"))]
 mod sqlite;

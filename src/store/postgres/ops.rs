@@ -118,13 +118,22 @@ pub(super) const MIGRATIONS: &[&str] = &[
      DROP TABLE connective_audit;",
 ];
 
-/// Takes the next `$1` audit positions (locking the counter until commit);
-/// returns the last.
-const AUDIT_POSITIONS: &str =
-    "UPDATE connective_audit_head SET position = position + $1 WHERE id = 1 RETURNING position";
-const AUDIT_ENTRY: &str =
-    "INSERT INTO connective_audit_trail (position, revision, at, actor, body) VALUES ($1, $2, $3, $4, $5)";
-const AUDIT_KEY: &str = "INSERT INTO connective_audit_trail_keys (key, position) VALUES ($1, $2)";
+/// Reads appended to the audit trail in one statement (so in one
+/// transaction): takes the next `$1` audit positions (locking the counter
+/// until it commits, so position order is commit order), writes the
+/// entries at them (`$2` instants, `$3` actors, `$4` bodies, in order) and
+/// the keys each is about (`$5` the entry's place in `$2`..`$4`, from 1;
+/// `$6` the key).
+const READS_WRITE: &str = "WITH p AS (
+         UPDATE connective_audit_head SET position = position + $1 WHERE id = 1
+         RETURNING position - $1 AS base
+     ), entry AS (
+         INSERT INTO connective_audit_trail (position, revision, at, actor, body)
+         SELECT p.base + e.n, NULL::BIGINT, e.at, e.actor, e.body
+         FROM p, unnest($2::BIGINT[], $3::TEXT[], $4::TEXT[]) WITH ORDINALITY AS e (at, actor, body, n)
+     )
+     INSERT INTO connective_audit_trail_keys (key, position)
+     SELECT k.key, p.base + k.n FROM p, unnest($5::BIGINT[], $6::TEXT[]) AS k (n, key)";
 /// The audit entries a query selects (see [`AuditQuery`]); `$6` is true
 /// for writes only, false for reads only.
 const AUDIT_QUERY: &str = "SELECT position, body FROM connective_audit_trail
@@ -188,6 +197,48 @@ const HEAD_AND_FEED: &str = "SELECT h.revision, h.feed_floor, c.revision, c.key,
      LEFT JOIN connective_changes c ON c.revision > $1 AND c.revision <= LEAST(h.revision, $2)
      WHERE h.id = 1
      ORDER BY c.revision, c.seq";
+
+/// Begins a transaction whose lock waits give up after 10 s (one simple
+/// query).
+const BEGIN_WAITING: &str = "BEGIN; SET LOCAL lock_timeout = '10s'";
+const HEAD_FOR_UPDATE: &str = "SELECT revision, feed_floor FROM connective_head WHERE id = 1 FOR UPDATE";
+/// The revision of the batch committed after `$1` with token `$2`, on
+/// each of its changes' rows with the change's version, in order (a batch
+/// without changes: one row, without a version).
+const COMMIT_BY_TOKEN: &str = "SELECT c.revision, ch.version FROM connective_commits c
+     LEFT JOIN connective_changes ch ON ch.revision = c.revision
+     WHERE c.revision > $1 AND c.token = $2
+     ORDER BY ch.seq";
+
+/// Begins a transaction and locks the head row until it ends (one simple
+/// query): commits wait, and each statement after it sees every commit
+/// before.
+const BEGIN_LOCK_HEAD: &str = "BEGIN; SELECT 1 FROM connective_head WHERE id = 1 FOR UPDATE";
+/// The feed's changes through revision `$1` (at most the head), when the
+/// floor is below it.
+const PRUNE_CHANGES: &str = "DELETE FROM connective_changes c USING connective_head h
+     WHERE h.id = 1 AND c.revision <= LEAST($1::BIGINT, h.revision)
+         AND LEAST($1::BIGINT, h.revision) > h.feed_floor";
+/// [`PRUNE_CHANGES`] for the tokens of committed batches.
+const PRUNE_COMMITS: &str = "DELETE FROM connective_commits c USING connective_head h
+     WHERE h.id = 1 AND c.revision <= LEAST($1::BIGINT, h.revision)
+         AND LEAST($1::BIGINT, h.revision) > h.feed_floor";
+/// Raises the feed's floor to `$1` (at most the head), never lowers it.
+const RAISE_FLOOR: &str = "UPDATE connective_head SET feed_floor = LEAST($1::BIGINT, revision)
+     WHERE id = 1 AND LEAST($1::BIGINT, revision) > feed_floor";
+
+const RECORD_BODIES: &str = "SELECT key, body FROM connective_records WHERE body IS NOT NULL";
+const CHANGE_BODIES: &str = "SELECT revision, seq, key, body FROM connective_changes WHERE body IS NOT NULL";
+/// New bodies of records: `$1` keys, `$2` bodies.
+const RESEAL_RECORDS: &str = "UPDATE connective_records r SET body = w.body
+     FROM unnest($1::TEXT[], $2::TEXT[]) AS w (key, body) WHERE r.key = w.key";
+/// New bodies of the feed's changes: `$1` revisions, `$2` places in their
+/// batch, `$3` bodies.
+const RESEAL_CHANGES: &str = "UPDATE connective_changes c SET body = w.body
+     FROM unnest($1::BIGINT[], $2::INT[], $3::TEXT[]) AS w (revision, seq, body)
+     WHERE c.revision = w.revision AND c.seq = w.seq";
+/// The most rows one statement of a re-seal rewrites (bounds each message).
+const RESEAL_CHUNK: usize = 1000;
 
 /// The store's state, shared by its calls and its listener task.
 pub(super) struct Inner {
@@ -680,6 +731,9 @@ impl Inner {
         .await
     }
 
+    /// One round trip: `BEGIN` with a lock timeout, the head row locked,
+    /// the batch looked up and `COMMIT`, pipelined (read-only: if one fails,
+    /// the ones after it fail with it or read, and nothing is written).
     pub(super) async fn find_commit(
         &self,
         token: CommitToken,
@@ -690,47 +744,48 @@ impl Inner {
         let token = token.to_string();
         let found = self
             .with_conn("looking up a commit", None, async |conn| {
-                let tx = conn.transaction().await.ctx("cannot begin a transaction")?;
+                let (head, lookup) = tokio::join!(
+                    biased;
+                    conn.prepare_cached(HEAD_FOR_UPDATE),
+                    conn.prepare_cached(COMMIT_BY_TOKEN),
+                );
+                let prepared = |s: Result<_, _>| s.ctx("cannot prepare a statement");
+                let (head, lookup) = (prepared(head)?, prepared(lookup)?);
+                let client: &tokio_postgres::Client = conn;
+                let lookup_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&after_i, &token];
                 // A transaction that lost its client while committing holds
                 // the head row until the server has committed or aborted
-                // it: waiting for the row makes the answer final. Bounded,
-                // for a server that has not noticed yet that its client is
-                // gone.
-                tx.batch_execute("SET LOCAL lock_timeout = '10s'")
-                    .await
-                    .ctx("cannot set a lock timeout")?;
-                let row = tx
-                    .query_one(
-                        "SELECT revision, feed_floor FROM connective_head WHERE id = 1 FOR UPDATE",
-                        &[],
-                    )
-                    .await
-                    .ctx("cannot wait for committers to finish")?;
-                if !rows::batches_after(after, head_of(&row)?)? {
+                // it: waiting for the row (bounded, for a server that has
+                // not noticed yet that its client is gone) makes the answer
+                // final, and the look-up after it sees that transaction's
+                // outcome. All four are sent in this one poll: the `COMMIT`
+                // always follows the `BEGIN`.
+                let (begun, locked, rows, ended) = tokio::join!(
+                    biased;
+                    client.batch_execute(BEGIN_WAITING),
+                    client.query_one(&head, &[]),
+                    client.query(&lookup, &lookup_params),
+                    client.batch_execute("COMMIT"),
+                );
+                // The first failure is the real one.
+                begun.ctx("cannot begin a transaction")?;
+                let locked = locked.ctx("cannot wait for committers to finish")?;
+                let rows = rows.ctx("cannot look up a commit")?;
+                ended.ctx("cannot end the look-up")?;
+                if !rows::batches_after(after, head_of(&locked)?)? {
                     return Ok(None);
                 }
-                let Some(row) = tx
-                    .query_opt(
-                        "SELECT revision FROM connective_commits WHERE revision > $1 AND token = $2",
-                        &[&after_i, &token],
-                    )
-                    .await
-                    .ctx("cannot look up a commit")?
-                else {
+                let Some(first) = rows.first() else {
                     return Ok(None);
                 };
-                let rev: i64 = col(&row, 0)?;
-                let versions = tx
-                    .query(
-                        "SELECT version FROM connective_changes WHERE revision = $1 ORDER BY seq",
-                        &[&rev],
-                    )
-                    .await
-                    .ctx("cannot look up a commit")?
-                    .iter()
-                    .map(|row| col::<i64>(row, 0))
-                    .collect::<Result<Vec<_>, _>>()?;
-                tx.commit().await.ctx("cannot end the look-up")?;
+                let rev: i64 = col(first, 0)?;
+                let mut versions = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    // A batch without changes: one row, no version.
+                    if let Some(version) = col::<Option<i64>>(row, 1)? {
+                        versions.push(version);
+                    }
+                }
                 Ok(Some((rev, versions)))
             })
             .await?;
@@ -816,42 +871,53 @@ impl Inner {
         }
     }
 
+    /// One round trip: one statement, its own transaction, takes the
+    /// positions and writes every entry and the keys it is about.
     pub(super) async fn append_reads(&self, reads: &[ReadNote]) -> Result<(), StoreError> {
         if reads.is_empty() {
             return Ok(());
         }
-        let mut encoded = Vec::with_capacity(reads.len());
-        for read in reads {
-            let body = encode_audit(
+        let count = i64::try_from(reads.len()).map_err(|_| StoreError::InvalidBatch {
+            reason: "too many audit entries".into(),
+        })?;
+        let mut ats = Vec::with_capacity(reads.len());
+        let mut actors = Vec::with_capacity(reads.len());
+        let mut bodies = Vec::with_capacity(reads.len());
+        let (mut entries, mut keys) = (Vec::new(), Vec::new());
+        for (entry, read) in (1i64..).zip(reads) {
+            bodies.push(encode_audit(
                 BACKEND,
                 read.at,
                 &read.actor,
                 &AuditAction::Read(read.read.clone()),
-            )?;
-            let at = to_i64(read.at.0, "the audit instant")?;
-            let keys = read
-                .read
-                .keys()
-                .iter()
-                .map(|k| encode_key(BACKEND, k))
-                .collect::<Result<Vec<_>, _>>()?;
-            encoded.push((at, read.actor.as_str(), body, keys));
+            )?);
+            ats.push(to_i64(read.at.0, "the audit instant")?);
+            actors.push(read.actor.as_str());
+            for key in read.read.keys() {
+                entries.push(entry);
+                keys.push(encode_key(BACKEND, &key)?);
+            }
         }
         self.with_conn("recording reads in the audit trail", None, async |conn| {
+            let append = conn
+                .prepare_cached(READS_WRITE)
+                .await
+                .ctx("cannot prepare a statement")?;
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                match append_reads_once(conn, &encoded).await {
-                    Err(Failure::Db(_, e)) if retryable(&e) && attempt < RETRIES => {
+                match conn
+                    .execute(&append, &[&count, &ats, &actors, &bodies, &entries, &keys])
+                    .await
+                {
+                    Ok(_) => break Ok(()),
+                    Err(e) if retryable(&e) && attempt < RETRIES => {
                         tokio::time::sleep(Duration::from_millis(2 * attempt as u64)).await;
                     }
-                    // Nothing to look up: a lost answer is a failed append
-                    // (the registry appends again; an entry may then appear
-                    // twice, never be lost).
-                    Err(Failure::LostCommit(e)) => {
-                        break Err(Failure::Db("the answer to appending reads was lost", e));
-                    }
-                    other => break other,
+                    // Nothing to look up if the answer is lost: a failed
+                    // append (the registry appends again; an entry may then
+                    // appear twice, never be lost).
+                    Err(e) => break Err(Failure::Db("cannot write the audit entry", e)),
                 }
             }
         })
@@ -1004,100 +1070,159 @@ impl Inner {
         }
     }
 
+    /// Two round trips: the head row locked and the sealed bodies read,
+    /// pipelined; then their new bodies (in statements of at most
+    /// [`RESEAL_CHUNK`] rows) and `COMMIT`, pipelined.
     pub(super) async fn reseal(&self) -> Result<Resealed, StoreError> {
         let ring = Arc::clone(&self.ring);
         self.with_conn("re-sealing", None, async |conn| {
-            let tx = conn.transaction().await.ctx("cannot begin the re-seal")?;
-            tx.execute(
-                "SELECT revision FROM connective_head WHERE id = 1 FOR UPDATE",
-                &[],
-            )
-            .await
-            .ctx("cannot lock the head revision")?;
-            let mut done = Resealed::default();
-            let rows = tx
-                .query(
-                    "SELECT key, body FROM connective_records WHERE body IS NOT NULL",
-                    &[],
-                )
-                .await
-                .ctx("cannot read records")?;
-            for row in &rows {
+            let (records, changes, reseal_records, reseal_changes) = tokio::join!(
+                biased;
+                conn.prepare_cached(RECORD_BODIES),
+                conn.prepare_cached(CHANGE_BODIES),
+                conn.prepare_cached(RESEAL_RECORDS),
+                conn.prepare_cached(RESEAL_CHANGES),
+            );
+            let prepared = |s: Result<_, _>| s.ctx("cannot prepare a statement");
+            let (records, changes, reseal_records, reseal_changes) = (
+                prepared(records)?,
+                prepared(changes)?,
+                prepared(reseal_records)?,
+                prepared(reseal_changes)?,
+            );
+            let client: &tokio_postgres::Client = conn;
+            // Rolls back if anything below fails before the COMMIT is sent
+            // (a value no key opens): nothing changes.
+            let mut open = Open::new(client);
+            let (locked, record_rows, change_rows) = tokio::join!(
+                biased;
+                client.batch_execute(BEGIN_LOCK_HEAD),
+                client.query(&records, &[]),
+                client.query(&changes, &[]),
+            );
+            // The first failure is the real one.
+            locked.ctx("cannot begin the re-seal")?;
+            let record_rows = record_rows.ctx("cannot read records")?;
+            let change_rows = change_rows.ctx("cannot read the change feed")?;
+            let mut record_keys = Vec::with_capacity(record_rows.len());
+            let mut record_bodies = Vec::with_capacity(record_rows.len());
+            for row in &record_rows {
                 let key_text: String = col(row, 0)?;
                 let body: String = col(row, 1)?;
                 let key = decode_key(BACKEND, &key_text)?;
                 let record = decode_record(BACKEND, &ring, &key, &body)?;
-                let body = encode_record(BACKEND, &ring, &record)?;
-                tx.execute(
-                    "UPDATE connective_records SET body = $1 WHERE key = $2",
-                    &[&body, &key_text],
-                )
-                .await
-                .ctx("cannot rewrite a record")?;
-                done.records += 1;
+                record_bodies.push(encode_record(BACKEND, &ring, &record)?);
+                record_keys.push(key_text);
             }
-            let rows = tx
-                .query(
-                    "SELECT revision, seq, key, body FROM connective_changes WHERE body IS NOT NULL",
-                    &[],
-                )
-                .await
-                .ctx("cannot read the change feed")?;
-            for row in &rows {
+            let mut change_revisions = Vec::with_capacity(change_rows.len());
+            let mut change_seqs = Vec::with_capacity(change_rows.len());
+            let mut change_bodies = Vec::with_capacity(change_rows.len());
+            for row in &change_rows {
                 let revision: i64 = col(row, 0)?;
                 let seq: i32 = col(row, 1)?;
                 let key_text: String = col(row, 2)?;
                 let body: String = col(row, 3)?;
                 let key = decode_key(BACKEND, &key_text)?;
                 let record = decode_record(BACKEND, &ring, &key, &body).map_err(|e| in_feed(e, revision))?;
-                let body = encode_record(BACKEND, &ring, &record)?;
-                tx.execute(
-                    "UPDATE connective_changes SET body = $1 WHERE revision = $2 AND seq = $3",
-                    &[&body, &revision, &seq],
-                )
-                .await
-                .ctx("cannot rewrite a change")?;
-                done.changes += 1;
+                change_bodies.push(encode_record(BACKEND, &ring, &record)?);
+                change_revisions.push(revision);
+                change_seqs.push(seq);
             }
-            tx.commit().await.ctx("cannot commit the re-seal")?;
-            Ok(done)
+            let (reseal_records, reseal_changes) = (&reseal_records, &reseal_changes);
+            let mut steps = Pipeline::new();
+            for (keys, bodies) in record_keys
+                .chunks(RESEAL_CHUNK)
+                .zip(record_bodies.chunks(RESEAL_CHUNK))
+            {
+                steps.push("cannot rewrite a record", async move {
+                    client.execute(reseal_records, &[&keys, &bodies]).await.map(drop)
+                });
+            }
+            let changes_chunks = change_revisions
+                .chunks(RESEAL_CHUNK)
+                .zip(change_seqs.chunks(RESEAL_CHUNK))
+                .zip(change_bodies.chunks(RESEAL_CHUNK));
+            for ((revisions, seqs), bodies) in changes_chunks {
+                steps.push("cannot rewrite a change", async move {
+                    client
+                        .execute(reseal_changes, &[&revisions, &seqs, &bodies])
+                        .await
+                        .map(drop)
+                });
+            }
+            finish_pipeline(steps, &mut open, "cannot commit the re-seal", client).await?;
+            Ok(Resealed {
+                records: record_keys.len(),
+                changes: change_revisions.len(),
+            })
         })
         .await
     }
 
+    /// One round trip: the head row locked, the feed's changes and tokens
+    /// through the revision deleted, the floor raised and `COMMIT`,
+    /// pipelined (each statement after the lock sees every commit before
+    /// it, and decides from the head row itself whether there is anything
+    /// to prune).
     pub(super) async fn prune_feed(&self, through: Revision) -> Result<usize, StoreError> {
+        // Past every revision a row can hold: through the head.
+        let through = i64::try_from(through.0).unwrap_or(i64::MAX);
         self.with_conn("pruning the change feed", None, async |conn| {
-            let tx = conn.transaction().await.ctx("cannot begin a transaction")?;
-            let row = tx
-                .query_one(
-                    "SELECT revision, feed_floor FROM connective_head WHERE id = 1 FOR UPDATE",
-                    &[],
-                )
-                .await
-                .ctx("cannot lock the head revision")?;
-            let (revision, floor): (i64, i64) = (col(&row, 0)?, col(&row, 1)?);
-            let through = i64::try_from(through.0).unwrap_or(i64::MAX).min(revision);
-            if through <= floor {
-                return Ok(0);
-            }
-            let removed = tx
-                .execute("DELETE FROM connective_changes WHERE revision <= $1", &[&through])
-                .await
-                .ctx("cannot prune the change feed")?;
-            tx.execute("DELETE FROM connective_commits WHERE revision <= $1", &[&through])
-                .await
-                .ctx("cannot prune the change feed")?;
-            tx.execute(
-                "UPDATE connective_head SET feed_floor = $1 WHERE id = 1",
-                &[&through],
-            )
-            .await
-            .ctx("cannot prune the change feed")?;
-            tx.commit().await.ctx("cannot commit the pruning")?;
-            Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+            let (changes, commits, floor) = tokio::join!(
+                biased;
+                conn.prepare_cached(PRUNE_CHANGES),
+                conn.prepare_cached(PRUNE_COMMITS),
+                conn.prepare_cached(RAISE_FLOOR),
+            );
+            let prepared = |s: Result<_, _>| s.ctx("cannot prepare a statement");
+            let (changes, commits, floor) = (prepared(changes)?, prepared(commits)?, prepared(floor)?);
+            let client: &tokio_postgres::Client = conn;
+            let removed = AtomicU64::new(0);
+            let mut open = Open::new(client);
+            let mut steps = Pipeline::new();
+            steps.push(
+                "cannot lock the head revision",
+                client.batch_execute(BEGIN_LOCK_HEAD),
+            );
+            steps.push("cannot prune the change feed", async {
+                let n = client.execute(&changes, &[&through]).await?;
+                removed.store(n, Ordering::Relaxed);
+                Ok::<(), tokio_postgres::Error>(())
+            });
+            steps.push("cannot prune the change feed", async {
+                client.execute(&commits, &[&through]).await.map(drop)
+            });
+            steps.push("cannot prune the change feed", async {
+                client.execute(&floor, &[&through]).await.map(drop)
+            });
+            finish_pipeline(steps, &mut open, "cannot commit the pruning", client).await?;
+            Ok(usize::try_from(removed.load(Ordering::Relaxed)).unwrap_or(usize::MAX))
         })
         .await
     }
+}
+
+/// Sends `steps` and, once each was handed to the connection, the `COMMIT`
+/// of the transaction `open` guards (the first step began it); awaits every
+/// answer. The first failure, under its step's context: if a step failed on
+/// the server the transaction is aborted and the `COMMIT` rolled it back;
+/// if one could not be sent, neither was the `COMMIT` (and `open` rolls
+/// back when dropped).
+async fn finish_pipeline<'a>(
+    mut steps: Pipeline<'a>,
+    open: &mut Open<'_>,
+    commit_what: &'static str,
+    client: &'a tokio_postgres::Client,
+) -> Result<(), Failure> {
+    if steps.send().await {
+        steps.push(commit_what, client.batch_execute("COMMIT"));
+        steps.send().await;
+        open.ended();
+    }
+    for Outcome { what, result } in steps.finish().await {
+        result.ctx(what)?;
+    }
+    Ok(())
 }
 
 /// A read-only repeatable-read transaction: the consistent view `load` and
@@ -1154,72 +1279,6 @@ async fn try_migrate(conn: &mut Object, shown: &str) -> Result<(), Failure> {
         .await
         .ctx("cannot record the schema version")?;
     tx.commit().await.ctx("cannot commit the migration")
-}
-
-/// Takes the next `n` audit positions inside `tx` (the counter row stays
-/// locked until `tx` ends); returns the first.
-async fn take_audit_positions(tx: &deadpool_postgres::Transaction<'_>, n: usize) -> Result<i64, Failure> {
-    let n = i64::try_from(n).map_err(|_| StoreError::InvalidBatch {
-        reason: "too many audit entries".into(),
-    })?;
-    let take = tx
-        .prepare_cached(AUDIT_POSITIONS)
-        .await
-        .ctx("cannot prepare a statement")?;
-    let row = tx
-        .query_one(&take, &[&n])
-        .await
-        .ctx("cannot take the next audit position")?;
-    let last: i64 = col(&row, 0)?;
-    Ok(last - n + 1)
-}
-
-/// Appends one audit entry at `position` and the keys it is about, inside
-/// `tx`.
-async fn append_audit(
-    tx: &deadpool_postgres::Transaction<'_>,
-    position: i64,
-    revision: Option<i64>,
-    at: i64,
-    actor: &str,
-    body: &str,
-    keys: &[&str],
-) -> Result<(), Failure> {
-    let insert = tx
-        .prepare_cached(AUDIT_ENTRY)
-        .await
-        .ctx("cannot prepare a statement")?;
-    tx.execute(&insert, &[&position, &revision, &at, &actor, &body])
-        .await
-        .ctx("cannot write the audit entry")?;
-    let insert = tx
-        .prepare_cached(AUDIT_KEY)
-        .await
-        .ctx("cannot prepare a statement")?;
-    for key_text in keys {
-        tx.execute(&insert, &[key_text, &position])
-            .await
-            .ctx("cannot write the audit entry")?;
-    }
-    Ok(())
-}
-
-/// One attempt at appending reads to the audit trail, in one transaction.
-async fn append_reads_once(
-    conn: &mut Object,
-    encoded: &[(i64, &str, String, Vec<String>)],
-) -> Result<(), Failure> {
-    let tx = conn.transaction().await.ctx("cannot begin a transaction")?;
-    let first = take_audit_positions(&tx, encoded.len()).await?;
-    for (position, (at, actor, body, keys)) in (first..).zip(encoded) {
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        append_audit(&tx, position, None, *at, actor, body, &keys).await?;
-    }
-    match tx.commit().await {
-        Ok(()) => Ok(()),
-        Err(e) if e.as_db_error().is_some() => Err(Failure::Db("the server refused the commit", e)),
-        Err(e) => Err(Failure::LostCommit(e)),
-    }
 }
 
 /// How a commit announces itself.

@@ -1,0 +1,348 @@
+//! How many round trips the PostgreSQL store's calls make, counted on the
+//! wire by a proxy between the store and the server: a commit takes two
+//! (blocking or async, alone or inside a registry's write, which adds one to
+//! catch up), looking a commit up, appending reads to the audit trail and
+//! pruning the feed one each, a re-seal two. Counted after each call was
+//! made once, so the statements are prepared on the pooled connection.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use connective::model::{ActorId, ConnectionId, ReadField, ReadNote, Revision, Scope, SecretRead, Timestamp};
+use connective::prelude::*;
+use connective::store::seal::{KeyRing, SealKey};
+use connective::store::{AsyncStore, Batch, CommitToken, Expect, PostgresStore, Store, Write as StoreWrite};
+use connective::test_kit;
+use connective::test_kit::postgres::{TestDatabase, database};
+
+fn ring() -> KeyRing {
+    KeyRing::new(SealKey::from_bytes("k1", &[5; 32]).expect("key"))
+}
+
+/// How long the proxy holds the server's answers back once the client has
+/// sent something: statements a client pipelines reach the proxy within
+/// microseconds of each other, so they all arrive before the first answer
+/// is let through, and count as one flight however the client's writes
+/// were split. A client that waits for an answer cannot send before it.
+const HOLD: Duration = Duration::from_millis(20);
+
+/// Where the server is.
+#[derive(Debug, Clone)]
+enum Upstream {
+    Tcp(String, u16),
+    Unix(PathBuf),
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn connect(to: &Upstream) -> std::io::Result<Stream> {
+        Ok(match to {
+            Upstream::Tcp(host, port) => Stream::Tcp(TcpStream::connect((host.as_str(), *port))?),
+            Upstream::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+        })
+    }
+    fn try_clone(&self) -> std::io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+        })
+    }
+    fn shutdown(&self, how: Shutdown) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
+        };
+    }
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(buf),
+            Stream::Unix(s) => s.write_all(buf),
+        }
+    }
+}
+
+/// A TCP proxy that counts flights: a client's sending that follows an
+/// answer of the server on the same connection (or opens the connection).
+/// Every flight after the first on a connection is a round trip the client
+/// waited for.
+struct Proxy {
+    port: u16,
+    flights: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    fn start(upstream: Upstream) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let flights = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&flights);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = Stream::connect(&upstream) else {
+                    continue;
+                };
+                let counted = Arc::clone(&counted);
+                std::thread::spawn(move || pump(client, server, counted));
+            }
+        });
+        Proxy { port, flights }
+    }
+
+    /// Flights since the last call.
+    fn take(&self) -> usize {
+        self.flights.swap(0, Ordering::SeqCst)
+    }
+}
+
+/// One connection: the client's bytes go on at once; the server's wait
+/// until the client has sent nothing for [`HOLD`].
+fn pump(client: TcpStream, server: Stream, flights: Arc<AtomicUsize>) {
+    let (Ok(mut client_in), Ok(mut server_in)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    let (mut client_out, mut server_out) = (client, server);
+    let last_sent = Arc::new(Mutex::new(Instant::now()));
+    // Whether the server answered since the client's last flight began.
+    let answered = Arc::new(AtomicBool::new(true));
+    let (sent, said) = (Arc::clone(&last_sent), Arc::clone(&answered));
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match server_in.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            loop {
+                let quiet = sent.lock().expect("lock").elapsed();
+                if quiet >= HOLD {
+                    break;
+                }
+                std::thread::sleep(HOLD - quiet);
+            }
+            said.store(true, Ordering::SeqCst);
+            if client_out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = client_out.shutdown(Shutdown::Both);
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match client_in.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        *last_sent.lock().expect("lock") = Instant::now();
+        if answered.swap(false, Ordering::SeqCst) {
+            flights.fetch_add(1, Ordering::SeqCst);
+        }
+        if server_out.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    server_out.shutdown(Shutdown::Write);
+}
+
+/// A proxy in front of `db`'s server, and a connection string to `db`
+/// through it.
+fn proxied(db: &TestDatabase) -> (Proxy, String) {
+    let config: tokio_postgres::Config = db.connection_string().parse().expect("connection string");
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .or_else(|| env("PGPORT").and_then(|p| p.parse().ok()))
+        .unwrap_or(5432);
+    let upstream = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => Upstream::Tcp(h.clone(), port),
+        Some(tokio_postgres::config::Host::Unix(dir)) => Upstream::Unix(dir.join(format!(".s.PGSQL.{port}"))),
+        None => match env("PGHOST") {
+            Some(h) if h.starts_with('/') => {
+                Upstream::Unix(PathBuf::from(h).join(format!(".s.PGSQL.{port}")))
+            }
+            h => Upstream::Tcp(h.unwrap_or_else(|| "localhost".into()), port),
+        },
+    };
+    let proxy = Proxy::start(upstream);
+    let mut params = format!("host=127.0.0.1 port={} dbname={}", proxy.port, db.name());
+    if let Some(user) = config.get_user().map(str::to_owned).or_else(|| env("PGUSER")) {
+        params.push_str(&format!(" user={user}"));
+    }
+    (proxy, params)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A batch creating one new connection of `p`, with a token.
+fn new_connection(p: &ProjectId, name: &str) -> (Batch, CommitToken) {
+    let mut batch = Batch::new();
+    batch.push(StoreWrite::put(
+        test_kit::sample_connection(p, name, "s"),
+        Expect::Absent,
+    ));
+    let token = CommitToken::random();
+    batch.token = Some(token);
+    (batch, token)
+}
+
+/// Round trips of `op`, made `times` times once it was made once.
+fn round_trips_of(proxy: &Proxy, times: usize, mut op: impl FnMut(usize)) -> Vec<usize> {
+    op(0);
+    proxy.take();
+    (1..=times)
+        .map(|i| {
+            op(i);
+            proxy.take()
+        })
+        .collect()
+}
+
+fn read_note(p: &ProjectId, n: u64) -> ReadNote {
+    ReadNote {
+        actor: "reader".parse::<ActorId>().expect("actor"),
+        at: Timestamp(1_000 + n),
+        read: SecretRead::Resolution {
+            project: p.clone(),
+            integration: "orders".parse().expect("integration"),
+            environment: "production".parse().expect("environment"),
+            customer: None,
+            revision: Revision(n),
+            fields: vec![ReadField {
+                connection_id: ConnectionId::random(),
+                connection: "svc".parse().expect("name"),
+                scope: Scope::Project,
+                param: "ApiKey".parse().expect("param"),
+            }],
+        },
+    }
+}
+
+#[test]
+fn the_blocking_store_commits_in_two_round_trips_and_looks_up_appends_and_prunes_in_one() {
+    let Some(db) = database("round_trips") else { return };
+    let (proxy, params) = proxied(&db);
+    let store = PostgresStore::connect(&params, ring()).expect("connect through the proxy");
+    let p = test_kit::unique_project("trips");
+    let after = Store::revision(&store).expect("revision");
+    let mut token = CommitToken::random();
+    let commits = round_trips_of(&proxy, 3, |i| {
+        let (batch, t) = new_connection(&p, &format!("c{i}"));
+        Store::commit(&store, &batch).expect("commit");
+        token = t;
+    });
+    assert_eq!(
+        commits,
+        [2, 2, 2],
+        "a commit: BEGIN, bump and read; the writes and COMMIT"
+    );
+    let lookups = round_trips_of(&proxy, 2, |_| {
+        assert!(Store::find_commit(&store, token, after).expect("find").is_some());
+    });
+    assert_eq!(lookups, [1, 1], "a commit looked up");
+    let appends = round_trips_of(&proxy, 2, |i| {
+        let n = 10 * i as u64;
+        Store::append_reads(&store, &[read_note(&p, n), read_note(&p, n + 1)]).expect("append");
+    });
+    assert_eq!(appends, [1, 1], "reads appended to the audit trail");
+    let prunes = round_trips_of(&proxy, 2, |i| {
+        store.prune_feed(Revision(i as u64 + 1)).expect("prune");
+    });
+    assert_eq!(prunes, [1, 1], "the feed pruned");
+    let reseals = round_trips_of(&proxy, 2, |_| {
+        let done = store.reseal().expect("reseal");
+        assert!(done.records >= 4, "every record re-sealed: {done:?}");
+    });
+    assert_eq!(
+        reseals,
+        [2, 2],
+        "a re-seal: the bodies read; rewritten and COMMIT"
+    );
+}
+
+#[test]
+fn async_writes_make_the_round_trips_blocking_ones_make() {
+    let Some(db) = database("round_trips_async") else {
+        return;
+    };
+    let (proxy, params) = proxied(&db);
+    let rt = runtime();
+    let store = Arc::new(
+        rt.block_on(PostgresStore::connect_async(&params, ring()))
+            .expect("connect through the proxy"),
+    );
+    let p = test_kit::unique_project("trips");
+    let commits = round_trips_of(&proxy, 3, |i| {
+        let (store, p) = (Arc::clone(&store), p.clone());
+        rt.block_on(rt.spawn(async move {
+            let (batch, _) = new_connection(&p, &format!("c{i}"));
+            AsyncStore::commit(&*store, &batch).await
+        }))
+        .expect("task")
+        .expect("commit");
+    });
+    assert_eq!(commits, [2, 2, 2], "an async commit");
+
+    // A registry's write: one round trip to catch up, then the commit;
+    // blocking and async alike.
+    let actor: ActorId = "service:host".parse().expect("actor");
+    let blocking = Registry::builder()
+        .store(PostgresStore::connect(&params, ring()).expect("blocking store"))
+        .audit(actor.clone())
+        .build()
+        .expect("blocking registry");
+    let writes = round_trips_of(&proxy, 3, |i| {
+        let spec = ConnectionSpec::project(p.as_str(), format!("b{i}").as_str())
+            .build()
+            .expect("spec");
+        blocking.create_connection(spec).expect("blocking write");
+    });
+    assert_eq!(writes, [3, 3, 3], "a blocking registry's write");
+    let registry = Arc::new(
+        rt.block_on(async {
+            let store = PostgresStore::connect_async(&params, ring())
+                .await
+                .expect("async store");
+            Registry::builder()
+                .async_store(store)
+                .audit(actor)
+                .build_async()
+                .await
+        })
+        .expect("async registry"),
+    );
+    let writes = round_trips_of(&proxy, 3, |i| {
+        let (registry, p) = (Arc::clone(&registry), p.clone());
+        rt.block_on(rt.spawn(async move {
+            let spec = ConnectionSpec::project(p.as_str(), format!("a{i}").as_str())
+                .build()
+                .expect("spec");
+            registry.create_connection_async(spec).await
+        }))
+        .expect("task")
+        .expect("async write");
+    });
+    assert_eq!(writes, [3, 3, 3], "an async registry's write");
+}
