@@ -2,9 +2,11 @@
 //! async callers and driven to completion for blocking ones.
 
 use std::collections::HashMap;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, TimeoutType};
@@ -147,17 +149,15 @@ const AUDIT_QUERY: &str = "SELECT position, body FROM connective_audit_trail
 /// How often a transaction that lost a serialization race is retried.
 const RETRIES: usize = 8;
 
-/// Begins the commit's transaction and takes the next revision, in one
-/// message (a simple query): the bump never runs outside the transaction.
-/// Taking the revision locks the head row until the transaction ends.
-const BEGIN_BUMP: &str =
-    "BEGIN; UPDATE connective_head SET revision = revision + 1 WHERE id = 1 RETURNING revision";
-/// [`BEGIN_BUMP`] that also queues the `NOTIFY` announcing the new revision
-/// (the payload) on [`NOTIFY_CHANNEL`]: the server sends it when the
-/// transaction commits, and drops it if the transaction rolls back, so the
-/// announcement costs no round trip of its own and reaches followers as the
-/// commit does.
-const BEGIN_BUMP_NOTIFY: &str = "BEGIN; UPDATE connective_head SET revision = revision + 1 WHERE id = 1
+/// Takes the next revision; locks the head row until the transaction
+/// ends. A prepared statement, so the server plans it once per connection
+/// (as a simple query it was planned on every commit).
+const BUMP: &str = "UPDATE connective_head SET revision = revision + 1 WHERE id = 1 RETURNING revision";
+/// [`BUMP`] that also queues the `NOTIFY` announcing the new revision (the
+/// payload) on [`NOTIFY_CHANNEL`]: the server sends it when the transaction
+/// commits, and drops it if the transaction rolls back, so the announcement
+/// costs no round trip of its own and reaches followers as the commit does.
+const BUMP_NOTIFY: &str = "UPDATE connective_head SET revision = revision + 1 WHERE id = 1
      RETURNING revision, pg_notify('connective_feed', revision::TEXT)";
 const READ_VERSIONS: &str = "SELECT key, version, body IS NULL FROM connective_records WHERE key = ANY($1)";
 /// A batch's records, one array element per write: `$1` revision, `$2`
@@ -1318,14 +1318,23 @@ async fn commit_once(
     announce: Announce,
 ) -> Result<Committed, Failure> {
     // Prepared once per connection (pipelined), then taken from its cache.
-    let (read_versions, upsert, append, token, audit) = tokio::join!(
+    let (bump, read_versions, upsert, append, token, audit) = tokio::join!(
         biased;
+        conn.prepare_cached(match announce {
+            Announce::Notify => BUMP_NOTIFY,
+            Announce::Quiet => BUMP,
+        }),
         conn.prepare_cached(READ_VERSIONS),
         conn.prepare_cached(UPSERT),
         conn.prepare_cached(APPEND),
         conn.prepare_cached(TOKEN),
         conn.prepare_cached(AUDIT_WRITE),
     );
+    let refused = |e: tokio_postgres::Error, what| match announce {
+        Announce::Notify if refuses_notify(&e) => Failure::Announce(e),
+        _ => Failure::Db(what, e),
+    };
+    let bump = bump.map_err(|e| refused(e, "cannot prepare a statement"))?;
     let prepared = |s: Result<_, _>| s.ctx("cannot prepare a statement");
     let (read_versions, upsert, append, token, audit) = (
         prepared(read_versions)?,
@@ -1335,24 +1344,32 @@ async fn commit_once(
         prepared(audit)?,
     );
     let client: &tokio_postgres::Client = conn;
-    let begin_bump = match announce {
-        Announce::Notify => BEGIN_BUMP_NOTIFY,
-        Announce::Quiet => BEGIN_BUMP,
-    };
     let mut open = Open::new(client);
+    // `BEGIN` is handed to the connection before the bump is (polled once
+    // on its own), so the bump never runs outside the transaction; all
+    // three travel together.
+    let mut begin = pin!(client.batch_execute("BEGIN"));
+    let first = poll_fn(|cx| Poll::Ready(begin.as_mut().poll(cx))).await;
+    if let Poll::Ready(Err(e)) = first {
+        return Err(Failure::Db("cannot begin a transaction", e));
+    }
     let keys_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&keys];
-    let (bumped, rows) = tokio::join!(
+    let (begun, bumped, rows) = tokio::join!(
         biased;
-        client.simple_query(begin_bump),
+        async move {
+            match first {
+                Poll::Ready(result) => result,
+                Poll::Pending => begin.await,
+            }
+        },
+        client.query_one(&bump, &[]),
         client.query(&read_versions, &keys_param),
     );
-    // The first failure is the real one: after it, the read fails only
+    // The first failure is the real one: after it, the others fail only
     // because the transaction is aborted.
-    let bumped = bumped.map_err(|e| match announce {
-        Announce::Notify if refuses_notify(&e) => Failure::Announce(e),
-        _ => Failure::Db("cannot take the next revision", e),
-    })?;
-    let rev = bumped_revision(&bumped)?;
+    begun.ctx("cannot begin a transaction")?;
+    let bumped = bumped.map_err(|e| refused(e, "cannot take the next revision"))?;
+    let rev: i64 = col(&bumped, 0)?;
     let revision = Revision(to_u64(BACKEND, rev, "the head revision")?);
     let rows = rows.ctx("cannot read records")?;
     let mut current = HashMap::with_capacity(rows.len());
@@ -1458,38 +1475,14 @@ async fn commit_once(
     Ok(Committed { revision, versions })
 }
 
-/// The revision in the answer to [`BEGIN_BUMP`] or [`BEGIN_BUMP_NOTIFY`].
-fn bumped_revision(answer: &[tokio_postgres::SimpleQueryMessage]) -> Result<i64, StoreError> {
-    let unreadable = |message: String| StoreError::Unreadable {
-        backend: BACKEND,
-        what: "the head revision".into(),
-        message,
-    };
-    let row = answer
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        })
-        .ok_or_else(|| unreadable("the head row is missing".into()))?;
-    let text = row
-        .try_get(0)
-        .map_err(|e| unreadable(e.to_string()))?
-        .ok_or_else(|| unreadable("the head revision is null".into()))?;
-    text.parse()
-        .map_err(|_| unreadable(format!("invalid head revision {text:?}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_commit_announces_on_the_notify_channel() {
-        // The channel is written into the statement (a simple query takes
-        // no parameters).
-        assert!(BEGIN_BUMP_NOTIFY.contains(&format!("pg_notify('{NOTIFY_CHANNEL}', revision::TEXT)")));
-        assert!(BEGIN_BUMP.starts_with("BEGIN; ") && BEGIN_BUMP_NOTIFY.starts_with("BEGIN; "));
+        // The channel is written into the statement.
+        assert!(BUMP_NOTIFY.contains(&format!("pg_notify('{NOTIFY_CHANNEL}', revision::TEXT)")));
     }
 
     /// A poll interval past what a `u64` of microseconds holds is the
