@@ -46,7 +46,9 @@ pub const POSTGRES_SCHEMA_VERSION: u32 = ops::MIGRATIONS.len() as u32;
 ///   statement for the whole batch), the feed's changes and `COMMIT` are
 ///   sent together. A statement that fails aborts the transaction, and the
 ///   `COMMIT` after it rolls it back: nothing of the batch is written, and
-///   the error names the first failure.
+///   the error names the first failure. Looking a commit up
+///   ([`Store::find_commit`]), appending reads to the audit trail and
+///   pruning the feed take one round trip each, a re-seal two.
 /// - **Portable core.** Every statement on the commit, load and feed path is
 ///   plain SQL that Postgres-wire distributed databases accept; transactions
 ///   that lose a serialization race (`40001`) are retried.
