@@ -338,6 +338,17 @@ fn explain_says_which_layer_won_and_why_the_others_did_not() {
         .stderr(contains(
             "does not produce NOPE; it produces: SMS_URL, SMS_API_KEY",
         ));
+    // An integration without mappings produces nothing, and the note says why.
+    connective()
+        .args(["explain", ACME, "-i", "ordrs", "-e", "production", "SMS_URL"])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "note: integration ordrs of project acme has no mappings (integrations with mappings: crm-sync, orders)",
+        ))
+        .stderr(contains(
+            "error: integration ordrs of project acme in environment production does not produce SMS_URL; it produces no variables",
+        ));
 }
 
 #[test]

@@ -520,12 +520,17 @@ fn run(command: Command) -> Outcome {
                 None => {
                     let env = registry.resolve(&request).map_err(vault::resolve_failure)?;
                     let known: Vec<&str> = env.iter().map(|v| v.name().as_str()).collect();
+                    let produces = if known.is_empty() {
+                        note_without_mappings(&registry, &request);
+                        " no variables".to_owned()
+                    } else {
+                        format!(": {}", known.join(", "))
+                    };
                     Err(Failure::new(
                         Exit::Failure,
                         format!(
-                            "{request} does not produce {}; it produces: {}",
-                            show::escape(variable),
-                            known.join(", ")
+                            "{request} does not produce {}; it produces{produces}",
+                            show::escape(variable)
                         ),
                     ))
                 }
