@@ -535,6 +535,9 @@ impl Store for MemoryStore {
     }
 
     fn append_reads(&self, reads: &[ReadNote]) -> Result<(), StoreError> {
+        for read in reads {
+            super::check_audit_instant(read.at, &format!("the read by {}", read.actor))?;
+        }
         let mut inner = self.lock();
         for read in reads {
             let position = inner.next_audit_position();

@@ -64,7 +64,7 @@ pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteStore};
 
 use crate::model::{
     AuditAction, AuditChange, AuditEntry, AuditNote, AuditOperation, AuditQuery, ReadNote, Record, RecordKey,
-    Revision, Version,
+    Revision, Timestamp, Version,
 };
 
 /// What a write expects to find.
@@ -153,6 +153,39 @@ pub fn next_version(key: &RecordKey, previous: Option<Version>) -> Result<Versio
             version: v,
         }),
     }
+}
+
+/// The last instant an audit entry can have (`i64::MAX` milliseconds, in
+/// the year 292,278,994): the durable stores keep instants as signed 64-bit
+/// numbers, and every store refuses a later one alike
+/// ([`Batch::validate`], and [`Store::append_reads`] with
+/// [`check_audit_instant`]).
+pub const LAST_AUDIT_INSTANT: Timestamp = Timestamp(i64::MAX as u64);
+
+/// Refuses an audit entry's instant past [`LAST_AUDIT_INSTANT`] with
+/// [`StoreError::InvalidBatch`] saying whose (`what`, e.g. "the read by
+/// user:alice"). A store's [`Store::append_reads`] checks every read with
+/// it before appending any.
+///
+/// ```
+/// use connective::model::Timestamp;
+/// use connective::store::{LAST_AUDIT_INSTANT, check_audit_instant};
+/// assert!(check_audit_instant(LAST_AUDIT_INSTANT, "a read").is_ok());
+/// let err = check_audit_instant(Timestamp(u64::MAX), "a read").unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid batch: the instant of a read, 18446744073709551.615s, is past the last one a store keeps (9223372036854775.807s)"
+/// );
+/// ```
+pub fn check_audit_instant(at: Timestamp, what: &str) -> Result<(), StoreError> {
+    if at <= LAST_AUDIT_INSTANT {
+        return Ok(());
+    }
+    Err(StoreError::InvalidBatch {
+        reason: format!(
+            "the instant of {what}, {at}, is past the last one a store keeps ({LAST_AUDIT_INSTANT})"
+        ),
+    })
 }
 
 /// The one wording of a version conflict (rule 8), shared by
@@ -346,12 +379,16 @@ impl Batch {
     }
 
     /// Checks the batch's own shape: not empty, each key at most once, each
-    /// put's record under its own key. Stores call this before anything else.
+    /// put's record under its own key, an audit note's instant at most
+    /// [`LAST_AUDIT_INSTANT`]. Stores call this before anything else.
     pub fn validate(&self) -> Result<(), StoreError> {
         if self.writes.is_empty() {
             return Err(StoreError::InvalidBatch {
                 reason: "the batch is empty".into(),
             });
+        }
+        if let Some(note) = &self.audit {
+            check_audit_instant(note.at, "the batch's audit note")?;
         }
         let mut seen = std::collections::HashSet::with_capacity(self.writes.len());
         for w in &self.writes {

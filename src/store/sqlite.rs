@@ -12,7 +12,9 @@ use super::rows::{
     encode_record, in_feed,
 };
 use super::seal::{self, KeyRing, Resealed};
-use super::{Batch, Change, CommitToken, Committed, Snapshot, Store, StoreError, next_version};
+use super::{
+    Batch, Change, CommitToken, Committed, Snapshot, Store, StoreError, check_audit_instant, next_version,
+};
 use crate::model::{
     ActorId, AuditAction, AuditEntry, AuditKind, AuditQuery, ReadNote, Record, RecordKey, Revision,
     Timestamp, Version,
@@ -681,6 +683,7 @@ impl Store for SqliteStore {
         // Encode before taking the lock.
         let mut encoded = Vec::with_capacity(reads.len());
         for read in reads {
+            check_audit_instant(read.at, &format!("the read by {}", read.actor))?;
             let action = AuditAction::Read(read.read.clone());
             let keys = read
                 .read

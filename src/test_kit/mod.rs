@@ -510,6 +510,23 @@ pub fn audited_batches_leave_one_entry(store: &dyn Store) {
         &batch(vec![put(&record, Expect::Absent)]).with_audit(note.clone()),
         "an audited batch",
     );
+    // Past the last instant a store keeps: refused, nothing written.
+    let late = crate::model::AuditNote {
+        actor: actor.clone(),
+        at: crate::model::Timestamp(u64::MAX),
+    };
+    let before = revision_ok(store);
+    let other = sample_connection(&p, "late", &secret);
+    match store.commit(&batch(vec![put(&other, Expect::Absent)]).with_audit(late)) {
+        Err(StoreError::InvalidBatch { .. }) => {}
+        other => panic!(
+            "{} store: an audit note past the last instant: expected StoreError::InvalidBatch, got {:?}",
+            store.backend(),
+            other.map(|c| c.revision)
+        ),
+    }
+    assert_eq!(revision_ok(store), before, "a refused batch took a revision");
+    assert!(get_ok(store, &other.key()).is_none(), "a refused batch wrote");
     // Refused: no entry. Unaudited: no entry.
     let refused = store.commit(&batch(vec![put(&record, Expect::Absent)]).with_audit(note.clone()));
     assert!(
@@ -610,6 +627,17 @@ fn appended_reads_follow_in_order(
             }],
         },
     };
+    // A read past the last instant a store keeps is refused, with the
+    // reads given with it: none is appended.
+    let mut late = read(3);
+    late.at = crate::model::Timestamp(u64::MAX);
+    match store.append_reads(&[read(0), late]) {
+        Err(StoreError::InvalidBatch { .. }) => {}
+        other => panic!(
+            "{} store: a read past the last instant: expected StoreError::InvalidBatch, got {other:?}",
+            store.backend()
+        ),
+    }
     let reads = [read(1), read(2)];
     if let Err(e) = store.append_reads(&reads) {
         panic!("{} store: append_reads failed: {e}", store.backend());

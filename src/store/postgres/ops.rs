@@ -29,7 +29,9 @@ use crate::store::rows::{
     encode_key, encode_record, in_feed, to_u64,
 };
 use crate::store::seal::{self, KeyRing, Resealed};
-use crate::store::{Batch, Change, CommitToken, Committed, Snapshot, StoreError, next_version};
+use crate::store::{
+    Batch, Change, CommitToken, Committed, Snapshot, StoreError, check_audit_instant, next_version,
+};
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes version `n`
 /// to `n + 1`. Never edit a released entry; append a new one. Plain SQL that
@@ -885,6 +887,7 @@ impl Inner {
         let mut bodies = Vec::with_capacity(reads.len());
         let (mut entries, mut keys) = (Vec::new(), Vec::new());
         for (entry, read) in (1i64..).zip(reads) {
+            check_audit_instant(read.at, &format!("the read by {}", read.actor))?;
             bodies.push(encode_audit(
                 BACKEND,
                 read.at,
