@@ -3,7 +3,9 @@
 //! (blocking or async, alone or inside a registry's write, which adds one to
 //! catch up), looking a commit up, appending reads to the audit trail and
 //! pruning the feed one each, a re-seal two. Counted after each call was
-//! made once, so the statements are prepared on the pooled connection.
+//! made once, so the statements are prepared on the pooled connection; each
+//! call is counted five times and the fewest count is its own (a count can
+//! only come out high, on a loaded machine).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -208,16 +210,33 @@ fn new_connection(p: &ProjectId, name: &str) -> (Batch, CommitToken) {
     (batch, token)
 }
 
-/// Round trips of `op`, made `times` times once it was made once.
-fn round_trips_of(proxy: &Proxy, times: usize, mut op: impl FnMut(usize)) -> Vec<usize> {
+/// How many times each call is counted.
+const TRIES: usize = 5;
+
+/// Round trips of `op`, made [`TRIES`] times once it was made once.
+fn round_trips_of(proxy: &Proxy, mut op: impl FnMut(usize)) -> Vec<usize> {
     op(0);
     proxy.take();
-    (1..=times)
+    (1..=TRIES)
         .map(|i| {
             op(i);
             proxy.take()
         })
         .collect()
+}
+
+/// Asserts that `op` takes `expected` round trips: the fewest of its
+/// counts. A count can come out high, never low: a client descheduled for
+/// longer than [`HOLD`] in the middle of a pipeline (a loaded machine) sends
+/// the rest of it as a flight of its own. A call that took one round trip
+/// more would count high every time.
+fn assert_round_trips(proxy: &Proxy, expected: usize, what: &str, op: impl FnMut(usize)) {
+    let counts = round_trips_of(proxy, op);
+    assert_eq!(
+        counts.iter().min(),
+        Some(&expected),
+        "{what}: {expected} round trips expected; counted {counts:?}"
+    );
 }
 
 fn read_note(p: &ProjectId, n: u64) -> ReadNote {
@@ -248,37 +267,34 @@ fn the_blocking_store_commits_in_two_round_trips_and_looks_up_appends_and_prunes
     let p = test_kit::unique_project("trips");
     let after = Store::revision(&store).expect("revision");
     let mut token = CommitToken::random();
-    let commits = round_trips_of(&proxy, 3, |i| {
-        let (batch, t) = new_connection(&p, &format!("c{i}"));
-        Store::commit(&store, &batch).expect("commit");
-        token = t;
-    });
-    assert_eq!(
-        commits,
-        [2, 2, 2],
-        "a commit: BEGIN, bump and read; the writes and COMMIT"
+    assert_round_trips(
+        &proxy,
+        2,
+        "a commit: BEGIN, bump and read; the writes and COMMIT",
+        |i| {
+            let (batch, t) = new_connection(&p, &format!("c{i}"));
+            Store::commit(&store, &batch).expect("commit");
+            token = t;
+        },
     );
-    let lookups = round_trips_of(&proxy, 2, |_| {
+    assert_round_trips(&proxy, 1, "a commit looked up", |_| {
         assert!(Store::find_commit(&store, token, after).expect("find").is_some());
     });
-    assert_eq!(lookups, [1, 1], "a commit looked up");
-    let appends = round_trips_of(&proxy, 2, |i| {
+    assert_round_trips(&proxy, 1, "reads appended to the audit trail", |i| {
         let n = 10 * i as u64;
         Store::append_reads(&store, &[read_note(&p, n), read_note(&p, n + 1)]).expect("append");
     });
-    assert_eq!(appends, [1, 1], "reads appended to the audit trail");
-    let prunes = round_trips_of(&proxy, 2, |i| {
+    assert_round_trips(&proxy, 1, "the feed pruned", |i| {
         store.prune_feed(Revision(i as u64 + 1)).expect("prune");
     });
-    assert_eq!(prunes, [1, 1], "the feed pruned");
-    let reseals = round_trips_of(&proxy, 2, |_| {
-        let done = store.reseal().expect("reseal");
-        assert!(done.records >= 4, "every record re-sealed: {done:?}");
-    });
-    assert_eq!(
-        reseals,
-        [2, 2],
-        "a re-seal: the bodies read; rewritten and COMMIT"
+    assert_round_trips(
+        &proxy,
+        2,
+        "a re-seal: the bodies read; rewritten and COMMIT",
+        |_| {
+            let done = store.reseal().expect("reseal");
+            assert!(done.records >= 4, "every record re-sealed: {done:?}");
+        },
     );
 }
 
@@ -294,7 +310,7 @@ fn async_writes_make_the_round_trips_blocking_ones_make() {
             .expect("connect through the proxy"),
     );
     let p = test_kit::unique_project("trips");
-    let commits = round_trips_of(&proxy, 3, |i| {
+    assert_round_trips(&proxy, 2, "an async commit", |i| {
         let (store, p) = (Arc::clone(&store), p.clone());
         rt.block_on(rt.spawn(async move {
             let (batch, _) = new_connection(&p, &format!("c{i}"));
@@ -303,7 +319,6 @@ fn async_writes_make_the_round_trips_blocking_ones_make() {
         .expect("task")
         .expect("commit");
     });
-    assert_eq!(commits, [2, 2, 2], "an async commit");
 
     // A registry's write: one round trip to catch up, then the commit;
     // blocking and async alike.
@@ -313,13 +328,12 @@ fn async_writes_make_the_round_trips_blocking_ones_make() {
         .audit(actor.clone())
         .build()
         .expect("blocking registry");
-    let writes = round_trips_of(&proxy, 3, |i| {
+    assert_round_trips(&proxy, 3, "a blocking registry's write", |i| {
         let spec = ConnectionSpec::project(p.as_str(), format!("b{i}").as_str())
             .build()
             .expect("spec");
         blocking.create_connection(spec).expect("blocking write");
     });
-    assert_eq!(writes, [3, 3, 3], "a blocking registry's write");
     let registry = Arc::new(
         rt.block_on(async {
             let store = PostgresStore::connect_async(&params, ring())
@@ -333,7 +347,7 @@ fn async_writes_make_the_round_trips_blocking_ones_make() {
         })
         .expect("async registry"),
     );
-    let writes = round_trips_of(&proxy, 3, |i| {
+    assert_round_trips(&proxy, 3, "an async registry's write", |i| {
         let (registry, p) = (Arc::clone(&registry), p.clone());
         rt.block_on(rt.spawn(async move {
             let spec = ConnectionSpec::project(p.as_str(), format!("a{i}").as_str())
@@ -344,5 +358,4 @@ fn async_writes_make_the_round_trips_blocking_ones_make() {
         .expect("task")
         .expect("async write");
     });
-    assert_eq!(writes, [3, 3, 3], "an async registry's write");
 }
