@@ -15,6 +15,8 @@ use connective::store::seal::{KeyRing, SealKey};
 use connective::store::{PostgresStore, SqliteStore, Store};
 use connective::test_kit;
 
+use crate::support::pg_wire::upstream_and_proxied;
+
 fn ring() -> KeyRing {
     KeyRing::new(SealKey::from_bytes("k1", &[7; 32]).expect("key"))
 }
@@ -289,11 +291,11 @@ mod proxy {
 
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
-    use std::os::unix::net::UnixStream;
-    use std::path::PathBuf;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
+
+    use crate::support::pg_wire::{Stream, Upstream};
 
     /// What the proxy does to the marked transaction's `COMMIT`.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,51 +304,6 @@ mod proxy {
         LoseAnswer,
         /// Drops the connection instead of passing it on.
         LoseCommit,
-    }
-
-    /// Where the server is.
-    #[derive(Debug, Clone)]
-    pub enum Upstream {
-        Tcp(String, u16),
-        Unix(PathBuf),
-    }
-
-    enum Stream {
-        Tcp(TcpStream),
-        Unix(UnixStream),
-    }
-
-    impl Stream {
-        fn connect(to: &Upstream) -> std::io::Result<Stream> {
-            Ok(match to {
-                Upstream::Tcp(host, port) => Stream::Tcp(TcpStream::connect((host.as_str(), *port))?),
-                Upstream::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
-            })
-        }
-        fn try_clone(&self) -> std::io::Result<Stream> {
-            Ok(match self {
-                Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
-                Stream::Unix(s) => Stream::Unix(s.try_clone()?),
-            })
-        }
-        fn shutdown(&self, how: Shutdown) {
-            let _ = match self {
-                Stream::Tcp(s) => s.shutdown(how),
-                Stream::Unix(s) => s.shutdown(how),
-            };
-        }
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            match self {
-                Stream::Tcp(s) => s.read(buf),
-                Stream::Unix(s) => s.read(buf),
-            }
-        }
-        fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-            match self {
-                Stream::Tcp(s) => s.write_all(buf),
-                Stream::Unix(s) => s.write_all(buf),
-            }
-        }
     }
 
     /// The simple-protocol `COMMIT` the `postgres` client sends.
@@ -525,41 +482,6 @@ impl OAuthProvisioner for Counting {
         self.0.released.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
-}
-
-/// The server `db` is on, and a connection string to it through a proxy on
-/// loopback port `port`.
-fn upstream_and_proxied(db: &test_kit::postgres::TestDatabase) -> (proxy::Upstream, impl Fn(u16) -> String) {
-    let config: tokio_postgres::Config = db.connection_string().parse().expect("connection string");
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let port = config
-        .get_ports()
-        .first()
-        .copied()
-        .or_else(|| env("PGPORT").and_then(|p| p.parse().ok()))
-        .unwrap_or(5432);
-    let upstream = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => proxy::Upstream::Tcp(h.clone(), port),
-        Some(tokio_postgres::config::Host::Unix(dir)) => {
-            proxy::Upstream::Unix(dir.join(format!(".s.PGSQL.{port}")))
-        }
-        None => match env("PGHOST") {
-            Some(h) if h.starts_with('/') => {
-                proxy::Upstream::Unix(std::path::PathBuf::from(h).join(format!(".s.PGSQL.{port}")))
-            }
-            h => proxy::Upstream::Tcp(h.unwrap_or_else(|| "localhost".into()), port),
-        },
-    };
-    let user = config.get_user().map(str::to_owned);
-    let name = db.name().to_owned();
-    let proxied = move |proxy_port: u16| {
-        let mut s = format!("host=127.0.0.1 port={proxy_port} dbname={name}");
-        if let Some(user) = &user {
-            s.push_str(&format!(" user={user}"));
-        }
-        s
-    };
-    (upstream, proxied)
 }
 
 /// Creates an OAuth connection through a proxy that breaks its commit with

@@ -9,8 +9,6 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +20,8 @@ use connective::store::{AsyncStore, Batch, CommitToken, Expect, PostgresStore, S
 use connective::test_kit;
 use connective::test_kit::postgres::{TestDatabase, database};
 
+use crate::support::pg_wire::{Stream, Upstream, upstream_and_proxied};
+
 fn ring() -> KeyRing {
     KeyRing::new(SealKey::from_bytes("k1", &[5; 32]).expect("key"))
 }
@@ -32,51 +32,6 @@ fn ring() -> KeyRing {
 /// is let through, and count as one flight however the client's writes
 /// were split. A client that waits for an answer cannot send before it.
 const HOLD: Duration = Duration::from_millis(20);
-
-/// Where the server is.
-#[derive(Debug, Clone)]
-enum Upstream {
-    Tcp(String, u16),
-    Unix(PathBuf),
-}
-
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Stream {
-    fn connect(to: &Upstream) -> std::io::Result<Stream> {
-        Ok(match to {
-            Upstream::Tcp(host, port) => Stream::Tcp(TcpStream::connect((host.as_str(), *port))?),
-            Upstream::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
-        })
-    }
-    fn try_clone(&self) -> std::io::Result<Stream> {
-        Ok(match self {
-            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
-            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
-        })
-    }
-    fn shutdown(&self, how: Shutdown) {
-        let _ = match self {
-            Stream::Tcp(s) => s.shutdown(how),
-            Stream::Unix(s) => s.shutdown(how),
-        };
-    }
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-        }
-    }
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.write_all(buf),
-            Stream::Unix(s) => s.write_all(buf),
-        }
-    }
-}
 
 /// A TCP proxy that counts flights: a client's sending that follows an
 /// answer of the server on the same connection (or opens the connection).
@@ -164,29 +119,9 @@ fn pump(client: TcpStream, server: Stream, flights: Arc<AtomicUsize>) {
 /// A proxy in front of `db`'s server, and a connection string to `db`
 /// through it.
 fn proxied(db: &TestDatabase) -> (Proxy, String) {
-    let config: tokio_postgres::Config = db.connection_string().parse().expect("connection string");
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let port = config
-        .get_ports()
-        .first()
-        .copied()
-        .or_else(|| env("PGPORT").and_then(|p| p.parse().ok()))
-        .unwrap_or(5432);
-    let upstream = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => Upstream::Tcp(h.clone(), port),
-        Some(tokio_postgres::config::Host::Unix(dir)) => Upstream::Unix(dir.join(format!(".s.PGSQL.{port}"))),
-        None => match env("PGHOST") {
-            Some(h) if h.starts_with('/') => {
-                Upstream::Unix(PathBuf::from(h).join(format!(".s.PGSQL.{port}")))
-            }
-            h => Upstream::Tcp(h.unwrap_or_else(|| "localhost".into()), port),
-        },
-    };
+    let (upstream, params) = upstream_and_proxied(db);
     let proxy = Proxy::start(upstream);
-    let mut params = format!("host=127.0.0.1 port={} dbname={}", proxy.port, db.name());
-    if let Some(user) = config.get_user().map(str::to_owned).or_else(|| env("PGUSER")) {
-        params.push_str(&format!(" user={user}"));
-    }
+    let params = params(proxy.port);
     (proxy, params)
 }
 

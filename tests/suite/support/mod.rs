@@ -15,6 +15,8 @@ pub mod manifests;
 pub mod oauth_server;
 #[cfg(feature = "vault")]
 pub mod openbao;
+#[cfg(all(feature = "postgres", feature = "test-kit"))]
+pub mod pg_wire;
 pub mod readers;
 #[cfg(feature = "tracing")]
 pub mod spans;
