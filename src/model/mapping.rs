@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ident::{
-    ConnectionId, ConnectionName, EnvVarName, IntegrationId, ParamName, ParseError, ProjectId,
+    ConnectionId, ConnectionName, EnvVarName, IntegrationId, ParamName, ParseError, ProjectId, shorten,
 };
 use super::problem::{IntoIdent, SpecProblem, ident_or_problem, join};
 
@@ -165,7 +165,11 @@ impl Mappings {
                 uses,
             })
         } else {
-            Err(MappingsError { problems })
+            Err(MappingsError {
+                project: project.to_string(),
+                integration: integration.to_string(),
+                problems,
+            })
         }
     }
 
@@ -258,6 +262,8 @@ impl MappingsBuilder {
     /// resolver.)
     pub fn build(self) -> Result<Mappings, MappingsError> {
         let mut problems = Vec::new();
+        let project_label = label(&self.project);
+        let integration_label = label(&self.integration);
         let project = ident_or_problem(self.project, "project", &mut problems);
         let integration = ident_or_problem(self.integration, "integration", &mut problems);
         let entries = self
@@ -305,15 +311,68 @@ impl MappingsBuilder {
                 integration,
                 uses,
             }),
-            _ => Err(MappingsError { problems }),
+            _ => Err(MappingsError {
+                project: project_label,
+                integration: integration_label,
+                problems,
+            }),
         }
     }
 }
 
-/// Mappings that failed validation, with every problem found.
+/// An identifier given to the builder as text for an error message: the
+/// identifier, or the text given (shortened) if it is not one, or nothing if
+/// it was empty.
+fn label<T: std::fmt::Display>(parsed: &Result<T, ParseError>) -> String {
+    match parsed {
+        Ok(ident) => ident.to_string(),
+        Err(
+            ParseError::TooLong { input, .. }
+            | ParseError::BadChar { input, .. }
+            | ParseError::Reserved { input, .. },
+        ) => shorten(input),
+        Err(_) => String::new(),
+    }
+}
+
+/// Mappings that failed validation, with every problem found, and the
+/// integration (and project) they are for.
+///
+/// ```
+/// use connective::model::Mappings;
+/// let err = Mappings::of("acme", "orders")
+///     .by_name("twilio", [("ApiKey", "1PASSWORD")])
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.integration, "orders");
+/// assert!(err.to_string().starts_with(
+///     "invalid mappings for integration orders of project acme: connections[0].env[0].to: "
+/// ));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid mappings: {}", join(problems))]
+#[error(
+    "invalid mappings for integration {} of project {}: {}",
+    or_quoted(integration),
+    or_quoted(project),
+    join(problems)
+)]
+#[non_exhaustive]
 pub struct MappingsError {
+    /// The project as given: its ID, or the text given (shortened) if it is
+    /// not a valid one (`""` if it was empty).
+    pub project: String,
+    /// The integration as given: its ID, or the text given (shortened) if it
+    /// is not a valid one (`""` if it was empty).
+    pub integration: String,
     /// Every problem.
     pub problems: Vec<SpecProblem>,
+}
+
+/// The label, or `""` for an empty one, so the message still reads.
+fn or_quoted(label: &str) -> std::borrow::Cow<'_, str> {
+    if label.is_empty() {
+        "\"\"".into()
+    } else {
+        label.into()
+    }
 }

@@ -579,9 +579,14 @@ fn malformed_names_in_mappings_are_typed_errors_listed_together() {
     assert_eq!(fields[4].1.kind(), IdentKind::ConnectionId);
     assert!(
         err.to_string().starts_with(
-            "invalid mappings: connections[0].env[0].to: invalid environment variable name \"1PASSWORD\""
+            "invalid mappings for integration orders of project acme: connections[0].env[0].to: invalid environment variable name \"1PASSWORD\""
         ),
         "{err}"
+    );
+
+    assert_eq!(
+        (err.project.as_str(), err.integration.as_str()),
+        ("acme", "orders")
     );
 
     // Through `?`, a registry write reports the same error.
@@ -856,4 +861,47 @@ fn a_missing_value_does_not_hide_a_collision_or_a_reserved_name() {
         .resolve(&production("orders").in_environment(Environment::development()))
         .unwrap_err();
     assert_eq!(err.problems, vec![reserved, collision]);
+}
+
+/// An integrator reading a failed test, or an operator a log, learns whose
+/// mappings are wrong: the integration and project are named, as given when
+/// they are themselves invalid.
+#[test]
+fn malformed_mappings_name_their_integration_and_project() {
+    let err = Mappings::of("acme", "billing")
+        .by_name_defaults("2fa")
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid mappings for integration billing of project acme: connections[0].reference: \
+         invalid connection name \"2fa\": character '2' at position 0 is not allowed \
+         (letters, digits, '-' and '_'; starting with a letter)",
+    );
+
+    let err = Mappings::of("acme corp", "").build().unwrap_err();
+    assert_eq!(
+        (err.project.as_str(), err.integration.as_str()),
+        ("acme corp", "")
+    );
+    assert!(
+        err.to_string()
+            .starts_with("invalid mappings for integration \"\" of project acme corp: project: "),
+        "{err}"
+    );
+
+    // Mappings assembled from parsed parts (and deserialized ones) too.
+    let uses = vec![
+        ConnectionUse {
+            reference: ConnectionRef::Name("crm".parse().unwrap()),
+            env: EnvMapping::Defaults,
+        };
+        connective::model::MAX_USES + 1
+    ];
+    let err = Mappings::new("acme".parse().unwrap(), "orders".parse().unwrap(), uses).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid mappings for integration orders of project acme: "),
+        "{err}"
+    );
 }
