@@ -321,7 +321,7 @@ impl RegistryBuilder {
     pub fn build(self) -> Result<Registry, RegistryError> {
         let registry = self.registry()?;
         let snapshot = registry.store.load()?;
-        registry.replace_all(snapshot);
+        registry.replace_all(snapshot)?;
         Ok(registry)
     }
 
@@ -334,7 +334,7 @@ impl RegistryBuilder {
             Some(store) => store.load().await?,
             None => registry.store.load()?,
         };
-        registry.replace_all(snapshot);
+        registry.replace_all(snapshot)?;
         Ok(registry)
     }
 
@@ -981,7 +981,7 @@ impl Registry {
     /// up with the store instead).
     async fn publish<I: io::Io>(&self, io: &I, mut tx: Tx<'_>, committed: &Committed) -> WriteReport {
         tx.after_commit();
-        let contiguous = committed.revision.0 == self.catalog.revision().0 + 1;
+        let contiguous = self.catalog.revision().0.checked_add(1) == Some(committed.revision.0);
         let (snapshots, mut report) = tx.into_snapshots(&committed.versions, committed.revision);
         if contiguous {
             for snapshot in snapshots {
@@ -1513,8 +1513,36 @@ impl Registry {
         self.memo.released(&project);
     }
 
-    /// Replaces the catalog with everything in `snapshot`.
-    fn replace_all(&self, snapshot: Snapshot) {
+    /// Refuses a record's version that no store of this crate would give
+    /// (outside [`Version::FIRST`]`..=`[`Version::MAX`]; a host's own store
+    /// may): [`StoreError::Unreadable`] naming the record, as the crate's
+    /// stores refuse such a row, before the catalog takes any of it.
+    fn check_versions(&self, snapshot: &Snapshot, changes: &[Change]) -> Result<(), RegistryError> {
+        let bad = snapshot
+            .records
+            .iter()
+            .find(|(v, _)| !v.is_valid())
+            .map(|(v, r)| (r.key(), *v))
+            .or_else(|| {
+                let u = snapshot.unreadable.iter().find(|u| !u.version.is_valid())?;
+                Some((u.key.clone(), u.version))
+            })
+            .or_else(|| {
+                let c = changes.iter().find(|c| !c.version.is_valid())?;
+                Some((c.key.clone(), c.version))
+            });
+        match bad {
+            Some((key, version)) => {
+                Err(crate::store::not_a_version(self.store.backend(), &key, version.0).into())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces the catalog with everything in `snapshot`, once its
+    /// versions are checked ([`Registry::check_versions`]).
+    fn replace_all(&self, snapshot: Snapshot) -> Result<(), RegistryError> {
+        self.check_versions(&snapshot, &[])?;
         self.oauth_records.replace_all(&snapshot.records);
         let keys = snapshot.unreadable.iter().map(|u| u.key.clone()).collect();
         self.catalog
@@ -1525,6 +1553,7 @@ impl Registry {
             .into_iter()
             .map(|u| (u.key.clone(), u))
             .collect();
+        Ok(())
     }
 
     async fn catch_up_locked<I: io::Io>(&self, io: &I) -> Result<(), RegistryError> {
@@ -1534,11 +1563,11 @@ impl Registry {
                 Ok(c) => c,
                 Err(StoreError::FeedTruncated { .. }) => {
                     let snapshot = io.load().await?;
-                    self.replace_all(snapshot);
-                    return Ok(());
+                    return self.replace_all(snapshot);
                 }
                 Err(e) => return Err(e.into()),
             };
+            self.check_versions(&Snapshot::default(), &changes)?;
             if !self.apply_changes(&changes) {
                 // Probably caught up; one more round trip would confirm, but
                 // the next sync does that.

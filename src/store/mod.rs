@@ -155,6 +155,26 @@ pub fn next_version(key: &RecordKey, previous: Option<Version>) -> Result<Versio
     }
 }
 
+/// [`StoreError::Unreadable`] for a record whose stored version `stored`
+/// is no version (outside [`Version::FIRST`]`..=`[`Version::MAX`]): the one
+/// message of every store of this crate, and of the registry for a version
+/// a host's own store gives it.
+pub(crate) fn not_a_version(
+    backend: &'static str,
+    key: &RecordKey,
+    stored: impl std::fmt::Display,
+) -> StoreError {
+    StoreError::Unreadable {
+        backend,
+        what: key.to_string(),
+        message: format!(
+            "its stored version {stored} is not a version (versions run from {} to {})",
+            Version::FIRST.0,
+            Version::MAX.0
+        ),
+    }
+}
+
 /// The last instant an audit entry can have (`i64::MAX` milliseconds, in
 /// the year 292,278,994): the durable stores keep instants as signed 64-bit
 /// numbers, and every store refuses a later one alike

@@ -93,15 +93,7 @@ pub(crate) fn stored_version(
     use crate::model::Version;
     match u64::try_from(n).map(Version) {
         Ok(v) if v.is_valid() => Ok(v),
-        _ => Err(StoreError::Unreadable {
-            backend,
-            what: key.to_string(),
-            message: format!(
-                "its stored version {n} is not a version (versions run from {} to {})",
-                Version::FIRST.0,
-                Version::MAX.0
-            ),
-        }),
+        _ => Err(super::not_a_version(backend, key, n)),
     }
 }
 

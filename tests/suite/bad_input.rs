@@ -12,6 +12,7 @@ use connective::resolve::Problem;
 
 mod counts;
 mod durations;
+mod host_store;
 #[cfg(all(feature = "test-kit", feature = "manifest", feature = "kubernetes"))]
 mod records;
 #[cfg(feature = "sqlite")]
