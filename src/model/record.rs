@@ -71,6 +71,34 @@ impl fmt::Display for Version {
 #[serde(transparent)]
 pub struct Revision(pub u64);
 
+impl Revision {
+    /// The last revision a store can reach: `i64::MAX`
+    /// (9223372036854775807), the most the durable stores keep in a signed
+    /// 64-bit column, and so the limit of every store alike. A store whose
+    /// head is there refuses every batch ([`next_revision`]); only a
+    /// corrupt store gets there (2^63 - 1 batches are 292,471 years at a
+    /// million a second).
+    ///
+    /// [`next_revision`]: crate::store::next_revision
+    pub const MAX: Revision = Revision(i64::MAX as u64);
+
+    /// The revision of the batch committed after this one, or `None` when
+    /// this is [`Revision::MAX`] (or past it).
+    ///
+    /// ```
+    /// use connective::model::Revision;
+    /// assert_eq!(Revision(0).next(), Some(Revision(1)));
+    /// assert_eq!(Revision::MAX.next(), None);
+    /// ```
+    pub const fn next(self) -> Option<Revision> {
+        if self.0 >= Revision::MAX.0 {
+            None
+        } else {
+            Some(Revision(self.0 + 1))
+        }
+    }
+}
+
 impl fmt::Display for Revision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "r{}", self.0)

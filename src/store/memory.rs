@@ -556,6 +556,7 @@ impl Store for MemoryStore {
                 message: "the store is full (u32::MAX records)".into(),
             });
         }
+        let revision = super::next_revision("memory", inner.revision)?;
         // Check every expectation before changing anything.
         let mut versions = Vec::with_capacity(batch.writes.len());
         let mut before = Vec::with_capacity(batch.writes.len());
@@ -593,7 +594,6 @@ impl Store for MemoryStore {
             versions.push(version);
             hashed.push((hash, packed));
         }
-        let revision = Revision(inner.revision.0 + 1);
         inner.revision = revision;
         // The batch's changes go straight into the feed's ring.
         inner.open_batch(revision, batch.writes.len(), batch.token, self.feed_capacity);
@@ -889,6 +889,15 @@ mod packed_tests {
                 }
             }
         });
+    }
+
+    /// The conformance check of the last revision, on the memory store:
+    /// its head is reached through its lock.
+    #[cfg(feature = "test-kit")]
+    #[test]
+    fn memory_store_passes_the_last_revision_check() {
+        let store = MemoryStore::new();
+        crate::test_kit::the_last_revision_is_final(&store, |revision| store.lock().revision = revision);
     }
 
     #[derive(Debug, Clone)]

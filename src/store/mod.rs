@@ -18,7 +18,10 @@
 //!   nothing is written ([`next_version`] is the rule).
 //! - Every committed batch gets the next [`Revision`] (1, 2, 3, ...). The change
 //!   feed lists every write of every batch, in revision order and, within a
-//!   batch, in write order.
+//!   batch, in write order. A store whose head is at [`Revision::MAX`] (only
+//!   corruption gets there) refuses every batch with
+//!   [`StoreError::LastRevision`] before looking at its writes, and writes
+//!   nothing ([`next_revision`] is the rule).
 //! - A batch may carry a [`CommitToken`]; the store keeps it with the batch as
 //!   long as the feed keeps the batch's revision, and [`Store::find_commit`]
 //!   finds it. When a commit cannot tell whether the batch was applied (the
@@ -153,6 +156,31 @@ pub fn next_version(key: &RecordKey, previous: Option<Version>) -> Result<Versio
             version: v,
         }),
     }
+}
+
+/// The revision a batch committed on a store whose head is `head` gets:
+/// the next one, or [`StoreError::LastRevision`] when `head` is
+/// [`Revision::MAX`]. Every backend of this crate takes a batch's revision
+/// with it before writing anything (PostgreSQL: its bump of the head
+/// refuses to pass the same limit); a host's own backend should too.
+///
+/// ```
+/// use connective::model::Revision;
+/// use connective::store::next_revision;
+/// assert_eq!(next_revision("memory", Revision(41))?, Revision(42));
+/// let last = next_revision("memory", Revision::MAX).unwrap_err();
+/// assert_eq!(
+///     last.to_string(),
+///     "memory store is at the last revision r9223372036854775807 and cannot commit another batch"
+/// );
+/// assert!(!last.is_retryable());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn next_revision(backend: &'static str, head: Revision) -> Result<Revision, StoreError> {
+    head.next().ok_or(StoreError::LastRevision {
+        backend,
+        revision: head,
+    })
 }
 
 /// [`StoreError::Unreadable`] for a record whose stored version `stored`
@@ -535,6 +563,16 @@ pub enum StoreError {
         expected: Expect,
         /// What the store holds (`None`: no live record).
         found: Option<Version>,
+    },
+    /// The store's head revision is [`Revision::MAX`] (a corrupt store: no
+    /// real one gets there), so no batch can be committed
+    /// ([`next_revision`]). Nothing was written. Not retryable.
+    #[error("{backend} store is at the last revision {revision} and cannot commit another batch")]
+    LastRevision {
+        /// Which backend.
+        backend: &'static str,
+        /// The store's head revision.
+        revision: Revision,
     },
     /// A write of a key already at [`Version::MAX`]: versions never
     /// repeat, so the key cannot be written again (see [`next_version`]).

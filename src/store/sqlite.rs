@@ -13,7 +13,8 @@ use super::rows::{
 };
 use super::seal::{self, KeyRing, Resealed};
 use super::{
-    Batch, Change, CommitToken, Committed, Snapshot, Store, StoreError, check_audit_instant, next_version,
+    Batch, Change, CommitToken, Committed, Snapshot, Store, StoreError, check_audit_instant, next_revision,
+    next_version,
 };
 use crate::model::{
     ActorId, AuditAction, AuditEntry, AuditKind, AuditQuery, ReadNote, Record, RecordKey, Revision,
@@ -517,6 +518,8 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| unavailable("cannot begin a transaction", e))?;
+        let (previous, _) = head(&tx)?;
+        let revision = next_revision(BACKEND, previous)?;
         let mut versions = Vec::with_capacity(batch.writes.len());
         let mut before = Vec::with_capacity(batch.writes.len());
         {
@@ -540,8 +543,6 @@ impl Store for SqliteStore {
                 versions.push(next_version(&w.key, previous.map(|(v, _)| v))?);
             }
         }
-        let (previous, _) = head(&tx)?;
-        let revision = Revision(previous.0 + 1);
         let rev = to_i64(revision.0, "revision")?;
         tx.execute("UPDATE head SET revision = ?1 WHERE id = 1", [rev])
             .map_err(|e| unavailable("cannot advance the revision", e))?;

@@ -1199,6 +1199,84 @@ pub fn the_last_version_is_final(store: &dyn Store, set_version: impl Fn(&Record
     );
 }
 
+/// A store whose head revision is [`Revision::MAX`] (only corruption gets
+/// there) refuses every batch with [`StoreError::LastRevision`] naming the
+/// head revision, not retryable, before looking at its writes (a stale
+/// expectation in it is not reported), and writes nothing of it (no record,
+/// no version, no revision); once the head is back below it, the same
+/// batch commits.
+///
+/// `set_head(revision)` sets the store's head revision by the backend's
+/// own means (SQL for a database). Not in [`run_all`], which cannot reach a
+/// backend's head.
+pub fn the_last_revision_is_final(store: &dyn Store, set_head: impl Fn(Revision)) {
+    let p = unique_project("kit-last-revision");
+    let (a, b) = (
+        sample_connection(&p, "svc00", "s1"),
+        sample_connection(&p, "svc01", "s2"),
+    );
+    commit_ok(store, &batch(vec![put(&a, Expect::Absent)]), "create");
+    let head = revision_ok(store);
+    set_head(Revision::MAX);
+    assert_eq!(
+        revision_ok(store),
+        Revision::MAX,
+        "set_head did not set the head revision"
+    );
+    let refused = batch(vec![
+        put(&b, Expect::Absent),
+        put(&a, Expect::Version(Version::FIRST)),
+    ]);
+    let stale = batch(vec![put(&a, Expect::Version(Version(7)))]);
+    for (what, batch) in [("a batch", &refused), ("a stale batch", &stale)] {
+        match store.commit(batch) {
+            Err(StoreError::LastRevision { revision, .. }) => assert_eq!(
+                revision,
+                Revision::MAX,
+                "{} store: {what}: the refusal's revision",
+                store.backend()
+            ),
+            Err(e) => panic!(
+                "{} store: {what}: expected StoreError::LastRevision, got {e}",
+                store.backend()
+            ),
+            Ok(c) => panic!(
+                "{} store: {what}: expected StoreError::LastRevision, but it committed {}",
+                store.backend(),
+                c.revision
+            ),
+        }
+    }
+    let err = store.commit(&refused).map(drop).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} store is at the last revision r{} and cannot commit another batch",
+            store.backend(),
+            Revision::MAX.0
+        ),
+        "the refusal's message"
+    );
+    assert!(!err.is_retryable(), "the refusal is retryable: {err}");
+    assert_eq!(
+        revision_ok(store),
+        Revision::MAX,
+        "a refused batch moved the head"
+    );
+    assert!(
+        get_ok(store, &b.key()).is_none(),
+        "a refused batch wrote a record"
+    );
+    assert_eq!(
+        get_ok(store, &a.key()).map(|(v, _)| v),
+        Some(Version::FIRST),
+        "a refused batch wrote a version"
+    );
+    set_head(head);
+    let done = commit_ok(store, &refused, "the batch once the head is back");
+    assert_eq!(Some(done.revision), head.next(), "the batch's revision");
+}
+
 /// What a stored version outside 1 ..= [`Version::MAX`] (0, negative,
 /// past the last version: a corrupt row) does: `load`, `get` and a commit
 /// writing the key refuse with [`StoreError::Unreadable`] naming the key

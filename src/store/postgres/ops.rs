@@ -153,13 +153,18 @@ const RETRIES: usize = 8;
 
 /// Takes the next revision; locks the head row until the transaction
 /// ends. A prepared statement, so the server plans it once per connection
-/// (as a simple query it was planned on every commit).
-const BUMP: &str = "UPDATE connective_head SET revision = revision + 1 WHERE id = 1 RETURNING revision";
+/// (as a simple query it was planned on every commit). `$1` is
+/// [`LAST_REVISION`]: at it, no row is bumped, and the commit is refused
+/// ([`StoreError::LastRevision`]) in the same round trip.
+const BUMP: &str =
+    "UPDATE connective_head SET revision = revision + 1 WHERE id = 1 AND revision < $1 RETURNING revision";
+/// [`Revision::MAX`] as the head row keeps it.
+const LAST_REVISION: i64 = Revision::MAX.0 as i64;
 /// [`BUMP`] that also queues the `NOTIFY` announcing the new revision (the
 /// payload) on [`NOTIFY_CHANNEL`]: the server sends it when the transaction
 /// commits, and drops it if the transaction rolls back, so the announcement
 /// costs no round trip of its own and reaches followers as the commit does.
-const BUMP_NOTIFY: &str = "UPDATE connective_head SET revision = revision + 1 WHERE id = 1
+const BUMP_NOTIFY: &str = "UPDATE connective_head SET revision = revision + 1 WHERE id = 1 AND revision < $1
      RETURNING revision, pg_notify('connective_feed', revision::TEXT)";
 const READ_VERSIONS: &str = "SELECT key, version, body IS NULL FROM connective_records WHERE key = ANY($1)";
 /// A batch's records, one array element per write: `$1` revision, `$2`
@@ -1365,13 +1370,21 @@ async fn commit_once(
                 Poll::Pending => begin.await,
             }
         },
-        client.query_one(&bump, &[]),
+        client.query_opt(&bump, &[&LAST_REVISION]),
         client.query(&read_versions, &keys_param),
     );
     // The first failure is the real one: after it, the others fail only
     // because the transaction is aborted.
     begun.ctx("cannot begin a transaction")?;
     let bumped = bumped.map_err(|e| refused(e, "cannot take the next revision"))?;
+    // No row bumped: the head is at the last revision (dropping `open`
+    // rolls the transaction back).
+    let Some(bumped) = bumped else {
+        return Err(Failure::Store(StoreError::LastRevision {
+            backend: BACKEND,
+            revision: Revision::MAX,
+        }));
+    };
     let rev: i64 = col(&bumped, 0)?;
     let revision = Revision(to_u64(BACKEND, rev, "the head revision")?);
     let rows = rows.ctx("cannot read records")?;

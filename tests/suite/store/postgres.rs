@@ -79,6 +79,23 @@ fn postgres_store_refuses_to_write_past_the_last_version_and_to_read_versions_ou
 }
 
 #[test]
+fn postgres_store_refuses_to_commit_past_the_last_revision() {
+    let Some(db) = database("revisions") else { return };
+    let store = db.open(ring()).expect("open");
+    let client = std::cell::RefCell::new(db.client().expect("a plain client"));
+    test_kit::the_last_revision_is_final(&store, |revision| {
+        let revision = i64::try_from(revision.0).expect("a revision PostgreSQL keeps");
+        client
+            .borrow_mut()
+            .execute(
+                "UPDATE connective_head SET revision = $1 WHERE id = 1",
+                &[&revision],
+            )
+            .expect("set the head revision");
+    });
+}
+
+#[test]
 fn postgres_store_reopen_keeps_everything() {
     let Some(db) = database("reopen") else { return };
     test_kit::reopen_keeps_everything(|| db.open(ring()).expect("open"), true);

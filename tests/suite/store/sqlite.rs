@@ -83,6 +83,19 @@ fn sqlite_store_refuses_to_write_past_the_last_version_and_to_read_versions_out_
 }
 
 #[test]
+fn sqlite_store_refuses_to_commit_past_the_last_revision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(db(&dir), ring()).expect("open");
+    let raw = rusqlite::Connection::open(db(&dir)).expect("raw open");
+    raw.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+    test_kit::the_last_revision_is_final(&store, |revision| {
+        let revision = i64::try_from(revision.0).expect("a revision SQLite keeps");
+        raw.execute("UPDATE head SET revision = ?1 WHERE id = 1", [revision])
+            .expect("set the head revision");
+    });
+}
+
+#[test]
 fn sqlite_store_reopen_keeps_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = db(&dir);
