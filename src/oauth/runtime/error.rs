@@ -3,14 +3,19 @@
 
 use std::fmt;
 
-use crate::model::{AppOwner, AuthScheme, CredentialKey, EnvVarName, ProjectId, ReauthReason, Timestamp};
+use crate::model::{
+    AppOwner, AuthScheme, ConnectionName, CredentialKey, EnvVarName, ProjectId, ReauthReason, Scope,
+    Timestamp,
+};
 
 /// Whose tokens an error is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Subject {
-    /// A connection's credentials (authorization code or client credentials).
-    Credentials(CredentialKey),
+    /// A connection's credentials (authorization code or client credentials),
+    /// and the connection's scope and name when the runtime found it in the
+    /// catalog.
+    Credentials(CredentialKey, Option<(Scope, ConnectionName)>),
     /// A shared OAuth application's client credentials.
     App(ProjectId, AppOwner),
     /// A pending authorization of a project.
@@ -20,10 +25,37 @@ pub enum Subject {
 impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Subject::Credentials(k) => write!(f, "{k}"),
+            Subject::Credentials(k, c) => write!(f, "{}", Named(k, c)),
             Subject::App(p, o) => write!(f, "the {o} of project {p}"),
             Subject::Authorization(p) => write!(f, "a pending authorization of project {p}"),
         }
+    }
+}
+
+/// A connection as errors name it: by scope and name as the rest of the
+/// crate does when they are known ("connection crm (project scope, ID
+/// ...) in production of project acme"), keeping the ID; by what the token
+/// key shows otherwise.
+pub(crate) struct Named<'a>(
+    pub(crate) &'a CredentialKey,
+    pub(crate) &'a Option<(Scope, ConnectionName)>,
+);
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Named(key, connection) = self;
+        let Some((scope, name)) = connection else {
+            return write!(f, "{key}");
+        };
+        write!(
+            f,
+            "connection {name} ({scope}, ID {}) in {}",
+            key.connection, key.environment
+        )?;
+        if let Some(c) = &key.customer {
+            write!(f, " for customer {c}")?;
+        }
+        write!(f, " of project {}", key.project)
     }
 }
 
@@ -65,33 +97,45 @@ pub enum OAuthError {
     #[error("no pending authorization has this state")]
     UnknownState,
     /// The pending authorization expired before its callback.
-    #[error("the authorization of {key} expired at {at}")]
+    #[error("the authorization of {} expired at {at}", Named(key, connection))]
     StateExpired {
         /// Whose.
         key: CredentialKey,
+        /// The connection's scope and name, when the runtime found it in
+        /// the catalog.
+        connection: Option<(Scope, ConnectionName)>,
         /// When it expired.
         at: Timestamp,
     },
     /// The pending authorization was already completed or denied: a `state`
     /// is single use.
-    #[error("the authorization of {key} was already used")]
+    #[error("the authorization of {} was already used", Named(key, connection))]
     StateUsed {
         /// Whose.
         key: CredentialKey,
+        /// The connection's scope and name, when the runtime found it in
+        /// the catalog.
+        connection: Option<(Scope, ConnectionName)>,
     },
     /// The authorization server sent the user back with an error.
-    #[error("the authorization of {key} was denied ({error})")]
+    #[error("the authorization of {} was denied ({error})", Named(key, connection))]
     Denied {
         /// Whose.
         key: CredentialKey,
+        /// The connection's scope and name, when the runtime found it in
+        /// the catalog.
+        connection: Option<(Scope, ConnectionName)>,
         /// The error code it sent (`access_denied`, ...).
         error: String,
     },
     /// A person must authorize the connection again.
-    #[error("{key} needs re-authorization: {reason}")]
+    #[error("{} needs re-authorization: {reason}", Named(key, connection))]
     NeedsReauthorization {
         /// Whose.
         key: CredentialKey,
+        /// The connection's scope and name, when the runtime found it in
+        /// the catalog.
+        connection: Option<(Scope, ConnectionName)>,
         /// Why.
         reason: ReauthReason,
     },
@@ -119,10 +163,16 @@ pub enum OAuthError {
         description: Option<String>,
     },
     /// Another replica holds the refresh lease and did not finish in time.
-    #[error("{key}: another replica is refreshing the tokens and did not finish in time")]
+    #[error(
+        "{}: another replica is refreshing the tokens and did not finish in time",
+        Named(key, connection)
+    )]
     Busy {
         /// Whose.
         key: CredentialKey,
+        /// The connection's scope and name, when the runtime found it in
+        /// the catalog.
+        connection: Option<(Scope, ConnectionName)>,
     },
     /// The variable name asked for is one the registry's
     /// [`ReservedNames`](crate::model::ReservedNames) refuse (rule 4, the
@@ -146,11 +196,15 @@ pub enum OAuthError {
     /// are not handed out (a rotated refresh token must be stored first) and
     /// are kept in memory to be stored on the next call.
     #[error(
-        "{key}: new tokens could not be stored ({message}); not handed out, storing them again on the next call"
+        "{}: new tokens could not be stored ({message}); not handed out, storing them again on the next call",
+        Named(key, connection)
     )]
     NotStored {
         /// Whose.
         key: CredentialKey,
+        /// The connection's scope and name, when the runtime found it in
+        /// the catalog.
+        connection: Option<(Scope, ConnectionName)>,
         /// The store's error.
         message: String,
     },

@@ -91,7 +91,7 @@ fn code_client(runtime: &OAuthRuntime, key: &CredentialKey) -> Result<CodeClient
     match runtime.client(key)? {
         ClientKind::Code(c) => Ok(c),
         ClientKind::App(_) => Err(OAuthError::Misconfigured {
-            subject: OAuthRuntime::subject(key),
+            subject: runtime.subject(key),
             problem: "a connection on a managed application gets its tokens by client credentials; nobody authorizes it".into(),
         }),
     }
@@ -122,9 +122,9 @@ impl OAuthRuntime {
     ) -> Result<Authorization, OAuthError> {
         let client = code_client(self, key)?;
         let scopes = scopes.unwrap_or_else(|| client.scopes.clone());
-        let auth_url = check_url(key, AUTHORIZE_URL, &client.authorize_url)?;
+        let auth_url = check_url(&self.subject(key), AUTHORIZE_URL, &client.authorize_url)?;
         let redirect = RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| OAuthError::Misconfigured {
-            subject: Self::subject(key),
+            subject: self.subject(key),
             problem: format!("the redirect URI is not a URL ({e})"),
         })?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -151,7 +151,7 @@ impl OAuthRuntime {
             expires_at,
         )
         .map_err(|problem| OAuthError::Misconfigured {
-            subject: Self::subject(key),
+            subject: self.subject(key),
             problem,
         })?;
         let record = Record::PendingAuthorization(Arc::new(pending));
@@ -163,7 +163,7 @@ impl OAuthRuntime {
             .commit(batch)
             .await
             .map_err(|e| OAuthError::Store {
-                subject: Self::subject(key),
+                subject: self.subject(key),
                 message: e.to_string(),
             })?;
         if let Some(v) = committed.versions.first() {
@@ -203,13 +203,17 @@ impl OAuthRuntime {
         #[cfg(feature = "tracing")]
         super::trace::record_key(&credentials);
         if *pending.outcome() != AuthorizationOutcome::Open {
-            return Err(OAuthError::StateUsed { key: credentials });
+            return Err(OAuthError::StateUsed {
+                connection: self.named(&credentials),
+                key: credentials,
+            });
         }
         if Timestamp::now() >= pending.expires_at() {
             // Nobody can complete it any more: remove it (unless another
             // replica changed or removed it meanwhile).
             let _ = self.delete_authorizations(&[(key, version)]).await;
             return Err(OAuthError::StateExpired {
+                connection: self.named(&credentials),
                 key: credentials,
                 at: pending.expires_at(),
             });
@@ -224,9 +228,12 @@ impl OAuthRuntime {
                 }
                 Ok((*pending).clone())
             }
-            Err(StoreError::Conflict { .. }) => Err(OAuthError::StateUsed { key: credentials }),
+            Err(StoreError::Conflict { .. }) => Err(OAuthError::StateUsed {
+                connection: self.named(&credentials),
+                key: credentials,
+            }),
             Err(e) => Err(OAuthError::Store {
-                subject: Self::subject(&credentials),
+                subject: self.subject(&credentials),
                 message: e.to_string(),
             }),
         }
@@ -343,10 +350,10 @@ impl OAuthRuntime {
             .await?;
         let key = pending.credentials().clone();
         let client = code_client(self, &key)?;
-        let token_url = check_url(&key, TOKEN_URL, &client.token_url)?;
+        let token_url = check_url(&self.subject(&key), TOKEN_URL, &client.token_url)?;
         let redirect =
             RedirectUrl::new(pending.redirect_uri().to_owned()).map_err(|e| OAuthError::Misconfigured {
-                subject: Self::subject(&key),
+                subject: self.subject(&key),
                 problem: format!("the redirect URI is not a URL ({e})"),
             })?;
         let mut oauth = BasicClient::new(ClientId::new(client.client_id.clone()))
@@ -423,7 +430,11 @@ impl OAuthRuntime {
         let _ = self
             .record_outcome(&key, &Outcome::Reauthorize(ReauthReason::ConsentDenied), None)
             .await;
-        Err(OAuthError::Denied { key, error })
+        Err(OAuthError::Denied {
+            connection: self.named(&key),
+            key,
+            error,
+        })
     }
 
     /// Stores a newly authorized token set in place of whatever is there (a
@@ -432,7 +443,7 @@ impl OAuthRuntime {
         let store_key = RecordKey::TokenSet(key.clone());
         let record = Record::TokenSet(Arc::new(set));
         let store_error = |e: StoreError| OAuthError::Store {
-            subject: Self::subject(key),
+            subject: self.subject(key),
             message: e.to_string(),
         };
         for _ in 0..8 {
@@ -460,13 +471,14 @@ impl OAuthRuntime {
                 Err(e) => {
                     return Err(OAuthError::NotStored {
                         key: key.clone(),
+                        connection: self.named(key),
                         message: e.to_string(),
                     });
                 }
             }
         }
         Err(OAuthError::Store {
-            subject: Self::subject(key),
+            subject: self.subject(key),
             message: "the token set kept changing while storing the new one".into(),
         })
     }

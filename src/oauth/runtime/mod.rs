@@ -57,8 +57,8 @@
 //! assert_eq!(
 //!     err.to_string(),
 //!     format!(
-//!         "connection {crm} in production for customer globex of project acme needs re-authorization: \
-//!          the connection was never authorized"
+//!         "connection salesforce (project scope, ID {crm}) in production for customer globex of project acme \
+//!          needs re-authorization: the connection was never authorized"
 //!     ),
 //! );
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -525,8 +525,20 @@ impl OAuthRuntime {
         }
     }
 
-    pub(crate) fn subject(key: &CredentialKey) -> Subject {
-        Subject::Credentials(key.clone())
+    /// The scope and name of `key`'s connection, when the catalog has it:
+    /// what errors name a connection by.
+    pub(crate) fn named(
+        &self,
+        key: &CredentialKey,
+    ) -> Option<(crate::model::Scope, crate::model::ConnectionName)> {
+        self.inner
+            .host
+            .connection(&key.project, key.connection)
+            .map(|c| (c.scope().clone(), c.name().clone()))
+    }
+
+    pub(crate) fn subject(&self, key: &CredentialKey) -> Subject {
+        Subject::Credentials(key.clone(), self.named(key))
     }
 
     fn connection(&self, key: &CredentialKey) -> Result<Arc<Connection>, OAuthError> {
@@ -534,7 +546,7 @@ impl OAuthRuntime {
             .host
             .connection(&key.project, key.connection)
             .ok_or_else(|| OAuthError::UnknownConnection {
-                subject: Self::subject(key),
+                subject: Subject::Credentials(key.clone(), None),
             })
     }
 
@@ -629,7 +641,7 @@ impl OAuthRuntime {
         };
         if !env.push(var) {
             return Err(OAuthError::Misconfigured {
-                subject: Self::subject(key),
+                subject: self.subject(key),
                 problem: format!("the environment already has a variable {name}"),
             });
         }

@@ -93,14 +93,14 @@ pub(crate) fn token_of_response(
     Ok((token, now))
 }
 
-fn store_error(key: &CredentialKey, e: StoreError) -> OAuthError {
-    OAuthError::Store {
-        subject: OAuthRuntime::subject(key),
-        message: e.to_string(),
-    }
-}
-
 impl OAuthRuntime {
+    fn store_error(&self, key: &CredentialKey, e: StoreError) -> OAuthError {
+        OAuthError::Store {
+            subject: self.subject(key),
+            message: e.to_string(),
+        }
+    }
+
     /// The refresh lead for `set`: the smaller of the configured lead and the
     /// configured share of its lifetime.
     fn lead(&self, set: &TokenSet) -> Duration {
@@ -199,7 +199,7 @@ impl OAuthRuntime {
             .host
             .record_read(self.actor.as_ref(), &read)
             .map_err(|reason| OAuthError::NotAudited {
-                subject: Self::subject(key),
+                subject: self.subject(key),
                 reason,
             })
     }
@@ -287,7 +287,7 @@ impl OAuthRuntime {
                 .seam
                 .get(store_key.clone())
                 .await
-                .map_err(|e| store_error(key, e))?;
+                .map_err(|e| self.store_error(key, e))?;
             let Some((version, Record::TokenSet(set))) = got else {
                 return Err(self.reauthorize(key, ReauthReason::NeverAuthorized).await);
             };
@@ -304,6 +304,7 @@ impl OAuthRuntime {
             {
                 return Err(OAuthError::NeedsReauthorization {
                     key: key.clone(),
+                    connection: self.named(key),
                     reason: *reason,
                 });
             }
@@ -313,9 +314,10 @@ impl OAuthRuntime {
             {
                 // Another replica refreshes: re-read until it is done.
                 if tokio::time::Instant::now() >= give_up {
-                    return self
-                        .valid_token(key)
-                        .ok_or_else(|| OAuthError::Busy { key: key.clone() });
+                    return self.valid_token(key).ok_or_else(|| OAuthError::Busy {
+                        key: key.clone(),
+                        connection: self.named(key),
+                    });
                 }
                 tokio::time::sleep(config.lease_poll).await;
                 continue;
@@ -343,6 +345,7 @@ impl OAuthRuntime {
             .await;
         OAuthError::NeedsReauthorization {
             key: key.clone(),
+            connection: self.named(key),
             reason,
         }
     }
@@ -366,7 +369,7 @@ impl OAuthRuntime {
         let lease_version = match self.inner.seam.commit(batch).await {
             Ok(c) => c.versions.first().copied().unwrap_or(Version(version.0 + 1)),
             Err(StoreError::Conflict { .. }) => return Ok(None),
-            Err(e) => return Err(store_error(key, e)),
+            Err(e) => return Err(self.store_error(key, e)),
         };
         self.records()
             .apply(&RecordKey::TokenSet(key.clone()), lease_version, Some(&leased));
@@ -391,6 +394,7 @@ impl OAuthRuntime {
                 state.uncommitted = Some((lease_version, set));
                 Some(Err(OAuthError::NotStored {
                     key: key.clone(),
+                    connection: self.named(key),
                     message,
                 }))
             }
@@ -415,6 +419,7 @@ impl OAuthRuntime {
                 Ok(()) => Ok(AccessToken::of(&new_set)),
                 Err(StoreError::Conflict { .. }) => Err(OAuthError::NotStored {
                     key: key.clone(),
+                    connection: self.named(key),
                     message: "the refresh lease lapsed and another replica took the token set over".into(),
                 }),
                 Err(e) => {
@@ -422,6 +427,7 @@ impl OAuthRuntime {
                     state.uncommitted = Some((lease_version, new_set));
                     Err(OAuthError::NotStored {
                         key: key.clone(),
+                        connection: self.named(key),
                         message,
                     })
                 }
@@ -485,7 +491,7 @@ impl OAuthRuntime {
         key: &CredentialKey,
         failure: Failure,
     ) -> Result<AccessToken, OAuthError> {
-        let subject = Self::subject(key);
+        let subject = self.subject(key);
         match failure {
             Failure::Reauthorize(reason) => {
                 let _ = self
@@ -493,6 +499,7 @@ impl OAuthRuntime {
                     .await;
                 Err(OAuthError::NeedsReauthorization {
                     key: key.clone(),
+                    connection: self.named(key),
                     reason,
                 })
             }
@@ -549,13 +556,11 @@ impl OAuthRuntime {
         refresh_token: &crate::model::SecretValue,
     ) -> Result<TokenSet, Failure> {
         let config = &self.inner.config;
-        let token_url =
-            super::settings::check_url(key, super::TOKEN_URL, &client.token_url).map_err(|e| {
-                Failure::Refused {
-                    error: "invalid_client_configuration".into(),
-                    description: Some(e.to_string()),
-                }
-            })?;
+        let token_url = super::settings::check_url(&self.subject(key), super::TOKEN_URL, &client.token_url)
+            .map_err(|e| Failure::Refused {
+            error: "invalid_client_configuration".into(),
+            description: Some(e.to_string()),
+        })?;
         let mut oauth = BasicClient::new(ClientId::new(client.client_id.clone()))
             .set_token_uri(TokenUrl::from_url(token_url));
         if let Some(secret) = &client.client_secret {

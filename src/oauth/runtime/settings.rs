@@ -50,11 +50,16 @@ pub(crate) enum ClientKind {
     App(AppClient),
 }
 
-fn misconfigured(key: &CredentialKey, problem: String) -> OAuthError {
-    OAuthError::Misconfigured {
-        subject: Subject::Credentials(key.clone()),
-        problem,
-    }
+/// Whose an error about `key` is: named by `connection`'s scope and name.
+fn credentials(key: &CredentialKey, connection: &Connection) -> Subject {
+    Subject::Credentials(
+        key.clone(),
+        Some((connection.scope().clone(), connection.name().clone())),
+    )
+}
+
+fn misconfigured(subject: Subject, problem: String) -> OAuthError {
+    OAuthError::Misconfigured { subject, problem }
 }
 
 /// A connection and the template it was made from, if any: where its
@@ -77,7 +82,7 @@ fn plain(source: &Source<'_>, key: &CredentialKey, name: &str) -> Result<Option<
         None => Ok(None),
         Some(ValueRef::Plain(v)) => Ok(Some(v.to_string())),
         Some(ValueRef::Secret(_)) => Err(misconfigured(
-            key,
+            credentials(key, source.connection),
             format!("parameter {name} must be plain text, not secret"),
         )),
     }
@@ -102,10 +107,10 @@ fn secret(
             .map_err(|fault| {
                 let problem = format!("parameter {name} refers to {reference}: {fault}");
                 if fault.root().is_definitive() || fault == ExternalFault::NoCache {
-                    misconfigured(key, problem)
+                    misconfigured(credentials(key, source.connection), problem)
                 } else {
                     OAuthError::Unavailable {
-                        subject: Subject::Credentials(key.clone()),
+                        subject: credentials(key, source.connection),
                         message: problem,
                         retry_at: None,
                     }
@@ -122,8 +127,8 @@ pub(crate) fn split_scopes(text: &str) -> Vec<String> {
 
 /// `url` if it is an HTTPS URL, or HTTP to a loopback address (RFC 8252's
 /// exception, which tests and local token servers use).
-pub(crate) fn check_url(key: &CredentialKey, param: &str, url: &str) -> Result<oauth2::url::Url, OAuthError> {
-    parse_url(param, url).map_err(|problem| misconfigured(key, problem))
+pub(crate) fn check_url(subject: &Subject, param: &str, url: &str) -> Result<oauth2::url::Url, OAuthError> {
+    parse_url(param, url).map_err(|problem| misconfigured(subject.clone(), problem))
 }
 
 /// [`check_url`] without a key: the problem as text.
@@ -155,7 +160,7 @@ pub(crate) fn client_for(
     let auth = connection.spec().auth();
     let AuthScheme::OAuth2(client) = auth else {
         return Err(OAuthError::NotOAuth {
-            subject: Subject::Credentials(key.clone()),
+            subject: credentials(key, connection),
             auth,
         });
     };
@@ -167,15 +172,15 @@ pub(crate) fn client_for(
             let required = |name: &str| -> Result<String, OAuthError> {
                 plain(source, key, name)?.ok_or_else(|| {
                     misconfigured(
-                        key,
+                        credentials(key, connection),
                         format!("parameter {name} has no value for this environment and customer"),
                     )
                 })
             };
             let authorize_url = required(AUTHORIZE_URL)?;
             let token_url = required(TOKEN_URL)?;
-            check_url(key, AUTHORIZE_URL, &authorize_url)?;
-            check_url(key, TOKEN_URL, &token_url)?;
+            check_url(&credentials(key, connection), AUTHORIZE_URL, &authorize_url)?;
+            check_url(&credentials(key, connection), TOKEN_URL, &token_url)?;
             Ok(ClientKind::Code(CodeClient {
                 authorize_url,
                 token_url,
@@ -187,14 +192,17 @@ pub(crate) fn client_for(
         _ => {
             let Some(owner) = connection.oauth_app() else {
                 return Err(misconfigured(
-                    key,
+                    credentials(key, connection),
                     "the connection has no OAuth application".into(),
                 ));
             };
             let Some((version, app)) = app(owner) else {
-                return Err(misconfigured(key, format!("the {owner} does not exist")));
+                return Err(misconfigured(
+                    credentials(key, connection),
+                    format!("the {owner} does not exist"),
+                ));
             };
-            check_url(key, "TokenURL", app.token_url())?;
+            check_url(&credentials(key, connection), "TokenURL", app.token_url())?;
             Ok(ClientKind::App(AppClient {
                 app,
                 version,

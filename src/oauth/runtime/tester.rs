@@ -202,7 +202,7 @@ impl OAuthRuntime {
             .record_outcome(key, &outcome, Some(result.clone()))
             .await
             .map_err(|e| OAuthError::Store {
-                subject: Self::subject(key),
+                subject: self.subject(key),
                 message: e.to_string(),
             })?;
         Ok(status.last_test().cloned().unwrap_or(result))

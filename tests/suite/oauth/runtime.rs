@@ -254,6 +254,14 @@ async fn a_wrong_expired_or_reused_state_is_a_typed_error_and_stores_nothing() {
     let reused = s.runtime.complete_authorization(&callback.state, &code).await;
     assert!(matches!(reused, Err(OAuthError::StateUsed { .. })), "{reused:?}");
     assert_eq!(
+        reused.expect_err("reused").to_string(),
+        format!(
+            "the authorization of connection crm (project scope, ID {}) in production for customer globex \
+             of project acme was already used",
+            s.key.connection
+        )
+    );
+    assert_eq!(
         stored_tokens(&**s.registry.store(), &s.key),
         before,
         "a reused state stores nothing"
@@ -596,8 +604,18 @@ async fn a_revoked_refresh_token_needs_reauthorization() {
         err,
         OAuthError::NeedsReauthorization {
             key: s.key.clone(),
+            connection: Some((Scope::Project, "crm".parse().expect("name"))),
             reason: ReauthReason::InvalidGrant
         }
+    );
+    // Named as the rest of the crate names a connection, ID kept.
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "connection crm (project scope, ID {}) in production for customer globex of project acme \
+             needs re-authorization: the token server refused the refresh token (invalid_grant)",
+            s.key.connection
+        )
     );
     assert!(matches!(
         health(&s),
