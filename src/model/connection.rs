@@ -15,7 +15,7 @@ use super::ident::{
 use super::layer::Layer;
 use super::oauth::AppOwner;
 use super::param::{Param, ParamBuilder, ParamKind, Requirement, Tenancy, check_params};
-use super::problem::{IntoIdent, SpecError, SpecProblem, ident_or_problem};
+use super::problem::{IntoIdent, SpecError, SpecProblem, ident_or_problem, label_of};
 use super::target::{Target, check_target};
 use super::template::ConnectionTemplate;
 use super::types::{ConnectionType, DataKind};
@@ -315,10 +315,7 @@ impl ConnectionSpec {
         if problems.is_empty() {
             Ok(self)
         } else {
-            Err(SpecError {
-                connection: self.name.to_string(),
-                problems,
-            })
+            Err(SpecError::of(&self, problems))
         }
     }
 
@@ -576,14 +573,14 @@ impl ConnectionBuilder {
     /// Validates everything and returns the spec, or every problem found.
     pub fn build(self) -> Result<ConnectionSpec, SpecError> {
         let mut problems = Vec::new();
-        let label = match &self.name {
-            Ok(n) => n.to_string(),
-            Err(
-                ParseError::TooLong { input, .. }
-                | ParseError::BadChar { input, .. }
-                | ParseError::Reserved { input, .. },
-            ) => shorten(input),
-            Err(_) => String::new(),
+        let label = label_of(&self.name);
+        let project_label = label_of(&self.project);
+        let scope_label = match &self.scope {
+            Ok(scope) => scope.to_string(),
+            Err(_) => match label_of::<Scope>(&self.scope) {
+                given if given.is_empty() => String::new(),
+                given => format!("integration scope ({given})"),
+            },
         };
         let project = ident_or_problem(self.project, "project", &mut problems);
         let scope = ident_or_problem(self.scope, "scope.integration", &mut problems);
@@ -637,6 +634,8 @@ impl ConnectionBuilder {
                 })
             }
             _ => Err(SpecError {
+                project: project_label,
+                scope: scope_label,
                 connection: label,
                 problems,
             }),

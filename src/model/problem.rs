@@ -169,14 +169,76 @@ pub enum SpecProblem {
     },
 }
 
-/// A connection spec that failed validation, with every problem found.
+/// A connection spec that failed validation, with every problem found, and
+/// the connection's scope and project.
+///
+/// ```
+/// use connective::model::{ConnectionSpec, Param};
+/// let err = ConnectionSpec::project("acme", "crm")
+///     .param(Param::plain("Region"))
+///     .param(Param::plain("Region"))
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid connection \"crm\" (project scope) of project acme: parameter Region is declared more than once",
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid connection {connection:?}: {}", join(problems))]
+#[error(
+    "invalid connection {connection:?}{}{}: {}",
+    within(scope, "(", ")"),
+    within(project, "of project ", ""),
+    join(problems)
+)]
+#[non_exhaustive]
 pub struct SpecError {
+    /// The project as given (shortened; empty if none was).
+    pub project: String,
+    /// The connection's scope as given, described ("project scope",
+    /// "integration scope (orders)"; empty if unknown).
+    pub scope: String,
     /// The connection's name as given (shortened).
     pub connection: String,
     /// Every problem, in field order.
     pub problems: Vec<SpecProblem>,
+}
+
+impl SpecError {
+    /// The error for `problems` of a spec that exists (already validated
+    /// identifiers).
+    pub(crate) fn of(spec: &super::ConnectionSpec, problems: Vec<SpecProblem>) -> SpecError {
+        SpecError {
+            project: spec.project_id().to_string(),
+            scope: spec.scope().to_string(),
+            connection: spec.name().to_string(),
+            problems,
+        }
+    }
+}
+
+/// ` {open}{text}{close}`, or nothing for an empty `text`.
+fn within(text: &str, open: &str, close: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(" {open}{text}{close}")
+    }
+}
+
+/// An identifier given to a builder as text, for an error message: the
+/// identifier, or the text given (shortened) if it is not one, or nothing if
+/// it was empty.
+pub(crate) fn label_of<T: fmt::Display>(parsed: &Result<T, ParseError>) -> String {
+    match parsed {
+        Ok(ident) => ident.to_string(),
+        Err(
+            ParseError::TooLong { input, .. }
+            | ParseError::BadChar { input, .. }
+            | ParseError::Reserved { input, .. },
+        ) => super::ident::shorten(input),
+        Err(_) => String::new(),
+    }
 }
 
 /// The identifier, or `None` after recording why `field` is not one.
@@ -204,4 +266,47 @@ pub(crate) fn join<T: fmt::Display>(items: &[T]) -> String {
         out.push_str(&item.to_string());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{ConnectionSpec, Param};
+
+    #[test]
+    fn a_spec_error_names_the_connection_its_scope_and_project() {
+        let err = ConnectionSpec::integration("acme", "orders", "crm")
+            .param(Param::plain("Region"))
+            .param(Param::plain("Region"))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid connection \"crm\" (integration scope (orders)) of project acme: \
+             parameter Region is declared more than once"
+        );
+        assert_eq!(
+            (err.project.as_str(), err.scope.as_str()),
+            ("acme", "integration scope (orders)")
+        );
+    }
+
+    #[test]
+    fn a_spec_error_names_what_was_given_when_it_is_not_an_identifier() {
+        let err = ConnectionSpec::integration("acme corp", "orders!", "crm")
+            .build()
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "invalid connection \"crm\" (integration scope (orders!)) of project acme corp: "
+            ),
+            "{text}"
+        );
+        let err = ConnectionSpec::project("", "crm").build().unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("invalid connection \"crm\" (project scope): "),
+            "{text}"
+        );
+    }
 }

@@ -501,12 +501,8 @@ impl<'r> Tx<'r> {
         // Values only: no mapping's validity depends on them, so no name
         // fence; whether they fit the connection's type does.
         let mut spec = old.spec().clone();
-        edit(&mut spec).map_err(|problem| {
-            RegistryError::Spec(crate::model::SpecError {
-                connection: old.name().to_string(),
-                problems: vec![problem],
-            })
-        })?;
+        edit(&mut spec)
+            .map_err(|problem| RegistryError::Spec(crate::model::SpecError::of(old.spec(), vec![problem])))?;
         self.check_typed(&spec)?;
         self.fence_typed(&spec);
         self.put(Record::Connection(Arc::new(Connection::new(
