@@ -692,7 +692,9 @@ impl Inner {
             return Err(if self.stores.contains_key(reference.store()) {
                 ExternalFault::NotFetched
             } else {
-                ExternalFault::UnknownStore
+                ExternalFault::UnknownStore {
+                    store: reference.store().clone(),
+                }
             });
         };
         // Attached for the next lookups, unless another cache keeps the
@@ -1336,7 +1338,16 @@ mod tests {
         );
         assert_eq!(
             cache.lookup(&reference("aws-sm:eu/db#k")).unwrap_err(),
-            ExternalFault::UnknownStore
+            ExternalFault::UnknownStore {
+                store: "aws-sm".parse().expect("store name")
+            }
+        );
+        assert_eq!(
+            cache
+                .lookup(&reference("aws-sm:eu/db#k"))
+                .unwrap_err()
+                .to_string(),
+            "no secret store named aws-sm is configured"
         );
         let missing = cache.prefetch(
             [&reference("vault:secret/a#k"), &reference("vault:secret/gone#k")],

@@ -752,8 +752,11 @@ pub enum ExternalFault {
     #[error("no external secret cache is configured")]
     NoCache,
     /// The cache has no store of the reference's name.
-    #[error("no secret store of this name is configured")]
-    UnknownStore,
+    #[error("no secret store named {store} is configured")]
+    UnknownStore {
+        /// The store the reference names.
+        store: StoreName,
+    },
     /// The value has not been fetched yet; the cache is fetching it.
     #[error("not fetched yet (the first fetch is under way)")]
     NotFetched,
