@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::ident::{
-    ConnectionId, ConnectionName, EnvVarName, IntegrationId, ParamName, ParseError, ProjectId, shorten,
+    ConnectionId, ConnectionName, EnvVarName, IntegrationId, ParamName, ParseError, ProjectId,
 };
-use super::problem::{IntoIdent, SpecProblem, ident_or_problem, join};
+use super::problem::{IntoIdent, SpecProblem, ident_or_problem, join, label_of};
 
 /// How an integration refers to a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -262,8 +262,8 @@ impl MappingsBuilder {
     /// resolver.)
     pub fn build(self) -> Result<Mappings, MappingsError> {
         let mut problems = Vec::new();
-        let project_label = label(&self.project);
-        let integration_label = label(&self.integration);
+        let project_label = label_of(&self.project);
+        let integration_label = label_of(&self.integration);
         let project = ident_or_problem(self.project, "project", &mut problems);
         let integration = ident_or_problem(self.integration, "integration", &mut problems);
         let entries = self
@@ -317,21 +317,6 @@ impl MappingsBuilder {
                 problems,
             }),
         }
-    }
-}
-
-/// An identifier given to the builder as text for an error message: the
-/// identifier, or the text given (shortened) if it is not one, or nothing if
-/// it was empty.
-fn label<T: std::fmt::Display>(parsed: &Result<T, ParseError>) -> String {
-    match parsed {
-        Ok(ident) => ident.to_string(),
-        Err(
-            ParseError::TooLong { input, .. }
-            | ParseError::BadChar { input, .. }
-            | ParseError::Reserved { input, .. },
-        ) => shorten(input),
-        Err(_) => String::new(),
     }
 }
 
