@@ -13,6 +13,8 @@ use connective::resolve::Problem;
 mod counts;
 mod durations;
 mod host_store;
+#[cfg(feature = "oauth-runtime")]
+mod host_store_oauth;
 #[cfg(all(feature = "test-kit", feature = "manifest", feature = "kubernetes"))]
 mod records;
 #[cfg(feature = "sqlite")]

@@ -11,7 +11,7 @@ use oauth2::{ClientId, ClientSecret, RefreshToken, TokenResponse, TokenUrl};
 use crate::model::{
     CredentialKey, Health, ReauthReason, Record, RecordKey, RefreshLease, Timestamp, TokenSet, Version,
 };
-use crate::store::{Batch, Expect, StoreError, Write};
+use crate::store::{Batch, Expect, StoreError, Write, next_version};
 
 use super::error::OAuthError;
 use super::http::{Exchange, Failure, classify};
@@ -367,7 +367,13 @@ impl OAuthRuntime {
         let mut batch = Batch::new();
         batch.push(Write::put(leased.clone(), Expect::Version(version)));
         let lease_version = match self.inner.seam.commit(batch).await {
-            Ok(c) => c.versions.first().copied().unwrap_or(Version(version.0 + 1)),
+            // A store that answers without the write's version (a host's
+            // own) gave it the next one; past the last version it could not.
+            Ok(c) => match c.versions.first().copied() {
+                Some(v) => v,
+                None => next_version(&RecordKey::TokenSet(key.clone()), Some(version))
+                    .map_err(|e| self.store_error(key, e))?,
+            },
             Err(StoreError::Conflict { .. }) => return Ok(None),
             Err(e) => return Err(self.store_error(key, e)),
         };
