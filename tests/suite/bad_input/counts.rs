@@ -9,13 +9,7 @@ use connective::prelude::*;
 use connective::registry::{QueueFull, ReadAudit};
 use connective::store::{MemoryStore, Store};
 
-fn crm() -> ConnectionSpec {
-    ConnectionSpec::project("acme", "crm")
-        .auth(AuthScheme::ApiKey)
-        .param(Param::secret("ApiKey").default("k-123"))
-        .build()
-        .unwrap()
-}
+use super::durations::{crm, resolve_orders};
 
 #[test]
 fn capacities_without_limit_work_and_report_themselves() {
@@ -28,18 +22,10 @@ fn capacities_without_limit_work_and_report_themselves() {
         .build()
         .unwrap();
     registry.create_connection(crm()).unwrap();
-    registry
-        .set_mappings(
-            Mappings::of("acme", "orders")
-                .by_name_defaults("crm")
-                .build()
-                .unwrap(),
-            None,
-        )
+    let first = resolve_orders(&registry);
+    let again = registry
+        .resolve(&ResolveRequest::parse("acme", "orders", "production").unwrap())
         .unwrap();
-    let request = ResolveRequest::parse("acme", "orders", "production").unwrap();
-    let first = registry.resolve(&request).unwrap();
-    let again = registry.resolve(&request).unwrap();
     assert!(again.shares_answer_with(&first));
     let stats = registry.resolve_memo_stats();
     assert_eq!((stats.hits, stats.capacity), (1, usize::MAX), "{stats:?}");

@@ -9,7 +9,7 @@ use connective::prelude::*;
 use connective::registry::ReadAudit;
 use connective::store::{MemoryStore, Store};
 
-fn crm() -> ConnectionSpec {
+pub(super) fn crm() -> ConnectionSpec {
     ConnectionSpec::project("acme", "crm")
         .auth(AuthScheme::ApiKey)
         .param(Param::secret("ApiKey").default("k-123"))
@@ -19,7 +19,7 @@ fn crm() -> ConnectionSpec {
 
 /// Maps every parameter of `crm` for integration `orders` (default names)
 /// and resolves it in production.
-fn resolve_orders(registry: &Registry) -> ResolvedEnv {
+pub(super) fn resolve_orders(registry: &Registry) -> ResolvedEnv {
     registry
         .set_mappings(
             Mappings::of("acme", "orders")
