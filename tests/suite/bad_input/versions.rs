@@ -143,3 +143,78 @@ fn a_stored_version_that_is_no_version_refuses_the_load_naming_the_row() {
         1
     );
 }
+
+/// Two registries on one SQLite file race the write that takes a connection
+/// to its last version: exactly one commits it, the other gets a conflict;
+/// after that every write of it, from either registry, is refused by name
+/// and commits nothing.
+#[test]
+fn two_registries_racing_to_the_last_version_commit_it_once_and_then_neither_writes() {
+    const ROUNDS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let (registry, _) = open(&path).unwrap();
+    for round in 0..ROUNDS {
+        registry
+            .create_connection(spec(&format!("svc{round:02}"), "https://a"))
+            .unwrap();
+    }
+    drop(registry);
+    for round in 0..ROUNDS {
+        set_version(&path, &format!("svc{round:02}"), LAST - 1);
+    }
+    let (a, store) = open(&path).unwrap();
+    let (b, _) = open(&path).unwrap();
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let project: ProjectId = "acme".parse().unwrap();
+    let before_last = Version(LAST as u64 - 1);
+    for round in 0..ROUNDS {
+        let name = format!("svc{round:02}");
+        let id = a
+            .snapshot(&project)
+            .unwrap()
+            .by_name(None, &name.parse().unwrap())
+            .unwrap()
+            .value
+            .id();
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let outcomes: Vec<_> = [&a, &b]
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (r, barrier, name) = (Arc::clone(r), Arc::clone(&barrier), name.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    r.update_connection(id, before_last, spec(&name, &format!("https://{i}")))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        let won = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(won, 1, "round {round}: {outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .any(|o| matches!(o, Err(RegistryError::Conflict { .. }))),
+            "round {round}: {outcomes:?}"
+        );
+        let revision = store.revision().unwrap();
+        for r in [&a, &b] {
+            r.sync().unwrap();
+            let err = r
+                .update_connection(id, Version::MAX, spec(&name, "https://z"))
+                .unwrap_err();
+            assert!(
+                matches!(&err, RegistryError::LastVersion { key: k, version } if *k == key(&name) && *version == Version::MAX),
+                "round {round}: {err:?}"
+            );
+        }
+        assert_eq!(
+            store.revision().unwrap(),
+            revision,
+            "round {round}: a refused write committed"
+        );
+    }
+}
